@@ -1,0 +1,68 @@
+// A calibration profile: the rates and overheads of one GPU type and its links, with provenance.
+// Stored as YAML in calibration/profiles/; `datasheet` profiles come from published peaks and
+// published achievable fractions, `measured` ones from kernels/ benchmarks.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "models/spec.hpp"
+#include "models/units.hpp"
+
+namespace odyssey {
+
+enum class ProfileKind { DATASHEET, MEASURED };
+
+struct Provenance {
+  ProfileKind kind = ProfileKind::DATASHEET;
+  std::string source;      ///< where the numbers come from (citation or tool + commit)
+  std::string date;
+  std::string notes;
+};
+
+/// One recorded GEMM point: shape, dtype and the achieved fraction of peak.
+struct GemmPoint {
+  long m = 0;
+  long n = 0;
+  long k = 0;
+  Precision dtype = Precision::FP16;
+  double efficiency = 0.0;  ///< achieved FLOP/s over the dtype's peak
+};
+
+/// Per-link-class parameters of the collective cost model (NCCL's tuning model, see
+/// calibration/README.md for the constants' sources).
+struct LinkClassProfile {
+  BytesPerSecond bandwidth;        ///< nominal per GPU per direction (informational; the machine sets links)
+  double bus_efficiency = 1.0;     ///< achievable fraction of link bandwidth for large messages (Simple protocol)
+  Seconds step_latency;            ///< per algorithm step (NCCL hwLat, Simple)
+};
+
+struct Profile {
+  std::string name;                ///< file stem, e.g. "h100-sxm5-80gb-datasheet"
+  std::string gpu;                 ///< GPU type it describes, e.g. "H100-SXM5-80GB"
+  Provenance provenance;
+  std::map<Precision, FlopsPerSecond> peak;   ///< dense tensor-core peak per dtype
+  double gemm_max_efficiency = 0.8;           ///< best achievable fraction of peak for large GEMMs
+  std::vector<GemmPoint> gemm_points;         ///< measured or modelled points to interpolate over
+  double attention_efficiency = 0.5;          ///< fused attention, fraction of peak
+  BytesPerSecond memory_bandwidth;            ///< HBM peak
+  double memory_efficiency = 0.85;            ///< achievable fraction for streaming kernels
+  Seconds launch_overhead;                    ///< per kernel
+  Seconds collective_base_latency;            ///< per collective call (NCCL base latency)
+  LinkClassProfile nvlink;
+  LinkClassProfile pcie;
+  LinkClassProfile net;
+  std::string path;                           ///< file it was loaded from
+};
+
+/// Loads and checks a profile; throws InputError with file:line:col for bad content.
+Profile load_profile(const std::string& path);
+
+/// Finds the best profile for `gpu` among the *.yaml in `directory`: measured beats datasheet,
+/// then newest date, then name. Throws InputError when none matches.
+std::string find_profile(const std::string& directory, const std::string& gpu);
+
+const char* to_string(ProfileKind k);
+
+} // namespace odyssey

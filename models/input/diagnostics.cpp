@@ -1,0 +1,25 @@
+#include "models/input/diagnostics.hpp"
+
+#include <fmt/format.h>
+
+namespace odyssey {
+namespace {
+std::string render(const SourceLocation& where, const std::string& key_path, const std::string& message) {
+  std::string out;
+  if (!where.file.empty()) {
+    out += where.file;
+    if (where.line > 0) out += fmt::format(":{}:{}", where.line, where.column);
+    out += ": ";
+  }
+  out += "error: ";
+  if (!key_path.empty()) out += key_path + ": ";
+  out += message;
+  return out;
+}
+} // namespace
+
+InputError::InputError(SourceLocation where, std::string key_path, std::string message)
+    : std::runtime_error(render(where, key_path, message)), where_(std::move(where)),
+      key_path_(std::move(key_path)), message_(std::move(message)) {}
+
+} // namespace odyssey

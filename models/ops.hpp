@@ -1,0 +1,65 @@
+// Operations of a training iteration, with the shapes, FLOPs and bytes that calibration/ prices.
+#pragma once
+
+#include <string>
+
+#include "models/spec.hpp"
+#include "models/units.hpp"
+
+namespace odyssey {
+
+enum class OpKind { GEMM, ATTENTION, MEMORY_BOUND, OPTIMIZER };
+/// Which pass an op belongs to. BACKWARD_INPUT and BACKWARD_WEIGHT are the two halves of the
+/// backward pass (input gradient dX and weight gradient dW) that zero-bubble schedules separate.
+enum class Pass { FORWARD, BACKWARD_INPUT, BACKWARD_WEIGHT };
+
+/// C[m,n] = A[m,k] * B[k,n], `batch` independent products (row-major, as cuBLAS sees them transposed).
+struct GemmShape {
+  long m = 0;
+  long n = 0;
+  long k = 0;
+  long batch = 1;
+};
+
+/// Fused scaled-dot-product attention on one GPU's share of heads.
+struct AttentionShape {
+  long batch = 0;
+  int heads = 0;      ///< query heads on this GPU
+  int kv_heads = 0;   ///< key/value heads on this GPU
+  long seq_q = 0;
+  long seq_kv = 0;
+  int head_dim = 0;
+  bool causal = true;
+};
+
+struct ComputeOp {
+  std::string name;            ///< e.g. "qkv", "attn_core", "mlp_up", "layernorm", "lm_head"
+  OpKind kind = OpKind::GEMM;
+  Pass pass = Pass::FORWARD;
+  Precision dtype = Precision::FP16;
+  GemmShape gemm;              ///< when kind == GEMM
+  AttentionShape attention;    ///< when kind == ATTENTION
+  Flops flops;                 ///< arithmetic work of the op on one GPU
+  Bytes bytes;                 ///< HBM traffic of the op on one GPU (reads + writes)
+  int kernels = 1;             ///< kernel launches the op takes
+};
+
+enum class CollectiveKind { ALL_REDUCE, ALL_GATHER, REDUCE_SCATTER, BROADCAST, REDUCE, ALL_TO_ALL, SEND_RECV };
+enum class GroupKind { TP, PP, DP, CP, EP };
+
+/// One collective call. `bytes` follows nccl-tests' "size": the full buffer of one rank for
+/// all-reduce/broadcast/reduce/send-recv, the gathered output for all-gather, the input for
+/// reduce-scatter, the whole send buffer for all-to-all.
+struct CollectiveOp {
+  std::string name;
+  CollectiveKind kind = CollectiveKind::ALL_REDUCE;
+  GroupKind group = GroupKind::TP;
+  Bytes bytes;
+};
+
+const char* to_string(OpKind k);
+const char* to_string(Pass p);
+const char* to_string(CollectiveKind k);
+const char* to_string(GroupKind g);
+
+} // namespace odyssey

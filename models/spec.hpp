@@ -1,0 +1,78 @@
+// Plain values describing the workload: the model's shape, the training set-up and the parallel
+// strategy. Produced by the scenario loader (tools/), consumed by models/, calibration/ and sim/.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "models/units.hpp"
+
+namespace odyssey {
+
+enum class Activation { GELU, SWIGLU };
+enum class Precision { FP32, FP16, BF16, FP8 };
+enum class PipelineScheduleKind { GPIPE, ONE_F_ONE_B, INTERLEAVED_1F1B, ZERO_BUBBLE };
+enum class Recompute { NONE, SELECTIVE, FULL };
+enum class Fidelity { FULL, FAST };
+
+/// Shape of a dense decoder-only transformer (GPT or Llama style).
+struct ModelSpec {
+  std::string name;      ///< preset name or "custom"
+  int layers = 0;
+  int hidden = 0;
+  int heads = 0;
+  int kv_heads = 0;      ///< < heads: grouped-query attention
+  int ffn_hidden = 0;
+  Activation activation = Activation::GELU;
+  int vocab = 0;
+  int seq_len = 0;
+  [[nodiscard]] int head_dim() const { return hidden / heads; }
+};
+
+struct TrainingSpec {
+  int global_batch = 0;  ///< sequences per iteration
+  int micro_batch = 1;   ///< sequences per micro-batch
+  Precision precision = Precision::FP16;
+  std::optional<double> tokens;  ///< token budget for time-to-train
+};
+
+struct ParallelismSpec {
+  int tp = 1;
+  int pp = 1;
+  int dp = 1;            ///< after `auto` has been resolved
+  int cp = 1;
+  int ep = 1;
+  bool sequence_parallel = false;
+  PipelineScheduleKind schedule = PipelineScheduleKind::ONE_F_ONE_B;
+  int virtual_stages = 1;
+  int zero = 0;          ///< 0..3
+  Recompute recompute = Recompute::NONE;
+  bool dp_overlap = true;           ///< gradient all-reduce overlapped with the backward pass
+  Bytes dp_bucket = Bytes(40e6 * 4); ///< gradient bucket (Megatron-LM default: 40M fp32 elements)
+  [[nodiscard]] int gpus() const { return tp * pp * dp * cp; }
+};
+
+struct SimulationSpec {
+  Fidelity fidelity = Fidelity::FULL;
+  std::uint64_t seed = 1;
+};
+
+/// Bytes per element of a precision's compute dtype.
+constexpr double bytes_per_element(Precision p) {
+  switch (p) {
+  case Precision::FP32: return 4;
+  case Precision::FP16:
+  case Precision::BF16: return 2;
+  case Precision::FP8: return 1;
+  }
+  return 4;
+}
+
+const char* to_string(Activation a);
+const char* to_string(Precision p);
+const char* to_string(PipelineScheduleKind s);
+const char* to_string(Recompute r);
+const char* to_string(Fidelity f);
+
+} // namespace odyssey

@@ -1,0 +1,38 @@
+// Scenario loading: YAML with unit strings, presets for machines and models, `--set` overrides,
+// strict keys with did-you-mean, cross-field checks. Produces plain values; throws InputError.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "models/spec.hpp"
+#include "topologies/machine.hpp"
+
+namespace odyssey {
+
+struct Scenario {
+  std::string name;
+  std::string file;               ///< the scenario file as the user named it
+  MachineSpec machine;
+  ModelSpec model;
+  TrainingSpec training;
+  ParallelismSpec parallelism;
+  std::string calibration = "auto";  ///< "auto" or a profile path; resolved to a path by the loader
+  SimulationSpec simulation;
+};
+
+struct LoadOptions {
+  std::string data_dir;                 ///< root holding topologies/presets, models/presets, calibration/profiles
+  std::vector<std::string> overrides;   ///< KEY=VALUE, applied before validation
+};
+
+/// Loads, resolves presets and overrides, checks every field and the cross-field rules.
+Scenario load_scenario(const std::string& path, const LoadOptions& options);
+
+/// The resolved scenario as YAML, every value with its unit (what `odyssey validate` prints).
+std::string render_scenario(const Scenario& scenario);
+
+/// Every scenario key with its type, default and help text (`odyssey validate --schema`).
+std::string render_schema();
+
+} // namespace odyssey
