@@ -30,6 +30,9 @@ struct AttentionShape {
   long seq_kv = 0;
   int head_dim = 0;
   bool causal = true;
+  /// Fused (flash) attention skips the masked half of a causal score matrix; the unfused kernels
+  /// of 2021 Megatron compute all of it. Set from training.flash_attention.
+  bool fused = true;
 };
 
 struct ComputeOp {
