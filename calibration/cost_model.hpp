@@ -22,7 +22,7 @@ struct GroupShape {
 /// How one collective runs, for the engine.
 struct CollectivePlan {
   std::string algorithm;           ///< "ring" (tree, NVLS, ... arrive with the network issue)
-  std::string protocol;            ///< "LL", "LL128" or "Simple"
+  std::string protocol;            ///< "LL", "LL128" or "Simple" (a one-rank group: "ring"/"Simple", all zero)
   Seconds latency;                 ///< fixed part: base latency + steps x per-step latency
   int steps = 0;                   ///< algorithm steps (2(n-1) for a ring all-reduce)
   double edge_bytes_factor = 0.0;  ///< bytes crossing each ring edge = factor x size
@@ -42,7 +42,15 @@ public:
   /// Achieved fraction of peak for a GEMM shape (interpolated over the profile's points).
   [[nodiscard]] double gemm_efficiency(const GemmShape& shape, Precision dtype) const;
 
+  /// Dense peak of a dtype; throws std::invalid_argument when the profile lists none.
+  [[nodiscard]] FlopsPerSecond peak(Precision dtype) const;
+
+  /// The plan of a collective; the protocol is chosen with the profile's nominal link bandwidths.
   [[nodiscard]] CollectivePlan collective(CollectiveKind kind, Bytes size, GroupShape group) const;
+  /// The plan of a collective whose ranks have `intra` / `inter` bandwidth (per GPU, per
+  /// direction); the protocol is the one NCCL's tuning would pick for those bandwidths.
+  [[nodiscard]] CollectivePlan collective(CollectiveKind kind, Bytes size, GroupShape group, BytesPerSecond intra,
+                                          BytesPerSecond inter) const;
   /// Uncontended time of a collective whose ranks have `intra` bandwidth to peers in their
   /// server and `inter` bandwidth to other servers (per GPU, per direction).
   [[nodiscard]] Seconds collective_time(CollectiveKind kind, Bytes size, GroupShape group, BytesPerSecond intra,

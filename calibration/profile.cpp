@@ -1,1 +1,237 @@
-// placeholder: filled in by the part that owns it
+// Loading and choosing calibration profiles. The YAML format is described in
+// calibration/README.md; every table is required so that a profile never silently falls back to a
+// built-in number.
+#include "calibration/profile.hpp"
+
+#include <algorithm>
+#include <filesystem>
+#include <optional>
+#include <tuple>
+
+#include "models/input/yaml_reader.hpp"
+
+namespace odyssey {
+
+namespace {
+
+/// YAML keys of the dtypes a profile may list under `peak:` (tf32 is stored apart, see Profile).
+constexpr std::pair<std::string_view, Precision> DTYPE_KEYS[] = {
+    {"fp32", Precision::FP32}, {"fp16", Precision::FP16}, {"bf16", Precision::BF16}, {"fp8", Precision::FP8}};
+
+Precision parse_dtype(const YamlValue& v) {
+  return v.as_enum<Precision>({{"fp32", Precision::FP32},
+                               {"fp16", Precision::FP16},
+                               {"bf16", Precision::BF16},
+                               {"fp8", Precision::FP8}});
+}
+
+/// A fraction in (0, 1]: efficiencies above 1 would make the model faster than the datasheet.
+double parse_fraction(const YamlValue& v) {
+  const double x = v.as_number();
+  if (!(x > 0.0 && x <= 1.0)) v.fail("must be a fraction in (0, 1], got " + v.as_string());
+  return x;
+}
+
+ProtocolLatency parse_protocol_latency(const YamlValue& v) {
+  v.require_map();
+  v.check_keys({"LL", "LL128", "Simple"});
+  return ProtocolLatency{.ll = v.require("LL").as_seconds(),
+                         .ll128 = v.require("LL128").as_seconds(),
+                         .simple = v.require("Simple").as_seconds()};
+}
+
+LinkClassProfile parse_link_class(const YamlValue& v) {
+  v.require_map();
+  v.check_keys({"bandwidth", "bus_efficiency", "step_latency"});
+  LinkClassProfile link;
+  link.bandwidth = v.require("bandwidth").as_byte_rate();
+  link.bus_efficiency = parse_fraction(v.require("bus_efficiency"));
+  link.step_latency_by_protocol = parse_protocol_latency(v.require("step_latency"));
+  link.step_latency = link.step_latency_by_protocol.simple;
+  return link;
+}
+
+void parse_peak(const YamlValue& v, Profile& p) {
+  v.require_map();
+  v.check_keys({"fp32", "tf32", "fp16", "bf16", "fp8"});
+  for (const auto& [key, dtype] : DTYPE_KEYS) {
+    if (auto rate = v.get(key)) p.peak[dtype] = rate->as_flop_rate();
+  }
+  if (auto tf32 = v.get("tf32")) p.tf32_peak = tf32->as_flop_rate();
+  if (p.peak.empty()) v.fail("lists no dtype peak (expected at least one of fp32, fp16, bf16, fp8)");
+}
+
+void parse_gemm(const YamlValue& v, Profile& p) {
+  v.require_map();
+  v.check_keys({"sms", "tile", "max_efficiency"});
+  p.sms = static_cast<int>(v.require("sms").as_positive_count());
+  const YamlValue tile = v.require("tile");
+  tile.require_map();
+  tile.check_keys({"m", "n"});
+  p.gemm_tile_m = tile.require("m").as_positive_count();
+  p.gemm_tile_n = tile.require("n").as_positive_count();
+  const YamlValue best = v.require("max_efficiency");
+  best.require_map();
+  best.check_keys({"fp32", "fp16", "bf16", "fp8"});
+  double highest = 0.0;
+  for (const auto& [key, dtype] : DTYPE_KEYS) {
+    auto e = best.get(key);
+    if (!e) continue;
+    p.gemm_max_efficiency_by_dtype[dtype] = parse_fraction(*e);
+    highest = std::max(highest, p.gemm_max_efficiency_by_dtype[dtype]);
+    if (!p.peak.contains(dtype)) e->fail("has no matching peak: list " + std::string(key) + " under peak first");
+  }
+  if (highest == 0.0) best.fail("lists no dtype (expected at least one of fp32, fp16, bf16, fp8)");
+  p.gemm_max_efficiency = highest;
+}
+
+void parse_gemm_points(const YamlValue& v, Profile& p) {
+  if (!v.is_sequence()) v.fail("expected a list of {m, n, k, dtype, efficiency}");
+  for (const YamlValue& item : v.items()) {
+    item.require_map();
+    item.check_keys({"m", "n", "k", "dtype", "efficiency"});
+    GemmPoint g;
+    g.m = item.require("m").as_positive_count();
+    g.n = item.require("n").as_positive_count();
+    g.k = item.require("k").as_positive_count();
+    const YamlValue dtype = item.require("dtype");
+    g.dtype = parse_dtype(dtype);
+    if (!p.peak.contains(g.dtype)) dtype.fail("the profile has no peak for " + dtype.as_string());
+    g.efficiency = parse_fraction(item.require("efficiency"));
+    p.gemm_points.push_back(g);
+  }
+}
+
+} // namespace
+
+Seconds ProtocolLatency::at(Protocol p) const {
+  switch (p) {
+  case Protocol::LL: return ll;
+  case Protocol::LL128: return ll128;
+  case Protocol::SIMPLE: return simple;
+  }
+  return simple;
+}
+
+const char* to_string(ProfileKind k) {
+  switch (k) {
+  case ProfileKind::DATASHEET: return "datasheet";
+  case ProfileKind::MEASURED: return "measured";
+  }
+  return "datasheet";
+}
+
+const char* to_string(Protocol p) {
+  switch (p) {
+  case Protocol::LL: return "LL";
+  case Protocol::LL128: return "LL128";
+  case Protocol::SIMPLE: return "Simple";
+  }
+  return "Simple";
+}
+
+Profile load_profile(const std::string& path) {
+  const YamlValue root = load_yaml_file(path);
+  root.require_map();
+  root.check_keys({"format", "gpu", "kind", "provenance", "peak", "gemm", "gemm_points", "attention", "memory",
+                   "kernel", "collective", "links"});
+
+  // The version is checked before anything else so that a newer file fails on its version, not
+  // on whichever key it renamed.
+  const YamlValue format = root.require("format");
+  if (format.as_string() != PROFILE_FORMAT) {
+    format.fail("unsupported profile format '" + format.as_string() + "' (expected " + PROFILE_FORMAT + ")");
+  }
+
+  Profile p;
+  p.path = path;
+  p.name = std::filesystem::path(path).stem().string();
+  const YamlValue gpu = root.require("gpu");
+  p.gpu = gpu.as_string();
+  if (p.gpu.empty()) gpu.fail("must name a GPU type, e.g. H100-SXM5-80GB");
+
+  p.provenance.kind =
+      root.require("kind").as_enum<ProfileKind>({{"datasheet", ProfileKind::DATASHEET}, {"measured", ProfileKind::MEASURED}});
+  const YamlValue prov = root.require("provenance");
+  prov.require_map();
+  prov.check_keys({"source", "date", "notes"});
+  p.provenance.source = prov.require("source").as_string();
+  const YamlValue date = prov.require("date");
+  p.provenance.date = date.as_string();
+  // ISO dates order correctly as strings, which find_profile relies on.
+  const std::string& d = p.provenance.date;
+  const bool iso = d.size() == 10 && d[4] == '-' && d[7] == '-' &&
+                   std::all_of(d.begin(), d.end(), [](char c) { return c == '-' || (c >= '0' && c <= '9'); });
+  if (!iso) date.fail("expected an ISO date YYYY-MM-DD, got '" + d + "'");
+  if (auto notes = prov.get("notes")) p.provenance.notes = notes->as_string();
+
+  parse_peak(root.require("peak"), p);
+  parse_gemm(root.require("gemm"), p);
+  if (auto points = root.get("gemm_points")) parse_gemm_points(*points, p);
+
+  const YamlValue attention = root.require("attention");
+  attention.require_map();
+  attention.check_keys({"efficiency"});
+  p.attention_efficiency = parse_fraction(attention.require("efficiency"));
+
+  const YamlValue memory = root.require("memory");
+  memory.require_map();
+  memory.check_keys({"bandwidth", "efficiency"});
+  p.memory_bandwidth = memory.require("bandwidth").as_byte_rate();
+  p.memory_efficiency = parse_fraction(memory.require("efficiency"));
+
+  const YamlValue kernel = root.require("kernel");
+  kernel.require_map();
+  kernel.check_keys({"launch_overhead"});
+  p.launch_overhead = kernel.require("launch_overhead").as_seconds();
+
+  const YamlValue collective = root.require("collective");
+  collective.require_map();
+  collective.check_keys({"base_latency"});
+  p.collective_base_latency_by_protocol = parse_protocol_latency(collective.require("base_latency"));
+  p.collective_base_latency = p.collective_base_latency_by_protocol.simple;
+
+  const YamlValue links = root.require("links");
+  links.require_map();
+  links.check_keys({"nvlink", "pcie", "net"});
+  p.nvlink = parse_link_class(links.require("nvlink"));
+  p.pcie = parse_link_class(links.require("pcie"));
+  p.net = parse_link_class(links.require("net"));
+  return p;
+}
+
+std::string find_profile(const std::string& directory, const std::string& gpu) {
+  namespace fs = std::filesystem;
+  std::vector<std::string> files;
+  std::error_code ec;
+  for (fs::directory_iterator it(directory, ec), end; !ec && it != end; it.increment(ec)) {
+    if (it->is_regular_file() && it->path().extension() == ".yaml") files.push_back(it->path().string());
+  }
+  if (ec) throw InputError(SourceLocation{.file = directory}, "calibration", "cannot read profile directory: " + ec.message());
+  // Directory order is filesystem-dependent; sorting keeps the choice and the message deterministic.
+  std::sort(files.begin(), files.end());
+
+  std::vector<std::string> available;
+  std::optional<Profile> best;
+  // measured > datasheet, then the newest date, then the first name: a tuple compares in that order.
+  auto rank = [](const Profile& p) {
+    return std::make_tuple(p.provenance.kind == ProfileKind::MEASURED, p.provenance.date);
+  };
+  for (const std::string& file : files) {
+    Profile p = load_profile(file);
+    if (std::find(available.begin(), available.end(), p.gpu) == available.end()) available.push_back(p.gpu);
+    if (p.gpu != gpu) continue;
+    if (!best || rank(p) > rank(*best)) best = std::move(p);
+  }
+  if (!best) {
+    std::sort(available.begin(), available.end());
+    std::string list;
+    for (const std::string& name : available) list += (list.empty() ? "" : ", ") + name;
+    if (list.empty()) list = "none";
+    throw InputError(SourceLocation{.file = directory}, "calibration",
+                     "no calibration profile for GPU '" + gpu + "' in " + directory + " (available: " + list + ")");
+  }
+  return best->path;
+}
+
+} // namespace odyssey

@@ -30,12 +30,25 @@ struct GemmPoint {
   double efficiency = 0.0;  ///< achieved FLOP/s over the dtype's peak
 };
 
+/// NCCL's three protocols, in NCCL's order.
+enum class Protocol { LL, LL128, SIMPLE };
+
+/// One latency per protocol (NCCL's tuning tables are indexed this way).
+struct ProtocolLatency {
+  Seconds ll;
+  Seconds ll128;
+  Seconds simple;
+
+  [[nodiscard]] Seconds at(Protocol p) const;
+};
+
 /// Per-link-class parameters of the collective cost model (NCCL's tuning model, see
 /// calibration/README.md for the constants' sources).
 struct LinkClassProfile {
   BytesPerSecond bandwidth;        ///< nominal per GPU per direction (informational; the machine sets links)
   double bus_efficiency = 1.0;     ///< achievable fraction of link bandwidth for large messages (Simple protocol)
   Seconds step_latency;            ///< per algorithm step (NCCL hwLat, Simple)
+  ProtocolLatency step_latency_by_protocol;  ///< per algorithm step for LL, LL128, Simple (NCCL hwLat, Ring)
 };
 
 struct Profile {
@@ -43,13 +56,19 @@ struct Profile {
   std::string gpu;                 ///< GPU type it describes, e.g. "H100-SXM5-80GB"
   Provenance provenance;
   std::map<Precision, FlopsPerSecond> peak;   ///< dense tensor-core peak per dtype
-  double gemm_max_efficiency = 0.8;           ///< best achievable fraction of peak for large GEMMs
+  FlopsPerSecond tf32_peak;                   ///< TF32 tensor-core peak, 0 when not published (recorded, not priced yet)
+  double gemm_max_efficiency = 0.8;           ///< best achievable fraction of peak for large GEMMs (any dtype)
+  std::map<Precision, double> gemm_max_efficiency_by_dtype;  ///< per dtype where published; else gemm_max_efficiency
+  int sms = 0;                                ///< streaming multiprocessors (wave quantization)
+  long gemm_tile_m = 128;                     ///< output tile rows of the typical cuBLAS kernel
+  long gemm_tile_n = 128;                     ///< output tile columns of the typical cuBLAS kernel
   std::vector<GemmPoint> gemm_points;         ///< measured or modelled points to interpolate over
   double attention_efficiency = 0.5;          ///< fused attention, fraction of peak
   BytesPerSecond memory_bandwidth;            ///< HBM peak
   double memory_efficiency = 0.85;            ///< achievable fraction for streaming kernels
   Seconds launch_overhead;                    ///< per kernel
-  Seconds collective_base_latency;            ///< per collective call (NCCL base latency)
+  Seconds collective_base_latency;            ///< per collective call (NCCL base latency, Ring Simple)
+  ProtocolLatency collective_base_latency_by_protocol;  ///< NCCL base latency, Ring, per protocol
   LinkClassProfile nvlink;
   LinkClassProfile pcie;
   LinkClassProfile net;
@@ -64,5 +83,9 @@ Profile load_profile(const std::string& path);
 std::string find_profile(const std::string& directory, const std::string& gpu);
 
 const char* to_string(ProfileKind k);
+const char* to_string(Protocol p);
+
+/// The profile format this build reads (the `format:` key of every profile).
+inline constexpr const char* PROFILE_FORMAT = "odyssey-profile/1";
 
 } // namespace odyssey
