@@ -1,1 +1,78 @@
-// placeholder: filled in by the part that owns it
+// Names of the machine enums as the YAML spells them, and the machine's own consistency checks.
+#include "topologies/machine.hpp"
+
+#include <fmt/format.h>
+
+#include "models/input/diagnostics.hpp"
+
+namespace odyssey {
+namespace {
+
+[[noreturn]] void reject(const std::string& key, const std::string& message) {
+  throw InputError(SourceLocation{}, key, message);
+}
+
+void require_positive(double value, const std::string& key) {
+  if (!(value > 0)) reject(key, fmt::format("must be greater than zero, got {}", value));
+}
+
+void require_at_least_one(double value, const std::string& key) {
+  if (!(value >= 1.0)) reject(key, fmt::format("must be at least 1 (down/up bandwidth), got {}", value));
+}
+
+} // namespace
+
+void check_machine(const MachineSpec& m) {
+  if (m.gpu.type.empty()) reject("gpu.type", "must name the GPU type, e.g. 'H100-SXM5-80GB'");
+  require_positive(m.gpu.memory.value(), "gpu.memory");
+  require_positive(m.servers, "servers");
+  require_positive(m.server.gpus, "server.gpus");
+  require_positive(m.server.nvlink_bandwidth.value(), "server.nvlink_bandwidth");
+  require_positive(m.server.nvlink_latency.value(), "server.nvlink_latency");
+  require_positive(m.server.nics, "server.nics");
+  require_positive(m.server.nic_bandwidth.value(), "server.nic_bandwidth");
+  require_positive(m.server.nic_latency.value(), "server.nic_latency");
+  require_positive(m.fabric.switch_latency.value(), "fabric.switch_latency");
+  require_at_least_one(m.fabric.leaf_oversubscription, "fabric.leaf_oversubscription");
+  require_at_least_one(m.fabric.pod_oversubscription, "fabric.pod_oversubscription");
+  require_at_least_one(m.fabric.core_oversubscription, "fabric.core_oversubscription");
+  if (m.fabric.levels < 1 || m.fabric.levels > 3)
+    reject("fabric.levels", fmt::format("must be 1, 2 or 3, got {}", m.fabric.levels));
+  if (m.fabric.kind == FabricKind::RAIL_OPTIMIZED && m.server.nics != m.server.gpus)
+    reject("fabric.kind", fmt::format("rail-optimized needs one NIC per GPU (server.nics {}, server.gpus {})",
+                                      m.server.nics, m.server.gpus));
+  // A 1-level fabric is one leaf and a 2-level one is one pod: they must hold every server.
+  const long per_leaf = m.fabric.servers_per_leaf;
+  const long per_pod = per_leaf * m.fabric.leaves_per_pod;
+  if (m.fabric.levels == 1 && per_leaf < m.servers)
+    reject("fabric.servers_per_leaf",
+           fmt::format("a 1-level fabric has one leaf: servers_per_leaf ({}) must cover servers ({})", per_leaf,
+                       m.servers));
+  if (m.fabric.levels == 2 && per_pod < m.servers)
+    reject("fabric.leaves_per_pod",
+           fmt::format("a 2-level fabric has one pod: servers_per_leaf x leaves_per_pod ({} x {} = {}) must cover "
+                       "servers ({})",
+                       per_leaf, m.fabric.leaves_per_pod, per_pod, m.servers));
+  if (m.cpu_hosts.count < 0) reject("cpu_hosts.count", fmt::format("must not be negative, got {}", m.cpu_hosts.count));
+  if (m.cpu_hosts.count > 0 && m.cpu_hosts.cores_per_host < 1)
+    reject("cpu_hosts.cores_per_host", fmt::format("must be a positive integer, got {}", m.cpu_hosts.cores_per_host));
+}
+
+const char* to_string(IntraServer k) {
+  switch (k) {
+  case IntraServer::NVSWITCH: return "nvswitch";
+  case IntraServer::NVLINK_MESH: return "nvlink-mesh";
+  case IntraServer::PCIE: return "pcie";
+  }
+  return "?";
+}
+
+const char* to_string(FabricKind k) {
+  switch (k) {
+  case FabricKind::FAT_TREE: return "fat-tree";
+  case FabricKind::RAIL_OPTIMIZED: return "rail-optimized";
+  }
+  return "?";
+}
+
+} // namespace odyssey

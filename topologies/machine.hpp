@@ -37,6 +37,9 @@ struct FabricSpec {
   int leaves_per_pod = 16;
   double leaf_oversubscription = 1.0;
   double pod_oversubscription = 1.0;
+  /// Oversubscription between pods at the core level (level 3): bandwidth a pod's spines take
+  /// from below over bandwidth they have up to the core, e.g. 7 for Llama 3's 1:7 between pods.
+  double core_oversubscription = 1.0;
   Seconds switch_latency;            ///< per switch hop
 };
 
@@ -58,6 +61,12 @@ struct MachineSpec {
     return static_cast<long>(servers) * server.cpu_cores + static_cast<long>(cpu_hosts.count) * cpu_hosts.cores_per_host;
   }
 };
+
+/// Checks a machine's values on their own and against each other (counts positive, rates and
+/// latencies set, the fabric's leaves and pods holding every server). Throws InputError with no
+/// position and the offending key's path inside the machine ("fabric.servers_per_leaf"); the
+/// scenario loader adds where that key was written.
+void check_machine(const MachineSpec& machine);
 
 const char* to_string(IntraServer k);
 const char* to_string(FabricKind k);

@@ -27,7 +27,14 @@ double parse_count(std::string_view text);
 
 /// Human-readable rendering with a unit, e.g. "80 GiB", "400 Gb/s", "1.5 us" (round-trips through
 /// parse_quantity to within printing precision).
+/// Rule: BYTES use binary units (KiB..PiB) when that needs fewer significant digits than decimal
+/// units ("80 GiB", but "160 MB"); other dimensions use their decimal units (B/s for rates). The
+/// largest unit keeping the number >= 1 is chosen; up to 12 significant digits are printed.
 std::string format_quantity(double si_value, Dimension dim);
+
+/// Renders `si_value` in the named unit, e.g. format_quantity(25e9, "Gb/s") == "200 Gb/s".
+/// Throws UnitError for a unit not in the table.
+std::string format_quantity(double si_value, std::string_view unit);
 
 /// The unit strings `dim` accepts, comma separated (for messages and the schema).
 std::string accepted_units(Dimension dim);

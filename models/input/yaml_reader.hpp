@@ -68,10 +68,12 @@ public:
     fail_choice(s, names);
   }
 
+  /// Throws InputError at this value's position and key path.
   [[noreturn]] void fail(const std::string& message) const;
 
 private:
   [[noreturn]] void fail_choice(const std::string& got, const std::vector<std::string>& names) const;
+  [[nodiscard]] long as_count_or_negative() const;  ///< any integer; "expected a positive integer" otherwise
   YAML::Node node_;
   std::string file_;
   std::string path_;
