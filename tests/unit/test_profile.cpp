@@ -1,1 +1,170 @@
-// placeholder: filled in by the part that owns it
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "calibration/cost_model.hpp"
+#include "calibration/profile.hpp"
+#include "models/input/diagnostics.hpp"
+
+using namespace odyssey;
+namespace fs = std::filesystem;
+
+namespace {
+
+const fs::path PROFILE_DIR = fs::path(ODYSSEY_DATA_DIR) / "calibration" / "profiles";
+
+std::string read_text(const fs::path& p) {
+  std::ifstream in(p);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+void write_text(const fs::path& p, const std::string& text) {
+  std::ofstream out(p);
+  out << text;
+}
+
+std::string replace_once(std::string text, const std::string& from, const std::string& to) {
+  const auto at = text.find(from);
+  REQUIRE(at != std::string::npos);
+  return text.replace(at, from.size(), to);
+}
+
+/// A scratch directory under the system temp dir, removed when the test ends.
+struct ScratchDir {
+  explicit ScratchDir(const std::string& name) : path(fs::temp_directory_path() / ("odyssey-" + name)) {
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~ScratchDir() { fs::remove_all(path); }
+  fs::path path;
+};
+
+std::string h100_text() { return read_text(PROFILE_DIR / "h100-sxm5-80gb-datasheet.yaml"); }
+
+/// Message of the InputError `f` throws, or "" when it throws none.
+template <class F> std::string input_error(F f) {
+  try {
+    f();
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+} // namespace
+
+TEST_CASE("calibration::Profile: every shipped profile loads", "[calibration]") {
+  std::vector<fs::path> files;
+  for (const auto& entry : fs::directory_iterator(PROFILE_DIR)) {
+    if (entry.path().extension() == ".yaml") files.push_back(entry.path());
+  }
+  REQUIRE(files.size() >= 4);
+  for (const fs::path& file : files) {
+    INFO(file.string());
+    const Profile p = load_profile(file.string());
+    CHECK(p.name == file.stem().string());
+    CHECK_FALSE(p.gpu.empty());
+    CHECK(p.provenance.kind == ProfileKind::DATASHEET);
+    CHECK_FALSE(p.provenance.source.empty());
+    CHECK_FALSE(p.peak.empty());
+    CHECK(p.sms > 0);
+    CHECK(p.gemm_max_efficiency > 0.0);
+    CHECK(p.gemm_max_efficiency <= 1.0);
+    CHECK(p.memory_bandwidth.value() > 0.0);
+    CHECK(p.nvlink.bus_efficiency < 1.0);
+    CHECK(p.collective_base_latency.value() == Approx(8.4e-6));
+    CHECK(p.nvlink.step_latency.value() == Approx(3.4e-6));
+    CHECK(p.net.step_latency.value() == Approx(14.0e-6));
+    CHECK(find_profile(PROFILE_DIR.string(), p.gpu) == file.string());
+  }
+}
+
+TEST_CASE("calibration::Profile: datasheet values", "[calibration]") {
+  const Profile h100 = load_profile((PROFILE_DIR / "h100-sxm5-80gb-datasheet.yaml").string());
+  CHECK(h100.gpu == "H100-SXM5-80GB");
+  CHECK(h100.peak.at(Precision::BF16).value() == Approx(989.4e12));
+  CHECK(h100.peak.at(Precision::FP8).value() == Approx(1978.9e12));
+  CHECK(h100.gemm_max_efficiency_by_dtype.at(Precision::FP8) == Approx(0.709));
+  CHECK(h100.memory_bandwidth.value() == Approx(3.35e12));
+  CHECK(h100.nvlink.bandwidth.value() == Approx(450e9));
+  CHECK(h100.sms == 132);
+
+  const Profile v100 = load_profile((PROFILE_DIR / "v100-sxm2-32gb-datasheet.yaml").string());
+  CHECK_FALSE(v100.peak.contains(Precision::BF16));
+  const CostModel model(v100);
+  ComputeOp op;
+  op.name = "qkv";
+  op.dtype = Precision::BF16;
+  op.gemm = {.m = 1024, .n = 1024, .k = 1024};
+  op.flops = Flops(2.0 * 1024 * 1024 * 1024);
+  CHECK_THROWS_WITH(model.compute_time(op),
+                    Catch::StartsWith("GPU V100-SXM2-32GB has no bf16 peak in profile ") && Catch::Contains("fp16"));
+  CHECK_THROWS_AS(model.compute_time(op), std::invalid_argument);
+}
+
+TEST_CASE("calibration::Profile: rejected profiles", "[calibration]") {
+  ScratchDir dir("test-profile-rejected");
+  const fs::path file = dir.path / "bad.yaml";
+
+  SECTION("unsupported format version") {
+    write_text(file, replace_once(h100_text(), "format: odyssey-profile/1", "format: odyssey-profile/2"));
+    const std::string msg = input_error([&] { load_profile(file.string()); });
+    CHECK_THAT(msg, Catch::Contains("unsupported profile format 'odyssey-profile/2' (expected odyssey-profile/1)"));
+    CHECK_THAT(msg, Catch::Contains("bad.yaml:6:"));
+  }
+  SECTION("missing table names it") {
+    write_text(file, replace_once(h100_text(), "attention:\n  efficiency: 0.5", "\n"));
+    CHECK_THAT(input_error([&] { load_profile(file.string()); }), Catch::Contains("attention"));
+  }
+  SECTION("missing key inside a table names its path") {
+    write_text(file, replace_once(h100_text(), "kernel:\n  launch_overhead: \"4 us\"", "kernel: {}"));
+    const std::string msg = input_error([&] { load_profile(file.string()); });
+    CHECK_THAT(msg, Catch::Contains("kernel") && Catch::Contains("launch_overhead"));
+  }
+  SECTION("efficiency above one") {
+    write_text(file, replace_once(h100_text(), "efficiency: 0.85", "efficiency: 1.2"));
+    CHECK_THAT(input_error([&] { load_profile(file.string()); }),
+               Catch::Contains("memory.efficiency") && Catch::Contains("fraction"));
+  }
+  SECTION("unknown key") {
+    write_text(file, replace_once(h100_text(), "attention:", "atention:"));
+    CHECK_THAT(input_error([&] { load_profile(file.string()); }), Catch::Contains("atention"));
+  }
+  SECTION("empty gpu") {
+    write_text(file, replace_once(h100_text(), "gpu: H100-SXM5-80GB", "gpu: \"\""));
+    CHECK_THAT(input_error([&] { load_profile(file.string()); }), Catch::Contains("gpu"));
+  }
+}
+
+TEST_CASE("calibration::find_profile: measured beats datasheet, then newest, then name", "[calibration]") {
+  ScratchDir dir("test-profile-find");
+  const std::string base = h100_text();
+  const std::string measured_old =
+      replace_once(replace_once(base, "kind: datasheet", "kind: measured"), "date: \"2026-11-25\"", "date: \"2024-01-01\"");
+  const std::string datasheet_new = replace_once(base, "date: \"2026-11-25\"", "date: \"2027-06-01\"");
+  write_text(dir.path / "a-datasheet.yaml", datasheet_new);
+  write_text(dir.path / "b-measured.yaml", measured_old);
+  write_text(dir.path / "c-datasheet.yaml", base);
+  CHECK(find_profile(dir.path.string(), "H100-SXM5-80GB") == (dir.path / "b-measured.yaml").string());
+
+  SECTION("newest measured wins") {
+    write_text(dir.path / "d-measured.yaml",
+               replace_once(measured_old, "date: \"2024-01-01\"", "date: \"2025-03-01\""));
+    CHECK(find_profile(dir.path.string(), "H100-SXM5-80GB") == (dir.path / "d-measured.yaml").string());
+  }
+  SECTION("same kind and date: first name wins") {
+    write_text(dir.path / "a-measured.yaml", measured_old);
+    CHECK(find_profile(dir.path.string(), "H100-SXM5-80GB") == (dir.path / "a-measured.yaml").string());
+  }
+  SECTION("no profile for the GPU lists the available ones") {
+    const std::string msg = input_error([&] { find_profile(dir.path.string(), "B200-SXM-192GB"); });
+    CHECK_THAT(msg, Catch::Contains("no calibration profile for GPU 'B200-SXM-192GB' in " + dir.path.string() +
+                                    " (available: H100-SXM5-80GB)"));
+  }
+}
