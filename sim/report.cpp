@@ -1,1 +1,216 @@
-// placeholder: filled in by the part that owns it
+#include "sim/report.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "models/input/units_parse.hpp"
+
+namespace odyssey {
+namespace {
+
+std::string strategy_of(const ParallelismSpec& p) {
+  std::string s = fmt::format("tp {} x pp {} x dp {}", p.tp, p.pp, p.dp);
+  if (p.cp > 1) s += fmt::format(" x cp {}", p.cp);
+  s += fmt::format(", {}", to_string(p.schedule));
+  if (p.virtual_stages > 1) s += fmt::format(" v{}", p.virtual_stages);
+  s += fmt::format(", recompute {}", to_string(p.recompute));
+  if (p.sequence_parallel) s += ", sequence parallel";
+  if (p.zero > 0) s += fmt::format(", zero {}", p.zero);
+  return s;
+}
+
+std::string gib(Bytes b) { return fmt::format("{:.1f} GiB", b.value() / 1073741824.0); }
+
+std::string duration(Seconds s) {
+  const double v = s.value();
+  if (v >= 86400 * 2) return fmt::format("{:.1f} days", v / 86400);
+  if (v >= 3600) return fmt::format("{:.1f} h", v / 3600);
+  if (v >= 1) return fmt::format("{:.3f} s", v);
+  return fmt::format("{:.2f} ms", v * 1e3);
+}
+
+} // namespace
+
+Report make_report(const std::string& scenario_name, const MachineSpec& machine, const Workload& workload,
+                   const CostModel& cost, const SimulationResult& result, Fidelity fidelity) {
+  Report r;
+  r.scenario = scenario_name;
+  r.machine = machine.name;
+  r.model = workload.model().name;
+  r.strategy = strategy_of(workload.parallelism());
+  r.gpus = workload.parallelism().gpus();
+  r.iteration_time = result.iteration_time;
+  const double it = result.iteration_time.value();
+  const double tokens = static_cast<double>(workload.training().global_batch) * workload.model().seq_len;
+  r.tokens_per_s = tokens / it;
+  r.model_tflops_per_gpu = workload.model_flops().value() / it / static_cast<double>(r.gpus) / 1e12;
+  r.hardware_tflops_per_gpu = workload.hardware_flops().value() / it / static_cast<double>(r.gpus) / 1e12;
+  const auto peak = cost.profile().peak.find(workload.training().precision);
+  r.peak_tflops = peak != cost.profile().peak.end() ? peak->second.value() / 1e12 : 0.0;
+  r.mfu = r.peak_tflops > 0 ? r.model_tflops_per_gpu / r.peak_tflops : 0.0;
+  for (int s = 0; s < workload.stages(); ++s) {
+    r.memory_per_stage.push_back(workload.memory(s));
+    if (r.memory_per_stage.back().total() > r.memory_per_gpu) {
+      r.memory_per_gpu = r.memory_per_stage.back().total();
+      r.memory_peak_stage = s;
+    }
+  }
+  r.gpu_memory = machine.gpu.memory;
+  r.fits_memory = r.memory_per_gpu <= r.gpu_memory;
+  r.breakdown = result.breakdown;
+  if (workload.training().tokens) {
+    r.tokens = *workload.training().tokens;
+    r.time_to_train = Seconds(*r.tokens / r.tokens_per_s);
+  }
+  r.fidelity = fidelity;
+  r.profile = cost.profile();
+  r.simulation = result;
+  return r;
+}
+
+std::string render_text(const Report& r) {
+  std::string out;
+  const bool datasheet = r.profile.provenance.kind == ProfileKind::DATASHEET;
+  out += fmt::format("{}: {} on {} GPUs of {} - {:.3f} s per iteration, {:.0f} tokens/s, MFU {:.1f}%{}\n", r.scenario,
+                     r.model, r.gpus, r.machine, r.iteration_time.value(), r.tokens_per_s, r.mfu * 100,
+                     r.fits_memory ? "" : " - DOES NOT FIT in GPU memory");
+  out += fmt::format("  strategy     {}\n", r.strategy);
+  out += fmt::format("  throughput   {:.1f} model TFLOP/s per GPU ({:.1f} hardware, recompute included; peak {:.1f})\n",
+                     r.model_tflops_per_gpu, r.hardware_tflops_per_gpu, r.peak_tflops);
+  if (r.time_to_train)
+    out += fmt::format("  time to train {:.3g} tokens: {}\n", *r.tokens, duration(*r.time_to_train));
+  out += "\n  where the time goes (critical GPU: stage " + std::to_string(r.simulation.critical_stage) + ")\n";
+  const std::pair<const char*, Seconds> parts[] = {
+      {"compute", r.breakdown.compute},
+      {"tp comm exposed", r.breakdown.tp_comm_exposed},
+      {"pp bubble", r.breakdown.pp_bubble},
+      {"pp comm exposed", r.breakdown.pp_comm_exposed},
+      {"dp comm exposed", r.breakdown.dp_comm_exposed},
+      {"optimizer", r.breakdown.optimizer},
+  };
+  const double total = std::max(1e-12, r.iteration_time.value());
+  for (const auto& [name, t] : parts) {
+    const double f = t.value() / total;
+    const int width = static_cast<int>(std::lround(f * 40));
+    out += fmt::format("    {:<16} {:>10} {:5.1f}% {}\n", name, duration(t), f * 100, std::string(static_cast<size_t>(width), '#'));
+  }
+  out += fmt::format("\n  memory per GPU (capacity {})\n", gib(r.gpu_memory));
+  for (size_t s = 0; s < r.memory_per_stage.size(); ++s) {
+    if (r.memory_per_stage.size() > 6 && s >= 3 && s + 3 < r.memory_per_stage.size()) {
+      if (s == 3) out += "    ...\n";
+      continue;
+    }
+    const auto& m = r.memory_per_stage[s];
+    out += fmt::format("    stage {:<3} {:>9}  (weights {}, grads {}, optimizer {}, activations {}, workspace {}){}\n", s,
+                       gib(m.total()), gib(m.weights), gib(m.gradients), gib(m.optimizer_states), gib(m.activations),
+                       gib(m.workspace), m.total() > r.gpu_memory ? "  over by " + gib(m.total() - r.gpu_memory) : "");
+  }
+  if (!r.simulation.busiest_links.empty()) {
+    out += "\n  busiest links\n";
+    for (const auto& l : r.simulation.busiest_links)
+      out += fmt::format("    {:<16} {:<10} {:5.1f}% busy, {:.2f} GB\n", l.name, l.role, l.utilisation * 100, l.bytes / 1e9);
+  }
+  out += fmt::format("\n  simulation   {} fidelity, {} GPUs simulated ({} in the platform, {} CPU hosts), {} actors, "
+                     "{} activities ({} flows), {:.2f} s wall\n",
+                     to_string(r.fidelity), r.simulation.simulated_gpus, r.simulation.platform_gpus,
+                     r.simulation.platform_cpu_hosts, r.simulation.actors, r.simulation.activities, r.simulation.flows,
+                     r.simulation.wall_seconds);
+  out += fmt::format("  profile      {} ({}{}): {}\n", r.profile.name, to_string(r.profile.provenance.kind),
+                     datasheet ? ": published peak rates and achievable fractions, not measurements" : "",
+                     r.profile.provenance.source);
+  return out;
+}
+
+std::string render_json(const Report& r) {
+  using nlohmann::json;
+  json breakdown = {
+      {"compute", r.breakdown.compute.value()},
+      {"tp_comm_exposed", r.breakdown.tp_comm_exposed.value()},
+      {"cp_comm_exposed", r.breakdown.cp_comm_exposed.value()},
+      {"ep_comm_exposed", r.breakdown.ep_comm_exposed.value()},
+      {"pp_bubble", r.breakdown.pp_bubble.value()},
+      {"pp_comm_exposed", r.breakdown.pp_comm_exposed.value()},
+      {"dp_comm_exposed", r.breakdown.dp_comm_exposed.value()},
+      {"optimizer", r.breakdown.optimizer.value()},
+  };
+  json stages = json::array();
+  for (const auto& m : r.memory_per_stage)
+    stages.push_back({{"weights", m.weights.value()},
+                      {"gradients", m.gradients.value()},
+                      {"optimizer_states", m.optimizer_states.value()},
+                      {"activations", m.activations.value()},
+                      {"workspace", m.workspace.value()},
+                      {"total", m.total().value()}});
+  json links = json::array();
+  for (const auto& l : r.simulation.busiest_links)
+    links.push_back({{"name", l.name}, {"role", l.role}, {"bytes", l.bytes}, {"utilisation", l.utilisation}});
+  json j = {
+      {"scenario", r.scenario},
+      {"machine", r.machine},
+      {"model", r.model},
+      {"strategy", r.strategy},
+      {"gpus", r.gpus},
+      {"iteration_time_s", r.iteration_time.value()},
+      {"tokens_per_s", r.tokens_per_s},
+      {"model_tflops_per_gpu", r.model_tflops_per_gpu},
+      {"hardware_tflops_per_gpu", r.hardware_tflops_per_gpu},
+      {"mfu", r.mfu},
+      {"memory_per_gpu_bytes", r.memory_per_gpu.value()},
+      {"memory_peak_stage", r.memory_peak_stage},
+      {"memory_per_stage", stages},
+      {"gpu_memory_bytes", r.gpu_memory.value()},
+      {"fits_memory", r.fits_memory},
+      {"breakdown", breakdown},
+      {"busiest_links", links},
+      {"simulation",
+       {{"wall_s", r.simulation.wall_seconds},
+        {"simulated_gpus", r.simulation.simulated_gpus},
+        {"platform_gpus", r.simulation.platform_gpus},
+        {"platform_cpu_hosts", r.simulation.platform_cpu_hosts},
+        {"actors", r.simulation.actors},
+        {"activities", r.simulation.activities},
+        {"flows", r.simulation.flows},
+        {"fidelity", to_string(r.fidelity)},
+        {"critical_stage", r.simulation.critical_stage},
+        {"profile",
+         {{"name", r.profile.name},
+          {"gpu", r.profile.gpu},
+          {"kind", to_string(r.profile.provenance.kind)},
+          {"source", r.profile.provenance.source},
+          {"date", r.profile.provenance.date}}}}},
+  };
+  if (r.time_to_train) j["time_to_train_s"] = r.time_to_train->value();
+  return j.dump(2) + "\n";
+}
+
+std::string render_trace(const Report& r) {
+  using nlohmann::json;
+  json events = json::array();
+  static const char* const STREAMS[] = {"compute", "tp", "pp", "dp", "optimizer"};
+  auto tid_of = [](const std::string& stream) {
+    for (int i = 0; i < 5; ++i)
+      if (stream == STREAMS[i]) return i;
+    return 5;
+  };
+  for (size_t s = 0; s < r.memory_per_stage.size(); ++s) {
+    events.push_back({{"ph", "M"}, {"name", "process_name"}, {"pid", s}, {"args", {{"name", fmt::format("stage {}", s)}}}});
+    for (int t = 0; t < 5; ++t)
+      events.push_back({{"ph", "M"}, {"name", "thread_name"}, {"pid", s}, {"tid", t}, {"args", {{"name", STREAMS[t]}}}});
+  }
+  for (const auto& e : r.simulation.trace)
+    events.push_back({{"ph", "X"},
+                      {"name", e.name},
+                      {"cat", e.stream},
+                      {"pid", e.stage},
+                      {"tid", tid_of(e.stream)},
+                      {"ts", e.start * 1e6},
+                      {"dur", (e.end - e.start) * 1e6}});
+  json doc = {{"traceEvents", events}, {"displayTimeUnit", "ms"},
+              {"otherData", {{"scenario", r.scenario}, {"strategy", r.strategy}, {"replica", 0}}}};
+  return doc.dump() + "\n";
+}
+
+} // namespace odyssey

@@ -1,1 +1,139 @@
-int main() { return 0; }
+// The `odyssey` command line: results to stdout, diagnostics to stderr; exit 0 success, 2 bad
+// input, 1 internal error. Only this file catches.
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "calibration/cost_model.hpp"
+#include "calibration/profile.hpp"
+#include "models/input/diagnostics.hpp"
+#include "models/workload.hpp"
+#include "sim/engine.hpp"
+#include "sim/report.hpp"
+#include "tools/scenario.hpp"
+
+namespace {
+
+constexpr const char* DEFAULT_SCENARIO = "scenarios/gpt3-175b-azure-2020.yaml";
+
+/// Writes `text` to `path` through a temporary file and a rename, so a failure never leaves a
+/// half-written file behind.
+void write_file_atomically(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) throw odyssey::InputError({.file = path}, "", "cannot write file");
+    out << text;
+    if (!out.flush()) throw odyssey::InputError({.file = path}, "", "cannot write file");
+  }
+  std::filesystem::rename(tmp, path);
+}
+
+odyssey::Profile load_checked_profile(const odyssey::Scenario& scenario) {
+  odyssey::Profile profile = odyssey::load_profile(scenario.calibration);
+  if (profile.gpu != scenario.machine.gpu.type)
+    throw odyssey::InputError({.file = scenario.calibration}, "gpu",
+                              fmt::format("profile describes GPU '{}' but machine '{}' has '{}'", profile.gpu,
+                                          scenario.machine.name, scenario.machine.gpu.type));
+  return profile;
+}
+
+int run(const std::string& path, const std::vector<std::string>& sets, bool json, const std::string& trace,
+        const std::vector<std::string>& simgrid_args) {
+  const odyssey::Scenario scenario =
+      odyssey::load_scenario(path, {.data_dir = ODYSSEY_DATA_DIR, .overrides = sets});
+  const odyssey::CostModel cost(load_checked_profile(scenario));
+  const odyssey::Workload workload(scenario.model, scenario.training, scenario.parallelism);
+  odyssey::SimulationOptions options{.fidelity = scenario.simulation.fidelity,
+                                     .seed = scenario.simulation.seed,
+                                     .record_trace = !trace.empty(),
+                                     .simgrid_args = simgrid_args};
+  const odyssey::SimulationResult result = odyssey::simulate(scenario.machine, workload, cost, options);
+  const odyssey::Report report =
+      odyssey::make_report(scenario.name, scenario.machine, workload, cost, result, scenario.simulation.fidelity);
+  if (!trace.empty()) write_file_atomically(trace, odyssey::render_trace(report));
+  std::cout << (json ? odyssey::render_json(report) : odyssey::render_text(report));
+  return 0;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Odyssey: discrete-event simulator and capacity planner for AI supercomputers", "odyssey"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "odyssey 0.1.0");
+
+  std::string scenario;
+  std::vector<std::string> sets;
+  bool json = false;
+  std::string trace;
+  std::vector<std::string> logs;
+  auto* run_cmd = app.add_subcommand("run", "simulate one training iteration and print the report");
+  run_cmd->add_option("scenario", scenario, "scenario YAML (default: the GPT-3 175B Azure 2020 scenario)");
+  run_cmd->add_flag("--json", json, "print the report as JSON");
+  run_cmd->add_option("--trace", trace, "write one iteration as Chrome/Perfetto trace-event JSON");
+  run_cmd->add_option("--set", sets, "override a scenario key: KEY=VALUE (repeatable)");
+  run_cmd->add_option("--log", logs, "SimGrid logging, e.g. odyssey.thres:debug (repeatable)");
+
+  std::string validate_path;
+  std::vector<std::string> validate_sets;
+  bool schema = false;
+  auto* validate_cmd = app.add_subcommand("validate", "check a scenario and print it resolved");
+  validate_cmd->add_option("scenario", validate_path, "scenario YAML");
+  validate_cmd->add_option("--set", validate_sets, "override a scenario key: KEY=VALUE (repeatable)");
+  validate_cmd->add_flag("--schema", schema, "print every scenario key with its type, default and help");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "odyssey: error: " << e.what() << "\n";
+    return 2;
+  }
+
+  try {
+    if (run_cmd->parsed()) {
+      std::vector<std::string> simgrid_args;
+      for (const auto& l : logs) simgrid_args.push_back("--log=" + l);
+      return run(scenario.empty() ? std::string(ODYSSEY_DATA_DIR) + "/" + DEFAULT_SCENARIO : scenario, sets, json, trace,
+                 simgrid_args);
+    }
+    if (validate_cmd->parsed()) {
+      if (schema) {
+        std::cout << odyssey::render_schema();
+        return 0;
+      }
+      if (validate_path.empty()) {
+        std::cerr << "odyssey: error: validate needs a scenario file\n";
+        return 2;
+      }
+      const odyssey::Scenario s =
+          odyssey::load_scenario(validate_path, {.data_dir = ODYSSEY_DATA_DIR, .overrides = validate_sets});
+      load_checked_profile(s);
+      std::cout << odyssey::render_scenario(s);
+      return 0;
+    }
+  } catch (const odyssey::InputError& e) {
+    std::cerr << e.what() << "\n";
+    return 2;
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "odyssey: internal error: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,52 @@
+// The SimGrid platform of a machine. Internal to sim/: the only header outside sim/*.cpp that
+// names SimGrid types.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <simgrid/s4u.hpp>
+
+#include "topologies/machine.hpp"
+
+namespace odyssey::sim {
+
+class FabricZone;
+
+/// Link classes of the platform; the engine asks which class a route's bottleneck belongs to.
+enum class LinkRole { NVLINK, NIC, LEAF_TRUNK, POD_TRUNK };
+
+/// A link of the fabric with what it is, for the most-loaded-links report.
+struct FabricLink {
+  simgrid::s4u::Link* link = nullptr;
+  LinkRole role = LinkRole::NIC;
+};
+
+/// Builds every GPU of the machine as a SimGrid host inside one custom routing zone whose routes
+/// are computed arithmetically (GPU port -> NIC -> leaf trunk -> pod trunk -> ... -> GPU port),
+/// so no route table grows with N^2 and hosts sit one level below the root (SimGrid 3.32 routes
+/// zones nested three deep wrongly, issue #389). CPU-only servers are hosts of a sibling zone.
+class Platform {
+public:
+  /// Must be called after the s4u::Engine exists and before it runs.
+  explicit Platform(const MachineSpec& machine);
+
+  [[nodiscard]] simgrid::s4u::Host* gpu(long index) const { return gpus_.at(static_cast<size_t>(index)); }
+  [[nodiscard]] long gpu_count() const { return static_cast<long>(gpus_.size()); }
+  [[nodiscard]] long cpu_host_count() const { return cpu_hosts_; }
+  [[nodiscard]] long server_of(long gpu_index) const { return gpu_index / gpus_per_server_; }
+  [[nodiscard]] const std::vector<FabricLink>& links() const { return links_; }
+
+private:
+  std::vector<simgrid::s4u::Host*> gpus_;
+  std::vector<FabricLink> links_;
+  long cpu_hosts_ = 0;
+  int gpus_per_server_ = 1;
+};
+
+/// Speed given to GPU hosts; compute activities carry `seconds x GPU_HOST_SPEED` flops so that
+/// their simulated duration is exactly the cost model's duration.
+inline constexpr double GPU_HOST_SPEED = 1e12;
+
+} // namespace odyssey::sim

@@ -1,0 +1,50 @@
+// The report of one simulated iteration: figures derived from the engine's records, rendered for
+// a terminal, as JSON (the contract in DESIGN.md) and as a Chrome/Perfetto trace.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "calibration/cost_model.hpp"
+#include "models/workload.hpp"
+#include "sim/engine.hpp"
+#include "topologies/machine.hpp"
+
+namespace odyssey {
+
+struct Report {
+  std::string scenario;
+  std::string machine;
+  std::string model;
+  std::string strategy;            ///< "tp 8 x pp 24 x dp 48, interleaved-1f1b v2, recompute full"
+  long gpus = 0;
+  Seconds iteration_time;
+  double tokens_per_s = 0.0;
+  double model_tflops_per_gpu = 0.0;
+  double hardware_tflops_per_gpu = 0.0;
+  double mfu = 0.0;                ///< model FLOP/s per GPU over the GPU's dense peak for the precision
+  double peak_tflops = 0.0;
+  std::vector<MemoryBreakdown> memory_per_stage;
+  Bytes memory_per_gpu;            ///< peak over stages
+  int memory_peak_stage = 0;
+  Bytes gpu_memory;
+  bool fits_memory = false;
+  Breakdown breakdown;
+  std::optional<Seconds> time_to_train;
+  std::optional<double> tokens;
+  Fidelity fidelity = Fidelity::FULL;
+  Profile profile;                 ///< the profile used (its provenance is printed)
+  SimulationResult simulation;
+};
+
+Report make_report(const std::string& scenario_name, const MachineSpec& machine, const Workload& workload,
+                   const CostModel& cost, const SimulationResult& result, Fidelity fidelity);
+
+std::string render_text(const Report& report);
+std::string render_json(const Report& report);
+/// One iteration as Chrome trace-event JSON (opens in ui.perfetto.dev): one process per pipeline
+/// stage of replica 0, one thread per stream; other replicas are summarised by their stage tracks.
+std::string render_trace(const Report& report);
+
+} // namespace odyssey
