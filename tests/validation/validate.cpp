@@ -1,0 +1,82 @@
+// Validation against published training runs: simulates every row of published.yaml, prints
+// predicted vs published as a markdown table, and fails when a row or a group's mean absolute
+// error exceeds the stated tolerance. Usage: odyssey_validation [published.yaml] [--markdown]
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "calibration/cost_model.hpp"
+#include "models/input/yaml_reader.hpp"
+#include "models/workload.hpp"
+#include "sim/engine.hpp"
+#include "sim/report.hpp"
+#include "tools/scenario.hpp"
+
+namespace {
+
+double metric_of(const odyssey::Report& r, const std::string& metric) {
+  if (metric == "hardware_tflops_per_gpu") return r.hardware_tflops_per_gpu;
+  if (metric == "model_tflops_per_gpu") return r.model_tflops_per_gpu;
+  if (metric == "iteration_time_s") return r.iteration_time.value();
+  if (metric == "mfu") return r.mfu;
+  throw std::invalid_argument("unknown metric '" + metric + "'");
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  const std::string data_dir = ODYSSEY_DATA_DIR;
+  const std::string table = argc > 1 ? argv[1] : data_dir + "/tests/validation/published.yaml";
+  const std::filesystem::path base = std::filesystem::path(table).parent_path();
+  bool ok = true;
+  try {
+    const odyssey::YamlValue root = odyssey::load_yaml_file(table);
+    const odyssey::YamlValue tol = root.require("tolerance");
+    const double row_tol = tol.require("row").as_number();
+    const double mean_tol = tol.require("mean").as_number();
+    for (const odyssey::YamlValue& group : root.require("groups").items()) {
+      const std::string metric = group.require("metric").as_string();
+      std::cout << fmt::format("\n### {}\n\n| run | GPUs | published | predicted | error | iteration (s) | fits | sim wall (s) |\n"
+                               "|---|---:|---:|---:|---:|---:|---|---:|\n",
+                               group.require("name").as_string());
+      double sum = 0.0;
+      double worst = 0.0;
+      int n = 0;
+      for (const odyssey::YamlValue& row : group.require("rows").items()) {
+        const std::string id = row.require("id").as_string();
+        const std::string path = (base / row.require("scenario").as_string()).string();
+        const double published = row.require("published").as_number();
+        const odyssey::Scenario s = odyssey::load_scenario(path, {.data_dir = data_dir, .overrides = {}});
+        const odyssey::CostModel cost(odyssey::load_profile(s.calibration));
+        const odyssey::Workload w(s.model, s.training, s.parallelism);
+        const odyssey::SimulationResult result = odyssey::simulate(s.machine, w, cost, {});
+        const odyssey::Report r = odyssey::make_report(s.name, s.machine, w, cost, result, s.simulation.fidelity);
+        const double predicted = metric_of(r, metric);
+        const double err = (predicted - published) / published;
+        sum += std::abs(err);
+        worst = std::max(worst, std::abs(err));
+        ++n;
+        const bool row_ok = std::abs(err) <= row_tol;
+        ok = ok && row_ok;
+        std::cout << fmt::format("| {} | {} | {:.1f} | {:.1f} | {:+.1f}%{} | {:.3f} | {} | {:.1f} |\n", id, r.gpus, published,
+                                 predicted, err * 100, row_ok ? "" : " FAIL", r.iteration_time.value(),
+                                 r.fits_memory ? "yes" : "no", result.wall_seconds);
+        std::cout.flush();
+      }
+      const double mean = n > 0 ? sum / n : 0.0;
+      const bool mean_ok = mean <= mean_tol;
+      ok = ok && mean_ok;
+      std::cout << fmt::format("\nmean absolute error {:.1f}% (tolerance {:.0f}%), worst {:.1f}% (tolerance {:.0f}%){}\n",
+                               mean * 100, mean_tol * 100, worst * 100, row_tol * 100, mean_ok ? "" : " FAIL");
+    }
+  } catch (const std::exception& e) {
+    std::cerr << e.what() << "\n";
+    return 2;
+  }
+  return ok ? 0 : 1;
+}
