@@ -1,1 +1,116 @@
-// placeholder: filled in by the part that owns it
+// Properties of the SimGrid engine (each simulate() call runs SimGrid in a child process).
+#include <catch2/catch.hpp>
+
+#include "calibration/cost_model.hpp"
+#include "calibration/profile.hpp"
+#include "models/workload.hpp"
+#include "sim/engine.hpp"
+
+using namespace odyssey;
+
+namespace {
+
+MachineSpec small_machine(int servers) {
+  MachineSpec m;
+  m.name = "test";
+  m.gpu = {.type = "A100-SXM4-80GB", .memory = Bytes(80.0 * (1 << 30))};
+  m.servers = servers;
+  m.server = {.gpus = 8,
+              .intra = IntraServer::NVSWITCH,
+              .nvlink_bandwidth = BytesPerSecond(300e9),
+              .nvlink_latency = Seconds(1e-6),
+              .nics = 8,
+              .nic_bandwidth = BytesPerSecond(25e9),
+              .nic_latency = Seconds(1e-6),
+              .cpu_cores = 128};
+  m.fabric.servers_per_leaf = 4;
+  m.fabric.leaves_per_pod = 4;
+  m.fabric.levels = 3;
+  m.fabric.switch_latency = Seconds(3e-7);
+  return m;
+}
+
+Profile a100_profile() { return load_profile(std::string(ODYSSEY_DATA_DIR) + "/calibration/profiles/a100-sxm4-80gb-datasheet.yaml"); }
+
+/// A profile whose communication costs nothing but bandwidth, and whose kernels launch for free.
+Profile free_latency_profile() {
+  Profile p = a100_profile();
+  p.launch_overhead = Seconds(0);
+  p.collective_base_latency = Seconds(0);
+  p.collective_base_latency_by_protocol = {};
+  for (LinkClassProfile* l : {&p.nvlink, &p.pcie, &p.net}) {
+    l->step_latency = Seconds(0);
+    l->step_latency_by_protocol = {};
+  }
+  return p;
+}
+
+ModelSpec gpt(int layers, int hidden, int heads, int vocab) {
+  return {.name = "test-gpt", .layers = layers, .hidden = hidden, .heads = heads, .kv_heads = heads,
+          .ffn_hidden = 4 * hidden, .activation = Activation::GELU, .vocab = vocab, .seq_len = 1024};
+}
+
+} // namespace
+
+TEST_CASE("sim::Engine: with free communication the 1F1B bubble is (p-1)/(m+p-1)", "[engine]") {
+  MachineSpec machine = small_machine(1);
+  machine.server.nvlink_bandwidth = BytesPerSecond(1e18);
+  machine.server.nvlink_latency = Seconds(0);
+  const CostModel cost(free_latency_profile());
+  const int p = 4;
+  const int m = 8;
+  // A tiny vocabulary keeps the embedding and LM head negligible, so stages are uniform.
+  const Workload w(gpt(8, 2048, 16, 8), {.global_batch = m, .micro_batch = 1, .precision = Precision::FP16},
+                   {.tp = 1, .pp = p, .dp = 1, .schedule = PipelineScheduleKind::ONE_F_ONE_B});
+  const SimulationResult r = simulate(machine, w, cost, {});
+  const double busy = (r.iteration_time - r.breakdown.optimizer).value();
+  const double bubble = r.breakdown.pp_bubble.value() / busy;
+  CHECK(bubble == Approx(static_cast<double>(p - 1) / (m + p - 1)).epsilon(0.02));
+  CHECK(r.breakdown.total().value() == Approx(r.iteration_time.value()).epsilon(1e-9));
+}
+
+TEST_CASE("sim::Engine: more link bandwidth never slows an iteration", "[engine]") {
+  const CostModel cost(a100_profile());
+  const Workload w(gpt(8, 2048, 16, 51200), {.global_batch = 32, .micro_batch = 1, .precision = Precision::FP16},
+                   {.tp = 2, .pp = 2, .dp = 8, .schedule = PipelineScheduleKind::ONE_F_ONE_B});
+  double previous = 1e300;
+  for (double gbps : {5.0, 12.5, 25.0, 50.0, 100.0}) {
+    MachineSpec machine = small_machine(4);
+    machine.server.nic_bandwidth = BytesPerSecond(gbps * 1e9);
+    const double t = simulate(machine, w, cost, {}).iteration_time.value();
+    INFO("NIC " << gbps << " GB/s: " << t << " s");
+    CHECK(t <= previous * (1 + 1e-12));
+    previous = t;
+  }
+}
+
+TEST_CASE("sim::Engine: data-parallel replicas finish together and the run is deterministic", "[engine]") {
+  const CostModel cost(a100_profile());
+  const MachineSpec machine = small_machine(4);
+  const Workload w(gpt(4, 1024, 16, 51200), {.global_batch = 64, .micro_batch = 2, .precision = Precision::FP16},
+                   {.tp = 1, .pp = 1, .dp = 32});
+  SimulationOptions options;
+  options.record_trace = true;
+  const SimulationResult a = simulate(machine, w, cost, options);
+  const SimulationResult b = simulate(machine, w, cost, options);
+  CHECK(a.iteration_time.value() == b.iteration_time.value());
+  CHECK(a.activities == b.activities);
+  CHECK(a.simulated_gpus == 32);
+  // The gradient all-reduce synchronises replicas: every replica waits for the same last bucket,
+  // so the critical replica's exposed DP time ends where the iteration's optimizer starts.
+  CHECK(a.breakdown.dp_comm_exposed.value() > 0);
+  CHECK(a.breakdown.total().value() == Approx(a.iteration_time.value()).epsilon(1e-9));
+}
+
+TEST_CASE("sim::Engine: the whole machine is in the platform, every job GPU simulated", "[engine]") {
+  const CostModel cost(a100_profile());
+  MachineSpec machine = small_machine(16);
+  machine.cpu_hosts = {.count = 10, .cores_per_host = 64};
+  const Workload w(gpt(4, 1024, 16, 51200), {.global_batch = 16, .micro_batch = 1, .precision = Precision::FP16},
+                   {.tp = 8, .pp = 2, .dp = 2});
+  const SimulationResult r = simulate(machine, w, cost, {});
+  CHECK(r.platform_gpus == 128);
+  CHECK(r.platform_cpu_hosts == 10);
+  CHECK(r.simulated_gpus == 32);
+  CHECK(r.actors == 2 * 2 + 2);  // one per (stage, replica) TP group, one DP driver per stage
+}
