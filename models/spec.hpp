@@ -34,6 +34,7 @@ struct TrainingSpec {
   int global_batch = 0;  ///< sequences per iteration
   int micro_batch = 1;   ///< sequences per micro-batch
   Precision precision = Precision::FP16;
+  bool flash_attention = true;  ///< fused memory-efficient attention (no s^2 score matrix in memory); Megatron-LM 2021 predates it
   std::optional<double> tokens;  ///< token budget for time-to-train
 };
 

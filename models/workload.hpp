@@ -83,7 +83,31 @@ public:
   /// Peak memory of one GPU of `stage`.
   [[nodiscard]] MemoryBreakdown memory(int stage) const;
 
+  /// Parameters held by one GPU of `stage` (its TP shard of all its chunks, replicated norms and
+  /// biases included, the tied word-embedding copy of the last stage included).
+  [[nodiscard]] double local_parameters(int stage) const;
+  /// Vocabulary padded as Megatron-LM pads it (--make-vocab-size-divisible-by 128, times tp), so
+  /// that each TP rank holds vocab_padded()/tp rows of the embedding and LM head.
+  [[nodiscard]] long vocab_padded() const;
+  /// Activation bytes one transformer layer keeps per micro-batch on one GPU between its forward
+  /// and its backward, under the configured recomputation (Korthikanti et al. 2022 Table 2).
+  [[nodiscard]] Bytes layer_activations() const;
+  /// Activation bytes one transformer layer holds per micro-batch with no recomputation.
+  [[nodiscard]] Bytes layer_activations_no_recompute() const;
+  /// Activation bytes one micro-batch leaves on one GPU after the forward of (stage, chunk):
+  /// its layers plus the embedding / LM-head tensors of the first / last virtual stage.
+  [[nodiscard]] Bytes chunk_activations(int stage, int chunk_index) const;
+  /// Peak number of micro-batches whose activations `stage` holds at once, in units of a whole
+  /// stage (all its chunks): pp - stage for 1F1B, pp*(1 + (pp-1)/(pp*v)) on stage 0 interleaved.
+  [[nodiscard]] double inflight_microbatches(int stage) const;
+
 private:
+  /// The attention-score part of layer_activations_no_recompute() (zero with flash attention).
+  [[nodiscard]] Bytes attention_score_activations() const;
+  /// Peak activation bytes of `stage` found by running its schedule: each forward adds its
+  /// chunk's activations, each backward briefly adds what it recomputes, then frees the chunk's.
+  [[nodiscard]] Bytes peak_activations(int stage) const;
+
   ModelSpec model_;
   TrainingSpec training_;
   ParallelismSpec parallelism_;
@@ -91,6 +115,14 @@ private:
   std::vector<std::vector<PipelineStep>> schedules_;    // [stage]
   std::vector<std::vector<ComputeOp>> optimizer_;       // [stage]
   std::vector<Bytes> gradient_bytes_;                   // [stage]
+  std::vector<double> local_parameters_;                // [stage]
 };
+
+/// Steps of `stage` for a pipeline of `stages` stages, `chunks` model chunks per stage and
+/// `microbatches` micro-batches, in execution order. Throws std::invalid_argument for
+/// combinations the schedule does not define (interleaving with microbatches % stages != 0,
+/// 1F1B or zero-bubble with chunks > 1, zero-bubble until it is implemented).
+[[nodiscard]] std::vector<PipelineStep> pipeline_schedule(PipelineScheduleKind kind, int stages, int chunks,
+                                                          int microbatches, int stage);
 
 } // namespace odyssey
