@@ -1,1 +1,745 @@
-// placeholder: filled in by the part that owns it
+// Scenario loading. Every key is declared once, in one of three tables (machine, model, scenario),
+// with its type, default, help text and its parse and render functions (SST's ELI parameter
+// documentation); the same tables drive parsing, `--set` overrides, `render_scenario` and
+// `render_schema`. Cross-field rules run after everything is parsed, at the most relevant key.
+#include "tools/scenario.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <climits>
+#include <filesystem>
+#include <map>
+#include <set>
+#include <span>
+#include <string_view>
+
+#include <fmt/format.h>
+
+#include "calibration/profile.hpp"
+#include "models/input/diagnostics.hpp"
+#include "models/input/units_parse.hpp"
+#include "models/input/yaml_reader.hpp"
+
+namespace odyssey {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr std::string_view REQUIRED = "required";
+
+/// One documented key of a table. `key` is dotted inside its table ("server.nic_bandwidth").
+template <class T> struct Field {
+  std::string_view key;
+  std::string_view type;
+  std::string_view default_text;  ///< REQUIRED when the key has no default
+  std::string_view help;
+  void (*parse)(T&, const YamlValue&);
+  std::string (*render)(const T&);
+};
+
+// ---- value helpers ------------------------------------------------------------------------------
+
+int to_int(long v, const YamlValue& at) {
+  if (v > INT_MAX) at.fail(fmt::format("must be at most {}, got {}", INT_MAX, v));
+  return static_cast<int>(v);
+}
+int positive_int(const YamlValue& v) { return to_int(v.as_positive_count(), v); }
+int count_int(const YamlValue& v) { return to_int(v.as_count(), v); }
+
+double oversubscription(const YamlValue& v) {
+  const double x = v.as_number();
+  if (!(x >= 1.0)) v.fail(fmt::format("must be at least 1 (down/up bandwidth ratio), got {}", v.as_string()));
+  return x;
+}
+
+/// A string as a YAML scalar: plain when it is safe, double-quoted otherwise.
+std::string yaml_string(const std::string& s) {
+  const bool plain = !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' || c == '/';
+  });
+  if (plain) return s;
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+std::string quoted_quantity(double v, Dimension dim) { return fmt::format("\"{}\"", format_quantity(v, dim)); }
+std::string number(double v) { return fmt::format("{:.12g}", v); }
+std::string boolean(bool b) { return b ? "true" : "false"; }
+
+/// 10240 -> "10,240".
+std::string grouped(long v) {
+  std::string digits = std::to_string(v < 0 ? -v : v);
+  std::string out;
+  for (std::size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return v < 0 ? "-" + out : out;
+}
+
+// ---- the machine table --------------------------------------------------------------------------
+
+const std::vector<Field<MachineSpec>>& machine_fields() {
+  static const std::vector<Field<MachineSpec>> fields{
+      {"name", "string", "preset name", "machine name used in reports",
+       [](MachineSpec& m, const YamlValue& v) { m.name = v.as_string(); },
+       [](const MachineSpec& m) { return yaml_string(m.name); }},
+      {"gpu.type", "string", REQUIRED, "GPU type; picks the calibration profile (e.g. H100-SXM5-80GB)",
+       [](MachineSpec& m, const YamlValue& v) { m.gpu.type = v.as_string(); },
+       [](const MachineSpec& m) { return yaml_string(m.gpu.type); }},
+      {"gpu.memory", "bytes", REQUIRED, "GPU memory",
+       [](MachineSpec& m, const YamlValue& v) { m.gpu.memory = v.as_bytes(); },
+       [](const MachineSpec& m) { return quoted_quantity(m.gpu.memory.value(), Dimension::BYTES); }},
+      {"servers", "positive integer", REQUIRED, "GPU servers in the machine",
+       [](MachineSpec& m, const YamlValue& v) { m.servers = positive_int(v); },
+       [](const MachineSpec& m) { return std::to_string(m.servers); }},
+      {"server.gpus", "positive integer", "8", "GPUs per server",
+       [](MachineSpec& m, const YamlValue& v) { m.server.gpus = positive_int(v); },
+       [](const MachineSpec& m) { return std::to_string(m.server.gpus); }},
+      {"server.intra", "nvswitch | nvlink-mesh | pcie", "nvswitch", "how the GPUs of a server are connected",
+       [](MachineSpec& m, const YamlValue& v) {
+         m.server.intra = v.as_enum<IntraServer>({{"nvswitch", IntraServer::NVSWITCH},
+                                                  {"nvlink-mesh", IntraServer::NVLINK_MESH},
+                                                  {"pcie", IntraServer::PCIE}});
+       },
+       [](const MachineSpec& m) { return std::string(to_string(m.server.intra)); }},
+      {"server.nvlink_bandwidth", "byte rate", REQUIRED, "GPU-to-GPU bandwidth inside a server, per GPU per direction",
+       [](MachineSpec& m, const YamlValue& v) { m.server.nvlink_bandwidth = v.as_byte_rate(); },
+       [](const MachineSpec& m) { return quoted_quantity(m.server.nvlink_bandwidth.value(), Dimension::BYTE_RATE); }},
+      {"server.nvlink_latency", "time", REQUIRED, "GPU-to-GPU latency inside a server",
+       [](MachineSpec& m, const YamlValue& v) { m.server.nvlink_latency = v.as_seconds(); },
+       [](const MachineSpec& m) { return quoted_quantity(m.server.nvlink_latency.value(), Dimension::TIME); }},
+      {"server.nics", "positive integer", "8", "network interfaces per server",
+       [](MachineSpec& m, const YamlValue& v) { m.server.nics = positive_int(v); },
+       [](const MachineSpec& m) { return std::to_string(m.server.nics); }},
+      {"server.nic_bandwidth", "byte rate", REQUIRED, "bandwidth of one NIC, per direction",
+       [](MachineSpec& m, const YamlValue& v) { m.server.nic_bandwidth = v.as_byte_rate(); },
+       [](const MachineSpec& m) {
+         return fmt::format("\"{}\"", format_quantity(m.server.nic_bandwidth.value(), "Gb/s"));
+       }},
+      {"server.nic_latency", "time", REQUIRED, "NIC latency (host to wire)",
+       [](MachineSpec& m, const YamlValue& v) { m.server.nic_latency = v.as_seconds(); },
+       [](const MachineSpec& m) { return quoted_quantity(m.server.nic_latency.value(), Dimension::TIME); }},
+      {"server.cpu_cores", "integer >= 0", "0", "host CPU cores in each GPU server",
+       [](MachineSpec& m, const YamlValue& v) { m.server.cpu_cores = count_int(v); },
+       [](const MachineSpec& m) { return std::to_string(m.server.cpu_cores); }},
+      {"fabric.kind", "fat-tree | rail-optimized", "fat-tree", "topology of the network between servers",
+       [](MachineSpec& m, const YamlValue& v) {
+         m.fabric.kind = v.as_enum<FabricKind>(
+             {{"fat-tree", FabricKind::FAT_TREE}, {"rail-optimized", FabricKind::RAIL_OPTIMIZED}});
+       },
+       [](const MachineSpec& m) { return std::string(to_string(m.fabric.kind)); }},
+      {"fabric.levels", "1 | 2 | 3", "3", "switch levels: leaf, spine (pod), core",
+       [](MachineSpec& m, const YamlValue& v) { m.fabric.levels = positive_int(v); },
+       [](const MachineSpec& m) { return std::to_string(m.fabric.levels); }},
+      {"fabric.servers_per_leaf", "positive integer", "16", "servers below one leaf (switch or rail group)",
+       [](MachineSpec& m, const YamlValue& v) { m.fabric.servers_per_leaf = positive_int(v); },
+       [](const MachineSpec& m) { return std::to_string(m.fabric.servers_per_leaf); }},
+      {"fabric.leaves_per_pod", "positive integer", "16", "leaves joined by one pod's spines",
+       [](MachineSpec& m, const YamlValue& v) { m.fabric.leaves_per_pod = positive_int(v); },
+       [](const MachineSpec& m) { return std::to_string(m.fabric.leaves_per_pod); }},
+      {"fabric.leaf_oversubscription", "number >= 1", "1", "leaf down/up bandwidth",
+       [](MachineSpec& m, const YamlValue& v) { m.fabric.leaf_oversubscription = oversubscription(v); },
+       [](const MachineSpec& m) { return number(m.fabric.leaf_oversubscription); }},
+      {"fabric.pod_oversubscription", "number >= 1", "1", "oversubscription inside a pod (spine level)",
+       [](MachineSpec& m, const YamlValue& v) { m.fabric.pod_oversubscription = oversubscription(v); },
+       [](const MachineSpec& m) { return number(m.fabric.pod_oversubscription); }},
+      {"fabric.core_oversubscription", "number >= 1", "1", "oversubscription between pods (core level)",
+       [](MachineSpec& m, const YamlValue& v) { m.fabric.core_oversubscription = oversubscription(v); },
+       [](const MachineSpec& m) { return number(m.fabric.core_oversubscription); }},
+      {"fabric.switch_latency", "time", REQUIRED, "latency of one switch hop",
+       [](MachineSpec& m, const YamlValue& v) { m.fabric.switch_latency = v.as_seconds(); },
+       [](const MachineSpec& m) { return quoted_quantity(m.fabric.switch_latency.value(), Dimension::TIME); }},
+      {"cpu_hosts.count", "integer >= 0", "0", "CPU-only servers (simulated as hosts, not used by jobs)",
+       [](MachineSpec& m, const YamlValue& v) { m.cpu_hosts.count = count_int(v); },
+       [](const MachineSpec& m) { return std::to_string(m.cpu_hosts.count); }},
+      {"cpu_hosts.cores_per_host", "integer >= 0", "0", "CPU cores in each CPU-only server",
+       [](MachineSpec& m, const YamlValue& v) { m.cpu_hosts.cores_per_host = count_int(v); },
+       [](const MachineSpec& m) { return std::to_string(m.cpu_hosts.cores_per_host); }},
+  };
+  return fields;
+}
+
+// ---- the model table ----------------------------------------------------------------------------
+
+const std::vector<Field<ModelSpec>>& model_fields() {
+  static const std::vector<Field<ModelSpec>> fields{
+      {"name", "string", "preset name, else custom", "model name used in reports",
+       [](ModelSpec& m, const YamlValue& v) { m.name = v.as_string(); },
+       [](const ModelSpec& m) { return yaml_string(m.name); }},
+      {"layers", "positive integer", REQUIRED, "transformer layers",
+       [](ModelSpec& m, const YamlValue& v) { m.layers = positive_int(v); },
+       [](const ModelSpec& m) { return std::to_string(m.layers); }},
+      {"hidden", "positive integer", REQUIRED, "hidden size",
+       [](ModelSpec& m, const YamlValue& v) { m.hidden = positive_int(v); },
+       [](const ModelSpec& m) { return std::to_string(m.hidden); }},
+      {"heads", "positive integer", REQUIRED, "attention (query) heads",
+       [](ModelSpec& m, const YamlValue& v) { m.heads = positive_int(v); },
+       [](const ModelSpec& m) { return std::to_string(m.heads); }},
+      {"kv_heads", "positive integer", "heads", "key/value heads; fewer than heads is grouped-query attention",
+       [](ModelSpec& m, const YamlValue& v) { m.kv_heads = positive_int(v); },
+       [](const ModelSpec& m) { return std::to_string(m.kv_heads); }},
+      {"ffn_hidden", "positive integer", "4 x hidden", "feed-forward inner size",
+       [](ModelSpec& m, const YamlValue& v) { m.ffn_hidden = positive_int(v); },
+       [](const ModelSpec& m) { return std::to_string(m.ffn_hidden); }},
+      {"activation", "gelu | swiglu", "gelu", "feed-forward activation",
+       [](ModelSpec& m, const YamlValue& v) {
+         m.activation = v.as_enum<Activation>({{"gelu", Activation::GELU}, {"swiglu", Activation::SWIGLU}});
+       },
+       [](const ModelSpec& m) { return std::string(to_string(m.activation)); }},
+      {"vocab", "positive integer", REQUIRED, "vocabulary size (as padded by the framework)",
+       [](ModelSpec& m, const YamlValue& v) { m.vocab = positive_int(v); },
+       [](const ModelSpec& m) { return std::to_string(m.vocab); }},
+      {"seq_len", "positive integer", REQUIRED, "sequence length in tokens",
+       [](ModelSpec& m, const YamlValue& v) { m.seq_len = positive_int(v); },
+       [](const ModelSpec& m) { return std::to_string(m.seq_len); }},
+  };
+  return fields;
+}
+
+// ---- loading state ------------------------------------------------------------------------------
+
+/// Everything the loader knows while it works: the scenario so far, where each key was written
+/// (by scenario key path, e.g. "parallelism.tp" or "model.heads") and whether dp is `auto`.
+struct Draft {
+  Scenario scenario;
+  const LoadOptions* options = nullptr;
+  fs::path base_dir;  ///< the scenario file's folder: relative machine and profile paths start here
+  bool dp_auto = false;
+  std::map<std::string, SourceLocation, std::less<>> where;
+
+  [[nodiscard]] SourceLocation at(std::string_view key) const {
+    const auto it = where.find(key);
+    return it != where.end() ? it->second : SourceLocation{.file = scenario.file};
+  }
+  [[noreturn]] void fail(std::string_view key, const std::string& message) const {
+    throw InputError(at(key), std::string(key), message);
+  }
+};
+
+// ---- the generic walker -------------------------------------------------------------------------
+
+/// The distinct next segments of the table's keys below `prefix` ("" or "server."), in table order.
+template <class T> std::vector<std::string> children(std::span<const Field<T>> table, std::string_view prefix) {
+  std::vector<std::string> out;
+  for (const auto& f : table) {
+    if (!f.key.starts_with(prefix)) continue;
+    const std::string_view rest = f.key.substr(prefix.size());
+    const std::string next(rest.substr(0, rest.find('.')));
+    if (std::find(out.begin(), out.end(), next) == out.end()) out.push_back(next);
+  }
+  return out;
+}
+
+template <class T> const Field<T>* find_field(std::span<const Field<T>> table, std::string_view key) {
+  for (const auto& f : table) {
+    if (f.key == key) return &f;
+  }
+  return nullptr;
+}
+
+/// Applies every key of `map` through `table`. `section` prefixes the keys recorded in `where`
+/// ("machine", "model" or "" for the scenario table); `extra` keys are allowed and left to the caller.
+template <class T>
+void apply_mapping(const YamlValue& map, std::span<const Field<T>> table, const std::string& prefix, T& target,
+                   std::set<std::string>& given, Draft& draft, std::string_view section,
+                   const std::vector<std::string>& extra = {}) {
+  std::vector<std::string> allowed = children(table, prefix);
+  allowed.insert(allowed.end(), extra.begin(), extra.end());
+  map.check_keys(allowed);
+  for (const auto& [key, value] : map.entries()) {
+    if (prefix.empty() && std::find(extra.begin(), extra.end(), key) != extra.end()) continue;
+    const std::string full = prefix + key;
+    if (const Field<T>* field = find_field(table, full)) {
+      field->parse(target, value);
+      given.insert(full);
+      draft.where[section.empty() ? full : fmt::format("{}.{}", section, full)] = value.where();
+    } else {
+      apply_mapping(value, table, full + ".", target, given, draft, section);
+    }
+  }
+}
+
+template <class T>
+void require_given(std::span<const Field<T>> table, const std::set<std::string>& given, const YamlValue& at) {
+  for (const auto& f : table) {
+    if (f.default_text == REQUIRED && !given.contains(std::string(f.key)))
+      at.fail(fmt::format("missing required key '{}'", f.key));
+  }
+}
+
+// ---- presets ------------------------------------------------------------------------------------
+
+std::vector<std::string> list_presets(const fs::path& dir) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    if (it->path().extension() == ".yaml") names.push_back(it->path().stem().string());
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+bool looks_like_path(const std::string& s) { return s.find('/') != std::string::npos || s.ends_with(".yaml"); }
+
+/// A file named by the user: as given when it exists, else relative to the scenario's folder.
+std::string resolve_path(const Draft& draft, const std::string& name) {
+  if (fs::exists(name) || fs::path(name).is_absolute()) return name;
+  const fs::path beside = draft.base_dir / name;
+  return fs::exists(beside) ? beside.string() : name;
+}
+
+/// The file behind a preset name or a path given at `v`; `kind` is "machine" or "model".
+std::string preset_file(const Draft& draft, const YamlValue& v, const std::string& kind, const std::string& folder) {
+  const std::string name = v.as_string();
+  if (looks_like_path(name)) {
+    const std::string path = resolve_path(draft, name);
+    if (!fs::exists(path)) v.fail(fmt::format("cannot open {} file '{}'", kind, name));
+    return path;
+  }
+  const fs::path dir = fs::path(draft.options->data_dir) / folder;
+  const fs::path file = dir / (name + ".yaml");
+  if (fs::exists(file)) return file.string();
+  const std::vector<std::string> available = list_presets(dir);
+  std::string list;
+  for (const auto& p : available) list += (list.empty() ? "" : ", ") + p;
+  const std::string suggestion = did_you_mean(name, available);
+  if (!suggestion.empty())
+    v.fail(fmt::format("unknown {} preset '{}' (did you mean '{}'? available: {})", kind, name, suggestion, list));
+  v.fail(fmt::format("unknown {} preset '{}' (available: {})", kind, name, list.empty() ? "none" : list));
+}
+
+template <class T>
+T load_preset(Draft& draft, const YamlValue& name, const std::string& kind, const std::string& folder,
+              std::span<const Field<T>> table) {
+  const std::string file = preset_file(draft, name, kind, folder);
+  const YamlValue root = load_yaml_file(file);
+  root.require_map();
+  T spec{};
+  std::set<std::string> given;
+  apply_mapping(root, table, "", spec, given, draft, kind);
+  require_given(table, given, root);
+  if (!given.contains("name")) spec.name = name.as_string();
+  return spec;
+}
+
+/// `machine:` or `model:` — a preset name, a file path, or a mapping with an optional `preset:`
+/// and overrides of any key.
+template <class T>
+T load_section(Draft& draft, const YamlValue& v, const std::string& kind, const std::string& folder,
+               std::span<const Field<T>> table, const std::string& default_name) {
+  if (v.is_scalar()) return load_preset(draft, v, kind, folder, table);
+  if (!v.is_map()) v.fail(fmt::format("expected a {} preset name, a file or a mapping", kind));
+  T spec{};
+  std::set<std::string> given;
+  const auto preset = v.get("preset");
+  if (preset) spec = load_preset(draft, *preset, kind, folder, table);
+  apply_mapping(v, table, "", spec, given, draft, kind, {"preset"});
+  if (!preset) {
+    require_given(table, given, v);
+    if (!given.contains("name")) spec.name = default_name;
+  }
+  return spec;
+}
+
+void parse_machine(Draft& d, const YamlValue& v) {
+  d.scenario.machine = load_section(d, v, "machine", "topologies/presets", std::span(machine_fields()), "custom");
+}
+void parse_model(Draft& d, const YamlValue& v) {
+  d.scenario.model = load_section(d, v, "model", "models/presets", std::span(model_fields()), "custom");
+}
+
+// ---- the scenario table -------------------------------------------------------------------------
+
+const std::vector<Field<Draft>>& scenario_fields() {
+  static const std::vector<Field<Draft>> fields{
+      {"name", "string", "file name", "scenario name used in reports",
+       [](Draft& d, const YamlValue& v) { d.scenario.name = v.as_string(); },
+       [](const Draft& d) { return yaml_string(d.scenario.name); }},
+      {"machine", "preset | path | mapping", REQUIRED,
+       "machine preset (topologies/presets), a machine YAML file, or {preset: NAME, KEY: VALUE...}", parse_machine,
+       [](const Draft&) { return std::string(); }},
+      {"model", "preset | mapping", REQUIRED, "model preset (models/presets), or {preset: NAME, KEY: VALUE...} or the shape",
+       parse_model, [](const Draft&) { return std::string(); }},
+      {"training.global_batch", "positive integer", REQUIRED, "sequences per iteration",
+       [](Draft& d, const YamlValue& v) { d.scenario.training.global_batch = positive_int(v); },
+       [](const Draft& d) { return std::to_string(d.scenario.training.global_batch); }},
+      {"training.micro_batch", "positive integer", "1", "sequences per micro-batch",
+       [](Draft& d, const YamlValue& v) { d.scenario.training.micro_batch = positive_int(v); },
+       [](const Draft& d) { return std::to_string(d.scenario.training.micro_batch); }},
+      {"training.precision", "fp32 | fp16 | bf16 | fp8", "fp16", "compute precision",
+       [](Draft& d, const YamlValue& v) {
+         d.scenario.training.precision = v.as_enum<Precision>({{"fp32", Precision::FP32},
+                                                               {"fp16", Precision::FP16},
+                                                               {"bf16", Precision::BF16},
+                                                               {"fp8", Precision::FP8}});
+       },
+       [](const Draft& d) { return std::string(to_string(d.scenario.training.precision)); }},
+      {"training.tokens", "number", "none", "token budget for time-to-train (a plain count, e.g. 300e9)",
+       [](Draft& d, const YamlValue& v) {
+         const double tokens = v.as_number();
+         if (!(tokens > 0)) v.fail(fmt::format("must be greater than zero, got '{}'", v.as_string()));
+         d.scenario.training.tokens = tokens;
+       },
+       [](const Draft& d) {
+         return d.scenario.training.tokens ? fmt::format("{:g}", *d.scenario.training.tokens) : std::string("null");
+       }},
+      {"training.flash_attention", "bool", "true",
+       "fused memory-efficient attention; Megatron-LM 2021 runs predate it and set false",
+       [](Draft& d, const YamlValue& v) { d.scenario.training.flash_attention = v.as_bool(); },
+       [](const Draft& d) { return boolean(d.scenario.training.flash_attention); }},
+      {"parallelism.tp", "positive integer", "1", "tensor-parallel degree",
+       [](Draft& d, const YamlValue& v) { d.scenario.parallelism.tp = positive_int(v); },
+       [](const Draft& d) { return std::to_string(d.scenario.parallelism.tp); }},
+      {"parallelism.pp", "positive integer", "1", "pipeline-parallel degree (stages)",
+       [](Draft& d, const YamlValue& v) { d.scenario.parallelism.pp = positive_int(v); },
+       [](const Draft& d) { return std::to_string(d.scenario.parallelism.pp); }},
+      {"parallelism.dp", "positive integer | auto", "1",
+       "data-parallel replicas; auto: as many as fit the machine and divide global_batch / micro_batch",
+       [](Draft& d, const YamlValue& v) {
+         d.dp_auto = v.is_scalar() && v.as_string() == "auto";
+         if (!d.dp_auto) d.scenario.parallelism.dp = positive_int(v);
+       },
+       [](const Draft& d) { return std::to_string(d.scenario.parallelism.dp); }},
+      {"parallelism.cp", "positive integer", "1", "context-parallel degree (only 1 is supported yet)",
+       [](Draft& d, const YamlValue& v) { d.scenario.parallelism.cp = positive_int(v); },
+       [](const Draft& d) { return std::to_string(d.scenario.parallelism.cp); }},
+      {"parallelism.ep", "positive integer", "1", "expert-parallel degree (only 1 is supported yet)",
+       [](Draft& d, const YamlValue& v) { d.scenario.parallelism.ep = positive_int(v); },
+       [](const Draft& d) { return std::to_string(d.scenario.parallelism.ep); }},
+      {"parallelism.sequence_parallel", "bool", "false", "shard norms and dropout along the sequence across tp",
+       [](Draft& d, const YamlValue& v) { d.scenario.parallelism.sequence_parallel = v.as_bool(); },
+       [](const Draft& d) { return boolean(d.scenario.parallelism.sequence_parallel); }},
+      {"parallelism.schedule", "gpipe | 1f1b | interleaved-1f1b | zero-bubble", "1f1b", "pipeline schedule",
+       [](Draft& d, const YamlValue& v) {
+         d.scenario.parallelism.schedule =
+             v.as_enum<PipelineScheduleKind>({{"gpipe", PipelineScheduleKind::GPIPE},
+                                              {"1f1b", PipelineScheduleKind::ONE_F_ONE_B},
+                                              {"interleaved-1f1b", PipelineScheduleKind::INTERLEAVED_1F1B},
+                                              {"zero-bubble", PipelineScheduleKind::ZERO_BUBBLE}});
+       },
+       [](const Draft& d) { return std::string(to_string(d.scenario.parallelism.schedule)); }},
+      {"parallelism.virtual_stages", "positive integer", "1", "model chunks per pipeline stage (interleaved-1f1b)",
+       [](Draft& d, const YamlValue& v) { d.scenario.parallelism.virtual_stages = positive_int(v); },
+       [](const Draft& d) { return std::to_string(d.scenario.parallelism.virtual_stages); }},
+      {"parallelism.zero", "0 | 1 | 2 | 3", "0", "ZeRO stage: 1 optimizer, 2 + gradients, 3 + parameters sharded",
+       [](Draft& d, const YamlValue& v) {
+         const long zero = v.as_count();
+         if (zero > 3) v.fail(fmt::format("must be 0, 1, 2 or 3, got {}", zero));
+         d.scenario.parallelism.zero = static_cast<int>(zero);
+       },
+       [](const Draft& d) { return std::to_string(d.scenario.parallelism.zero); }},
+      {"parallelism.recompute", "none | selective | full", "none", "activation recomputation",
+       [](Draft& d, const YamlValue& v) {
+         d.scenario.parallelism.recompute = v.as_enum<Recompute>(
+             {{"none", Recompute::NONE}, {"selective", Recompute::SELECTIVE}, {"full", Recompute::FULL}});
+       },
+       [](const Draft& d) { return std::string(to_string(d.scenario.parallelism.recompute)); }},
+      {"parallelism.dp_overlap", "bool", "true", "overlap the gradient all-reduce with the backward pass",
+       [](Draft& d, const YamlValue& v) { d.scenario.parallelism.dp_overlap = v.as_bool(); },
+       [](const Draft& d) { return boolean(d.scenario.parallelism.dp_overlap); }},
+      {"parallelism.dp_bucket", "bytes", "160 MB", "gradient bucket size (Megatron-LM: 40M fp32 elements)",
+       [](Draft& d, const YamlValue& v) { d.scenario.parallelism.dp_bucket = v.as_bytes(); },
+       [](const Draft& d) { return quoted_quantity(d.scenario.parallelism.dp_bucket.value(), Dimension::BYTES); }},
+      {"calibration", "auto | path", "auto", "calibration profile; auto: the best profile for the machine's GPU",
+       [](Draft& d, const YamlValue& v) { d.scenario.calibration = v.as_string(); },
+       [](const Draft& d) { return yaml_string(d.scenario.calibration); }},
+      {"simulation.fidelity", "full | fast", "full", "full: every GPU simulated; fast: symmetric ranks folded",
+       [](Draft& d, const YamlValue& v) {
+         d.scenario.simulation.fidelity = v.as_enum<Fidelity>({{"full", Fidelity::FULL}, {"fast", Fidelity::FAST}});
+       },
+       [](const Draft& d) { return std::string(to_string(d.scenario.simulation.fidelity)); }},
+      {"simulation.seed", "integer >= 0", "1", "seed of the run's one random generator",
+       [](Draft& d, const YamlValue& v) { d.scenario.simulation.seed = static_cast<std::uint64_t>(v.as_count()); },
+       [](const Draft& d) { return std::to_string(d.scenario.simulation.seed); }},
+  };
+  return fields;
+}
+
+// ---- --set overrides ----------------------------------------------------------------------------
+
+/// Finds the field `key` names inside `table`, failing with a did-you-mean on the first segment
+/// that is not a key. `shown` is the key as the user wrote it (with its section).
+template <class T>
+const Field<T>& resolve_override(std::span<const Field<T>> table, std::string_view key, const std::string& shown,
+                                 const SourceLocation& at) {
+  std::string prefix;
+  std::string_view rest = key;
+  const std::string section(std::string_view(shown).substr(0, shown.size() - key.size()));
+  while (true) {
+    const std::string segment(rest.substr(0, rest.find('.')));
+    const std::vector<std::string> names = children(table, prefix);
+    if (std::find(names.begin(), names.end(), segment) == names.end()) {
+      const std::string suggestion = did_you_mean(segment, names);
+      const std::string path = section + prefix + segment;
+      if (!suggestion.empty())
+        throw InputError(at, path, fmt::format("unknown key '{}' (did you mean '{}'?)", segment, suggestion));
+      std::string list;
+      for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+      throw InputError(at, path, fmt::format("unknown key '{}' (expected one of {})", segment, list));
+    }
+    prefix += segment;
+    if (const Field<T>* field = find_field(table, prefix)) {
+      if (prefix.size() != key.size())
+        throw InputError(at, shown, fmt::format("'{}' is a single value and has no key '{}'", section + prefix,
+                                                key.substr(prefix.size() + 1)));
+      return *field;
+    }
+    if (prefix.size() >= key.size()) {
+      std::string list;
+      for (const auto& n : children(table, prefix + ".")) list += (list.empty() ? "" : ", ") + n;
+      throw InputError(at, shown, fmt::format("is a group of keys; set one of them: {}", list));
+    }
+    prefix += '.';
+    rest = key.substr(prefix.size());
+  }
+}
+
+void apply_override(Draft& draft, const std::string& text) {
+  const SourceLocation at{.file = "--set " + text};
+  const std::size_t eq = text.find('=');
+  if (eq == std::string::npos || eq == 0) throw InputError(at, "", "expected KEY=VALUE, e.g. --set model.layers=48");
+  const std::string key = text.substr(0, eq);
+  const std::string value = text.substr(eq + 1);
+  // Flow collections (`machine={preset: x, servers: 64}`) are YAML; anything else is one scalar.
+  YAML::Node node;
+  if (value.starts_with('{') || value.starts_with('[')) {
+    try {
+      node = YAML::Load(value);
+    } catch (const YAML::ParserException& e) {
+      throw InputError(at, key, e.msg);
+    }
+  } else {
+    node = YAML::Node(value);
+  }
+  const YamlValue v(node, at.file, key);
+
+  for (const std::string section : {"machine", "model"}) {
+    if (!key.starts_with(section + ".")) continue;
+    const std::string inner = key.substr(section.size() + 1);
+    if (inner == "preset") {
+      (section == "machine" ? parse_machine : parse_model)(draft, v);
+    } else if (section == "machine") {
+      resolve_override(std::span(machine_fields()), inner, key, at).parse(draft.scenario.machine, v);
+    } else {
+      resolve_override(std::span(model_fields()), inner, key, at).parse(draft.scenario.model, v);
+    }
+    draft.where[key] = at;
+    return;
+  }
+  resolve_override(std::span(scenario_fields()), key, key, at).parse(draft, v);
+  draft.where[key] = at;
+}
+
+// ---- cross-field rules --------------------------------------------------------------------------
+
+/// The largest dp that fits the machine and divides the batch (and, interleaved, keeps the
+/// micro-batches per replica a multiple of pp); 0 when even one replica does not fit.
+int auto_dp(const Scenario& s) {
+  const auto& p = s.parallelism;
+  const long per_replica = static_cast<long>(p.tp) * p.pp * p.cp;
+  const long fit = s.machine.total_gpus() / per_replica;
+  const long batch = s.training.global_batch;
+  const long mb = s.training.micro_batch;
+  const bool interleaved = p.schedule == PipelineScheduleKind::INTERLEAVED_1F1B;
+  long fallback = 0;
+  for (long dp = std::min<long>(fit, batch); dp >= 1; --dp) {
+    if (batch % (mb * dp) != 0) continue;
+    if (!interleaved || (batch / (mb * dp)) % p.pp == 0) return static_cast<int>(dp);
+    if (fallback == 0) fallback = dp;
+  }
+  return static_cast<int>(fallback > 0 ? fallback : std::min<long>(fit, 1));
+}
+
+void check_scenario(Draft& d) {
+  Scenario& s = d.scenario;
+  try {
+    check_machine(s.machine);
+  } catch (const InputError& e) {
+    const std::string key = "machine." + e.key_path();
+    throw InputError(d.at(key), key, e.message());
+  }
+
+  const ModelSpec& m = s.model;
+  if (m.kv_heads > m.heads)
+    d.fail("model.kv_heads", fmt::format("kv_heads ({}) must not exceed heads ({})", m.kv_heads, m.heads));
+  if (m.heads % m.kv_heads != 0)
+    d.fail("model.kv_heads", fmt::format("heads ({}) must be divisible by kv_heads ({})", m.heads, m.kv_heads));
+  if (m.hidden % m.heads != 0)
+    d.fail("model.heads", fmt::format("hidden ({}) must be divisible by heads ({})", m.hidden, m.heads));
+
+  ParallelismSpec& p = s.parallelism;
+  if (p.cp != 1)
+    d.fail("parallelism.cp", fmt::format("context parallelism is not supported yet (cp must be 1, got {})", p.cp));
+  if (p.ep != 1)
+    d.fail("parallelism.ep", fmt::format("expert parallelism is not supported yet (ep must be 1, got {})", p.ep));
+  if (p.schedule == PipelineScheduleKind::ZERO_BUBBLE)
+    d.fail("parallelism.schedule", "schedule 'zero-bubble' is not supported yet");
+
+  if (m.heads % p.tp != 0)
+    d.fail("parallelism.tp", fmt::format("heads ({}) must be divisible by tp ({})", m.heads, p.tp));
+  if (m.kv_heads % p.tp != 0)
+    d.fail("parallelism.tp", fmt::format("kv_heads ({}) must be divisible by tp ({})", m.kv_heads, p.tp));
+  if (m.ffn_hidden % p.tp != 0)
+    d.fail("parallelism.tp", fmt::format("ffn_hidden ({}) must be divisible by tp ({})", m.ffn_hidden, p.tp));
+  if (p.sequence_parallel && m.seq_len % p.tp != 0)
+    d.fail("parallelism.sequence_parallel",
+           fmt::format("sequence_parallel needs seq_len ({}) divisible by tp ({})", m.seq_len, p.tp));
+
+  if (m.layers % p.pp != 0)
+    d.fail("parallelism.pp", fmt::format("layers ({}) must be divisible by pp ({})", m.layers, p.pp));
+  const bool interleaved = p.schedule == PipelineScheduleKind::INTERLEAVED_1F1B;
+  if (interleaved && p.virtual_stages < 2)
+    d.fail("parallelism.virtual_stages",
+           fmt::format("interleaved-1f1b needs virtual_stages > 1, got {}", p.virtual_stages));
+  if (!interleaved && p.virtual_stages != 1)
+    d.fail("parallelism.virtual_stages", fmt::format("virtual_stages ({}) needs schedule interleaved-1f1b, got {}",
+                                                     p.virtual_stages, to_string(p.schedule)));
+  if ((m.layers / p.pp) % p.virtual_stages != 0)
+    d.fail("parallelism.virtual_stages",
+           fmt::format("layers per stage ({} / pp {} = {}) must be divisible by virtual_stages ({})", m.layers, p.pp,
+                       m.layers / p.pp, p.virtual_stages));
+
+  const TrainingSpec& t = s.training;
+  if (t.global_batch % t.micro_batch != 0)
+    d.fail("training.micro_batch",
+           fmt::format("global_batch ({}) must be divisible by micro_batch ({})", t.global_batch, t.micro_batch));
+  if (d.dp_auto) p.dp = std::max(auto_dp(s), 1);
+
+  const long gpus = static_cast<long>(p.tp) * p.pp * p.dp * p.cp;
+  const long per_server = s.machine.server.gpus;
+  const long servers = (gpus + per_server - 1) / per_server;
+  if (servers > s.machine.servers)
+    d.fail(d.dp_auto ? "parallelism.pp" : "parallelism.dp",
+           fmt::format("job needs {} servers (tp {} x pp {} x dp {} = {} GPUs, {} per server) but machine '{}' has {}",
+                       grouped(servers), p.tp, p.pp, p.dp, grouped(gpus), per_server, s.machine.name,
+                       grouped(s.machine.servers)));
+
+  if (t.global_batch % (t.micro_batch * p.dp) != 0)
+    d.fail("training.global_batch",
+           fmt::format("global_batch ({}) must be divisible by micro_batch x dp ({} x {} = {})", t.global_batch,
+                       t.micro_batch, p.dp, t.micro_batch * p.dp));
+  const int microbatches = t.global_batch / (t.micro_batch * p.dp);
+  if (interleaved && microbatches % p.pp != 0)
+    d.fail("parallelism.schedule",
+           fmt::format("interleaved-1f1b needs the micro-batches per replica (global_batch / (micro_batch x dp) = {}) "
+                       "to be a multiple of pp ({})",
+                       microbatches, p.pp));
+}
+
+void resolve_calibration(Draft& d) {
+  Scenario& s = d.scenario;
+  if (s.calibration == "auto") {
+    try {
+      s.calibration = find_profile((fs::path(d.options->data_dir) / "calibration" / "profiles").string(),
+                                   s.machine.gpu.type);
+    } catch (const InputError& e) {
+      if (e.where().line > 0) throw;
+      throw InputError(d.at("calibration"), "calibration", e.message());
+    }
+    return;
+  }
+  const std::string path = resolve_path(d, s.calibration);
+  if (!fs::exists(path)) d.fail("calibration", fmt::format("cannot open profile '{}'", s.calibration));
+  s.calibration = path;
+}
+
+// ---- rendering ----------------------------------------------------------------------------------
+
+/// Writes dotted keys as nested YAML, opening each group once (keys arrive grouped).
+std::string emit_nested(const std::vector<std::pair<std::string, std::string>>& entries) {
+  std::string out;
+  std::vector<std::string> open;
+  for (const auto& [key, value] : entries) {
+    std::vector<std::string> parts;
+    for (std::size_t start = 0;;) {
+      const std::size_t dot = key.find('.', start);
+      parts.push_back(key.substr(start, dot - start));
+      if (dot == std::string::npos) break;
+      start = dot + 1;
+    }
+    std::size_t common = 0;
+    while (common < open.size() && common + 1 < parts.size() && open[common] == parts[common]) ++common;
+    open.resize(common);
+    for (std::size_t i = common; i + 1 < parts.size(); ++i) {
+      out += fmt::format("{:{}}{}:\n", "", 2 * i, parts[i]);
+      open.push_back(parts[i]);
+    }
+    out += fmt::format("{:{}}{}: {}\n", "", 2 * (parts.size() - 1), parts.back(), value);
+  }
+  return out;
+}
+
+template <class T>
+void add_rows(std::vector<std::array<std::string, 4>>& rows, std::span<const Field<T>> table, const std::string& prefix) {
+  for (const auto& f : table) {
+    rows.push_back({prefix + std::string(f.key), std::string(f.type), std::string(f.default_text), std::string(f.help)});
+  }
+}
+
+} // namespace
+
+Scenario load_scenario(const std::string& path, const LoadOptions& options) {
+  Draft draft;
+  draft.options = &options;
+  draft.scenario.file = path;
+  draft.scenario.name = fs::path(path).stem().string();
+  draft.base_dir = fs::path(path).parent_path();
+
+  const YamlValue root = load_yaml_file(path);
+  root.require_map();
+  std::set<std::string> given;
+  apply_mapping(root, std::span(scenario_fields()), "", draft, given, draft, "");
+  require_given(std::span(scenario_fields()), given, root);
+
+  for (const std::string& text : options.overrides) apply_override(draft, text);
+
+  ModelSpec& m = draft.scenario.model;
+  if (m.kv_heads == 0) m.kv_heads = m.heads;
+  if (m.ffn_hidden == 0) m.ffn_hidden = 4 * m.hidden;
+
+  check_scenario(draft);
+  resolve_calibration(draft);
+  return draft.scenario;
+}
+
+std::string render_scenario(const Scenario& scenario) {
+  Draft draft;
+  draft.scenario = scenario;
+  std::vector<std::pair<std::string, std::string>> entries;
+  for (const auto& f : scenario_fields()) {
+    if (f.key == "machine") {
+      for (const auto& mf : machine_fields()) entries.emplace_back("machine." + std::string(mf.key), mf.render(scenario.machine));
+    } else if (f.key == "model") {
+      for (const auto& mf : model_fields()) entries.emplace_back("model." + std::string(mf.key), mf.render(scenario.model));
+    } else {
+      entries.emplace_back(std::string(f.key), f.render(draft));
+    }
+  }
+  return emit_nested(entries);
+}
+
+std::string render_schema() {
+  std::vector<std::array<std::string, 4>> rows;
+  rows.push_back({"key", "type", "default", "description"});
+  for (const auto& f : scenario_fields()) {
+    rows.push_back({std::string(f.key), std::string(f.type), std::string(f.default_text), std::string(f.help)});
+    if (f.key == "machine") add_rows(rows, std::span(machine_fields()), "machine.");
+    if (f.key == "model") add_rows(rows, std::span(model_fields()), "model.");
+  }
+  std::array<std::size_t, 3> width{};
+  for (const auto& r : rows) {
+    for (std::size_t i = 0; i < width.size(); ++i) width[i] = std::max(width[i], r[i].size());
+  }
+  std::string out;
+  for (const auto& r : rows) {
+    out += fmt::format("{:<{}}  {:<{}}  {:<{}}  {}\n", r[0], width[0], r[1], width[1], r[2], width[2], r[3]);
+  }
+  return out;
+}
+
+} // namespace odyssey
