@@ -1,1 +1,146 @@
-// placeholder: filled in by the part that owns it
+#include <catch2/catch.hpp>
+
+#include "models/workload.hpp"
+
+using namespace odyssey;
+
+namespace {
+
+ModelSpec gpt(int layers, int hidden, int heads, int seq, int vocab = 51200) {
+  ModelSpec m;
+  m.name = "gpt";
+  m.layers = layers;
+  m.hidden = hidden;
+  m.heads = heads;
+  m.kv_heads = heads;
+  m.ffn_hidden = 4 * hidden;
+  m.vocab = vocab;
+  m.seq_len = seq;
+  return m;
+}
+
+struct Setting {
+  int tp = 8;
+  bool sp = false;
+  Recompute recompute = Recompute::NONE;
+  bool flash = false;
+  int pp = 4;
+  PipelineScheduleKind schedule = PipelineScheduleKind::ONE_F_ONE_B;
+  int v = 1;
+};
+
+// GPT-3 175B shape (Korthikanti et al. 2022 Table 3): s = 2048, h = 12288, a = 96.
+constexpr double S = 2048, H = 12288, A = 96, L = 96;
+constexpr int B = 1;
+
+Workload gpt3(const Setting& x) {
+  TrainingSpec t{.global_batch = 64, .micro_batch = B, .precision = Precision::FP16, .tokens = {}};
+  t.flash_attention = x.flash;
+  ParallelismSpec p;
+  p.tp = x.tp;
+  p.pp = x.pp;
+  p.dp = 1;
+  p.sequence_parallel = x.sp;
+  p.recompute = x.recompute;
+  p.schedule = x.schedule;
+  p.virtual_stages = x.v;
+  return Workload(gpt(int(L), int(H), int(A), int(S)), t, p);
+}
+
+} // namespace
+
+TEST_CASE("models::Memory: per-layer activations equal Korthikanti Table 2", "[models]") {
+  const double sbh = S * B * H, t = 8;
+  SECTION("tensor parallel, no recompute") {
+    CHECK(gpt3({}).layer_activations().value() == Approx(sbh * (10 + 24 / t + 5 * A * S / (H * t))).epsilon(1e-12));
+  }
+  SECTION("no parallelism") {
+    CHECK(gpt3({.tp = 1}).layer_activations().value() == Approx(sbh * (34 + 5 * A * S / H)).epsilon(1e-12));
+  }
+  SECTION("tensor + sequence parallel") {
+    CHECK(gpt3({.sp = true}).layer_activations().value() == Approx(sbh * (34 + 5 * A * S / H) / t).epsilon(1e-12));
+  }
+  SECTION("selective recompute with sequence parallelism") {
+    CHECK(gpt3({.sp = true, .recompute = Recompute::SELECTIVE}).layer_activations().value() ==
+          Approx(34 * sbh / t).epsilon(1e-12));
+  }
+  SECTION("selective recompute without sequence parallelism") {
+    CHECK(gpt3({.recompute = Recompute::SELECTIVE}).layer_activations().value() ==
+          Approx(sbh * (10 + 24 / t)).epsilon(1e-12));
+  }
+  SECTION("full recompute") {
+    CHECK(gpt3({.recompute = Recompute::FULL}).layer_activations().value() == Approx(2 * sbh).epsilon(1e-12));
+  }
+  SECTION("flash attention removes the 5*a*s^2*b term") {
+    CHECK(gpt3({.flash = true}).layer_activations().value() == Approx(sbh * (10 + 24 / t)).epsilon(1e-12));
+    CHECK(gpt3({.sp = true, .flash = true}).layer_activations().value() == Approx(34 * sbh / t).epsilon(1e-12));
+  }
+}
+
+TEST_CASE("models::Memory: in-flight micro-batches follow Korthikanti sec. 4.2.3", "[models]") {
+  SECTION("1F1B: pp - stage") {
+    const Workload w = gpt3({});
+    for (int s = 0; s < 4; ++s) CHECK(w.inflight_microbatches(s) == 4 - s);
+  }
+  SECTION("interleaved: first stage holds pp*(1 + (pp-1)/(pp*v))") {
+    const Workload w = gpt3({.schedule = PipelineScheduleKind::INTERLEAVED_1F1B, .v = 3});
+    CHECK(w.inflight_microbatches(0) == Approx(4 * (1 + 3.0 / (4 * 3))));
+  }
+  SECTION("GPipe: all micro-batches") {
+    CHECK(gpt3({.schedule = PipelineScheduleKind::GPIPE}).inflight_microbatches(1) == 64);
+  }
+}
+
+TEST_CASE("models::Memory: stage activations", "[models]") {
+  const double sbh = S * B * H, t = 8;
+  SECTION("middle 1F1B stage: in-flight micro-batches times its layers") {
+    const Workload w = gpt3({.sp = true, .flash = true});
+    CHECK(w.memory(1).activations.value() == Approx(3 * (L / 4) * 34 * sbh / t).epsilon(1e-12));
+  }
+  SECTION("selective recompute re-creates one layer's attention scores during its backward") {
+    const Workload w = gpt3({.sp = true, .recompute = Recompute::SELECTIVE});
+    CHECK(w.memory(1).activations.value() ==
+          Approx(3 * (L / 4) * 34 * sbh / t + 5 * A * S * S * B / t).epsilon(1e-12));
+  }
+  SECTION("full recompute: layer inputs plus one layer's activations during its backward") {
+    const Workload w = gpt3({.recompute = Recompute::FULL, .flash = true});
+    CHECK(w.memory(2).activations.value() ==
+          Approx(2 * (L / 4) * 2 * sbh + sbh * (10 + 24 / t)).epsilon(1e-12));
+  }
+  SECTION("last stage adds 4*s*b*h/t*(1 + V/h) for the output layer (Korthikanti sec. 4.3)") {
+    const Workload w = gpt3({.sp = true, .recompute = Recompute::SELECTIVE});
+    CHECK(w.chunk_activations(3, 0).value() ==
+          Approx((L / 4) * 34 * sbh / t + 4 * sbh / t * (1 + 51200 / H)).epsilon(1e-12));
+  }
+}
+
+TEST_CASE("models::Memory: model states follow ZeRO (Rajbhandari et al. 2020)", "[models]") {
+  ParallelismSpec p;
+  p.dp = 64;
+  TrainingSpec t{.global_batch = 64, .micro_batch = 1, .precision = Precision::FP16, .tokens = {}};
+  const ModelSpec m = gpt(4, 1024, 16, 512);
+  auto states = [&](int zero) {
+    p.zero = zero;
+    const MemoryBreakdown b = Workload(m, t, p).memory(0);
+    return (b.weights + b.gradients + b.optimizer_states).value();
+  };
+  const double psi = Workload(m, t, p).parameters();
+  const double n = 64;
+  CHECK(Workload(m, t, p).local_parameters(0) == psi);
+  CHECK(states(0) == Approx(16 * psi));
+  CHECK(states(1) == Approx(4 * psi + 12 * psi / n));
+  CHECK(states(2) == Approx(2 * psi + 14 * psi / n));
+  CHECK(states(3) == Approx(16 * psi / n));
+  SECTION("bf16 reduces gradients in fp32; fp32 training keeps 16 bytes") {
+    t.precision = Precision::BF16;
+    CHECK(states(0) == Approx(18 * psi));
+    t.precision = Precision::FP32;
+    CHECK(states(0) == Approx(16 * psi));
+  }
+  SECTION("workspace: context, cuBLAS, NCCL buffers and fragmentation") {
+    p.zero = 0;
+    const MemoryBreakdown b = Workload(m, t, p).memory(0);
+    CHECK(b.workspace.value() > 512.0 * 1024 * 1024);
+    CHECK(b.workspace.value() < 2.0 * 1024 * 1024 * 1024);
+  }
+}
