@@ -379,14 +379,18 @@ const std::vector<Field<Draft>>& scenario_fields() {
                                                                {"fp8", Precision::FP8}});
        },
        [](const Draft& d) { return std::string(to_string(d.scenario.training.precision)); }},
-      {"training.tokens", "number", "none", "token budget for time-to-train (a plain count, e.g. 300e9)",
+      {"training.tokens", "number | none", "none", "token budget for time-to-train (a plain count, e.g. 300e9)",
        [](Draft& d, const YamlValue& v) {
+         if (v.is_null() || v.as_string() == "none") {
+           d.scenario.training.tokens.reset();
+           return;
+         }
          const double tokens = v.as_number();
          if (!(tokens > 0)) v.fail(fmt::format("must be greater than zero, got '{}'", v.as_string()));
          d.scenario.training.tokens = tokens;
        },
        [](const Draft& d) {
-         return d.scenario.training.tokens ? fmt::format("{:g}", *d.scenario.training.tokens) : std::string("null");
+         return d.scenario.training.tokens ? fmt::format("{:g}", *d.scenario.training.tokens) : std::string("none");
        }},
       {"training.flash_attention", "bool", "true",
        "fused memory-efficient attention; Megatron-LM 2021 runs predate it and set false",
