@@ -32,7 +32,7 @@ constexpr std::string_view REQUIRED = "required";
 template <class T> struct Field {
   std::string_view key;
   std::string_view type;
-  std::string_view default_text;  ///< REQUIRED when the key has no default
+  std::string_view default_text; ///< REQUIRED when the key has no default
   std::string_view help;
   void (*parse)(T&, const YamlValue&);
   std::string (*render)(const T&);
@@ -41,15 +41,21 @@ template <class T> struct Field {
 // ---- value helpers ------------------------------------------------------------------------------
 
 int to_int(long v, const YamlValue& at) {
-  if (v > INT_MAX) at.fail(fmt::format("must be at most {}, got {}", INT_MAX, v));
+  if (v > INT_MAX)
+    at.fail(fmt::format("must be at most {}, got {}", INT_MAX, v));
   return static_cast<int>(v);
 }
-int positive_int(const YamlValue& v) { return to_int(v.as_positive_count(), v); }
-int count_int(const YamlValue& v) { return to_int(v.as_count(), v); }
+int positive_int(const YamlValue& v) {
+  return to_int(v.as_positive_count(), v);
+}
+int count_int(const YamlValue& v) {
+  return to_int(v.as_count(), v);
+}
 
 double oversubscription(const YamlValue& v) {
   const double x = v.as_number();
-  if (!(x >= 1.0)) v.fail(fmt::format("must be at least 1 (down/up bandwidth ratio), got {}", v.as_string()));
+  if (!(x >= 1.0))
+    v.fail(fmt::format("must be at least 1 (down/up bandwidth ratio), got {}", v.as_string()));
   return x;
 }
 
@@ -58,24 +64,33 @@ std::string yaml_string(const std::string& s) {
   const bool plain = !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
     return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' || c == '/';
   });
-  if (plain) return s;
+  if (plain)
+    return s;
   std::string out = "\"";
   for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
+    if (c == '"' || c == '\\')
+      out += '\\';
     out += c;
   }
   return out + "\"";
 }
-std::string quoted_quantity(double v, Dimension dim) { return fmt::format("\"{}\"", format_quantity(v, dim)); }
-std::string number(double v) { return fmt::format("{:.12g}", v); }
-std::string boolean(bool b) { return b ? "true" : "false"; }
+std::string quoted_quantity(double v, Dimension dim) {
+  return fmt::format("\"{}\"", format_quantity(v, dim));
+}
+std::string number(double v) {
+  return fmt::format("{:.12g}", v);
+}
+std::string boolean(bool b) {
+  return b ? "true" : "false";
+}
 
 /// 10240 -> "10,240".
 std::string grouped(long v) {
   std::string digits = std::to_string(v < 0 ? -v : v);
   std::string out;
   for (std::size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    if (i > 0 && (digits.size() - i) % 3 == 0)
+      out += ',';
     out += digits[i];
   }
   return v < 0 ? "-" + out : out;
@@ -107,12 +122,17 @@ const std::vector<Field<MachineSpec>>& machine_fields() {
                                                   {"pcie", IntraServer::PCIE}});
        },
        [](const MachineSpec& m) { return std::string(to_string(m.server.intra)); }},
-      {"server.nvlink_bandwidth", "byte rate", REQUIRED, "GPU-to-GPU bandwidth inside a server, per GPU per direction",
+      {"server.nvlink_bandwidth", "byte rate", REQUIRED,
+       "GPU-to-GPU bandwidth inside a server, per GPU per direction",
        [](MachineSpec& m, const YamlValue& v) { m.server.nvlink_bandwidth = v.as_byte_rate(); },
-       [](const MachineSpec& m) { return quoted_quantity(m.server.nvlink_bandwidth.value(), Dimension::BYTE_RATE); }},
+       [](const MachineSpec& m) {
+         return quoted_quantity(m.server.nvlink_bandwidth.value(), Dimension::BYTE_RATE);
+       }},
       {"server.nvlink_latency", "time", REQUIRED, "GPU-to-GPU latency inside a server",
        [](MachineSpec& m, const YamlValue& v) { m.server.nvlink_latency = v.as_seconds(); },
-       [](const MachineSpec& m) { return quoted_quantity(m.server.nvlink_latency.value(), Dimension::TIME); }},
+       [](const MachineSpec& m) {
+         return quoted_quantity(m.server.nvlink_latency.value(), Dimension::TIME);
+       }},
       {"server.nics", "positive integer", "8", "network interfaces per server",
        [](MachineSpec& m, const YamlValue& v) { m.server.nics = positive_int(v); },
        [](const MachineSpec& m) { return std::to_string(m.server.nics); }},
@@ -153,7 +173,9 @@ const std::vector<Field<MachineSpec>>& machine_fields() {
        [](const MachineSpec& m) { return number(m.fabric.core_oversubscription); }},
       {"fabric.switch_latency", "time", REQUIRED, "latency of one switch hop",
        [](MachineSpec& m, const YamlValue& v) { m.fabric.switch_latency = v.as_seconds(); },
-       [](const MachineSpec& m) { return quoted_quantity(m.fabric.switch_latency.value(), Dimension::TIME); }},
+       [](const MachineSpec& m) {
+         return quoted_quantity(m.fabric.switch_latency.value(), Dimension::TIME);
+       }},
       {"cpu_hosts.count", "integer >= 0", "0", "CPU-only servers (simulated as hosts, not used by jobs)",
        [](MachineSpec& m, const YamlValue& v) { m.cpu_hosts.count = count_int(v); },
        [](const MachineSpec& m) { return std::to_string(m.cpu_hosts.count); }},
@@ -180,7 +202,8 @@ const std::vector<Field<ModelSpec>>& model_fields() {
       {"heads", "positive integer", REQUIRED, "attention (query) heads",
        [](ModelSpec& m, const YamlValue& v) { m.heads = positive_int(v); },
        [](const ModelSpec& m) { return std::to_string(m.heads); }},
-      {"kv_heads", "positive integer", "heads", "key/value heads; fewer than heads is grouped-query attention",
+      {"kv_heads", "positive integer", "heads",
+       "key/value heads; fewer than heads is grouped-query attention",
        [](ModelSpec& m, const YamlValue& v) { m.kv_heads = positive_int(v); },
        [](const ModelSpec& m) { return std::to_string(m.kv_heads); }},
       {"ffn_hidden", "positive integer", "4 x hidden", "feed-forward inner size",
@@ -208,7 +231,7 @@ const std::vector<Field<ModelSpec>>& model_fields() {
 struct Draft {
   Scenario scenario;
   const LoadOptions* options = nullptr;
-  fs::path base_dir;  ///< the scenario file's folder: relative machine and profile paths start here
+  fs::path base_dir; ///< the scenario file's folder: relative machine and profile paths start here
   bool dp_auto = false;
   std::map<std::string, SourceLocation, std::less<>> where;
 
@@ -224,20 +247,24 @@ struct Draft {
 // ---- the generic walker -------------------------------------------------------------------------
 
 /// The distinct next segments of the table's keys below `prefix` ("" or "server."), in table order.
-template <class T> std::vector<std::string> children(std::span<const Field<T>> table, std::string_view prefix) {
+template <class T>
+std::vector<std::string> children(std::span<const Field<T>> table, std::string_view prefix) {
   std::vector<std::string> out;
   for (const auto& f : table) {
-    if (!f.key.starts_with(prefix)) continue;
+    if (!f.key.starts_with(prefix))
+      continue;
     const std::string_view rest = f.key.substr(prefix.size());
     const std::string next(rest.substr(0, rest.find('.')));
-    if (std::find(out.begin(), out.end(), next) == out.end()) out.push_back(next);
+    if (std::find(out.begin(), out.end(), next) == out.end())
+      out.push_back(next);
   }
   return out;
 }
 
 template <class T> const Field<T>* find_field(std::span<const Field<T>> table, std::string_view key) {
   for (const auto& f : table) {
-    if (f.key == key) return &f;
+    if (f.key == key)
+      return &f;
   }
   return nullptr;
 }
@@ -245,14 +272,15 @@ template <class T> const Field<T>* find_field(std::span<const Field<T>> table, s
 /// Applies every key of `map` through `table`. `section` prefixes the keys recorded in `where`
 /// ("machine", "model" or "" for the scenario table); `extra` keys are allowed and left to the caller.
 template <class T>
-void apply_mapping(const YamlValue& map, std::span<const Field<T>> table, const std::string& prefix, T& target,
-                   std::set<std::string>& given, Draft& draft, std::string_view section,
+void apply_mapping(const YamlValue& map, std::span<const Field<T>> table, const std::string& prefix,
+                   T& target, std::set<std::string>& given, Draft& draft, std::string_view section,
                    const std::vector<std::string>& extra = {}) {
   std::vector<std::string> allowed = children(table, prefix);
   allowed.insert(allowed.end(), extra.begin(), extra.end());
   map.check_keys(allowed);
   for (const auto& [key, value] : map.entries()) {
-    if (prefix.empty() && std::find(extra.begin(), extra.end(), key) != extra.end()) continue;
+    if (prefix.empty() && std::find(extra.begin(), extra.end(), key) != extra.end())
+      continue;
     const std::string full = prefix + key;
     if (const Field<T>* field = find_field(table, full)) {
       field->parse(target, value);
@@ -278,38 +306,47 @@ std::vector<std::string> list_presets(const fs::path& dir) {
   std::vector<std::string> names;
   std::error_code ec;
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    if (it->path().extension() == ".yaml") names.push_back(it->path().stem().string());
+    if (it->path().extension() == ".yaml")
+      names.push_back(it->path().stem().string());
   }
   std::sort(names.begin(), names.end());
   return names;
 }
 
-bool looks_like_path(const std::string& s) { return s.find('/') != std::string::npos || s.ends_with(".yaml"); }
+bool looks_like_path(const std::string& s) {
+  return s.find('/') != std::string::npos || s.ends_with(".yaml");
+}
 
 /// A file named by the user: as given when it exists, else relative to the scenario's folder.
 std::string resolve_path(const Draft& draft, const std::string& name) {
-  if (fs::exists(name) || fs::path(name).is_absolute()) return name;
+  if (fs::exists(name) || fs::path(name).is_absolute())
+    return name;
   const fs::path beside = draft.base_dir / name;
   return fs::exists(beside) ? beside.string() : name;
 }
 
 /// The file behind a preset name or a path given at `v`; `kind` is "machine" or "model".
-std::string preset_file(const Draft& draft, const YamlValue& v, const std::string& kind, const std::string& folder) {
+std::string preset_file(const Draft& draft, const YamlValue& v, const std::string& kind,
+                        const std::string& folder) {
   const std::string name = v.as_string();
   if (looks_like_path(name)) {
     const std::string path = resolve_path(draft, name);
-    if (!fs::exists(path)) v.fail(fmt::format("cannot open {} file '{}'", kind, name));
+    if (!fs::exists(path))
+      v.fail(fmt::format("cannot open {} file '{}'", kind, name));
     return path;
   }
   const fs::path dir = fs::path(draft.options->data_dir) / folder;
   const fs::path file = dir / (name + ".yaml");
-  if (fs::exists(file)) return file.string();
+  if (fs::exists(file))
+    return file.string();
   const std::vector<std::string> available = list_presets(dir);
   std::string list;
-  for (const auto& p : available) list += (list.empty() ? "" : ", ") + p;
+  for (const auto& p : available)
+    list += (list.empty() ? "" : ", ") + p;
   const std::string suggestion = did_you_mean(name, available);
   if (!suggestion.empty())
-    v.fail(fmt::format("unknown {} preset '{}' (did you mean '{}'? available: {})", kind, name, suggestion, list));
+    v.fail(fmt::format("unknown {} preset '{}' (did you mean '{}'? available: {})", kind, name, suggestion,
+                       list));
   v.fail(fmt::format("unknown {} preset '{}' (available: {})", kind, name, list.empty() ? "none" : list));
 }
 
@@ -323,7 +360,8 @@ T load_preset(Draft& draft, const YamlValue& name, const std::string& kind, cons
   std::set<std::string> given;
   apply_mapping(root, table, "", spec, given, draft, kind);
   require_given(table, given, root);
-  if (!given.contains("name")) spec.name = name.as_string();
+  if (!given.contains("name"))
+    spec.name = name.as_string();
   return spec;
 }
 
@@ -332,22 +370,27 @@ T load_preset(Draft& draft, const YamlValue& name, const std::string& kind, cons
 template <class T>
 T load_section(Draft& draft, const YamlValue& v, const std::string& kind, const std::string& folder,
                std::span<const Field<T>> table, const std::string& default_name) {
-  if (v.is_scalar()) return load_preset(draft, v, kind, folder, table);
-  if (!v.is_map()) v.fail(fmt::format("expected a {} preset name, a file or a mapping", kind));
+  if (v.is_scalar())
+    return load_preset(draft, v, kind, folder, table);
+  if (!v.is_map())
+    v.fail(fmt::format("expected a {} preset name, a file or a mapping", kind));
   T spec{};
   std::set<std::string> given;
   const auto preset = v.get("preset");
-  if (preset) spec = load_preset(draft, *preset, kind, folder, table);
+  if (preset)
+    spec = load_preset(draft, *preset, kind, folder, table);
   apply_mapping(v, table, "", spec, given, draft, kind, {"preset"});
   if (!preset) {
     require_given(table, given, v);
-    if (!given.contains("name")) spec.name = default_name;
+    if (!given.contains("name"))
+      spec.name = default_name;
   }
   return spec;
 }
 
 void parse_machine(Draft& d, const YamlValue& v) {
-  d.scenario.machine = load_section(d, v, "machine", "topologies/presets", std::span(machine_fields()), "custom");
+  d.scenario.machine =
+      load_section(d, v, "machine", "topologies/presets", std::span(machine_fields()), "custom");
 }
 void parse_model(Draft& d, const YamlValue& v) {
   d.scenario.model = load_section(d, v, "model", "models/presets", std::span(model_fields()), "custom");
@@ -361,10 +404,11 @@ const std::vector<Field<Draft>>& scenario_fields() {
        [](Draft& d, const YamlValue& v) { d.scenario.name = v.as_string(); },
        [](const Draft& d) { return yaml_string(d.scenario.name); }},
       {"machine", "preset | path | mapping", REQUIRED,
-       "machine preset (topologies/presets), a machine YAML file, or {preset: NAME, KEY: VALUE...}", parse_machine,
+       "machine preset (topologies/presets), a machine YAML file, or {preset: NAME, KEY: VALUE...}",
+       parse_machine, [](const Draft&) { return std::string(); }},
+      {"model", "preset | mapping", REQUIRED,
+       "model preset (models/presets), or {preset: NAME, KEY: VALUE...} or the shape", parse_model,
        [](const Draft&) { return std::string(); }},
-      {"model", "preset | mapping", REQUIRED, "model preset (models/presets), or {preset: NAME, KEY: VALUE...} or the shape",
-       parse_model, [](const Draft&) { return std::string(); }},
       {"training.global_batch", "positive integer", REQUIRED, "sequences per iteration",
        [](Draft& d, const YamlValue& v) { d.scenario.training.global_batch = positive_int(v); },
        [](const Draft& d) { return std::to_string(d.scenario.training.global_batch); }},
@@ -379,18 +423,21 @@ const std::vector<Field<Draft>>& scenario_fields() {
                                                                {"fp8", Precision::FP8}});
        },
        [](const Draft& d) { return std::string(to_string(d.scenario.training.precision)); }},
-      {"training.tokens", "number | none", "none", "token budget for time-to-train (a plain count, e.g. 300e9)",
+      {"training.tokens", "number | none", "none",
+       "token budget for time-to-train (a plain count, e.g. 300e9)",
        [](Draft& d, const YamlValue& v) {
          if (v.is_null() || v.as_string() == "none") {
            d.scenario.training.tokens.reset();
            return;
          }
          const double tokens = v.as_number();
-         if (!(tokens > 0)) v.fail(fmt::format("must be greater than zero, got '{}'", v.as_string()));
+         if (!(tokens > 0))
+           v.fail(fmt::format("must be greater than zero, got '{}'", v.as_string()));
          d.scenario.training.tokens = tokens;
        },
        [](const Draft& d) {
-         return d.scenario.training.tokens ? fmt::format("{:g}", *d.scenario.training.tokens) : std::string("none");
+         return d.scenario.training.tokens ? fmt::format("{:g}", *d.scenario.training.tokens)
+                                           : std::string("none");
        }},
       {"training.flash_attention", "bool", "true",
        "fused memory-efficient attention; Megatron-LM 2021 runs predate it and set false",
@@ -406,7 +453,8 @@ const std::vector<Field<Draft>>& scenario_fields() {
        "data-parallel replicas; auto: as many as fit the machine and divide global_batch / micro_batch",
        [](Draft& d, const YamlValue& v) {
          d.dp_auto = v.is_scalar() && v.as_string() == "auto";
-         if (!d.dp_auto) d.scenario.parallelism.dp = positive_int(v);
+         if (!d.dp_auto)
+           d.scenario.parallelism.dp = positive_int(v);
        },
        [](const Draft& d) { return std::to_string(d.scenario.parallelism.dp); }},
       {"parallelism.cp", "positive integer", "1", "context-parallel degree (only 1 is supported yet)",
@@ -415,7 +463,8 @@ const std::vector<Field<Draft>>& scenario_fields() {
       {"parallelism.ep", "positive integer", "1", "expert-parallel degree (only 1 is supported yet)",
        [](Draft& d, const YamlValue& v) { d.scenario.parallelism.ep = positive_int(v); },
        [](const Draft& d) { return std::to_string(d.scenario.parallelism.ep); }},
-      {"parallelism.sequence_parallel", "bool", "false", "shard norms and dropout along the sequence across tp",
+      {"parallelism.sequence_parallel", "bool", "false",
+       "shard norms and dropout along the sequence across tp",
        [](Draft& d, const YamlValue& v) { d.scenario.parallelism.sequence_parallel = v.as_bool(); },
        [](const Draft& d) { return boolean(d.scenario.parallelism.sequence_parallel); }},
       {"parallelism.schedule", "gpipe | 1f1b | interleaved-1f1b | zero-bubble", "1f1b", "pipeline schedule",
@@ -427,13 +476,16 @@ const std::vector<Field<Draft>>& scenario_fields() {
                                               {"zero-bubble", PipelineScheduleKind::ZERO_BUBBLE}});
        },
        [](const Draft& d) { return std::string(to_string(d.scenario.parallelism.schedule)); }},
-      {"parallelism.virtual_stages", "positive integer", "1", "model chunks per pipeline stage (interleaved-1f1b)",
+      {"parallelism.virtual_stages", "positive integer", "1",
+       "model chunks per pipeline stage (interleaved-1f1b)",
        [](Draft& d, const YamlValue& v) { d.scenario.parallelism.virtual_stages = positive_int(v); },
        [](const Draft& d) { return std::to_string(d.scenario.parallelism.virtual_stages); }},
-      {"parallelism.zero", "0 | 1 | 2 | 3", "0", "ZeRO stage: 1 optimizer, 2 + gradients, 3 + parameters sharded",
+      {"parallelism.zero", "0 | 1 | 2 | 3", "0",
+       "ZeRO stage: 1 optimizer, 2 + gradients, 3 + parameters sharded",
        [](Draft& d, const YamlValue& v) {
          const long zero = v.as_count();
-         if (zero > 3) v.fail(fmt::format("must be 0, 1, 2 or 3, got {}", zero));
+         if (zero > 3)
+           v.fail(fmt::format("must be 0, 1, 2 or 3, got {}", zero));
          d.scenario.parallelism.zero = static_cast<int>(zero);
        },
        [](const Draft& d) { return std::to_string(d.scenario.parallelism.zero); }},
@@ -448,17 +500,24 @@ const std::vector<Field<Draft>>& scenario_fields() {
        [](const Draft& d) { return boolean(d.scenario.parallelism.dp_overlap); }},
       {"parallelism.dp_bucket", "bytes", "160 MB", "gradient bucket size (Megatron-LM: 40M fp32 elements)",
        [](Draft& d, const YamlValue& v) { d.scenario.parallelism.dp_bucket = v.as_bytes(); },
-       [](const Draft& d) { return quoted_quantity(d.scenario.parallelism.dp_bucket.value(), Dimension::BYTES); }},
-      {"calibration", "auto | path", "auto", "calibration profile; auto: the best profile for the machine's GPU",
+       [](const Draft& d) {
+         return quoted_quantity(d.scenario.parallelism.dp_bucket.value(), Dimension::BYTES);
+       }},
+      {"calibration", "auto | path", "auto",
+       "calibration profile; auto: the best profile for the machine's GPU",
        [](Draft& d, const YamlValue& v) { d.scenario.calibration = v.as_string(); },
        [](const Draft& d) { return yaml_string(d.scenario.calibration); }},
-      {"simulation.fidelity", "full | fast", "full", "full: every GPU simulated; fast: symmetric ranks folded",
+      {"simulation.fidelity", "full | fast", "full",
+       "full: every GPU simulated; fast: symmetric ranks folded",
        [](Draft& d, const YamlValue& v) {
-         d.scenario.simulation.fidelity = v.as_enum<Fidelity>({{"full", Fidelity::FULL}, {"fast", Fidelity::FAST}});
+         d.scenario.simulation.fidelity =
+             v.as_enum<Fidelity>({{"full", Fidelity::FULL}, {"fast", Fidelity::FAST}});
        },
        [](const Draft& d) { return std::string(to_string(d.scenario.simulation.fidelity)); }},
       {"simulation.seed", "integer >= 0", "1", "seed of the run's one random generator",
-       [](Draft& d, const YamlValue& v) { d.scenario.simulation.seed = static_cast<std::uint64_t>(v.as_count()); },
+       [](Draft& d, const YamlValue& v) {
+         d.scenario.simulation.seed = static_cast<std::uint64_t>(v.as_count());
+       },
        [](const Draft& d) { return std::to_string(d.scenario.simulation.seed); }},
   };
   return fields;
@@ -469,8 +528,8 @@ const std::vector<Field<Draft>>& scenario_fields() {
 /// Finds the field `key` names inside `table`, failing with a did-you-mean on the first segment
 /// that is not a key. `shown` is the key as the user wrote it (with its section).
 template <class T>
-const Field<T>& resolve_override(std::span<const Field<T>> table, std::string_view key, const std::string& shown,
-                                 const SourceLocation& at) {
+const Field<T>& resolve_override(std::span<const Field<T>> table, std::string_view key,
+                                 const std::string& shown, const SourceLocation& at) {
   std::string prefix;
   std::string_view rest = key;
   const std::string section(std::string_view(shown).substr(0, shown.size() - key.size()));
@@ -483,19 +542,22 @@ const Field<T>& resolve_override(std::span<const Field<T>> table, std::string_vi
       if (!suggestion.empty())
         throw InputError(at, path, fmt::format("unknown key '{}' (did you mean '{}'?)", segment, suggestion));
       std::string list;
-      for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+      for (const auto& n : names)
+        list += (list.empty() ? "" : ", ") + n;
       throw InputError(at, path, fmt::format("unknown key '{}' (expected one of {})", segment, list));
     }
     prefix += segment;
     if (const Field<T>* field = find_field(table, prefix)) {
       if (prefix.size() != key.size())
-        throw InputError(at, shown, fmt::format("'{}' is a single value and has no key '{}'", section + prefix,
-                                                key.substr(prefix.size() + 1)));
+        throw InputError(at, shown,
+                         fmt::format("'{}' is a single value and has no key '{}'", section + prefix,
+                                     key.substr(prefix.size() + 1)));
       return *field;
     }
     if (prefix.size() >= key.size()) {
       std::string list;
-      for (const auto& n : children(table, prefix + ".")) list += (list.empty() ? "" : ", ") + n;
+      for (const auto& n : children(table, prefix + "."))
+        list += (list.empty() ? "" : ", ") + n;
       throw InputError(at, shown, fmt::format("is a group of keys; set one of them: {}", list));
     }
     prefix += '.';
@@ -506,7 +568,8 @@ const Field<T>& resolve_override(std::span<const Field<T>> table, std::string_vi
 void apply_override(Draft& draft, const std::string& text) {
   const SourceLocation at{.file = "--set " + text};
   const std::size_t eq = text.find('=');
-  if (eq == std::string::npos || eq == 0) throw InputError(at, "", "expected KEY=VALUE, e.g. --set model.layers=48");
+  if (eq == std::string::npos || eq == 0)
+    throw InputError(at, "", "expected KEY=VALUE, e.g. --set model.layers=48");
   const std::string key = text.substr(0, eq);
   const std::string value = text.substr(eq + 1);
   // Flow collections (`machine={preset: x, servers: 64}`) are YAML; anything else is one scalar.
@@ -523,7 +586,8 @@ void apply_override(Draft& draft, const std::string& text) {
   const YamlValue v(node, at.file, key);
 
   for (const std::string section : {"machine", "model"}) {
-    if (!key.starts_with(section + ".")) continue;
+    if (!key.starts_with(section + "."))
+      continue;
     const std::string inner = key.substr(section.size() + 1);
     if (inner == "preset") {
       (section == "machine" ? parse_machine : parse_model)(draft, v);
@@ -552,9 +616,12 @@ int auto_dp(const Scenario& s) {
   const bool interleaved = p.schedule == PipelineScheduleKind::INTERLEAVED_1F1B;
   long fallback = 0;
   for (long dp = std::min<long>(fit, batch); dp >= 1; --dp) {
-    if (batch % (mb * dp) != 0) continue;
-    if (!interleaved || (batch / (mb * dp)) % p.pp == 0) return static_cast<int>(dp);
-    if (fallback == 0) fallback = dp;
+    if (batch % (mb * dp) != 0)
+      continue;
+    if (!interleaved || (batch / (mb * dp)) % p.pp == 0)
+      return static_cast<int>(dp);
+    if (fallback == 0)
+      fallback = dp;
   }
   return static_cast<int>(fallback > 0 ? fallback : std::min<long>(fit, 1));
 }
@@ -572,15 +639,18 @@ void check_scenario(Draft& d) {
   if (m.kv_heads > m.heads)
     d.fail("model.kv_heads", fmt::format("kv_heads ({}) must not exceed heads ({})", m.kv_heads, m.heads));
   if (m.heads % m.kv_heads != 0)
-    d.fail("model.kv_heads", fmt::format("heads ({}) must be divisible by kv_heads ({})", m.heads, m.kv_heads));
+    d.fail("model.kv_heads",
+           fmt::format("heads ({}) must be divisible by kv_heads ({})", m.heads, m.kv_heads));
   if (m.hidden % m.heads != 0)
     d.fail("model.heads", fmt::format("hidden ({}) must be divisible by heads ({})", m.hidden, m.heads));
 
   ParallelismSpec& p = s.parallelism;
   if (p.cp != 1)
-    d.fail("parallelism.cp", fmt::format("context parallelism is not supported yet (cp must be 1, got {})", p.cp));
+    d.fail("parallelism.cp",
+           fmt::format("context parallelism is not supported yet (cp must be 1, got {})", p.cp));
   if (p.ep != 1)
-    d.fail("parallelism.ep", fmt::format("expert parallelism is not supported yet (ep must be 1, got {})", p.ep));
+    d.fail("parallelism.ep",
+           fmt::format("expert parallelism is not supported yet (ep must be 1, got {})", p.ep));
   if (p.schedule == PipelineScheduleKind::ZERO_BUBBLE)
     d.fail("parallelism.schedule", "schedule 'zero-bubble' is not supported yet");
 
@@ -601,38 +671,44 @@ void check_scenario(Draft& d) {
     d.fail("parallelism.virtual_stages",
            fmt::format("interleaved-1f1b needs virtual_stages > 1, got {}", p.virtual_stages));
   if (!interleaved && p.virtual_stages != 1)
-    d.fail("parallelism.virtual_stages", fmt::format("virtual_stages ({}) needs schedule interleaved-1f1b, got {}",
-                                                     p.virtual_stages, to_string(p.schedule)));
+    d.fail("parallelism.virtual_stages",
+           fmt::format("virtual_stages ({}) needs schedule interleaved-1f1b, got {}", p.virtual_stages,
+                       to_string(p.schedule)));
   if ((m.layers / p.pp) % p.virtual_stages != 0)
     d.fail("parallelism.virtual_stages",
-           fmt::format("layers per stage ({} / pp {} = {}) must be divisible by virtual_stages ({})", m.layers, p.pp,
-                       m.layers / p.pp, p.virtual_stages));
+           fmt::format("layers per stage ({} / pp {} = {}) must be divisible by virtual_stages ({})",
+                       m.layers, p.pp, m.layers / p.pp, p.virtual_stages));
 
   const TrainingSpec& t = s.training;
   if (t.global_batch % t.micro_batch != 0)
-    d.fail("training.micro_batch",
-           fmt::format("global_batch ({}) must be divisible by micro_batch ({})", t.global_batch, t.micro_batch));
-  if (d.dp_auto) p.dp = std::max(auto_dp(s), 1);
+    d.fail("training.micro_batch", fmt::format("global_batch ({}) must be divisible by micro_batch ({})",
+                                               t.global_batch, t.micro_batch));
+  if (d.dp_auto)
+    p.dp = std::max(auto_dp(s), 1);
 
   const long gpus = static_cast<long>(p.tp) * p.pp * p.dp * p.cp;
   const long per_server = s.machine.server.gpus;
   const long servers = (gpus + per_server - 1) / per_server;
   if (servers > s.machine.servers)
-    d.fail(d.dp_auto ? "parallelism.pp" : "parallelism.dp",
-           fmt::format("job needs {} servers (tp {} x pp {} x dp {} = {} GPUs, {} per server) but machine '{}' has {}",
-                       grouped(servers), p.tp, p.pp, p.dp, grouped(gpus), per_server, s.machine.name,
-                       grouped(s.machine.servers)));
+    d.fail(
+        d.dp_auto ? "parallelism.pp" : "parallelism.dp",
+        fmt::format(
+            "job needs {} servers (tp {} x pp {} x dp {} = {} GPUs, {} per server) but machine '{}' has {}",
+            grouped(servers), p.tp, p.pp, p.dp, grouped(gpus), per_server, s.machine.name,
+            grouped(s.machine.servers)));
 
   if (t.global_batch % (t.micro_batch * p.dp) != 0)
     d.fail("training.global_batch",
-           fmt::format("global_batch ({}) must be divisible by micro_batch x dp ({} x {} = {})", t.global_batch,
-                       t.micro_batch, p.dp, t.micro_batch * p.dp));
+           fmt::format("global_batch ({}) must be divisible by micro_batch x dp ({} x {} = {})",
+                       t.global_batch, t.micro_batch, p.dp, t.micro_batch * p.dp));
   const int microbatches = t.global_batch / (t.micro_batch * p.dp);
   if (interleaved && microbatches % p.pp != 0)
-    d.fail("parallelism.schedule",
-           fmt::format("interleaved-1f1b needs the micro-batches per replica (global_batch / (micro_batch x dp) = {}) "
-                       "to be a multiple of pp ({})",
-                       microbatches, p.pp));
+    d.fail(
+        "parallelism.schedule",
+        fmt::format(
+            "interleaved-1f1b needs the micro-batches per replica (global_batch / (micro_batch x dp) = {}) "
+            "to be a multiple of pp ({})",
+            microbatches, p.pp));
 }
 
 void resolve_calibration(Draft& d) {
@@ -642,13 +718,15 @@ void resolve_calibration(Draft& d) {
       s.calibration = find_profile((fs::path(d.options->data_dir) / "calibration" / "profiles").string(),
                                    s.machine.gpu.type);
     } catch (const InputError& e) {
-      if (e.where().line > 0) throw;
+      if (e.where().line > 0)
+        throw;
       throw InputError(d.at("calibration"), "calibration", e.message());
     }
     return;
   }
   const std::string path = resolve_path(d, s.calibration);
-  if (!fs::exists(path)) d.fail("calibration", fmt::format("cannot open profile '{}'", s.calibration));
+  if (!fs::exists(path))
+    d.fail("calibration", fmt::format("cannot open profile '{}'", s.calibration));
   s.calibration = path;
 }
 
@@ -663,11 +741,13 @@ std::string emit_nested(const std::vector<std::pair<std::string, std::string>>& 
     for (std::size_t start = 0;;) {
       const std::size_t dot = key.find('.', start);
       parts.push_back(key.substr(start, dot - start));
-      if (dot == std::string::npos) break;
+      if (dot == std::string::npos)
+        break;
       start = dot + 1;
     }
     std::size_t common = 0;
-    while (common < open.size() && common + 1 < parts.size() && open[common] == parts[common]) ++common;
+    while (common < open.size() && common + 1 < parts.size() && open[common] == parts[common])
+      ++common;
     open.resize(common);
     for (std::size_t i = common; i + 1 < parts.size(); ++i) {
       out += fmt::format("{:{}}{}:\n", "", 2 * i, parts[i]);
@@ -679,9 +759,11 @@ std::string emit_nested(const std::vector<std::pair<std::string, std::string>>& 
 }
 
 template <class T>
-void add_rows(std::vector<std::array<std::string, 4>>& rows, std::span<const Field<T>> table, const std::string& prefix) {
+void add_rows(std::vector<std::array<std::string, 4>>& rows, std::span<const Field<T>> table,
+              const std::string& prefix) {
   for (const auto& f : table) {
-    rows.push_back({prefix + std::string(f.key), std::string(f.type), std::string(f.default_text), std::string(f.help)});
+    rows.push_back(
+        {prefix + std::string(f.key), std::string(f.type), std::string(f.default_text), std::string(f.help)});
   }
 }
 
@@ -700,11 +782,14 @@ Scenario load_scenario(const std::string& path, const LoadOptions& options) {
   apply_mapping(root, std::span(scenario_fields()), "", draft, given, draft, "");
   require_given(std::span(scenario_fields()), given, root);
 
-  for (const std::string& text : options.overrides) apply_override(draft, text);
+  for (const std::string& text : options.overrides)
+    apply_override(draft, text);
 
   ModelSpec& m = draft.scenario.model;
-  if (m.kv_heads == 0) m.kv_heads = m.heads;
-  if (m.ffn_hidden == 0) m.ffn_hidden = 4 * m.hidden;
+  if (m.kv_heads == 0)
+    m.kv_heads = m.heads;
+  if (m.ffn_hidden == 0)
+    m.ffn_hidden = 4 * m.hidden;
 
   check_scenario(draft);
   resolve_calibration(draft);
@@ -717,9 +802,11 @@ std::string render_scenario(const Scenario& scenario) {
   std::vector<std::pair<std::string, std::string>> entries;
   for (const auto& f : scenario_fields()) {
     if (f.key == "machine") {
-      for (const auto& mf : machine_fields()) entries.emplace_back("machine." + std::string(mf.key), mf.render(scenario.machine));
+      for (const auto& mf : machine_fields())
+        entries.emplace_back("machine." + std::string(mf.key), mf.render(scenario.machine));
     } else if (f.key == "model") {
-      for (const auto& mf : model_fields()) entries.emplace_back("model." + std::string(mf.key), mf.render(scenario.model));
+      for (const auto& mf : model_fields())
+        entries.emplace_back("model." + std::string(mf.key), mf.render(scenario.model));
     } else {
       entries.emplace_back(std::string(f.key), f.render(draft));
     }
@@ -731,13 +818,17 @@ std::string render_schema() {
   std::vector<std::array<std::string, 4>> rows;
   rows.push_back({"key", "type", "default", "description"});
   for (const auto& f : scenario_fields()) {
-    rows.push_back({std::string(f.key), std::string(f.type), std::string(f.default_text), std::string(f.help)});
-    if (f.key == "machine") add_rows(rows, std::span(machine_fields()), "machine.");
-    if (f.key == "model") add_rows(rows, std::span(model_fields()), "model.");
+    rows.push_back(
+        {std::string(f.key), std::string(f.type), std::string(f.default_text), std::string(f.help)});
+    if (f.key == "machine")
+      add_rows(rows, std::span(machine_fields()), "machine.");
+    if (f.key == "model")
+      add_rows(rows, std::span(model_fields()), "model.");
   }
   std::array<std::size_t, 3> width{};
   for (const auto& r : rows) {
-    for (std::size_t i = 0; i < width.size(); ++i) width[i] = std::max(width[i], r[i].size());
+    for (std::size_t i = 0; i < width.size(); ++i)
+      width[i] = std::max(width[i], r[i].size());
   }
   std::string out;
   for (const auto& r : rows) {

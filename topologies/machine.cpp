@@ -13,17 +13,20 @@ namespace {
 }
 
 void require_positive(double value, const std::string& key) {
-  if (!(value > 0)) reject(key, fmt::format("must be greater than zero, got {}", value));
+  if (!(value > 0))
+    reject(key, fmt::format("must be greater than zero, got {}", value));
 }
 
 void require_at_least_one(double value, const std::string& key) {
-  if (!(value >= 1.0)) reject(key, fmt::format("must be at least 1 (down/up bandwidth), got {}", value));
+  if (!(value >= 1.0))
+    reject(key, fmt::format("must be at least 1 (down/up bandwidth), got {}", value));
 }
 
 } // namespace
 
 void check_machine(const MachineSpec& m) {
-  if (m.gpu.type.empty()) reject("gpu.type", "must name the GPU type, e.g. 'H100-SXM5-80GB'");
+  if (m.gpu.type.empty())
+    reject("gpu.type", "must name the GPU type, e.g. 'H100-SXM5-80GB'");
   require_positive(m.gpu.memory.value(), "gpu.memory");
   require_positive(m.servers, "servers");
   require_positive(m.server.gpus, "server.gpus");
@@ -46,31 +49,39 @@ void check_machine(const MachineSpec& m) {
   const long per_pod = per_leaf * m.fabric.leaves_per_pod;
   if (m.fabric.levels == 1 && per_leaf < m.servers)
     reject("fabric.servers_per_leaf",
-           fmt::format("a 1-level fabric has one leaf: servers_per_leaf ({}) must cover servers ({})", per_leaf,
-                       m.servers));
+           fmt::format("a 1-level fabric has one leaf: servers_per_leaf ({}) must cover servers ({})",
+                       per_leaf, m.servers));
   if (m.fabric.levels == 2 && per_pod < m.servers)
     reject("fabric.leaves_per_pod",
-           fmt::format("a 2-level fabric has one pod: servers_per_leaf x leaves_per_pod ({} x {} = {}) must cover "
-                       "servers ({})",
-                       per_leaf, m.fabric.leaves_per_pod, per_pod, m.servers));
-  if (m.cpu_hosts.count < 0) reject("cpu_hosts.count", fmt::format("must not be negative, got {}", m.cpu_hosts.count));
+           fmt::format(
+               "a 2-level fabric has one pod: servers_per_leaf x leaves_per_pod ({} x {} = {}) must cover "
+               "servers ({})",
+               per_leaf, m.fabric.leaves_per_pod, per_pod, m.servers));
+  if (m.cpu_hosts.count < 0)
+    reject("cpu_hosts.count", fmt::format("must not be negative, got {}", m.cpu_hosts.count));
   if (m.cpu_hosts.count > 0 && m.cpu_hosts.cores_per_host < 1)
-    reject("cpu_hosts.cores_per_host", fmt::format("must be a positive integer, got {}", m.cpu_hosts.cores_per_host));
+    reject("cpu_hosts.cores_per_host",
+           fmt::format("must be a positive integer, got {}", m.cpu_hosts.cores_per_host));
 }
 
 const char* to_string(IntraServer k) {
   switch (k) {
-  case IntraServer::NVSWITCH: return "nvswitch";
-  case IntraServer::NVLINK_MESH: return "nvlink-mesh";
-  case IntraServer::PCIE: return "pcie";
+  case IntraServer::NVSWITCH:
+    return "nvswitch";
+  case IntraServer::NVLINK_MESH:
+    return "nvlink-mesh";
+  case IntraServer::PCIE:
+    return "pcie";
   }
   return "?";
 }
 
 const char* to_string(FabricKind k) {
   switch (k) {
-  case FabricKind::FAT_TREE: return "fat-tree";
-  case FabricKind::RAIL_OPTIMIZED: return "rail-optimized";
+  case FabricKind::FAT_TREE:
+    return "fat-tree";
+  case FabricKind::RAIL_OPTIMIZED:
+    return "rail-optimized";
   }
   return "?";
 }

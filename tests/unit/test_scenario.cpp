@@ -24,7 +24,8 @@ LoadOptions options(std::vector<std::string> overrides = {}) {
 std::vector<fs::path> yaml_files(const fs::path& dir) {
   std::vector<fs::path> out;
   for (const auto& entry : fs::directory_iterator(dir)) {
-    if (entry.path().extension() == ".yaml") out.push_back(entry.path());
+    if (entry.path().extension() == ".yaml")
+      out.push_back(entry.path());
   }
   std::sort(out.begin(), out.end());
   return out;
@@ -47,10 +48,10 @@ private:
 
 const std::string DEFAULT_SCENARIO = (DATA_DIR / "scenarios" / "gpt3-175b-azure-2020.yaml").string();
 
-std::string scenario_with(const std::string& machine, const std::string& model, const std::string& parallelism,
-                          int global_batch) {
-  return "machine: " + machine + "\nmodel: " + model + "\ntraining:\n  global_batch: " + std::to_string(global_batch) +
-         "\nparallelism:\n" + parallelism;
+std::string scenario_with(const std::string& machine, const std::string& model,
+                          const std::string& parallelism, int global_batch) {
+  return "machine: " + machine + "\nmodel: " + model +
+         "\ntraining:\n  global_batch: " + std::to_string(global_batch) + "\nparallelism:\n" + parallelism;
 }
 
 } // namespace
@@ -95,7 +96,8 @@ TEST_CASE("tools::Scenario: every machine preset loads and checks", "[scenario]"
     CHECK(s.machine.name == name);
     CHECK(s.machine.servers > 0);
     const auto& f = s.machine.fabric;
-    if (f.levels < 3) CHECK(static_cast<long>(f.servers_per_leaf) * f.leaves_per_pod >= s.machine.servers);
+    if (f.levels < 3)
+      CHECK(static_cast<long>(f.servers_per_leaf) * f.leaves_per_pod >= s.machine.servers);
   }
 }
 
@@ -126,13 +128,15 @@ TEST_CASE("tools::Scenario: every model preset loads", "[scenario]") {
   for (const auto& file : yaml_files(DATA_DIR / "models" / "presets")) {
     const std::string name = file.stem().string();
     INFO(name);
-    TempScenario t("odyssey-model-" + name + ".yaml", scenario_with("dgx-h100-superpod", name, "  tp: 1\n", 8));
+    TempScenario t("odyssey-model-" + name + ".yaml",
+                   scenario_with("dgx-h100-superpod", name, "  tp: 1\n", 8));
     const Scenario s = load_scenario(t.path(), options());
     CHECK(s.model.name == name);
     CHECK(s.model.hidden % s.model.heads == 0);
     CHECK(s.model.heads % s.model.kv_heads == 0);
   }
-  TempScenario t("odyssey-model-405b.yaml", scenario_with("dgx-h100-superpod", "llama3-405b", "  tp: 1\n", 8));
+  TempScenario t("odyssey-model-405b.yaml",
+                 scenario_with("dgx-h100-superpod", "llama3-405b", "  tp: 1\n", 8));
   const ModelSpec m = load_scenario(t.path(), options()).model;
   CHECK(m.layers == 126);
   CHECK(m.kv_heads == 8);
@@ -161,24 +165,28 @@ TEST_CASE("tools::Scenario: --set overrides go through the schema", "[scenario]"
     CHECK_THAT(s.calibration, Contains("h100"));
   }
   SECTION("unknown key") {
-    CHECK_THROWS_WITH(load_scenario(DEFAULT_SCENARIO, options({"model.layres=48"})),
-                      Equals("--set model.layres=48: error: model.layres: unknown key 'layres' (did you mean 'layers'?)"));
+    CHECK_THROWS_WITH(
+        load_scenario(DEFAULT_SCENARIO, options({"model.layres=48"})),
+        Equals("--set model.layres=48: error: model.layres: unknown key 'layres' (did you mean 'layers'?)"));
   }
   SECTION("unknown nested key") {
-    CHECK_THROWS_WITH(load_scenario(DEFAULT_SCENARIO, options({"parallelism.tpp=4"})),
-                      Equals("--set parallelism.tpp=4: error: parallelism.tpp: unknown key 'tpp' (did you mean 'tp'?)"));
+    CHECK_THROWS_WITH(
+        load_scenario(DEFAULT_SCENARIO, options({"parallelism.tpp=4"})),
+        Equals("--set parallelism.tpp=4: error: parallelism.tpp: unknown key 'tpp' (did you mean 'tp'?)"));
   }
   SECTION("a group is not a value") {
     CHECK_THROWS_WITH(load_scenario(DEFAULT_SCENARIO, options({"machine.server=4"})),
                       Contains("is a group of keys; set one of them: gpus, intra"));
   }
   SECTION("bad value") {
-    CHECK_THROWS_WITH(load_scenario(DEFAULT_SCENARIO, options({"parallelism.tp=0"})),
-                      Equals("--set parallelism.tp=0: error: parallelism.tp: must be a positive integer, got 0"));
+    CHECK_THROWS_WITH(
+        load_scenario(DEFAULT_SCENARIO, options({"parallelism.tp=0"})),
+        Equals("--set parallelism.tp=0: error: parallelism.tp: must be a positive integer, got 0"));
   }
   SECTION("cross-field rule at the override") {
-    CHECK_THROWS_WITH(load_scenario(DEFAULT_SCENARIO, options({"parallelism.tp=5"})),
-                      Equals("--set parallelism.tp=5: error: parallelism.tp: heads (96) must be divisible by tp (5)"));
+    CHECK_THROWS_WITH(
+        load_scenario(DEFAULT_SCENARIO, options({"parallelism.tp=5"})),
+        Equals("--set parallelism.tp=5: error: parallelism.tp: heads (96) must be divisible by tp (5)"));
   }
   SECTION("no equals sign") {
     CHECK_THROWS_WITH(load_scenario(DEFAULT_SCENARIO, options({"model.layers"})),
@@ -189,20 +197,22 @@ TEST_CASE("tools::Scenario: --set overrides go through the schema", "[scenario]"
 TEST_CASE("tools::Scenario: dp auto takes as many replicas as fit and divide the batch", "[scenario]") {
   SECTION("limited by the machine") {
     // 1,250 servers x 8 = 10,000 GPUs; tp 8 x pp 16 = 128 per replica: 78 fit, 64 divides 1536.
-    TempScenario t("odyssey-dp-auto.yaml", scenario_with("azure-openai-2020", "gpt3-175b",
-                                                         "  tp: 8\n  pp: 16\n  dp: auto\n", 1536));
+    TempScenario t("odyssey-dp-auto.yaml",
+                   scenario_with("azure-openai-2020", "gpt3-175b", "  tp: 8\n  pp: 16\n  dp: auto\n", 1536));
     const Scenario s = load_scenario(t.path(), options());
     CHECK(s.parallelism.dp == 64);
   }
   SECTION("limited by the batch") {
-    TempScenario t("odyssey-dp-auto.yaml", scenario_with("dgx-h100-superpod", "megatron-1.7b", "  dp: auto\n", 96));
+    TempScenario t("odyssey-dp-auto.yaml",
+                   scenario_with("dgx-h100-superpod", "megatron-1.7b", "  dp: auto\n", 96));
     CHECK(load_scenario(t.path(), options()).parallelism.dp == 96);
   }
   SECTION("interleaved keeps micro-batches a multiple of pp") {
-    TempScenario t("odyssey-dp-auto.yaml",
-                   scenario_with("azure-openai-2020", "gpt3-175b",
-                                 "  tp: 8\n  pp: 24\n  dp: auto\n  schedule: interleaved-1f1b\n  virtual_stages: 2\n",
-                                 1536));
+    TempScenario t(
+        "odyssey-dp-auto.yaml",
+        scenario_with("azure-openai-2020", "gpt3-175b",
+                      "  tp: 8\n  pp: 24\n  dp: auto\n  schedule: interleaved-1f1b\n  virtual_stages: 2\n",
+                      1536));
     const Scenario s = load_scenario(t.path(), options());
     CHECK(s.parallelism.dp == 32);
     CHECK((1536 / s.parallelism.dp) % 24 == 0);
@@ -215,9 +225,10 @@ TEST_CASE("tools::Scenario: dp auto takes as many replicas as fit and divide the
 
 TEST_CASE("tools::Scenario: presets with overrides and inline definitions", "[scenario]") {
   SECTION("machine preset with overrides") {
-    TempScenario t("odyssey-override.yaml",
-                   scenario_with("{preset: dgx-a100-superpod, servers: 64, fabric: {core_oversubscription: 2}}",
-                                 "{preset: llama2-70b, layers: 40}", "  tp: 8\n  pp: 2\n  dp: 4\n", 64));
+    TempScenario t(
+        "odyssey-override.yaml",
+        scenario_with("{preset: dgx-a100-superpod, servers: 64, fabric: {core_oversubscription: 2}}",
+                      "{preset: llama2-70b, layers: 40}", "  tp: 8\n  pp: 2\n  dp: 4\n", 64));
     const Scenario s = load_scenario(t.path(), options());
     CHECK(s.machine.servers == 64);
     CHECK(s.machine.name == "dgx-a100-superpod");
@@ -228,7 +239,8 @@ TEST_CASE("tools::Scenario: presets with overrides and inline definitions", "[sc
   }
   SECTION("inline model with defaults") {
     TempScenario t("odyssey-inline.yaml",
-                   scenario_with("dgx-a100-superpod", "{layers: 4, hidden: 1024, heads: 16, vocab: 32000, seq_len: 1024}",
+                   scenario_with("dgx-a100-superpod",
+                                 "{layers: 4, hidden: 1024, heads: 16, vocab: 32000, seq_len: 1024}",
                                  "  tp: 2\n", 16));
     const Scenario s = load_scenario(t.path(), options());
     CHECK(s.model.name == "custom");
@@ -239,13 +251,14 @@ TEST_CASE("tools::Scenario: presets with overrides and inline definitions", "[sc
   }
   SECTION("inline model missing a required key") {
     TempScenario t("odyssey-inline.yaml",
-                   scenario_with("dgx-a100-superpod", "{layers: 4, hidden: 1024, vocab: 32000, seq_len: 1024}", "  tp: 2\n", 16));
+                   scenario_with("dgx-a100-superpod",
+                                 "{layers: 4, hidden: 1024, vocab: 32000, seq_len: 1024}", "  tp: 2\n", 16));
     CHECK_THROWS_WITH(load_scenario(t.path(), options()), Contains("model: missing required key 'heads'"));
   }
   SECTION("machine from a file") {
     TempScenario t("odyssey-from-file.yaml",
-                   scenario_with((DATA_DIR / "topologies" / "presets" / "dgx-h100-superpod.yaml").string(), "llama3-8b",
-                                 "  tp: 8\n", 64));
+                   scenario_with((DATA_DIR / "topologies" / "presets" / "dgx-h100-superpod.yaml").string(),
+                                 "llama3-8b", "  tp: 8\n", 64));
     CHECK(load_scenario(t.path(), options()).machine.servers == 1344);
   }
 }
@@ -256,10 +269,12 @@ TEST_CASE("tools::Scenario: rejected scenarios", "[scenario]") {
     load_scenario(t.path(), options());
   };
   SECTION("heads not divisible by tp") {
-    CHECK_THROWS_WITH(load("  tp: 5\n", 64), Contains("parallelism.tp: heads (96) must be divisible by tp (5)"));
+    CHECK_THROWS_WITH(load("  tp: 5\n", 64),
+                      Contains("parallelism.tp: heads (96) must be divisible by tp (5)"));
   }
   SECTION("layers not divisible by pp") {
-    CHECK_THROWS_WITH(load("  pp: 5\n", 64), Contains("parallelism.pp: layers (96) must be divisible by pp (5)"));
+    CHECK_THROWS_WITH(load("  pp: 5\n", 64),
+                      Contains("parallelism.pp: layers (96) must be divisible by pp (5)"));
   }
   SECTION("layers per stage not divisible by virtual stages") {
     CHECK_THROWS_WITH(load("  pp: 32\n  schedule: interleaved-1f1b\n  virtual_stages: 2\n", 64),
@@ -282,15 +297,17 @@ TEST_CASE("tools::Scenario: rejected scenarios", "[scenario]") {
                       Contains("global_batch (64) must be divisible by micro_batch x dp (1 x 3 = 3)"));
   }
   SECTION("job larger than the machine") {
-    CHECK_THROWS_WITH(load("  tp: 8\n  pp: 16\n  dp: 80\n", 1280),
-                      Contains("job needs 1,280 servers (tp 8 x pp 16 x dp 80 = 10,240 GPUs, 8 per server) but "
-                               "machine 'azure-openai-2020' has 1,250"));
+    CHECK_THROWS_WITH(
+        load("  tp: 8\n  pp: 16\n  dp: 80\n", 1280),
+        Contains("job needs 1,280 servers (tp 8 x pp 16 x dp 80 = 10,240 GPUs, 8 per server) but "
+                 "machine 'azure-openai-2020' has 1,250"));
   }
   SECTION("expert parallelism not supported yet") {
     CHECK_THROWS_WITH(load("  ep: 2\n", 64), Contains("expert parallelism is not supported yet"));
   }
   SECTION("zero-bubble not supported yet") {
-    CHECK_THROWS_WITH(load("  schedule: zero-bubble\n", 64), Contains("schedule 'zero-bubble' is not supported yet"));
+    CHECK_THROWS_WITH(load("  schedule: zero-bubble\n", 64),
+                      Contains("schedule 'zero-bubble' is not supported yet"));
   }
   SECTION("zero stage out of range") {
     CHECK_THROWS_WITH(load("  zero: 4\n", 64), Contains("parallelism.zero: must be 0, 1, 2 or 3, got 4"));
@@ -299,9 +316,12 @@ TEST_CASE("tools::Scenario: rejected scenarios", "[scenario]") {
     CHECK_NOTHROW(load("  zero: 2\n  recompute: selective\n", 64));
   }
   SECTION("unknown top-level key") {
-    TempScenario t("odyssey-bad-key.yaml", "machine: azure-openai-2020\nmodel: gpt3-175b\ntrainin:\n  global_batch: 8\n");
-    CHECK_THROWS_WITH(load_scenario(t.path(), options()),
-                      Contains("odyssey-bad-key.yaml:3:1: error: trainin: unknown key 'trainin' (did you mean 'training'?)"));
+    TempScenario t("odyssey-bad-key.yaml",
+                   "machine: azure-openai-2020\nmodel: gpt3-175b\ntrainin:\n  global_batch: 8\n");
+    CHECK_THROWS_WITH(
+        load_scenario(t.path(), options()),
+        Contains(
+            "odyssey-bad-key.yaml:3:1: error: trainin: unknown key 'trainin' (did you mean 'training'?)"));
   }
   SECTION("missing machine") {
     TempScenario t("odyssey-no-machine.yaml", "model: gpt3-175b\ntraining:\n  global_batch: 8\n");
@@ -322,8 +342,9 @@ TEST_CASE("tools::Scenario: render_scenario output loads back to the same scenar
 
 TEST_CASE("tools::Scenario: render_schema lists every key once with its default", "[scenario]") {
   const std::string schema = render_schema();
-  for (const char* key : {"machine.fabric.core_oversubscription", "model.kv_heads", "training.flash_attention",
-                          "parallelism.dp_overlap", "parallelism.dp_bucket", "simulation.seed", "calibration"}) {
+  for (const char* key :
+       {"machine.fabric.core_oversubscription", "model.kv_heads", "training.flash_attention",
+        "parallelism.dp_overlap", "parallelism.dp_bucket", "simulation.seed", "calibration"}) {
     INFO(key);
     CHECK_THAT(schema, Contains(key));
   }

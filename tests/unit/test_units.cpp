@@ -54,17 +54,20 @@ TEST_CASE("models::units: parses plain counts", "[units]") {
 
 TEST_CASE("models::units: rejects bad quantities", "[units]") {
   SECTION("unknown unit") {
-    CHECK_THROWS_WITH(parse_quantity("400 Gbs", Dimension::BYTE_RATE),
-                      Equals("unknown unit 'Gbs' (expected one of b/s, kb/s, Mb/s, Gb/s, Tb/s, B/s, kB/s, MB/s, GB/s, "
-                             "TB/s, KiB/s, MiB/s, GiB/s)"));
+    CHECK_THROWS_WITH(
+        parse_quantity("400 Gbs", Dimension::BYTE_RATE),
+        Equals("unknown unit 'Gbs' (expected one of b/s, kb/s, Mb/s, Gb/s, Tb/s, B/s, kB/s, MB/s, GB/s, "
+               "TB/s, KiB/s, MiB/s, GiB/s)"));
   }
   SECTION("missing unit") {
-    CHECK_THROWS_WITH(parse_quantity("400", Dimension::BYTE_RATE),
-                      Equals("missing unit in '400' (expected one of b/s, kb/s, Mb/s, Gb/s, Tb/s, B/s, kB/s, MB/s, "
-                             "GB/s, TB/s, KiB/s, MiB/s, GiB/s)"));
+    CHECK_THROWS_WITH(
+        parse_quantity("400", Dimension::BYTE_RATE),
+        Equals("missing unit in '400' (expected one of b/s, kb/s, Mb/s, Gb/s, Tb/s, B/s, kB/s, MB/s, "
+               "GB/s, TB/s, KiB/s, MiB/s, GiB/s)"));
   }
   SECTION("no number") {
-    CHECK_THROWS_WITH(parse_quantity("fast", Dimension::BYTE_RATE), Equals("expected a number with a unit, got 'fast'"));
+    CHECK_THROWS_WITH(parse_quantity("fast", Dimension::BYTE_RATE),
+                      Equals("expected a number with a unit, got 'fast'"));
   }
   SECTION("unit of another dimension") {
     CHECK_THROWS_AS(parse_quantity("80 GB", Dimension::BYTE_RATE), UnitError);
@@ -74,7 +77,8 @@ TEST_CASE("models::units: rejects bad quantities", "[units]") {
     CHECK_THROWS_AS(parse_quantity("80 gb", Dimension::BYTES), UnitError);
   }
   SECTION("infinity is not a number") {
-    CHECK_THROWS_WITH(parse_quantity("inf GB", Dimension::BYTES), Equals("expected a number with a unit, got 'inf GB'"));
+    CHECK_THROWS_WITH(parse_quantity("inf GB", Dimension::BYTES),
+                      Equals("expected a number with a unit, got 'inf GB'"));
   }
   SECTION("empty") {
     CHECK_THROWS_WITH(parse_quantity("", Dimension::TIME), Equals("expected a number with a unit, got ''"));
@@ -98,11 +102,21 @@ TEST_CASE("models::units: format_quantity round-trips through parse_quantity", "
     Dimension dim;
   };
   const Case cases[] = {
-      {80.0 * 1024 * 1024 * 1024, Dimension::BYTES}, {160e6, Dimension::BYTES},    {1.0, Dimension::BYTES},
-      {12345678901.0, Dimension::BYTES},              {32e9, Dimension::BYTES},     {25e9, Dimension::BYTE_RATE},
-      {12.5e9, Dimension::BYTE_RATE},                 {0.3, Dimension::BYTE_RATE},  {1e-6, Dimension::TIME},
-      {600e-9, Dimension::TIME},                      {90.0, Dimension::TIME},      {1.2e6, Dimension::TIME},
-      {989.4e12, Dimension::FLOP_RATE},               {3.14e23, Dimension::FLOPS},  {7.0, Dimension::FLOPS},
+      {80.0 * 1024 * 1024 * 1024, Dimension::BYTES},
+      {160e6, Dimension::BYTES},
+      {1.0, Dimension::BYTES},
+      {12345678901.0, Dimension::BYTES},
+      {32e9, Dimension::BYTES},
+      {25e9, Dimension::BYTE_RATE},
+      {12.5e9, Dimension::BYTE_RATE},
+      {0.3, Dimension::BYTE_RATE},
+      {1e-6, Dimension::TIME},
+      {600e-9, Dimension::TIME},
+      {90.0, Dimension::TIME},
+      {1.2e6, Dimension::TIME},
+      {989.4e12, Dimension::FLOP_RATE},
+      {3.14e23, Dimension::FLOPS},
+      {7.0, Dimension::FLOPS},
   };
   for (const Case& c : cases) {
     const std::string text = format_quantity(c.value, c.dim);
@@ -117,7 +131,8 @@ TEST_CASE("models::units: accepted_units lists the canonical spellings", "[units
 }
 
 TEST_CASE("models::YamlValue: typed values with positions", "[units][yaml]") {
-  const YamlValue root = load_yaml_string("a:\n  count: 4\n  zero: 0\n  bad: abc\n  rate: 400 Gb/s\n  flag: yes\n", "t.yaml");
+  const YamlValue root =
+      load_yaml_string("a:\n  count: 4\n  zero: 0\n  bad: abc\n  rate: 400 Gb/s\n  flag: yes\n", "t.yaml");
   const YamlValue a = root.require("a");
   CHECK(a.require("count").as_positive_count() == 4);
   CHECK(a.require("rate").as_byte_rate().value() == 50e9);
@@ -125,13 +140,16 @@ TEST_CASE("models::YamlValue: typed values with positions", "[units][yaml]") {
   CHECK(a.require("count").where().column == 10);
 
   SECTION("zero count") {
-    CHECK_THROWS_WITH(a.require("zero").as_positive_count(), Equals("t.yaml:3:9: error: a.zero: must be a positive integer, got 0"));
+    CHECK_THROWS_WITH(a.require("zero").as_positive_count(),
+                      Equals("t.yaml:3:9: error: a.zero: must be a positive integer, got 0"));
   }
   SECTION("wrong type") {
-    CHECK_THROWS_WITH(a.require("bad").as_positive_count(), Equals("t.yaml:4:8: error: a.bad: expected a positive integer, got 'abc'"));
+    CHECK_THROWS_WITH(a.require("bad").as_positive_count(),
+                      Equals("t.yaml:4:8: error: a.bad: expected a positive integer, got 'abc'"));
   }
   SECTION("strict booleans") {
-    CHECK_THROWS_WITH(a.require("flag").as_bool(), Equals("t.yaml:6:9: error: a.flag: expected true or false, got 'yes'"));
+    CHECK_THROWS_WITH(a.require("flag").as_bool(),
+                      Equals("t.yaml:6:9: error: a.flag: expected true or false, got 'yes'"));
   }
   SECTION("unknown key with a suggestion") {
     CHECK_THROWS_WITH(a.check_keys({"count", "zero", "bat", "rate", "flag"}),
@@ -141,13 +159,15 @@ TEST_CASE("models::YamlValue: typed values with positions", "[units][yaml]") {
     CHECK_THROWS_WITH(a.require("other"), Equals("t.yaml:2:3: error: a: missing required key 'other'"));
   }
   SECTION("duplicate key") {
-    CHECK_THROWS_WITH(load_yaml_string("x: 1\ny: 2\nx: 3\n", "d.yaml"), Equals("d.yaml:3:1: error: x: duplicate key 'x'"));
+    CHECK_THROWS_WITH(load_yaml_string("x: 1\ny: 2\nx: 3\n", "d.yaml"),
+                      Equals("d.yaml:3:1: error: x: duplicate key 'x'"));
   }
   SECTION("syntax error") {
     CHECK_THROWS_AS(load_yaml_string("a: [1, 2\n", "s.yaml"), InputError);
   }
   SECTION("missing file") {
-    CHECK_THROWS_WITH(load_yaml_file("/nonexistent/x.yaml"), Equals("/nonexistent/x.yaml: error: cannot open file"));
+    CHECK_THROWS_WITH(load_yaml_file("/nonexistent/x.yaml"),
+                      Equals("/nonexistent/x.yaml: error: cannot open file"));
   }
 }
 
