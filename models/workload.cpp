@@ -95,6 +95,16 @@ public:
     return op;
   }
 
+  /// One GEMM per (sequence, head) of this GPU, as a strided-batched cuBLAS call (no weights).
+  ComputeOp batched_gemm(std::string name, Pass pass, long m, long n, long k) const {
+    ComputeOp op = make_op(std::move(name), OpKind::GEMM, pass, x_.act_dtype);
+    const long batch = x_.b * x_.heads;
+    op.gemm = GemmShape{.m = m, .n = n, .k = k, .batch = batch};
+    op.flops = Flops(2.0 * double(m) * double(n) * double(k) * double(batch));
+    op.bytes = Bytes((double(m) * double(k) + double(k) * double(n) + double(m) * double(n)) * x_.d * double(batch));
+    return op;
+  }
+
   CollectiveOp tp(std::string name, CollectiveKind kind, double bytes) const {
     return CollectiveOp{.name = std::move(name), .kind = kind, .group = GroupKind::TP, .bytes = Bytes(bytes)};
   }
@@ -130,8 +140,11 @@ public:
       return;
     }
     const double n = score_elements();
-    // Two batched GEMMs: QK^T writes the scores, attention-over-values reads the probabilities.
-    w.compute.push_back(attention("attn_core", Pass::FORWARD, attention_flops(), io + 2 * n * x_.d, 2));
+    // Unfused attention (Megatron-LM 2021: baddbmm + bmm) is two strided-batched GEMMs per head
+    // whose s x s output and input live in HBM, so they are priced as GEMMs: with a head
+    // dimension of 64-128 they are memory bound, which a fused-attention rate would hide.
+    w.compute.push_back(batched_gemm("attn_scores", Pass::FORWARD, x_.s, x_.s, x_.head_dim));
+    w.compute.push_back(batched_gemm("attn_values", Pass::FORWARD, x_.s, x_.head_dim, x_.s));
     w.compute.push_back(memory_bound("scale_mask_softmax", Pass::FORWARD, 2 * n * x_.d));
     if (!x_.llama) w.compute.push_back(memory_bound("attn_dropout", Pass::FORWARD, n * (2 * x_.d + 1)));
   }
@@ -204,7 +217,11 @@ public:
       w.compute.push_back(attention("attn_core_bwd", p, 2 * attention_flops(), io, 2));
     } else {
       const double n = score_elements();
-      w.compute.push_back(attention("attn_core_bwd", p, 2 * attention_flops(), io + 2 * n * x_.d, 4));
+      // dV = P^T dO, dP = dO V^T, dQ = dS K, dK = dS^T Q: four batched GEMMs, twice the forward.
+      w.compute.push_back(batched_gemm("attn_values_dgrad_v", p, x_.s, x_.head_dim, x_.s));
+      w.compute.push_back(batched_gemm("attn_values_dgrad_p", p, x_.s, x_.s, x_.head_dim));
+      w.compute.push_back(batched_gemm("attn_scores_dgrad_q", p, x_.s, x_.head_dim, x_.s));
+      w.compute.push_back(batched_gemm("attn_scores_dgrad_k", p, x_.s, x_.head_dim, x_.s));
       if (!x_.llama) w.compute.push_back(memory_bound("attn_dropout_bwd", p, n * (2 * x_.d + 1)));
       w.compute.push_back(memory_bound("scale_mask_softmax_bwd", p, 3 * n * x_.d));
     }

@@ -1,5 +1,6 @@
 // The `odyssey` command line: results to stdout, diagnostics to stderr; exit 0 success, 2 bad
 // input, 1 internal error. Only this file catches.
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -45,12 +46,64 @@ odyssey::Profile load_checked_profile(const odyssey::Scenario& scenario) {
   return profile;
 }
 
+/// The priced operations of one micro-batch on stage 0, chunk 0 (ops of the same name, e.g.
+/// one per layer, are summed): what each costs and at what rate.
+std::string explain(const odyssey::Workload& w, const odyssey::CostModel& cost) {
+  struct Row {
+    std::string name;
+    const odyssey::ComputeOp* op = nullptr;
+    int count = 0;
+    odyssey::Seconds time;
+    double flops = 0;
+    double bytes = 0;
+  };
+  const odyssey::ChunkWork& c = w.chunk(0, 0);
+  std::string out = fmt::format("operations of one micro-batch on one GPU of stage 0 ({} layers{}{})\n", c.layers,
+                                c.has_embedding ? ", embedding" : "", c.has_lm_head ? ", LM head" : "");
+  auto block = [&](const char* title, const odyssey::WorkBlock& b) {
+    std::vector<Row> rows;
+    odyssey::Seconds total;
+    for (const odyssey::ComputeOp& op : b.compute) {
+      auto it = std::find_if(rows.begin(), rows.end(), [&](const Row& r) { return r.name == op.name; });
+      if (it == rows.end()) it = rows.insert(rows.end(), Row{.name = op.name, .op = &op, .count = 0, .time = {}, .flops = 0, .bytes = 0});
+      const odyssey::Seconds t = cost.compute_time(op);
+      ++it->count;
+      it->time += t;
+      it->flops += op.flops.value();
+      it->bytes += op.bytes.value();
+      total += t;
+    }
+    out += fmt::format("\n  {}\n  {:<24} {:<12} {:>24} {:>5} {:>11} {:>6} {:>8} {:>7}\n", title, "op", "kind", "shape",
+                       "calls", "time", "share", "TFLOP/s", "GB/s");
+    for (const Row& r : rows) {
+      std::string shape;
+      if (r.op->kind == odyssey::OpKind::GEMM)
+        shape = fmt::format("{}x{}x{}{}", r.op->gemm.m, r.op->gemm.n, r.op->gemm.k,
+                            r.op->gemm.batch > 1 ? fmt::format(" *{}", r.op->gemm.batch) : "");
+      out += fmt::format("  {:<24} {:<12} {:>24} {:>5} {:>8.3f} ms {:>5.1f}% {:>8.1f} {:>7.0f}\n", r.name,
+                         odyssey::to_string(r.op->kind), shape, r.count, r.time.value() * 1e3,
+                         100 * r.time.value() / total.value(), r.flops / r.time.value() / 1e12, r.bytes / r.time.value() / 1e9);
+    }
+    for (const odyssey::CollectiveOp& op : b.comm)
+      out += fmt::format("  {:<24} {:<12} {:>24}\n", op.name, odyssey::to_string(op.kind),
+                         fmt::format("{:.1f} MB {}", op.bytes.value() / 1e6, odyssey::to_string(op.group)));
+    out += fmt::format("  {:<24} {:<12} {:>24} {:>5} {:>8.3f} ms\n", "total compute", "", "", "", total.value() * 1e3);
+  };
+  block("forward", c.forward);
+  block("backward (recomputation included)", c.backward);
+  return out;
+}
+
 int run(const std::string& path, const std::vector<std::string>& sets, bool json, const std::string& trace,
-        const std::vector<std::string>& simgrid_args) {
+        const std::vector<std::string>& simgrid_args, bool explain_ops) {
   const odyssey::Scenario scenario =
       odyssey::load_scenario(path, {.data_dir = ODYSSEY_DATA_DIR, .overrides = sets});
   const odyssey::CostModel cost(load_checked_profile(scenario));
   const odyssey::Workload workload(scenario.model, scenario.training, scenario.parallelism);
+  if (explain_ops) {
+    std::cout << explain(workload, cost);
+    return 0;
+  }
   odyssey::SimulationOptions options{.fidelity = scenario.simulation.fidelity,
                                      .seed = scenario.simulation.seed,
                                      .record_trace = !trace.empty(),
@@ -80,6 +133,8 @@ int main(int argc, char** argv) {
   run_cmd->add_flag("--json", json, "print the report as JSON");
   run_cmd->add_option("--trace", trace, "write one iteration as Chrome/Perfetto trace-event JSON");
   run_cmd->add_option("--set", sets, "override a scenario key: KEY=VALUE (repeatable)");
+  bool explain_ops = false;
+  run_cmd->add_flag("--explain", explain_ops, "print the priced operations of one micro-batch instead of simulating");
   run_cmd->add_option("--log", logs, "SimGrid logging, e.g. odyssey.thres:debug (repeatable)");
 
   std::string validate_path;
@@ -105,10 +160,11 @@ int main(int argc, char** argv) {
 
   try {
     if (run_cmd->parsed()) {
-      std::vector<std::string> simgrid_args;
+      // SimGrid's configuration chatter is not a diagnostic of ours; --log can turn it back on.
+      std::vector<std::string> simgrid_args{"--log=xbt_cfg.thres:warning"};
       for (const auto& l : logs) simgrid_args.push_back("--log=" + l);
       return run(scenario.empty() ? std::string(ODYSSEY_DATA_DIR) + "/" + DEFAULT_SCENARIO : scenario, sets, json, trace,
-                 simgrid_args);
+                 simgrid_args, explain_ops);
     }
     if (validate_cmd->parsed()) {
       if (schema) {
