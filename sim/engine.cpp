@@ -436,7 +436,8 @@ void Simulation::dp_driver(int stage) {
 
 SimulationResult Simulation::run() {
   const auto wall0 = std::chrono::steady_clock::now();
-  std::vector<std::string> args{"odyssey"};
+  // SimGrid's configuration chatter is not a diagnostic of ours; a later --log can restore it.
+  std::vector<std::string> args{"odyssey", "--log=xbt_cfg.thres:warning"};
   args.insert(args.end(), options_.simgrid_args.begin(), options_.simgrid_args.end());
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());

@@ -160,8 +160,7 @@ int main(int argc, char** argv) {
 
   try {
     if (run_cmd->parsed()) {
-      // SimGrid's configuration chatter is not a diagnostic of ours; --log can turn it back on.
-      std::vector<std::string> simgrid_args{"--log=xbt_cfg.thres:warning"};
+      std::vector<std::string> simgrid_args;
       for (const auto& l : logs) simgrid_args.push_back("--log=" + l);
       return run(scenario.empty() ? std::string(ODYSSEY_DATA_DIR) + "/" + DEFAULT_SCENARIO : scenario, sets, json, trace,
                  simgrid_args, explain_ops);
