@@ -130,6 +130,10 @@ private:
   std::vector<std::unique_ptr<DpState>> dp_;          // [stage]
   std::vector<Seconds> optimizer_time_;               // [stage]
   SimulationResult result_;
+  /// Data-parallel replicas with actors of their own: all of them at full fidelity; at fast
+  /// fidelity replica 0 stands for all (they run the same program), while the gradient rings
+  /// still put every replica's flows on the fabric.
+  int replicas_ = 1;
   std::unordered_map<const sg4::Link*, double> link_bytes_;
 };
 
@@ -305,7 +309,7 @@ void Simulation::pull(GroupState& g, int from_stage, Bytes bytes, const std::str
 void Simulation::post_bucket(int stage, int bucket) {
   DpState& dp = *dp_[static_cast<size_t>(stage)];
   std::unique_lock lock(*dp.mutex);
-  if (++dp.posted[static_cast<size_t>(bucket)] == w_.parallelism().dp) dp.cv->notify_all();
+  if (++dp.posted[static_cast<size_t>(bucket)] == replicas_) dp.cv->notify_all();
 }
 
 void Simulation::stage_actor(GroupState& g) {
@@ -411,7 +415,7 @@ void Simulation::dp_driver(int stage) {
   for (int k = 0; k < buckets; ++k) {
     {
       std::unique_lock lock(*dp.mutex);
-      while (dp.posted[static_cast<size_t>(k)] < p.dp) dp.cv->wait(lock);
+      while (dp.posted[static_cast<size_t>(k)] < replicas_) dp.cv->wait(lock);
     }
     const double t0 = sg4::Engine::get_clock();
     std::vector<RingEdge> edges;
@@ -452,6 +456,7 @@ SimulationResult Simulation::run() {
   price();
   platform_ = std::make_unique<sim::Platform>(machine_);
   const auto& p = w_.parallelism();
+  replicas_ = options_.fidelity == Fidelity::FAST ? 1 : p.dp;
   const int m = w_.microbatches();
   const int v = w_.chunks_per_stage();
   groups_.resize(static_cast<size_t>(p.pp));
@@ -480,7 +485,7 @@ SimulationResult Simulation::run() {
     dp_.push_back(std::move(dp));
   }
   for (int s = 0; s < p.pp; ++s) {
-    for (int d = 0; d < p.dp; ++d) {
+    for (int d = 0; d < replicas_; ++d) {
       GroupState* g = groups_[static_cast<size_t>(s)][static_cast<size_t>(d)].get();
       sg4::Actor::create(fmt::format("stage{}-dp{}", s, d), platform_->gpu(g->gpus.front()), [this, g] { stage_actor(*g); });
       ++result_.actors;
@@ -507,7 +512,7 @@ SimulationResult Simulation::run() {
   result_.breakdown.pp_comm_exposed = t(Category::PP_TRANSFER);
   result_.breakdown.dp_comm_exposed = t(Category::DP_WAIT);
   result_.breakdown.optimizer = t(Category::OPTIMIZER);
-  result_.simulated_gpus = static_cast<long>(p.gpus());
+  result_.simulated_gpus = static_cast<long>(p.tp) * p.pp * replicas_ * p.cp;
   result_.platform_gpus = platform_->gpu_count();
   result_.platform_cpu_hosts = platform_->cpu_host_count();
 

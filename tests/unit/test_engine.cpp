@@ -114,3 +114,16 @@ TEST_CASE("sim::Engine: the whole machine is in the platform, every job GPU simu
   CHECK(r.simulated_gpus == 32);
   CHECK(r.actors == 2 * 2 + 2);  // one per (stage, replica) TP group, one DP driver per stage
 }
+
+TEST_CASE("sim::Engine: fast fidelity folds replicas and agrees with full where uncontended", "[engine]") {
+  const CostModel cost(a100_profile());
+  const MachineSpec machine = small_machine(8);
+  const Workload w(gpt(8, 2048, 16, 51200), {.global_batch = 64, .micro_batch = 1, .precision = Precision::FP16},
+                   {.tp = 8, .pp = 2, .dp = 4, .schedule = PipelineScheduleKind::ONE_F_ONE_B});
+  const SimulationResult full = simulate(machine, w, cost, {.fidelity = Fidelity::FULL});
+  const SimulationResult fast = simulate(machine, w, cost, {.fidelity = Fidelity::FAST});
+  CHECK(fast.actors < full.actors);
+  CHECK(fast.simulated_gpus == 16);
+  CHECK(full.simulated_gpus == 64);
+  CHECK(fast.iteration_time.value() == Approx(full.iteration_time.value()).epsilon(0.01));
+}
