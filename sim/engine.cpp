@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <simgrid/s4u.hpp>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -31,7 +32,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Breakdown, compute, tp_comm_exposed, cp_comm_
                                    pp_comm_exposed, dp_comm_exposed, optimizer)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(SimulationResult, iteration_time, breakdown, critical_stage, critical_replica,
                                    simulated_gpus, platform_gpus, platform_cpu_hosts, actors, activities, flows,
-                                   wall_seconds, trace, busiest_links)
+                                   wall_seconds, peak_memory_bytes, trace, busiest_links)
 
 namespace {
 
@@ -552,7 +553,11 @@ SimulationResult simulate(const MachineSpec& machine, const Workload& workload, 
     int status = 0;
     try {
       Simulation simulation(machine, workload, cost, options);
-      const std::string text = nlohmann::json(simulation.run()).dump();
+      SimulationResult result = simulation.run();
+      rusage usage{};
+      getrusage(RUSAGE_SELF, &usage);
+      result.peak_memory_bytes = static_cast<double>(usage.ru_maxrss) * 1024.0;  // Linux reports KiB
+      const std::string text = nlohmann::json(result).dump();
       size_t off = 0;
       while (off < text.size()) {
         const ssize_t n = write(fds[1], text.data() + off, text.size() - off);

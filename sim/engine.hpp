@@ -65,6 +65,7 @@ struct SimulationResult {
   long activities = 0;          ///< compute, sleep and communication activities started
   long flows = 0;               ///< network flows among them
   double wall_seconds = 0.0;
+  double peak_memory_bytes = 0.0;  ///< peak resident memory of the simulation process
   std::vector<TraceEvent> trace;
   std::vector<LinkLoad> busiest_links;  ///< the most loaded links, busiest first
 };

@@ -114,10 +114,10 @@ std::string render_text(const Report& r) {
       out += fmt::format("    {:<16} {:<10} {:5.1f}% busy, {:.2f} GB\n", l.name, l.role, l.utilisation * 100, l.bytes / 1e9);
   }
   out += fmt::format("\n  simulation   {} fidelity, {} GPUs simulated ({} in the platform, {} CPU hosts), {} actors, "
-                     "{} activities ({} flows), {:.2f} s wall\n",
+                     "{} activities ({} flows), {:.2f} s wall, {:.0f} MiB peak\n",
                      to_string(r.fidelity), r.simulation.simulated_gpus, r.simulation.platform_gpus,
                      r.simulation.platform_cpu_hosts, r.simulation.actors, r.simulation.activities, r.simulation.flows,
-                     r.simulation.wall_seconds);
+                     r.simulation.wall_seconds, r.simulation.peak_memory_bytes / 1048576.0);
   out += fmt::format("  profile      {} ({}{}): {}\n", r.profile.name, to_string(r.profile.provenance.kind),
                      datasheet ? ": published peak rates and achievable fractions, not measurements" : "",
                      r.profile.provenance.source);

@@ -16,7 +16,7 @@ r = json.load(open(sys.argv[1]))
 s = r["simulation"]
 print(f"scenario          {r['scenario']}")
 print(f"wall seconds      {float(sys.argv[2]):.2f} (process), {s['wall_s']:.2f} (simulation)")
-print(f"peak memory       {int(sys.argv[3]) / 1048576:.2f} GiB (max RSS of the largest process)")
+print(f"peak memory       {s['peak_memory_bytes'] / 2**30:.2f} GiB (simulation process), {int(sys.argv[3]) / 1048576:.2f} GiB (max RSS seen by time)")
 print(f"simulated GPUs    {s['simulated_gpus']} (platform: {s['platform_gpus']} GPUs, {s['platform_cpu_hosts']} CPU hosts)")
 print(f"actors            {s['actors']}")
 print(f"activities        {s['activities']} ({s['flows']} flows)")

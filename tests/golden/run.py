@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-IGNORED = {("simulation", "wall_s")}
+IGNORED = {("simulation", "wall_s"), ("simulation", "peak_memory_bytes")}
 
 
 def strip(report):
