@@ -35,10 +35,10 @@ struct FabricSpec {
   int levels = 3;
   int servers_per_leaf = 16;
   int leaves_per_pod = 16;
-  double leaf_oversubscription = 1.0;
-  double pod_oversubscription = 1.0;
-  /// Oversubscription between pods at the core level (level 3): bandwidth a pod's spines take
-  /// from below over bandwidth they have up to the core, e.g. 7 for Llama 3's 1:7 between pods.
+  double leaf_oversubscription = 1.0;  ///< leaf down/up: traffic leaving a leaf
+  double pod_oversubscription = 1.0;   ///< spine down/up: traffic leaving a pod
+  /// Further oversubscription at the core between pods (e.g. 7 for Llama 3's 1:7 between pods);
+  /// traffic between pods sees pod_oversubscription x core_oversubscription.
   double core_oversubscription = 1.0;
   Seconds switch_latency;            ///< per switch hop
 };
