@@ -167,6 +167,7 @@ std::string render_json(const Report& r) {
       {"busiest_links", links},
       {"simulation",
        {{"wall_s", r.simulation.wall_seconds},
+        {"peak_memory_bytes", r.simulation.peak_memory_bytes},
         {"simulated_gpus", r.simulation.simulated_gpus},
         {"platform_gpus", r.simulation.platform_gpus},
         {"platform_cpu_hosts", r.simulation.platform_cpu_hosts},
