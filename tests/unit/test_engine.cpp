@@ -5,6 +5,11 @@
 #include "calibration/profile.hpp"
 #include "models/workload.hpp"
 #include "sim/engine.hpp"
+#include "sim/report.hpp"
+
+#include <set>
+
+#include <nlohmann/json.hpp>
 
 using namespace odyssey;
 
@@ -126,4 +131,32 @@ TEST_CASE("sim::Engine: fast fidelity folds replicas and agrees with full where 
   CHECK(fast.simulated_gpus == 16);
   CHECK(full.simulated_gpus == 64);
   CHECK(fast.iteration_time.value() == Approx(full.iteration_time.value()).epsilon(0.01));
+}
+
+TEST_CASE("sim::Report: the trace is Chrome trace-event JSON with named tracks", "[engine]") {
+  const CostModel cost(a100_profile());
+  const MachineSpec machine = small_machine(4);
+  const Workload w(gpt(4, 1024, 16, 51200), {.global_batch = 16, .micro_batch = 1, .precision = Precision::FP16},
+                   {.tp = 8, .pp = 2, .dp = 2, .schedule = PipelineScheduleKind::ONE_F_ONE_B});
+  SimulationOptions options;
+  options.record_trace = true;
+  const SimulationResult r = simulate(machine, w, cost, options);
+  const Report report = make_report("trace-test", machine, w, cost, r, Fidelity::FULL);
+  const auto doc = nlohmann::json::parse(render_trace(report));
+  int complete = 0;
+  double last = -1;
+  std::set<std::string> tracks;
+  for (const auto& e : doc.at("traceEvents")) {
+    if (e.at("ph") == "M" && e.at("name") == "thread_name") tracks.insert(e.at("args").at("name").get<std::string>());
+    if (e.at("ph") != "X") continue;
+    ++complete;
+    CHECK(e.at("dur").get<double>() >= 0);
+    CHECK(e.at("ts").get<double>() >= last);  // sorted by start
+    last = e.at("ts").get<double>();
+    CHECK(e.at("pid").get<int>() < 2);
+  }
+  CHECK(complete > 0);
+  CHECK(tracks.count("compute") == 1);
+  CHECK(tracks.count("pp") == 1);
+  CHECK(tracks.count("dp") == 1);
 }
