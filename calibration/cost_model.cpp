@@ -1,6 +1,6 @@
 // The cost model: compute ops priced by roofline-style formulas over the profile's rates, and
 // collectives planned the way NCCL's tuning (src/graph/tuning.cc, NCCL 2.30.7; constants in
-// /work/shared/reference/nccl-cost-model.md) predicts them. Sources of every number live in the
+// ../shared/reference/nccl-cost-model.md) predicts them. Sources of every number live in the
 // profiles; this file only holds the model's structure.
 #include "calibration/cost_model.hpp"
 
