@@ -58,6 +58,9 @@ struct CollectiveOp {
   CollectiveKind kind = CollectiveKind::ALL_REDUCE;
   GroupKind group = GroupKind::TP;
   Bytes bytes;
+  /// Runs concurrently with the block's compute (ring-attention K/V passes, TP overlap); only the
+  /// part the compute cannot hide is exposed. Otherwise blocking, as Megatron-LM's collectives are.
+  bool overlap_with_compute = false;
 };
 
 const char* to_string(OpKind k);

@@ -15,8 +15,20 @@ enum class Precision { FP32, FP16, BF16, FP8 };
 enum class PipelineScheduleKind { GPIPE, ONE_F_ONE_B, INTERLEAVED_1F1B, ZERO_BUBBLE };
 enum class Recompute { NONE, SELECTIVE, FULL };
 enum class Fidelity { FULL, FAST };
+/// Context-parallel attention: K/V passed around a ring overlapped with attention compute
+/// (ring attention), or K/V all-gathered before attention (Llama 3, arXiv 2407.21783 sec. 3.3.2).
+enum class ContextParallelKind { RING, ALL_GATHER };
 
-/// Shape of a dense decoder-only transformer (GPT or Llama style).
+/// Mixture-of-experts feed-forward layers (Switch/GShard/Mixtral style).
+struct MoeSpec {
+  int experts = 0;                ///< experts per MoE layer
+  int top_k = 2;                  ///< experts each token is routed to
+  double capacity_factor = 1.25;  ///< tokens an expert accepts, relative to an even split
+  int expert_ffn_hidden = 0;      ///< FFN width of one expert (0: the model's ffn_hidden)
+  int every = 1;                  ///< an MoE layer every `every` layers (1: every layer)
+};
+
+/// Shape of a decoder-only transformer (GPT or Llama style), dense or mixture-of-experts.
 struct ModelSpec {
   std::string name;      ///< preset name or "custom"
   int layers = 0;
@@ -27,6 +39,7 @@ struct ModelSpec {
   Activation activation = Activation::GELU;
   int vocab = 0;
   int seq_len = 0;
+  std::optional<MoeSpec> moe;  ///< absent: dense
   [[nodiscard]] int head_dim() const { return hidden / heads; }
 };
 
@@ -49,8 +62,14 @@ struct ParallelismSpec {
   int virtual_stages = 1;
   int zero = 0;          ///< 0..3
   Recompute recompute = Recompute::NONE;
+  ContextParallelKind cp_kind = ContextParallelKind::RING;
+  int first_stage_layers = 0;       ///< layers on pipeline stage 0 (0: an even split)
+  int last_stage_layers = 0;        ///< layers on the last pipeline stage (0: an even split)
   bool dp_overlap = true;           ///< gradient all-reduce overlapped with the backward pass
   Bytes dp_bucket = Bytes(40e6 * 4); ///< gradient bucket (Megatron-LM default: 40M fp32 elements)
+  bool tp_overlap = false;          ///< TP communication overlapped with GEMMs (userbuffers-style)
+  bool pp_overlap = false;          ///< pipeline send/recv overlapped with compute
+  bool zero_overlap = true;         ///< ZeRO-3 parameter all-gather prefetched during compute
   [[nodiscard]] int gpus() const { return tp * pp * dp * cp; }
 };
 
