@@ -20,7 +20,15 @@
 // below 0.1% of a layer for s >= 2048). Selective recomputation drops the scores; full
 // recomputation keeps the layer input (d*s*b*h, split by t with sequence parallelism since the
 // layer input is then sequence-sharded) and re-creates one layer's activations during its backward.
+//
+// Context parallelism divides every term by cp (each rank keeps s/cp tokens); the attention
+// scores are (s/cp) x s per head. An MoE layer keeps, instead of the dense MLP's split tensors,
+// the routed token copies (T = b*s/cp*top_k*capacity_factor rows: the expert input, d*T*h, and the
+// expert FFN's, d*T*(2|3)*f_e/t) and the fp32 router probabilities with int64 top-k indices.
+// Zero-bubble schedules free a micro-batch's activations after its weight-gradient pass, which
+// still needs the GEMM inputs (Qi et al. 2023 sec. 2 count M_B for B and W together).
 #include <algorithm>
+#include <cmath>
 
 #include "models/workload.hpp"
 
@@ -53,62 +61,86 @@ Bytes Workload::attention_score_activations() const {
   const bool llama = model_.activation == Activation::SWIGLU;
   const double d = activation_bytes_per_element(training_.precision);
   const double elements = double(training_.micro_batch) * (model_.heads / parallelism_.tp) *
-                          double(model_.seq_len) * double(model_.seq_len);
+                          double(model_.seq_len / parallelism_.cp) * double(model_.seq_len);
   return Bytes(elements * (llama ? d : 2 * d + 1));
 }
 
-Bytes Workload::layer_activations_no_recompute() const {
+Bytes Workload::layer_activation_bytes(bool moe, Recompute r) const {
   const double t = parallelism_.tp;
   const bool sp = parallelism_.sequence_parallel && parallelism_.tp > 1;
   const bool llama = model_.activation == Activation::SWIGLU;
   const double d = activation_bytes_per_element(training_.precision);
-  const double mask = llama ? 0.0 : 1.0;
-  const double sb = double(training_.micro_batch) * model_.seq_len;
+  const double sb = double(training_.micro_batch) * (model_.seq_len / parallelism_.cp);
   const double h = model_.hidden;
+  if (r == Recompute::FULL) return Bytes(sb * h * d / (sp ? t : 1.0));
+  const double mask = llama ? 0.0 : 1.0;
   const double hd = model_.head_dim();
   const double q = double(model_.heads / parallelism_.tp) * hd;
   const double kv = double(std::max(model_.kv_heads / parallelism_.tp, 1)) * hd;
   const double f = double(model_.ffn_hidden) / t;
   const double whole = sb * h * (4 * d + 2 * mask) / (sp ? t : 1.0);
-  const double split = sb * d * (2 * q + 2 * kv + (llama ? 3 : 2) * f);
-  return Bytes(whole + split) + attention_score_activations();
+  double split = sb * d * (2 * q + 2 * kv);
+  if (moe) {
+    const MoeSpec& e = *model_.moe;
+    const double fe = double(e.expert_ffn_hidden > 0 ? e.expert_ffn_hidden : model_.ffn_hidden) / t;
+    const int ep = parallelism_.ep;
+    const double rows = std::ceil(sb * e.top_k * e.capacity_factor * ep / e.experts) * double(e.experts / ep);
+    split += d * rows * (h + (llama ? 3 : 2) * fe) + sb * (4.0 * e.experts + 8.0 * e.top_k);
+  } else {
+    split += sb * d * (llama ? 3 : 2) * f;
+  }
+  const Bytes bytes(whole + split);
+  if (r == Recompute::SELECTIVE) return bytes;
+  return bytes + attention_score_activations();
 }
 
-Bytes Workload::layer_activations() const {
-  switch (parallelism_.recompute) {
-  case Recompute::NONE: break;
-  case Recompute::SELECTIVE: return layer_activations_no_recompute() - attention_score_activations();
-  case Recompute::FULL: {
-    const bool sp = parallelism_.sequence_parallel && parallelism_.tp > 1;
-    const double d = activation_bytes_per_element(training_.precision);
-    return Bytes(double(training_.micro_batch) * model_.seq_len * model_.hidden * d / (sp ? parallelism_.tp : 1));
-  }
-  }
-  return layer_activations_no_recompute();
+Bytes Workload::layer_activations_no_recompute() const { return layer_activation_bytes(false, Recompute::NONE); }
+
+Bytes Workload::layer_activations() const { return layer_activation_bytes(false, parallelism_.recompute); }
+
+Bytes Workload::moe_layer_activations() const {
+  return layer_activation_bytes(model_.moe.has_value(), parallelism_.recompute);
 }
 
 Bytes Workload::chunk_activations(int stage, int chunk_index) const {
   const ChunkWork& c = chunk(stage, chunk_index);
   const bool sp = parallelism_.sequence_parallel && parallelism_.tp > 1;
   const double d = activation_bytes_per_element(training_.precision);
-  const double sbh = double(training_.micro_batch) * model_.seq_len * model_.hidden / (sp ? parallelism_.tp : 1);
-  Bytes bytes = layer_activations() * c.layers;
+  const double sb = double(training_.micro_batch) * (model_.seq_len / parallelism_.cp);
+  const double sbh = sb * model_.hidden / (sp ? parallelism_.tp : 1);
+  Bytes bytes;
+  for (int l = c.first_layer; l < c.first_layer + c.layers; ++l) {
+    const bool moe = model_.moe && (l + 1) % model_.moe->every == 0;
+    bytes += moe ? moe_layer_activations() : layer_activations();
+  }
   // Korthikanti et al. 2022 sec. 4.3: the first stage keeps the embedding-dropout mask (1 byte
   // per element; Llama-style models have no dropout); the last keeps the final-norm input and the
   // LM-head input (d bytes each) and the fp32 logits of the cross-entropy (4*s*b*V/t), which is
   // 4*s*b*h/t*(1 + V/h) with sequence parallelism in fp16.
   if (c.has_embedding && model_.activation != Activation::SWIGLU) bytes += Bytes(sbh);
   if (c.has_lm_head) {
-    const double logits = double(training_.micro_batch) * model_.seq_len * double(vocab_padded() / parallelism_.tp);
+    const double logits = sb * double(vocab_padded() / parallelism_.tp);
     bytes += Bytes(2 * d * sbh + 4 * logits);
   }
   return bytes;
 }
 
+namespace {
+
+/// Steps that free a micro-batch's activations: the whole backward, or the weight-gradient half.
+bool releases_activations(StepKind k) { return k == StepKind::BACKWARD || k == StepKind::BACKWARD_WEIGHT; }
+/// Steps that re-create recomputed activations.
+bool recomputes(StepKind k) { return k == StepKind::BACKWARD || k == StepKind::BACKWARD_INPUT; }
+
+} // namespace
+
 Bytes Workload::peak_activations(int stage) const {
   // What a backward re-creates for one layer at a time and frees before the next layer.
   Bytes transient;
-  if (parallelism_.recompute == Recompute::FULL) transient = layer_activations_no_recompute();
+  if (parallelism_.recompute == Recompute::FULL) {
+    transient = layer_activations_no_recompute();
+    if (model_.moe) transient = std::max(transient, layer_activation_bytes(true, Recompute::NONE));
+  }
   if (parallelism_.recompute == Recompute::SELECTIVE) transient = attention_score_activations();
   Bytes held, peak;
   for (const PipelineStep& step : schedule(stage)) {
@@ -116,10 +148,10 @@ Bytes Workload::peak_activations(int stage) const {
     if (step.kind == StepKind::FORWARD) {
       held += a;
       peak = std::max(peak, held);
-    } else {
-      peak = std::max(peak, held + transient);
-      held -= a;
+      continue;
     }
+    if (recomputes(step.kind)) peak = std::max(peak, held + transient);
+    if (releases_activations(step.kind)) held -= a;
   }
   return peak;
 }
@@ -131,7 +163,8 @@ double Workload::inflight_microbatches(int stage) const {
   // (2*(p-s-1) + (v-1)*p + 1)/v whole-stage equivalents before the first backward.
   int held = 0, peak = 0;
   for (const PipelineStep& step : schedule(stage)) {
-    held += step.kind == StepKind::FORWARD ? 1 : -1;
+    if (step.kind == StepKind::FORWARD) ++held;
+    if (releases_activations(step.kind)) --held;
     peak = std::max(peak, held);
   }
   return double(peak) / parallelism_.virtual_stages;
@@ -139,24 +172,40 @@ double Workload::inflight_microbatches(int stage) const {
 
 MemoryBreakdown Workload::memory(int stage) const {
   const double params = local_parameters(stage);
+  const double experts = local_expert_parameters_.at(size_t(stage));
+  const double dense = params - experts;
   const bool fp32 = training_.precision == Precision::FP32;
-  const double dp = parallelism_.dp;
   const int zero = parallelism_.zero;
   // FP8 training (Transformer Engine) keeps BF16 weights; its FP8 casts are transient.
   const double weight_bytes = fp32 ? 4.0 : 2.0;
   const double gradient_bytes = training_.precision == Precision::FP16 ? 2.0 : 4.0;
   const double optimizer_bytes = fp32 ? 8.0 : 12.0;  // (fp32 master +) momentum + variance
+  // Dense states shard over the dp*cp ranks that hold the same parameters, expert states over the
+  // expert-data-parallel group (dp/ep). ZeRO-3 shards the dense weights only: expert weights stay
+  // whole on each expert-parallel rank (the engine has no expert-data-parallel gather).
+  auto sharded = [&](double bytes_per_param, int from_stage) {
+    const bool shard = zero >= from_stage;
+    return Bytes(dense * bytes_per_param / (shard ? zero_shards() : 1) +
+                 experts * bytes_per_param / (shard && from_stage < 3 ? expert_zero_shards() : 1));
+  };
 
   MemoryBreakdown m;
-  m.weights = Bytes(params * weight_bytes / (zero >= 3 ? dp : 1.0));
-  m.gradients = Bytes(params * gradient_bytes / (zero >= 2 ? dp : 1.0));
-  m.optimizer_states = Bytes(params * optimizer_bytes / (zero >= 1 ? dp : 1.0));
+  m.weights = sharded(weight_bytes, 3);
+  if (zero >= 3 && zero_shards() > 1) {
+    // The gathered weights of the chunk being computed, and of the next one prefetched when the
+    // gather overlaps compute (DeepSpeed ZeRO-3 prefetch, Rajbhandari et al. 2020 sec. 5.3).
+    double largest = 0;
+    for (int c = 0; c < chunks_per_stage(); ++c)
+      largest = std::max(largest, chunk(stage, c).parameters.value() / gradient_bytes * weight_bytes);
+    m.weights += Bytes(largest * (parallelism_.zero_overlap ? 2 : 1));
+  }
+  m.gradients = sharded(gradient_bytes, 2);
+  m.optimizer_states = sharded(optimizer_bytes, 1);
   m.activations = peak_activations(stage);
 
   int communicators = 0;
-  if (parallelism_.tp > 1) ++communicators;
-  if (parallelism_.pp > 1) ++communicators;
-  if (parallelism_.dp > 1) ++communicators;
+  for (int degree : {parallelism_.tp, parallelism_.pp, parallelism_.dp, parallelism_.cp, parallelism_.ep})
+    if (degree > 1) ++communicators;
   m.workspace = Bytes(CUDA_CONTEXT + CUBLAS_WORKSPACE + communicators * NCCL_BUFFERS_PER_COMMUNICATOR) +
                 m.activations * FRAGMENTATION_OF_ACTIVATIONS;
   return m;

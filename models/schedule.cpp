@@ -83,6 +83,35 @@ std::vector<PipelineStep> interleaved(int stages, int chunks, int microbatches, 
   return steps;
 }
 
+/// ZB-H1 (Qi et al. 2023, arXiv 2401.10241 sec. 3.1): 1F1B with the backward split into B
+/// (input gradient, sent upstream as soon as it is done) and W (weight gradient, local). Warm-up
+/// as 1F1B (pp - stage - 1 forwards); in the steady state each round runs F, B and a W, but
+/// stage i starts its W passes i rounds late, so that the B passes travel upstream without the
+/// W work in between and the deferred W passes fill the cool-down. Every stage then holds at most
+/// pp micro-batches between F and W, 1F1B's peak (stage 0), and with F = B = W the bubble is
+/// (pp-1)*(F + B - W), a third of 1F1B's (pp-1)*(F + B + W).
+std::vector<PipelineStep> zero_bubble_h1(int stages, int microbatches, int stage) {
+  const int warmup = std::min(stages - stage - 1, microbatches);
+  const int steady = microbatches - warmup;
+  const int delay = stage;
+  auto step = [](StepKind kind, int microbatch) { return PipelineStep{.kind = kind, .microbatch = microbatch, .chunk = 0}; };
+  std::vector<PipelineStep> steps;
+  steps.reserve(static_cast<size_t>(3 * microbatches));
+  int weights_done = 0;
+  for (int i = 0; i < warmup; ++i) steps.push_back(forward(i, 0));
+  for (int i = 0; i < steady; ++i) {
+    steps.push_back(forward(warmup + i, 0));
+    steps.push_back(step(StepKind::BACKWARD_INPUT, i));
+    if (i >= delay) steps.push_back(step(StepKind::BACKWARD_WEIGHT, weights_done++));
+  }
+  for (int i = steady; i < microbatches; ++i) {
+    steps.push_back(step(StepKind::BACKWARD_INPUT, i));
+    steps.push_back(step(StepKind::BACKWARD_WEIGHT, weights_done++));
+  }
+  while (weights_done < microbatches) steps.push_back(step(StepKind::BACKWARD_WEIGHT, weights_done++));
+  return steps;
+}
+
 } // namespace
 
 std::vector<PipelineStep> pipeline_schedule(PipelineScheduleKind kind, int stages, int chunks, int microbatches,
@@ -91,7 +120,12 @@ std::vector<PipelineStep> pipeline_schedule(PipelineScheduleKind kind, int stage
     throw std::invalid_argument(fmt::format("pipeline schedule: bad arguments (pp = {}, virtual stages = {}, "
                                             "micro-batches = {}, stage = {})",
                                             stages, chunks, microbatches, stage));
-  if (kind == PipelineScheduleKind::ZERO_BUBBLE) throw std::invalid_argument("not supported yet");
+  if (kind == PipelineScheduleKind::ZERO_BUBBLE) {
+    if (chunks != 1)
+      throw std::invalid_argument(
+          fmt::format("schedule zero-bubble (ZB-H1) runs one model chunk per stage (got virtual_stages = {})", chunks));
+    return zero_bubble_h1(stages, microbatches, stage);
+  }
   if (kind == PipelineScheduleKind::ONE_F_ONE_B && chunks > 1)
     throw std::invalid_argument(fmt::format(
         "schedule 1f1b runs one model chunk per stage (got virtual_stages = {}; use interleaved-1f1b)", chunks));
@@ -105,7 +139,7 @@ std::vector<PipelineStep> pipeline_schedule(PipelineScheduleKind kind, int stage
     return interleaved(stages, chunks, microbatches, stage);
   case PipelineScheduleKind::ZERO_BUBBLE: break;
   }
-  throw std::invalid_argument("not supported yet");
+  throw std::invalid_argument(fmt::format("unknown pipeline schedule ({})", static_cast<int>(kind)));
 }
 
 } // namespace odyssey

@@ -7,6 +7,8 @@
 // hardware_flops() reproduce the published closed forms exactly.
 #include <algorithm>
 #include <cmath>
+#include <map>
+#include <tuple>
 #include <stdexcept>
 #include <utility>
 
@@ -30,7 +32,8 @@ Precision activation_precision(Precision p) { return p == Precision::FP8 ? Preci
 
 /// Everything one layer's ops need: sizes on one GPU of the TP group for one micro-batch.
 struct LocalShape {
-  long b = 0, s = 0, h = 0;
+  long b = 0, s = 0, h = 0; ///< s: this GPU's tokens of a sequence (seq_len / cp)
+  long s_kv = 0;            ///< keys each query attends to: the whole sequence
   long tokens = 0;          ///< b*s: rows of every GEMM
   long rows = 0;            ///< rows elementwise ops see: tokens / t with sequence parallelism
   long heads = 0, kv_heads = 0, head_dim = 0;
@@ -38,6 +41,15 @@ struct LocalShape {
   long ffn = 0;             ///< ffn / t
   long vocab = 0;           ///< padded vocab / t
   int t = 1;
+  int cp = 1;
+  ContextParallelKind cp_kind = ContextParallelKind::RING;
+  long experts = 0;         ///< MoE: experts per MoE layer (0: dense model)
+  long local_experts = 0;   ///< experts / ep
+  long expert_ffn = 0;      ///< expert FFN width / t
+  long expert_rows = 0;     ///< tokens one local expert computes: tokens*top_k*capacity*ep/experts
+  long routed = 0;          ///< token copies this GPU dispatches: tokens*top_k*capacity
+  long top_k = 0;
+  int ep = 1;
   bool llama = false;       ///< RMSNorm, SwiGLU, rotary embeddings, no bias, no dropout
   bool flash = true;
   bool sp = false;
@@ -64,16 +76,19 @@ class LayerBuilder {
 public:
   explicit LayerBuilder(const LocalShape& x) : x_(x) {}
 
-  ComputeOp gemm(std::string name, Pass pass, long m, long n, long k) const {
+  /// `batch` independent GEMMs of one shape with weights (the grouped GEMM of local experts).
+  ComputeOp gemm(std::string name, Pass pass, long m, long n, long k, long batch = 1) const {
     ComputeOp op = make_op(std::move(name), OpKind::GEMM, pass, x_.gemm_dtype);
-    op.gemm = GemmShape{.m = m, .n = n, .k = k, .batch = 1};
-    op.flops = Flops(2.0 * double(m) * double(n) * double(k));
+    op.gemm = GemmShape{.m = m, .n = n, .k = k, .batch = batch};
+    const double count = double(batch);
+    op.flops = Flops(2.0 * double(m) * double(n) * double(k) * count);
     if (pass == Pass::BACKWARD_WEIGHT) {
       // dW = X^T dY accumulated into the gradient buffer (Megatron-LM gradient_accumulation_fusion):
       // read both operands, read-modify-write the gradient.
-      op.bytes = Bytes((double(k) * double(m) + double(k) * double(n)) * x_.g + double(m) * double(n) * 2 * x_.grad);
+      op.bytes = Bytes(count * ((double(k) * double(m) + double(k) * double(n)) * x_.g +
+                                double(m) * double(n) * 2 * x_.grad));
     } else {
-      op.bytes = Bytes((double(m) * double(k) + double(k) * double(n)) * x_.g + double(m) * double(n) * x_.d);
+      op.bytes = Bytes(count * ((double(m) * double(k) + double(k) * double(n)) * x_.g + double(m) * double(n) * x_.d));
     }
     return op;
   }
@@ -88,7 +103,8 @@ public:
   ComputeOp attention(std::string name, Pass pass, double flops, double bytes, int kernels) const {
     ComputeOp op = make_op(std::move(name), OpKind::ATTENTION, pass, x_.act_dtype);
     op.attention = AttentionShape{.batch = x_.b, .heads = int(x_.heads), .kv_heads = int(x_.kv_heads),
-                                  .seq_q = x_.s, .seq_kv = x_.s, .head_dim = int(x_.head_dim), .causal = true};
+                                  .seq_q = x_.s, .seq_kv = x_.s_kv, .head_dim = int(x_.head_dim), .causal = true,
+                                  .fused = x_.flash};
     op.flops = Flops(flops);
     op.bytes = Bytes(bytes);
     op.kernels = kernels;
@@ -105,20 +121,39 @@ public:
     return op;
   }
 
+  /// The MoE router (h x experts): small, replicated on every TP rank and kept in the activation
+  /// dtype (Transformer Engine does not run it in FP8).
+  ComputeOp router_gemm(std::string name, Pass pass, long m, long n, long k) const {
+    ComputeOp op = gemm(std::move(name), pass, m, n, k);
+    op.dtype = x_.act_dtype;
+    return op;
+  }
+
+  CollectiveOp collective(std::string name, CollectiveKind kind, GroupKind group, double bytes,
+                          bool overlap = false) const {
+    return CollectiveOp{.name = std::move(name), .kind = kind, .group = group, .bytes = Bytes(bytes),
+                        .overlap_with_compute = overlap};
+  }
   CollectiveOp tp(std::string name, CollectiveKind kind, double bytes) const {
-    return CollectiveOp{.name = std::move(name), .kind = kind, .group = GroupKind::TP, .bytes = Bytes(bytes)};
+    return collective(std::move(name), kind, GroupKind::TP, bytes);
   }
 
   /// Bytes of the b*s*h activation every TP collective of a layer moves (Megatron-LM eqs. in
   /// Narayanan et al. 2021 sec. 3.3; with sequence parallelism each all-reduce becomes an
   /// all-gather plus a reduce-scatter of the same size, Korthikanti et al. 2022 sec. 4.2.2).
+  /// With context parallelism s is this rank's s/cp tokens.
   double hidden_bytes() const { return double(x_.tokens) * double(x_.h) * x_.d; }
-  double score_elements() const { return double(x_.b) * double(x_.heads) * double(x_.s) * double(x_.s); }
+  double score_elements() const { return double(x_.b) * double(x_.heads) * double(x_.s) * double(x_.s_kv); }
   double qkv_columns() const { return double(x_.q + 2 * x_.kv); }
   long mlp_up_columns() const { return x_.llama ? 2 * x_.ffn : x_.ffn; }
+  long expert_up_columns() const { return x_.llama ? 2 * x_.expert_ffn : x_.expert_ffn; }
   const char* norm_name() const { return x_.llama ? "rmsnorm" : "layernorm"; }
   /// Forward FLOPs of QK^T and attention-over-values on this GPU (full s^2, Narayanan eq. 3).
-  double attention_flops() const { return 4.0 * double(x_.b) * double(x_.s) * double(x_.s) * double(x_.q); }
+  /// With context parallelism this rank's s/cp queries meet all s keys: with causal load
+  /// balancing (each rank holds chunks r and 2cp-1-r of 2cp) that is the job's total over cp.
+  double attention_flops() const { return 4.0 * double(x_.b) * double(x_.s) * double(x_.s_kv) * double(x_.q); }
+  /// The whole sequence's K and V for this TP rank: what context parallelism moves per layer.
+  double kv_sequence_bytes() const { return double(x_.b) * double(x_.s_kv) * 2.0 * double(x_.kv) * x_.d; }
 
   /// The row-parallel output collective of the forward pass (after attn_out and mlp_down).
   void forward_reduce(WorkBlock& w, const std::string& what) const {
@@ -131,9 +166,31 @@ public:
     if (x_.t > 1 && x_.sp) w.comm.push_back(tp("tp_sp_gather_" + what, CollectiveKind::ALL_GATHER, hidden_bytes()));
   }
 
+  /// Context parallelism before the attention core: ring attention passes the K/V shards around
+  /// the ring in cp-1 steps overlapped with the partial attention of each step (Liu et al. 2023,
+  /// arXiv 2310.01889 sec. 3), the all-gather variant gathers them first (Llama 3, arXiv
+  /// 2407.21783 sec. 3.3.2). Both move the whole sequence's K/V (all-gather volume).
+  void context_parallel_forward(WorkBlock& w) const {
+    if (x_.cp == 1) return;
+    const bool ring = x_.cp_kind == ContextParallelKind::RING;
+    w.comm.push_back(collective(ring ? "cp_kv_ring" : "cp_kv_gather", CollectiveKind::ALL_GATHER, GroupKind::CP,
+                                kv_sequence_bytes(), ring));
+  }
+  /// Backward of the above: the ring passes K/V again and sends dK/dV back around (a
+  /// reduce-scatter's volume); the all-gather variant reduce-scatters dK/dV.
+  void context_parallel_backward(WorkBlock& w) const {
+    if (x_.cp == 1) return;
+    const bool ring = x_.cp_kind == ContextParallelKind::RING;
+    if (ring)
+      w.comm.push_back(collective("cp_kv_ring_bwd", CollectiveKind::ALL_GATHER, GroupKind::CP, kv_sequence_bytes(), true));
+    w.comm.push_back(collective(ring ? "cp_dkv_ring" : "cp_dkv_scatter", CollectiveKind::REDUCE_SCATTER, GroupKind::CP,
+                                kv_sequence_bytes(), ring));
+  }
+
   /// Forward ops of the attention core (fused, or the unfused softmax and dropout).
   void attention_core_forward(WorkBlock& w) const {
-    const double io = double(x_.tokens) * double(2 * x_.q + 2 * x_.kv) * x_.d;
+    context_parallel_forward(w);
+    const double io = double(x_.tokens) * double(2 * x_.q) * x_.d + kv_sequence_bytes();
     if (x_.flash) {
       const double lse = 4.0 * double(x_.b) * double(x_.heads) * double(x_.s);
       w.compute.push_back(attention("attn_core", Pass::FORWARD, attention_flops(), io + lse, 1));
@@ -143,14 +200,14 @@ public:
     // Unfused attention (Megatron-LM 2021: baddbmm + bmm) is two strided-batched GEMMs per head
     // whose s x s output and input live in HBM, so they are priced as GEMMs: with a head
     // dimension of 64-128 they are memory bound, which a fused-attention rate would hide.
-    w.compute.push_back(batched_gemm("attn_scores", Pass::FORWARD, x_.s, x_.s, x_.head_dim));
-    w.compute.push_back(batched_gemm("attn_values", Pass::FORWARD, x_.s, x_.head_dim, x_.s));
+    w.compute.push_back(batched_gemm("attn_scores", Pass::FORWARD, x_.s, x_.s_kv, x_.head_dim));
+    w.compute.push_back(batched_gemm("attn_values", Pass::FORWARD, x_.s, x_.head_dim, x_.s_kv));
     w.compute.push_back(memory_bound("scale_mask_softmax", Pass::FORWARD, 2 * n * x_.d));
     if (!x_.llama) w.compute.push_back(memory_bound("attn_dropout", Pass::FORWARD, n * (2 * x_.d + 1)));
   }
 
-  WorkBlock forward() const {
-    WorkBlock w;
+  /// Norm, QKV, attention core, output projection and residual of one layer's forward.
+  void attention_forward(WorkBlock& w) const {
     const double hidden_rows = double(x_.rows) * double(x_.h);
     const double tok = double(x_.tokens);
     w.compute.push_back(memory_bound(norm_name(), Pass::FORWARD, 2 * hidden_rows * x_.d));
@@ -161,16 +218,89 @@ public:
     w.compute.push_back(gemm("attn_out", Pass::FORWARD, x_.tokens, x_.h, x_.q));
     forward_reduce(w, "attn_out");
     w.compute.push_back(residual(Pass::FORWARD));
+  }
+
+  /// Norm, dense MLP (or the MoE block) and residual of one layer's forward.
+  void mlp_forward(WorkBlock& w, bool moe) const {
+    const double hidden_rows = double(x_.rows) * double(x_.h);
     w.compute.push_back(memory_bound(norm_name(), Pass::FORWARD, 2 * hidden_rows * x_.d));
     forward_gather(w, "mlp");
-    w.compute.push_back(gemm(x_.llama ? "mlp_gate_up" : "mlp_up", Pass::FORWARD, x_.tokens, mlp_up_columns(), x_.h));
-    const double f = tok * double(x_.ffn);
-    if (x_.llama) w.compute.push_back(memory_bound("swiglu", Pass::FORWARD, 3 * f * x_.d));
-    else w.compute.push_back(memory_bound("gelu", Pass::FORWARD, 2 * f * x_.d));
-    w.compute.push_back(gemm("mlp_down", Pass::FORWARD, x_.tokens, x_.h, x_.ffn));
+    if (moe) {
+      moe_forward(w);
+    } else {
+      w.compute.push_back(gemm(x_.llama ? "mlp_gate_up" : "mlp_up", Pass::FORWARD, x_.tokens, mlp_up_columns(), x_.h));
+      const double f = double(x_.tokens) * double(x_.ffn);
+      if (x_.llama) w.compute.push_back(memory_bound("swiglu", Pass::FORWARD, 3 * f * x_.d));
+      else w.compute.push_back(memory_bound("gelu", Pass::FORWARD, 2 * f * x_.d));
+      w.compute.push_back(gemm("mlp_down", Pass::FORWARD, x_.tokens, x_.h, x_.ffn));
+    }
     forward_reduce(w, "mlp_down");
     w.compute.push_back(residual(Pass::FORWARD));
+  }
+
+  WorkBlock forward(bool moe) const {
+    WorkBlock w;
+    attention_forward(w);
+    mlp_forward(w, moe);
     return w;
+  }
+
+  /// Bytes of one all-to-all of an MoE layer: the token copies this GPU routes, b*s/cp*top_k*
+  /// capacity_factor*h (nccl-tests' all-to-all size is the whole send buffer).
+  double all_to_all_bytes() const { return double(x_.routed) * double(x_.h) * x_.d; }
+
+  /// MoE feed-forward (Megatron-core MoELayer with the all-to-all token dispatcher; Fedus et al.
+  /// 2021 sec. 2 for top-k routing with a capacity factor): router GEMM, top-k softmax,
+  /// permutation, dispatch all-to-all over ep, the grouped GEMMs of the local experts (split by tp
+  /// like the dense MLP), combine all-to-all and un-permutation weighted by the router
+  /// probabilities.
+  void moe_forward(WorkBlock& w) const {
+    const double tok = double(x_.tokens);
+    const double e = double(x_.experts);
+    const double routed_h = double(x_.routed) * double(x_.h) * x_.d;
+    w.compute.push_back(router_gemm("moe_router", Pass::FORWARD, x_.tokens, x_.experts, x_.h));
+    // fp32 softmax over the logits, top-k selection: read logits, write probabilities, then the
+    // top-k probabilities (fp32) and indices (int64).
+    w.compute.push_back(memory_bound("moe_topk_softmax", Pass::FORWARD, tok * e * 8 + tok * double(x_.top_k) * 12, 2));
+    w.compute.push_back(memory_bound("moe_permute", Pass::FORWARD, tok * double(x_.h) * x_.d + routed_h));
+    if (x_.ep > 1) w.comm.push_back(collective("moe_dispatch", CollectiveKind::ALL_TO_ALL, GroupKind::EP, all_to_all_bytes()));
+    w.compute.push_back(gemm(x_.llama ? "expert_gate_up" : "expert_up", Pass::FORWARD, x_.expert_rows,
+                             expert_up_columns(), x_.h, x_.local_experts));
+    const double f = double(x_.routed) * double(x_.expert_ffn);
+    if (x_.llama) w.compute.push_back(memory_bound("expert_swiglu", Pass::FORWARD, 3 * f * x_.d));
+    else w.compute.push_back(memory_bound("expert_gelu", Pass::FORWARD, 2 * f * x_.d));
+    w.compute.push_back(gemm("expert_down", Pass::FORWARD, x_.expert_rows, x_.h, x_.expert_ffn, x_.local_experts));
+    if (x_.ep > 1) w.comm.push_back(collective("moe_combine", CollectiveKind::ALL_TO_ALL, GroupKind::EP, all_to_all_bytes()));
+    w.compute.push_back(memory_bound("moe_unpermute", Pass::FORWARD, routed_h + tok * double(x_.h) * x_.d));
+  }
+
+  /// Input-gradient half of the MoE block: the all-to-alls run in reverse (combine's gradient is
+  /// dispatched, dispatch's gradient combined), the expert dX GEMMs and the router's dX.
+  void moe_backward_input(WorkBlock& w) const {
+    const Pass p = Pass::BACKWARD_INPUT;
+    const double tok = double(x_.tokens);
+    const double e = double(x_.experts);
+    const double routed_h = double(x_.routed) * double(x_.h) * x_.d;
+    w.compute.push_back(memory_bound("moe_unpermute_bwd", p, tok * double(x_.h) * x_.d + 2 * routed_h));
+    if (x_.ep > 1) w.comm.push_back(collective("moe_combine_grad", CollectiveKind::ALL_TO_ALL, GroupKind::EP, all_to_all_bytes()));
+    w.compute.push_back(gemm("expert_down_dgrad", p, x_.expert_rows, x_.expert_ffn, x_.h, x_.local_experts));
+    const double f = double(x_.routed) * double(x_.expert_ffn);
+    if (x_.llama) w.compute.push_back(memory_bound("expert_swiglu_bwd", p, 5 * f * x_.d));
+    else w.compute.push_back(memory_bound("expert_gelu_bwd", p, 3 * f * x_.d));
+    w.compute.push_back(gemm(x_.llama ? "expert_gate_up_dgrad" : "expert_up_dgrad", p, x_.expert_rows, x_.h,
+                             expert_up_columns(), x_.local_experts));
+    if (x_.ep > 1) w.comm.push_back(collective("moe_dispatch_grad", CollectiveKind::ALL_TO_ALL, GroupKind::EP, all_to_all_bytes()));
+    w.compute.push_back(memory_bound("moe_permute_bwd", p, routed_h + tok * double(x_.h) * x_.d));
+    w.compute.push_back(memory_bound("moe_topk_softmax_bwd", p, tok * e * 12, 2));
+    w.compute.push_back(router_gemm("moe_router_dgrad", p, x_.tokens, x_.h, x_.experts));
+  }
+
+  void moe_backward_weight(WorkBlock& w) const {
+    const Pass p = Pass::BACKWARD_WEIGHT;
+    w.compute.push_back(gemm("expert_down_wgrad", p, x_.expert_ffn, x_.h, x_.expert_rows, x_.local_experts));
+    w.compute.push_back(gemm(x_.llama ? "expert_gate_up_wgrad" : "expert_up_wgrad", p, x_.h, expert_up_columns(),
+                             x_.expert_rows, x_.local_experts));
+    w.compute.push_back(router_gemm("moe_router_wgrad", p, x_.h, x_.experts, x_.tokens));
   }
 
   /// Bias-dropout-add (GPT: read output and residual, write sum and 1-byte mask) or the plain
@@ -184,7 +314,7 @@ public:
   }
 
   /// Input-gradient (dX) half of one layer's backward, in execution order.
-  WorkBlock backward_input() const {
+  WorkBlock backward_input(bool moe) const {
     WorkBlock w;
     const Pass p = Pass::BACKWARD_INPUT;
     const double tok = double(x_.tokens);
@@ -202,26 +332,32 @@ public:
     };
     if (!x_.llama) w.compute.push_back(residual(p));
     backward_gather("mlp_down");
-    w.compute.push_back(gemm("mlp_down_dgrad", p, x_.tokens, x_.ffn, x_.h));
-    if (x_.llama) w.compute.push_back(memory_bound("swiglu_bwd", p, 5 * f * x_.d));
-    else w.compute.push_back(memory_bound("gelu_bwd", p, 3 * f * x_.d));
-    w.compute.push_back(gemm(x_.llama ? "mlp_gate_up_dgrad" : "mlp_up_dgrad", p, x_.tokens, x_.h, mlp_up_columns()));
+    if (moe) {
+      moe_backward_input(w);
+    } else {
+      w.compute.push_back(gemm("mlp_down_dgrad", p, x_.tokens, x_.ffn, x_.h));
+      if (x_.llama) w.compute.push_back(memory_bound("swiglu_bwd", p, 5 * f * x_.d));
+      else w.compute.push_back(memory_bound("gelu_bwd", p, 3 * f * x_.d));
+      w.compute.push_back(gemm(x_.llama ? "mlp_gate_up_dgrad" : "mlp_up_dgrad", p, x_.tokens, x_.h, mlp_up_columns()));
+    }
     backward_reduce("mlp_up");
     // Norm backward (read x and dy, write dx) plus the residual-gradient accumulation.
     w.compute.push_back(memory_bound(std::string(norm_name()) + "_bwd", p, 6 * hidden_rows * x_.d, 2));
     if (!x_.llama) w.compute.push_back(residual(p));
     backward_gather("attn_out");
     w.compute.push_back(gemm("attn_out_dgrad", p, x_.tokens, x_.q, x_.h));
-    const double io = tok * double(4 * x_.q + 4 * x_.kv) * x_.d;  // q,k,v,o,dO read; dq,dk,dv written
+    context_parallel_backward(w);
+    // q, o, dO read and dq written for this rank's tokens; k, v read and dk, dv written for the sequence.
+    const double io = tok * double(4 * x_.q) * x_.d + 2 * kv_sequence_bytes();
     if (x_.flash) {
       w.compute.push_back(attention("attn_core_bwd", p, 2 * attention_flops(), io, 2));
     } else {
       const double n = score_elements();
       // dV = P^T dO, dP = dO V^T, dQ = dS K, dK = dS^T Q: four batched GEMMs, twice the forward.
-      w.compute.push_back(batched_gemm("attn_values_dgrad_v", p, x_.s, x_.head_dim, x_.s));
-      w.compute.push_back(batched_gemm("attn_values_dgrad_p", p, x_.s, x_.s, x_.head_dim));
-      w.compute.push_back(batched_gemm("attn_scores_dgrad_q", p, x_.s, x_.head_dim, x_.s));
-      w.compute.push_back(batched_gemm("attn_scores_dgrad_k", p, x_.s, x_.head_dim, x_.s));
+      w.compute.push_back(batched_gemm("attn_values_dgrad_v", p, x_.s_kv, x_.head_dim, x_.s));
+      w.compute.push_back(batched_gemm("attn_values_dgrad_p", p, x_.s, x_.s_kv, x_.head_dim));
+      w.compute.push_back(batched_gemm("attn_scores_dgrad_q", p, x_.s, x_.head_dim, x_.s_kv));
+      w.compute.push_back(batched_gemm("attn_scores_dgrad_k", p, x_.s_kv, x_.head_dim, x_.s));
       if (!x_.llama) w.compute.push_back(memory_bound("attn_dropout_bwd", p, n * (2 * x_.d + 1)));
       w.compute.push_back(memory_bound("scale_mask_softmax_bwd", p, 3 * n * x_.d));
     }
@@ -233,11 +369,15 @@ public:
   }
 
   /// Weight-gradient (dW) half of one layer's backward, in execution order.
-  WorkBlock backward_weight() const {
+  WorkBlock backward_weight(bool moe) const {
     WorkBlock w;
     const Pass p = Pass::BACKWARD_WEIGHT;
-    w.compute.push_back(gemm("mlp_down_wgrad", p, x_.ffn, x_.h, x_.tokens));
-    w.compute.push_back(gemm(x_.llama ? "mlp_gate_up_wgrad" : "mlp_up_wgrad", p, x_.h, mlp_up_columns(), x_.tokens));
+    if (moe) {
+      moe_backward_weight(w);
+    } else {
+      w.compute.push_back(gemm("mlp_down_wgrad", p, x_.ffn, x_.h, x_.tokens));
+      w.compute.push_back(gemm(x_.llama ? "mlp_gate_up_wgrad" : "mlp_up_wgrad", p, x_.h, mlp_up_columns(), x_.tokens));
+    }
     w.compute.push_back(gemm("attn_out_wgrad", p, x_.q, x_.h, x_.tokens));
     w.compute.push_back(gemm("qkv_wgrad", p, x_.h, x_.q + 2 * x_.kv, x_.tokens));
     return w;
@@ -246,8 +386,8 @@ public:
   /// Work re-run at the start of a layer's backward: the whole forward with its TP collectives
   /// (full recomputation, Chen et al. 2016 / Megatron-LM), or the attention core alone (selective,
   /// Korthikanti et al. 2022 sec. 5).
-  WorkBlock recompute(Recompute r) const {
-    if (r == Recompute::FULL) return forward();
+  WorkBlock recompute(Recompute r, bool moe) const {
+    if (r == Recompute::FULL) return forward(moe);
     WorkBlock w;
     if (r == Recompute::SELECTIVE) attention_core_forward(w);
     return w;
@@ -331,6 +471,90 @@ double gemm_attention_flops(const WorkBlock& w) {
   return f;
 }
 
+/// Which casts a block's FP8 GEMMs need (Transformer Engine, Micikevicius et al. 2022 "FP8
+/// formats for deep learning" sec. 4 for the per-tensor scaling).
+enum class WeightCasts { CAST, CACHED };
+
+/// Transformer-Engine-style FP8 casts before each FP8 GEMM of `w`: a memory-bound kernel reads the
+/// BF16 tensor and writes its FP8 copy plus an amax. Forward GEMMs cast their activation input
+/// and, once per micro-batch, their weight (TE caches the FP8 weight and its transpose for the
+/// backward, and for recomputation: `WeightCasts::CACHED`); dX GEMMs cast the incoming gradient;
+/// dW GEMMs reuse the FP8 input saved by the forward and the gradient cast by dX.
+void add_fp8_casts(WorkBlock& w, Precision act_dtype, WeightCasts weights) {
+  const double read = bytes_per_element(act_dtype);
+  const double write = bytes_per_element(Precision::FP8);
+  constexpr double AMAX = 4;
+  std::vector<ComputeOp> out;
+  out.reserve(w.compute.size() * 3);
+  for (const ComputeOp& op : w.compute) {
+    if (op.kind == OpKind::GEMM && op.dtype == Precision::FP8 && op.pass != Pass::BACKWARD_WEIGHT) {
+      const double batch = double(op.gemm.batch);
+      const double input = double(op.gemm.m) * double(op.gemm.k) * batch;
+      ComputeOp cast = make_op("fp8_cast_" + op.name, OpKind::MEMORY_BOUND, op.pass, act_dtype);
+      cast.bytes = Bytes(input * (read + write) + AMAX);
+      out.push_back(cast);
+      if (op.pass == Pass::FORWARD && weights == WeightCasts::CAST) {
+        const double weight = double(op.gemm.k) * double(op.gemm.n) * batch;
+        ComputeOp wcast = make_op("fp8_cast_" + op.name + "_weight", OpKind::MEMORY_BOUND, op.pass, act_dtype);
+        wcast.bytes = Bytes(weight * (read + write) + AMAX);
+        out.push_back(wcast);
+      }
+    }
+    out.push_back(op);
+  }
+  w.compute = std::move(out);
+}
+
+/// Layers of each pipeline stage: an even split, or stage 0 and the last stage overridden
+/// (pipeline.first_stage_layers / last_stage_layers) and the rest split evenly over the others.
+std::vector<int> stage_layer_counts(int layers, const ParallelismSpec& par) {
+  const int pp = par.pp;
+  if (par.first_stage_layers == 0 && par.last_stage_layers == 0) return std::vector<int>(size_t(pp), layers / pp);
+  if (par.virtual_stages != 1)
+    throw std::invalid_argument(fmt::format("uneven pipeline stages (first_stage_layers = {}, last_stage_layers = {}) "
+                                            "need virtual_stages = 1 (got {})",
+                                            par.first_stage_layers, par.last_stage_layers, par.virtual_stages));
+  if (par.first_stage_layers < 0 || par.last_stage_layers < 0)
+    throw std::invalid_argument(fmt::format("first_stage_layers ({}) and last_stage_layers ({}) must not be negative",
+                                            par.first_stage_layers, par.last_stage_layers));
+  std::vector<int> counts(size_t(pp), 0);
+  std::vector<bool> fixed(size_t(pp), false);
+  if (par.first_stage_layers > 0) {
+    counts.front() = par.first_stage_layers;
+    fixed.front() = true;
+  }
+  if (par.last_stage_layers > 0) {
+    if (pp == 1 && fixed.front() && par.last_stage_layers != par.first_stage_layers)
+      throw std::invalid_argument(fmt::format("with pp = 1 first_stage_layers ({}) and last_stage_layers ({}) are the "
+                                              "same stage",
+                                              par.first_stage_layers, par.last_stage_layers));
+    counts.back() = par.last_stage_layers;
+    fixed.back() = true;
+  }
+  int fixed_layers = 0, free_stages = 0;
+  for (int s = 0; s < pp; ++s) {
+    if (fixed[size_t(s)]) fixed_layers += counts[size_t(s)];
+    else ++free_stages;
+  }
+  const int rest = layers - fixed_layers;
+  if (free_stages == 0) {
+    if (rest != 0)
+      throw std::invalid_argument(fmt::format("first_stage_layers + last_stage_layers ({}) must equal layers ({}) "
+                                              "with pp = {}",
+                                              fixed_layers, layers, pp));
+    return counts;
+  }
+  if (rest < free_stages || rest % free_stages != 0)
+    throw std::invalid_argument(fmt::format("layers ({}) minus first_stage_layers ({}) and last_stage_layers ({}) "
+                                            "leaves {} for {} middle stages: must be a positive multiple",
+                                            layers, par.first_stage_layers, par.last_stage_layers, rest, free_stages));
+  for (int s = 0; s < pp; ++s)
+    if (!fixed[size_t(s)]) counts[size_t(s)] = rest / free_stages;
+  return counts;
+}
+
+double weight_element_bytes(Precision p) { return p == Precision::FP32 ? 4.0 : 2.0; }
+
 void require(bool ok, const std::string& message) {
   if (!ok) throw std::invalid_argument(message);
 }
@@ -358,8 +582,6 @@ Workload::Workload(ModelSpec model, TrainingSpec training, ParallelismSpec paral
           fmt::format("parallel degrees must be at least 1 (tp = {}, pp = {}, dp = {}, cp = {}, ep = {}, "
                       "virtual_stages = {})",
                       par.tp, par.pp, par.dp, par.cp, par.ep, par.virtual_stages));
-  require(par.cp == 1, fmt::format("context parallelism is not modelled yet (cp = {})", par.cp));
-  require(par.ep == 1, fmt::format("expert parallelism needs a mixture-of-experts model (ep = {})", par.ep));
   require(par.zero >= 0 && par.zero <= 3, fmt::format("zero stage must be 0..3 (got {})", par.zero));
   require(m.hidden % m.heads == 0,
           fmt::format("hidden ({}) must be divisible by heads ({})", m.hidden, m.heads));
@@ -370,10 +592,30 @@ Workload::Workload(ModelSpec model, TrainingSpec training, ParallelismSpec paral
           fmt::format("kv_heads ({}) and tp ({}) must divide one another", m.kv_heads, par.tp));
   require(m.ffn_hidden % par.tp == 0,
           fmt::format("ffn_hidden ({}) must be divisible by tp ({})", m.ffn_hidden, par.tp));
-  require(!par.sequence_parallel || m.seq_len % par.tp == 0,
-          fmt::format("sequence parallelism needs seq_len ({}) divisible by tp ({})", m.seq_len, par.tp));
+  // Causal load balancing splits each sequence into 2*cp chunks (rank r holds r and 2cp-1-r).
+  require(m.seq_len % (2 * par.cp) == 0 || par.cp == 1,
+          fmt::format("context parallelism needs seq_len ({}) divisible by 2 * cp (2 * {} = {})", m.seq_len, par.cp,
+                      2 * par.cp));
+  require(!par.sequence_parallel || (m.seq_len / par.cp) % par.tp == 0,
+          fmt::format("sequence parallelism needs seq_len / cp ({} / {} = {}) divisible by tp ({})", m.seq_len, par.cp,
+                      m.seq_len / par.cp, par.tp));
+  if (m.moe) {
+    const MoeSpec& e = *m.moe;
+    const int expert_ffn = e.expert_ffn_hidden > 0 ? e.expert_ffn_hidden : m.ffn_hidden;
+    require(e.experts >= 1 && e.top_k >= 1 && e.top_k <= e.experts && e.capacity_factor > 0 && e.every >= 1,
+            fmt::format("moe needs experts >= 1, 1 <= top_k <= experts, capacity_factor > 0 and every >= 1 "
+                        "(experts = {}, top_k = {}, capacity_factor = {}, every = {})",
+                        e.experts, e.top_k, e.capacity_factor, e.every));
+    require(e.experts % par.ep == 0, fmt::format("ep ({}) must divide moe.experts ({})", par.ep, e.experts));
+    require(expert_ffn % par.tp == 0,
+            fmt::format("expert_ffn_hidden ({}) must be divisible by tp ({})", expert_ffn, par.tp));
+  } else {
+    require(par.ep == 1, fmt::format("expert parallelism needs a mixture-of-experts model (ep = {})", par.ep));
+  }
+  require(par.dp % par.ep == 0, fmt::format("ep ({}) must divide dp ({})", par.ep, par.dp));
   const int virtual_stages = par.pp * par.virtual_stages;
-  require(m.layers % virtual_stages == 0,
+  const bool uneven = par.first_stage_layers != 0 || par.last_stage_layers != 0;
+  require(uneven || m.layers % virtual_stages == 0,
           fmt::format("layers ({}) must be divisible by pp * virtual_stages ({} * {} = {})", m.layers, par.pp,
                       par.virtual_stages, virtual_stages));
   const long replica_batch = long(training_.micro_batch) * par.dp;
@@ -381,6 +623,7 @@ Workload::Workload(ModelSpec model, TrainingSpec training, ParallelismSpec paral
           fmt::format("global_batch ({}) must be divisible by micro_batch * dp ({} * {} = {})",
                       training_.global_batch, training_.micro_batch, par.dp, replica_batch));
 
+  const std::vector<int> stage_layers = stage_layer_counts(m.layers, par);
   const int mb = microbatches();
   schedules_.reserve(size_t(par.pp));
   for (int s = 0; s < par.pp; ++s)
@@ -388,8 +631,11 @@ Workload::Workload(ModelSpec model, TrainingSpec training, ParallelismSpec paral
 
   LocalShape x;
   x.t = par.tp;
+  x.cp = par.cp;
+  x.cp_kind = par.cp_kind;
   x.b = training_.micro_batch;
-  x.s = m.seq_len;
+  x.s = m.seq_len / par.cp;
+  x.s_kv = m.seq_len;
   x.h = m.hidden;
   x.tokens = x.b * x.s;
   x.sp = par.sequence_parallel && par.tp > 1;
@@ -408,21 +654,45 @@ Workload::Workload(ModelSpec model, TrainingSpec training, ParallelismSpec paral
   x.d = bytes_per_element(x.act_dtype);
   x.g = bytes_per_element(x.gemm_dtype);
   x.grad = gradient_element_bytes(training_.precision);
+  x.ep = par.ep;
+  if (m.moe) {
+    const MoeSpec& e = *m.moe;
+    x.experts = e.experts;
+    x.local_experts = e.experts / par.ep;
+    x.top_k = e.top_k;
+    x.expert_ffn = (e.expert_ffn_hidden > 0 ? e.expert_ffn_hidden : m.ffn_hidden) / x.t;
+    // Capacity: each expert accepts capacity_factor times an even share of the routed tokens
+    // (Fedus et al. 2021 sec. 2.2), and computes that many rows (dropped or padded to it).
+    x.expert_rows = long(std::ceil(double(x.tokens) * e.top_k * e.capacity_factor * par.ep / e.experts));
+    x.routed = x.expert_rows * x.local_experts;
+  }
   const LayerBuilder layer(x);
+  const bool fp8 = training_.precision == Precision::FP8;
+  auto is_moe = [&](int layer_index) { return m.moe && (layer_index + 1) % m.moe->every == 0; };
 
-  // One layer's blocks, built once and repeated: every layer of every micro-batch is identical.
-  const WorkBlock fwd = layer.forward();
-  const WorkBlock rec = layer.recompute(par.recompute);
-  const WorkBlock dx = layer.backward_input();
-  const WorkBlock dw = layer.backward_weight();
-  const int layers_per_chunk = m.layers / virtual_stages;
+  // The two kinds of layer, built once and repeated: every layer of one kind is identical.
+  struct LayerBlocks {
+    WorkBlock fwd, rec, dx, dw;
+  };
+  auto layer_blocks = [&](bool moe) {
+    LayerBlocks l{layer.forward(moe), layer.recompute(par.recompute, moe), layer.backward_input(moe),
+                  layer.backward_weight(moe)};
+    if (fp8) {
+      add_fp8_casts(l.fwd, x.act_dtype, WeightCasts::CAST);
+      add_fp8_casts(l.rec, x.act_dtype, WeightCasts::CACHED);
+      add_fp8_casts(l.dx, x.act_dtype, WeightCasts::CACHED);
+    }
+    return l;
+  };
+  const LayerBlocks dense_layer = layer_blocks(false);
+  const LayerBlocks moe_layer = m.moe ? layer_blocks(true) : dense_layer;
   const double boundary = double(x.tokens) * double(x.h) * x.d;
   const bool gather_boundary = x.t > 1 && !x.sp;  // scatter/gather optimisation, Narayanan et al. 2021 sec. 4.1
 
-  auto build = [&](int vstage) {
+  auto build = [&](int vstage, int first_layer, int layers) {
     ChunkWork c;
-    c.first_layer = vstage * layers_per_chunk;
-    c.layers = layers_per_chunk;
+    c.first_layer = first_layer;
+    c.layers = layers;
     c.has_embedding = vstage == 0;
     c.has_lm_head = vstage == virtual_stages - 1;
     c.activation_out = Bytes(x.t > 1 ? boundary / x.t : boundary);
@@ -431,20 +701,28 @@ Workload::Workload(ModelSpec model, TrainingSpec training, ParallelismSpec paral
     if (gather_boundary && !c.has_embedding) c.forward.comm.push_back(gather);
     if (gather_boundary && !c.has_lm_head) c.backward_input.comm.push_back(gather);
     if (c.has_embedding) append(c.forward, layer.embedding_forward());
-    for (int l = 0; l < layers_per_chunk; ++l) append(c.forward, fwd);
+    for (int l = first_layer; l < first_layer + layers; ++l) append(c.forward, is_moe(l) ? moe_layer.fwd : dense_layer.fwd);
     if (c.has_lm_head) {
-      append(c.forward, layer.head_forward());
-      layer.head_backward(c.backward_input, c.backward_weight);
+      WorkBlock head = layer.head_forward(), input, weight;
+      layer.head_backward(input, weight);
+      if (fp8) {
+        add_fp8_casts(head, x.act_dtype, WeightCasts::CAST);
+        add_fp8_casts(input, x.act_dtype, WeightCasts::CACHED);
+      }
+      append(c.forward, head);
+      append(c.backward_input, input);
+      append(c.backward_weight, weight);
     }
     c.backward = c.backward_input;
     append(c.backward, c.backward_weight);
-    for (int l = 0; l < layers_per_chunk; ++l) {
-      append(c.backward_input, rec);
-      append(c.backward_input, dx);
-      append(c.backward_weight, dw);
-      append(c.backward, rec);
-      append(c.backward, dx);
-      append(c.backward, dw);
+    for (int l = first_layer + layers - 1; l >= first_layer; --l) {
+      const LayerBlocks& blocks = is_moe(l) ? moe_layer : dense_layer;
+      append(c.backward_input, blocks.rec);
+      append(c.backward_input, blocks.dx);
+      append(c.backward_weight, blocks.dw);
+      append(c.backward, blocks.rec);
+      append(c.backward, blocks.dx);
+      append(c.backward, blocks.dw);
     }
     if (c.has_embedding) {
       WorkBlock input, weight;
@@ -461,41 +739,75 @@ Workload::Workload(ModelSpec model, TrainingSpec training, ParallelismSpec paral
   const double h = double(x.h);
   const double qkv_cols = double(x.q + 2 * x.kv);
   const double up_cols = double(x.llama ? 2 * x.ffn : x.ffn);
-  double layer_params = h * qkv_cols + double(x.q) * h + h * up_cols + double(x.ffn) * h;
-  if (x.llama) layer_params += 2 * h;                                      // two RMSNorm gains
-  else layer_params += 4 * h + qkv_cols + h + up_cols + h;                 // two LayerNorms, biases
+  const double expert_up_cols = double(x.llama ? 2 * x.expert_ffn : x.expert_ffn);
+  double attention_params = h * qkv_cols + double(x.q) * h;
+  double mlp_params = h * up_cols + double(x.ffn) * h;
+  double expert_params = h * expert_up_cols + double(x.expert_ffn) * h;
+  if (x.llama) {
+    attention_params += 2 * h;  // two RMSNorm gains
+  } else {
+    attention_params += 4 * h + qkv_cols + h;  // two LayerNorms, QKV and output biases
+    mlp_params += up_cols + h;
+    expert_params += expert_up_cols + h;
+  }
+  const double router_params = h * double(x.experts);
   const double word_embedding = double(x.vocab) * h;
-  const double embedding_params = word_embedding + (x.llama ? 0.0 : double(x.s) * h);
+  const double embedding_params = word_embedding + (x.llama ? 0.0 : double(m.seq_len) * h);
   const double final_norm = x.llama ? h : 2 * h;
 
-  // A chunk's ops depend only on whether it holds the embedding and/or the LM head: build each
-  // distinct chunk once.
-  std::vector<ChunkWork> variants;
-  auto variant_index = [&](int vstage) { return (vstage == 0 ? 1 : 0) + (vstage == virtual_stages - 1 ? 2 : 0); };
-  variants.resize(4);
-  std::vector<bool> built(4, false);
+  // Layer ranges of each virtual stage: virtual stage chunk*pp + stage holds an even share, or
+  // (virtual_stages == 1) the stage's count from stage_layer_counts.
+  std::vector<int> first_of_stage(size_t(par.pp), 0);
+  for (int s = 1; s < par.pp; ++s) first_of_stage[size_t(s)] = first_of_stage[size_t(s - 1)] + stage_layers[size_t(s - 1)];
+  const int layers_per_chunk = m.layers / virtual_stages;
+
+  // A chunk's ops depend only on its layer count, MoE pattern and whether it holds the embedding
+  // and/or the LM head: build each distinct chunk once.
+  std::map<std::tuple<bool, bool, int, int>, ChunkWork> variants;
+  const bool gather_parameters = par.zero >= 3 && par.dp * par.cp > 1;
+  const double weight_bytes = weight_element_bytes(training_.precision);
   chunks_.assign(size_t(par.pp), {});
   local_parameters_.assign(size_t(par.pp), 0.0);
+  local_expert_parameters_.assign(size_t(par.pp), 0.0);
   for (int s = 0; s < par.pp; ++s) {
     for (int c = 0; c < par.virtual_stages; ++c) {
       const int vstage = c * par.pp + s;
-      const int key = variant_index(vstage);
-      if (!built[size_t(key)]) {
-        variants[size_t(key)] = build(vstage);
-        built[size_t(key)] = true;
+      const int first = par.virtual_stages == 1 ? first_of_stage[size_t(s)] : vstage * layers_per_chunk;
+      const int count = par.virtual_stages == 1 ? stage_layers[size_t(s)] : layers_per_chunk;
+      const auto key = std::make_tuple(vstage == 0, vstage == virtual_stages - 1, m.moe ? first % m.moe->every : 0, count);
+      auto it = variants.find(key);
+      if (it == variants.end()) it = variants.emplace(key, build(vstage, first, count)).first;
+      ChunkWork chunk = it->second;
+      chunk.first_layer = first;
+      double dense = 0, experts = 0;
+      for (int l = first; l < first + count; ++l) {
+        dense += attention_params + (is_moe(l) ? router_params : mlp_params);
+        if (is_moe(l)) experts += expert_params * double(x.local_experts);
       }
-      ChunkWork chunk = variants[size_t(key)];
-      chunk.first_layer = vstage * layers_per_chunk;
-      double params = layer_params * layers_per_chunk;
-      if (chunk.has_embedding) params += embedding_params;
+      if (chunk.has_embedding) dense += embedding_params;
       if (chunk.has_lm_head) {
-        params += final_norm;
+        dense += final_norm;
         // GPT ties the LM head to the word embedding; Megatron-LM keeps a copy on the last stage
         // when the two are on different GPUs and all-reduces their gradients.
-        if (x.llama || par.pp > 1) params += word_embedding;
+        if (x.llama || par.pp > 1) dense += word_embedding;
       }
-      chunk.parameters = Bytes(params * x.grad);
-      local_parameters_[size_t(s)] += params;
+      chunk.parameters = Bytes(dense * x.grad);
+      chunk.expert_parameters = Bytes(experts * x.grad);
+      if (gather_parameters) {
+        // ZeRO-3 (Rajbhandari et al. 2020 sec. 5.3): the chunk's parameters are all-gathered
+        // before its forward and again before its backward (DeepSpeed frees them in between),
+        // prefetched during the previous compute when zero_overlap is on.
+        const Bytes gathered(dense * weight_bytes);
+        chunk.forward.comm.insert(chunk.forward.comm.begin(),
+                                  layer.collective("zero3_param_gather", CollectiveKind::ALL_GATHER, GroupKind::DP,
+                                                   gathered.value(), par.zero_overlap));
+        const CollectiveOp again = layer.collective("zero3_param_gather_bwd", CollectiveKind::ALL_GATHER,
+                                                    GroupKind::DP, gathered.value(), par.zero_overlap);
+        chunk.backward.comm.insert(chunk.backward.comm.begin(), again);
+        chunk.backward_input.comm.insert(chunk.backward_input.comm.begin(), again);
+      }
+      local_parameters_[size_t(s)] += dense + experts;
+      local_expert_parameters_[size_t(s)] += experts;
       chunks_[size_t(s)].push_back(std::move(chunk));
     }
   }
@@ -503,9 +815,14 @@ Workload::Workload(ModelSpec model, TrainingSpec training, ParallelismSpec paral
   gradient_bytes_.reserve(size_t(par.pp));
   optimizer_.reserve(size_t(par.pp));
   for (int s = 0; s < par.pp; ++s) {
-    gradient_bytes_.push_back(Bytes(local_parameters_[size_t(s)] * x.grad));
-    // Each ZeRO stage >= 1 gives every data-parallel rank 1/dp of the optimizer step.
-    const double shard = local_parameters_[size_t(s)] / (par.zero >= 1 ? par.dp : 1);
+    const double experts = local_expert_parameters_[size_t(s)];
+    const double dense = local_parameters_[size_t(s)] - experts;
+    gradient_bytes_.push_back(Bytes(dense * x.grad));
+    // Each ZeRO stage >= 1 gives every rank of the data-parallel group (dp*cp ranks, which all
+    // hold the same dense parameters; Megatron-core's distributed optimizer shards over
+    // data_parallel_group with context parallelism) 1/(dp*cp) of the optimizer step, and
+    // every rank of the expert-data-parallel group (dp/ep) 1/(dp/ep) of the experts'.
+    const double shard = par.zero >= 1 ? dense / zero_shards() + experts / expert_zero_shards() : dense + experts;
     const int launches = std::max(1, int(std::ceil(shard / ELEMENTS_PER_MULTI_TENSOR_LAUNCH)));
     const bool fp32 = training_.precision == Precision::FP32;
     // Fused Adam: read fp32 weights, m, v and the gradient; write weights, m, v and (mixed
@@ -524,6 +841,10 @@ Workload::Workload(ModelSpec model, TrainingSpec training, ParallelismSpec paral
   }
 }
 
+int Workload::zero_shards() const { return parallelism_.dp * parallelism_.cp; }
+
+int Workload::expert_zero_shards() const { return parallelism_.dp / parallelism_.ep; }
+
 int Workload::microbatches() const {
   return training_.global_batch / (training_.micro_batch * parallelism_.dp);
 }
@@ -539,6 +860,14 @@ const std::vector<PipelineStep>& Workload::schedule(int stage) const { return sc
 
 Bytes Workload::gradient_bytes(int stage) const { return gradient_bytes_.at(size_t(stage)); }
 
+Bytes Workload::expert_gradient_bytes(int stage) const {
+  return Bytes(local_expert_parameters_.at(size_t(stage)) * gradient_element_bytes(training_.precision));
+}
+
+Bytes Workload::parameter_bytes(int stage) const {
+  return Bytes(local_parameters_.at(size_t(stage)) * weight_element_bytes(training_.precision));
+}
+
 const std::vector<ComputeOp>& Workload::optimizer(int stage) const { return optimizer_.at(size_t(stage)); }
 
 double Workload::local_parameters(int stage) const { return local_parameters_.at(size_t(stage)); }
@@ -549,33 +878,55 @@ Flops Workload::model_flops() const {
   const double kv = double(model_.kv_heads) * model_.head_dim();
   const double mlp_matrices = model_.activation == Activation::SWIGLU ? 3 : 2;
   // Forward FLOPs per sequence: QKV, QK^T + AV, output projection, MLP; then the LM head.
-  const double layer = 2 * s * h * (q + 2 * kv) + 4 * s * s * q + 2 * s * q * h + mlp_matrices * 2 * s * h * f;
+  const double attention = 2 * s * h * (q + 2 * kv) + 4 * s * s * q + 2 * s * q * h;
+  const double dense_mlp = mlp_matrices * 2 * s * h * f;
+  double layers = model_.layers * (attention + dense_mlp);
+  if (model_.moe) {
+    // Active parameters only (Megatron-LM's num_floating_point_operations convention): each
+    // token runs the router and its top_k experts; capacity-factor padding is hardware work.
+    const MoeSpec& e = *model_.moe;
+    const double fe = e.expert_ffn_hidden > 0 ? e.expert_ffn_hidden : f;
+    const double moe_mlp = e.top_k * mlp_matrices * 2 * s * h * fe + 2 * s * h * e.experts;
+    layers += moe_layers() * (moe_mlp - dense_mlp);
+  }
   const double head = 2 * s * h * v;
   // Backward is twice the forward (dX and dW GEMMs; attention backward), Narayanan et al. 2021 sec. 5.1.
-  return Flops(3.0 * double(training_.global_batch) * (model_.layers * layer + head));
+  return Flops(3.0 * double(training_.global_batch) * (layers + head));
 }
 
 Flops Workload::hardware_flops() const {
   // The FLOPs of the ops the GPUs execute (recomputation and vocab padding included), times the
-  // micro-batches, the TP ranks that each run their share and the data-parallel replicas.
+  // micro-batches, the TP and CP ranks that each run their share and the data-parallel replicas.
   double per_replica = 0;
   for (const auto& stage : chunks_)
     for (const auto& c : stage) per_replica += gemm_attention_flops(c.forward) + gemm_attention_flops(c.backward);
-  return Flops(per_replica * microbatches() * parallelism_.tp * parallelism_.dp);
+  return Flops(per_replica * microbatches() * parallelism_.tp * parallelism_.cp * parallelism_.dp);
 }
 
-double Workload::parameters() const {
+int Workload::moe_layers() const { return model_.moe ? model_.layers / model_.moe->every : 0; }
+
+double Workload::parameters() const { return parameters_counted(ParameterCount::ALL); }
+
+double Workload::active_parameters() const { return parameters_counted(ParameterCount::ACTIVE); }
+
+double Workload::parameters_counted(ParameterCount which) const {
   const double h = model_.hidden, f = model_.ffn_hidden, v = model_.vocab;
   const double q = double(model_.heads) * model_.head_dim();
   const double kv = double(model_.kv_heads) * model_.head_dim();
-  if (model_.activation == Activation::SWIGLU) {
-    // Llama: no biases, RMSNorm gains only, untied LM head, rotary positions (no parameters).
-    const double layer = h * (q + 2 * kv) + q * h + 3 * h * f + 2 * h;
-    return model_.layers * layer + 2 * v * h + h;
-  }
+  const bool llama = model_.activation == Activation::SWIGLU;
+  // Llama: no biases, RMSNorm gains only, untied LM head, rotary positions (no parameters).
   // GPT: biases on every linear layer, LayerNorm gain and bias, learned positions, tied LM head.
-  const double layer = h * (q + 2 * kv) + (q + 2 * kv) + q * h + h + 2 * h * f + f + h + 4 * h;
-  return model_.layers * layer + v * h + double(model_.seq_len) * h + 2 * h;
+  auto mlp = [&](double width) { return llama ? 3 * h * width : 2 * h * width + width + h; };
+  const double attention = llama ? h * (q + 2 * kv) + q * h + 2 * h : h * (q + 2 * kv) + (q + 2 * kv) + q * h + h + 4 * h;
+  double total = model_.layers * (attention + mlp(f));
+  if (model_.moe) {
+    const MoeSpec& e = *model_.moe;
+    const double experts = which == ParameterCount::ALL ? e.experts : e.top_k;
+    const double fe = e.expert_ffn_hidden > 0 ? e.expert_ffn_hidden : f;
+    total += moe_layers() * (experts * mlp(fe) + h * e.experts - mlp(f));
+  }
+  if (llama) return total + 2 * v * h + h;
+  return total + v * h + double(model_.seq_len) * h + 2 * h;
 }
 
 } // namespace odyssey

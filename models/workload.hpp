@@ -29,7 +29,10 @@ struct ChunkWork {
   WorkBlock backward_weight;   ///< dW half of `backward`
   Bytes activation_out;        ///< bytes each GPU of the stage sends to the next stage per micro-batch
                                ///< (the gradient sent back has the same size)
-  Bytes parameters;            ///< bytes of this chunk's parameters on one GPU, in the gradient dtype
+  Bytes parameters;            ///< bytes of this chunk's dense (non-expert) parameters on one GPU, in the
+                               ///< gradient dtype: the gradients reduced over the dp*cp ranks
+  Bytes expert_parameters;     ///< bytes of this chunk's local expert parameters on one GPU, in the
+                               ///< gradient dtype: the gradients reduced over the expert-data-parallel ranks
 };
 
 enum class StepKind { FORWARD, BACKWARD, BACKWARD_INPUT, BACKWARD_WEIGHT };
@@ -68,8 +71,13 @@ public:
   [[nodiscard]] const ChunkWork& chunk(int stage, int chunk_index) const;
   /// Steps of `stage` in execution order.
   [[nodiscard]] const std::vector<PipelineStep>& schedule(int stage) const;
-  /// Gradient bytes one GPU of `stage` reduces across data parallelism per iteration.
+  /// Dense (non-expert) gradient bytes one GPU of `stage` reduces over its dp*cp ranks per iteration.
   [[nodiscard]] Bytes gradient_bytes(int stage) const;
+  /// Expert gradient bytes one GPU of `stage` reduces over its expert-data-parallel group (dp/ep ranks).
+  [[nodiscard]] Bytes expert_gradient_bytes(int stage) const;
+  /// Local parameters of one GPU of `stage` (expert ones included) in the weight dtype: what a
+  /// ZeRO >= 1 all-gather after the optimizer step moves.
+  [[nodiscard]] Bytes parameter_bytes(int stage) const;
   /// Optimizer step of one GPU of `stage`.
   [[nodiscard]] const std::vector<ComputeOp>& optimizer(int stage) const;
 
@@ -78,8 +86,17 @@ public:
   [[nodiscard]] Flops model_flops() const;
   /// FLOPs the hardware executes in one iteration for the whole job, recomputation included.
   [[nodiscard]] Flops hardware_flops() const;
-  /// Number of parameters of the model.
+  /// Number of parameters of the model (every expert counted).
   [[nodiscard]] double parameters() const;
+  /// Parameters one token uses: the top_k experts of each MoE layer and its router (equals
+  /// parameters() for a dense model).
+  [[nodiscard]] double active_parameters() const;
+  /// Number of MoE layers (layer i is one when (i+1) % moe.every == 0).
+  [[nodiscard]] int moe_layers() const;
+  /// Ranks a ZeRO stage shards dense model states over: dp*cp.
+  [[nodiscard]] int zero_shards() const;
+  /// Ranks a ZeRO stage shards expert model states over: the expert-data-parallel group, dp/ep.
+  [[nodiscard]] int expert_zero_shards() const;
   /// Peak memory of one GPU of `stage`.
   [[nodiscard]] MemoryBreakdown memory(int stage) const;
 
@@ -94,14 +111,21 @@ public:
   [[nodiscard]] Bytes layer_activations() const;
   /// Activation bytes one transformer layer holds per micro-batch with no recomputation.
   [[nodiscard]] Bytes layer_activations_no_recompute() const;
+  /// layer_activations() for an MoE layer (router probabilities, routed tokens, expert FFN).
+  [[nodiscard]] Bytes moe_layer_activations() const;
   /// Activation bytes one micro-batch leaves on one GPU after the forward of (stage, chunk):
   /// its layers plus the embedding / LM-head tensors of the first / last virtual stage.
   [[nodiscard]] Bytes chunk_activations(int stage, int chunk_index) const;
   /// Peak number of micro-batches whose activations `stage` holds at once, in units of a whole
-  /// stage (all its chunks): pp - stage for 1F1B, pp*(1 + (pp-1)/(pp*v)) on stage 0 interleaved.
+  /// stage (all its chunks): pp - stage for 1F1B, pp*(1 + (pp-1)/(pp*v)) on stage 0 interleaved,
+  /// pp on every stage for ZB-H1 (activations are freed by the weight-gradient pass).
   [[nodiscard]] double inflight_microbatches(int stage) const;
 
 private:
+  enum class ParameterCount { ALL, ACTIVE };
+  [[nodiscard]] double parameters_counted(ParameterCount which) const;
+  /// Activation bytes of one layer (dense or MoE) under recomputation `r`.
+  [[nodiscard]] Bytes layer_activation_bytes(bool moe, Recompute r) const;
   /// The attention-score part of layer_activations_no_recompute() (zero with flash attention).
   [[nodiscard]] Bytes attention_score_activations() const;
   /// Peak activation bytes of `stage` found by running its schedule: each forward adds its
@@ -115,13 +139,15 @@ private:
   std::vector<std::vector<PipelineStep>> schedules_;    // [stage]
   std::vector<std::vector<ComputeOp>> optimizer_;       // [stage]
   std::vector<Bytes> gradient_bytes_;                   // [stage]
-  std::vector<double> local_parameters_;                // [stage]
+  std::vector<double> local_parameters_;                // [stage], expert parameters included
+  std::vector<double> local_expert_parameters_;         // [stage]
 };
 
 /// Steps of `stage` for a pipeline of `stages` stages, `chunks` model chunks per stage and
 /// `microbatches` micro-batches, in execution order. Throws std::invalid_argument for
 /// combinations the schedule does not define (interleaving with microbatches % stages != 0,
-/// 1F1B or zero-bubble with chunks > 1, zero-bubble until it is implemented).
+/// 1F1B or zero-bubble with chunks > 1). Zero-bubble (ZB-H1) emits BACKWARD_INPUT and
+/// BACKWARD_WEIGHT steps; the others emit BACKWARD.
 [[nodiscard]] std::vector<PipelineStep> pipeline_schedule(PipelineScheduleKind kind, int stages, int chunks,
                                                           int microbatches, int stage);
 

@@ -137,8 +137,9 @@ TEST_CASE("models::Pipeline: one stage runs F then B per micro-batch", "[models]
 }
 
 TEST_CASE("models::Pipeline: rejected schedules", "[models]") {
-  SECTION("zero bubble") {
-    CHECK_THROWS_WITH(pipeline_schedule(PipelineScheduleKind::ZERO_BUBBLE, 4, 1, 8, 0), "not supported yet");
+  SECTION("zero bubble with several chunks") {
+    CHECK_THROWS_WITH(pipeline_schedule(PipelineScheduleKind::ZERO_BUBBLE, 4, 2, 8, 0),
+                      Catch::Contains("virtual_stages = 2"));
   }
   SECTION("interleaving with micro-batches not divisible by pp") {
     CHECK_THROWS_AS(pipeline_schedule(PipelineScheduleKind::INTERLEAVED_1F1B, 4, 2, 6, 0), std::invalid_argument);

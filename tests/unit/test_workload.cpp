@@ -271,9 +271,11 @@ TEST_CASE("models::Workload: rejects what it cannot model", "[models]") {
     p.schedule = PipelineScheduleKind::INTERLEAVED_1F1B;
     expect(gpt(6, 1024, 16), t, p, "32 micro-batches, pp = 3");
   }
-  SECTION("zero bubble") {
+  SECTION("zero bubble with virtual stages") {
+    p.pp = 2;
+    p.virtual_stages = 2;
     p.schedule = PipelineScheduleKind::ZERO_BUBBLE;
-    expect(gpt(4, 1024, 16), t, p, "not supported yet");
+    expect(gpt(4, 1024, 16), t, p, "virtual_stages = 2");
   }
   SECTION("kv heads that do not divide heads") {
     ModelSpec m = gpt(4, 1024, 16);
@@ -283,10 +285,32 @@ TEST_CASE("models::Workload: rejects what it cannot model", "[models]") {
   SECTION("sequence parallelism with seq_len not divisible by tp") {
     p.tp = 8;
     p.sequence_parallel = true;
-    expect(gpt(4, 1024, 16, 1020), t, p, "seq_len (1020) divisible by tp (8)");
+    expect(gpt(4, 1024, 16, 1020), t, p, "seq_len / cp (1020 / 1 = 1020) divisible by tp (8)");
   }
-  SECTION("context parallelism") {
-    p.cp = 2;
-    expect(gpt(4, 1024, 16), t, p, "cp = 2");
+  SECTION("context parallelism with a sequence not divisible by 2 * cp") {
+    p.cp = 4;
+    expect(gpt(4, 1024, 16, 1020), t, p, "seq_len (1020) divisible by 2 * cp (2 * 4 = 8)");
+  }
+  SECTION("expert parallelism") {
+    p.ep = 2;
+    p.dp = 2;
+    expect(gpt(4, 1024, 16), t, p, "needs a mixture-of-experts model (ep = 2)");
+    ModelSpec m = gpt(4, 1024, 16);
+    m.moe = MoeSpec{.experts = 6, .top_k = 2};
+    p.ep = 4;
+    p.dp = 4;
+    expect(m, t, p, "ep (4) must divide moe.experts (6)");
+    m.moe->experts = 8;
+    p.dp = 2;
+    expect(m, t, p, "ep (4) must divide dp (2)");
+  }
+  SECTION("uneven stages") {
+    p.pp = 4;
+    p.first_stage_layers = 2;
+    p.last_stage_layers = 2;
+    expect(gpt(9, 1024, 16), t, p, "leaves 5 for 2 middle stages");
+    p.virtual_stages = 2;
+    p.schedule = PipelineScheduleKind::INTERLEAVED_1F1B;
+    expect(gpt(8, 1024, 16), t, p, "need virtual_stages = 1 (got 2)");
   }
 }
