@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <map>
+#include <set>
 #include <memory>
 #include <stdexcept>
 #include <unordered_map>
@@ -39,49 +41,84 @@ namespace {
 namespace sg4 = simgrid::s4u;
 
 /// Time categories of one actor; they partition its time from 0 to its finish.
-enum class Category { COMPUTE, TP, PP_WAIT, PP_TRANSFER, DP_WAIT, OPTIMIZER };
+enum class Category { COMPUTE, TP, CP, EP, PP_WAIT, PP_TRANSFER, DP_WAIT, OPTIMIZER, COUNT };
 
-/// Priced work of one chunk of one stage for one micro-batch.
+const char* stream_of(GroupKind g) {
+  switch (g) {
+  case GroupKind::TP: return "tp";
+  case GroupKind::CP: return "cp";
+  case GroupKind::EP: return "ep";
+  case GroupKind::PP: return "pp";
+  case GroupKind::DP: return "dp";
+  }
+  return "tp";
+}
+
+Category category_of(GroupKind g) {
+  switch (g) {
+  case GroupKind::TP: return Category::TP;
+  case GroupKind::CP: return Category::CP;
+  case GroupKind::EP: return Category::EP;
+  case GroupKind::PP: return Category::PP_TRANSFER;
+  case GroupKind::DP: return Category::DP_WAIT;
+  }
+  return Category::TP;
+}
+
+/// Priced work of one pass over one chunk for one micro-batch.
 struct PricedBlock {
   Seconds compute;
-  Seconds tp_analytic;          ///< TP collectives priced in closed form (links private to the group)
-  double tp_edge_bytes = 0.0;   ///< TP ring bytes per edge when simulated as flows
-  Seconds tp_latency;           ///< fixed latency of those flows' collectives
+  std::vector<CollectiveOp> comm;
 };
 
 struct PricedChunk {
   PricedBlock forward;
   PricedBlock backward;
+  PricedBlock backward_input;
+  PricedBlock backward_weight;
   Bytes activation;             ///< per GPU, per micro-batch, to the next virtual stage
-  Bytes gradients;              ///< gradient bytes of this chunk on one GPU
+  Bytes gradients;              ///< dense gradient bytes of this chunk on one GPU
+  Bytes expert_gradients;       ///< expert gradient bytes of this chunk on one GPU
 };
 
-/// One edge of an NCCL-style ring: src GPU -> dst GPU carrying `bytes`.
+/// One flow: src GPU -> dst GPU carrying `bytes`.
 struct RingEdge {
   long src = 0;
   long dst = 0;
   double bytes = 0.0;
 };
 
-/// Per-(stage, replica) actor state, touched only from SimGrid actors (one thread).
-struct GroupState {
+/// Which ranks of a stage a data-parallel collective spans.
+enum class DpGroup { DENSE, EXPERT };
+
+/// A collective over the data-parallel dimension, run by the stage's driver actor once every
+/// replica has issued it (NCCL runs a communicator's collectives in issue order).
+struct DpRequest {
+  CollectiveKind kind = CollectiveKind::ALL_REDUCE;
+  DpGroup group = DpGroup::DENSE;
+  double bytes = 0.0;
+  std::string label;
+  bool end = false;             ///< no more requests from this replica
+};
+
+/// Per-(stage, expert-group replica) actor state; touched only from SimGrid actors (one thread).
+struct BlockState {
   int stage = 0;
   int replica = 0;
-  std::vector<long> gpus;                 ///< global GPU indices of the TP group
+  long base = 0;                          ///< first global GPU index of the block
   std::vector<char> activation_ready;     ///< [chunk * m + mb]: sender finished its forward
   std::vector<char> gradient_ready;       ///< [chunk * m + mb]: sender finished its backward
   sg4::MutexPtr mutex;
   sg4::ConditionVariablePtr cv;
-  double time[6] = {0, 0, 0, 0, 0, 0};
+  double time[static_cast<int>(Category::COUNT)] = {};
   double finish = 0.0;
+  int next_request = 0;                   ///< sequence number of this replica's next DP request
 };
 
-/// Per-stage data-parallel gradient reduction, run by one driver actor per stage (NCCL runs a
-/// communicator's collectives one after another on its stream).
 struct DpState {
-  std::vector<int> posted;                ///< [bucket]: replicas whose gradients for it are ready
-  int done = 0;                           ///< buckets fully reduced
-  std::vector<double> bucket_bytes;
+  std::vector<DpRequest> requests;        ///< by sequence number, as first issued
+  std::vector<int> posted;                ///< replicas that issued each request
+  std::vector<char> done;
   sg4::MutexPtr mutex;
   sg4::ConditionVariablePtr cv;
 };
@@ -89,51 +126,65 @@ struct DpState {
 class Simulation {
 public:
   Simulation(const MachineSpec& machine, const Workload& w, const CostModel& cost, const SimulationOptions& options)
-      : machine_(machine), w_(w), cost_(cost), options_(options) {}
+      : machine_(machine), w_(w), cost_(cost), options_(options), p_(w.parallelism()) {
+    block_size_ = p_.tp * p_.cp * p_.ep;
+    blocks_per_stage_ = p_.dp / p_.ep;
+  }
 
   SimulationResult run();
 
 private:
-  [[nodiscard]] long gpu_index(int stage, int replica, int tp_rank) const {
-    const auto& p = w_.parallelism();
-    // Megatron-LM rank order: tensor-parallel fastest, then data-parallel, then pipeline.
-    return tp_rank + static_cast<long>(p.tp) * (replica + static_cast<long>(p.dp) * stage);
+  /// Megatron-core rank order tp-cp-ep-dp-pp: a block (tp x cp x ep GPUs of one stage, the ep
+  /// ranks being consecutive data-parallel ranks) is a contiguous range of GPUs.
+  [[nodiscard]] long block_base(int stage, int replica) const {
+    return static_cast<long>(p_.tp) * p_.cp * (static_cast<long>(replica) * p_.ep + static_cast<long>(p_.dp) * stage);
   }
+  [[nodiscard]] long local_index(int t, int c, int j) const { return t + static_cast<long>(p_.tp) * (c + static_cast<long>(p_.cp) * j); }
   [[nodiscard]] long server_of(long gpu) const { return gpu / machine_.server.gpus; }
+  [[nodiscard]] long nic_of(long gpu) const {
+    return server_of(gpu) * machine_.server.nics + (gpu % machine_.server.gpus) * machine_.server.nics / machine_.server.gpus;
+  }
   [[nodiscard]] bool tp_links_private() const {
-    // TP filling whole servers is the only traffic on their NVLink ports (PP and DP leave
-    // through the NICs), so its collectives can be priced in closed form without losing
+    // TP filling whole servers is the only traffic on their NVLink ports (every other group
+    // leaves through the NICs), so its collectives can be priced in closed form without losing
     // any contention. Otherwise they run as flows.
-    return w_.parallelism().tp == machine_.server.gpus;
+    return p_.tp == machine_.server.gpus;
   }
 
   void price();
   PricedBlock price_block(const WorkBlock& block) const;
+  std::vector<RingEdge> group_edges(const std::vector<long>& members, const CollectiveOp& op, CollectivePlan* plan) const;
   std::vector<RingEdge> ring_edges(const std::vector<long>& members, CollectiveKind kind, double size,
                                    CollectivePlan* plan) const;
+  std::vector<std::vector<long>> block_groups(const BlockState& b, GroupKind g) const;
+  std::vector<sg4::CommPtr> start_flows(const std::vector<RingEdge>& edges);
   void run_flows(const std::vector<RingEdge>& edges);
-  void record(GroupState& g, Category c, double start, const char* stream, const std::string& name);
+  void record(BlockState& b, Category c, double start, const char* stream, const std::string& name);
 
-  void stage_actor(GroupState& g);
+  void stage_actor(BlockState& b);
   void dp_driver(int stage);
-  void pull(GroupState& g, int from_stage, Bytes bytes, const std::string& what);
-  void run_block(GroupState& g, const PricedBlock& b, const std::string& name);
-  void post_bucket(int stage, int bucket);
+  int issue_dp(BlockState& b, DpRequest request);
+  void wait_dp(BlockState& b, int seq);
+  void pull(BlockState& b, int from_stage, Bytes bytes, const std::string& what);
+  void run_block(BlockState& b, const PricedBlock& block, const std::string& name);
+  Seconds analytic_tp(const CollectiveOp& op) const;
 
   const MachineSpec& machine_;
   const Workload& w_;
   const CostModel& cost_;
   const SimulationOptions& options_;
+  const ParallelismSpec& p_;
+  int block_size_ = 1;
+  int blocks_per_stage_ = 1;
   std::unique_ptr<sim::Platform> platform_;
   std::vector<std::vector<PricedChunk>> priced_;       // [stage][chunk]
-  std::vector<std::vector<int>> chunk_buckets_;        // [stage][chunk] -> number of buckets
-  std::vector<std::vector<std::unique_ptr<GroupState>>> groups_;  // [stage][replica]
+  std::vector<std::vector<std::unique_ptr<BlockState>>> blocks_;  // [stage][replica]
   std::vector<std::unique_ptr<DpState>> dp_;          // [stage]
   std::vector<Seconds> optimizer_time_;               // [stage]
   SimulationResult result_;
-  /// Data-parallel replicas with actors of their own: all of them at full fidelity; at fast
-  /// fidelity replica 0 stands for all (they run the same program), while the gradient rings
-  /// still put every replica's flows on the fabric.
+  /// Replicas with actors of their own: all of them at full fidelity; at fast fidelity replica 0
+  /// stands for all (they run the same program), while data-parallel rings still put every
+  /// replica's flows on the fabric.
   int replicas_ = 1;
   std::unordered_map<const sg4::Link*, double> link_bytes_;
 };
@@ -142,44 +193,35 @@ void Simulation::price() {
   const int pp = w_.stages();
   const int v = w_.chunks_per_stage();
   priced_.assign(static_cast<size_t>(pp), {});
-  chunk_buckets_.assign(static_cast<size_t>(pp), {});
   optimizer_time_.assign(static_cast<size_t>(pp), Seconds(0));
-  const double bucket = w_.parallelism().dp_bucket.value();
   for (int s = 0; s < pp; ++s) {
     for (int c = 0; c < v; ++c) {
       const ChunkWork& work = w_.chunk(s, c);
-      PricedChunk pc{.forward = price_block(work.forward),
-                     .backward = price_block(work.backward),
-                     .activation = work.activation_out,
-                     .gradients = work.parameters};
-      priced_[s].push_back(pc);
-      const int buckets = w_.parallelism().dp > 1
-                              ? std::max(1, static_cast<int>((work.parameters.value() + bucket - 1) / bucket))
-                              : 0;
-      chunk_buckets_[s].push_back(buckets);
+      priced_[static_cast<size_t>(s)].push_back({.forward = price_block(work.forward),
+                                                 .backward = price_block(work.backward),
+                                                 .backward_input = price_block(work.backward_input),
+                                                 .backward_weight = price_block(work.backward_weight),
+                                                 .activation = work.activation_out,
+                                                 .gradients = work.parameters,
+                                                 .expert_gradients = work.expert_parameters});
     }
-    optimizer_time_[s] = cost_.compute_time(w_.optimizer(s));
+    optimizer_time_[static_cast<size_t>(s)] = cost_.compute_time(w_.optimizer(s));
   }
 }
 
 PricedBlock Simulation::price_block(const WorkBlock& block) const {
-  PricedBlock b;
-  b.compute = cost_.compute_time(block.compute);
-  const int tp = w_.parallelism().tp;
-  const int tp_servers = std::max(1, tp / machine_.server.gpus);
-  for (const CollectiveOp& op : block.comm) {
-    if (op.group != GroupKind::TP || tp == 1) continue;
-    const GroupShape shape{.ranks = tp, .servers = tp_servers};
-    if (tp_links_private()) {
-      b.tp_analytic += cost_.collective_time(op.kind, op.bytes, shape, machine_.server.nvlink_bandwidth,
-                                             machine_.server.nic_bandwidth);
-    } else {
-      const CollectivePlan plan = cost_.collective(op.kind, op.bytes, shape);
-      b.tp_edge_bytes += plan.edge_bytes_factor * op.bytes.value() / plan.efficiency_nvlink;
-      b.tp_latency += plan.latency;
-    }
+  PricedBlock b{.compute = cost_.compute_time(block.compute), .comm = {}};
+  for (CollectiveOp op : block.comm) {
+    if (op.group == GroupKind::TP && p_.tp_overlap) op.overlap_with_compute = true;
+    const int ranks = op.group == GroupKind::TP ? p_.tp : op.group == GroupKind::CP ? p_.cp : op.group == GroupKind::EP ? p_.ep : p_.dp;
+    if (ranks > 1) b.comm.push_back(op);
   }
   return b;
+}
+
+Seconds Simulation::analytic_tp(const CollectiveOp& op) const {
+  return cost_.collective_time(op.kind, op.bytes, GroupShape{.ranks = p_.tp, .servers = 1}, machine_.server.nvlink_bandwidth,
+                               machine_.server.nic_bandwidth);
 }
 
 /// NCCL-style rings over `members` (global GPU indices in rank order). Members in one server are
@@ -191,14 +233,13 @@ std::vector<RingEdge> Simulation::ring_edges(const std::vector<long>& members, C
   std::vector<RingEdge> edges;
   const int n = static_cast<int>(members.size());
   if (n < 2) return edges;
-  // Members grouped by server, in order.
   std::vector<std::vector<long>> by_server;
   for (long g : members) {
     if (by_server.empty() || server_of(by_server.back().front()) != server_of(g)) by_server.emplace_back();
     by_server.back().push_back(g);
   }
   const int servers = static_cast<int>(by_server.size());
-  const CollectivePlan plan = cost_.collective(kind, Bytes(size), GroupShape{.ranks = n, .servers = servers});
+  const CollectivePlan plan = cost_.collective(kind, Bytes(size), GroupShape{.ranks = n, .servers = std::min(n, servers)});
   if (plan_out != nullptr) *plan_out = plan;
   const int per_server = static_cast<int>(by_server.front().size());
   const int channels = servers > 1 ? std::max(1, std::min(per_server, machine_.server.nics)) : 1;
@@ -220,8 +261,46 @@ std::vector<RingEdge> Simulation::ring_edges(const std::vector<long>& members, C
   return edges;
 }
 
-void Simulation::run_flows(const std::vector<RingEdge>& edges) {
-  if (edges.empty()) return;
+/// Flows of one collective over `members`: rings for the reductions and gathers, every pair for
+/// all-to-all (each rank sends size/n to each other rank, nccl-tests' convention).
+std::vector<RingEdge> Simulation::group_edges(const std::vector<long>& members, const CollectiveOp& op,
+                                              CollectivePlan* plan_out) const {
+  if (op.kind != CollectiveKind::ALL_TO_ALL) return ring_edges(members, op.kind, op.bytes.value(), plan_out);
+  std::vector<RingEdge> edges;
+  const int n = static_cast<int>(members.size());
+  std::set<long> servers;
+  for (long g : members) servers.insert(server_of(g));
+  const CollectivePlan plan =
+      cost_.collective(op.kind, op.bytes, GroupShape{.ranks = n, .servers = static_cast<int>(servers.size())});
+  if (plan_out != nullptr) *plan_out = plan;
+  const double share = op.bytes.value() / n;
+  for (long a : members)
+    for (long b : members)
+      if (a != b) edges.push_back({a, b, share / (server_of(a) == server_of(b) ? plan.efficiency_nvlink : plan.efficiency_net)});
+  return edges;
+}
+
+/// The instances of group `g` inside block `b`, as global GPU indices in rank order.
+std::vector<std::vector<long>> Simulation::block_groups(const BlockState& b, GroupKind g) const {
+  std::vector<std::vector<long>> groups;
+  for (int j = 0; j < p_.ep; ++j)
+    for (int c = 0; c < p_.cp; ++c)
+      for (int t = 0; t < p_.tp; ++t) {
+        const bool leader = (g == GroupKind::TP && t == 0) || (g == GroupKind::CP && c == 0) || (g == GroupKind::EP && j == 0);
+        if (!leader) continue;
+        std::vector<long> members;
+        if (g == GroupKind::TP)
+          for (int k = 0; k < p_.tp; ++k) members.push_back(b.base + local_index(k, c, j));
+        else if (g == GroupKind::CP)
+          for (int k = 0; k < p_.cp; ++k) members.push_back(b.base + local_index(t, k, j));
+        else
+          for (int k = 0; k < p_.ep; ++k) members.push_back(b.base + local_index(t, c, k));
+        groups.push_back(std::move(members));
+      }
+  return groups;
+}
+
+std::vector<sg4::CommPtr> Simulation::start_flows(const std::vector<RingEdge>& edges) {
   std::vector<sg4::CommPtr> comms;
   comms.reserve(edges.size());
   std::vector<sg4::Link*> route;
@@ -236,116 +315,200 @@ void Simulation::run_flows(const std::vector<RingEdge>& edges) {
   }
   result_.activities += static_cast<long>(comms.size());
   result_.flows += static_cast<long>(comms.size());
-  sg4::Comm::wait_all(comms);
+  return comms;
 }
 
-void Simulation::record(GroupState& g, Category c, double start, const char* stream, const std::string& name) {
+void Simulation::run_flows(const std::vector<RingEdge>& edges) {
+  if (edges.empty()) return;
+  sg4::Comm::wait_all(start_flows(edges));
+}
+
+void Simulation::record(BlockState& b, Category c, double start, const char* stream, const std::string& name) {
   const double now = sg4::Engine::get_clock();
-  g.time[static_cast<int>(c)] += now - start;
-  if (options_.record_trace && g.replica == 0 && now > start)
-    result_.trace.push_back({.stage = g.stage, .replica = g.replica, .stream = stream, .name = name, .start = start, .end = now});
+  b.time[static_cast<int>(c)] += now - start;
+  if (options_.record_trace && b.replica == 0 && now > start)
+    result_.trace.push_back({.stage = b.stage, .replica = b.replica, .stream = stream, .name = name, .start = start, .end = now});
 }
 
-void Simulation::run_block(GroupState& g, const PricedBlock& b, const std::string& name) {
-  double t0 = sg4::Engine::get_clock();
-  if (b.compute.value() > 0) {
-    sg4::this_actor::execute(b.compute.value() * sim::GPU_HOST_SPEED);
+int Simulation::issue_dp(BlockState& b, DpRequest request) {
+  DpState& dp = *dp_[static_cast<size_t>(b.stage)];
+  const int seq = b.next_request++;
+  std::unique_lock lock(*dp.mutex);
+  if (static_cast<int>(dp.requests.size()) <= seq) {
+    dp.requests.push_back(std::move(request));
+    dp.posted.push_back(0);
+    dp.done.push_back(0);
+  }
+  if (++dp.posted[static_cast<size_t>(seq)] == replicas_) dp.cv->notify_all();
+  return seq;
+}
+
+void Simulation::wait_dp(BlockState& b, int seq) {
+  DpState& dp = *dp_[static_cast<size_t>(b.stage)];
+  std::unique_lock lock(*dp.mutex);
+  while (dp.done[static_cast<size_t>(seq)] == 0) dp.cv->wait(lock);
+}
+
+/// Runs one pass of a chunk: collectives marked overlappable start with the compute and only
+/// their excess is exposed; the others are blocking (Megatron-LM's order does not change the
+/// sum of their times, so they run after the compute).
+void Simulation::run_block(BlockState& b, const PricedBlock& block, const std::string& name) {
+  const double t0 = sg4::Engine::get_clock();
+  std::vector<sg4::CommPtr> overlapped;
+  std::vector<std::pair<GroupKind, Seconds>> overlapped_latency;
+  std::vector<std::pair<GroupKind, int>> overlapped_dp;
+  Seconds overlapped_analytic;
+  for (const CollectiveOp& op : block.comm) {
+    if (!op.overlap_with_compute) continue;
+    if (op.group == GroupKind::DP) {
+      overlapped_dp.emplace_back(op.group, issue_dp(b, {.kind = op.kind, .group = DpGroup::DENSE, .bytes = op.bytes.value(), .label = op.name}));
+    } else if (op.group == GroupKind::TP && tp_links_private()) {
+      overlapped_analytic += analytic_tp(op);
+    } else {
+      for (const auto& members : block_groups(b, op.group)) {
+        CollectivePlan plan;
+        auto comms = start_flows(group_edges(members, op, &plan));
+        overlapped.insert(overlapped.end(), comms.begin(), comms.end());
+        overlapped_latency.emplace_back(op.group, plan.latency);
+      }
+    }
+  }
+  if (block.compute.value() > 0) {
+    sg4::this_actor::execute(block.compute.value() * sim::GPU_HOST_SPEED);
     ++result_.activities;
   }
-  record(g, Category::COMPUTE, t0, "compute", name);
-  t0 = sg4::Engine::get_clock();
-  if (b.tp_analytic.value() > 0) {
-    sg4::this_actor::sleep_for(b.tp_analytic.value());
-    ++result_.activities;
+  record(b, Category::COMPUTE, t0, "compute", name);
+
+  // What the compute did not hide of the overlapped collectives.
+  for (const CollectiveOp& op : block.comm) {
+    if (!op.overlap_with_compute) continue;
+    const double t1 = sg4::Engine::get_clock();
+    if (op.group == GroupKind::DP) {
+      for (auto [g, seq] : overlapped_dp) wait_dp(b, seq);
+      overlapped_dp.clear();
+    } else if (op.group == GroupKind::TP && tp_links_private()) {
+      const double left = overlapped_analytic.value() - (t1 - t0);
+      if (left > 0) {
+        sg4::this_actor::sleep_for(left);
+        ++result_.activities;
+      }
+      overlapped_analytic = Seconds(0);
+    } else if (!overlapped.empty()) {
+      sg4::Comm::wait_all(overlapped);
+      overlapped.clear();
+      if (sg4::Engine::get_clock() > t1) {
+        Seconds latency;
+        for (const auto& [g, l] : overlapped_latency) latency = std::max(latency, l);
+        sg4::this_actor::sleep_for(latency.value());
+        ++result_.activities;
+      }
+    }
+    record(b, category_of(op.group), t1, stream_of(op.group), name + " " + op.name + " (exposed)");
   }
-  if (b.tp_edge_bytes > 0) {
-    std::vector<RingEdge> edges;
-    const int tp = static_cast<int>(g.gpus.size());
-    for (int r = 0; r < tp; ++r)
-      edges.push_back({g.gpus[static_cast<size_t>(r)], g.gpus[static_cast<size_t>((r + 1) % tp)], b.tp_edge_bytes});
-    run_flows(edges);
-    sg4::this_actor::sleep_for(b.tp_latency.value());
+
+  // Blocking TP collectives priced in closed form: one timed activity for all of them.
+  Seconds tp_blocking;
+  for (const CollectiveOp& op : block.comm)
+    if (!op.overlap_with_compute && op.group == GroupKind::TP && tp_links_private()) tp_blocking += analytic_tp(op);
+  if (tp_blocking.value() > 0) {
+    const double t1 = sg4::Engine::get_clock();
+    sg4::this_actor::sleep_for(tp_blocking.value());
     ++result_.activities;
+    record(b, Category::TP, t1, "tp", name + " tp");
   }
-  record(g, Category::TP, t0, "tp", name + " tp");
+  for (const CollectiveOp& op : block.comm) {
+    if (op.overlap_with_compute || (op.group == GroupKind::TP && tp_links_private())) continue;
+    const double t1 = sg4::Engine::get_clock();
+    if (op.group == GroupKind::DP) {
+      wait_dp(b, issue_dp(b, {.kind = op.kind, .group = DpGroup::DENSE, .bytes = op.bytes.value(), .label = op.name}));
+    } else {
+      std::vector<sg4::CommPtr> comms;
+      Seconds latency;
+      for (const auto& members : block_groups(b, op.group)) {
+        CollectivePlan plan;
+        auto started = start_flows(group_edges(members, op, &plan));
+        comms.insert(comms.end(), started.begin(), started.end());
+        latency = std::max(latency, plan.latency);
+      }
+      sg4::Comm::wait_all(comms);
+      sg4::this_actor::sleep_for(latency.value());
+      ++result_.activities;
+    }
+    record(b, category_of(op.group), t1, stream_of(op.group), name + " " + op.name);
+  }
 }
 
 /// Receives a pipeline message: wait until the sender has produced it (bubble), then move it
 /// (the transfer starts when both sides are ready, as NCCL's send/recv rendezvous does).
-void Simulation::pull(GroupState& g, int from_stage, Bytes bytes, const std::string& what) {
-  const auto& p = w_.parallelism();
+void Simulation::pull(BlockState& b, int from_stage, Bytes bytes, const std::string& what) {
   std::vector<RingEdge> edges;
-  // One flow per pair of NICs: TP ranks that share both NICs are merged into one flow.
+  // One flow per pair of NICs: GPUs that share both NICs are merged into one flow.
   std::map<std::pair<long, long>, size_t> by_nic_pair;
-  for (int r = 0; r < p.tp; ++r) {
-    const long src = gpu_index(from_stage, g.replica, r);
-    const long dst = g.gpus[static_cast<size_t>(r)];
-    const bool same_server = server_of(src) == server_of(dst);
-    const CollectivePlan plan = cost_.collective(CollectiveKind::SEND_RECV, bytes,
-                                                 GroupShape{.ranks = 2, .servers = same_server ? 1 : 2});
-    const double eff = same_server ? plan.efficiency_nvlink : plan.efficiency_net;
-    const double b = bytes.value() / eff;
-    if (same_server) {
-      edges.push_back({src, dst, b});
+  const long from_base = block_base(from_stage, b.replica);
+  const CollectivePlan intra = cost_.collective(CollectiveKind::SEND_RECV, bytes, GroupShape{.ranks = 2, .servers = 1});
+  const CollectivePlan inter = cost_.collective(CollectiveKind::SEND_RECV, bytes, GroupShape{.ranks = 2, .servers = 2});
+  for (int i = 0; i < block_size_; ++i) {
+    const long src = from_base + i;
+    const long dst = b.base + i;
+    if (server_of(src) == server_of(dst)) {
+      edges.push_back({src, dst, bytes.value() / intra.efficiency_nvlink});
       continue;
     }
-    const long nic_src = server_of(src) * machine_.server.nics + (src % machine_.server.gpus) * machine_.server.nics / machine_.server.gpus;
-    const long nic_dst = server_of(dst) * machine_.server.nics + (dst % machine_.server.gpus) * machine_.server.nics / machine_.server.gpus;
-    auto [it, fresh] = by_nic_pair.try_emplace({nic_src, nic_dst}, edges.size());
+    auto [it, fresh] = by_nic_pair.try_emplace({nic_of(src), nic_of(dst)}, edges.size());
     if (fresh)
-      edges.push_back({src, dst, b});
+      edges.push_back({src, dst, bytes.value() / inter.efficiency_net});
     else
-      edges[it->second].bytes += b;
+      edges[it->second].bytes += bytes.value() / inter.efficiency_net;
   }
   const double t0 = sg4::Engine::get_clock();
   run_flows(edges);
-  const CollectivePlan plan = cost_.collective(CollectiveKind::SEND_RECV, bytes, GroupShape{.ranks = 2, .servers = 2});
-  if (plan.latency.value() > 0) {
-    sg4::this_actor::sleep_for(plan.latency.value());
+  if (inter.latency.value() > 0) {
+    sg4::this_actor::sleep_for(inter.latency.value());
     ++result_.activities;
   }
-  record(g, Category::PP_TRANSFER, t0, "pp", what);
+  record(b, Category::PP_TRANSFER, t0, "pp", what);
 }
 
-void Simulation::post_bucket(int stage, int bucket) {
-  DpState& dp = *dp_[static_cast<size_t>(stage)];
-  std::unique_lock lock(*dp.mutex);
-  if (++dp.posted[static_cast<size_t>(bucket)] == replicas_) dp.cv->notify_all();
-}
-
-void Simulation::stage_actor(GroupState& g) {
-  const auto& p = w_.parallelism();
+void Simulation::stage_actor(BlockState& b) {
   const int m = w_.microbatches();
-  const int pp = p.pp;
+  const int pp = p_.pp;
   const int v = w_.chunks_per_stage();
   const int last_virtual = pp * v - 1;
-  const auto& steps = w_.schedule(g.stage);
-  // The final backward of each chunk releases that chunk's gradients (Megatron-LM reduces after
-  // the last micro-batch of gradient accumulation).
-  std::vector<int> last_backward(static_cast<size_t>(v), -1);
-  for (int i = 0; i < static_cast<int>(steps.size()); ++i)
-    if (steps[static_cast<size_t>(i)].kind == StepKind::BACKWARD) last_backward[static_cast<size_t>(steps[static_cast<size_t>(i)].chunk)] = i;
-  std::vector<int> first_bucket(static_cast<size_t>(v), 0);
-  {
-    // Buckets are numbered in the order the schedule releases them.
-    std::vector<std::pair<int, int>> order;
-    for (int c = 0; c < v; ++c) order.emplace_back(last_backward[static_cast<size_t>(c)], c);
-    std::sort(order.begin(), order.end());
-    int next = 0;
-    for (auto [idx, c] : order) {
-      first_bucket[static_cast<size_t>(c)] = next;
-      next += chunk_buckets_[static_cast<size_t>(g.stage)][static_cast<size_t>(c)];
-    }
+  const auto& steps = w_.schedule(b.stage);
+  const double bucket = p_.dp_bucket.value();
+  const bool has_dp = p_.dp * p_.cp > 1;
+  const bool has_expert_dp = p_.dp / p_.ep > 1;
+  const CollectiveKind grad_kind = p_.zero >= 1 ? CollectiveKind::REDUCE_SCATTER : CollectiveKind::ALL_REDUCE;
+  // The last gradient-producing step of each chunk releases that chunk's gradients (Megatron-LM
+  // reduces after the last micro-batch of gradient accumulation; zero-bubble after the last W).
+  std::vector<int> last_grad_step(static_cast<size_t>(v), -1);
+  for (int i = 0; i < static_cast<int>(steps.size()); ++i) {
+    const PipelineStep& st = steps[static_cast<size_t>(i)];
+    if (st.kind == StepKind::BACKWARD || st.kind == StepKind::BACKWARD_WEIGHT) last_grad_step[static_cast<size_t>(st.chunk)] = i;
   }
+  auto buckets_of = [&](Bytes bytes) { return bytes.value() > 0 ? std::max(1, static_cast<int>(std::ceil(bytes.value() / bucket))) : 0; };
+  std::vector<int> pending;  // DP requests to wait for at the end
+  std::vector<const PricedChunk*> deferred;  // chunks whose gradients wait for the flush
+  auto release = [&](const PricedChunk& pc, int part, int parts) {
+    // Gradients of the chunk become ready layer by layer; each part carries its share of the buckets.
+    const int dense = has_dp ? buckets_of(pc.gradients) : 0;
+    const int expert = has_expert_dp ? buckets_of(pc.expert_gradients) : 0;
+    for (int k = dense * part / parts; k < dense * (part + 1) / parts; ++k)
+      pending.push_back(issue_dp(b, {.kind = grad_kind, .group = DpGroup::DENSE, .bytes = pc.gradients.value() / dense,
+                                     .label = fmt::format("gradients bucket {}", k)}));
+    for (int k = expert * part / parts; k < expert * (part + 1) / parts; ++k)
+      pending.push_back(issue_dp(b, {.kind = grad_kind, .group = DpGroup::EXPERT, .bytes = pc.expert_gradients.value() / expert,
+                                     .label = fmt::format("expert gradients bucket {}", k)}));
+  };
   auto wait_flag = [&](std::vector<char>& flags, size_t idx) {
     const double t0 = sg4::Engine::get_clock();
-    std::unique_lock lock(*g.mutex);
-    while (flags[idx] == 0) g.cv->wait(lock);
+    std::unique_lock lock(*b.mutex);
+    while (flags[idx] == 0) b.cv->wait(lock);
     lock.unlock();
-    record(g, Category::PP_WAIT, t0, "pp", "wait");
+    record(b, Category::PP_WAIT, t0, "pp", "wait");
   };
   auto notify = [&](int stage, int chunk, int mb, bool activation) {
-    GroupState& peer = *groups_[static_cast<size_t>(stage)][static_cast<size_t>(g.replica)];
+    BlockState& peer = *blocks_[static_cast<size_t>(stage)][static_cast<size_t>(b.replica)];
     std::unique_lock lock(*peer.mutex);
     (activation ? peer.activation_ready : peer.gradient_ready)[static_cast<size_t>(chunk * m + mb)] = 1;
     peer.cv->notify_all();
@@ -353,88 +516,127 @@ void Simulation::stage_actor(GroupState& g) {
 
   for (int i = 0; i < static_cast<int>(steps.size()); ++i) {
     const PipelineStep& step = steps[static_cast<size_t>(i)];
-    const int j = step.chunk * pp + g.stage;  // virtual stage
-    const PricedChunk& pc = priced_[static_cast<size_t>(g.stage)][static_cast<size_t>(step.chunk)];
+    const int j = step.chunk * pp + b.stage;  // virtual stage
+    const PricedChunk& pc = priced_[static_cast<size_t>(b.stage)][static_cast<size_t>(step.chunk)];
     const size_t slot = static_cast<size_t>(step.chunk * m + step.microbatch);
+    const std::string label = fmt::format("{}{}.{}",
+                                          step.kind == StepKind::FORWARD ? "F" : step.kind == StepKind::BACKWARD_WEIGHT ? "W" : "B",
+                                          step.microbatch, step.chunk);
     if (step.kind == StepKind::FORWARD) {
       if (j > 0) {
-        wait_flag(g.activation_ready, slot);
+        wait_flag(b.activation_ready, slot);
         const int from = (j - 1) % pp;
-        pull(g, from, priced_[static_cast<size_t>(from)][static_cast<size_t>((j - 1) / pp)].activation,
+        pull(b, from, priced_[static_cast<size_t>(from)][static_cast<size_t>((j - 1) / pp)].activation,
              fmt::format("recv act mb{}", step.microbatch));
       }
-      run_block(g, pc.forward, fmt::format("F{}.{}", step.microbatch, step.chunk));
+      run_block(b, pc.forward, label);
       if (j < last_virtual) notify((j + 1) % pp, (j + 1) / pp, step.microbatch, true);
-    } else {
-      if (j < last_virtual) {
-        wait_flag(g.gradient_ready, slot);
-        pull(g, (j + 1) % pp, pc.activation, fmt::format("recv grad mb{}", step.microbatch));
-      }
-      const int buckets = chunk_buckets_[static_cast<size_t>(g.stage)][static_cast<size_t>(step.chunk)];
-      if (i == last_backward[static_cast<size_t>(step.chunk)] && p.dp_overlap && buckets > 0) {
-        // Gradients become ready layer by layer during the last backward; each full bucket is
-        // handed to the data-parallel stream while the rest of the backward pass runs.
-        PricedBlock slice = pc.backward;
-        slice.compute = pc.backward.compute / buckets;
-        slice.tp_analytic = pc.backward.tp_analytic / buckets;
-        slice.tp_edge_bytes = pc.backward.tp_edge_bytes / buckets;
-        slice.tp_latency = pc.backward.tp_latency / buckets;
-        for (int k = 0; k < buckets; ++k) {
-          run_block(g, slice, fmt::format("B{}.{} part {}", step.microbatch, step.chunk, k));
-          post_bucket(g.stage, first_bucket[static_cast<size_t>(step.chunk)] + k);
-        }
-      } else {
-        run_block(g, pc.backward, fmt::format("B{}.{}", step.microbatch, step.chunk));
-      }
-      if (j > 0) notify((j - 1) % pp, (j - 1) / pp, step.microbatch, false);
+      continue;
     }
+    if (step.kind == StepKind::BACKWARD || step.kind == StepKind::BACKWARD_INPUT) {
+      if (j < last_virtual) {
+        wait_flag(b.gradient_ready, slot);
+        pull(b, (j + 1) % pp, pc.activation, fmt::format("recv grad mb{}", step.microbatch));
+      }
+    }
+    const PricedBlock& work = step.kind == StepKind::BACKWARD ? pc.backward
+                              : step.kind == StepKind::BACKWARD_INPUT ? pc.backward_input
+                                                                       : pc.backward_weight;
+    const bool releases = i == last_grad_step[static_cast<size_t>(step.chunk)] && (has_dp || has_expert_dp);
+    if (releases && p_.dp_overlap) {
+      // Each full bucket is handed to the data-parallel stream while the rest of the pass runs.
+      const int parts = std::max(1, std::max(buckets_of(pc.gradients), buckets_of(pc.expert_gradients)));
+      PricedBlock slice{.compute = work.compute / parts, .comm = {}};
+      const size_t n = work.comm.size();
+      for (int k = 0; k < parts; ++k) {
+        // The pass's collectives are spread over the parts in order, each whole (a collective
+        // split in pieces would pay its latency once per piece).
+        slice.comm.assign(work.comm.begin() + static_cast<long>(n * k / parts),
+                          work.comm.begin() + static_cast<long>(n * (k + 1) / parts));
+        run_block(b, slice, fmt::format("{} part {}", label, k));
+        release(pc, k, parts);
+      }
+    } else {
+      run_block(b, work, label);
+      // Without overlap the reduction waits for the pipeline flush (Megatron-LM 2021).
+      if (releases) deferred.push_back(&pc);
+    }
+    if (step.kind != StepKind::BACKWARD_WEIGHT && j > 0) notify((j - 1) % pp, (j - 1) / pp, step.microbatch, false);
   }
-  if (p.dp > 1) {
-    DpState& dp = *dp_[static_cast<size_t>(g.stage)];
-    if (!p.dp_overlap)
-      for (int k = 0; k < static_cast<int>(dp.posted.size()); ++k) post_bucket(g.stage, k);
-    const double t0 = sg4::Engine::get_clock();
-    std::unique_lock lock(*dp.mutex);
-    while (dp.done < static_cast<int>(dp.posted.size())) dp.cv->wait(lock);
-    lock.unlock();
-    record(g, Category::DP_WAIT, t0, "dp", "wait for gradient reduction");
-  }
-  const double t0 = sg4::Engine::get_clock();
-  const Seconds opt = optimizer_time_[static_cast<size_t>(g.stage)];
+
+  for (const PricedChunk* pc : deferred) release(*pc, 0, 1);
+  double t0 = sg4::Engine::get_clock();
+  for (int seq : pending) wait_dp(b, seq);
+  record(b, Category::DP_WAIT, t0, "dp", "wait for gradient reduction");
+  t0 = sg4::Engine::get_clock();
+  const Seconds opt = optimizer_time_[static_cast<size_t>(b.stage)];
   if (opt.value() > 0) {
     sg4::this_actor::execute(opt.value() * sim::GPU_HOST_SPEED);
     ++result_.activities;
   }
-  record(g, Category::OPTIMIZER, t0, "optimizer", "optimizer step");
-  g.finish = sg4::Engine::get_clock();
+  record(b, Category::OPTIMIZER, t0, "optimizer", "optimizer step");
+  if (p_.zero >= 1 && (has_dp || has_expert_dp)) {
+    // The distributed optimizer updates its shard; every rank then gathers the updated weights.
+    t0 = sg4::Engine::get_clock();
+    const double params = w_.parameter_bytes(b.stage).value();
+    const double expert_grads = w_.expert_gradient_bytes(b.stage).value();
+    const double grads = w_.gradient_bytes(b.stage).value() + expert_grads;
+    const double expert_share = grads > 0 ? expert_grads / grads : 0.0;
+    std::vector<int> gathers;
+    if (has_dp && params * (1 - expert_share) > 0)
+      gathers.push_back(issue_dp(b, {.kind = CollectiveKind::ALL_GATHER, .group = DpGroup::DENSE,
+                                     .bytes = params * (1 - expert_share), .label = "parameter all-gather"}));
+    if (has_expert_dp && params * expert_share > 0)
+      gathers.push_back(issue_dp(b, {.kind = CollectiveKind::ALL_GATHER, .group = DpGroup::EXPERT,
+                                     .bytes = params * expert_share, .label = "expert parameter all-gather"}));
+    for (int seq : gathers) wait_dp(b, seq);
+    record(b, Category::DP_WAIT, t0, "dp", "parameter all-gather");
+  }
+  issue_dp(b, {.end = true});
+  b.finish = sg4::Engine::get_clock();
 }
 
 void Simulation::dp_driver(int stage) {
-  const auto& p = w_.parallelism();
   DpState& dp = *dp_[static_cast<size_t>(stage)];
-  const int buckets = static_cast<int>(dp.posted.size());
-  for (int k = 0; k < buckets; ++k) {
+  for (int seq = 0;; ++seq) {
     {
       std::unique_lock lock(*dp.mutex);
-      while (dp.posted[static_cast<size_t>(k)] < replicas_) dp.cv->wait(lock);
+      while (static_cast<int>(dp.posted.size()) <= seq || dp.posted[static_cast<size_t>(seq)] < replicas_) dp.cv->wait(lock);
     }
+    const DpRequest request = dp.requests[static_cast<size_t>(seq)];
+    if (request.end) return;
     const double t0 = sg4::Engine::get_clock();
     std::vector<RingEdge> edges;
     CollectivePlan plan;
-    for (int r = 0; r < p.tp; ++r) {
-      std::vector<long> members;
-      for (int d = 0; d < p.dp; ++d) members.push_back(gpu_index(stage, d, r));
-      auto ring = ring_edges(members, CollectiveKind::ALL_REDUCE, dp.bucket_bytes[static_cast<size_t>(k)], &plan);
-      edges.insert(edges.end(), ring.begin(), ring.end());
+    // One ring per (tp, cp[, ep]) position: dense gradients are reduced over dp x cp ranks,
+    // expert gradients over the expert-data-parallel ranks (same tp, cp and ep position).
+    for (int t = 0; t < p_.tp; ++t) {
+      if (request.group == DpGroup::DENSE) {
+        std::vector<long> members;
+        for (int e = 0; e < blocks_per_stage_; ++e)
+          for (int j = 0; j < p_.ep; ++j)
+            for (int c = 0; c < p_.cp; ++c) members.push_back(block_base(stage, e) + local_index(t, c, j));
+        std::sort(members.begin(), members.end());
+        auto ring = ring_edges(members, request.kind, request.bytes, &plan);
+        edges.insert(edges.end(), ring.begin(), ring.end());
+      } else {
+        for (int c = 0; c < p_.cp; ++c)
+          for (int j = 0; j < p_.ep; ++j) {
+            std::vector<long> members;
+            for (int e = 0; e < blocks_per_stage_; ++e) members.push_back(block_base(stage, e) + local_index(t, c, j));
+            auto ring = ring_edges(members, request.kind, request.bytes, &plan);
+            edges.insert(edges.end(), ring.begin(), ring.end());
+          }
+      }
     }
     run_flows(edges);
     sg4::this_actor::sleep_for(plan.latency.value());
     ++result_.activities;
     if (options_.record_trace)
-      result_.trace.push_back({.stage = stage, .replica = 0, .stream = "dp", .name = fmt::format("all-reduce bucket {}", k),
+      result_.trace.push_back({.stage = stage, .replica = 0, .stream = "dp", .name = request.label,
                                .start = t0, .end = sg4::Engine::get_clock()});
     std::unique_lock lock(*dp.mutex);
-    ++dp.done;
+    dp.done[static_cast<size_t>(seq)] = 1;
     dp.cv->notify_all();
   }
 }
@@ -456,64 +658,56 @@ SimulationResult Simulation::run() {
 
   price();
   platform_ = std::make_unique<sim::Platform>(machine_);
-  const auto& p = w_.parallelism();
-  replicas_ = options_.fidelity == Fidelity::FAST ? 1 : p.dp;
   const int m = w_.microbatches();
   const int v = w_.chunks_per_stage();
-  groups_.resize(static_cast<size_t>(p.pp));
-  for (int s = 0; s < p.pp; ++s) {
-    for (int d = 0; d < p.dp; ++d) {
-      auto g = std::make_unique<GroupState>();
-      g->stage = s;
-      g->replica = d;
-      for (int r = 0; r < p.tp; ++r) g->gpus.push_back(gpu_index(s, d, r));
-      g->activation_ready.assign(static_cast<size_t>(v * m), 0);
-      g->gradient_ready.assign(static_cast<size_t>(v * m), 0);
-      g->mutex = sg4::Mutex::create();
-      g->cv = sg4::ConditionVariable::create();
-      groups_[static_cast<size_t>(s)].push_back(std::move(g));
+  replicas_ = options_.fidelity == Fidelity::FAST ? 1 : blocks_per_stage_;
+  blocks_.resize(static_cast<size_t>(p_.pp));
+  for (int s = 0; s < p_.pp; ++s) {
+    for (int e = 0; e < blocks_per_stage_; ++e) {
+      auto b = std::make_unique<BlockState>();
+      b->stage = s;
+      b->replica = e;
+      b->base = block_base(s, e);
+      b->activation_ready.assign(static_cast<size_t>(v * m), 0);
+      b->gradient_ready.assign(static_cast<size_t>(v * m), 0);
+      b->mutex = sg4::Mutex::create();
+      b->cv = sg4::ConditionVariable::create();
+      blocks_[static_cast<size_t>(s)].push_back(std::move(b));
     }
     auto dp = std::make_unique<DpState>();
     dp->mutex = sg4::Mutex::create();
     dp->cv = sg4::ConditionVariable::create();
-    if (p.dp > 1) {
-      for (int c = 0; c < v; ++c) {
-        const int n = chunk_buckets_[static_cast<size_t>(s)][static_cast<size_t>(c)];
-        for (int k = 0; k < n; ++k) dp->bucket_bytes.push_back(priced_[static_cast<size_t>(s)][static_cast<size_t>(c)].gradients.value() / n);
-      }
-      dp->posted.assign(dp->bucket_bytes.size(), 0);
-    }
     dp_.push_back(std::move(dp));
   }
-  for (int s = 0; s < p.pp; ++s) {
-    for (int d = 0; d < replicas_; ++d) {
-      GroupState* g = groups_[static_cast<size_t>(s)][static_cast<size_t>(d)].get();
-      sg4::Actor::create(fmt::format("stage{}-dp{}", s, d), platform_->gpu(g->gpus.front()), [this, g] { stage_actor(*g); });
+  for (int s = 0; s < p_.pp; ++s) {
+    for (int e = 0; e < replicas_; ++e) {
+      BlockState* b = blocks_[static_cast<size_t>(s)][static_cast<size_t>(e)].get();
+      sg4::Actor::create(fmt::format("stage{}-block{}", s, e), platform_->gpu(b->base), [this, b] { stage_actor(*b); });
       ++result_.actors;
     }
-    if (p.dp > 1) {
-      sg4::Actor::create(fmt::format("stage{}-dp-reduce", s), platform_->gpu(gpu_index(s, 0, 0)), [this, s] { dp_driver(s); });
-      ++result_.actors;
-    }
+    sg4::Actor::create(fmt::format("stage{}-dp", s), platform_->gpu(block_base(s, 0)), [this, s] { dp_driver(s); });
+    ++result_.actors;
   }
   engine.run();
 
   // The iteration ends when the last GPU finishes its optimizer step; its breakdown is reported.
-  const GroupState* critical = nullptr;
-  for (const auto& stage : groups_)
-    for (const auto& g : stage)
-      if (critical == nullptr || g->finish > critical->finish) critical = g.get();
+  const BlockState* critical = nullptr;
+  for (const auto& stage : blocks_)
+    for (const auto& b : stage)
+      if (critical == nullptr || b->finish > critical->finish) critical = b.get();
   result_.iteration_time = Seconds(critical->finish);
   result_.critical_stage = critical->stage;
   result_.critical_replica = critical->replica;
   auto t = [&](Category c) { return Seconds(critical->time[static_cast<int>(c)]); };
   result_.breakdown.compute = t(Category::COMPUTE);
   result_.breakdown.tp_comm_exposed = t(Category::TP);
+  result_.breakdown.cp_comm_exposed = t(Category::CP);
+  result_.breakdown.ep_comm_exposed = t(Category::EP);
   result_.breakdown.pp_bubble = t(Category::PP_WAIT);
   result_.breakdown.pp_comm_exposed = t(Category::PP_TRANSFER);
   result_.breakdown.dp_comm_exposed = t(Category::DP_WAIT);
   result_.breakdown.optimizer = t(Category::OPTIMIZER);
-  result_.simulated_gpus = static_cast<long>(p.tp) * p.pp * replicas_ * p.cp;
+  result_.simulated_gpus = static_cast<long>(block_size_) * p_.pp * replicas_;
   result_.platform_gpus = platform_->gpu_count();
   result_.platform_cpu_hosts = platform_->cpu_host_count();
 
@@ -529,7 +723,7 @@ SimulationResult Simulation::run() {
     return a.utilisation != b.utilisation ? a.utilisation > b.utilisation : a.name < b.name;
   });
   if (result_.busiest_links.size() > 5) result_.busiest_links.resize(5);
-  std::sort(result_.trace.begin(), result_.trace.end(), [](const TraceEvent& a, const TraceEvent& b) {
+  std::stable_sort(result_.trace.begin(), result_.trace.end(), [](const TraceEvent& a, const TraceEvent& b) {
     return a.start != b.start ? a.start < b.start : a.stage != b.stage ? a.stage < b.stage : a.stream < b.stream;
   });
   result_.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
