@@ -148,3 +148,29 @@ TEST_CASE("models::Memory: model states follow ZeRO (Rajbhandari et al. 2020)", 
     CHECK(b.workspace.value() < 2.0 * 1024 * 1024 * 1024);
   }
 }
+
+TEST_CASE("models::Memory: context parallelism divides activations by cp", "[models]") {
+  for (bool flash : {true, false}) {
+    Setting s{.sp = true, .recompute = Recompute::NONE, .flash = flash};
+    const Workload base = gpt3(s);
+    TrainingSpec t{.global_batch = 64, .micro_batch = B, .precision = Precision::FP16, .tokens = {}};
+    t.flash_attention = flash;
+    ParallelismSpec p;
+    p.tp = 8;
+    p.pp = 4;
+    p.cp = 2;
+    p.sequence_parallel = true;
+    const Workload cp(gpt(int(L), int(H), int(A), int(S)), t, p);
+    // (34*s*b*h + 5*a*s^2*b)/t with s -> s/cp, the scores (s/cp) x s (Korthikanti Table 2).
+    CHECK(cp.layer_activations().value() == Approx(base.layer_activations().value() / 2));
+    CHECK(cp.memory(0).activations.value() == Approx(base.memory(0).activations.value() / 2));
+  }
+}
+
+TEST_CASE("models::Memory: ZB-H1 holds pp micro-batches on every stage", "[models]") {
+  const Workload w = gpt3({.sp = true, .recompute = Recompute::SELECTIVE, .pp = 4,
+                           .schedule = PipelineScheduleKind::ZERO_BUBBLE});
+  const Workload one = gpt3({.sp = true, .recompute = Recompute::SELECTIVE, .pp = 4});
+  for (int s = 0; s < 4; ++s) CHECK(w.inflight_microbatches(s) == 4);
+  CHECK(w.memory(0).activations.value() == Approx(one.memory(0).activations.value()));
+}

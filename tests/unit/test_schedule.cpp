@@ -148,3 +148,89 @@ TEST_CASE("models::Pipeline: rejected schedules", "[models]") {
     CHECK_THROWS_AS(pipeline_schedule(PipelineScheduleKind::ONE_F_ONE_B, 4, 2, 8, 0), std::invalid_argument);
   }
 }
+
+namespace {
+
+/// Makespan of all stages' schedules with blocking receives and unit step times (F = B-input =
+/// W = 1, a fused backward B = 2): a forward waits for the upstream forward of its micro-batch, a
+/// backward (or B-input) for the downstream one (the last stage for its own forward).
+int makespan(int pp, int m, PipelineScheduleKind kind) {
+  std::vector<std::vector<PipelineStep>> s;
+  for (int stage = 0; stage < pp; ++stage) s.push_back(pipeline_schedule(kind, pp, 1, m, stage));
+  std::map<std::pair<int, int>, int> fwd_end, bwd_end;  // (stage, micro-batch) -> finish time
+  std::vector<size_t> next(size_t(pp), 0);
+  std::vector<int> clock(size_t(pp), 0);
+  for (bool progress = true; progress;) {
+    progress = false;
+    for (int st = 0; st < pp; ++st) {
+      while (next[size_t(st)] < s[size_t(st)].size()) {
+        const PipelineStep& step = s[size_t(st)][next[size_t(st)]];
+        int ready = 0;
+        if (step.kind == StepKind::FORWARD && st > 0) {
+          auto it = fwd_end.find({st - 1, step.microbatch});
+          if (it == fwd_end.end()) break;
+          ready = it->second;
+        }
+        if (step.kind == StepKind::BACKWARD || step.kind == StepKind::BACKWARD_INPUT) {
+          auto& from = st == pp - 1 ? fwd_end : bwd_end;
+          auto it = from.find({st == pp - 1 ? st : st + 1, step.microbatch});
+          if (it == from.end()) break;
+          ready = it->second;
+        }
+        const int length = step.kind == StepKind::BACKWARD ? 2 : 1;
+        clock[size_t(st)] = std::max(clock[size_t(st)], ready) + length;
+        if (step.kind == StepKind::FORWARD) fwd_end[{st, step.microbatch}] = clock[size_t(st)];
+        if (step.kind == StepKind::BACKWARD || step.kind == StepKind::BACKWARD_INPUT)
+          bwd_end[{st, step.microbatch}] = clock[size_t(st)];
+        ++next[size_t(st)];
+        progress = true;
+      }
+    }
+  }
+  for (int st = 0; st < pp; ++st) REQUIRE(next[size_t(st)] == s[size_t(st)].size());  // no deadlock
+  return *std::max_element(clock.begin(), clock.end());
+}
+
+} // namespace
+
+TEST_CASE("models::Pipeline: ZB-H1 runs F, B and W once per micro-batch, in order", "[models]") {
+  for (int pp : {1, 2, 3, 4, 8})
+    for (int m : {1, 2, 3, 4, 8, 16}) {
+      for (int stage = 0; stage < pp; ++stage) {
+        INFO("pp " << pp << " m " << m << " stage " << stage);
+        const auto steps = pipeline_schedule(PipelineScheduleKind::ZERO_BUBBLE, pp, 1, m, stage);
+        CHECK(steps.size() == size_t(3 * m));
+        std::map<StepKind, std::map<int, int>> at;
+        int held = 0, peak = 0;
+        for (size_t i = 0; i < steps.size(); ++i) {
+          CHECK(steps[i].kind != StepKind::BACKWARD);
+          CHECK(at[steps[i].kind].count(steps[i].microbatch) == 0);
+          at[steps[i].kind][steps[i].microbatch] = int(i);
+          if (steps[i].kind == StepKind::FORWARD) ++held;
+          if (steps[i].kind == StepKind::BACKWARD_WEIGHT) --held;
+          peak = std::max(peak, held);
+        }
+        for (StepKind k : {StepKind::FORWARD, StepKind::BACKWARD_INPUT, StepKind::BACKWARD_WEIGHT})
+          CHECK(at[k].size() == size_t(m));
+        for (int mb = 0; mb < m; ++mb) {
+          CHECK(at[StepKind::FORWARD][mb] < at[StepKind::BACKWARD_INPUT][mb]);
+          CHECK(at[StepKind::BACKWARD_INPUT][mb] < at[StepKind::BACKWARD_WEIGHT][mb]);
+        }
+        // 1F1B's peak memory (stage 0: pp micro-batches) on every stage (Qi et al. 2023 sec. 3.1).
+        CHECK(peak <= std::min(pp, m));
+      }
+    }
+}
+
+TEST_CASE("models::Pipeline: ZB-H1 bubble is a third of 1F1B's when F = B = W", "[models]") {
+  for (int pp : {2, 4, 8})
+    for (int m : {8, 16, 32}) {
+      INFO("pp " << pp << " m " << m);
+      const double ideal = 3.0 * m;
+      const double zb = makespan(pp, m, PipelineScheduleKind::ZERO_BUBBLE) - ideal;
+      const double one_f_one_b = makespan(pp, m, PipelineScheduleKind::ONE_F_ONE_B) - ideal;
+      CHECK(one_f_one_b == Approx(3.0 * (pp - 1)));
+      // (p-1)*(F + B - W) against (p-1)*(F + B + W) (Qi et al. 2023 sec. 3.1).
+      CHECK(zb / one_f_one_b == Approx(1.0 / 3.0).margin(0.05));
+    }
+}

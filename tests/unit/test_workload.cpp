@@ -314,3 +314,225 @@ TEST_CASE("models::Workload: rejects what it cannot model", "[models]") {
     expect(gpt(8, 1024, 16), t, p, "need virtual_stages = 1 (got 2)");
   }
 }
+
+namespace {
+
+const CollectiveOp* find_comm(const WorkBlock& w, const std::string& name) {
+  auto it = std::find_if(w.comm.begin(), w.comm.end(), [&](const CollectiveOp& c) { return c.name == name; });
+  return it == w.comm.end() ? nullptr : &*it;
+}
+
+double gemm_flops_of(const WorkBlock& w) {
+  double f = 0;
+  for (const auto& op : w.compute)
+    if (op.kind == OpKind::GEMM || op.kind == OpKind::ATTENTION) f += op.flops.value();
+  return f;
+}
+
+/// Mixtral 8x7B (Jiang et al. 2024, arXiv 2401.04088 Table 1): 32 layers, hidden 4096, 32 heads,
+/// 8 KV heads, FFN 14336, 8 experts, top-2, vocab 32000.
+ModelSpec mixtral() {
+  ModelSpec m = llama(32, 4096, 32, 8, 14336, 32000, 4096);
+  m.name = "mixtral-8x7b";
+  m.moe = MoeSpec{.experts = 8, .top_k = 2, .capacity_factor = 1.0, .expert_ffn_hidden = 0, .every = 1};
+  return m;
+}
+
+} // namespace
+
+TEST_CASE("models::Workload: ZeRO-3 gathers each chunk's parameters before forward and backward", "[models]") {
+  const TrainingSpec t{.global_batch = 64, .micro_batch = 1, .precision = Precision::BF16, .tokens = {}};
+  ParallelismSpec p;
+  p.tp = 2;
+  p.pp = 2;
+  p.dp = 4;
+  p.zero = 3;
+  for (bool overlap : {true, false}) {
+    p.zero_overlap = overlap;
+    const Workload w(gpt(4, 1024, 16), t, p);
+    for (int stage = 0; stage < 2; ++stage) {
+      const ChunkWork& c = w.chunk(stage, 0);
+      // bf16 weights (2 bytes) gathered; ChunkWork::parameters is in fp32 gradients (4 bytes).
+      const double gathered = c.parameters.value() / 2;
+      for (const WorkBlock* block : {&c.forward, &c.backward, &c.backward_input}) {
+        REQUIRE(!block->comm.empty());
+        const CollectiveOp& g = block->comm.front();
+        CHECK(g.kind == CollectiveKind::ALL_GATHER);
+        CHECK(g.group == GroupKind::DP);
+        CHECK(g.bytes.value() == Approx(gathered));
+        CHECK(g.overlap_with_compute == overlap);
+      }
+      CHECK(w.parameter_bytes(stage).value() == Approx(w.local_parameters(stage) * 2));
+    }
+  }
+  p.zero = 2;
+  const Workload w(gpt(4, 1024, 16), t, p);
+  CHECK(find_comm(w.chunk(0, 0).forward, "zero3_param_gather") == nullptr);
+  CHECK(w.optimizer(0)[1].flops.value() == Approx(12 * w.local_parameters(0) / 4));
+}
+
+TEST_CASE("models::Workload: uneven pipeline stages (Llama 3 405B: 126 layers on pp 16)", "[models]") {
+  const TrainingSpec t{.global_batch = 64, .micro_batch = 1, .precision = Precision::BF16, .tokens = {}};
+  ParallelismSpec p;
+  p.tp = 8;
+  p.pp = 16;
+  p.first_stage_layers = 7;
+  p.last_stage_layers = 7;
+  const Workload w(llama(126, 16384, 128, 8, 53248), t, p);
+  int next = 0;
+  for (int s = 0; s < 16; ++s) {
+    const ChunkWork& c = w.chunk(s, 0);
+    CHECK(c.layers == (s == 0 || s == 15 ? 7 : 8));
+    CHECK(c.first_layer == next);
+    next += c.layers;
+  }
+  CHECK(next == 126);
+  double sum = 0;
+  for (int s = 0; s < 16; ++s) sum += w.local_parameters(s) * 8;
+  CHECK(sum == Approx(w.parameters()).epsilon(1e-3));  // replicated norm gains counted on every TP rank
+  CHECK(w.chunk_activations(1, 0).value() == Approx(8 * w.layer_activations().value()));
+}
+
+TEST_CASE("models::Workload: context parallelism splits the sequence", "[models]") {
+  const TrainingSpec t{.global_batch = 16, .micro_batch = 1, .precision = Precision::BF16, .tokens = {}};
+  ParallelismSpec p;
+  p.tp = 8;
+  p.pp = 2;
+  p.dp = 2;
+  const ModelSpec m = llama(8, 8192, 64, 8, 28672, 128256, 8192);
+  const Workload base(m, t, p);
+  p.cp = 4;
+  const Workload cp(m, t, p);
+  SECTION("per-rank FLOPs times cp are the job's") {
+    CHECK(cp.hardware_flops().value() == Approx(base.hardware_flops().value()).epsilon(1e-12));
+    CHECK(cp.model_flops().value() == base.model_flops().value());
+    for (int s = 0; s < 2; ++s) {
+      CHECK(4 * gemm_flops_of(cp.chunk(s, 0).forward) == Approx(gemm_flops_of(base.chunk(s, 0).forward)));
+      CHECK(4 * gemm_flops_of(cp.chunk(s, 0).backward) == Approx(gemm_flops_of(base.chunk(s, 0).backward)));
+    }
+    const ComputeOp& core = find_op(cp.chunk(0, 0).forward, "attn_core");
+    CHECK(core.attention.seq_q == 8192 / 4);
+    CHECK(core.attention.seq_kv == 8192);
+  }
+  SECTION("activations, TP collectives and the stage boundary scale by 1/cp") {
+    CHECK(cp.layer_activations().value() == Approx(base.layer_activations().value() / 4));
+    CHECK(cp.chunk_activations(1, 0).value() == Approx(base.chunk_activations(1, 0).value() / 4));
+    CHECK(cp.chunk(0, 0).activation_out.value() == Approx(base.chunk(0, 0).activation_out.value() / 4));
+    CHECK(find_comm(cp.chunk(1, 0).forward, "tp_attn_out")->bytes.value() ==
+          Approx(find_comm(base.chunk(1, 0).forward, "tp_attn_out")->bytes.value() / 4));
+  }
+  SECTION("ring attention passes the sequence's K/V, overlapped") {
+    // b * s * 2 * (kv_heads / t) * head_dim * 2 bytes: one KV head of 128 per TP rank.
+    const double kv = 1.0 * 8192 * 2 * 1 * 128 * 2;
+    const WorkBlock& f = cp.chunk(1, 0).forward;
+    const WorkBlock& b = cp.chunk(1, 0).backward;
+    CHECK(count_comm(f, "cp_kv_ring") == 4);
+    REQUIRE(find_comm(f, "cp_kv_ring") != nullptr);
+    CHECK(find_comm(f, "cp_kv_ring")->bytes.value() == kv);
+    CHECK(find_comm(f, "cp_kv_ring")->group == GroupKind::CP);
+    CHECK(find_comm(f, "cp_kv_ring")->overlap_with_compute);
+    CHECK(count_comm(b, "cp_kv_ring_bwd") == 4);
+    REQUIRE(find_comm(b, "cp_dkv_ring") != nullptr);
+    CHECK(find_comm(b, "cp_dkv_ring")->kind == CollectiveKind::REDUCE_SCATTER);
+    CHECK(find_comm(b, "cp_dkv_ring")->bytes.value() == kv);
+    CHECK(find_comm(b, "cp_dkv_ring")->overlap_with_compute);
+  }
+  SECTION("the all-gather variant (Llama 3) blocks") {
+    p.cp_kind = ContextParallelKind::ALL_GATHER;
+    const Workload ag(m, t, p);
+    const CollectiveOp* g = find_comm(ag.chunk(1, 0).forward, "cp_kv_gather");
+    REQUIRE(g != nullptr);
+    CHECK(g->kind == CollectiveKind::ALL_GATHER);
+    CHECK_FALSE(g->overlap_with_compute);
+    const CollectiveOp* rs = find_comm(ag.chunk(1, 0).backward, "cp_dkv_scatter");
+    REQUIRE(rs != nullptr);
+    CHECK(rs->kind == CollectiveKind::REDUCE_SCATTER);
+    CHECK_FALSE(rs->overlap_with_compute);
+    CHECK(count_comm(ag.chunk(1, 0).backward, "cp_kv_ring_bwd") == 0);
+  }
+}
+
+TEST_CASE("models::Workload: Mixtral 8x7B parameters and expert parallelism", "[models]") {
+  const TrainingSpec t{.global_batch = 64, .micro_batch = 1, .precision = Precision::BF16, .tokens = {}};
+  ParallelismSpec p;
+  p.tp = 1;
+  p.pp = 1;
+  p.dp = 8;
+  p.ep = 8;
+  const Workload w(mixtral(), t, p);
+  SECTION("46.7B parameters, 12.9B active per token (Jiang et al. 2024 sec. 2)") {
+    CHECK(w.parameters() == Approx(46.7e9).epsilon(0.005));
+    CHECK(w.active_parameters() == Approx(12.9e9).epsilon(0.01));
+    CHECK(w.moe_layers() == 32);
+  }
+  SECTION("two all-to-alls forward and two backward per MoE layer, of the routed tokens") {
+    // b * s * top_k * capacity_factor * h * 2 bytes (nccl-tests: the whole send buffer).
+    const double bytes = 1.0 * 4096 * 2 * 1.0 * 4096 * 2;
+    const ChunkWork& c = w.chunk(0, 0);
+    CHECK(count_comm(c.forward, "moe_dispatch") == 32);
+    CHECK(count_comm(c.forward, "moe_combine") == 32);
+    CHECK(count_comm(c.backward_input, "moe_combine_grad") == 32);
+    CHECK(count_comm(c.backward_input, "moe_dispatch_grad") == 32);
+    const CollectiveOp* a2a = find_comm(c.forward, "moe_dispatch");
+    CHECK(a2a->kind == CollectiveKind::ALL_TO_ALL);
+    CHECK(a2a->group == GroupKind::EP);
+    CHECK(a2a->bytes.value() == bytes);
+    // One local expert (8 / ep 8) computes the ep ranks' tokens routed to it.
+    const ComputeOp& up = find_op(c.forward, "expert_gate_up");
+    CHECK(up.gemm.batch == 1);
+    CHECK(up.gemm.m == 4096 * 2);
+  }
+  SECTION("expert gradients are kept apart from the dense ones") {
+    const double expert = 32 * 3.0 * 4096 * 14336;  // one local expert per layer
+    CHECK(w.expert_gradient_bytes(0).value() == Approx(expert * 4));
+    CHECK(w.gradient_bytes(0).value() + w.expert_gradient_bytes(0).value() ==
+          Approx(w.local_parameters(0) * 4));
+    CHECK(w.chunk(0, 0).expert_parameters.value() == w.expert_gradient_bytes(0).value());
+  }
+  SECTION("model FLOPs count active parameters; hardware FLOPs equal them at capacity 1") {
+    CHECK(w.hardware_flops().value() == Approx(w.model_flops().value()).epsilon(1e-9));
+    ModelSpec m = mixtral();
+    m.moe->capacity_factor = 1.25;
+    const Workload padded(m, t, p);
+    CHECK(padded.model_flops().value() == w.model_flops().value());
+    CHECK(padded.hardware_flops().value() > w.hardware_flops().value());
+  }
+  SECTION("memory: local experts only, expert states sharded over expert-data-parallel ranks") {
+    p.ep = 2;
+    p.zero = 1;
+    const Workload w2(mixtral(), t, p);
+    CHECK(w2.expert_zero_shards() == 4);
+    const double experts = w2.expert_gradient_bytes(0).value() / 4;
+    const double dense = w2.local_parameters(0) - experts;
+    CHECK(experts == Approx(32 * 4 * 3.0 * 4096 * 14336));
+    CHECK(w2.memory(0).optimizer_states.value() == Approx(12 * dense / 8 + 12 * experts / 4));
+    CHECK(w2.moe_layer_activations() > w2.layer_activations());
+  }
+}
+
+TEST_CASE("models::Workload: FP8 adds Transformer Engine casts, FLOPs unchanged", "[models]") {
+  TrainingSpec t{.global_batch = 64, .micro_batch = 1, .precision = Precision::BF16, .tokens = {}};
+  ParallelismSpec p;
+  p.tp = 2;
+  auto casts = [](const WorkBlock& w) {
+    return int(std::count_if(w.compute.begin(), w.compute.end(),
+                             [](const ComputeOp& op) { return op.name.rfind("fp8_cast_", 0) == 0; }));
+  };
+  const Workload bf16(llama(2, 1024, 16, 4, 2816, 32000, 2048), t, p);
+  t.precision = Precision::FP8;
+  const Workload fp8(llama(2, 1024, 16, 4, 2816, 32000, 2048), t, p);
+  const ChunkWork& c = fp8.chunk(0, 0);
+  CHECK(casts(bf16.chunk(0, 0).forward) == 0);
+  CHECK(casts(bf16.chunk(0, 0).backward) == 0);
+  // Forward: input and weight of qkv, attn_out, mlp_gate_up, mlp_down per layer, plus the LM head.
+  CHECK(casts(c.forward) == 2 * (4 * 2 + 1));
+  // Backward: the incoming gradient of each dX GEMM; dW reuses the forward's FP8 input.
+  CHECK(casts(c.backward_input) == 4 * 2 + 1);
+  CHECK(casts(c.backward_weight) == 0);
+  const ComputeOp& cast = find_op(c.forward, "fp8_cast_qkv_weight");
+  CHECK(cast.kind == OpKind::MEMORY_BOUND);
+  CHECK(cast.flops.value() == 0);
+  CHECK(cast.bytes.value() == Approx(1024.0 * (1024 / 2 + 2 * 256 / 2) * 3 + 4));
+  CHECK(fp8.hardware_flops().value() == bf16.hardware_flops().value());
+  CHECK(fp8.model_flops().value() == bf16.model_flops().value());
+}
