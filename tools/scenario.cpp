@@ -13,6 +13,8 @@
 #include <set>
 #include <span>
 #include <string_view>
+#include <tuple>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -188,6 +190,13 @@ const std::vector<Field<MachineSpec>>& machine_fields() {
 
 // ---- the model table ----------------------------------------------------------------------------
 
+/// The model's MoE settings, created with their defaults by the first `moe.*` key.
+MoeSpec& moe_of(ModelSpec& m) {
+  if (!m.moe)
+    m.moe.emplace();
+  return *m.moe;
+}
+
 const std::vector<Field<ModelSpec>>& model_fields() {
   static const std::vector<Field<ModelSpec>> fields{
       {"name", "string", "preset name, else custom", "model name used in reports",
@@ -220,6 +229,28 @@ const std::vector<Field<ModelSpec>>& model_fields() {
       {"seq_len", "positive integer", REQUIRED, "sequence length in tokens",
        [](ModelSpec& m, const YamlValue& v) { m.seq_len = positive_int(v); },
        [](const ModelSpec& m) { return std::to_string(m.seq_len); }},
+      {"moe.experts", "positive integer", "none (dense)",
+       "experts per MoE layer; any moe key makes the model mixture-of-experts and requires this one",
+       [](ModelSpec& m, const YamlValue& v) { moe_of(m).experts = positive_int(v); },
+       [](const ModelSpec& m) { return m.moe ? std::to_string(m.moe->experts) : std::string(); }},
+      {"moe.top_k", "positive integer", "2", "experts each token is routed to",
+       [](ModelSpec& m, const YamlValue& v) { moe_of(m).top_k = positive_int(v); },
+       [](const ModelSpec& m) { return m.moe ? std::to_string(m.moe->top_k) : std::string(); }},
+      {"moe.capacity_factor", "number > 0", "1.25",
+       "tokens one expert accepts, relative to an even split of the routed tokens",
+       [](ModelSpec& m, const YamlValue& v) {
+         const double factor = v.as_number();
+         if (!(factor > 0))
+           v.fail(fmt::format("must be greater than zero, got '{}'", v.as_string()));
+         moe_of(m).capacity_factor = factor;
+       },
+       [](const ModelSpec& m) { return m.moe ? number(m.moe->capacity_factor) : std::string(); }},
+      {"moe.expert_ffn_hidden", "positive integer", "ffn_hidden", "feed-forward inner size of one expert",
+       [](ModelSpec& m, const YamlValue& v) { moe_of(m).expert_ffn_hidden = positive_int(v); },
+       [](const ModelSpec& m) { return m.moe ? std::to_string(m.moe->expert_ffn_hidden) : std::string(); }},
+      {"moe.every", "positive integer", "1", "an MoE feed-forward layer every `every` layers (1: every layer)",
+       [](ModelSpec& m, const YamlValue& v) { moe_of(m).every = positive_int(v); },
+       [](const ModelSpec& m) { return m.moe ? std::to_string(m.moe->every) : std::string(); }},
   };
   return fields;
 }
@@ -457,10 +488,20 @@ const std::vector<Field<Draft>>& scenario_fields() {
            d.scenario.parallelism.dp = positive_int(v);
        },
        [](const Draft& d) { return std::to_string(d.scenario.parallelism.dp); }},
-      {"parallelism.cp", "positive integer", "1", "context-parallel degree (only 1 is supported yet)",
+      {"parallelism.cp", "positive integer", "1", "context-parallel degree: ranks the sequence is split across",
        [](Draft& d, const YamlValue& v) { d.scenario.parallelism.cp = positive_int(v); },
        [](const Draft& d) { return std::to_string(d.scenario.parallelism.cp); }},
-      {"parallelism.ep", "positive integer", "1", "expert-parallel degree (only 1 is supported yet)",
+      {"parallelism.cp_kind", "ring | all-gather", "ring",
+       "context-parallel attention: K/V passed around a ring, or all-gathered before attention (Llama 3)",
+       [](Draft& d, const YamlValue& v) {
+         d.scenario.parallelism.cp_kind = v.as_enum<ContextParallelKind>(
+             {{"ring", ContextParallelKind::RING}, {"all-gather", ContextParallelKind::ALL_GATHER}});
+       },
+       [](const Draft& d) {
+         return std::string(d.scenario.parallelism.cp_kind == ContextParallelKind::RING ? "ring" : "all-gather");
+       }},
+      {"parallelism.ep", "positive integer", "1",
+       "expert-parallel degree: ranks of the data-parallel group the experts are spread over",
        [](Draft& d, const YamlValue& v) { d.scenario.parallelism.ep = positive_int(v); },
        [](const Draft& d) { return std::to_string(d.scenario.parallelism.ep); }},
       {"parallelism.sequence_parallel", "bool", "false",
@@ -480,6 +521,14 @@ const std::vector<Field<Draft>>& scenario_fields() {
        "model chunks per pipeline stage (interleaved-1f1b)",
        [](Draft& d, const YamlValue& v) { d.scenario.parallelism.virtual_stages = positive_int(v); },
        [](const Draft& d) { return std::to_string(d.scenario.parallelism.virtual_stages); }},
+      {"parallelism.first_stage_layers", "integer >= 0", "0",
+       "transformer layers on pipeline stage 0, which also holds the embedding; 0: an even split",
+       [](Draft& d, const YamlValue& v) { d.scenario.parallelism.first_stage_layers = count_int(v); },
+       [](const Draft& d) { return std::to_string(d.scenario.parallelism.first_stage_layers); }},
+      {"parallelism.last_stage_layers", "integer >= 0", "0",
+       "transformer layers on the last pipeline stage, which also holds the LM head and loss; 0: an even split",
+       [](Draft& d, const YamlValue& v) { d.scenario.parallelism.last_stage_layers = count_int(v); },
+       [](const Draft& d) { return std::to_string(d.scenario.parallelism.last_stage_layers); }},
       {"parallelism.zero", "0 | 1 | 2 | 3", "0",
        "ZeRO stage: 1 optimizer, 2 + gradients, 3 + parameters sharded",
        [](Draft& d, const YamlValue& v) {
@@ -495,9 +544,20 @@ const std::vector<Field<Draft>>& scenario_fields() {
              {{"none", Recompute::NONE}, {"selective", Recompute::SELECTIVE}, {"full", Recompute::FULL}});
        },
        [](const Draft& d) { return std::string(to_string(d.scenario.parallelism.recompute)); }},
-      {"parallelism.dp_overlap", "bool", "true", "overlap the gradient all-reduce with the backward pass",
+      {"parallelism.overlap.dp", "bool", "true", "overlap the gradient reduction with the backward pass",
        [](Draft& d, const YamlValue& v) { d.scenario.parallelism.dp_overlap = v.as_bool(); },
        [](const Draft& d) { return boolean(d.scenario.parallelism.dp_overlap); }},
+      {"parallelism.overlap.tp", "bool", "false",
+       "overlap tensor-parallel communication with the GEMMs (userbuffers-style)",
+       [](Draft& d, const YamlValue& v) { d.scenario.parallelism.tp_overlap = v.as_bool(); },
+       [](const Draft& d) { return boolean(d.scenario.parallelism.tp_overlap); }},
+      {"parallelism.overlap.pp", "bool", "false", "overlap pipeline send/recv with compute",
+       [](Draft& d, const YamlValue& v) { d.scenario.parallelism.pp_overlap = v.as_bool(); },
+       [](const Draft& d) { return boolean(d.scenario.parallelism.pp_overlap); }},
+      {"parallelism.overlap.zero", "bool", "true",
+       "prefetch ZeRO-3 parameter all-gathers during compute",
+       [](Draft& d, const YamlValue& v) { d.scenario.parallelism.zero_overlap = v.as_bool(); },
+       [](const Draft& d) { return boolean(d.scenario.parallelism.zero_overlap); }},
       {"parallelism.dp_bucket", "bytes", "160 MB", "gradient bucket size (Megatron-LM: 40M fp32 elements)",
        [](Draft& d, const YamlValue& v) { d.scenario.parallelism.dp_bucket = v.as_bytes(); },
        [](const Draft& d) {
@@ -605,8 +665,9 @@ void apply_override(Draft& draft, const std::string& text) {
 
 // ---- cross-field rules --------------------------------------------------------------------------
 
-/// The largest dp that fits the machine and divides the batch (and, interleaved, keeps the
-/// micro-batches per replica a multiple of pp); 0 when even one replica does not fit.
+/// The largest dp that fits the machine, divides the batch and is a multiple of ep (and,
+/// interleaved, keeps the micro-batches per replica a multiple of pp); 0 when even one replica does
+/// not fit.
 int auto_dp(const Scenario& s) {
   const auto& p = s.parallelism;
   const long per_replica = static_cast<long>(p.tp) * p.pp * p.cp;
@@ -616,7 +677,7 @@ int auto_dp(const Scenario& s) {
   const bool interleaved = p.schedule == PipelineScheduleKind::INTERLEAVED_1F1B;
   long fallback = 0;
   for (long dp = std::min<long>(fit, batch); dp >= 1; --dp) {
-    if (batch % (mb * dp) != 0)
+    if (batch % (mb * dp) != 0 || dp % p.ep != 0)
       continue;
     if (!interleaved || (batch / (mb * dp)) % p.pp == 0)
       return static_cast<int>(dp);
@@ -624,6 +685,91 @@ int auto_dp(const Scenario& s) {
       fallback = dp;
   }
   return static_cast<int>(fallback > 0 ? fallback : std::min<long>(fit, 1));
+}
+
+void check_moe(const Draft& d) {
+  const ModelSpec& m = d.scenario.model;
+  const MoeSpec& e = *m.moe;
+  if (e.experts == 0) {
+    const auto given = d.where.lower_bound(std::string_view("model.moe."));
+    throw InputError(given != d.where.end() ? given->second : d.at("model"), "model.moe",
+                     "missing required key 'experts'");
+  }
+  if (e.top_k > e.experts)
+    d.fail("model.moe.top_k", fmt::format("top_k ({}) must not exceed experts ({})", e.top_k, e.experts));
+  if (m.layers % e.every != 0)
+    d.fail("model.moe.every", fmt::format("layers ({}) must be divisible by moe.every ({})", m.layers, e.every));
+}
+
+/// Stage layouts: even, or with `first_stage_layers` / `last_stage_layers` set and the rest split
+/// evenly over the other stages. Interleaved, every model chunk holds the same number of layers
+/// except the first chunk of stage 0 and the last chunk of the last stage, which give up the layers
+/// their stage lacks (Llama 3, arXiv 2407.21783 sec. 3.3.2: those chunks keep only the embedding
+/// and the LM head).
+void check_pipeline(const Draft& d) {
+  const ModelSpec& m = d.scenario.model;
+  const ParallelismSpec& p = d.scenario.parallelism;
+  const int v = p.virtual_stages;
+  const bool interleaved = p.schedule == PipelineScheduleKind::INTERLEAVED_1F1B;
+  if (p.schedule == PipelineScheduleKind::ZERO_BUBBLE && v != 1)
+    d.fail("parallelism.virtual_stages",
+           fmt::format("zero-bubble (ZB-H1) runs one model chunk per stage; virtual_stages must be 1, got {}", v));
+  if (interleaved && v < 2)
+    d.fail("parallelism.virtual_stages", fmt::format("interleaved-1f1b needs virtual_stages > 1, got {}", v));
+  if (!interleaved && v != 1)
+    d.fail("parallelism.virtual_stages",
+           fmt::format("virtual_stages ({}) needs schedule interleaved-1f1b, got {}", v, to_string(p.schedule)));
+
+  const int first = p.first_stage_layers;
+  const int last = p.last_stage_layers;
+  if (first == 0 && last == 0) {
+    if (m.layers % p.pp != 0)
+      d.fail("parallelism.pp", fmt::format("layers ({}) must be divisible by pp ({})", m.layers, p.pp));
+    if ((m.layers / p.pp) % v != 0)
+      d.fail("parallelism.virtual_stages",
+             fmt::format("layers per stage ({} / pp {} = {}) must be divisible by virtual_stages ({})", m.layers,
+                         p.pp, m.layers / p.pp, v));
+    return;
+  }
+
+  const std::string_view key = first > 0 ? "parallelism.first_stage_layers" : "parallelism.last_stage_layers";
+  const int fixed = (first > 0 ? 1 : 0) + (last > 0 ? 1 : 0);
+  if (fixed == 2 && p.pp < 3)
+    d.fail(key, fmt::format("first_stage_layers and last_stage_layers together need pp >= 3 (a stage "
+                            "between them), got pp {}",
+                            p.pp));
+  if (p.pp < 2)
+    d.fail(key, fmt::format("{} needs pp >= 2, got pp {}", key.substr(key.find('.') + 1), p.pp));
+  const int others = p.pp - fixed;
+  const int rest = m.layers - first - last;
+  std::string names = "layers";
+  std::string values = std::to_string(m.layers);
+  for (const auto& [name, value] : {std::pair{"first_stage_layers", first}, std::pair{"last_stage_layers", last}}) {
+    if (value > 0) {
+      names += fmt::format(" - {}", name);
+      values += fmt::format(" - {}", value);
+    }
+  }
+  const std::string left = fmt::format("{} ({} = {})", names, values, rest);
+  if (rest < others)
+    d.fail(key, fmt::format("{} leaves fewer layers than the {} other stages; each needs at least 1", left,
+                            others));
+  if (rest % others != 0)
+    d.fail(key, fmt::format("{} must be divisible by the {} other stages", left, others));
+  const int per_stage = rest / others;
+  if (per_stage % v != 0)
+    d.fail("parallelism.virtual_stages",
+           fmt::format("layers per other stage ({} / {} = {}) must be divisible by virtual_stages ({})", rest,
+                       others, per_stage, v));
+  const int chunk = per_stage / v;
+  for (const auto& [name, value, which] : {std::tuple{"first_stage_layers", first, "first"},
+                                           std::tuple{"last_stage_layers", last, "last"}}) {
+    if (value > 0 && value < (v - 1) * chunk)
+      d.fail(fmt::format("parallelism.{}", name),
+             fmt::format("with virtual_stages {} only the {} model chunk is shortened: {} ({}) must be at "
+                         "least (virtual_stages - 1) x layers per chunk ({} x {} = {})",
+                         v, which, name, value, v - 1, chunk, (v - 1) * chunk));
+  }
 }
 
 void check_scenario(Draft& d) {
@@ -643,41 +789,44 @@ void check_scenario(Draft& d) {
            fmt::format("heads ({}) must be divisible by kv_heads ({})", m.heads, m.kv_heads));
   if (m.hidden % m.heads != 0)
     d.fail("model.heads", fmt::format("hidden ({}) must be divisible by heads ({})", m.hidden, m.heads));
+  if (m.moe)
+    check_moe(d);
 
   ParallelismSpec& p = s.parallelism;
-  if (p.cp != 1)
-    d.fail("parallelism.cp",
-           fmt::format("context parallelism is not supported yet (cp must be 1, got {})", p.cp));
-  if (p.ep != 1)
-    d.fail("parallelism.ep",
-           fmt::format("expert parallelism is not supported yet (ep must be 1, got {})", p.ep));
-  if (p.schedule == PipelineScheduleKind::ZERO_BUBBLE)
-    d.fail("parallelism.schedule", "schedule 'zero-bubble' is not supported yet");
-
   if (m.heads % p.tp != 0)
     d.fail("parallelism.tp", fmt::format("heads ({}) must be divisible by tp ({})", m.heads, p.tp));
-  if (m.kv_heads % p.tp != 0)
-    d.fail("parallelism.tp", fmt::format("kv_heads ({}) must be divisible by tp ({})", m.kv_heads, p.tp));
+  if (m.kv_heads % p.tp != 0 && p.tp % m.kv_heads != 0)
+    d.fail("parallelism.tp",
+           fmt::format("kv_heads ({}) and tp ({}) must divide one another (with fewer KV heads than tp "
+                       "ranks, each KV head is replicated)",
+                       m.kv_heads, p.tp));
   if (m.ffn_hidden % p.tp != 0)
     d.fail("parallelism.tp", fmt::format("ffn_hidden ({}) must be divisible by tp ({})", m.ffn_hidden, p.tp));
-  if (p.sequence_parallel && m.seq_len % p.tp != 0)
+  if (m.moe && m.moe->expert_ffn_hidden % p.tp != 0)
+    d.fail("parallelism.tp", fmt::format("moe.expert_ffn_hidden ({}) must be divisible by tp ({})",
+                                         m.moe->expert_ffn_hidden, p.tp));
+
+  if (p.cp > 1 && m.seq_len % (2 * p.cp) != 0)
+    d.fail("parallelism.cp",
+           fmt::format("seq_len ({}) must be divisible by 2 x cp (2 x {} = {}): context parallelism cuts "
+                       "the sequence into 2 x cp chunks for causal load balancing",
+                       m.seq_len, p.cp, 2 * p.cp));
+  if (p.sequence_parallel && p.cp == 1 && m.seq_len % p.tp != 0)
     d.fail("parallelism.sequence_parallel",
            fmt::format("sequence_parallel needs seq_len ({}) divisible by tp ({})", m.seq_len, p.tp));
+  if (p.sequence_parallel && p.cp > 1 && (m.seq_len / p.cp) % p.tp != 0)
+    d.fail("parallelism.sequence_parallel",
+           fmt::format("sequence_parallel needs seq_len / cp ({} / {} = {}) divisible by tp ({})", m.seq_len,
+                       p.cp, m.seq_len / p.cp, p.tp));
 
-  if (m.layers % p.pp != 0)
-    d.fail("parallelism.pp", fmt::format("layers ({}) must be divisible by pp ({})", m.layers, p.pp));
-  const bool interleaved = p.schedule == PipelineScheduleKind::INTERLEAVED_1F1B;
-  if (interleaved && p.virtual_stages < 2)
-    d.fail("parallelism.virtual_stages",
-           fmt::format("interleaved-1f1b needs virtual_stages > 1, got {}", p.virtual_stages));
-  if (!interleaved && p.virtual_stages != 1)
-    d.fail("parallelism.virtual_stages",
-           fmt::format("virtual_stages ({}) needs schedule interleaved-1f1b, got {}", p.virtual_stages,
-                       to_string(p.schedule)));
-  if ((m.layers / p.pp) % p.virtual_stages != 0)
-    d.fail("parallelism.virtual_stages",
-           fmt::format("layers per stage ({} / pp {} = {}) must be divisible by virtual_stages ({})",
-                       m.layers, p.pp, m.layers / p.pp, p.virtual_stages));
+  if (p.ep > 1 && !m.moe)
+    d.fail("parallelism.ep",
+           fmt::format("expert parallelism (ep {}) needs a mixture-of-experts model (model.moe)", p.ep));
+  if (m.moe && m.moe->experts % p.ep != 0)
+    d.fail("parallelism.ep",
+           fmt::format("moe.experts ({}) must be divisible by ep ({})", m.moe->experts, p.ep));
+
+  check_pipeline(d);
 
   const TrainingSpec& t = s.training;
   if (t.global_batch % t.micro_batch != 0)
@@ -690,19 +839,22 @@ void check_scenario(Draft& d) {
   const long per_server = s.machine.server.gpus;
   const long servers = (gpus + per_server - 1) / per_server;
   if (servers > s.machine.servers)
-    d.fail(
-        d.dp_auto ? "parallelism.pp" : "parallelism.dp",
-        fmt::format(
-            "job needs {} servers (tp {} x pp {} x dp {} = {} GPUs, {} per server) but machine '{}' has {}",
-            grouped(servers), p.tp, p.pp, p.dp, grouped(gpus), per_server, s.machine.name,
-            grouped(s.machine.servers)));
+    d.fail(d.dp_auto ? "parallelism.pp" : "parallelism.dp",
+           fmt::format("job needs {} servers (tp {} x pp {} x dp {}{} = {} GPUs, {} per server) but machine "
+                       "'{}' has {}",
+                       grouped(servers), p.tp, p.pp, p.dp, p.cp > 1 ? fmt::format(" x cp {}", p.cp) : "",
+                       grouped(gpus), per_server, s.machine.name, grouped(s.machine.servers)));
+  if (p.dp % p.ep != 0)
+    d.fail("parallelism.ep", fmt::format("ep ({}) must divide dp ({}): expert-parallel groups are carved "
+                                         "out of the data-parallel replicas",
+                                         p.ep, p.dp));
 
   if (t.global_batch % (t.micro_batch * p.dp) != 0)
     d.fail("training.global_batch",
            fmt::format("global_batch ({}) must be divisible by micro_batch x dp ({} x {} = {})",
                        t.global_batch, t.micro_batch, p.dp, t.micro_batch * p.dp));
   const int microbatches = t.global_batch / (t.micro_batch * p.dp);
-  if (interleaved && microbatches % p.pp != 0)
+  if (p.schedule == PipelineScheduleKind::INTERLEAVED_1F1B && microbatches % p.pp != 0)
     d.fail(
         "parallelism.schedule",
         fmt::format(
@@ -790,6 +942,8 @@ Scenario load_scenario(const std::string& path, const LoadOptions& options) {
     m.kv_heads = m.heads;
   if (m.ffn_hidden == 0)
     m.ffn_hidden = 4 * m.hidden;
+  if (m.moe && m.moe->expert_ffn_hidden == 0)
+    m.moe->expert_ffn_hidden = m.ffn_hidden;
 
   check_scenario(draft);
   resolve_calibration(draft);
@@ -811,6 +965,8 @@ std::string render_scenario(const Scenario& scenario) {
       entries.emplace_back(std::string(f.key), f.render(draft));
     }
   }
+  // An empty rendering is an absent optional group (a dense model has no `moe`).
+  std::erase_if(entries, [](const auto& entry) { return entry.second.empty(); });
   return emit_nested(entries);
 }
 

@@ -302,12 +302,65 @@ TEST_CASE("tools::Scenario: rejected scenarios", "[scenario]") {
         Contains("job needs 1,280 servers (tp 8 x pp 16 x dp 80 = 10,240 GPUs, 8 per server) but "
                  "machine 'azure-openai-2020' has 1,250"));
   }
-  SECTION("expert parallelism not supported yet") {
-    CHECK_THROWS_WITH(load("  ep: 2\n", 64), Contains("expert parallelism is not supported yet"));
+  SECTION("expert parallelism on a dense model") {
+    CHECK_THROWS_WITH(load("  ep: 2\n  dp: 2\n", 64),
+                      Contains("parallelism.ep: expert parallelism (ep 2) needs a mixture-of-experts model"));
   }
-  SECTION("zero-bubble not supported yet") {
-    CHECK_THROWS_WITH(load("  schedule: zero-bubble\n", 64),
-                      Contains("schedule 'zero-bubble' is not supported yet"));
+  SECTION("ep not dividing the experts") {
+    CHECK_THROWS_WITH(load("  ep: 16\n  dp: 16\n", 64, "mixtral-8x7b"),
+                      Contains("parallelism.ep: moe.experts (8) must be divisible by ep (16)"));
+  }
+  SECTION("ep not dividing dp") {
+    CHECK_THROWS_WITH(load("  ep: 4\n  dp: 2\n", 64, "mixtral-8x7b"), Contains("ep (4) must divide dp (2)"));
+  }
+  SECTION("cp not dividing the sequence in 2 x cp chunks") {
+    CHECK_THROWS_WITH(load("  cp: 3\n", 64),
+                      Contains("parallelism.cp: seq_len (2048) must be divisible by 2 x cp (2 x 3 = 6)"));
+  }
+  SECTION("sequence parallelism with cp") {
+    CHECK_THROWS_WITH(load("  tp: 8\n  cp: 2\n  sequence_parallel: true\n", 64, "{preset: llama3-8b, seq_len: 2056}"),
+                      Contains("sequence_parallel needs seq_len / cp (2056 / 2 = 1028) divisible by tp (8)"));
+  }
+  SECTION("zero-bubble with model chunks") {
+    CHECK_THROWS_WITH(
+        load("  pp: 8\n  schedule: zero-bubble\n  virtual_stages: 2\n", 64),
+        Contains("zero-bubble (ZB-H1) runs one model chunk per stage; virtual_stages must be 1, got 2"));
+  }
+  SECTION("zero-bubble and cp are accepted") {
+    CHECK_NOTHROW(load("  pp: 8\n  schedule: zero-bubble\n  cp: 2\n", 64));
+  }
+  SECTION("kv heads and tp must divide one another") {
+    CHECK_THROWS_WITH(load("  tp: 4\n", 64, "{preset: llama3-8b, hidden: 3072, heads: 24, kv_heads: 6}"),
+                      Contains("kv_heads (6) and tp (4) must divide one another"));
+    CHECK_NOTHROW(load("  tp: 16\n", 64, "llama3-8b"));
+  }
+  SECTION("uneven stages") {
+    const std::string model = "{preset: llama3-8b, layers: 30}";
+    CHECK_NOTHROW(load("  pp: 4\n  first_stage_layers: 6\n", 64, model));
+    CHECK_NOTHROW(load("  pp: 4\n  first_stage_layers: 7\n  last_stage_layers: 7\n", 64, model));
+    CHECK_THROWS_WITH(load("  first_stage_layers: 6\n", 64, model),
+                      Contains("parallelism.first_stage_layers: first_stage_layers needs pp >= 2, got pp 1"));
+    CHECK_THROWS_WITH(load("  last_stage_layers: 6\n", 64, model),
+                      Contains("parallelism.last_stage_layers: last_stage_layers needs pp >= 2, got pp 1"));
+    CHECK_THROWS_WITH(load("  pp: 2\n  first_stage_layers: 15\n  last_stage_layers: 15\n", 64, model),
+                      Contains("together need pp >= 3"));
+    CHECK_THROWS_WITH(
+        load("  pp: 4\n  first_stage_layers: 5\n", 64, model),
+        Contains("layers - first_stage_layers (30 - 5 = 25) must be divisible by the 3 other stages"));
+    CHECK_THROWS_WITH(load("  pp: 4\n  first_stage_layers: 15\n  last_stage_layers: 14\n", 64, model),
+                      Contains("(30 - 15 - 14 = 1) leaves fewer layers than the 2 other stages"));
+  }
+  SECTION("moe checks") {
+    CHECK_THROWS_WITH(load("  tp: 1\n", 64, "{preset: llama3-8b, moe: {top_k: 1}}"),
+                      Contains("model.moe: missing required key 'experts'"));
+    CHECK_THROWS_WITH(load("  tp: 1\n", 64, "{preset: mixtral-8x7b, moe: {top_k: 9}}"),
+                      Contains("model.moe.top_k: top_k (9) must not exceed experts (8)"));
+    CHECK_THROWS_WITH(load("  tp: 1\n", 64, "{preset: mixtral-8x7b, moe: {every: 3}}"),
+                      Contains("model.moe.every: layers (32) must be divisible by moe.every (3)"));
+    CHECK_THROWS_WITH(load("  tp: 1\n", 64, "{preset: mixtral-8x7b, moe: {capacity_factor: -1}}"),
+                      Contains("model.moe.capacity_factor: must be greater than zero, got '-1'"));
+    CHECK_THROWS_WITH(load("  tp: 8\n", 64, "{preset: mixtral-8x7b, moe: {expert_ffn_hidden: 14004}}"),
+                      Contains("moe.expert_ffn_hidden (14004) must be divisible by tp (8)"));
   }
   SECTION("zero stage out of range") {
     CHECK_THROWS_WITH(load("  zero: 4\n", 64), Contains("parallelism.zero: must be 0, 1, 2 or 3, got 4"));
@@ -330,7 +383,12 @@ TEST_CASE("tools::Scenario: rejected scenarios", "[scenario]") {
 }
 
 TEST_CASE("tools::Scenario: render_scenario output loads back to the same scenario", "[scenario]") {
-  for (const auto& file : yaml_files(DATA_DIR / "scenarios")) {
+  std::vector<fs::path> files = yaml_files(DATA_DIR / "scenarios");
+  for (const char* dir : {"megatron-2021", "llama3-2024", "mlperf-v3.1"}) {
+    const auto more = yaml_files(DATA_DIR / "tests" / "validation" / dir);
+    files.insert(files.end(), more.begin(), more.end());
+  }
+  for (const auto& file : files) {
     INFO(file.string());
     const Scenario s = load_scenario(file.string(), options());
     const std::string text = render_scenario(s);
@@ -344,9 +402,136 @@ TEST_CASE("tools::Scenario: render_schema lists every key once with its default"
   const std::string schema = render_schema();
   for (const char* key :
        {"machine.fabric.core_oversubscription", "model.kv_heads", "training.flash_attention",
-        "parallelism.dp_overlap", "parallelism.dp_bucket", "simulation.seed", "calibration"}) {
+        "parallelism.overlap.dp", "parallelism.overlap.tp", "parallelism.overlap.pp", "parallelism.overlap.zero",
+        "parallelism.dp_bucket", "parallelism.cp_kind", "parallelism.first_stage_layers",
+        "parallelism.last_stage_layers", "model.moe.experts", "model.moe.top_k", "model.moe.capacity_factor",
+        "model.moe.expert_ffn_hidden", "model.moe.every", "simulation.seed", "calibration"}) {
     INFO(key);
     CHECK_THAT(schema, Contains(key));
   }
   CHECK_THAT(schema, Contains("160 MB"));
+  CHECK_THAT(schema, !Contains("dp_overlap"));
+}
+
+TEST_CASE("tools::Scenario: mixture-of-experts models", "[scenario]") {
+  SECTION("the Mixtral preset") {
+    const Scenario s = load_scenario((DATA_DIR / "scenarios" / "mixtral-8x7b-dgx-h100.yaml").string(), options());
+    REQUIRE(s.model.moe.has_value());
+    CHECK(s.model.moe->experts == 8);
+    CHECK(s.model.moe->top_k == 2);
+    CHECK(s.model.moe->capacity_factor == 1.0);
+    CHECK(s.model.moe->expert_ffn_hidden == 14336);
+    CHECK(s.model.moe->every == 1);
+    CHECK(s.parallelism.ep == 8);
+    CHECK(s.parallelism.dp % s.parallelism.ep == 0);
+  }
+  SECTION("the GPT-style preset: every other layer, top-1") {
+    TempScenario t("odyssey-gpt-moe.yaml", scenario_with("dgx-h100-superpod", "gpt-moe-1.3b-128e",
+                                                         "  dp: 128\n  ep: 64\n", 512));
+    const Scenario s = load_scenario(t.path(), options());
+    REQUIRE(s.model.moe.has_value());
+    CHECK(s.model.moe->experts == 128);
+    CHECK(s.model.moe->top_k == 1);
+    CHECK(s.model.moe->every == 2);
+  }
+  SECTION("a dense model has no moe and renders none") {
+    const Scenario s = load_scenario(DEFAULT_SCENARIO, options());
+    CHECK_FALSE(s.model.moe.has_value());
+    CHECK_THAT(render_scenario(s), !Contains("moe"));
+  }
+  SECTION("inline moe keys take the defaults for the rest") {
+    TempScenario t("odyssey-moe-inline.yaml",
+                   scenario_with("dgx-h100-superpod", "{preset: llama3-8b, moe: {experts: 16}}", "  tp: 1\n", 64));
+    const Scenario s = load_scenario(t.path(), options());
+    REQUIRE(s.model.moe.has_value());
+    CHECK(s.model.moe->experts == 16);
+    CHECK(s.model.moe->top_k == 2);
+    CHECK(s.model.moe->capacity_factor == 1.25);
+    CHECK(s.model.moe->expert_ffn_hidden == s.model.ffn_hidden);
+    CHECK(s.model.moe->every == 1);
+  }
+}
+
+TEST_CASE("tools::Scenario: --set reaches the strategy keys", "[scenario]") {
+  SECTION("moe keys turn a dense model into a mixture of experts") {
+    const Scenario s = load_scenario(
+        DEFAULT_SCENARIO, options({"model.moe.experts=64", "model.moe.top_k=1", "model.moe.capacity_factor=2",
+                                   "model.moe.expert_ffn_hidden=24576", "model.moe.every=2",
+                                   "parallelism.ep=8"}));
+    REQUIRE(s.model.moe.has_value());
+    CHECK(s.model.moe->experts == 64);
+    CHECK(s.model.moe->top_k == 1);
+    CHECK(s.model.moe->capacity_factor == 2.0);
+    CHECK(s.model.moe->expert_ffn_hidden == 24576);
+    CHECK(s.model.moe->every == 2);
+    CHECK(s.parallelism.ep == 8);
+  }
+  SECTION("overlap switches") {
+    const Scenario s = load_scenario(DEFAULT_SCENARIO,
+                                     options({"parallelism.overlap.dp=false", "parallelism.overlap.tp=true",
+                                              "parallelism.overlap.pp=true", "parallelism.overlap.zero=false"}));
+    CHECK_FALSE(s.parallelism.dp_overlap);
+    CHECK(s.parallelism.tp_overlap);
+    CHECK(s.parallelism.pp_overlap);
+    CHECK_FALSE(s.parallelism.zero_overlap);
+  }
+  SECTION("overlap defaults") {
+    const Scenario s = load_scenario(DEFAULT_SCENARIO, options());
+    CHECK(s.parallelism.dp_overlap);
+    CHECK_FALSE(s.parallelism.tp_overlap);
+    CHECK_FALSE(s.parallelism.pp_overlap);
+    CHECK(s.parallelism.zero_overlap);
+    CHECK(s.parallelism.cp_kind == ContextParallelKind::RING);
+    CHECK(s.parallelism.first_stage_layers == 0);
+    CHECK(s.parallelism.last_stage_layers == 0);
+  }
+  SECTION("context parallelism and its kind") {
+    const Scenario s =
+        load_scenario(DEFAULT_SCENARIO, options({"parallelism.cp=2", "parallelism.cp_kind=all-gather",
+                                                 "parallelism.dp=24"}));
+    CHECK(s.parallelism.cp == 2);
+    CHECK(s.parallelism.cp_kind == ContextParallelKind::ALL_GATHER);
+    CHECK(s.parallelism.gpus() == 8 * 24 * 24 * 2);
+  }
+  SECTION("uneven stages") {
+    const Scenario s = load_scenario(
+        DEFAULT_SCENARIO, options({"parallelism.first_stage_layers=3", "parallelism.last_stage_layers=5"}));
+    CHECK(s.parallelism.first_stage_layers == 3);  // 96 = 3 + 22 x 4 + 5 over pp 24
+    CHECK(s.parallelism.last_stage_layers == 5);
+  }
+  SECTION("zero-bubble") {
+    const Scenario s = load_scenario(DEFAULT_SCENARIO, options({"parallelism.schedule=zero-bubble"}));
+    CHECK(s.parallelism.schedule == PipelineScheduleKind::ZERO_BUBBLE);
+  }
+  SECTION("the old dp_overlap key is gone") {
+    CHECK_THROWS_WITH(load_scenario(DEFAULT_SCENARIO, options({"parallelism.dp_overlap=false"})),
+                      Contains("unknown key 'dp_overlap' (did you mean 'overlap'?)"));
+  }
+  SECTION("an overlap group is not a value") {
+    CHECK_THROWS_WITH(load_scenario(DEFAULT_SCENARIO, options({"parallelism.overlap=false"})),
+                      Contains("is a group of keys; set one of them: dp, tp, pp, zero"));
+  }
+}
+
+TEST_CASE("tools::Scenario: the published Llama 3 and MLPerf layouts load", "[scenario]") {
+  SECTION("Llama 3 405B, 128k context") {
+    const Scenario s = load_scenario(
+        (DATA_DIR / "tests" / "validation" / "llama3-2024" / "llama3-405b-128k-16384gpu.yaml").string(), options());
+    CHECK(s.parallelism.gpus() == 16384);
+    CHECK(s.parallelism.cp == 16);
+    CHECK(s.parallelism.cp_kind == ContextParallelKind::ALL_GATHER);
+    CHECK(s.parallelism.first_stage_layers == 7);
+    CHECK(s.parallelism.last_stage_layers == 7);
+    CHECK(s.model.seq_len == 131072);
+    CHECK(s.training.global_batch * s.model.seq_len == 16777216);
+  }
+  SECTION("MLPerf GPT-3 on the whole of Eos") {
+    const Scenario s = load_scenario(
+        (DATA_DIR / "tests" / "validation" / "mlperf-v3.1" / "mlperf31-gpt3-10752.yaml").string(), options());
+    CHECK(s.parallelism.gpus() == 10752);
+    CHECK(s.machine.servers == 1344);
+    CHECK(s.training.precision == Precision::FP8);
+    CHECK(s.model.vocab == 50257);
+    CHECK(s.parallelism.tp_overlap);
+  }
 }
