@@ -188,8 +188,10 @@ TEST_CASE("sim::Engine: ZeRO-1 reduce-scatters gradients and gathers parameters"
   };
   const SimulationResult plain = run(0);
   const SimulationResult zero1 = run(1);
-  // Reduce-scatter + all-gather move the all-reduce's volume: the exposed time stays comparable.
-  CHECK(zero1.breakdown.dp_comm_exposed.value() == Approx(plain.breakdown.dp_comm_exposed.value()).epsilon(0.25));
+  // bf16 training reduces fp32 gradients: the all-reduce moves 2 x 4 bytes per parameter per
+  // rank, the reduce-scatter 4 and the bf16 parameter all-gather 2, three quarters of it.
+  const double ratio = zero1.breakdown.dp_comm_exposed.value() / plain.breakdown.dp_comm_exposed.value();
+  CHECK(ratio == Approx(0.75).epsilon(0.1));
   // The optimizer works on a 1/dp shard.
   CHECK(zero1.breakdown.optimizer.value() < plain.breakdown.optimizer.value() / 8);
 }
@@ -200,7 +202,7 @@ TEST_CASE("sim::Engine: context and expert parallel collectives run inside the l
   ModelSpec model = gpt(4, 2048, 16, 51200);
   model.seq_len = 8192;
   SECTION("context parallel, all-gather kind: exposed") {
-    const Workload w(model, {.global_batch = 8, .micro_batch = 1, .precision = Precision::BF16, .tokens = {}, .flash_attention = true},
+    const Workload w(model, {.global_batch = 8, .micro_batch = 1, .precision = Precision::BF16},
                      {.tp = 4, .pp = 1, .dp = 2, .cp = 4, .cp_kind = ContextParallelKind::ALL_GATHER});
     const SimulationResult r = simulate(machine, w, cost, {});
     CHECK(r.simulated_gpus == 32);
