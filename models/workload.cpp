@@ -506,14 +506,10 @@ void add_fp8_casts(WorkBlock& w, Precision act_dtype, WeightCasts weights) {
 }
 
 /// Layers of each pipeline stage: an even split, or stage 0 and the last stage overridden
-/// (pipeline.first_stage_layers / last_stage_layers) and the rest split evenly over the others.
+/// (parallelism.first_stage_layers / last_stage_layers) and the rest split evenly over the others.
 std::vector<int> stage_layer_counts(int layers, const ParallelismSpec& par) {
   const int pp = par.pp;
   if (par.first_stage_layers == 0 && par.last_stage_layers == 0) return std::vector<int>(size_t(pp), layers / pp);
-  if (par.virtual_stages != 1)
-    throw std::invalid_argument(fmt::format("uneven pipeline stages (first_stage_layers = {}, last_stage_layers = {}) "
-                                            "need virtual_stages = 1 (got {})",
-                                            par.first_stage_layers, par.last_stage_layers, par.virtual_stages));
   if (par.first_stage_layers < 0 || par.last_stage_layers < 0)
     throw std::invalid_argument(fmt::format("first_stage_layers ({}) and last_stage_layers ({}) must not be negative",
                                             par.first_stage_layers, par.last_stage_layers));
@@ -550,6 +546,39 @@ std::vector<int> stage_layer_counts(int layers, const ParallelismSpec& par) {
                                             layers, par.first_stage_layers, par.last_stage_layers, rest, free_stages));
   for (int s = 0; s < pp; ++s)
     if (!fixed[size_t(s)]) counts[size_t(s)] = rest / free_stages;
+  return counts;
+}
+
+/// Layers of each virtual stage (index chunk*pp + stage). With interleaving and uneven stages only
+/// the first model chunk of stage 0 and the last of the last stage are shortened, as Llama 3 does
+/// (126 layers on pp 16, v 8: 7 layers on the first and last stage, arXiv 2407.21783 sec. 3.3.2);
+/// they may hold no transformer layer, only the embedding or the LM head.
+std::vector<int> virtual_stage_layer_counts(int layers, const ParallelismSpec& par) {
+  const int pp = par.pp, v = par.virtual_stages;
+  const std::vector<int> stages = stage_layer_counts(layers, par);
+  std::vector<int> counts(size_t(pp * v), 0);
+  const bool uneven = par.first_stage_layers != 0 || par.last_stage_layers != 0;
+  if (!uneven || v == 1) {
+    for (int j = 0; j < pp * v; ++j) counts[size_t(j)] = stages[size_t(j % pp)] / v;
+    return counts;
+  }
+  const int middle = pp > 2 ? stages[1] : layers / pp;
+  if (middle % v != 0)
+    throw std::invalid_argument(fmt::format("layers per middle stage ({}) must be divisible by virtual_stages ({})",
+                                            middle, v));
+  const int per_chunk = middle / v;
+  for (int j = 0; j < pp * v; ++j) counts[size_t(j)] = per_chunk;
+  auto shorten = [&](int stage, int chunk, int stage_layers) {
+    const int rest = stage_layers - (v - 1) * per_chunk;
+    if (rest < 0)
+      throw std::invalid_argument(fmt::format("with virtual_stages {} only one model chunk of stage {} is shortened: "
+                                              "its {} layers must be at least (virtual_stages - 1) x layers per "
+                                              "chunk ({} x {} = {})",
+                                              v, stage, stage_layers, v - 1, per_chunk, (v - 1) * per_chunk));
+    counts[size_t(chunk * pp + stage)] = rest;
+  };
+  shorten(0, 0, stages.front());
+  shorten(pp - 1, v - 1, stages.back());
   return counts;
 }
 
@@ -623,7 +652,7 @@ Workload::Workload(ModelSpec model, TrainingSpec training, ParallelismSpec paral
           fmt::format("global_batch ({}) must be divisible by micro_batch * dp ({} * {} = {})",
                       training_.global_batch, training_.micro_batch, par.dp, replica_batch));
 
-  const std::vector<int> stage_layers = stage_layer_counts(m.layers, par);
+  const std::vector<int> vstage_layers = virtual_stage_layer_counts(m.layers, par);
   const int mb = microbatches();
   schedules_.reserve(size_t(par.pp));
   for (int s = 0; s < par.pp; ++s)
@@ -755,11 +784,10 @@ Workload::Workload(ModelSpec model, TrainingSpec training, ParallelismSpec paral
   const double embedding_params = word_embedding + (x.llama ? 0.0 : double(m.seq_len) * h);
   const double final_norm = x.llama ? h : 2 * h;
 
-  // Layer ranges of each virtual stage: virtual stage chunk*pp + stage holds an even share, or
-  // (virtual_stages == 1) the stage's count from stage_layer_counts.
-  std::vector<int> first_of_stage(size_t(par.pp), 0);
-  for (int s = 1; s < par.pp; ++s) first_of_stage[size_t(s)] = first_of_stage[size_t(s - 1)] + stage_layers[size_t(s - 1)];
-  const int layers_per_chunk = m.layers / virtual_stages;
+  // Layer ranges of each virtual stage (chunk*pp + stage), in order along the model.
+  std::vector<int> first_of_vstage(size_t(virtual_stages), 0);
+  for (int j = 1; j < virtual_stages; ++j)
+    first_of_vstage[size_t(j)] = first_of_vstage[size_t(j - 1)] + vstage_layers[size_t(j - 1)];
 
   // A chunk's ops depend only on its layer count, MoE pattern and whether it holds the embedding
   // and/or the LM head: build each distinct chunk once.
@@ -772,8 +800,8 @@ Workload::Workload(ModelSpec model, TrainingSpec training, ParallelismSpec paral
   for (int s = 0; s < par.pp; ++s) {
     for (int c = 0; c < par.virtual_stages; ++c) {
       const int vstage = c * par.pp + s;
-      const int first = par.virtual_stages == 1 ? first_of_stage[size_t(s)] : vstage * layers_per_chunk;
-      const int count = par.virtual_stages == 1 ? stage_layers[size_t(s)] : layers_per_chunk;
+      const int first = first_of_vstage[size_t(vstage)];
+      const int count = vstage_layers[size_t(vstage)];
       const auto key = std::make_tuple(vstage == 0, vstage == virtual_stages - 1, m.moe ? first % m.moe->every : 0, count);
       auto it = variants.find(key);
       if (it == variants.end()) it = variants.emplace(key, build(vstage, first, count)).first;

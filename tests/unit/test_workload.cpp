@@ -309,9 +309,10 @@ TEST_CASE("models::Workload: rejects what it cannot model", "[models]") {
     p.first_stage_layers = 2;
     p.last_stage_layers = 2;
     expect(gpt(9, 1024, 16), t, p, "leaves 5 for 2 middle stages");
-    p.virtual_stages = 2;
+    p.virtual_stages = 4;
     p.schedule = PipelineScheduleKind::INTERLEAVED_1F1B;
-    expect(gpt(8, 1024, 16), t, p, "need virtual_stages = 1 (got 2)");
+    p.first_stage_layers = 2;
+    expect(gpt(12, 1024, 16), t, p, "(virtual_stages - 1) x layers per chunk (3 x 1 = 3)");
   }
 }
 
@@ -391,6 +392,27 @@ TEST_CASE("models::Workload: uneven pipeline stages (Llama 3 405B: 126 layers on
   for (int s = 0; s < 16; ++s) sum += w.local_parameters(s) * 8;
   CHECK(sum == Approx(w.parameters()).epsilon(1e-3));  // replicated norm gains counted on every TP rank
   CHECK(w.chunk_activations(1, 0).value() == Approx(8 * w.layer_activations().value()));
+  SECTION("interleaved (v = 8): only the first and the last model chunk are shortened") {
+    p.virtual_stages = 8;
+    p.schedule = PipelineScheduleKind::INTERLEAVED_1F1B;
+    const Workload v(llama(126, 16384, 128, 8, 53248), TrainingSpec{.global_batch = 64, .micro_batch = 1,
+                                                                     .precision = Precision::BF16, .tokens = {}},
+                     p);
+    CHECK(v.chunk(0, 0).layers == 0);
+    CHECK(v.chunk(0, 0).has_embedding);
+    CHECK(v.chunk(15, 7).layers == 0);
+    CHECK(v.chunk(15, 7).has_lm_head);
+    int total = 0;
+    for (int s = 0; s < 16; ++s) {
+      int stage = 0;
+      for (int c = 0; c < 8; ++c) stage += v.chunk(s, c).layers;
+      CHECK(stage == (s == 0 || s == 15 ? 7 : 8));
+      total += stage;
+    }
+    CHECK(total == 126);
+    CHECK(v.chunk(1, 0).first_layer == 0);
+    CHECK(v.chunk(0, 1).first_layer == 15);
+  }
 }
 
 TEST_CASE("models::Workload: context parallelism splits the sequence", "[models]") {
