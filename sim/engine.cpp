@@ -355,6 +355,7 @@ void Simulation::wait_dp(BlockState& b, int seq) {
 void Simulation::run_block(BlockState& b, const PricedBlock& block, const std::string& name) {
   const double t0 = sg4::Engine::get_clock();
   std::vector<sg4::CommPtr> overlapped;
+  std::map<std::pair<long, long>, double> overlapped_edges;
   std::vector<std::pair<GroupKind, Seconds>> overlapped_latency;
   std::vector<std::pair<GroupKind, int>> overlapped_dp;
   Seconds overlapped_analytic;
@@ -367,11 +368,15 @@ void Simulation::run_block(BlockState& b, const PricedBlock& block, const std::s
     } else {
       for (const auto& members : block_groups(b, op.group)) {
         CollectivePlan plan;
-        auto comms = start_flows(group_edges(members, op, &plan));
-        overlapped.insert(overlapped.end(), comms.begin(), comms.end());
+        for (const RingEdge& e : group_edges(members, op, &plan)) overlapped_edges[{e.src, e.dst}] += e.bytes;
         overlapped_latency.emplace_back(op.group, plan.latency);
       }
     }
+  }
+  if (!overlapped_edges.empty()) {
+    std::vector<RingEdge> edges;
+    for (const auto& [key, bytes] : overlapped_edges) edges.push_back({key.first, key.second, bytes});
+    overlapped = start_flows(edges);
   }
   if (block.compute.value() > 0) {
     sg4::this_actor::execute(block.compute.value() * sim::GPU_HOST_SPEED);
@@ -416,25 +421,40 @@ void Simulation::run_block(BlockState& b, const PricedBlock& block, const std::s
     ++result_.activities;
     record(b, Category::TP, t1, "tp", name + " tp");
   }
-  for (const CollectiveOp& op : block.comm) {
-    if (op.overlap_with_compute || (op.group == GroupKind::TP && tp_links_private())) continue;
-    const double t1 = sg4::Engine::get_clock();
-    if (op.group == GroupKind::DP) {
-      wait_dp(b, issue_dp(b, {.kind = op.kind, .group = DpGroup::DENSE, .bytes = op.bytes.value(), .label = op.name}));
-    } else {
-      std::vector<sg4::CommPtr> comms;
-      Seconds latency;
-      for (const auto& members : block_groups(b, op.group)) {
+  // The other blocking collectives: DP ones through the stage's driver, in order; those inside
+  // the block merged per group into one flow per ring edge (their sizes add up on the same edges,
+  // and their latencies add up on the critical path), which keeps flows O(block) per pass.
+  for (GroupKind g : {GroupKind::TP, GroupKind::CP, GroupKind::EP}) {
+    if (g == GroupKind::TP && tp_links_private()) continue;
+    std::map<std::pair<long, long>, double> merged;
+    Seconds latency;
+    std::string names;
+    for (const CollectiveOp& op : block.comm) {
+      if (op.overlap_with_compute || op.group != g) continue;
+      Seconds op_latency;
+      for (const auto& members : block_groups(b, g)) {
         CollectivePlan plan;
-        auto started = start_flows(group_edges(members, op, &plan));
-        comms.insert(comms.end(), started.begin(), started.end());
-        latency = std::max(latency, plan.latency);
+        for (const RingEdge& e : group_edges(members, op, &plan)) merged[{e.src, e.dst}] += e.bytes;
+        op_latency = std::max(op_latency, plan.latency);
       }
-      sg4::Comm::wait_all(comms);
-      sg4::this_actor::sleep_for(latency.value());
-      ++result_.activities;
+      latency += op_latency;
+      names += (names.empty() ? "" : ", ") + op.name;
     }
-    record(b, category_of(op.group), t1, stream_of(op.group), name + " " + op.name);
+    if (merged.empty()) continue;
+    const double t1 = sg4::Engine::get_clock();
+    std::vector<RingEdge> edges;
+    edges.reserve(merged.size());
+    for (const auto& [key, bytes] : merged) edges.push_back({key.first, key.second, bytes});
+    run_flows(edges);
+    sg4::this_actor::sleep_for(latency.value());
+    ++result_.activities;
+    record(b, category_of(g), t1, stream_of(g), name + " " + names);
+  }
+  for (const CollectiveOp& op : block.comm) {
+    if (op.overlap_with_compute || op.group != GroupKind::DP) continue;
+    const double t1 = sg4::Engine::get_clock();
+    wait_dp(b, issue_dp(b, {.kind = op.kind, .group = DpGroup::DENSE, .bytes = op.bytes.value(), .label = op.name}));
+    record(b, Category::DP_WAIT, t1, "dp", name + " " + op.name);
   }
 }
 
