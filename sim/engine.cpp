@@ -108,6 +108,8 @@ struct BlockState {
   long base = 0;                          ///< first global GPU index of the block
   std::vector<char> activation_ready;     ///< [chunk * m + mb]: sender finished its forward
   std::vector<char> gradient_ready;       ///< [chunk * m + mb]: sender finished its backward
+  std::vector<std::vector<sg4::CommPtr>> incoming_activation;  ///< with pp overlap: flows in flight
+  std::vector<std::vector<sg4::CommPtr>> incoming_gradient;
   sg4::MutexPtr mutex;
   sg4::ConditionVariablePtr cv;
   double time[static_cast<int>(Category::COUNT)] = {};
@@ -165,7 +167,8 @@ private:
   void dp_driver(int stage);
   int issue_dp(BlockState& b, DpRequest request);
   void wait_dp(BlockState& b, int seq);
-  void pull(BlockState& b, int from_stage, Bytes bytes, const std::string& what);
+  void pull(BlockState& b, int from_stage, size_t slot, bool activation, Bytes bytes, const std::string& what);
+  std::vector<RingEdge> pp_edges(long from_base, long to_base, Bytes bytes) const;
   void run_block(BlockState& b, const PricedBlock& block, const std::string& name);
   Seconds analytic_tp(const CollectiveOp& op) const;
 
@@ -458,18 +461,16 @@ void Simulation::run_block(BlockState& b, const PricedBlock& block, const std::s
   }
 }
 
-/// Receives a pipeline message: wait until the sender has produced it (bubble), then move it
-/// (the transfer starts when both sides are ready, as NCCL's send/recv rendezvous does).
-void Simulation::pull(BlockState& b, int from_stage, Bytes bytes, const std::string& what) {
+/// Flows of one pipeline message between the same positions of two blocks: one per pair of NICs
+/// (GPUs that share both NICs are merged into one flow).
+std::vector<RingEdge> Simulation::pp_edges(long from_base, long to_base, Bytes bytes) const {
   std::vector<RingEdge> edges;
-  // One flow per pair of NICs: GPUs that share both NICs are merged into one flow.
   std::map<std::pair<long, long>, size_t> by_nic_pair;
-  const long from_base = block_base(from_stage, b.replica);
   const CollectivePlan intra = cost_.collective(CollectiveKind::SEND_RECV, bytes, GroupShape{.ranks = 2, .servers = 1});
   const CollectivePlan inter = cost_.collective(CollectiveKind::SEND_RECV, bytes, GroupShape{.ranks = 2, .servers = 2});
   for (int i = 0; i < block_size_; ++i) {
     const long src = from_base + i;
-    const long dst = b.base + i;
+    const long dst = to_base + i;
     if (server_of(src) == server_of(dst)) {
       edges.push_back({src, dst, bytes.value() / intra.efficiency_nvlink});
       continue;
@@ -480,11 +481,33 @@ void Simulation::pull(BlockState& b, int from_stage, Bytes bytes, const std::str
     else
       edges[it->second].bytes += bytes.value() / inter.efficiency_net;
   }
-  const double t0 = sg4::Engine::get_clock();
-  run_flows(edges);
-  if (inter.latency.value() > 0) {
-    sg4::this_actor::sleep_for(inter.latency.value());
-    ++result_.activities;
+  return edges;
+}
+
+/// Receives a pipeline message. Without overlap the receiver waits until the sender has produced
+/// it (bubble), then moves it (the transfer starts when both sides are ready, as NCCL's send/recv
+/// rendezvous does). With overlap the sender started the transfer when it produced the message
+/// and the receiver only waits for what is still in flight.
+void Simulation::pull(BlockState& b, int from_stage, size_t slot, bool activation, Bytes bytes, const std::string& what) {
+  std::vector<char>& flags = activation ? b.activation_ready : b.gradient_ready;
+  double t0 = sg4::Engine::get_clock();
+  {
+    std::unique_lock lock(*b.mutex);
+    while (flags[slot] == 0) b.cv->wait(lock);
+  }
+  record(b, Category::PP_WAIT, t0, "pp", "wait");
+  t0 = sg4::Engine::get_clock();
+  if (p_.pp_overlap) {
+    auto& incoming = (activation ? b.incoming_activation : b.incoming_gradient)[slot];
+    sg4::Comm::wait_all(incoming);
+    incoming.clear();
+  } else {
+    run_flows(pp_edges(block_base(from_stage, b.replica), b.base, bytes));
+    const CollectivePlan inter = cost_.collective(CollectiveKind::SEND_RECV, bytes, GroupShape{.ranks = 2, .servers = 2});
+    if (inter.latency.value() > 0) {
+      sg4::this_actor::sleep_for(inter.latency.value());
+      ++result_.activities;
+    }
   }
   record(b, Category::PP_TRANSFER, t0, "pp", what);
 }
@@ -495,7 +518,12 @@ void Simulation::stage_actor(BlockState& b) {
   const int v = w_.chunks_per_stage();
   const int last_virtual = pp * v - 1;
   const auto& steps = w_.schedule(b.stage);
-  const double bucket = p_.dp_bucket.value();
+  // Megatron-core's default bucket: max(40M, 1M x data-parallel size) parameters
+  // (DistributedDataParallelConfig.bucket_size), in the gradient's bytes per element.
+  const double grad_element = w_.training().precision == Precision::FP16 ? 2.0 : 4.0;
+  const double bucket = p_.dp_bucket.value() > 0
+                            ? p_.dp_bucket.value()
+                            : std::max(40e6, 1e6 * p_.dp * p_.cp) * grad_element;
   const bool has_dp = p_.dp * p_.cp > 1;
   const bool has_expert_dp = p_.dp / p_.ep > 1;
   const CollectiveKind grad_kind = p_.zero >= 1 ? CollectiveKind::REDUCE_SCATTER : CollectiveKind::ALL_REDUCE;
@@ -520,17 +548,15 @@ void Simulation::stage_actor(BlockState& b) {
       pending.push_back(issue_dp(b, {.kind = grad_kind, .group = DpGroup::EXPERT, .bytes = pc.expert_gradients.value() / expert,
                                      .label = fmt::format("expert gradients bucket {}", k)}));
   };
-  auto wait_flag = [&](std::vector<char>& flags, size_t idx) {
-    const double t0 = sg4::Engine::get_clock();
-    std::unique_lock lock(*b.mutex);
-    while (flags[idx] == 0) b.cv->wait(lock);
-    lock.unlock();
-    record(b, Category::PP_WAIT, t0, "pp", "wait");
-  };
-  auto notify = [&](int stage, int chunk, int mb, bool activation) {
+  auto notify = [&](int stage, int chunk, int mb, bool activation, Bytes bytes) {
     BlockState& peer = *blocks_[static_cast<size_t>(stage)][static_cast<size_t>(b.replica)];
+    const size_t slot = static_cast<size_t>(chunk * m + mb);
+    if (p_.pp_overlap) {
+      // The send is asynchronous: its flows start now and this stage goes on computing.
+      (activation ? peer.incoming_activation : peer.incoming_gradient)[slot] = start_flows(pp_edges(b.base, peer.base, bytes));
+    }
     std::unique_lock lock(*peer.mutex);
-    (activation ? peer.activation_ready : peer.gradient_ready)[static_cast<size_t>(chunk * m + mb)] = 1;
+    (activation ? peer.activation_ready : peer.gradient_ready)[slot] = 1;
     peer.cv->notify_all();
   };
 
@@ -544,20 +570,16 @@ void Simulation::stage_actor(BlockState& b) {
                                           step.microbatch, step.chunk);
     if (step.kind == StepKind::FORWARD) {
       if (j > 0) {
-        wait_flag(b.activation_ready, slot);
         const int from = (j - 1) % pp;
-        pull(b, from, priced_[static_cast<size_t>(from)][static_cast<size_t>((j - 1) / pp)].activation,
+        pull(b, from, slot, true, priced_[static_cast<size_t>(from)][static_cast<size_t>((j - 1) / pp)].activation,
              fmt::format("recv act mb{}", step.microbatch));
       }
       run_block(b, pc.forward, label);
-      if (j < last_virtual) notify((j + 1) % pp, (j + 1) / pp, step.microbatch, true);
+      if (j < last_virtual) notify((j + 1) % pp, (j + 1) / pp, step.microbatch, true, pc.activation);
       continue;
     }
     if (step.kind == StepKind::BACKWARD || step.kind == StepKind::BACKWARD_INPUT) {
-      if (j < last_virtual) {
-        wait_flag(b.gradient_ready, slot);
-        pull(b, (j + 1) % pp, pc.activation, fmt::format("recv grad mb{}", step.microbatch));
-      }
+      if (j < last_virtual) pull(b, (j + 1) % pp, slot, false, pc.activation, fmt::format("recv grad mb{}", step.microbatch));
     }
     const PricedBlock& work = step.kind == StepKind::BACKWARD ? pc.backward
                               : step.kind == StepKind::BACKWARD_INPUT ? pc.backward_input
@@ -581,7 +603,12 @@ void Simulation::stage_actor(BlockState& b) {
       // Without overlap the reduction waits for the pipeline flush (Megatron-LM 2021).
       if (releases) deferred.push_back(&pc);
     }
-    if (step.kind != StepKind::BACKWARD_WEIGHT && j > 0) notify((j - 1) % pp, (j - 1) / pp, step.microbatch, false);
+    if (step.kind != StepKind::BACKWARD_WEIGHT && j > 0) {
+      // The gradient sent back has the size of the activation the previous chunk sent forward.
+      const int to = (j - 1) % pp;
+      notify(to, (j - 1) / pp, step.microbatch, false,
+             priced_[static_cast<size_t>(to)][static_cast<size_t>((j - 1) / pp)].activation);
+    }
   }
 
   for (const PricedChunk* pc : deferred) release(*pc, 0, 1);
@@ -649,6 +676,12 @@ void Simulation::dp_driver(int stage) {
           }
       }
     }
+    if (options_.fidelity == Fidelity::FAST) {
+      // Every edge of a data-parallel ring carries the same bytes over the same kind of path;
+      // fast fidelity keeps the edges leaving replica 0's block as their representatives.
+      const long lo = block_base(stage, 0);
+      std::erase_if(edges, [&](const RingEdge& e) { return e.src < lo || e.src >= lo + block_size_; });
+    }
     run_flows(edges);
     sg4::this_actor::sleep_for(plan.latency.value());
     ++result_.activities;
@@ -690,6 +723,8 @@ SimulationResult Simulation::run() {
       b->base = block_base(s, e);
       b->activation_ready.assign(static_cast<size_t>(v * m), 0);
       b->gradient_ready.assign(static_cast<size_t>(v * m), 0);
+      b->incoming_activation.resize(static_cast<size_t>(v * m));
+      b->incoming_gradient.resize(static_cast<size_t>(v * m));
       b->mutex = sg4::Mutex::create();
       b->cv = sg4::ConditionVariable::create();
       blocks_[static_cast<size_t>(s)].push_back(std::move(b));

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string_view>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -13,7 +14,8 @@ namespace {
 
 std::string strategy_of(const ParallelismSpec& p) {
   std::string s = fmt::format("tp {} x pp {} x dp {}", p.tp, p.pp, p.dp);
-  if (p.cp > 1) s += fmt::format(" x cp {}", p.cp);
+  if (p.cp > 1) s += fmt::format(" x cp {} ({})", p.cp, p.cp_kind == ContextParallelKind::RING ? "ring" : "all-gather");
+  if (p.ep > 1) s += fmt::format(", ep {}", p.ep);
   s += fmt::format(", {}", to_string(p.schedule));
   if (p.virtual_stages > 1) s += fmt::format(" v{}", p.virtual_stages);
   s += fmt::format(", recompute {}", to_string(p.recompute));
@@ -42,6 +44,8 @@ Report make_report(const std::string& scenario_name, const MachineSpec& machine,
   r.model = workload.model().name;
   r.strategy = strategy_of(workload.parallelism());
   r.gpus = workload.parallelism().gpus();
+  r.cp = workload.parallelism().cp;
+  r.ep = workload.parallelism().ep;
   r.iteration_time = result.iteration_time;
   const double it = result.iteration_time.value();
   const double tokens = static_cast<double>(workload.training().global_batch) * workload.model().seq_len;
@@ -86,6 +90,8 @@ std::string render_text(const Report& r) {
   const std::pair<const char*, Seconds> parts[] = {
       {"compute", r.breakdown.compute},
       {"tp comm exposed", r.breakdown.tp_comm_exposed},
+      {"cp comm exposed", r.breakdown.cp_comm_exposed},
+      {"ep comm exposed", r.breakdown.ep_comm_exposed},
       {"pp bubble", r.breakdown.pp_bubble},
       {"pp comm exposed", r.breakdown.pp_comm_exposed},
       {"dp comm exposed", r.breakdown.dp_comm_exposed},
@@ -93,6 +99,8 @@ std::string render_text(const Report& r) {
   };
   const double total = std::max(1e-12, r.iteration_time.value());
   for (const auto& [name, t] : parts) {
+    // Context- and expert-parallel rows only for strategies that have them.
+    if ((std::string_view(name) == "cp comm exposed" && r.cp == 1) || (std::string_view(name) == "ep comm exposed" && r.ep == 1)) continue;
     const double f = t.value() / total;
     const int width = static_cast<int>(std::lround(f * 40));
     out += fmt::format("    {:<16} {:>10} {:5.1f}% {}\n", name, duration(t), f * 100, std::string(static_cast<size_t>(width), '#'));

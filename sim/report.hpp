@@ -19,6 +19,8 @@ struct Report {
   std::string model;
   std::string strategy;            ///< "tp 8 x pp 24 x dp 48, interleaved-1f1b v2, recompute full"
   long gpus = 0;
+  int cp = 1;
+  int ep = 1;
   Seconds iteration_time;
   double tokens_per_s = 0.0;
   double model_tflops_per_gpu = 0.0;

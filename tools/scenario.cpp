@@ -558,10 +558,15 @@ const std::vector<Field<Draft>>& scenario_fields() {
        "prefetch ZeRO-3 parameter all-gathers during compute",
        [](Draft& d, const YamlValue& v) { d.scenario.parallelism.zero_overlap = v.as_bool(); },
        [](const Draft& d) { return boolean(d.scenario.parallelism.zero_overlap); }},
-      {"parallelism.dp_bucket", "bytes", "160 MB", "gradient bucket size (Megatron-LM: 40M fp32 elements)",
-       [](Draft& d, const YamlValue& v) { d.scenario.parallelism.dp_bucket = v.as_bytes(); },
+      {"parallelism.dp_bucket", "bytes | auto", "auto",
+       "gradient bucket size; auto: Megatron-core's max(40M, 1M x dp) parameters",
+       [](Draft& d, const YamlValue& v) {
+         d.scenario.parallelism.dp_bucket = v.is_scalar() && v.as_string() == "auto" ? Bytes(0) : v.as_bytes();
+       },
        [](const Draft& d) {
-         return quoted_quantity(d.scenario.parallelism.dp_bucket.value(), Dimension::BYTES);
+         return d.scenario.parallelism.dp_bucket.value() > 0
+                    ? quoted_quantity(d.scenario.parallelism.dp_bucket.value(), Dimension::BYTES)
+                    : std::string("auto");
        }},
       {"calibration", "auto | path", "auto",
        "calibration profile; auto: the best profile for the machine's GPU",

@@ -82,7 +82,7 @@ TEST_CASE("tools::Scenario: the default scenario is GPT-3 175B on the 2020 Azure
   CHECK_FALSE(s.training.flash_attention);
   CHECK(s.parallelism.gpus() == 9216);
   CHECK(s.parallelism.recompute == Recompute::FULL);
-  CHECK(s.parallelism.dp_bucket.value() == 160e6);
+  CHECK(s.parallelism.dp_bucket.value() == 0);  // auto: Megatron-core's bucket rule
   CHECK(s.parallelism.dp_overlap);
   CHECK_THAT(s.calibration, Contains("v100"));
 }
@@ -409,7 +409,7 @@ TEST_CASE("tools::Scenario: render_schema lists every key once with its default"
     INFO(key);
     CHECK_THAT(schema, Contains(key));
   }
-  CHECK_THAT(schema, Contains("160 MB"));
+  CHECK_THAT(schema, Contains("max(40M, 1M x dp)"));
   CHECK_THAT(schema, !Contains("dp_overlap"));
 }
 

@@ -64,7 +64,7 @@ int main(int argc, char** argv) {
         odyssey::SimulationResult result;
         try {
           workload.emplace(s.model, s.training, s.parallelism);
-          result = odyssey::simulate(s.machine, *workload, cost, {});
+          result = odyssey::simulate(s.machine, *workload, cost, {.fidelity = s.simulation.fidelity, .seed = s.simulation.seed});
         } catch (const std::exception& e) {
           // A layout the engine cannot run yet fails its row; the other rows still report.
           ok = false;
