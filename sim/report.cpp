@@ -24,6 +24,14 @@ std::string strategy_of(const ParallelismSpec& p) {
   return s;
 }
 
+/// A large count the way people say it: "300B", "15.6T".
+std::string count(double n) {
+  if (n >= 1e12) return fmt::format("{:.3g}T", n / 1e12);
+  if (n >= 1e9) return fmt::format("{:.3g}B", n / 1e9);
+  if (n >= 1e6) return fmt::format("{:.3g}M", n / 1e6);
+  return fmt::format("{:.0f}", n);
+}
+
 std::string gib(Bytes b) { return fmt::format("{:.1f} GiB", b.value() / 1073741824.0); }
 
 std::string duration(Seconds s) {
@@ -85,7 +93,7 @@ std::string render_text(const Report& r) {
   out += fmt::format("  throughput   {:.1f} model TFLOP/s per GPU ({:.1f} hardware, recompute included; peak {:.1f})\n",
                      r.model_tflops_per_gpu, r.hardware_tflops_per_gpu, r.peak_tflops);
   if (r.time_to_train)
-    out += fmt::format("  time to train {:.3g} tokens: {}\n", *r.tokens, duration(*r.time_to_train));
+    out += fmt::format("  time to train {} tokens: {}\n", count(*r.tokens), duration(*r.time_to_train));
   out += "\n  where the time goes (critical GPU: stage " + std::to_string(r.simulation.critical_stage) + ")\n";
   const std::pair<const char*, Seconds> parts[] = {
       {"compute", r.breakdown.compute},
