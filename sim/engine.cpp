@@ -18,6 +18,7 @@
 
 #include <cstdio>
 
+#include "sim/isolation.hpp"
 #include "sim/platform.hpp"
 
 XBT_LOG_NEW_CATEGORY(odyssey, "Odyssey");
@@ -227,40 +228,20 @@ Seconds Simulation::analytic_tp(const CollectiveOp& op) const {
                                machine_.server.nic_bandwidth);
 }
 
-/// NCCL-style rings over `members` (global GPU indices in rank order). Members in one server are
-/// chained over NVLink; servers are joined through NICs. NCCL runs one ring per channel and gives
-/// each channel a different exit GPU (hence NIC) per server, so with k members per server and
-/// enough NICs, min(k, nics) rings carry 1/channels of the data each: the rings are rotations.
+/// NCCL-style rings over `members` (sim::nccl_rings), priced by the cost model.
 std::vector<RingEdge> Simulation::ring_edges(const std::vector<long>& members, CollectiveKind kind, double size,
                                              CollectivePlan* plan_out) const {
   std::vector<RingEdge> edges;
   const int n = static_cast<int>(members.size());
   if (n < 2) return edges;
-  std::vector<std::vector<long>> by_server;
-  for (long g : members) {
-    if (by_server.empty() || server_of(by_server.back().front()) != server_of(g)) by_server.emplace_back();
-    by_server.back().push_back(g);
-  }
-  const int servers = static_cast<int>(by_server.size());
-  const CollectivePlan plan = cost_.collective(kind, Bytes(size), GroupShape{.ranks = n, .servers = std::min(n, servers)});
+  std::set<long> servers;
+  for (long g : members) servers.insert(server_of(g));
+  const CollectivePlan plan =
+      cost_.collective(kind, Bytes(size), GroupShape{.ranks = n, .servers = static_cast<int>(servers.size())});
   if (plan_out != nullptr) *plan_out = plan;
-  const int per_server = static_cast<int>(by_server.front().size());
-  const int channels = servers > 1 ? std::max(1, std::min(per_server, machine_.server.nics)) : 1;
-  const double per_edge = plan.edge_bytes_factor * size / channels;
-  for (int c = 0; c < channels; ++c) {
-    std::vector<long> order;
-    order.reserve(members.size());
-    for (const auto& group : by_server) {
-      const int k = static_cast<int>(group.size());
-      for (int i = 0; i < k; ++i) order.push_back(group[static_cast<size_t>((i + c) % k)]);
-    }
-    for (int i = 0; i < n; ++i) {
-      const long a = order[static_cast<size_t>(i)];
-      const long b = order[static_cast<size_t>((i + 1) % n)];
-      const double eff = server_of(a) == server_of(b) ? plan.efficiency_nvlink : plan.efficiency_net;
-      edges.push_back({a, b, per_edge / eff});
-    }
-  }
+  for (const sim::RingFlow& f : sim::nccl_rings(members, machine_.server.gpus, machine_.server.nics, size,
+                                                plan.edge_bytes_factor, plan.efficiency_nvlink, plan.efficiency_net))
+    edges.push_back({f.src, f.dst, f.bytes});
   return edges;
 }
 
@@ -789,54 +770,12 @@ SimulationResult Simulation::run() {
 
 SimulationResult simulate(const MachineSpec& machine, const Workload& workload, const CostModel& cost,
                           const SimulationOptions& options) {
-  // SimGrid allows one Engine per process, ever, and aborts the process on internal errors. Each
-  // simulation therefore runs in a child process that sends its result back through a pipe: many
-  // simulations per process (tests, planner), and a SimGrid failure becomes an exception.
-  int fds[2];
-  if (pipe(fds) != 0) throw std::runtime_error("cannot create a pipe for the simulation process");
-  std::fflush(nullptr);
-  const pid_t child = fork();
-  if (child < 0) throw std::runtime_error("cannot fork the simulation process");
-  if (child == 0) {
-    close(fds[0]);
-    int status = 0;
-    try {
-      Simulation simulation(machine, workload, cost, options);
-      SimulationResult result = simulation.run();
-      rusage usage{};
-      getrusage(RUSAGE_SELF, &usage);
-      result.peak_memory_bytes = static_cast<double>(usage.ru_maxrss) * 1024.0;  // Linux reports KiB
-      const std::string text = nlohmann::json(result).dump();
-      size_t off = 0;
-      while (off < text.size()) {
-        const ssize_t n = write(fds[1], text.data() + off, text.size() - off);
-        if (n <= 0) break;
-        off += static_cast<size_t>(n);
-      }
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "odyssey: internal error in the simulation: %s\n", e.what());
-      status = 1;
-    }
-    close(fds[1]);
-    std::fflush(nullptr);
-    _exit(status);
-  }
-  close(fds[1]);
-  std::string text;
-  char buffer[1 << 16];
-  for (;;) {
-    const ssize_t n = read(fds[0], buffer, sizeof buffer);
-    if (n <= 0) break;
-    text.append(buffer, static_cast<size_t>(n));
-  }
-  close(fds[0]);
-  int status = 0;
-  waitpid(child, &status, 0);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || text.empty()) {
-    if (WIFSIGNALED(status))
-      throw std::runtime_error(fmt::format("the simulation process died with signal {}", WTERMSIG(status)));
-    throw std::runtime_error("the simulation process failed");
-  }
+  const std::string text = sim::run_isolated([&] {
+    Simulation simulation(machine, workload, cost, options);
+    SimulationResult result = simulation.run();
+    result.peak_memory_bytes = sim::peak_memory_bytes();
+    return nlohmann::json(result).dump();
+  });
   return nlohmann::json::parse(text).get<SimulationResult>();
 }
 

@@ -16,6 +16,9 @@
 #include "calibration/profile.hpp"
 #include "models/input/diagnostics.hpp"
 #include "models/workload.hpp"
+#include "models/input/units_parse.hpp"
+#include "models/input/yaml_reader.hpp"
+#include "sim/collective.hpp"
 #include "sim/engine.hpp"
 #include "sim/report.hpp"
 #include "tools/scenario.hpp"
@@ -116,6 +119,71 @@ int run(const std::string& path, const std::vector<std::string>& sets, bool json
   return 0;
 }
 
+/// Message sizes from "A:B" (doubling from A to B, as nccl-tests -b A -e B -f 2) or "A".
+std::vector<odyssey::Bytes> parse_sizes(const std::string& text) {
+  const std::string where = "--sizes " + text;
+  auto one = [&](const std::string& part) {
+    try {
+      return odyssey::Bytes(odyssey::parse_quantity(part, odyssey::Dimension::BYTES));
+    } catch (const odyssey::UnitError& e) {
+      throw odyssey::InputError({.file = where}, "", e.what());
+    }
+  };
+  const auto colon = text.find(':');
+  const odyssey::Bytes first = one(text.substr(0, colon));
+  const odyssey::Bytes last = colon == std::string::npos ? first : one(text.substr(colon + 1));
+  if (first.value() < 1 || last < first)
+    throw odyssey::InputError({.file = where}, "", "sizes must be at least 1 B and in increasing order");
+  std::vector<odyssey::Bytes> sizes;
+  for (double b = first.value(); b <= last.value() * (1 + 1e-12); b *= 2) sizes.emplace_back(b);
+  return sizes;
+}
+
+odyssey::CollectiveKind parse_op(const std::string& op) {
+  static const std::vector<std::pair<std::string, odyssey::CollectiveKind>> OPS = {
+      {"all-reduce", odyssey::CollectiveKind::ALL_REDUCE},   {"all-gather", odyssey::CollectiveKind::ALL_GATHER},
+      {"reduce-scatter", odyssey::CollectiveKind::REDUCE_SCATTER}, {"broadcast", odyssey::CollectiveKind::BROADCAST},
+      {"reduce", odyssey::CollectiveKind::REDUCE},           {"all-to-all", odyssey::CollectiveKind::ALL_TO_ALL},
+      {"send-recv", odyssey::CollectiveKind::SEND_RECV}};
+  std::vector<std::string> names;
+  for (const auto& [name, kind] : OPS) {
+    if (name == op) return kind;
+    names.push_back(name);
+  }
+  const std::string near = odyssey::did_you_mean(op, names);
+  std::string list;
+  for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+  throw odyssey::InputError({.file = "--op " + op}, "",
+                            fmt::format("unknown collective '{}' ({}expected one of {})", op,
+                                        near.empty() ? "" : "did you mean '" + near + "'? ", list));
+}
+
+int collective(const std::string& machine_name, const std::string& op, int gpus, const std::string& sizes,
+               const std::vector<std::string>& sets, const std::string& calibration, bool json) {
+  const odyssey::MachineSpec machine =
+      odyssey::load_machine(machine_name, {.data_dir = ODYSSEY_DATA_DIR, .overrides = sets});
+  const odyssey::CollectiveKind kind = parse_op(op);
+  const std::vector<odyssey::Bytes> list = parse_sizes(sizes);
+  const std::string profile_path =
+      calibration.empty() || calibration == "auto"
+          ? odyssey::find_profile(std::string(ODYSSEY_DATA_DIR) + "/calibration/profiles", machine.gpu.type)
+          : calibration;
+  const odyssey::CostModel cost(odyssey::load_profile(profile_path));
+  const std::string where = fmt::format("--gpus {}", gpus);
+  if (gpus < 2 || gpus > machine.total_gpus())
+    throw odyssey::InputError({.file = where}, "",
+                              fmt::format("a collective needs 2 to {} GPUs on machine '{}', got {}", machine.total_gpus(),
+                                          machine.name, gpus));
+  odyssey::CollectiveRun run;
+  try {
+    run = odyssey::simulate_collective(machine, cost, kind, gpus, list);
+  } catch (const std::invalid_argument& e) {
+    throw odyssey::InputError({.file = where}, "", e.what());
+  }
+  std::cout << (json ? odyssey::render_collective_json(run) : odyssey::render_collective_text(run));
+  return 0;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -145,6 +213,24 @@ int main(int argc, char** argv) {
   validate_cmd->add_option("--set", validate_sets, "override a scenario key: KEY=VALUE (repeatable)");
   validate_cmd->add_flag("--schema", schema, "print every scenario key with its type, default and help");
 
+  std::string coll_machine;
+  std::string coll_op;
+  int coll_gpus = 0;
+  std::string coll_sizes = "8 B:4 GiB";
+  std::string coll_calibration = "auto";
+  std::vector<std::string> coll_sets;
+  bool coll_json = false;
+  auto* coll_cmd = app.add_subcommand("collective", "simulate one collective over N GPUs and print nccl-tests' table");
+  coll_cmd->add_option("--machine", coll_machine, "machine preset or machine YAML file")->required();
+  coll_cmd->add_option("--op", coll_op,
+                       "all-reduce | all-gather | reduce-scatter | broadcast | reduce | all-to-all | send-recv")
+      ->required();
+  coll_cmd->add_option("--gpus", coll_gpus, "GPUs taking part (the first N of the machine, in rank order)")->required();
+  coll_cmd->add_option("--sizes", coll_sizes, "message sizes A:B, doubling (default \"8 B:4 GiB\")");
+  coll_cmd->add_option("--set", coll_sets, "override a machine key: machine.KEY=VALUE (repeatable)");
+  coll_cmd->add_option("--calibration", coll_calibration, "calibration profile (default: auto)");
+  coll_cmd->add_flag("--json", coll_json, "print the table as JSON");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -165,6 +251,8 @@ int main(int argc, char** argv) {
       return run(scenario.empty() ? std::string(ODYSSEY_DATA_DIR) + "/" + DEFAULT_SCENARIO : scenario, sets, json, trace,
                  simgrid_args, explain_ops);
     }
+    if (coll_cmd->parsed())
+      return collective(coll_machine, coll_op, coll_gpus, coll_sizes, coll_sets, coll_calibration, coll_json);
     if (validate_cmd->parsed()) {
       if (schema) {
         std::cout << odyssey::render_schema();

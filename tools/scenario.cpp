@@ -955,6 +955,26 @@ Scenario load_scenario(const std::string& path, const LoadOptions& options) {
   return draft.scenario;
 }
 
+MachineSpec load_machine(const std::string& machine, const LoadOptions& options) {
+  Draft draft;
+  draft.options = &options;
+  draft.scenario.file = "--machine";
+  draft.base_dir = fs::current_path();
+  parse_machine(draft, load_yaml_string(machine.empty() ? "\"\"" : yaml_string(machine), "--machine"));
+  for (const std::string& text : options.overrides) {
+    if (!text.starts_with("machine."))
+      throw InputError({.file = "--set " + text}, "", "only machine.* keys can be set here");
+    apply_override(draft, text);
+  }
+  try {
+    check_machine(draft.scenario.machine);
+  } catch (const InputError& e) {
+    const std::string key = "machine." + e.key_path();
+    throw InputError(draft.at(key), key, e.message());
+  }
+  return draft.scenario.machine;
+}
+
 std::string render_scenario(const Scenario& scenario) {
   Draft draft;
   draft.scenario = scenario;

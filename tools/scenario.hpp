@@ -29,6 +29,10 @@ struct LoadOptions {
 /// Loads, resolves presets and overrides, checks every field and the cross-field rules.
 Scenario load_scenario(const std::string& path, const LoadOptions& options);
 
+/// A machine alone (a preset name or a machine YAML file), with `machine.*` overrides and the
+/// machine's checks; for commands that need no workload (`odyssey collective`).
+MachineSpec load_machine(const std::string& machine, const LoadOptions& options);
+
 /// The resolved scenario as YAML, every value with its unit (what `odyssey validate` prints).
 std::string render_scenario(const Scenario& scenario);
 

@@ -16,8 +16,14 @@ trap 'rm -rf "$tmp"' EXIT
 for expected in tests/errors/*.expected; do
   name=$(basename "$expected" .expected)
   args=()
-  if [[ -f tests/errors/$name.args ]]; then read -r -a args < "tests/errors/$name.args"; fi
-  "$odyssey" validate "tests/errors/$name.yaml" "${args[@]}" >"$tmp/out" 2>"$tmp/err"
+  if [[ -f tests/errors/$name.cmd ]]; then
+    # A whole command line (one argument per line), for commands other than validate.
+    mapfile -t args < "tests/errors/$name.cmd"
+    "$odyssey" "${args[@]}" >"$tmp/out" 2>"$tmp/err"
+  else
+    if [[ -f tests/errors/$name.args ]]; then read -r -a args < "tests/errors/$name.args"; fi
+    "$odyssey" validate "tests/errors/$name.yaml" "${args[@]}" >"$tmp/out" 2>"$tmp/err"
+  fi
   rc=$?
   problems=()
   [[ $rc -eq 2 ]] || problems+=("exit code $rc, expected 2")

@@ -1,0 +1,159 @@
+#include "sim/collective.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <memory>
+#include <stdexcept>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <simgrid/s4u.hpp>
+
+#include "sim/isolation.hpp"
+#include "sim/platform.hpp"
+
+namespace odyssey {
+
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(CollectiveRow, bytes, time_s, algbw, busbw, algorithm, protocol)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(CollectiveRun, machine, op, gpus, servers, bus_factor, rows, flows, wall_seconds,
+                                   profile)
+
+namespace {
+
+namespace sg4 = simgrid::s4u;
+
+/// All-to-all is simulated as every pair of GPUs; beyond this many GPUs that is too many flows.
+constexpr int MAX_ALL_TO_ALL_GPUS = 1024;
+
+} // namespace
+
+double bus_factor(CollectiveKind kind, int n) {
+  // nccl-tests' definitions (doc/PERFORMANCE.md): busbw = algbw x factor.
+  switch (kind) {
+  case CollectiveKind::ALL_REDUCE: return 2.0 * (n - 1) / n;
+  case CollectiveKind::ALL_GATHER:
+  case CollectiveKind::REDUCE_SCATTER:
+  case CollectiveKind::ALL_TO_ALL: return static_cast<double>(n - 1) / n;
+  case CollectiveKind::BROADCAST:
+  case CollectiveKind::REDUCE:
+  case CollectiveKind::SEND_RECV: return 1.0;
+  }
+  return 1.0;
+}
+
+CollectiveRun simulate_collective(const MachineSpec& machine, const CostModel& cost, CollectiveKind kind, int gpus,
+                                  const std::vector<Bytes>& sizes) {
+  if (gpus < 2) throw std::invalid_argument(fmt::format("a collective needs at least 2 GPUs, got {}", gpus));
+  if (gpus > machine.total_gpus())
+    throw std::invalid_argument(
+        fmt::format("{} GPUs asked for but machine '{}' has {}", gpus, machine.name, machine.total_gpus()));
+  if (kind == CollectiveKind::ALL_TO_ALL && gpus > MAX_ALL_TO_ALL_GPUS)
+    throw std::invalid_argument(fmt::format("all-to-all is simulated as every pair of GPUs; at most {} GPUs, got {}",
+                                            MAX_ALL_TO_ALL_GPUS, gpus));
+  const int per_server = machine.server.gpus;
+  const int servers = (gpus + per_server - 1) / per_server;
+  const std::string text = sim::run_isolated([&] {
+    const auto wall0 = std::chrono::steady_clock::now();
+    std::vector<std::string> args{"odyssey", "--log=xbt_cfg.thres:warning"};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    int argc = static_cast<int>(argv.size());
+    sg4::Engine engine(&argc, argv.data());
+    engine.set_config("network/model:CM02");
+    engine.set_config("network/crosstraffic:0");
+    engine.set_config("contexts/guard-size:0");
+    const sim::Platform platform(machine);
+
+    CollectiveRun run{.machine = machine.name,
+                      .op = to_string(kind),
+                      .gpus = gpus,
+                      .servers = servers,
+                      .bus_factor = bus_factor(kind, gpus),
+                      .rows = {},
+                      .flows = 0,
+                      .wall_seconds = 0,
+                      .profile = fmt::format("{} ({})", cost.profile().name, to_string(cost.profile().provenance.kind))};
+    std::vector<long> members(static_cast<size_t>(gpus));
+    for (int g = 0; g < gpus; ++g) members[static_cast<size_t>(g)] = g;
+
+    // The flows of one size, grouped by the server that sends them: one actor per server issues
+    // its own (SimGrid 3.32 scans an actor's activities linearly, so no actor holds them all).
+    std::vector<std::vector<sim::RingFlow>> by_server(static_cast<size_t>(servers));
+    std::vector<CollectivePlan> plans;
+    std::vector<std::vector<std::vector<sim::RingFlow>>> flows_per_size;
+    for (const Bytes& size : sizes) {
+      const CollectivePlan plan = cost.collective(kind, size, GroupShape{.ranks = gpus, .servers = servers});
+      plans.push_back(plan);
+      for (auto& v : by_server) v.clear();
+      if (kind == CollectiveKind::ALL_TO_ALL) {
+        const double share = size.value() / gpus;
+        for (long a : members)
+          for (long b : members)
+            if (a != b)
+              by_server[static_cast<size_t>(a / per_server)].push_back(
+                  {a, b, share / (a / per_server == b / per_server ? plan.efficiency_nvlink : plan.efficiency_net)});
+      } else {
+        for (const sim::RingFlow& f : sim::nccl_rings(members, per_server, machine.server.nics, size.value(),
+                                                      plan.edge_bytes_factor, plan.efficiency_nvlink, plan.efficiency_net))
+          by_server[static_cast<size_t>(f.src / per_server)].push_back(f);
+      }
+      flows_per_size.push_back(by_server);
+    }
+
+    auto barrier = sg4::Barrier::create(static_cast<unsigned>(servers));
+    std::vector<double> started(sizes.size(), 0.0);
+    std::vector<double> finished(sizes.size(), 0.0);
+    for (int s = 0; s < servers; ++s) {
+      sg4::Actor::create(fmt::format("server{}", s), platform.gpu(static_cast<long>(s) * per_server), [&, s] {
+        for (size_t k = 0; k < sizes.size(); ++k) {
+          barrier->wait();
+          if (s == 0) started[k] = sg4::Engine::get_clock();
+          std::vector<sg4::CommPtr> comms;
+          for (const sim::RingFlow& f : flows_per_size[k][static_cast<size_t>(s)])
+            comms.push_back(sg4::Comm::sendto_async(platform.gpu(f.src), platform.gpu(f.dst),
+                                                    static_cast<uint64_t>(std::max(1.0, f.bytes))));
+          sg4::Comm::wait_all(comms);
+          barrier->wait();
+          if (s == 0) finished[k] = sg4::Engine::get_clock();
+        }
+      });
+    }
+    engine.run();
+    for (size_t k = 0; k < sizes.size(); ++k) {
+      const double t = finished[k] - started[k] + plans[k].latency.value();
+      const double algbw = sizes[k].value() / t;
+      run.rows.push_back({.bytes = sizes[k].value(),
+                          .time_s = t,
+                          .algbw = algbw,
+                          .busbw = algbw * run.bus_factor,
+                          .algorithm = plans[k].algorithm,
+                          .protocol = plans[k].protocol});
+      for (const auto& v : flows_per_size[k]) run.flows += static_cast<long>(v.size());
+    }
+    run.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
+    return nlohmann::json(run).dump();
+  });
+  return nlohmann::json::parse(text).get<CollectiveRun>();
+}
+
+std::string render_collective_text(const CollectiveRun& run) {
+  std::string out = fmt::format("# odyssey collective: {} over {} GPUs ({} servers) of {}, profile {}\n", run.op, run.gpus,
+                                run.servers, run.machine, run.profile);
+  out += fmt::format("# busbw = algbw x {:.4f} (nccl-tests' definition for {} ranks)\n#\n", run.bus_factor, run.gpus);
+  out += fmt::format("# {:>12} {:>12} {:>6} {:>6} {:>12} {:>9} {:>9}  {:<9} {}\n", "size", "count", "type", "redop",
+                     "time", "algbw", "busbw", "algorithm", "protocol");
+  out += fmt::format("# {:>12} {:>12} {:>6} {:>6} {:>12} {:>9} {:>9}\n", "(B)", "(elements)", "", "", "(us)", "(GB/s)",
+                     "(GB/s)");
+  for (const CollectiveRow& r : run.rows)
+    out += fmt::format("  {:>12.0f} {:>12.0f} {:>6} {:>6} {:>12.2f} {:>9.2f} {:>9.2f}  {:<9} {}\n", r.bytes, r.bytes / 4,
+                       "float", "sum", r.time_s * 1e6, r.algbw / 1e9, r.busbw / 1e9, r.algorithm, r.protocol);
+  double sum = 0;
+  for (const CollectiveRow& r : run.rows) sum += r.busbw;
+  out += fmt::format("# Avg bus bandwidth    : {:.3f} GB/s\n", run.rows.empty() ? 0.0 : sum / run.rows.size() / 1e9);
+  out += fmt::format("# simulated with {} flows in {:.2f} s wall\n", run.flows, run.wall_seconds);
+  return out;
+}
+
+std::string render_collective_json(const CollectiveRun& run) { return nlohmann::json(run).dump(2) + "\n"; }
+
+} // namespace odyssey

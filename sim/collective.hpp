@@ -1,0 +1,46 @@
+// One collective over N GPUs of a machine, simulated for a range of sizes: what `odyssey
+// collective` prints, in nccl-tests' terms, so users can hold the network model against their
+// own nccl-tests runs.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "calibration/cost_model.hpp"
+#include "topologies/machine.hpp"
+
+namespace odyssey {
+
+struct CollectiveRow {
+  double bytes = 0.0;        ///< nccl-tests "size"
+  double time_s = 0.0;       ///< simulated flows plus the algorithm's fixed latency
+  double algbw = 0.0;        ///< bytes / time, bytes per second
+  double busbw = 0.0;        ///< algbw x nccl-tests' bus factor, bytes per second
+  std::string algorithm;
+  std::string protocol;
+};
+
+struct CollectiveRun {
+  std::string machine;
+  std::string op;
+  int gpus = 0;
+  int servers = 0;
+  double bus_factor = 1.0;
+  std::vector<CollectiveRow> rows;
+  long flows = 0;
+  double wall_seconds = 0.0;
+  std::string profile;       ///< name (kind) of the calibration profile
+};
+
+/// nccl-tests' bus-bandwidth factor for `kind` over `ranks` ranks.
+double bus_factor(CollectiveKind kind, int ranks);
+
+/// Simulates `kind` over GPUs 0..gpus-1 of `machine` once per size. Throws std::invalid_argument
+/// for an impossible request (more GPUs than the machine, all-to-all too large to simulate).
+CollectiveRun simulate_collective(const MachineSpec& machine, const CostModel& cost, CollectiveKind kind, int gpus,
+                                  const std::vector<Bytes>& sizes);
+
+std::string render_collective_text(const CollectiveRun& run);
+std::string render_collective_json(const CollectiveRun& run);
+
+} // namespace odyssey

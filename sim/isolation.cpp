@@ -1,0 +1,98 @@
+#include "sim/isolation.hpp"
+
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <stdexcept>
+#include <vector>
+
+#include <fmt/format.h>
+
+namespace odyssey::sim {
+
+std::string run_isolated(const std::function<std::string()>& body) {
+  int fds[2];
+  if (pipe(fds) != 0) throw std::runtime_error("cannot create a pipe for the simulation process");
+  std::fflush(nullptr);
+  const pid_t child = fork();
+  if (child < 0) throw std::runtime_error("cannot fork the simulation process");
+  if (child == 0) {
+    close(fds[0]);
+    int status = 0;
+    try {
+      const std::string text = body();
+      size_t off = 0;
+      while (off < text.size()) {
+        const ssize_t n = write(fds[1], text.data() + off, text.size() - off);
+        if (n <= 0) break;
+        off += static_cast<size_t>(n);
+      }
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "odyssey: internal error in the simulation: %s\n", e.what());
+      status = 1;
+    }
+    close(fds[1]);
+    std::fflush(nullptr);
+    _exit(status);
+  }
+  close(fds[1]);
+  std::string text;
+  char buffer[1 << 16];
+  for (;;) {
+    const ssize_t n = read(fds[0], buffer, sizeof buffer);
+    if (n <= 0) break;
+    text.append(buffer, static_cast<size_t>(n));
+  }
+  close(fds[0]);
+  int status = 0;
+  waitpid(child, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || text.empty()) {
+    if (WIFSIGNALED(status))
+      throw std::runtime_error(fmt::format("the simulation process died with signal {}", WTERMSIG(status)));
+    throw std::runtime_error("the simulation process failed");
+  }
+  return text;
+}
+
+double peak_memory_bytes() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) * 1024.0;  // Linux reports KiB
+}
+
+std::vector<RingFlow> nccl_rings(const std::vector<long>& members, int gpus_per_server, int nics, double size,
+                                 double edge_factor, double eff_intra, double eff_inter) {
+  std::vector<RingFlow> edges;
+  const int n = static_cast<int>(members.size());
+  if (n < 2) return edges;
+  auto server_of = [&](long g) { return g / gpus_per_server; };
+  std::vector<std::vector<long>> by_server;
+  for (long g : members) {
+    if (by_server.empty() || server_of(by_server.back().front()) != server_of(g)) by_server.emplace_back();
+    by_server.back().push_back(g);
+  }
+  const int servers = static_cast<int>(by_server.size());
+  const int per_server = static_cast<int>(by_server.front().size());
+  const int channels = servers > 1 ? std::max(1, std::min(per_server, nics)) : 1;
+  const double per_edge = edge_factor * size / channels;
+  std::vector<long> order;
+  order.reserve(members.size());
+  for (int c = 0; c < channels; ++c) {
+    order.clear();
+    for (const auto& group : by_server) {
+      const int k = static_cast<int>(group.size());
+      for (int i = 0; i < k; ++i) order.push_back(group[static_cast<size_t>((i + c) % k)]);
+    }
+    for (int i = 0; i < n; ++i) {
+      const long a = order[static_cast<size_t>(i)];
+      const long b = order[static_cast<size_t>((i + 1) % n)];
+      edges.push_back({a, b, per_edge / (server_of(a) == server_of(b) ? eff_intra : eff_inter)});
+    }
+  }
+  return edges;
+}
+
+} // namespace odyssey::sim

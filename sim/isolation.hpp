@@ -1,0 +1,32 @@
+// Running a SimGrid simulation in a child process. Internal to sim/.
+#pragma once
+
+#include <functional>
+#include <string>
+
+namespace odyssey::sim {
+
+/// Runs `body` in a forked child and returns the text it produced. SimGrid allows one Engine
+/// per process, ever, and aborts the process on internal errors; isolating each simulation gives
+/// many simulations per process (tests, planner) and turns a SimGrid failure into an exception.
+/// Throws std::runtime_error when the child fails or dies.
+std::string run_isolated(const std::function<std::string()>& body);
+
+/// Peak resident memory of the calling process, in bytes.
+double peak_memory_bytes();
+
+/// The rings NCCL runs over `members` (global GPU indices in rank order), with each ring edge's
+/// bytes aggregated into one flow: members in one server are chained over NVLink and servers are
+/// joined through NICs; with k members per server and enough NICs, min(k, nics) rings (channels)
+/// carry 1/channels of the data each, every one leaving a server through a different GPU (hence
+/// NIC). `edge_factor` x `size` is what each ring edge carries in all; `eff_intra` / `eff_inter`
+/// inflate the bytes by the protocol's efficiency on NVLink and on the network.
+struct RingFlow {
+  long src = 0;
+  long dst = 0;
+  double bytes = 0.0;
+};
+std::vector<RingFlow> nccl_rings(const std::vector<long>& members, int gpus_per_server, int nics, double size,
+                                 double edge_factor, double eff_intra, double eff_inter);
+
+} // namespace odyssey::sim

@@ -1,0 +1,7 @@
+collective
+--machine
+dgx-a100-superpod
+--op
+all-to-all
+--gpus
+2048

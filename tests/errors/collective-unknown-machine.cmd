@@ -1,0 +1,7 @@
+collective
+--machine
+dgx-a100-superpd
+--op
+all-reduce
+--gpus
+8

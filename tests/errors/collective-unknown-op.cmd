@@ -1,0 +1,7 @@
+collective
+--machine
+dgx-a100-superpod
+--op
+all-redcue
+--gpus
+64

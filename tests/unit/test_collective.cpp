@@ -1,0 +1,90 @@
+// `odyssey collective`: simulated nccl-tests figures against the public ones.
+#include <catch2/catch.hpp>
+
+#include "calibration/cost_model.hpp"
+#include "calibration/profile.hpp"
+#include "sim/collective.hpp"
+#include "tools/scenario.hpp"
+
+using namespace odyssey;
+
+namespace {
+
+const std::string DATA = ODYSSEY_DATA_DIR;
+
+CollectiveRun run(const std::string& machine_name, CollectiveKind kind, int gpus, std::vector<Bytes> sizes) {
+  const MachineSpec machine = load_machine(machine_name, {.data_dir = DATA, .overrides = {}});
+  const CostModel cost(load_profile(find_profile(DATA + "/calibration/profiles", machine.gpu.type)));
+  return simulate_collective(machine, cost, kind, gpus, sizes);
+}
+
+} // namespace
+
+TEST_CASE("sim::Collective: large all-reduce bus bandwidth within 15% of NVIDIA's nccl-tests figures", "[collective]") {
+  // ../shared/reference/hardware.yaml, collectives_busbw (NVIDIA GTC24 S62129), GB/s.
+  struct Case {
+    const char* machine;
+    int gpus;
+    double published;
+  };
+  const Case cases[] = {
+      {"azure-openai-2020", 8, 122},   // NVLink2 V100, inside a server
+      {"dgx-a100-superpod", 8, 232},   // NVLink3 A100
+      {"dgx-a100-superpod", 64, 192},  // DGX A100: NVLink3 + 8 x 200 Gb/s, across servers
+      {"dgx-h100-superpod", 8, 370},   // NVLink4 H100
+      {"dgx-h100-superpod", 64, 380},  // DGX H100: NVLink4 + 8 x 400 Gb/s, across servers
+  };
+  for (const Case& c : cases) {
+    const CollectiveRun r = run(c.machine, CollectiveKind::ALL_REDUCE, c.gpus, {Bytes(4.0 * (1L << 30))});
+    const double busbw = r.rows.front().busbw / 1e9;
+    INFO(c.machine << " x " << c.gpus << ": " << busbw << " GB/s vs " << c.published);
+    CHECK(std::abs(busbw - c.published) / c.published <= 0.15);
+  }
+}
+
+TEST_CASE("sim::Collective: small-message latency grows with the ring's step count", "[collective]") {
+  double previous = 0;
+  for (int gpus : {8, 16, 64, 256}) {
+    const CollectiveRun r = run("dgx-a100-superpod", CollectiveKind::ALL_REDUCE, gpus, {Bytes(8)});
+    INFO(gpus << " GPUs: " << r.rows.front().time_s * 1e6 << " us");
+    CHECK(r.rows.front().time_s > previous);
+    CHECK(r.rows.front().protocol == "LL");
+    previous = r.rows.front().time_s;
+  }
+}
+
+TEST_CASE("sim::Collective: nccl-tests' algbw and busbw definitions", "[collective]") {
+  CHECK(bus_factor(CollectiveKind::ALL_REDUCE, 8) == Approx(1.75));
+  CHECK(bus_factor(CollectiveKind::ALL_GATHER, 8) == Approx(0.875));
+  CHECK(bus_factor(CollectiveKind::REDUCE_SCATTER, 4) == Approx(0.75));
+  CHECK(bus_factor(CollectiveKind::ALL_TO_ALL, 8) == Approx(0.875));
+  CHECK(bus_factor(CollectiveKind::BROADCAST, 8) == Approx(1.0));
+  const CollectiveRun r = run("dgx-h100-superpod", CollectiveKind::ALL_GATHER, 16, {Bytes(1 << 20), Bytes(1 << 21)});
+  REQUIRE(r.rows.size() == 2);
+  for (const CollectiveRow& row : r.rows) {
+    CHECK(row.algbw == Approx(row.bytes / row.time_s));
+    CHECK(row.busbw == Approx(row.algbw * 15.0 / 16.0));
+  }
+}
+
+TEST_CASE("sim::Collective: all-to-all slows with oversubscription in proportion to the bisection", "[collective]") {
+  // Leaves of 4 servers keep the all-to-all small (every GPU pair is a flow).
+  const MachineSpec base =
+      load_machine("dgx-a100-superpod", {.data_dir = DATA, .overrides = {"machine.fabric.servers_per_leaf=4",
+                                                                         "machine.fabric.leaves_per_pod=384"}});
+  const CostModel cost(load_profile(find_profile(DATA + "/calibration/profiles", base.gpu.type)));
+  // Two full leaves: half of every server's all-to-all traffic crosses its leaf's trunk, so once
+  // the trunk (injection / oversubscription) is the bottleneck, time grows with oversubscription.
+  const int gpus = 2 * base.fabric.servers_per_leaf * base.server.gpus;
+  auto time_with = [&](double oversubscription) {
+    MachineSpec m = base;
+    m.fabric.leaf_oversubscription = oversubscription;
+    return simulate_collective(m, cost, CollectiveKind::ALL_TO_ALL, gpus, {Bytes(1L << 28)}).rows.front().time_s;
+  };
+  const double t1 = time_with(1.0);
+  const double t4 = time_with(4.0);
+  const double t8 = time_with(8.0);
+  INFO("1:1 " << t1 << " s, 4:1 " << t4 << " s, 8:1 " << t8 << " s");
+  CHECK(t4 > 1.8 * t1);
+  CHECK(t8 / t4 == Approx(2.0).epsilon(0.1));
+}
