@@ -4,19 +4,14 @@
 #include <chrono>
 #include <cmath>
 #include <map>
-#include <set>
 #include <memory>
+#include <set>
 #include <stdexcept>
 #include <unordered_map>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <simgrid/s4u.hpp>
-#include <sys/resource.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <cstdio>
 
 #include "sim/isolation.hpp"
 #include "sim/platform.hpp"
