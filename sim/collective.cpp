@@ -54,14 +54,7 @@ CollectiveRun simulate_collective(const MachineSpec& machine, const CostModel& c
   const int servers = (gpus + per_server - 1) / per_server;
   const std::string text = sim::run_isolated([&] {
     const auto wall0 = std::chrono::steady_clock::now();
-    std::vector<std::string> args{"odyssey", "--log=xbt_cfg.thres:warning"};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    int argc = static_cast<int>(argv.size());
-    sg4::Engine engine(&argc, argv.data());
-    engine.set_config("network/model:CM02");
-    engine.set_config("network/crosstraffic:0");
-    engine.set_config("contexts/guard-size:0");
+    const auto engine = sim::make_engine({});
     const sim::Platform platform(machine);
 
     CollectiveRun run{.machine = machine.name,
@@ -118,7 +111,7 @@ CollectiveRun simulate_collective(const MachineSpec& machine, const CostModel& c
         }
       });
     }
-    engine.run();
+    engine->run();
     for (size_t k = 0; k < sizes.size(); ++k) {
       const double t = finished[k] - started[k] + plans[k].latency.value();
       const double algbw = sizes[k].value() / t;

@@ -672,18 +672,7 @@ void Simulation::dp_driver(int stage) {
 
 SimulationResult Simulation::run() {
   const auto wall0 = std::chrono::steady_clock::now();
-  // SimGrid's configuration chatter is not a diagnostic of ours; a later --log can restore it.
-  std::vector<std::string> args{"odyssey", "--log=xbt_cfg.thres:warning"};
-  args.insert(args.end(), options_.simgrid_args.begin(), options_.simgrid_args.end());
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  int argc = static_cast<int>(argv.size());
-  sg4::Engine engine(&argc, argv.data());
-  // LV08 (the default) is tuned for TCP and distorts GPU traffic; CM02 without cross-traffic gives
-  // the ideal max-min shares (../shared/reference/simgrid-3.32-notes.md, "Network model").
-  engine.set_config("network/model:CM02");
-  engine.set_config("network/crosstraffic:0");
-  engine.set_config("contexts/guard-size:0");
+  const auto engine = sim::make_engine(options_.simgrid_args);
 
   price();
   platform_ = std::make_unique<sim::Platform>(machine_);
@@ -719,7 +708,7 @@ SimulationResult Simulation::run() {
     sg4::Actor::create(fmt::format("stage{}-dp", s), platform_->gpu(block_base(s, 0)), [this, s] { dp_driver(s); });
     ++result_.actors;
   }
-  engine.run();
+  engine->run();
 
   // The iteration ends when the last GPU finishes its optimizer step; its breakdown is reported.
   const BlockState* critical = nullptr;

@@ -124,6 +124,19 @@ private:
   std::vector<sg4::Link*> gpu_up_, gpu_down_, nic_up_, nic_down_, leaf_up_, leaf_down_, pod_up_, pod_down_;
 };
 
+std::unique_ptr<sg4::Engine> make_engine(const std::vector<std::string>& args) {
+  std::vector<std::string> all{"odyssey", "--log=xbt_cfg.thres:warning"};
+  all.insert(all.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : all) argv.push_back(a.data());
+  int argc = static_cast<int>(argv.size());
+  auto engine = std::make_unique<sg4::Engine>(&argc, argv.data());
+  engine->set_config("network/model:CM02");
+  engine->set_config("network/crosstraffic:0");
+  engine->set_config("contexts/guard-size:0");
+  return engine;
+}
+
 Platform::Platform(const MachineSpec& machine) : gpus_per_server_(machine.server.gpus) {
   auto* root = sg4::create_full_zone("machine");
   auto* fabric = new FabricZone("fabric", machine);  // owned by SimGrid once parented

@@ -45,6 +45,13 @@ private:
   int gpus_per_server_ = 1;
 };
 
+/// The process's SimGrid engine, configured the way every Odyssey simulation needs it: CM02
+/// without cross-traffic (the default LV08 is tuned for TCP and distorts GPU traffic:
+/// ../shared/reference/simgrid-3.32-notes.md, "Network model"), no stack guard pages (tens of
+/// thousands of actors), SimGrid's configuration chatter off. `args` are extra SimGrid flags
+/// (`--log=...`, `--cfg=...`), applied after those defaults.
+std::unique_ptr<simgrid::s4u::Engine> make_engine(const std::vector<std::string>& args);
+
 /// Speed given to GPU hosts; compute activities carry `seconds x GPU_HOST_SPEED` flops so that
 /// their simulated duration is exactly the cost model's duration.
 inline constexpr double GPU_HOST_SPEED = 1e12;
