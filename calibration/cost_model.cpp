@@ -100,6 +100,36 @@ ProtocolChoice price_protocol(const Profile& prof, Protocol proto, const RingSte
   return {plan, plan.latency + transfer_time(plan, size, g, intra, inter)};
 }
 
+/// NCCL's tree constants (src/graph/tuning.cc, NCCL 2.30.7; ../shared/reference/nccl-cost-model.md),
+/// by protocol LL / LL128 / Simple: base latency, and per-hop hardware latency on NVLink and NET.
+/// They depend on the algorithm and the link type only, not on the GPU, so they live here.
+constexpr double TREE_BASE_US[] = {6.8, 14.0, 8.4};
+constexpr double TREE_NVLINK_US[] = {0.6, 1.25, 4.0};
+constexpr double TREE_NET_US[] = {5.0, 8.5, 14.0};
+
+/// NCCL's double binary tree all-reduce across servers (a chain inside each server): latency
+/// base + 2 x ((ranks per server - 1) x intra hop + log2(servers) x inter hop); bandwidth at
+/// NCCL's tree cap of 0.92 x the bus bandwidth, and algorithm bandwidth half the bus bandwidth
+/// (every rank moves the data up and down the tree).
+ProtocolChoice price_tree(const Profile& prof, Protocol proto, Bytes size, GroupShape g, BytesPerSecond intra,
+                          BytesPerSecond inter) {
+  const int i = static_cast<int>(proto);
+  CollectivePlan plan;
+  plan.algorithm = "tree";
+  plan.protocol = to_string(proto);
+  const double per_server = static_cast<double>(g.ranks) / g.servers;
+  const double depth = std::ceil(std::log2(static_cast<double>(g.servers)));
+  plan.steps = 2 * static_cast<int>((per_server - 1) + depth);
+  plan.edge_bytes_factor = 1.0;
+  const double pe = protocol_efficiency(proto) * 0.92;
+  plan.efficiency_nvlink = pe * prof.nvlink.bus_efficiency;
+  plan.efficiency_net = pe * prof.net.bus_efficiency;
+  plan.latency = Seconds((TREE_BASE_US[i] + 2 * ((per_server - 1) * TREE_NVLINK_US[i] + depth * TREE_NET_US[i])) * 1e-6);
+  double bottleneck = inter.value() * plan.efficiency_net;
+  if (per_server > 1) bottleneck = std::min(bottleneck, intra.value() * plan.efficiency_nvlink);
+  return {plan, plan.latency + Seconds(2.0 * size.value() / bottleneck)};
+}
+
 } // namespace
 
 CostModel::CostModel(Profile profile) : profile_(std::move(profile)) {}
@@ -243,11 +273,18 @@ CollectivePlan CostModel::collective(CollectiveKind kind, Bytes size, GroupShape
     return none;
   }
   const RingSteps rs = ring_steps(kind, group.ranks, group.servers);
-  // NCCL's tuning: predict every protocol's time and keep the least; ties keep NCCL's order.
+  // NCCL's tuning: predict every (algorithm, protocol) time and keep the least; ties keep NCCL's
+  // order (tree before ring, LL before LL128 before Simple).
   ProtocolChoice best = price_protocol(profile_, Protocol::LL, rs, size, group, intra, inter);
   for (Protocol p : {Protocol::LL128, Protocol::SIMPLE}) {
     ProtocolChoice c = price_protocol(profile_, p, rs, size, group, intra, inter);
     if (c.time < best.time) best = std::move(c);
+  }
+  if (kind == CollectiveKind::ALL_REDUCE && group.servers > 1) {
+    for (Protocol p : {Protocol::LL, Protocol::LL128, Protocol::SIMPLE}) {
+      ProtocolChoice c = price_tree(profile_, p, size, group, intra, inter);
+      if (c.time < best.time || (c.time == best.time && best.plan.algorithm == "ring")) best = std::move(c);
+    }
   }
   return best.plan;
 }
@@ -256,6 +293,11 @@ Seconds CostModel::collective_time(CollectiveKind kind, Bytes size, GroupShape g
                                    BytesPerSecond inter) const {
   const CollectivePlan plan = collective(kind, size, group, intra, inter);
   if (plan.steps == 0) return Seconds(0.0);
+  if (plan.algorithm == "tree") {
+    double bottleneck = inter.value() * plan.efficiency_net;
+    if (group.ranks > group.servers) bottleneck = std::min(bottleneck, intra.value() * plan.efficiency_nvlink);
+    return plan.latency + Seconds(2.0 * size.value() / bottleneck);
+  }
   return plan.latency + transfer_time(plan, size, group, intra, inter);
 }
 

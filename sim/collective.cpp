@@ -86,9 +86,12 @@ CollectiveRun simulate_collective(const MachineSpec& machine, const CostModel& c
               by_server[static_cast<size_t>(a / per_server)].push_back(
                   {a, b, share / (a / per_server == b / per_server ? plan.efficiency_nvlink : plan.efficiency_net)});
       } else {
-        for (const sim::RingFlow& f : sim::nccl_rings(members, per_server, machine.server.nics, size.value(),
-                                                      plan.edge_bytes_factor, plan.efficiency_nvlink, plan.efficiency_net))
-          by_server[static_cast<size_t>(f.src / per_server)].push_back(f);
+        const auto flows = plan.algorithm == "tree"
+                               ? sim::nccl_trees(members, per_server, machine.server.nics, size.value(),
+                                                 plan.efficiency_nvlink, plan.efficiency_net)
+                               : sim::nccl_rings(members, per_server, machine.server.nics, size.value(),
+                                                 plan.edge_bytes_factor, plan.efficiency_nvlink, plan.efficiency_net);
+        for (const sim::RingFlow& f : flows) by_server[static_cast<size_t>(f.src / per_server)].push_back(f);
       }
       flows_per_size.push_back(by_server);
     }

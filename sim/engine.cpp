@@ -223,7 +223,8 @@ Seconds Simulation::analytic_tp(const CollectiveOp& op) const {
                                machine_.server.nic_bandwidth);
 }
 
-/// NCCL-style rings over `members` (sim::nccl_rings), priced by the cost model.
+/// The flows of the algorithm NCCL's tuning picks for `members` (rings or, for all-reduce across
+/// servers, double binary trees), priced by the cost model.
 std::vector<RingEdge> Simulation::ring_edges(const std::vector<long>& members, CollectiveKind kind, double size,
                                              CollectivePlan* plan_out) const {
   std::vector<RingEdge> edges;
@@ -234,9 +235,12 @@ std::vector<RingEdge> Simulation::ring_edges(const std::vector<long>& members, C
   const CollectivePlan plan =
       cost_.collective(kind, Bytes(size), GroupShape{.ranks = n, .servers = static_cast<int>(servers.size())});
   if (plan_out != nullptr) *plan_out = plan;
-  for (const sim::RingFlow& f : sim::nccl_rings(members, machine_.server.gpus, machine_.server.nics, size,
-                                                plan.edge_bytes_factor, plan.efficiency_nvlink, plan.efficiency_net))
-    edges.push_back({f.src, f.dst, f.bytes});
+  const auto flows = plan.algorithm == "tree"
+                         ? sim::nccl_trees(members, machine_.server.gpus, machine_.server.nics, size,
+                                           plan.efficiency_nvlink, plan.efficiency_net)
+                         : sim::nccl_rings(members, machine_.server.gpus, machine_.server.nics, size,
+                                           plan.edge_bytes_factor, plan.efficiency_nvlink, plan.efficiency_net);
+  for (const sim::RingFlow& f : flows) edges.push_back({f.src, f.dst, f.bytes});
   return edges;
 }
 

@@ -83,13 +83,52 @@ std::vector<RingFlow> nccl_rings(const std::vector<long>& members, int gpus_per_
   for (int c = 0; c < channels; ++c) {
     order.clear();
     for (const auto& group : by_server) {
+      // Channel c leaves each server through GPU c x k / channels, so the channels' exits are
+      // spread over the NICs even where two GPUs share one (GPU i uses NIC i x nics / k).
       const int k = static_cast<int>(group.size());
-      for (int i = 0; i < k; ++i) order.push_back(group[static_cast<size_t>((i + c) % k)]);
+      const int exit = c * k / channels;
+      for (int i = 0; i < k; ++i) order.push_back(group[static_cast<size_t>((i + exit + 1) % k)]);
     }
     for (int i = 0; i < n; ++i) {
       const long a = order[static_cast<size_t>(i)];
       const long b = order[static_cast<size_t>((i + 1) % n)];
       edges.push_back({a, b, per_edge / (server_of(a) == server_of(b) ? eff_intra : eff_inter)});
+    }
+  }
+  return edges;
+}
+
+std::vector<RingFlow> nccl_trees(const std::vector<long>& members, int gpus_per_server, int nics, double size,
+                                 double /*eff_intra*/, double eff_inter) {
+  std::vector<RingFlow> edges;
+  if (members.size() < 2) return edges;
+  auto server_of = [&](long g) { return g / gpus_per_server; };
+  std::vector<std::vector<long>> by_server;
+  for (long g : members) {
+    if (by_server.empty() || server_of(by_server.back().front()) != server_of(g)) by_server.emplace_back();
+    by_server.back().push_back(g);
+  }
+  const int servers = static_cast<int>(by_server.size());
+  const int per_server = static_cast<int>(by_server.front().size());
+  const int channels = std::max(1, std::min(per_server, nics));
+  const double tree_bytes = size / 2 / channels;
+  for (int c = 0; c < channels; ++c) {
+    std::vector<long> head(static_cast<size_t>(servers));
+    for (int s = 0; s < servers; ++s) {
+      const auto& group = by_server[static_cast<size_t>(s)];
+      const int k = static_cast<int>(group.size());
+      head[static_cast<size_t>(s)] = group[static_cast<size_t>(c * k / channels)];
+    }
+    for (int tree = 0; tree < 2; ++tree) {
+      for (int i = 1; i < servers; ++i) {
+        const int parent = (i - 1) / 2;
+        const int child_server = tree == 0 ? i : servers - 1 - i;
+        const int parent_server = tree == 0 ? parent : servers - 1 - parent;
+        const long a = head[static_cast<size_t>(child_server)];
+        const long b = head[static_cast<size_t>(parent_server)];
+        edges.push_back({a, b, tree_bytes / eff_inter});
+        edges.push_back({b, a, tree_bytes / eff_inter});
+      }
     }
   }
   return edges;

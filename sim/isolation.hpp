@@ -29,4 +29,14 @@ struct RingFlow {
 std::vector<RingFlow> nccl_rings(const std::vector<long>& members, int gpus_per_server, int nics, double size,
                                  double edge_factor, double eff_intra, double eff_inter);
 
+/// NCCL's double binary tree all-reduce over `members`, across servers: two complementary binary
+/// trees (heap order and its mirror, so a server that is interior in one is a leaf in the other)
+/// between the GPUs that carry each channel's network traffic, each tree moving half of the data
+/// up (reduce) and down (broadcast); min(k, nics) channels as for rings. The chain inside each
+/// server runs pipelined with the tree at NVLink speed, several times the NIC's; it is left to the
+/// plan's latency term rather than simulated, which keeps every flow of the tree the same size
+/// (flows that finish together cost SimGrid one solve; staggered ones are what make it slow).
+std::vector<RingFlow> nccl_trees(const std::vector<long>& members, int gpus_per_server, int nics, double size,
+                                 double eff_intra, double eff_inter);
+
 } // namespace odyssey::sim

@@ -88,3 +88,23 @@ TEST_CASE("sim::Collective: all-to-all slows with oversubscription in proportion
   CHECK(t4 > 1.8 * t1);
   CHECK(t8 / t4 == Approx(2.0).epsilon(0.1));
 }
+
+TEST_CASE("sim::Collective: NCCL's tuning picks trees for small all-reduces across servers, rings for large",
+          "[collective]") {
+  const CollectiveRun r = run("dgx-a100-superpod", CollectiveKind::ALL_REDUCE, 1024, {Bytes(8), Bytes(4.0 * (1L << 30))});
+  REQUIRE(r.rows.size() == 2);
+  CHECK(r.rows[0].algorithm == "tree");
+  CHECK(r.rows[1].algorithm == "ring");
+  // A tree's latency grows with log2(servers), a ring's with the ranks: 1,024 ranks stay well
+  // under a millisecond only with the tree (a ring would take 2 x 1,023 steps).
+  CHECK(r.rows[0].time_s < 200e-6);
+  // Within one server NCCL's tree is a chain; Odyssey keeps the ring there.
+  CHECK(run("dgx-a100-superpod", CollectiveKind::ALL_REDUCE, 8, {Bytes(8)}).rows[0].algorithm == "ring");
+}
+
+TEST_CASE("sim::Collective: rings and trees leave a server through every NIC", "[collective]") {
+  // Azure's servers have 4 NICs for 8 GPUs: 400 Gb/s per server, so a large all-reduce across
+  // servers reaches about 50 GB/s x the protocol's efficiency of bus bandwidth, not half of it.
+  const CollectiveRun r = run("azure-openai-2020", CollectiveKind::ALL_REDUCE, 64, {Bytes(1L << 30)});
+  CHECK(r.rows[0].busbw / 1e9 > 40);
+}
