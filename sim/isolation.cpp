@@ -63,17 +63,26 @@ double peak_memory_bytes() {
   return static_cast<double>(usage.ru_maxrss) * 1024.0;  // Linux reports KiB
 }
 
+namespace {
+
+/// Consecutive members of one server, in order.
+std::vector<std::vector<long>> group_by_server(const std::vector<long>& members, int gpus_per_server) {
+  std::vector<std::vector<long>> by_server;
+  for (long g : members) {
+    if (by_server.empty() || by_server.back().front() / gpus_per_server != g / gpus_per_server) by_server.emplace_back();
+    by_server.back().push_back(g);
+  }
+  return by_server;
+}
+
+} // namespace
+
 std::vector<RingFlow> nccl_rings(const std::vector<long>& members, int gpus_per_server, int nics, double size,
                                  double edge_factor, double eff_intra, double eff_inter) {
   std::vector<RingFlow> edges;
   const int n = static_cast<int>(members.size());
   if (n < 2) return edges;
-  auto server_of = [&](long g) { return g / gpus_per_server; };
-  std::vector<std::vector<long>> by_server;
-  for (long g : members) {
-    if (by_server.empty() || server_of(by_server.back().front()) != server_of(g)) by_server.emplace_back();
-    by_server.back().push_back(g);
-  }
+  const std::vector<std::vector<long>> by_server = group_by_server(members, gpus_per_server);
   const int servers = static_cast<int>(by_server.size());
   const int per_server = static_cast<int>(by_server.front().size());
   const int channels = servers > 1 ? std::max(1, std::min(per_server, nics)) : 1;
@@ -92,7 +101,7 @@ std::vector<RingFlow> nccl_rings(const std::vector<long>& members, int gpus_per_
     for (int i = 0; i < n; ++i) {
       const long a = order[static_cast<size_t>(i)];
       const long b = order[static_cast<size_t>((i + 1) % n)];
-      edges.push_back({a, b, per_edge / (server_of(a) == server_of(b) ? eff_intra : eff_inter)});
+      edges.push_back({a, b, per_edge / (a / gpus_per_server == b / gpus_per_server ? eff_intra : eff_inter)});
     }
   }
   return edges;
@@ -102,12 +111,7 @@ std::vector<RingFlow> nccl_trees(const std::vector<long>& members, int gpus_per_
                                  double /*eff_intra*/, double eff_inter) {
   std::vector<RingFlow> edges;
   if (members.size() < 2) return edges;
-  auto server_of = [&](long g) { return g / gpus_per_server; };
-  std::vector<std::vector<long>> by_server;
-  for (long g : members) {
-    if (by_server.empty() || server_of(by_server.back().front()) != server_of(g)) by_server.emplace_back();
-    by_server.back().push_back(g);
-  }
+  const std::vector<std::vector<long>> by_server = group_by_server(members, gpus_per_server);
   const int servers = static_cast<int>(by_server.size());
   const int per_server = static_cast<int>(by_server.front().size());
   const int channels = std::max(1, std::min(per_server, nics));

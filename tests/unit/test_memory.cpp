@@ -1,23 +1,14 @@
 #include <catch2/catch.hpp>
 
+#include "tests/unit/shapes.hpp"
+
 #include "models/workload.hpp"
 
 using namespace odyssey;
 
 namespace {
 
-ModelSpec gpt(int layers, int hidden, int heads, int seq, int vocab = 51200) {
-  ModelSpec m;
-  m.name = "gpt";
-  m.layers = layers;
-  m.hidden = hidden;
-  m.heads = heads;
-  m.kv_heads = heads;
-  m.ffn_hidden = 4 * hidden;
-  m.vocab = vocab;
-  m.seq_len = seq;
-  return m;
-}
+using test::gpt;
 
 struct Setting {
   int tp = 8;

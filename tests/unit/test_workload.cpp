@@ -5,6 +5,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "tests/unit/shapes.hpp"
+
 #include "models/workload.hpp"
 
 using namespace odyssey;
@@ -24,19 +26,7 @@ const std::vector<TableOneRow> TABLE_ONE = {
     {160, 25600, 128, 8, 64, 6, 3072},
 };
 
-ModelSpec gpt(int layers, int hidden, int heads, int seq = 2048, int vocab = 51200) {
-  ModelSpec m;
-  m.name = "gpt";
-  m.layers = layers;
-  m.hidden = hidden;
-  m.heads = heads;
-  m.kv_heads = heads;
-  m.ffn_hidden = 4 * hidden;
-  m.activation = Activation::GELU;
-  m.vocab = vocab;
-  m.seq_len = seq;
-  return m;
-}
+using test::gpt;
 
 ModelSpec llama(int layers, int hidden, int heads, int kv_heads, int ffn, int vocab = 128256, int seq = 8192) {
   ModelSpec m;
