@@ -32,6 +32,23 @@ std::string count(double n) {
   return fmt::format("{:.0f}", n);
 }
 
+/// The breakdown's parts in report order: JSON key, terminal label, seconds.
+struct BreakdownPart {
+  std::string_view key;
+  std::string_view label;
+  Seconds time;
+};
+std::vector<BreakdownPart> breakdown_parts(const Breakdown& b) {
+  return {{"compute", "compute", b.compute},
+          {"tp_comm_exposed", "tp comm exposed", b.tp_comm_exposed},
+          {"cp_comm_exposed", "cp comm exposed", b.cp_comm_exposed},
+          {"ep_comm_exposed", "ep comm exposed", b.ep_comm_exposed},
+          {"pp_bubble", "pp bubble", b.pp_bubble},
+          {"pp_comm_exposed", "pp comm exposed", b.pp_comm_exposed},
+          {"dp_comm_exposed", "dp comm exposed", b.dp_comm_exposed},
+          {"optimizer", "optimizer", b.optimizer}};
+}
+
 std::string gib(Bytes b) { return fmt::format("{:.1f} GiB", b.value() / 1073741824.0); }
 
 std::string duration(Seconds s) {
@@ -95,20 +112,10 @@ std::string render_text(const Report& r) {
   if (r.time_to_train)
     out += fmt::format("  time to train {} tokens: {}\n", count(*r.tokens), duration(*r.time_to_train));
   out += "\n  where the time goes (critical GPU: stage " + std::to_string(r.simulation.critical_stage) + ")\n";
-  const std::pair<const char*, Seconds> parts[] = {
-      {"compute", r.breakdown.compute},
-      {"tp comm exposed", r.breakdown.tp_comm_exposed},
-      {"cp comm exposed", r.breakdown.cp_comm_exposed},
-      {"ep comm exposed", r.breakdown.ep_comm_exposed},
-      {"pp bubble", r.breakdown.pp_bubble},
-      {"pp comm exposed", r.breakdown.pp_comm_exposed},
-      {"dp comm exposed", r.breakdown.dp_comm_exposed},
-      {"optimizer", r.breakdown.optimizer},
-  };
   const double total = std::max(1e-12, r.iteration_time.value());
-  for (const auto& [name, t] : parts) {
+  for (const auto& [key, name, t] : breakdown_parts(r.breakdown)) {
     // Context- and expert-parallel rows only for strategies that have them.
-    if ((std::string_view(name) == "cp comm exposed" && r.cp == 1) || (std::string_view(name) == "ep comm exposed" && r.ep == 1)) continue;
+    if ((key == "cp_comm_exposed" && r.cp == 1) || (key == "ep_comm_exposed" && r.ep == 1)) continue;
     const double f = t.value() / total;
     const int width = static_cast<int>(std::lround(f * 40));
     out += fmt::format("    {:<16} {:>10} {:5.1f}% {}\n", name, duration(t), f * 100, std::string(static_cast<size_t>(width), '#'));
@@ -142,16 +149,8 @@ std::string render_text(const Report& r) {
 
 std::string render_json(const Report& r) {
   using nlohmann::json;
-  json breakdown = {
-      {"compute", r.breakdown.compute.value()},
-      {"tp_comm_exposed", r.breakdown.tp_comm_exposed.value()},
-      {"cp_comm_exposed", r.breakdown.cp_comm_exposed.value()},
-      {"ep_comm_exposed", r.breakdown.ep_comm_exposed.value()},
-      {"pp_bubble", r.breakdown.pp_bubble.value()},
-      {"pp_comm_exposed", r.breakdown.pp_comm_exposed.value()},
-      {"dp_comm_exposed", r.breakdown.dp_comm_exposed.value()},
-      {"optimizer", r.breakdown.optimizer.value()},
-  };
+  json breakdown = json::object();
+  for (const auto& [key, name, t] : breakdown_parts(r.breakdown)) breakdown[key] = t.value();
   json stages = json::array();
   for (const auto& m : r.memory_per_stage)
     stages.push_back({{"weights", m.weights.value()},
