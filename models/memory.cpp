@@ -181,12 +181,11 @@ MemoryBreakdown Workload::memory(int stage) const {
   const double gradient_bytes = training_.precision == Precision::FP16 ? 2.0 : 4.0;
   const double optimizer_bytes = fp32 ? 8.0 : 12.0;  // (fp32 master +) momentum + variance
   // Dense states shard over the dp*cp ranks that hold the same parameters, expert states over the
-  // expert-data-parallel group (dp/ep). ZeRO-3 shards the dense weights only: expert weights stay
-  // whole on each expert-parallel rank (the engine has no expert-data-parallel gather).
+  // expert-data-parallel group (dp*cp/ep).
   auto sharded = [&](double bytes_per_param, int from_stage) {
     const bool shard = zero >= from_stage;
     return Bytes(dense * bytes_per_param / (shard ? zero_shards() : 1) +
-                 experts * bytes_per_param / (shard && from_stage < 3 ? expert_zero_shards() : 1));
+                 experts * bytes_per_param / (shard ? expert_zero_shards() : 1));
   };
 
   MemoryBreakdown m;
@@ -195,8 +194,10 @@ MemoryBreakdown Workload::memory(int stage) const {
     // The gathered weights of the chunk being computed, and of the next one prefetched when the
     // gather overlaps compute (DeepSpeed ZeRO-3 prefetch, Rajbhandari et al. 2020 sec. 5.3).
     double largest = 0;
-    for (int c = 0; c < chunks_per_stage(); ++c)
-      largest = std::max(largest, chunk(stage, c).parameters.value() / gradient_bytes * weight_bytes);
+    for (int c = 0; c < chunks_per_stage(); ++c) {
+      const ChunkWork& w = chunk(stage, c);
+      largest = std::max(largest, (w.parameters + w.expert_parameters).value() / gradient_bytes * weight_bytes);
+    }
     m.weights += Bytes(largest * (parallelism_.zero_overlap ? 2 : 1));
   }
   m.gradients = sharded(gradient_bytes, 2);
@@ -208,6 +209,18 @@ MemoryBreakdown Workload::memory(int stage) const {
     if (degree > 1) ++communicators;
   m.workspace = Bytes(CUDA_CONTEXT + CUBLAS_WORKSPACE + communicators * NCCL_BUFFERS_PER_COMMUNICATOR) +
                 m.activations * FRAGMENTATION_OF_ACTIVATIONS;
+  if (zero >= 2 && (zero_shards() > 1 || expert_zero_shards() > 1)) {
+    // Sharded gradients are produced whole by each backward and reduce-scattered every
+    // micro-batch: a chunk's unsharded gradients live until their buckets are reduced, at most
+    // two buckets at a time when the reduction overlaps the backward (one filling, one in
+    // flight), the whole chunk when it waits for the end of the backward.
+    double largest = 0;
+    for (int c = 0; c < chunks_per_stage(); ++c) {
+      const ChunkWork& w = chunk(stage, c);
+      largest = std::max(largest, (w.parameters + w.expert_parameters).value());
+    }
+    m.workspace += Bytes(parallelism_.dp_overlap ? std::min(largest, 2 * dp_bucket_bytes().value()) : largest);
+  }
   return m;
 }
 

@@ -41,6 +41,7 @@ const char* to_string(GroupKind g) {
   case GroupKind::DP: return "dp";
   case GroupKind::CP: return "cp";
   case GroupKind::EP: return "ep";
+  case GroupKind::EXPERT_DP: return "expert-dp";
   }
   return "unknown";
 }

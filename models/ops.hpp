@@ -48,7 +48,8 @@ struct ComputeOp {
 };
 
 enum class CollectiveKind { ALL_REDUCE, ALL_GATHER, REDUCE_SCATTER, BROADCAST, REDUCE, ALL_TO_ALL, SEND_RECV };
-enum class GroupKind { TP, PP, DP, CP, EP };
+/// EXPERT_DP: the expert-data-parallel group (the dp*cp/ep ranks holding the same experts).
+enum class GroupKind { TP, PP, DP, CP, EP, EXPERT_DP };
 
 /// One collective call. `bytes` follows nccl-tests' "size": the full buffer of one rank for
 /// all-reduce/broadcast/reduce/send-recv, the gathered output for all-gather, the input for

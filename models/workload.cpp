@@ -793,6 +793,7 @@ Workload::Workload(ModelSpec model, TrainingSpec training, ParallelismSpec paral
   // and/or the LM head: build each distinct chunk once.
   std::map<std::tuple<bool, bool, int, int>, ChunkWork> variants;
   const bool gather_parameters = par.zero >= 3 && par.dp * par.cp > 1;
+  const bool gather_expert_parameters = par.zero >= 3 && par.dp * par.cp / par.ep > 1;
   const double weight_bytes = weight_element_bytes(training_.precision);
   chunks_.assign(size_t(par.pp), {});
   local_parameters_.assign(size_t(par.pp), 0.0);
@@ -821,19 +822,21 @@ Workload::Workload(ModelSpec model, TrainingSpec training, ParallelismSpec paral
       }
       chunk.parameters = Bytes(dense * x.grad);
       chunk.expert_parameters = Bytes(experts * x.grad);
-      if (gather_parameters) {
-        // ZeRO-3 (Rajbhandari et al. 2020 sec. 5.3): the chunk's parameters are all-gathered
-        // before its forward and again before its backward (DeepSpeed frees them in between),
-        // prefetched during the previous compute when zero_overlap is on.
-        const Bytes gathered(dense * weight_bytes);
+      // ZeRO-3 (Rajbhandari et al. 2020 sec. 5.3): the chunk's parameters are all-gathered
+      // before its forward and again before its backward (DeepSpeed frees them in between),
+      // prefetched during the previous compute when zero_overlap is on. Expert weights are
+      // gathered over the expert-data-parallel group that shards them.
+      auto gather = [&](const char* name, GroupKind group, double bytes) {
+        if (bytes <= 0) return;
         chunk.forward.comm.insert(chunk.forward.comm.begin(),
-                                  layer.collective("zero3_param_gather", CollectiveKind::ALL_GATHER, GroupKind::DP,
-                                                   gathered.value(), par.zero_overlap));
-        const CollectiveOp again = layer.collective("zero3_param_gather_bwd", CollectiveKind::ALL_GATHER,
-                                                    GroupKind::DP, gathered.value(), par.zero_overlap);
+                                  layer.collective(name, CollectiveKind::ALL_GATHER, group, bytes, par.zero_overlap));
+        const CollectiveOp again = layer.collective(std::string(name) + "_bwd", CollectiveKind::ALL_GATHER, group,
+                                                    bytes, par.zero_overlap);
         chunk.backward.comm.insert(chunk.backward.comm.begin(), again);
         chunk.backward_input.comm.insert(chunk.backward_input.comm.begin(), again);
-      }
+      };
+      if (gather_parameters) gather("zero3_param_gather", GroupKind::DP, dense * weight_bytes);
+      if (gather_expert_parameters) gather("zero3_expert_gather", GroupKind::EXPERT_DP, experts * weight_bytes);
       local_parameters_[size_t(s)] += dense + experts;
       local_expert_parameters_[size_t(s)] += experts;
       chunks_[size_t(s)].push_back(std::move(chunk));
@@ -871,7 +874,13 @@ Workload::Workload(ModelSpec model, TrainingSpec training, ParallelismSpec paral
 
 int Workload::zero_shards() const { return parallelism_.dp * parallelism_.cp; }
 
-int Workload::expert_zero_shards() const { return parallelism_.dp / parallelism_.ep; }
+int Workload::expert_zero_shards() const { return parallelism_.dp * parallelism_.cp / parallelism_.ep; }
+
+Bytes Workload::dp_bucket_bytes() const {
+  if (parallelism_.dp_bucket.value() > 0) return parallelism_.dp_bucket;
+  const double element = training_.precision == Precision::FP16 ? 2.0 : 4.0;
+  return Bytes(std::max(40e6, 1e6 * parallelism_.dp * parallelism_.cp) * element);
+}
 
 int Workload::microbatches() const {
   return training_.global_batch / (training_.micro_batch * parallelism_.dp);

@@ -45,7 +45,8 @@ const char* stream_of(GroupKind g) {
   case GroupKind::CP: return "cp";
   case GroupKind::EP: return "ep";
   case GroupKind::PP: return "pp";
-  case GroupKind::DP: return "dp";
+  case GroupKind::DP:
+  case GroupKind::EXPERT_DP: return "dp";
   }
   return "tp";
 }
@@ -56,7 +57,8 @@ Category category_of(GroupKind g) {
   case GroupKind::CP: return Category::CP;
   case GroupKind::EP: return Category::EP;
   case GroupKind::PP: return Category::PP_TRANSFER;
-  case GroupKind::DP: return Category::DP_WAIT;
+  case GroupKind::DP:
+  case GroupKind::EXPERT_DP: return Category::DP_WAIT;
   }
   return Category::TP;
 }
@@ -86,6 +88,9 @@ struct RingEdge {
 
 /// Which ranks of a stage a data-parallel collective spans.
 enum class DpGroup { DENSE, EXPERT };
+
+bool data_parallel(GroupKind g) { return g == GroupKind::DP || g == GroupKind::EXPERT_DP; }
+DpGroup dp_group_of(GroupKind g) { return g == GroupKind::EXPERT_DP ? DpGroup::EXPERT : DpGroup::DENSE; }
 
 /// A collective over the data-parallel dimension, run by the stage's driver actor once every
 /// replica has issued it (NCCL runs a communicator's collectives in issue order).
@@ -212,7 +217,11 @@ PricedBlock Simulation::price_block(const WorkBlock& block) const {
   PricedBlock b{.compute = cost_.compute_time(block.compute), .comm = {}};
   for (CollectiveOp op : block.comm) {
     if (op.group == GroupKind::TP && p_.tp_overlap) op.overlap_with_compute = true;
-    const int ranks = op.group == GroupKind::TP ? p_.tp : op.group == GroupKind::CP ? p_.cp : op.group == GroupKind::EP ? p_.ep : p_.dp;
+    const int ranks = op.group == GroupKind::TP          ? p_.tp
+                      : op.group == GroupKind::CP        ? p_.cp
+                      : op.group == GroupKind::EP        ? p_.ep
+                      : op.group == GroupKind::EXPERT_DP ? w_.expert_zero_shards()
+                                                         : w_.zero_shards();
     if (ranks > 1) b.comm.push_back(op);
   }
   return b;
@@ -344,8 +353,8 @@ void Simulation::run_block(BlockState& b, const PricedBlock& block, const std::s
   Seconds overlapped_analytic;
   for (const CollectiveOp& op : block.comm) {
     if (!op.overlap_with_compute) continue;
-    if (op.group == GroupKind::DP) {
-      overlapped_dp.emplace_back(op.group, issue_dp(b, {.kind = op.kind, .group = DpGroup::DENSE, .bytes = op.bytes.value(), .label = op.name}));
+    if (data_parallel(op.group)) {
+      overlapped_dp.emplace_back(op.group, issue_dp(b, {.kind = op.kind, .group = dp_group_of(op.group), .bytes = op.bytes.value(), .label = op.name}));
     } else if (op.group == GroupKind::TP && tp_links_private()) {
       overlapped_analytic += analytic_tp(op);
     } else {
@@ -371,7 +380,7 @@ void Simulation::run_block(BlockState& b, const PricedBlock& block, const std::s
   for (const CollectiveOp& op : block.comm) {
     if (!op.overlap_with_compute) continue;
     const double t1 = sg4::Engine::get_clock();
-    if (op.group == GroupKind::DP) {
+    if (data_parallel(op.group)) {
       for (auto [g, seq] : overlapped_dp) wait_dp(b, seq);
       overlapped_dp.clear();
     } else if (op.group == GroupKind::TP && tp_links_private()) {
@@ -434,9 +443,9 @@ void Simulation::run_block(BlockState& b, const PricedBlock& block, const std::s
     record(b, category_of(g), t1, stream_of(g), name + " " + names);
   }
   for (const CollectiveOp& op : block.comm) {
-    if (op.overlap_with_compute || op.group != GroupKind::DP) continue;
+    if (op.overlap_with_compute || !data_parallel(op.group)) continue;
     const double t1 = sg4::Engine::get_clock();
-    wait_dp(b, issue_dp(b, {.kind = op.kind, .group = DpGroup::DENSE, .bytes = op.bytes.value(), .label = op.name}));
+    wait_dp(b, issue_dp(b, {.kind = op.kind, .group = dp_group_of(op.group), .bytes = op.bytes.value(), .label = op.name}));
     record(b, Category::DP_WAIT, t1, "dp", name + " " + op.name);
   }
 }
@@ -498,21 +507,27 @@ void Simulation::stage_actor(BlockState& b) {
   const int v = w_.chunks_per_stage();
   const int last_virtual = pp * v - 1;
   const auto& steps = w_.schedule(b.stage);
-  // Megatron-core's default bucket: max(40M, 1M x data-parallel size) parameters
-  // (DistributedDataParallelConfig.bucket_size), in the gradient's bytes per element.
-  const double grad_element = w_.training().precision == Precision::FP16 ? 2.0 : 4.0;
-  const double bucket = p_.dp_bucket.value() > 0
-                            ? p_.dp_bucket.value()
-                            : std::max(40e6, 1e6 * p_.dp * p_.cp) * grad_element;
-  const bool has_dp = p_.dp * p_.cp > 1;
-  const bool has_expert_dp = p_.dp / p_.ep > 1;
+  const double bucket = w_.dp_bucket_bytes().value();
+  const bool has_dp = w_.zero_shards() > 1;
+  const bool has_expert_dp = w_.expert_zero_shards() > 1;
   const CollectiveKind grad_kind = p_.zero >= 1 ? CollectiveKind::REDUCE_SCATTER : CollectiveKind::ALL_REDUCE;
-  // The last gradient-producing step of each chunk releases that chunk's gradients (Megatron-LM
-  // reduces after the last micro-batch of gradient accumulation; zero-bubble after the last W).
-  std::vector<int> last_grad_step(static_cast<size_t>(v), -1);
-  for (int i = 0; i < static_cast<int>(steps.size()); ++i) {
-    const PipelineStep& st = steps[static_cast<size_t>(i)];
-    if (st.kind == StepKind::BACKWARD || st.kind == StepKind::BACKWARD_WEIGHT) last_grad_step[static_cast<size_t>(st.chunk)] = i;
+  // Which gradient-producing steps release a chunk's gradients to the data-parallel group. Up to
+  // ZeRO-1 gradients accumulate whole over the micro-batches and the last step of each chunk
+  // releases them (Megatron-LM reduces after the last micro-batch of gradient accumulation;
+  // zero-bubble after the last W). ZeRO-2 and 3 keep only a shard of the gradients, so every
+  // micro-batch's backward reduce-scatters its gradients into the shards (DeepSpeed ZeRO-2/3 and
+  // PyTorch FSDP outside no_sync).
+  std::vector<char> releases_at(steps.size(), 0);
+  {
+    std::vector<int> last_grad_step(static_cast<size_t>(v), -1);
+    for (int i = 0; i < static_cast<int>(steps.size()); ++i) {
+      const PipelineStep& st = steps[static_cast<size_t>(i)];
+      if (st.kind != StepKind::BACKWARD && st.kind != StepKind::BACKWARD_WEIGHT) continue;
+      last_grad_step[static_cast<size_t>(st.chunk)] = i;
+      if (p_.zero >= 2) releases_at[static_cast<size_t>(i)] = 1;
+    }
+    for (int i : last_grad_step)
+      if (i >= 0) releases_at[static_cast<size_t>(i)] = 1;
   }
   auto buckets_of = [&](Bytes bytes) { return bytes.value() > 0 ? std::max(1, static_cast<int>(std::ceil(bytes.value() / bucket))) : 0; };
   std::vector<int> pending;  // DP requests to wait for at the end
@@ -564,7 +579,7 @@ void Simulation::stage_actor(BlockState& b) {
     const PricedBlock& work = step.kind == StepKind::BACKWARD ? pc.backward
                               : step.kind == StepKind::BACKWARD_INPUT ? pc.backward_input
                                                                        : pc.backward_weight;
-    const bool releases = i == last_grad_step[static_cast<size_t>(step.chunk)] && (has_dp || has_expert_dp);
+    const bool releases = releases_at[static_cast<size_t>(i)] != 0 && (has_dp || has_expert_dp);
     if (releases && p_.dp_overlap) {
       // Each full bucket is handed to the data-parallel stream while the rest of the pass runs.
       const int parts = std::max(1, std::max(buckets_of(pc.gradients), buckets_of(pc.expert_gradients)));
@@ -602,8 +617,9 @@ void Simulation::stage_actor(BlockState& b) {
     ++result_.activities;
   }
   record(b, Category::OPTIMIZER, t0, "optimizer", "optimizer step");
-  if (p_.zero >= 1 && (has_dp || has_expert_dp)) {
-    // The distributed optimizer updates its shard; every rank then gathers the updated weights.
+  if ((p_.zero == 1 || p_.zero == 2) && (has_dp || has_expert_dp)) {
+    // The distributed optimizer updates its shard; every rank then gathers the updated weights
+    // (ZeRO-3 gathers them chunk by chunk before the next forward instead).
     t0 = sg4::Engine::get_clock();
     const double params = w_.parameter_bytes(b.stage).value();
     const double expert_grads = w_.expert_gradient_bytes(b.stage).value();
@@ -647,13 +663,14 @@ void Simulation::dp_driver(int stage) {
         auto ring = ring_edges(members, request.kind, request.bytes, &plan);
         edges.insert(edges.end(), ring.begin(), ring.end());
       } else {
-        for (int c = 0; c < p_.cp; ++c)
-          for (int j = 0; j < p_.ep; ++j) {
-            std::vector<long> members;
-            for (int e = 0; e < blocks_per_stage_; ++e) members.push_back(block_base(stage, e) + local_index(t, c, j));
-            auto ring = ring_edges(members, request.kind, request.bytes, &plan);
-            edges.insert(edges.end(), ring.begin(), ring.end());
-          }
+        for (int j = 0; j < p_.ep; ++j) {
+          std::vector<long> members;
+          for (int e = 0; e < blocks_per_stage_; ++e)
+            for (int c = 0; c < p_.cp; ++c) members.push_back(block_base(stage, e) + local_index(t, c, j));
+          std::sort(members.begin(), members.end());
+          auto ring = ring_edges(members, request.kind, request.bytes, &plan);
+          edges.insert(edges.end(), ring.begin(), ring.end());
+        }
       }
     }
     if (options_.fidelity == Fidelity::FAST) {

@@ -196,6 +196,22 @@ TEST_CASE("sim::Engine: ZeRO-1 reduce-scatters gradients and gathers parameters"
   CHECK(zero1.breakdown.optimizer.value() < plain.breakdown.optimizer.value() / 8);
 }
 
+TEST_CASE("sim::Engine: ZeRO-2 reduce-scatters gradients every micro-batch", "[engine]") {
+  const CostModel cost(free_latency_profile());
+  const MachineSpec machine = small_machine(4);
+  auto run = [&](int zero) {
+    const Workload w(gpt(4, 2048, 16, 51200), {.global_batch = 128, .micro_batch = 1, .precision = Precision::BF16},
+                     {.tp = 1, .pp = 1, .dp = 32, .zero = zero, .dp_overlap = false});
+    return simulate(machine, w, cost, {});
+  };
+  const SimulationResult zero1 = run(1);
+  const SimulationResult zero2 = run(2);
+  // 4 micro-batches: ZeRO-1 moves one fp32 reduce-scatter (4 bytes per parameter) and one bf16
+  // all-gather (2), ZeRO-2 four reduce-scatters and the same all-gather.
+  const double ratio = zero2.breakdown.dp_comm_exposed.value() / zero1.breakdown.dp_comm_exposed.value();
+  CHECK(ratio == Approx((4 * 4 + 2) / 6.0).epsilon(0.05));
+}
+
 TEST_CASE("sim::Engine: context and expert parallel collectives run inside the lockstep block", "[engine]") {
   const CostModel cost(a100_profile());
   const MachineSpec machine = small_machine(8);

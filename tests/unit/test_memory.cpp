@@ -132,6 +132,19 @@ TEST_CASE("models::Memory: model states follow ZeRO (Rajbhandari et al. 2020)", 
     t.precision = Precision::FP32;
     CHECK(states(0) == Approx(16 * psi));
   }
+  SECTION("ZeRO-2 and 3 hold a chunk's whole gradients until their buckets are reduce-scattered") {
+    auto workspace = [&](int zero) {
+      p.zero = zero;
+      return Workload(m, t, p).memory(0).workspace.value();
+    };
+    const double chunk_gradients = Workload(m, t, p).chunk(0, 0).parameters.value();
+    p.dp_overlap = false;
+    CHECK(workspace(2) - workspace(1) == Approx(chunk_gradients));
+    p.dp_overlap = true;
+    p.dp_bucket = Bytes(chunk_gradients / 8);
+    CHECK(workspace(2) - workspace(1) == Approx(2 * chunk_gradients / 8));
+    CHECK(workspace(3) - workspace(1) == Approx(2 * chunk_gradients / 8));
+  }
   SECTION("workspace: context, cuBLAS, NCCL buffers and fragmentation") {
     p.zero = 0;
     const MemoryBreakdown b = Workload(m, t, p).memory(0);

@@ -520,6 +520,31 @@ TEST_CASE("models::Workload: Mixtral 8x7B parameters and expert parallelism", "[
     CHECK(w2.memory(0).optimizer_states.value() == Approx(12 * dense / 8 + 12 * experts / 4));
     CHECK(w2.moe_layer_activations() > w2.layer_activations());
   }
+  SECTION("context-parallel ranks hold the same experts: the expert-data-parallel group spans dp*cp/ep") {
+    p.ep = 2;
+    p.cp = 2;
+    CHECK(Workload(mixtral(), t, p).expert_zero_shards() == 8);
+  }
+  SECTION("ZeRO-3 shards expert weights too and gathers them over the expert-data-parallel group") {
+    p.ep = 2;
+    p.zero = 3;
+    p.zero_overlap = false;
+    const Workload w3(mixtral(), t, p);
+    const ChunkWork& c = w3.chunk(0, 0);
+    const double experts = c.expert_parameters.value() / 4;  // gradient bytes (fp32) -> elements
+    const double dense = c.parameters.value() / 4;
+    const CollectiveOp* gather = find_comm(c.forward, "zero3_expert_gather");
+    REQUIRE(gather != nullptr);
+    CHECK(gather->group == GroupKind::EXPERT_DP);
+    CHECK(gather->kind == CollectiveKind::ALL_GATHER);
+    CHECK(gather->bytes.value() == Approx(2 * experts));
+    REQUIRE(find_comm(c.backward, "zero3_expert_gather_bwd") != nullptr);
+    CHECK(find_comm(c.backward, "zero3_expert_gather_bwd")->bytes.value() == Approx(2 * experts));
+    REQUIRE(find_comm(c.forward, "zero3_param_gather") != nullptr);
+    CHECK(find_comm(c.forward, "zero3_param_gather")->bytes.value() == Approx(2 * dense));
+    // bf16 weights: each shard plus the one chunk gathered whole.
+    CHECK(w3.memory(0).weights.value() == Approx(2 * dense / 8 + 2 * experts / 4 + 2 * (dense + experts)));
+  }
 }
 
 TEST_CASE("models::Workload: FP8 adds Transformer Engine casts, FLOPs unchanged", "[models]") {
