@@ -4,7 +4,10 @@
 // 2 bytes of fp16/bf16 weights, 2 or 4 bytes of gradients (Megatron-LM accumulates and reduces
 // bf16 gradients in fp32; fp16 gradients stay fp16) and 12 bytes of fp32 master weights, momentum
 // and variance per parameter; fp32 training keeps 4 + 4 + 8. ZeRO-1 shards the optimizer states
-// over dp, ZeRO-2 also the gradients, ZeRO-3 also the weights.
+// over dp, ZeRO-2 also the gradients, ZeRO-3 also the weights. Sharded gradients are produced
+// whole by each micro-batch's backward and reduce-scattered at once, so ZeRO-2/3 also hold one
+// chunk's whole gradients (at most two buckets of them when the reduction overlaps the backward),
+// counted with the communication buffers in the workspace.
 //
 // Activations follow Korthikanti et al. 2022 sec. 4 (Table 2), derived tensor by tensor so that
 // GQA and SwiGLU shapes get their own coefficient and GPT shapes get exactly the paper's:
