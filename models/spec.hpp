@@ -66,7 +66,7 @@ struct ParallelismSpec {
   int first_stage_layers = 0;       ///< layers on pipeline stage 0 (0: an even split)
   int last_stage_layers = 0;        ///< layers on the last pipeline stage (0: an even split)
   bool dp_overlap = true;           ///< gradient all-reduce overlapped with the backward pass
-  Bytes dp_bucket;                  ///< gradient bucket; 0: Megatron-core's max(40M, 1M x dp) elements
+  Bytes dp_bucket;                  ///< gradient bucket; 0: automatic (Workload::dp_bucket_bytes)
   bool tp_overlap = false;          ///< TP communication overlapped with GEMMs (userbuffers-style)
   bool pp_overlap = false;          ///< pipeline send/recv overlapped with compute
   bool zero_overlap = true;         ///< ZeRO-3 parameter all-gather prefetched during compute

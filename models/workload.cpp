@@ -879,6 +879,9 @@ int Workload::expert_zero_shards() const { return parallelism_.dp * parallelism_
 Bytes Workload::dp_bucket_bytes() const {
   if (parallelism_.dp_bucket.value() > 0) return parallelism_.dp_bucket;
   const double element = training_.precision == Precision::FP16 ? 2.0 : 4.0;
+  // ZeRO-2/3 reduce every micro-batch, as DeepSpeed does, in DeepSpeed's default bucket
+  // (zero_optimization.reduce_bucket_size, 5e8 elements); Megatron-core's otherwise.
+  if (parallelism_.zero >= 2) return Bytes(5e8 * element);
   return Bytes(std::max(40e6, 1e6 * parallelism_.dp * parallelism_.cp) * element);
 }
 

@@ -98,9 +98,9 @@ public:
   /// Ranks a ZeRO stage shards expert model states over: the expert-data-parallel group, dp*cp/ep
   /// (Megatron-core: every context-parallel rank holds the same experts and sees its own tokens).
   [[nodiscard]] int expert_zero_shards() const;
-  /// Bytes of one data-parallel gradient bucket: parallelism.dp_bucket, or Megatron-core's default
-  /// max(40M, 1M x data-parallel size) elements (DistributedDataParallelConfig.bucket_size) in the
-  /// gradient's element size.
+  /// Bytes of one data-parallel gradient bucket: parallelism.dp_bucket, or by default DeepSpeed's
+  /// 5e8 elements for ZeRO-2/3 and Megatron-core's max(40M, 1M x data-parallel size) elements
+  /// (DistributedDataParallelConfig.bucket_size) otherwise, in the gradient's element size.
   [[nodiscard]] Bytes dp_bucket_bytes() const;
   /// Peak memory of one GPU of `stage`.
   [[nodiscard]] MemoryBreakdown memory(int stage) const;

@@ -100,6 +100,9 @@ struct DpRequest {
   double bytes = 0.0;
   std::string label;
   bool end = false;             ///< no more requests from this replica
+  /// Nothing waits for this request before the end of the iteration (gradient buckets), so the
+  /// driver may run it together with the ones queued behind it.
+  bool deferred_wait = false;
 };
 
 /// Per-(stage, expert-group replica) actor state; touched only from SimGrid actors (one thread).
@@ -160,6 +163,7 @@ private:
   std::vector<RingEdge> ring_edges(const std::vector<long>& members, CollectiveKind kind, double size,
                                    CollectivePlan* plan) const;
   std::vector<std::vector<long>> block_groups(const BlockState& b, GroupKind g) const;
+  std::vector<RingEdge> dp_edges(int stage, const DpRequest& request, Seconds* latency) const;
   std::vector<sg4::CommPtr> start_flows(const std::vector<RingEdge>& edges);
   void run_flows(const std::vector<RingEdge>& edges);
   void record(BlockState& b, Category c, double start, const char* stream, const std::string& name);
@@ -538,10 +542,10 @@ void Simulation::stage_actor(BlockState& b) {
     const int expert = has_expert_dp ? buckets_of(pc.expert_gradients) : 0;
     for (int k = dense * part / parts; k < dense * (part + 1) / parts; ++k)
       pending.push_back(issue_dp(b, {.kind = grad_kind, .group = DpGroup::DENSE, .bytes = pc.gradients.value() / dense,
-                                     .label = fmt::format("gradients bucket {}", k)}));
+                                     .label = fmt::format("gradients bucket {}", k), .deferred_wait = true}));
     for (int k = expert * part / parts; k < expert * (part + 1) / parts; ++k)
       pending.push_back(issue_dp(b, {.kind = grad_kind, .group = DpGroup::EXPERT, .bytes = pc.expert_gradients.value() / expert,
-                                     .label = fmt::format("expert gradients bucket {}", k)}));
+                                     .label = fmt::format("expert gradients bucket {}", k), .deferred_wait = true}));
   };
   auto notify = [&](int stage, int chunk, int mb, bool activation, Bytes bytes) {
     BlockState& peer = *blocks_[static_cast<size_t>(stage)][static_cast<size_t>(b.replica)];
@@ -639,6 +643,34 @@ void Simulation::stage_actor(BlockState& b) {
   b.finish = sg4::Engine::get_clock();
 }
 
+/// The flows of one data-parallel request of `stage`: one ring per (tp, cp[, ep]) position, dense
+/// gradients reduced over dp x cp ranks, expert gradients over the expert-data-parallel ranks
+/// (same tp and ep position, every cp position). Adds the algorithm's latency to `latency`.
+std::vector<RingEdge> Simulation::dp_edges(int stage, const DpRequest& request, Seconds* latency) const {
+  std::vector<RingEdge> edges;
+  CollectivePlan plan;
+  const bool dense = request.group == DpGroup::DENSE;
+  for (int t = 0; t < p_.tp; ++t) {
+    for (int j = 0; j < (dense ? 1 : p_.ep); ++j) {
+      std::vector<long> members;
+      for (int e = 0; e < blocks_per_stage_; ++e)
+        for (int k = dense ? 0 : j; k < (dense ? p_.ep : j + 1); ++k)
+          for (int c = 0; c < p_.cp; ++c) members.push_back(block_base(stage, e) + local_index(t, c, k));
+      std::sort(members.begin(), members.end());
+      auto ring = ring_edges(members, request.kind, request.bytes, &plan);
+      edges.insert(edges.end(), ring.begin(), ring.end());
+    }
+  }
+  if (options_.fidelity == Fidelity::FAST) {
+    // Every edge of a data-parallel ring carries the same bytes over the same kind of path;
+    // fast fidelity keeps the edges leaving replica 0's block as their representatives.
+    const long lo = block_base(stage, 0);
+    std::erase_if(edges, [&](const RingEdge& e) { return e.src < lo || e.src >= lo + block_size_; });
+  }
+  *latency += plan.latency;
+  return edges;
+}
+
 void Simulation::dp_driver(int stage) {
   DpState& dp = *dp_[static_cast<size_t>(stage)];
   for (int seq = 0;; ++seq) {
@@ -648,46 +680,44 @@ void Simulation::dp_driver(int stage) {
     }
     const DpRequest request = dp.requests[static_cast<size_t>(seq)];
     if (request.end) return;
-    const double t0 = sg4::Engine::get_clock();
-    std::vector<RingEdge> edges;
-    CollectivePlan plan;
-    // One ring per (tp, cp[, ep]) position: dense gradients are reduced over dp x cp ranks,
-    // expert gradients over the expert-data-parallel ranks (same tp, cp and ep position).
-    for (int t = 0; t < p_.tp; ++t) {
-      if (request.group == DpGroup::DENSE) {
-        std::vector<long> members;
-        for (int e = 0; e < blocks_per_stage_; ++e)
-          for (int j = 0; j < p_.ep; ++j)
-            for (int c = 0; c < p_.cp; ++c) members.push_back(block_base(stage, e) + local_index(t, c, j));
-        std::sort(members.begin(), members.end());
-        auto ring = ring_edges(members, request.kind, request.bytes, &plan);
-        edges.insert(edges.end(), ring.begin(), ring.end());
-      } else {
-        for (int j = 0; j < p_.ep; ++j) {
-          std::vector<long> members;
-          for (int e = 0; e < blocks_per_stage_; ++e)
-            for (int c = 0; c < p_.cp; ++c) members.push_back(block_base(stage, e) + local_index(t, c, j));
-          std::sort(members.begin(), members.end());
-          auto ring = ring_edges(members, request.kind, request.bytes, &plan);
-          edges.insert(edges.end(), ring.begin(), ring.end());
-        }
+    // Gradient buckets that every replica has already issued behind this one run back to back on
+    // the same rings, as one NCCL stream runs them: their bytes go into one set of flows (they add
+    // up on the same edges) and their latencies add up. When the reduction falls behind the
+    // backward (ZeRO-2/3 reduce every micro-batch) this keeps the flows O(edges) per backlog
+    // rather than per bucket. Nothing waits on a bucket before the end of the iteration.
+    int last = seq;
+    if (request.deferred_wait) {
+      std::unique_lock lock(*dp.mutex);
+      while (static_cast<int>(dp.posted.size()) > last + 1 && dp.posted[static_cast<size_t>(last + 1)] == replicas_) {
+        const DpRequest& next = dp.requests[static_cast<size_t>(last + 1)];
+        if (!next.deferred_wait || next.kind != request.kind || next.group != request.group) break;
+        ++last;
       }
     }
-    if (options_.fidelity == Fidelity::FAST) {
-      // Every edge of a data-parallel ring carries the same bytes over the same kind of path;
-      // fast fidelity keeps the edges leaving replica 0's block as their representatives.
-      const long lo = block_base(stage, 0);
-      std::erase_if(edges, [&](const RingEdge& e) { return e.src < lo || e.src >= lo + block_size_; });
+    const double t0 = sg4::Engine::get_clock();
+    Seconds latency;
+    std::vector<RingEdge> edges = dp_edges(stage, request, &latency);
+    std::string label = request.label;
+    if (last > seq) {
+      std::map<std::pair<long, long>, double> merged;
+      for (const RingEdge& e : edges) merged[{e.src, e.dst}] += e.bytes;
+      for (int r = seq + 1; r <= last; ++r)
+        for (const RingEdge& e : dp_edges(stage, dp.requests[static_cast<size_t>(r)], &latency))
+          merged[{e.src, e.dst}] += e.bytes;
+      edges.clear();
+      for (const auto& [key, bytes] : merged) edges.push_back({key.first, key.second, bytes});
+      label += fmt::format(" (+{} queued)", last - seq);
     }
     run_flows(edges);
-    sg4::this_actor::sleep_for(plan.latency.value());
+    sg4::this_actor::sleep_for(latency.value());
     ++result_.activities;
     if (options_.record_trace)
-      result_.trace.push_back({.stage = stage, .replica = 0, .stream = "dp", .name = request.label,
+      result_.trace.push_back({.stage = stage, .replica = 0, .stream = "dp", .name = label,
                                .start = t0, .end = sg4::Engine::get_clock()});
     std::unique_lock lock(*dp.mutex);
-    dp.done[static_cast<size_t>(seq)] = 1;
+    for (int r = seq; r <= last; ++r) dp.done[static_cast<size_t>(r)] = 1;
     dp.cv->notify_all();
+    seq = last;
   }
 }
 

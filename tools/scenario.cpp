@@ -559,7 +559,7 @@ const std::vector<Field<Draft>>& scenario_fields() {
        [](Draft& d, const YamlValue& v) { d.scenario.parallelism.zero_overlap = v.as_bool(); },
        [](const Draft& d) { return boolean(d.scenario.parallelism.zero_overlap); }},
       {"parallelism.dp_bucket", "bytes | auto", "auto",
-       "gradient bucket size; auto: Megatron-core's max(40M, 1M x dp) parameters",
+       "gradient bucket size; auto: Megatron-core's max(40M, 1M x dp) parameters, DeepSpeed's 5e8 for zero 2 and 3",
        [](Draft& d, const YamlValue& v) {
          d.scenario.parallelism.dp_bucket = v.is_scalar() && v.as_string() == "auto" ? Bytes(0) : v.as_bytes();
        },
