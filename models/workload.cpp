@@ -177,12 +177,14 @@ public:
                                 kv_sequence_bytes(), ring));
   }
   /// Backward of the above: the ring passes K/V again and sends dK/dV back around (a
-  /// reduce-scatter's volume); the all-gather variant reduce-scatters dK/dV.
+  /// reduce-scatter's volume); the all-gather variant gathers K/V again (the forward keeps only
+  /// the local shard: the whole sequence's K/V for every in-flight micro-batch would not fit) and
+  /// reduce-scatters dK/dV.
   void context_parallel_backward(WorkBlock& w) const {
     if (x_.cp == 1) return;
     const bool ring = x_.cp_kind == ContextParallelKind::RING;
-    if (ring)
-      w.comm.push_back(collective("cp_kv_ring_bwd", CollectiveKind::ALL_GATHER, GroupKind::CP, kv_sequence_bytes(), true));
+    w.comm.push_back(collective(ring ? "cp_kv_ring_bwd" : "cp_kv_gather_bwd", CollectiveKind::ALL_GATHER, GroupKind::CP,
+                                kv_sequence_bytes(), ring));
     w.comm.push_back(collective(ring ? "cp_dkv_ring" : "cp_dkv_scatter", CollectiveKind::REDUCE_SCATTER, GroupKind::CP,
                                 kv_sequence_bytes(), ring));
   }

@@ -461,6 +461,11 @@ TEST_CASE("models::Workload: context parallelism splits the sequence", "[models]
     CHECK(rs->kind == CollectiveKind::REDUCE_SCATTER);
     CHECK_FALSE(rs->overlap_with_compute);
     CHECK(count_comm(ag.chunk(1, 0).backward, "cp_kv_ring_bwd") == 0);
+    const CollectiveOp* again = find_comm(ag.chunk(1, 0).backward, "cp_kv_gather_bwd");
+    REQUIRE(again != nullptr);
+    CHECK(again->kind == CollectiveKind::ALL_GATHER);
+    CHECK(again->bytes.value() == g->bytes.value());
+    CHECK_FALSE(again->overlap_with_compute);
   }
 }
 
