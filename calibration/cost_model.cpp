@@ -189,13 +189,17 @@ Eigen::Vector3d log_shape(long m, long n, long k) {
 } // namespace
 
 double CostModel::gemm_efficiency(const GemmShape& shape, Precision dtype) const {
+  return gemm_estimate(shape, dtype).efficiency;
+}
+
+GemmEstimate CostModel::gemm_estimate(const GemmShape& shape, Precision dtype) const {
   const FlopsPerSecond pk = peak(dtype);
   std::vector<const GemmPoint*> points;
   for (const GemmPoint& g : profile_.gemm_points) {
     if (g.dtype == dtype) points.push_back(&g);
   }
   if (points.empty() || shape.m <= 0 || shape.n <= 0 || shape.k <= 0) {
-    return analytic_gemm_efficiency(profile_, shape, dtype, pk);
+    return {.efficiency = analytic_gemm_efficiency(profile_, shape, dtype, pk)};
   }
 
   // Inverse-distance weighting (power 2) in log-shape space: exact at a recorded point, and a
@@ -213,7 +217,7 @@ double CostModel::gemm_efficiency(const GemmShape& shape, Precision dtype) const
     lo = lo.cwiseMin(x);
     hi = hi.cwiseMax(x);
     const double d2 = (x - q).squaredNorm();
-    if (d2 == 0.0) return g->efficiency;
+    if (d2 == 0.0) return {.efficiency = g->efficiency};
     if (d2 < nearest_d2) {  // strict: the first point in file order wins ties, deterministically
       nearest_d2 = d2;
       nearest = g;
@@ -223,7 +227,7 @@ double CostModel::gemm_efficiency(const GemmShape& shape, Precision dtype) const
   }
   const double idw = weighted / weight_sum;
   const bool inside = (q.array() >= lo.array()).all() && (q.array() <= hi.array()).all();
-  if (inside) return idw;
+  if (inside) return {.efficiency = idw};
 
   // Beyond the measured range: never above the nearest measured point, and lower still where the
   // analytic shape model says the query is worse than that point (smaller or skinnier shapes).
@@ -231,7 +235,7 @@ double CostModel::gemm_efficiency(const GemmShape& shape, Precision dtype) const
   const double at_nearest = analytic_gemm_efficiency(profile_, GemmShape{.m = nearest->m, .n = nearest->n, .k = nearest->k},
                                                      dtype, pk);
   const double shape_ratio = std::min(1.0, at_query / at_nearest);
-  return std::min(idw, nearest->efficiency) * shape_ratio;
+  return {.efficiency = std::min(idw, nearest->efficiency) * shape_ratio, .extrapolated = true};
 }
 
 Seconds CostModel::compute_time(const ComputeOp& op) const {
