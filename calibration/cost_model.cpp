@@ -7,9 +7,11 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include <Eigen/Core>
 
@@ -186,6 +188,43 @@ Eigen::Vector3d log_shape(long m, long n, long k) {
   return {std::log2(static_cast<double>(m)), std::log2(static_cast<double>(n)), std::log2(static_cast<double>(k))};
 }
 
+/// Trilinear interpolation in log-shape space when the query lies in a cell whose eight corners
+/// are all recorded (a calibration sweep over a grid of m, n and k); nothing otherwise. On a grid
+/// it follows the recorded trend along each axis, where inverse-distance weighting is pulled
+/// towards the mean of far points (at the cell centres of tests/calibration's fixture, a grid
+/// with steps of 4x: at worst 18% off the fixture's own formula by weighting, 7% by this).
+std::optional<double> grid_interpolation(const std::vector<const GemmPoint*>& points, const Eigen::Vector3d& q) {
+  Eigen::Vector3d lo = Eigen::Vector3d::Constant(-std::numeric_limits<double>::infinity());
+  Eigen::Vector3d hi = -lo;
+  for (const GemmPoint* g : points) {
+    const Eigen::Vector3d x = log_shape(g->m, g->n, g->k);
+    for (int a = 0; a < 3; ++a) {
+      if (x[a] <= q[a]) lo[a] = std::max(lo[a], x[a]);
+      if (x[a] >= q[a]) hi[a] = std::min(hi[a], x[a]);
+    }
+  }
+  if (!lo.allFinite() || !hi.allFinite()) return std::nullopt;
+  const Eigen::Vector3d span = hi - lo;
+  const Eigen::Vector3d t = (q - lo).cwiseQuotient(span.cwiseMax(1e-12));
+  double value = 0.0;
+  for (int corner = 0; corner < 8; ++corner) {
+    Eigen::Vector3d c;
+    double weight = 1.0;
+    for (int a = 0; a < 3; ++a) {
+      const bool upper = (corner >> a) & 1;
+      c[a] = upper ? hi[a] : lo[a];
+      weight *= upper ? t[a] : 1.0 - t[a];
+    }
+    if (weight == 0.0) continue;
+    auto at = std::find_if(points.begin(), points.end(), [&](const GemmPoint* g) {
+      return (log_shape(g->m, g->n, g->k) - c).cwiseAbs().maxCoeff() < 1e-9;
+    });
+    if (at == points.end()) return std::nullopt;
+    value += weight * (*at)->efficiency;
+  }
+  return value;
+}
+
 } // namespace
 
 double CostModel::gemm_efficiency(const GemmShape& shape, Precision dtype) const {
@@ -205,6 +244,7 @@ GemmEstimate CostModel::gemm_estimate(const GemmShape& shape, Precision dtype) c
   // Inverse-distance weighting (power 2) in log-shape space: exact at a recorded point, and a
   // convex combination elsewhere, so it never leaves the range of the recorded efficiencies.
   // Chosen over a least-squares fit, which would neither reproduce points nor stay in range.
+  // Inside a fully recorded grid cell, trilinear interpolation (also convex) replaces it.
   const Eigen::Vector3d q = log_shape(shape.m * std::max(1L, shape.batch), shape.n, shape.k);
   Eigen::Vector3d lo = Eigen::Vector3d::Constant(std::numeric_limits<double>::infinity());
   Eigen::Vector3d hi = -lo;
@@ -227,7 +267,7 @@ GemmEstimate CostModel::gemm_estimate(const GemmShape& shape, Precision dtype) c
   }
   const double idw = weighted / weight_sum;
   const bool inside = (q.array() >= lo.array()).all() && (q.array() <= hi.array()).all();
-  if (inside) return {.efficiency = idw};
+  if (inside) return {.efficiency = grid_interpolation(points, q).value_or(idw)};
 
   // Beyond the measured range: never above the nearest measured point, and lower still where the
   // analytic shape model says the query is worse than that point (smaller or skinnier shapes).
