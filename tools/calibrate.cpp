@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 #include <tuple>
 
@@ -31,7 +32,7 @@ struct RawFile {
   Benchmark benchmark = Benchmark::GEMM;
   std::string tool;
   std::string gpu_name;
-  YamlValue gpu_node;
+  std::optional<YamlValue> gpu_node;  ///< provenance.gpu.name (optional only because YamlValue has no default)
   long sms = 0;
   double memory_bytes = 0;
   long sm_clock_mhz = 0;
@@ -56,7 +57,8 @@ RawFile load_raw(const std::string& path) {
     format.fail("unsupported raw format '" + format.as_string() + "' (expected " + RAW_FORMAT + ")");
   root.check_keys({"format", "benchmark", "provenance", "policy", "results"});
 
-  RawFile raw{.path = path, .gpu_node = root};
+  // Never assign one YamlValue to another: yaml-cpp's Node assignment rewrites the node it refers to.
+  RawFile raw{.path = path};
   raw.benchmark = root.require("benchmark").as_enum<Benchmark>(
       {{"gemm", Benchmark::GEMM}, {"attention", Benchmark::ATTENTION}, {"memory", Benchmark::MEMORY}, {"nccl", Benchmark::NCCL}});
 
@@ -68,8 +70,8 @@ RawFile load_raw(const std::string& path) {
   gpu.require_map();
   gpu.check_keys({"name", "compute_capability", "sms", "memory_bytes", "l2_bytes", "sm_clock_mhz", "memory_clock_mhz",
                   "memory_bus_bits"});
-  raw.gpu_node = gpu.require("name");
-  raw.gpu_name = raw.gpu_node.as_string();
+  raw.gpu_node.emplace(gpu.require("name"));
+  raw.gpu_name = raw.gpu_node->as_string();
   raw.sms = gpu.require("sms").as_positive_count();
   raw.memory_bytes = gpu.require("memory_bytes").as_number();
   raw.sm_clock_mhz = gpu.require("sm_clock_mhz").as_count();
@@ -201,7 +203,7 @@ ImportSummary import_profile(const ImportOptions& o) {
   // One GPU: every file must come from the same device model.
   for (const RawFile& r : raws) {
     if (r.gpu_name != raws.front().gpu_name || r.sms != raws.front().sms)
-      r.gpu_node.fail(fmt::format("raw files come from different GPUs: '{}' ({} SMs) here, '{}' ({} SMs) in {}",
+      r.gpu_node->fail(fmt::format("raw files come from different GPUs: '{}' ({} SMs) here, '{}' ({} SMs) in {}",
                                   r.gpu_name, r.sms, raws.front().gpu_name, raws.front().sms, raws.front().path));
   }
   const RawFile& first = raws.front();
@@ -210,13 +212,13 @@ ImportSummary import_profile(const ImportOptions& o) {
   if (gpu.empty()) {
     std::string known;
     for (const auto& [name, type] : device_names()) known += (known.empty() ? "" : ", ") + type;
-    first.gpu_node.fail(fmt::format("GPU '{}' is not one Odyssey knows; name its type with --gpu TYPE (e.g. {})",
+    first.gpu_node->fail(fmt::format("GPU '{}' is not one Odyssey knows; name its type with --gpu TYPE (e.g. {})",
                                     first.gpu_name, known));
   }
   if (!detected.empty() && detected != gpu)
-    first.gpu_node.fail(fmt::format("the raw files were measured on '{}' ({}), not on {}", first.gpu_name, detected, gpu));
+    first.gpu_node->fail(fmt::format("the raw files were measured on '{}' ({}), not on {}", first.gpu_name, detected, gpu));
   if (!o.machine_gpu.empty() && o.machine_gpu != gpu)
-    first.gpu_node.fail(fmt::format("the raw files were measured on {} but machine '{}' has {}", gpu, o.machine_name,
+    first.gpu_node->fail(fmt::format("the raw files were measured on {} but machine '{}' has {}", gpu, o.machine_name,
                                     o.machine_gpu));
 
   const std::string base_path = o.base.empty() ? find_datasheet(o.profiles_dir, gpu) : o.base;
