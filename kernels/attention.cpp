@@ -243,14 +243,29 @@ const Desc& masked_scores(Graph& g, const Shape& x, const Desc& q, const Desc& k
   return masked;
 }
 
+/// The tensors both passes read: Q, K (as K^T), O, the softmax statistics and the two scalars.
+struct Common {
+  const Desc& q;
+  const Desc& kt;
+  const Desc& o;
+  const Desc& stats;
+  const Desc& scale;
+  const Desc& neg_inf;
+};
+
+Common common_tensors(Graph& g, const Shape& x) {
+  const Dims scalar{1, 1, 1, 1};
+  return Common{.q = g.tensor(Q, x.io, {x.b, x.h, x.sq, x.d}, bshd(x.h, x.sq, x.d)),
+                .kt = g.tensor(K, x.io, {x.b, x.hk, x.d, x.skv}, bshd_t(x.hk, x.skv, x.d)),
+                .o = g.tensor(O, x.io, {x.b, x.h, x.sq, x.d}, bshd(x.h, x.sq, x.d)),
+                .stats = g.tensor(STATS, CUDNN_DATA_FLOAT, {x.b, x.h, x.sq, 1}, {x.h * x.sq, x.sq, 1, 1}),
+                .scale = g.tensor(SCALE, CUDNN_DATA_FLOAT, scalar, scalar, false, true),
+                .neg_inf = g.tensor(NEG_INF, CUDNN_DATA_FLOAT, scalar, scalar, false, true)};
+}
+
 void forward_graph(Graph& g, const Shape& x) {
-  const Desc& q = g.tensor(Q, x.io, {x.b, x.h, x.sq, x.d}, bshd(x.h, x.sq, x.d));
-  const Desc& kt = g.tensor(K, x.io, {x.b, x.hk, x.d, x.skv}, bshd_t(x.hk, x.skv, x.d));
+  const auto [q, kt, o, stats, scale, neg_inf] = common_tensors(g, x);
   const Desc& v = g.tensor(V, x.io, {x.b, x.hk, x.skv, x.d}, bshd(x.hk, x.skv, x.d));
-  const Desc& o = g.tensor(O, x.io, {x.b, x.h, x.sq, x.d}, bshd(x.h, x.sq, x.d));
-  const Desc& stats = g.tensor(STATS, CUDNN_DATA_FLOAT, {x.b, x.h, x.sq, 1}, {x.h * x.sq, x.sq, 1, 1});
-  const Desc& scale = g.tensor(SCALE, CUDNN_DATA_FLOAT, {1, 1, 1, 1}, {1, 1, 1, 1}, false, true);
-  const Desc& neg_inf = g.tensor(NEG_INF, CUDNN_DATA_FLOAT, {1, 1, 1, 1}, {1, 1, 1, 1}, false, true);
   const Desc& s = masked_scores(g, x, q, kt, scale, neg_inf);
   const Dims sdims{x.b, x.h, x.sq, x.skv};
   const Dims rows{x.b, x.h, x.sq, 1};
@@ -272,14 +287,9 @@ void forward_graph(Graph& g, const Shape& x) {
 }
 
 void backward_graph(Graph& g, const Shape& x) {
-  const Desc& q = g.tensor(Q, x.io, {x.b, x.h, x.sq, x.d}, bshd(x.h, x.sq, x.d));
-  const Desc& kt = g.tensor(K, x.io, {x.b, x.hk, x.d, x.skv}, bshd_t(x.hk, x.skv, x.d));
+  const auto [q, kt, o, stats, scale, neg_inf] = common_tensors(g, x);
   const Desc& vt = g.tensor(V, x.io, {x.b, x.hk, x.d, x.skv}, bshd_t(x.hk, x.skv, x.d));
-  const Desc& o = g.tensor(O, x.io, {x.b, x.h, x.sq, x.d}, bshd(x.h, x.sq, x.d));
   const Desc& d_o = g.tensor(DO, x.io, {x.b, x.h, x.sq, x.d}, bshd(x.h, x.sq, x.d));
-  const Desc& stats = g.tensor(STATS, CUDNN_DATA_FLOAT, {x.b, x.h, x.sq, 1}, {x.h * x.sq, x.sq, 1, 1});
-  const Desc& scale = g.tensor(SCALE, CUDNN_DATA_FLOAT, {1, 1, 1, 1}, {1, 1, 1, 1}, false, true);
-  const Desc& neg_inf = g.tensor(NEG_INF, CUDNN_DATA_FLOAT, {1, 1, 1, 1}, {1, 1, 1, 1}, false, true);
   const Desc& dq = g.tensor(DQ, x.io, {x.b, x.h, x.sq, x.d}, bshd(x.h, x.sq, x.d));
   const Desc& dk = g.tensor(DK, x.io, {x.b, x.hk, x.skv, x.d}, bshd(x.hk, x.skv, x.d));
   const Desc& dv = g.tensor(DV, x.io, {x.b, x.hk, x.skv, x.d}, bshd(x.hk, x.skv, x.d));
@@ -426,16 +436,11 @@ nlohmann::ordered_json run_case(cudnnHandle_t handle, const AttentionCase& a, bo
 
 int bench(int argc, char** argv) {
   const Args args(argc, argv, {"--shapes"}, {});
-  if (args.help()) {
-    std::printf("usage: %s --out FILE [--quick] [--device N] [--shapes FILE]\n"
-                "  cuDNN fused causal attention, forward and backward (or the attention cases of a shapes file)\n",
-                TOOL);
+  if (!start(args, TOOL,
+             "--out FILE [--quick] [--device N] [--shapes FILE]\n"
+             "  cuDNN fused causal attention, forward and backward (or the attention cases of a shapes file)"))
     return 0;
-  }
-  if (args.out().empty()) throw UsageError("--out FILE is required");
-  require_device(TOOL);
   const int device = args.device();
-  ODY_CUDA(cudaSetDevice(device));
   const std::vector<AttentionCase> cases =
       args.has("--shapes") ? read_shapes(args.get("--shapes", "")).attentions : attention_sweep(args.quick());
   for (const AttentionCase& a : cases)

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 
 #include <unistd.h>
 
@@ -53,6 +54,25 @@ long Args::get_long(const std::string& flag, long fallback) const {
   } catch (const std::exception&) {
   }
   throw UsageError(flag + " expects an integer, got '" + v + "'");
+}
+
+std::vector<std::string> Args::get_list(const std::string& flag, const std::string& fallback) const {
+  std::vector<std::string> out;
+  std::stringstream in(get(flag, fallback));
+  for (std::string item; std::getline(in, item, ',');)
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+bool start(const Args& args, const char* tool, const char* usage) {
+  if (args.help()) {
+    std::printf("usage: %s %s\n", tool, usage);
+    return false;
+  }
+  if (args.out().empty()) throw UsageError("--out FILE is required");
+  require_device(tool);
+  ODY_CUDA(cudaSetDevice(args.device()));
+  return true;
 }
 
 void require_device(const char* tool) {
@@ -125,37 +145,12 @@ Timing summarize(std::vector<double> per_launch_s, int launches_per_sample, bool
   return t;
 }
 
-Timing measure(const std::function<void(cudaStream_t)>& launch, cudaStream_t stream, const TimingPolicy& policy) {
-  cudaEvent_t start = nullptr;
-  cudaEvent_t stop = nullptr;
-  ODY_CUDA(cudaEventCreate(&start));
-  ODY_CUDA(cudaEventCreate(&stop));
-  struct Events {
-    cudaEvent_t a, b;
-    ~Events() {
-      cudaEventDestroy(a);
-      cudaEventDestroy(b);
-    }
-  } guard{start, stop};
-
-  auto timed = [&](int launches) {
-    ODY_CUDA(cudaEventRecord(start, stream));
-    for (int i = 0; i < launches; ++i) launch(stream);
-    ODY_CUDA(cudaGetLastError());
-    ODY_CUDA(cudaEventRecord(stop, stream));
-    ODY_CUDA(cudaEventSynchronize(stop));
-    float ms = 0.0f;
-    ODY_CUDA(cudaEventElapsedTime(&ms, start, stop));
-    return 1e-3 * static_cast<double>(ms) / launches;
-  };
-
-  for (int i = 0; i < policy.warmup; ++i) launch(stream);
-  ODY_CUDA(cudaGetLastError());
-  ODY_CUDA(cudaStreamSynchronize(stream));
+Timing sample_until_stable(const std::function<double(int)>& timed, const TimingPolicy& policy, int max_batch) {
+  for (int i = 0; i < policy.warmup; ++i) timed(1);
   // Events resolve about half a microsecond: short kernels are timed in batches.
   const double one = std::max(timed(1), 1e-7);
-  const int per_sample = static_cast<int>(std::clamp(std::ceil(policy.target_sample_s / one), 1.0, 1000.0));
-
+  const int per_sample =
+      static_cast<int>(std::clamp(std::ceil(policy.target_sample_s / one), 1.0, static_cast<double>(max_batch)));
   std::vector<double> samples;
   double spent = 0.0;
   bool stable = false;
@@ -173,6 +168,33 @@ Timing measure(const std::function<void(cudaStream_t)>& launch, cudaStream_t str
     }
   }
   return summarize(samples, per_sample, stable);
+}
+
+Timing measure(const std::function<void(cudaStream_t)>& launch, cudaStream_t stream, const TimingPolicy& policy) {
+  cudaEvent_t start = nullptr;
+  cudaEvent_t stop = nullptr;
+  ODY_CUDA(cudaEventCreate(&start));
+  ODY_CUDA(cudaEventCreate(&stop));
+  struct Events {
+    cudaEvent_t a, b;
+    ~Events() {
+      cudaEventDestroy(a);
+      cudaEventDestroy(b);
+    }
+  } guard{start, stop};
+
+  return sample_until_stable(
+      [&](int launches) {
+        ODY_CUDA(cudaEventRecord(start, stream));
+        for (int i = 0; i < launches; ++i) launch(stream);
+        ODY_CUDA(cudaGetLastError());
+        ODY_CUDA(cudaEventRecord(stop, stream));
+        ODY_CUDA(cudaEventSynchronize(stop));
+        float ms = 0.0f;
+        ODY_CUDA(cudaEventElapsedTime(&ms, start, stop));
+        return 1e-3 * static_cast<double>(ms) / launches;
+      },
+      policy, 1000);
 }
 
 std::string cuda_version_string(int v) {

@@ -54,6 +54,8 @@ public:
   [[nodiscard]] bool has(const std::string& flag) const { return values_.find(flag) != values_.end(); }
   [[nodiscard]] std::string get(const std::string& flag, const std::string& fallback) const;
   [[nodiscard]] long get_long(const std::string& flag, long fallback) const;
+  /// A comma-separated value as its items.
+  [[nodiscard]] std::vector<std::string> get_list(const std::string& flag, const std::string& fallback) const;
   [[nodiscard]] bool quick() const { return has("--quick"); }
   [[nodiscard]] bool help() const { return has("--help"); }
   [[nodiscard]] std::string out() const { return get("--out", ""); }
@@ -65,6 +67,10 @@ private:
 
 /// Exits with EXIT_NO_DEVICE and one line on stderr when no CUDA device is usable.
 void require_device(const char* tool);
+
+/// The start every benchmark shares: prints "usage: TOOL USAGE" for --help and returns false
+/// (nothing to run); otherwise requires --out and a CUDA device, selects --device, returns true.
+bool start(const Args& args, const char* tool, const char* usage);
 
 /// How long to measure one case.
 struct TimingPolicy {
@@ -95,6 +101,10 @@ struct Timing {
 /// Times `launch` (which enqueues one run on `stream`) with CUDA events: warm-up, then samples
 /// of N back-to-back launches until the median is stable. Launch errors are checked per sample.
 Timing measure(const std::function<void(cudaStream_t)>& launch, cudaStream_t stream, const TimingPolicy& policy);
+
+/// The sampling loop of `measure` for any timer: `timed(n)` runs n launches back to back and
+/// returns the time per launch. Warm-up, batching to about target_sample_s, stability test.
+Timing sample_until_stable(const std::function<double(int)>& timed, const TimingPolicy& policy, int max_batch);
 
 /// Median, min, max and percentiles of per-launch times measured elsewhere (NCCL across GPUs).
 Timing summarize(std::vector<double> per_launch_s, int launches_per_sample, bool stable);

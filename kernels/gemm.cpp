@@ -3,7 +3,6 @@
 // result file (kernels/README.md).
 #include <cstdio>
 #include <memory>
-#include <sstream>
 
 #include <cublasLt.h>
 
@@ -175,30 +174,17 @@ nlohmann::ordered_json run_case(cublasLtHandle_t lt, const GemmCase& g, const Dt
   return r;
 }
 
-std::vector<std::string> split_list(const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream in(text);
-  for (std::string item; std::getline(in, item, ',');)
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-
 int bench(int argc, char** argv) {
   const Args args(argc, argv, {"--shapes", "--dtypes"}, {});
-  if (args.help()) {
-    std::printf("usage: %s --out FILE [--quick] [--device N] [--dtypes fp32,tf32,fp16,bf16,fp8] [--shapes FILE]\n"
-                "  cuBLASLt GEMMs of transformer layers (or of a shapes file from `odyssey calibrate shapes`)\n",
-                TOOL);
+  if (!start(args, TOOL,
+             "--out FILE [--quick] [--device N] [--dtypes fp32,tf32,fp16,bf16,fp8] [--shapes FILE]\n"
+             "  cuBLASLt GEMMs of transformer layers (or of a shapes file from `odyssey calibrate shapes`)"))
     return 0;
-  }
-  if (args.out().empty()) throw UsageError("--out FILE is required");
-  require_device(TOOL);
   const int device = args.device();
-  ODY_CUDA(cudaSetDevice(device));
   const int cc = compute_capability(device);
 
   std::vector<const DtypeSpec*> wanted;
-  for (const std::string& name : split_list(args.get("--dtypes", "fp32,tf32,fp16,bf16,fp8"))) {
+  for (const std::string& name : args.get_list("--dtypes", "fp32,tf32,fp16,bf16,fp8")) {
     const DtypeSpec* d = find_dtype(name);
     if (!d) throw UsageError("unknown dtype '" + name + "' (expected fp32, tf32, fp16, bf16 or fp8)");
     wanted.push_back(d);

@@ -302,16 +302,11 @@ std::vector<Case> cases(bool quick) {
 
 int bench(int argc, char** argv) {
   const Args args(argc, argv, {}, {});
-  if (args.help()) {
-    std::printf("usage: %s --out FILE [--quick] [--device N]\n"
-                "  memory-bound layer kernels, fused Adam, device-to-device copy, empty-kernel launch\n",
-                TOOL);
+  if (!start(args, TOOL,
+             "--out FILE [--quick] [--device N]\n"
+             "  memory-bound layer kernels, fused Adam, device-to-device copy, empty-kernel launch"))
     return 0;
-  }
-  if (args.out().empty()) throw UsageError("--out FILE is required");
-  require_device(TOOL);
   const int device = args.device();
-  ODY_CUDA(cudaSetDevice(device));
   cudaStream_t stream = nullptr;
   ODY_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   const TimingPolicy policy = TimingPolicy::for_mode(args.quick());

@@ -7,7 +7,6 @@
 #include <cmath>
 #include <cstdio>
 #include <set>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -181,31 +180,8 @@ double timed(const Communicator& c, Op op, std::size_t count, int launches) {
 
 nlohmann::ordered_json run_size(const Communicator& c, Op op, const char* name, std::size_t count,
                                 const TimingPolicy& policy) {
-  for (int i = 0; i < policy.warmup; ++i) timed(c, op, count, 1);
-  const double one = std::max(timed(c, op, count, 1), 1e-7);
-  const int per_sample = static_cast<int>(std::clamp(std::ceil(policy.target_sample_s / one), 1.0, 100.0));
-  std::vector<double> samples;
-  double spent = 0.0;
-  bool stable = false;
-  // Every process sees the same (reduced) times, so all take the same decisions here.
-  while (static_cast<int>(samples.size()) < policy.max_samples && spent < policy.budget_s) {
-    const double t = timed(c, op, count, per_sample);
-    samples.push_back(t);
-    spent += t * per_sample;
-    if (static_cast<int>(samples.size()) >= policy.min_samples) {
-      std::vector<double> all = samples;
-      std::vector<double> half(samples.begin(), samples.begin() + samples.size() / 2);
-      std::sort(all.begin(), all.end());
-      std::sort(half.begin(), half.end());
-      const double m_all = all[all.size() / 2];
-      const double m_half = half[half.size() / 2];
-      if (std::abs(m_all - m_half) <= policy.stable_rel * m_all) {
-        stable = true;
-        break;
-      }
-    }
-  }
-  const Timing t = summarize(samples, per_sample, stable);
+  // Every process sees the same (reduced) times, so all take the same decisions in the loop.
+  const Timing t = sample_until_stable([&](int launches) { return timed(c, op, count, launches); }, policy, 100);
   const std::size_t bytes = size_for(op, count, c.ranks);
   const double algbw = double(bytes) / t.median_s / 1e9;
   nlohmann::ordered_json r;
@@ -222,31 +198,19 @@ nlohmann::ordered_json run_size(const Communicator& c, Op op, const char* name, 
   return r;
 }
 
-std::vector<std::string> split_list(const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream in(text);
-  for (std::string item; std::getline(in, item, ',');)
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-
 int bench(int argc, char** argv) {
   const Args args(argc, argv, {"--min-bytes", "--max-bytes", "--ops", "--gpus"}, {});
-  if (args.help()) {
-    std::printf("usage: %s --out FILE [--quick] [--ops all-reduce,...] [--min-bytes 8] [--max-bytes 4294967296]\n"
-                "       [--gpus N]   (one process, N local GPUs; under mpirun: one GPU per rank)\n",
-                TOOL);
+  if (!start(args, TOOL,
+             "--out FILE [--quick] [--ops all-reduce,...] [--min-bytes 8] [--max-bytes 4294967296]\n"
+             "       [--gpus N]   (one process, N local GPUs; under mpirun: one GPU per rank)"))
     return 0;
-  }
-  if (args.out().empty()) throw UsageError("--out FILE is required");
-  require_device(TOOL);
   const std::size_t min_bytes = static_cast<std::size_t>(std::max(4L, args.get_long("--min-bytes", 8)));
   const std::size_t max_bytes =
       static_cast<std::size_t>(args.get_long("--max-bytes", args.quick() ? (64L << 20) : (4L << 30)));
   if (max_bytes < min_bytes) throw UsageError("--max-bytes must not be below --min-bytes");
   std::vector<const OpInfo*> ops;
-  for (const std::string& name : split_list(args.get("--ops", "all-reduce,all-gather,reduce-scatter,all-to-all,"
-                                                             "broadcast,reduce,send-recv"))) {
+  const char* all_ops = "all-reduce,all-gather,reduce-scatter,all-to-all,broadcast,reduce,send-recv";
+  for (const std::string& name : args.get_list("--ops", all_ops)) {
     const OpInfo* found = nullptr;
     for (const OpInfo& o : OPS)
       if (name == o.name) found = &o;
