@@ -378,22 +378,21 @@ ImportSummary import_profile(const ImportOptions& o) {
   } else {
     summary.kept.push_back("kernel.launch_overhead");
   }
-  LinkClassProfile nvlink = base.nvlink;
-  if (nvlink_busbw) {
-    nvlink.bus_efficiency = capped_fraction(*nvlink_busbw / base.nvlink.bandwidth.value(), capped);
-    summary.measured.push_back(fmt::format("links.nvlink.bus_efficiency {:.3f} (all-reduce busbw {:.1f} GB/s over {} GPUs)",
-                                           nvlink.bus_efficiency, *nvlink_busbw / 1e9, nvlink_ranks));
-  } else {
-    summary.kept.push_back("links.nvlink");
-  }
-  LinkClassProfile net = base.net;
-  if (net_busbw) {
-    net.bus_efficiency = capped_fraction(*net_busbw / base.net.bandwidth.value(), capped);
-    summary.measured.push_back(fmt::format("links.net.bus_efficiency {:.3f} (all-reduce busbw {:.1f} GB/s over {} nodes)",
-                                           net.bus_efficiency, *net_busbw / 1e9, net_nodes));
-  } else {
-    summary.kept.push_back("links.net");
-  }
+  // Link classes: the best all-reduce bus bandwidth over the datasheet's nominal link bandwidth.
+  auto link_from = [&](const LinkClassProfile& link, std::optional<double> busbw, const char* key,
+                       const std::string& over) {
+    LinkClassProfile out = link;
+    if (!busbw) {
+      summary.kept.push_back(std::string("links.") + key);
+      return out;
+    }
+    out.bus_efficiency = capped_fraction(*busbw / link.bandwidth.value(), capped);
+    summary.measured.push_back(fmt::format("links.{}.bus_efficiency {:.3f} (all-reduce busbw {:.1f} GB/s over {})", key,
+                                           out.bus_efficiency, *busbw / 1e9, over));
+    return out;
+  };
+  const LinkClassProfile nvlink = link_from(base.nvlink, nvlink_busbw, "nvlink", fmt::format("{} GPUs", nvlink_ranks));
+  const LinkClassProfile net = link_from(base.net, net_busbw, "net", fmt::format("{} nodes", net_nodes));
   summary.kept.insert(summary.kept.end(), {"peak", "gemm.tile", "memory.bandwidth", "links.pcie", "latencies (NCCL's tuning constants)"});
   if (capped > 0)
     summary.skipped.push_back(fmt::format("{} measured fractions above the datasheet peak capped at 1 (clocks above the datasheet's?)", capped));

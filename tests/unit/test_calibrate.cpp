@@ -20,8 +20,11 @@
 #include "sim/report.hpp"
 #include "tools/calibrate.hpp"
 #include "tools/scenario.hpp"
+#include "tests/unit/scratch.hpp"
 
 using namespace odyssey;
+using odyssey::test::input_error;
+using odyssey::test::ScratchDir;
 namespace fs = std::filesystem;
 
 namespace {
@@ -29,15 +32,6 @@ namespace {
 const fs::path ROOT = fs::path(ODYSSEY_DATA_DIR);
 const fs::path FIXTURES = ROOT / "tests" / "calibration";
 constexpr double H100_BF16_PEAK = 989.4e12;  // the datasheet profile's, which the import keeps
-
-struct Scratch {
-  explicit Scratch(const std::string& name) : path(fs::temp_directory_path() / ("odyssey-" + name)) {
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~Scratch() { fs::remove_all(path); }
-  fs::path path;
-};
 
 std::vector<std::string> fixture_files() {
   std::vector<std::string> files;
@@ -73,19 +67,10 @@ std::map<std::tuple<long, long, long>, double> recorded_bf16_times() {
   return out;
 }
 
-template <class F> std::string input_error(F f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "";
-}
-
 } // namespace
 
 TEST_CASE("calibrate::import: recorded raw files become a measured profile", "[calibration]") {
-  Scratch dir("calibrate-import");
+  ScratchDir dir("calibrate-import");
   const fs::path out = dir.path / "h100-fixture-measured.yaml";
   const ImportSummary summary = import_profile(fixture_import(out));
   CHECK(summary.gpu == "H100-SXM5-80GB");
@@ -132,7 +117,7 @@ TEST_CASE("calibrate::import: recorded raw files become a measured profile", "[c
 }
 
 TEST_CASE("calibrate::CostModel: interpolation over recorded GEMM shapes", "[calibration]") {
-  Scratch dir("calibrate-interp");
+  ScratchDir dir("calibrate-interp");
   const fs::path out = dir.path / "fixture.yaml";
   import_profile(fixture_import(out));
   const CostModel cost(load_profile(out.string()));
@@ -183,7 +168,7 @@ TEST_CASE("calibrate::CostModel: interpolation over recorded GEMM shapes", "[cal
 }
 
 TEST_CASE("calibrate::import: rejected raw files", "[calibration]") {
-  Scratch dir("calibrate-rejected");
+  ScratchDir dir("calibrate-rejected");
   const fs::path out = dir.path / "p.yaml";
   ImportOptions o = fixture_import(out);
   const std::string mem = (FIXTURES / "fixture-memory.json").string();
@@ -253,7 +238,7 @@ TEST_CASE("calibrate::scenario_shapes: the GEMM and attention shapes a scenario 
 }
 
 TEST_CASE("calibrate::report: GEMMs priced by extrapolation are listed", "[calibration]") {
-  Scratch dir("calibrate-report");
+  ScratchDir dir("calibrate-report");
   const fs::path out = dir.path / "fixture.yaml";
   import_profile(fixture_import(out));
   // 512-token micro-batches: below the fixture's smallest recorded dimension (1024).
