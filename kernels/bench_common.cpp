@@ -12,9 +12,7 @@
 
 #include <unistd.h>
 
-#ifndef ODYSSEY_SOURCE_COMMIT
-#define ODYSSEY_SOURCE_COMMIT "unknown"
-#endif
+#include "kernels/source_commit.hpp"  // generated at build time (kernels/commit.cmake)
 
 namespace odyssey::bench {
 
