@@ -155,7 +155,8 @@ public:
     ops_.push_back(std::move(op));
   }
 
-  /// The operation graph, heuristics (mode A), and the first engine configuration that finalizes.
+  /// The operation graph, heuristics (mode A, then fallback), and the first engine configuration
+  /// that finalizes.
   struct Plan {
     Desc plan{CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR};
     std::int64_t workspace = 0;
@@ -167,38 +168,41 @@ public:
     graph.set(CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, static_cast<std::int64_t>(ops.size()), ops.data())
         .set(CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle)
         .finalize_or_decline("operation graph");
-    Desc heur(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR);
-    const cudnnBackendHeurMode_t mode = CUDNN_HEUR_MODE_A;
-    heur.set_desc(CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, graph)
-        .set(CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &mode)
-        .finalize_or_decline("engine heuristics");
-    std::int64_t count = 0;
-    ODY_CUDNN(cudnnBackendGetAttribute(heur.get(), CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, 0, &count,
-                                       nullptr));
-    std::vector<Desc> configs;
-    std::vector<cudnnBackendDescriptor_t> raw;
-    for (std::int64_t i = 0; i < count; ++i) {
-      configs.emplace_back(CUDNN_BACKEND_ENGINECFG_DESCRIPTOR);
-      raw.push_back(configs.back().get());
-    }
-    std::int64_t returned = 0;
-    if (count > 0)
-      ODY_CUDNN(cudnnBackendGetAttribute(heur.get(), CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, count,
-                                         &returned, raw.data()));
     std::string last = "no engine configuration";
-    for (std::int64_t i = 0; i < returned; ++i) {
-      Plan p;
-      p.plan.set(CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle);
-      p.plan.set_desc(CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, configs[i]);
-      const cudnnStatus_t s = cudnnBackendFinalize(p.plan.get());
-      if (s != CUDNN_STATUS_SUCCESS) {
-        last = cudnn_message(s);
+    // Heuristics mode A first (cudnn_frontend's default), then the fallback list.
+    for (const cudnnBackendHeurMode_t mode : {CUDNN_HEUR_MODE_A, CUDNN_HEUR_MODE_FALLBACK}) {
+      Desc heur(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR);
+      heur.set_desc(CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, graph).set(CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &mode);
+      if (const cudnnStatus_t s = cudnnBackendFinalize(heur.get()); s != CUDNN_STATUS_SUCCESS) {
+        last = "engine heuristics: " + cudnn_message(s);
         continue;
       }
-      std::int64_t got = 0;
-      ODY_CUDNN(cudnnBackendGetAttribute(p.plan.get(), CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1,
-                                         &got, &p.workspace));
-      return p;
+      std::int64_t count = 0;
+      ODY_CUDNN(cudnnBackendGetAttribute(heur.get(), CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, 0,
+                                         &count, nullptr));
+      std::vector<Desc> configs;
+      std::vector<cudnnBackendDescriptor_t> raw;
+      for (std::int64_t i = 0; i < count; ++i) {
+        configs.emplace_back(CUDNN_BACKEND_ENGINECFG_DESCRIPTOR);
+        raw.push_back(configs.back().get());
+      }
+      std::int64_t returned = 0;
+      if (count > 0)
+        ODY_CUDNN(cudnnBackendGetAttribute(heur.get(), CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR,
+                                           count, &returned, raw.data()));
+      for (std::int64_t i = 0; i < returned; ++i) {
+        Plan p;
+        p.plan.set(CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle);
+        p.plan.set_desc(CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, configs[i]);
+        if (const cudnnStatus_t s = cudnnBackendFinalize(p.plan.get()); s != CUDNN_STATUS_SUCCESS) {
+          last = cudnn_message(s);
+          continue;
+        }
+        std::int64_t got = 0;
+        ODY_CUDNN(cudnnBackendGetAttribute(p.plan.get(), CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1,
+                                           &got, &p.workspace));
+        return p;
+      }
     }
     throw Unsupported("no engine runs this graph: " + last);
   }
