@@ -81,12 +81,18 @@ private:
 
 using Dims = std::vector<std::int64_t>;
 
+/// Where a tensor's data lives: device memory from the variant pack, only inside the fused
+/// kernel, or a host scalar passed by value.
+enum class TensorKind { DEVICE, VIRTUAL, BY_VALUE };
+
 /// A graph under construction: tensors, operations and the ids of the tensors it reads and writes.
 class Graph {
 public:
   /// A tensor; virtual ones live only inside the fused kernel, by-value ones are host scalars.
-  const Desc& tensor(std::int64_t uid, cudnnDataType_t type, Dims dims, Dims strides, bool is_virtual = false,
-                     bool by_value = false) {
+  const Desc& tensor(std::int64_t uid, cudnnDataType_t type, Dims dims, Dims strides,
+                     TensorKind kind = TensorKind::DEVICE) {
+    const bool is_virtual = kind == TensorKind::VIRTUAL;
+    const bool by_value = kind == TensorKind::BY_VALUE;
     Desc t(CUDNN_BACKEND_TENSOR_DESCRIPTOR);
     const std::int64_t align = 16;
     t.set_dtype(CUDNN_ATTR_TENSOR_DATA_TYPE, type)
@@ -104,7 +110,7 @@ public:
   const Desc& scratch(Dims dims, cudnnDataType_t type = CUDNN_DATA_FLOAT) {
     Dims strides(dims.size(), 1);
     for (int i = static_cast<int>(dims.size()) - 2; i >= 0; --i) strides[i] = strides[i + 1] * dims[i + 1];
-    return tensor(next_virtual_++, type, dims, strides, true);
+    return tensor(next_virtual_++, type, dims, strides, TensorKind::VIRTUAL);
   }
 
   void pointwise(cudnnPointwiseMode_t mode, const Desc& x, const Desc* b, const Desc* t, const Desc& y,
@@ -263,8 +269,8 @@ Common common_tensors(Graph& g, const Shape& x) {
                 .kt = g.tensor(K, x.io, {x.b, x.hk, x.d, x.skv}, bshd_t(x.hk, x.skv, x.d)),
                 .o = g.tensor(O, x.io, {x.b, x.h, x.sq, x.d}, bshd(x.h, x.sq, x.d)),
                 .stats = g.tensor(STATS, CUDNN_DATA_FLOAT, {x.b, x.h, x.sq, 1}, {x.h * x.sq, x.sq, 1, 1}),
-                .scale = g.tensor(SCALE, CUDNN_DATA_FLOAT, scalar, scalar, false, true),
-                .neg_inf = g.tensor(NEG_INF, CUDNN_DATA_FLOAT, scalar, scalar, false, true)};
+                .scale = g.tensor(SCALE, CUDNN_DATA_FLOAT, scalar, scalar, TensorKind::BY_VALUE),
+                .neg_inf = g.tensor(NEG_INF, CUDNN_DATA_FLOAT, scalar, scalar, TensorKind::BY_VALUE)};
 }
 
 void forward_graph(Graph& g, const Shape& x) {
@@ -316,7 +322,7 @@ void backward_graph(Graph& g, const Shape& x) {
   g.pointwise(CUDNN_POINTWISE_EXP, shifted, nullptr, nullptr, p);
 
   // dV = P^T dO (summed over the query heads of each KV head under GQA).
-  const Desc& pt = g.tensor(2000, CUDNN_DATA_FLOAT, tdims, tstrides, true);
+  const Desc& pt = g.tensor(2000, CUDNN_DATA_FLOAT, tdims, tstrides, TensorKind::VIRTUAL);
   g.reshape(p, pt);
   const Desc& dv_full = x.h == x.hk ? dv : g.scratch(kv_full);
   g.matmul(pt, d_o, dv_full);
@@ -333,10 +339,10 @@ void backward_graph(Graph& g, const Shape& x) {
   g.pointwise(CUDNN_POINTWISE_MUL, ds_raw, &scale, nullptr, ds);
 
   // dQ = dS K; dK = dS^T Q.
-  const Desc& k = g.tensor(2001, x.io, {x.b, x.hk, x.skv, x.d}, bshd(x.hk, x.skv, x.d), true);
+  const Desc& k = g.tensor(2001, x.io, {x.b, x.hk, x.skv, x.d}, bshd(x.hk, x.skv, x.d), TensorKind::VIRTUAL);
   g.reshape(kt, k);
   g.matmul(ds, k, dq);
-  const Desc& dst = g.tensor(2002, CUDNN_DATA_FLOAT, tdims, tstrides, true);
+  const Desc& dst = g.tensor(2002, CUDNN_DATA_FLOAT, tdims, tstrides, TensorKind::VIRTUAL);
   g.reshape(ds, dst);
   const Desc& dk_full = x.h == x.hk ? dk : g.scratch(kv_full);
   g.matmul(dst, q, dk_full);
