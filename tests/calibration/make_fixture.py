@@ -98,17 +98,16 @@ def memory_results():
     return results
 
 
-def nccl_results():
+def nccl_results(n=8, nodes=1, busbw=360e9):
     results = []
-    n = 8
     for op, factor in (("all-reduce", 2.0 * (n - 1) / n), ("all-gather", (n - 1) / n)):
         size = 8
         while size <= 2 ** 30:
-            # latency + size / (made-up bus bandwidth of 360 GB/s), in nccl-tests' terms
-            t = 20e-6 + size * factor / 360e9
+            # latency + size / (a made-up bus bandwidth), in nccl-tests' terms
+            t = 20e-6 + size * factor / busbw
             algbw = size / t / 1e9
             results.append({"op": op, "bytes": size, "count": size // 4 if op == "all-reduce" else max(1, size // 4 // n),
-                            "type": "float", "ranks": n, "nodes": 1, "status": "ok", "time": timing(t),
+                            "type": "float", "ranks": n, "nodes": nodes, "status": "ok", "time": timing(t),
                             "algbw_gbps": algbw, "busbw_gbps": algbw * factor})
             size *= 8
     return results
@@ -118,3 +117,5 @@ write("fixture-gemm.json", "gemm", gemm_results(), {"cublasLt": "0"})
 write("fixture-attention.json", "attention", attention_results(), {"cudnn": "0"})
 write("fixture-memory.json", "memory", memory_results(), {})
 write("fixture-nccl.json", "nccl", nccl_results(), {"nccl": "0"})
+# An MPI run over two 8-GPU nodes: the ring crosses the NICs at a made-up 45 GB/s of bus bandwidth.
+write("fixture-nccl-2nodes.json", "nccl", nccl_results(n=16, nodes=2, busbw=45e9), {"nccl": "0"})

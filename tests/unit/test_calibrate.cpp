@@ -35,7 +35,8 @@ constexpr double H100_BF16_PEAK = 989.4e12;  // the datasheet profile's, which t
 
 std::vector<std::string> fixture_files() {
   std::vector<std::string> files;
-  for (const char* name : {"fixture-gemm.json", "fixture-attention.json", "fixture-memory.json", "fixture-nccl.json"})
+  for (const char* name : {"fixture-gemm.json", "fixture-attention.json", "fixture-memory.json", "fixture-nccl.json",
+                           "fixture-nccl-2nodes.json"})
     files.push_back((FIXTURES / name).string());
   return files;
 }
@@ -100,14 +101,20 @@ TEST_CASE("calibrate::import: recorded raw files become a measured profile", "[c
     // The fixture's causal attention: forward at 55%, backward (twice the FLOPs) at 45%.
     CHECK(p.attention_efficiency == Approx(3.0 / (1 / 0.55 + 2 / 0.45)).epsilon(1e-5));
     CHECK(p.launch_overhead.value() == Approx(2.5e-6));
-    double busbw = 0;
-    const nlohmann::json raw = read_json(FIXTURES / "fixture-nccl.json");
-    for (const auto& r : raw["results"])
-      if (r["op"] == "all-reduce") busbw = std::max(busbw, r["busbw_gbps"].get<double>() * 1e9);
-    CHECK(p.nvlink.bus_efficiency == Approx(busbw / 450e9).epsilon(1e-5));
+    auto best_busbw = [](const char* file) {
+      double busbw = 0;
+      const nlohmann::json raw = read_json(FIXTURES / file);
+      for (const auto& r : raw["results"])
+        if (r["op"] == "all-reduce") busbw = std::max(busbw, r["busbw_gbps"].get<double>() * 1e9);
+      return busbw;
+    };
+    // Within a node over NVLink (450 GB/s per GPU), across two nodes over one 400 Gb/s NIC per GPU.
+    CHECK(p.nvlink.bus_efficiency == Approx(best_busbw("fixture-nccl.json") / 450e9).epsilon(1e-5));
+    CHECK(p.net.bus_efficiency == Approx(best_busbw("fixture-nccl-2nodes.json") / 50e9).epsilon(1e-5));
     // Not measured: kept from the datasheet profile.
     const Profile base = load_profile((ROOT / "calibration/profiles/h100-sxm5-80gb-datasheet.yaml").string());
-    CHECK(p.net.bus_efficiency == base.net.bus_efficiency);
+    CHECK(p.pcie.bus_efficiency == base.pcie.bus_efficiency);
+    CHECK(p.net.step_latency.value() == base.net.step_latency.value());
     CHECK(p.peak.at(Precision::FP8).value() == base.peak.at(Precision::FP8).value());
   }
   SECTION("a measured profile wins over the datasheet one for its GPU") {
