@@ -193,11 +193,11 @@ Eigen::Vector3d log_shape(long m, long n, long k) {
 /// it follows the recorded trend along each axis, where inverse-distance weighting is pulled
 /// towards the mean of far points (at the cell centres of tests/calibration's fixture, a grid
 /// with steps of 4x: at worst 18% off the fixture's own formula by weighting, 7% by this).
-std::optional<double> grid_interpolation(const std::vector<const GemmPoint*>& points, const Eigen::Vector3d& q) {
+std::optional<double> grid_interpolation(const std::vector<const GemmPoint*>& points,
+                                         const std::vector<Eigen::Vector3d>& at, const Eigen::Vector3d& q) {
   Eigen::Vector3d lo = Eigen::Vector3d::Constant(-std::numeric_limits<double>::infinity());
   Eigen::Vector3d hi = -lo;
-  for (const GemmPoint* g : points) {
-    const Eigen::Vector3d x = log_shape(g->m, g->n, g->k);
+  for (const Eigen::Vector3d& x : at) {
     for (int a = 0; a < 3; ++a) {
       if (x[a] <= q[a]) lo[a] = std::max(lo[a], x[a]);
       if (x[a] >= q[a]) hi[a] = std::min(hi[a], x[a]);
@@ -216,11 +216,10 @@ std::optional<double> grid_interpolation(const std::vector<const GemmPoint*>& po
       weight *= upper ? t[a] : 1.0 - t[a];
     }
     if (weight == 0.0) continue;
-    auto at = std::find_if(points.begin(), points.end(), [&](const GemmPoint* g) {
-      return (log_shape(g->m, g->n, g->k) - c).cwiseAbs().maxCoeff() < 1e-9;
-    });
-    if (at == points.end()) return std::nullopt;
-    value += weight * (*at)->efficiency;
+    const auto found =
+        std::find_if(at.begin(), at.end(), [&](const Eigen::Vector3d& x) { return (x - c).cwiseAbs().maxCoeff() < 1e-9; });
+    if (found == at.end()) return std::nullopt;
+    value += weight * points[static_cast<std::size_t>(found - at.begin())]->efficiency;
   }
   return value;
 }
@@ -252,8 +251,11 @@ GemmEstimate CostModel::gemm_estimate(const GemmShape& shape, Precision dtype) c
   double weighted = 0.0;
   const GemmPoint* nearest = nullptr;
   double nearest_d2 = std::numeric_limits<double>::infinity();
+  std::vector<Eigen::Vector3d> at;  // the points' positions, for the grid test below
+  at.reserve(points.size());
   for (const GemmPoint* g : points) {
     const Eigen::Vector3d x = log_shape(g->m, g->n, g->k);
+    at.push_back(x);
     lo = lo.cwiseMin(x);
     hi = hi.cwiseMax(x);
     const double d2 = (x - q).squaredNorm();
@@ -267,7 +269,7 @@ GemmEstimate CostModel::gemm_estimate(const GemmShape& shape, Precision dtype) c
   }
   const double idw = weighted / weight_sum;
   const bool inside = (q.array() >= lo.array()).all() && (q.array() <= hi.array()).all();
-  if (inside) return {.efficiency = grid_interpolation(points, q).value_or(idw)};
+  if (inside) return {.efficiency = grid_interpolation(points, at, q).value_or(idw)};
 
   // Beyond the measured range: never above the nearest measured point, and lower still where the
   // analytic shape model says the query is worse than that point (smaller or skinnier shapes).
