@@ -7,9 +7,11 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include <Eigen/Core>
 
@@ -186,21 +188,62 @@ Eigen::Vector3d log_shape(long m, long n, long k) {
   return {std::log2(static_cast<double>(m)), std::log2(static_cast<double>(n)), std::log2(static_cast<double>(k))};
 }
 
+/// Trilinear interpolation in log-shape space when the query lies in a cell whose eight corners
+/// are all recorded (a calibration sweep over a grid of m, n and k); nothing otherwise. On a grid
+/// it follows the recorded trend along each axis, where inverse-distance weighting is pulled
+/// towards the mean of far points (at the cell centres of tests/calibration's fixture, a grid
+/// with steps of 4x: at worst 18% off the fixture's own formula by weighting, 7% by this).
+std::optional<double> grid_interpolation(const std::vector<const GemmPoint*>& points,
+                                         const std::vector<Eigen::Vector3d>& at, const Eigen::Vector3d& q) {
+  Eigen::Vector3d lo = Eigen::Vector3d::Constant(-std::numeric_limits<double>::infinity());
+  Eigen::Vector3d hi = -lo;
+  for (const Eigen::Vector3d& x : at) {
+    for (int a = 0; a < 3; ++a) {
+      if (x[a] <= q[a]) lo[a] = std::max(lo[a], x[a]);
+      if (x[a] >= q[a]) hi[a] = std::min(hi[a], x[a]);
+    }
+  }
+  if (!lo.allFinite() || !hi.allFinite()) return std::nullopt;
+  const Eigen::Vector3d span = hi - lo;
+  const Eigen::Vector3d t = (q - lo).cwiseQuotient(span.cwiseMax(1e-12));
+  double value = 0.0;
+  for (int corner = 0; corner < 8; ++corner) {
+    Eigen::Vector3d c;
+    double weight = 1.0;
+    for (int a = 0; a < 3; ++a) {
+      const bool upper = (corner >> a) & 1;
+      c[a] = upper ? hi[a] : lo[a];
+      weight *= upper ? t[a] : 1.0 - t[a];
+    }
+    if (weight == 0.0) continue;
+    const auto found =
+        std::find_if(at.begin(), at.end(), [&](const Eigen::Vector3d& x) { return (x - c).cwiseAbs().maxCoeff() < 1e-9; });
+    if (found == at.end()) return std::nullopt;
+    value += weight * points[static_cast<std::size_t>(found - at.begin())]->efficiency;
+  }
+  return value;
+}
+
 } // namespace
 
 double CostModel::gemm_efficiency(const GemmShape& shape, Precision dtype) const {
+  return gemm_estimate(shape, dtype).efficiency;
+}
+
+GemmEstimate CostModel::gemm_estimate(const GemmShape& shape, Precision dtype) const {
   const FlopsPerSecond pk = peak(dtype);
   std::vector<const GemmPoint*> points;
   for (const GemmPoint& g : profile_.gemm_points) {
     if (g.dtype == dtype) points.push_back(&g);
   }
   if (points.empty() || shape.m <= 0 || shape.n <= 0 || shape.k <= 0) {
-    return analytic_gemm_efficiency(profile_, shape, dtype, pk);
+    return {.efficiency = analytic_gemm_efficiency(profile_, shape, dtype, pk)};
   }
 
   // Inverse-distance weighting (power 2) in log-shape space: exact at a recorded point, and a
   // convex combination elsewhere, so it never leaves the range of the recorded efficiencies.
   // Chosen over a least-squares fit, which would neither reproduce points nor stay in range.
+  // Inside a fully recorded grid cell, trilinear interpolation (also convex) replaces it.
   const Eigen::Vector3d q = log_shape(shape.m * std::max(1L, shape.batch), shape.n, shape.k);
   Eigen::Vector3d lo = Eigen::Vector3d::Constant(std::numeric_limits<double>::infinity());
   Eigen::Vector3d hi = -lo;
@@ -208,12 +251,15 @@ double CostModel::gemm_efficiency(const GemmShape& shape, Precision dtype) const
   double weighted = 0.0;
   const GemmPoint* nearest = nullptr;
   double nearest_d2 = std::numeric_limits<double>::infinity();
+  std::vector<Eigen::Vector3d> at;  // the points' positions, for the grid test below
+  at.reserve(points.size());
   for (const GemmPoint* g : points) {
     const Eigen::Vector3d x = log_shape(g->m, g->n, g->k);
+    at.push_back(x);
     lo = lo.cwiseMin(x);
     hi = hi.cwiseMax(x);
     const double d2 = (x - q).squaredNorm();
-    if (d2 == 0.0) return g->efficiency;
+    if (d2 == 0.0) return {.efficiency = g->efficiency};
     if (d2 < nearest_d2) {  // strict: the first point in file order wins ties, deterministically
       nearest_d2 = d2;
       nearest = g;
@@ -223,7 +269,7 @@ double CostModel::gemm_efficiency(const GemmShape& shape, Precision dtype) const
   }
   const double idw = weighted / weight_sum;
   const bool inside = (q.array() >= lo.array()).all() && (q.array() <= hi.array()).all();
-  if (inside) return idw;
+  if (inside) return {.efficiency = grid_interpolation(points, at, q).value_or(idw)};
 
   // Beyond the measured range: never above the nearest measured point, and lower still where the
   // analytic shape model says the query is worse than that point (smaller or skinnier shapes).
@@ -231,7 +277,7 @@ double CostModel::gemm_efficiency(const GemmShape& shape, Precision dtype) const
   const double at_nearest = analytic_gemm_efficiency(profile_, GemmShape{.m = nearest->m, .n = nearest->n, .k = nearest->k},
                                                      dtype, pk);
   const double shape_ratio = std::min(1.0, at_query / at_nearest);
-  return std::min(idw, nearest->efficiency) * shape_ratio;
+  return {.efficiency = std::min(idw, nearest->efficiency) * shape_ratio, .extrapolated = true};
 }
 
 Seconds CostModel::compute_time(const ComputeOp& op) const {

@@ -30,6 +30,13 @@ struct CollectivePlan {
   double efficiency_net = 1.0;     ///< fraction of NIC bandwidth the protocol achieves
 };
 
+/// A GEMM's achieved fraction of peak, and whether its shape lies outside the profile's measured
+/// points (then it is extrapolated conservatively and reports flag it).
+struct GemmEstimate {
+  double efficiency = 0.0;
+  bool extrapolated = false;
+};
+
 class CostModel {
 public:
   explicit CostModel(Profile profile);
@@ -41,6 +48,8 @@ public:
   [[nodiscard]] Seconds compute_time(const std::vector<ComputeOp>& ops) const;
   /// Achieved fraction of peak for a GEMM shape (interpolated over the profile's points).
   [[nodiscard]] double gemm_efficiency(const GemmShape& shape, Precision dtype) const;
+  /// The same, saying whether the shape is outside the measured range.
+  [[nodiscard]] GemmEstimate gemm_estimate(const GemmShape& shape, Precision dtype) const;
 
   /// Dense peak of a dtype; throws std::invalid_argument when the profile lists none.
   [[nodiscard]] FlopsPerSecond peak(Precision dtype) const;

@@ -148,6 +148,7 @@ Profile load_profile(const std::string& path) {
   p.name = std::filesystem::path(path).stem().string();
   const YamlValue gpu = root.require("gpu");
   p.gpu = gpu.as_string();
+  p.gpu_where = gpu.where();
   if (p.gpu.empty()) gpu.fail("must name a GPU type, e.g. H100-SXM5-80GB");
 
   p.provenance.kind =
@@ -198,6 +199,15 @@ Profile load_profile(const std::string& path) {
   p.pcie = parse_link_class(links.require("pcie"));
   p.net = parse_link_class(links.require("net"));
   return p;
+}
+
+void check_profile_gpu(const Profile& profile, const std::string& gpu, const std::string& machine) {
+  if (profile.gpu == gpu) return;
+  SourceLocation where = profile.gpu_where;
+  if (where.file.empty()) where.file = profile.path;
+  throw InputError(where, "gpu",
+                   "profile " + profile.name + " describes GPU '" + profile.gpu + "' but machine '" + machine +
+                       "' has '" + gpu + "'");
 }
 
 std::string find_profile(const std::string& directory, const std::string& gpu) {

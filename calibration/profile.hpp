@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "models/input/diagnostics.hpp"
 #include "models/spec.hpp"
 #include "models/units.hpp"
 
@@ -54,6 +55,7 @@ struct LinkClassProfile {
 struct Profile {
   std::string name;                ///< file stem, e.g. "h100-sxm5-80gb-datasheet"
   std::string gpu;                 ///< GPU type it describes, e.g. "H100-SXM5-80GB"
+  SourceLocation gpu_where;        ///< where the file names it (for mismatch errors)
   Provenance provenance;
   std::map<Precision, FlopsPerSecond> peak;   ///< dense tensor-core peak per dtype
   FlopsPerSecond tf32_peak;                   ///< TF32 tensor-core peak, 0 when not published (recorded, not priced yet)
@@ -77,6 +79,10 @@ struct Profile {
 
 /// Loads and checks a profile; throws InputError with file:line:col for bad content.
 Profile load_profile(const std::string& path);
+
+/// Throws InputError at the profile's `gpu:` key when it describes another GPU than `gpu`, the
+/// GPU of machine `machine`: a profile never prices a GPU it was not made for.
+void check_profile_gpu(const Profile& profile, const std::string& gpu, const std::string& machine);
 
 /// Finds the best profile for `gpu` among the *.yaml in `directory`: measured beats datasheet,
 /// then newest date, then name. Throws InputError when none matches.

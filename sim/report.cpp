@@ -59,6 +59,25 @@ std::string duration(Seconds s) {
   return fmt::format("{:.2f} ms", v * 1e3);
 }
 
+/// The distinct GEMMs of the job that the profile prices by extrapolation, in program order.
+std::vector<std::string> extrapolated_gemms(const Workload& w, const CostModel& cost) {
+  std::vector<std::string> out;
+  auto scan = [&](const std::vector<ComputeOp>& ops) {
+    for (const ComputeOp& op : ops) {
+      if (op.kind != OpKind::GEMM || !cost.gemm_estimate(op.gemm, op.dtype).extrapolated) continue;
+      std::string name = fmt::format("{} {}x{}x{}{} {}", op.name, op.gemm.m, op.gemm.n, op.gemm.k,
+                                     op.gemm.batch > 1 ? fmt::format(" *{}", op.gemm.batch) : "", to_string(op.dtype));
+      if (std::find(out.begin(), out.end(), name) == out.end()) out.push_back(std::move(name));
+    }
+  };
+  for (int s = 0; s < w.stages(); ++s)
+    for (int c = 0; c < w.chunks_per_stage(); ++c) {
+      scan(w.chunk(s, c).forward.compute);
+      scan(w.chunk(s, c).backward.compute);
+    }
+  return out;
+}
+
 } // namespace
 
 Report make_report(const std::string& scenario_name, const MachineSpec& machine, const Workload& workload,
@@ -96,6 +115,7 @@ Report make_report(const std::string& scenario_name, const MachineSpec& machine,
   }
   r.fidelity = fidelity;
   r.profile = cost.profile();
+  r.extrapolated_gemms = extrapolated_gemms(workload, cost);
   r.simulation = result;
   return r;
 }
@@ -144,6 +164,14 @@ std::string render_text(const Report& r) {
   out += fmt::format("  profile      {} ({}{}): {}\n", r.profile.name, to_string(r.profile.provenance.kind),
                      datasheet ? ": published peak rates and achievable fractions, not measurements" : "",
                      r.profile.provenance.source);
+  if (!r.extrapolated_gemms.empty()) {
+    std::string list;
+    for (size_t i = 0; i < std::min<size_t>(3, r.extrapolated_gemms.size()); ++i)
+      list += (i ? ", " : "") + r.extrapolated_gemms[i];
+    if (r.extrapolated_gemms.size() > 3) list += fmt::format(" and {} more", r.extrapolated_gemms.size() - 3);
+    out += fmt::format("  calibration  {} GEMM shapes outside the profile's measured range, extrapolated conservatively: {}\n",
+                       r.extrapolated_gemms.size(), list);
+  }
   return out;
 }
 
@@ -199,6 +227,7 @@ std::string render_json(const Report& r) {
           {"date", r.profile.provenance.date}}}}},
   };
   if (r.time_to_train) j["time_to_train_s"] = r.time_to_train->value();
+  if (!r.extrapolated_gemms.empty()) j["simulation"]["profile"]["extrapolated_gemms"] = r.extrapolated_gemms;
   return j.dump(2) + "\n";
 }
 

@@ -37,6 +37,9 @@ struct Report {
   std::optional<double> tokens;
   Fidelity fidelity = Fidelity::FULL;
   Profile profile;                 ///< the profile used (its provenance is printed)
+  /// GEMMs ("qkv 4096x12288x4096 bf16") outside the profile's measured shapes, priced by
+  /// conservative extrapolation; empty for profiles without measured points.
+  std::vector<std::string> extrapolated_gemms;
   SimulationResult simulation;
 };
 

@@ -21,6 +21,7 @@
 #include "sim/collective.hpp"
 #include "sim/engine.hpp"
 #include "sim/report.hpp"
+#include "tools/calibrate_cli.hpp"
 #include "tools/scenario.hpp"
 
 namespace {
@@ -42,10 +43,7 @@ void write_file_atomically(const std::string& path, const std::string& text) {
 
 odyssey::Profile load_checked_profile(const odyssey::Scenario& scenario) {
   odyssey::Profile profile = odyssey::load_profile(scenario.calibration);
-  if (profile.gpu != scenario.machine.gpu.type)
-    throw odyssey::InputError({.file = scenario.calibration}, "gpu",
-                              fmt::format("profile describes GPU '{}' but machine '{}' has '{}'", profile.gpu,
-                                          scenario.machine.name, scenario.machine.gpu.type));
+  odyssey::check_profile_gpu(profile, scenario.machine.gpu.type, scenario.machine.name);
   return profile;
 }
 
@@ -231,6 +229,8 @@ int main(int argc, char** argv) {
   coll_cmd->add_option("--calibration", coll_calibration, "calibration profile (default: auto)");
   coll_cmd->add_flag("--json", coll_json, "print the table as JSON");
 
+  odyssey::CalibrateCommand calibrate_cmd(app);  // CLI11 writes into it: keep it in place
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -251,6 +251,7 @@ int main(int argc, char** argv) {
       return run(scenario.empty() ? std::string(ODYSSEY_DATA_DIR) + "/" + DEFAULT_SCENARIO : scenario, sets, json, trace,
                  simgrid_args, explain_ops);
     }
+    if (calibrate_cmd.parsed()) return calibrate_cmd.run();
     if (coll_cmd->parsed())
       return collective(coll_machine, coll_op, coll_gpus, coll_sizes, coll_sets, coll_calibration, coll_json);
     if (validate_cmd->parsed()) {

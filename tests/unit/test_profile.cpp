@@ -11,8 +11,11 @@
 #include "calibration/cost_model.hpp"
 #include "calibration/profile.hpp"
 #include "models/input/diagnostics.hpp"
+#include "tests/unit/scratch.hpp"
 
 using namespace odyssey;
+using odyssey::test::input_error;
+using odyssey::test::ScratchDir;
 namespace fs = std::filesystem;
 
 namespace {
@@ -35,27 +38,7 @@ std::string replace_once(std::string text, const std::string& from, const std::s
   return text.replace(at, from.size(), to);
 }
 
-/// A scratch directory under the system temp dir, removed when the test ends.
-struct ScratchDir {
-  explicit ScratchDir(const std::string& name) : path(fs::temp_directory_path() / ("odyssey-" + name)) {
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~ScratchDir() { fs::remove_all(path); }
-  fs::path path;
-};
-
 std::string h100_text() { return read_text(PROFILE_DIR / "h100-sxm5-80gb-datasheet.yaml"); }
-
-/// Message of the InputError `f` throws, or "" when it throws none.
-template <class F> std::string input_error(F f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "";
-}
 
 } // namespace
 

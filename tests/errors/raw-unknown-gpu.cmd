@@ -1,0 +1,5 @@
+calibrate
+import
+tests/calibration/fixture-memory.json
+--out
+tests/errors/never-written.yaml

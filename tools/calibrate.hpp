@@ -1,0 +1,46 @@
+// `odyssey calibrate`: raw benchmark results (kernels/, format odyssey-raw/1) to a measured
+// calibration profile, and the shapes a scenario needs measured. Throws InputError for bad input.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "models/workload.hpp"
+
+namespace odyssey {
+
+/// The raw format the importer reads (written by kernels/bench_common.cpp).
+inline constexpr const char* RAW_FORMAT = "odyssey-raw/1";
+
+struct ImportOptions {
+  std::vector<std::string> raw_files;
+  std::string out;              ///< profile path to write
+  std::string gpu;              ///< GPU type; "" = from the raw files' GPU name
+  std::string base;             ///< datasheet profile for peaks and unmeasured values; "" = the GPU's own
+  std::string profiles_dir;     ///< where to look for the datasheet profile
+  std::string machine_gpu;      ///< when set (from --scenario), the GPU the profile must describe
+  std::string machine_name;
+};
+
+/// What an import measured and kept, for the summary it prints.
+struct ImportSummary {
+  std::string gpu;
+  std::string base;
+  std::vector<std::string> measured;  ///< "gemm_points: 120 shapes (bf16 60, fp8 60)", ...
+  std::vector<std::string> kept;      ///< tables taken from the base profile
+  std::vector<std::string> skipped;   ///< results not used, with why
+};
+
+/// Reads the raw files, derives the measured values, writes the profile (kind: measured) and
+/// loads it back to check it. The profile text names every raw file's provenance.
+ImportSummary import_profile(const ImportOptions& options);
+
+/// The GPU type Odyssey's presets use for a CUDA device name ("NVIDIA H100 80GB HBM3" ->
+/// "H100-SXM5-80GB"), or "" when the name is not one it knows.
+std::string gpu_type_of_device(const std::string& device_name);
+
+/// One line per distinct GEMM and attention shape the workload runs (kernels/shapes.hpp format),
+/// so the benchmarks measure exactly what a scenario prices.
+std::string scenario_shapes(const Workload& workload);
+
+} // namespace odyssey
