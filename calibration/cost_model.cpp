@@ -5,6 +5,7 @@
 #include "calibration/cost_model.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <limits>
 #include <optional>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include <Eigen/Core>
+#include <fmt/format.h>
 
 namespace odyssey {
 
@@ -67,13 +69,28 @@ RingSteps ring_steps(CollectiveKind kind, int n, int nodes) {
   return {};
 }
 
+/// Per-rank bandwidths of a communicator, in NCCL's bus-bandwidth terms: `intra` is one GPU's
+/// NVLink port; `inter` is what the ranks of one server get across servers in all, summed over
+/// the channels (NCCL's busBw = channels x per-channel bandwidth), since each channel leaves the
+/// server through a different NIC.
+struct BusBandwidth {
+  double intra = 0.0;
+  double inter = 0.0;
+  int per_server = 1;
+};
+
+BusBandwidth bus_bandwidth(GroupShape g, BytesPerSecond intra, BytesPerSecond inter_per_gpu) {
+  const int k = (g.ranks + g.servers - 1) / g.servers;
+  return {.intra = intra.value(), .inter = inter_per_gpu.value() * k, .per_server = k};
+}
+
 /// Time to push the plan's bytes through the ring: each edge carries factor x size, at the
 /// slowest link class the ring crosses (NVLink when a server holds several ranks, NET when the
 /// ring spans servers).
-Seconds transfer_time(const CollectivePlan& plan, Bytes size, GroupShape g, BytesPerSecond intra, BytesPerSecond inter) {
+Seconds transfer_time(const CollectivePlan& plan, Bytes size, GroupShape g, const BusBandwidth& bw) {
   double bottleneck = std::numeric_limits<double>::infinity();
-  if (g.ranks > g.servers) bottleneck = std::min(bottleneck, intra.value() * plan.efficiency_nvlink);
-  if (g.servers > 1) bottleneck = std::min(bottleneck, inter.value() * plan.efficiency_net);
+  if (g.ranks > g.servers) bottleneck = std::min(bottleneck, bw.intra * plan.efficiency_nvlink);
+  if (g.servers > 1) bottleneck = std::min(bottleneck, bw.inter * plan.efficiency_net);
   return (size * plan.edge_bytes_factor) / BytesPerSecond(bottleneck);
 }
 
@@ -83,58 +100,250 @@ struct ProtocolChoice {
   Seconds time;
 };
 
-ProtocolChoice price_protocol(const Profile& prof, Protocol proto, const RingSteps& rs, Bytes size, GroupShape g,
-                              BytesPerSecond intra, BytesPerSecond inter) {
+CollectivePlan base_plan(const Profile& prof, Algorithm algo, Protocol proto) {
   CollectivePlan plan;
-  plan.algorithm = "ring";
+  plan.algo = algo;
+  plan.algorithm = to_string(algo);
   plan.protocol = to_string(proto);
-  plan.steps = rs.steps;
-  plan.edge_bytes_factor = rs.edge_bytes_factor;
   const double pe = protocol_efficiency(proto);
   plan.efficiency_nvlink = pe * prof.nvlink.bus_efficiency;
   plan.efficiency_net = pe * prof.net.bus_efficiency;
+  plan.efficiency_nvls = prof.nvlink.nvls_efficiency;
+  return plan;
+}
+
+ProtocolChoice price_protocol(const Profile& prof, Algorithm algo, Protocol proto, const RingSteps& rs, Bytes size,
+                              GroupShape g, const BusBandwidth& bw) {
+  CollectivePlan plan = base_plan(prof, algo, proto);
+  plan.steps = rs.steps;
+  plan.edge_bytes_factor = rs.edge_bytes_factor;
   // NCCL: base + (nsteps - nInterSteps) * intraLat + nInterSteps * interLat. NCCL adds the graph's
   // inter-node latency once more for Simple; that term is a property of the topology search, not of
   // the tables, so it is not modelled here.
   plan.latency = prof.collective_base_latency_by_protocol.at(proto) +
                  prof.nvlink.step_latency_by_protocol.at(proto) * static_cast<double>(rs.steps - rs.inter_steps) +
                  prof.net.step_latency_by_protocol.at(proto) * static_cast<double>(rs.inter_steps);
-  return {plan, plan.latency + transfer_time(plan, size, g, intra, inter)};
+  return {plan, plan.latency + transfer_time(plan, size, g, bw)};
 }
 
-/// NCCL's tree constants (src/graph/tuning.cc, NCCL 2.30.7; ../shared/reference/nccl-cost-model.md),
-/// by protocol LL / LL128 / Simple: base latency, and per-hop hardware latency on NVLink and NET.
-/// They depend on the algorithm and the link type only, not on the GPU, so they live here.
+/// NCCL's constants that depend on the algorithm and the link type only, not on the GPU, so they
+/// live here rather than in the profiles (src/graph/tuning.cc, NCCL 2.30.7;
+/// ../shared/reference/nccl-cost-model.md), in microseconds. Tree by protocol LL / LL128 / Simple;
+/// CollNet, NVLS, NVLSTree and PAT run the Simple protocol only.
 constexpr double TREE_BASE_US[] = {6.8, 14.0, 8.4};
 constexpr double TREE_NVLINK_US[] = {0.6, 1.25, 4.0};
 constexpr double TREE_NET_US[] = {5.0, 8.5, 14.0};
+constexpr double NVLS_NVLINK_US = 25.0;         // hwLat NVLink NVLS (base latency 0)
+constexpr double NVLS_NET_US = 18.0;            // hwLat NET NVLS (multi-node NVLS rides IB SHARP)
+constexpr double NVLS_TREE_NET_US = 20.9;       // hwLat NET NVLSTree
+constexpr double COLLNET_DIRECT_NET_US = 31.0;  // hwLat NET CollNetDirect (base latency 0)
+constexpr double PAT_BASE_US = 8.0;             // base latency PAT
+constexpr double PAT_NET_US = 14.0;             // hwLat NET PAT
+constexpr double PAT_BANDWIDTH_FACTOR = 0.75;   // NCCL's busBw x 0.75 for PAT
+
+Seconds us(double microseconds) { return Seconds(microseconds * 1e-6); }
 
 /// NCCL's double binary tree all-reduce across servers (a chain inside each server): latency
 /// base + 2 x ((ranks per server - 1) x intra hop + log2(servers) x inter hop); bandwidth at
 /// NCCL's tree cap of 0.92 x the bus bandwidth, and algorithm bandwidth half the bus bandwidth
 /// (every rank moves the data up and down the tree).
-ProtocolChoice price_tree(const Profile& prof, Protocol proto, Bytes size, GroupShape g, BytesPerSecond intra,
-                          BytesPerSecond inter) {
+ProtocolChoice price_tree(const Profile& prof, Protocol proto, Bytes size, GroupShape g, const BusBandwidth& bw) {
   const int i = static_cast<int>(proto);
-  CollectivePlan plan;
-  plan.algorithm = "tree";
-  plan.protocol = to_string(proto);
+  CollectivePlan plan = base_plan(prof, Algorithm::TREE, proto);
   const double per_server = static_cast<double>(g.ranks) / g.servers;
   const double depth = std::ceil(std::log2(static_cast<double>(g.servers)));
   plan.steps = 2 * static_cast<int>((per_server - 1) + depth);
   plan.edge_bytes_factor = 1.0;
-  const double pe = protocol_efficiency(proto) * 0.92;
-  plan.efficiency_nvlink = pe * prof.nvlink.bus_efficiency;
-  plan.efficiency_net = pe * prof.net.bus_efficiency;
-  plan.latency = Seconds((TREE_BASE_US[i] + 2 * ((per_server - 1) * TREE_NVLINK_US[i] + depth * TREE_NET_US[i])) * 1e-6);
-  double bottleneck = inter.value() * plan.efficiency_net;
-  if (per_server > 1) bottleneck = std::min(bottleneck, intra.value() * plan.efficiency_nvlink);
+  plan.efficiency_nvlink *= 0.92;
+  plan.efficiency_net *= 0.92;
+  plan.latency = us(TREE_BASE_US[i] + 2 * ((per_server - 1) * TREE_NVLINK_US[i] + depth * TREE_NET_US[i]));
+  double bottleneck = bw.inter * plan.efficiency_net;
+  if (per_server > 1) bottleneck = std::min(bottleneck, bw.intra * plan.efficiency_nvlink);
   return {plan, plan.latency + Seconds(2.0 * size.value() / bottleneck)};
+}
+
+/// Bytes through one GPU's NVLink port, each way, for the part of an all-reduce inside a server:
+/// with NVLink SHARP the GPU writes its whole buffer to the switch, which reduces, and reads back
+/// the reduced buffer, plus its own shard once (size x (1 + 1/k)); without it, a ring or direct
+/// reduce-scatter + all-gather moves 2(k-1)/k x size.
+double intra_bytes(Algorithm algo, double size, int k) {
+  const bool nvls = algo == Algorithm::NVLS || algo == Algorithm::NVLS_TREE;
+  return nvls ? size * (1.0 + 1.0 / k) : 2.0 * size * (k - 1) / k;
+}
+
+/// NVLS (NVLink SHARP): the NVSwitch reduces and multicasts. Inside one server, one step of 25 us;
+/// across servers NCCL runs it only with in-network reduction (IB SHARP), whose switches reduce
+/// the servers' partial sums: each server sends its buffer once through its NICs and receives the
+/// result once. NVLSTree replaces SHARP by NCCL's tree between servers. CollNetDirect reduces
+/// inside a server over NVLink directly and across servers in the network switches.
+ProtocolChoice price_in_switch(const Profile& prof, Algorithm algo, Bytes size, GroupShape g, const BusBandwidth& bw) {
+  CollectivePlan plan = base_plan(prof, algo, Protocol::SIMPLE);
+  const int k = bw.per_server;
+  const double depth = std::ceil(std::log2(static_cast<double>(g.servers)));
+  double latency_us = 0;
+  double net_time = 0;
+  switch (algo) {
+  case Algorithm::NVLS:
+    latency_us = NVLS_NVLINK_US + (g.servers > 1 ? NVLS_NET_US : 0.0);
+    net_time = g.servers > 1 ? size.value() / (bw.inter * plan.efficiency_net) : 0.0;
+    plan.steps = g.servers > 1 ? 2 : 1;
+    break;
+  case Algorithm::NVLS_TREE:
+    latency_us = NVLS_NVLINK_US + 2 * depth * NVLS_TREE_NET_US;
+    net_time = 2.0 * size.value() / (bw.inter * plan.efficiency_net * 0.92);
+    plan.steps = 1 + 2 * static_cast<int>(depth);
+    break;
+  default:  // COLLNET
+    latency_us = COLLNET_DIRECT_NET_US;
+    plan.latency = prof.nvlink.step_latency_by_protocol.simple * (2.0 * (k - 1));
+    net_time = size.value() / (bw.inter * plan.efficiency_net);
+    plan.steps = 2 * (k - 1) + 1;
+    break;
+  }
+  plan.latency += us(latency_us);
+  plan.edge_bytes_factor = 1.0;
+  const bool nvls = algo != Algorithm::COLLNET;
+  const double intra_time =
+      k > 1 ? intra_bytes(algo, size.value(), k) / (bw.intra * (nvls ? plan.efficiency_nvls : plan.efficiency_nvlink))
+            : 0.0;
+  return {plan, plan.latency + Seconds(std::max(intra_time, net_time))};
+}
+
+/// PAT (NCCL >= 2.23) for all-gather and reduce-scatter with one rank per server: log2(n) steps
+/// at distances 1, 2, 4, ... instead of the ring's n-1, at 0.75 of the bus bandwidth.
+ProtocolChoice price_pat(const Profile& prof, const RingSteps& rs, Bytes size, GroupShape g, const BusBandwidth& bw) {
+  CollectivePlan plan = base_plan(prof, Algorithm::PAT, Protocol::SIMPLE);
+  const double depth = std::ceil(std::log2(static_cast<double>(g.ranks)));
+  plan.steps = static_cast<int>(depth);
+  plan.edge_bytes_factor = rs.edge_bytes_factor;
+  plan.efficiency_net *= PAT_BANDWIDTH_FACTOR;
+  plan.latency = us(PAT_BASE_US + depth * PAT_NET_US);
+  return {plan, plan.latency + transfer_time(plan, size, g, bw)};
+}
+
+/// Whether NCCL can run `algo` for this collective on this group and machine.
+bool applicable(Algorithm algo, CollectiveKind kind, GroupShape g, const NcclConfig& c, const Profile& prof) {
+  const bool p2p = kind == CollectiveKind::ALL_TO_ALL || kind == CollectiveKind::SEND_RECV;
+  if (p2p) return algo == Algorithm::P2P;
+  const bool all_reduce = kind == CollectiveKind::ALL_REDUCE;
+  const int k = (g.ranks + g.servers - 1) / g.servers;
+  const bool nvls = c.nvls && prof.nvlink.nvls_efficiency > 0 && k > 1;
+  switch (algo) {
+  case Algorithm::RING: return true;
+  case Algorithm::TREE: return all_reduce && g.servers > 1;
+  case Algorithm::COLLNET: return all_reduce && g.servers > 1 && c.collnet;
+  case Algorithm::NVLS: return all_reduce && nvls && (g.servers == 1 || c.collnet);
+  case Algorithm::NVLS_TREE: return all_reduce && nvls && g.servers > 1;
+  case Algorithm::PAT:
+    return (kind == CollectiveKind::ALL_GATHER || kind == CollectiveKind::REDUCE_SCATTER) && g.servers > 1 &&
+           g.ranks == g.servers;
+  case Algorithm::P2P: return false;
+  }
+  return false;
+}
+
+constexpr Algorithm ALGORITHMS[] = {Algorithm::TREE,      Algorithm::RING, Algorithm::COLLNET, Algorithm::NVLS,
+                                    Algorithm::NVLS_TREE, Algorithm::PAT,  Algorithm::P2P};
+constexpr Protocol PROTOCOLS[] = {Protocol::LL, Protocol::LL128, Protocol::SIMPLE};
+
+Protocol protocol_named(const std::string& name) {
+  for (Protocol p : PROTOCOLS)
+    if (name == to_string(p)) return p;
+  return Protocol::SIMPLE;
+}
+
+bool has(unsigned set, int bit) { return (set >> bit & 1U) != 0; }
+
+/// NCCL's names as NCCL_ALGO / NCCL_PROTO take them (compared case-insensitively).
+struct Named {
+  const char* name;
+  int bit;
+};
+constexpr Named ALGORITHM_NAMES[] = {{"Tree", static_cast<int>(Algorithm::TREE)},
+                                     {"Ring", static_cast<int>(Algorithm::RING)},
+                                     {"CollNetDirect", static_cast<int>(Algorithm::COLLNET)},
+                                     {"CollNet", static_cast<int>(Algorithm::COLLNET)},
+                                     {"NVLS", static_cast<int>(Algorithm::NVLS)},
+                                     {"NVLSTree", static_cast<int>(Algorithm::NVLS_TREE)},
+                                     {"PAT", static_cast<int>(Algorithm::PAT)}};
+constexpr Named PROTOCOL_NAMES[] = {{"LL", static_cast<int>(Protocol::LL)},
+                                    {"LL128", static_cast<int>(Protocol::LL128)},
+                                    {"Simple", static_cast<int>(Protocol::SIMPLE)}};
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::string trim(std::string_view s) {
+  const auto b = s.find_first_not_of(" \t");
+  if (b == std::string_view::npos) return {};
+  return std::string(s.substr(b, s.find_last_not_of(" \t") - b + 1));
+}
+
+/// NCCL's list syntax: names separated by commas; a leading '^' excludes them instead; "all"
+/// (what algorithms_text prints for no restriction) allows every one.
+template <size_t N>
+unsigned parse_set(std::string_view list, const Named (&names)[N], const char* what) {
+  if (lower(trim(list)) == "all") return ~0U;
+  const bool exclude = !list.empty() && list.front() == '^';
+  if (exclude) list.remove_prefix(1);
+  unsigned set = 0;
+  size_t pos = 0;
+  while (pos <= list.size()) {
+    const size_t comma = std::min(list.find(',', pos), list.size());
+    const std::string item = trim(list.substr(pos, comma - pos));
+    pos = comma + 1;
+    const auto it = std::find_if(std::begin(names), std::end(names),
+                                 [&](const Named& n) { return lower(n.name) == lower(item); });
+    if (it == std::end(names)) {
+      std::string accepted;
+      for (const Named& n : names) accepted += (accepted.empty() ? "" : ", ") + std::string(n.name);
+      throw std::invalid_argument(fmt::format("unknown {} '{}' (expected a comma-separated list of {}; '^' "
+                                              "excludes)",
+                                              what, item, accepted));
+    }
+    set |= 1U << it->bit;
+  }
+  return exclude ? ~set : set;
+}
+
+template <size_t N>
+std::string set_text(unsigned set, const Named (&names)[N]) {
+  std::string out;
+  int seen = -1;
+  bool all = true;
+  for (const Named& n : names) {
+    if (n.bit == seen) continue;
+    seen = n.bit;
+    if (has(set, n.bit)) out += (out.empty() ? "" : ",") + std::string(n.name);
+    else all = false;
+  }
+  return all ? "all" : out;
 }
 
 } // namespace
 
-CostModel::CostModel(Profile profile) : profile_(std::move(profile)) {}
+CostModel::CostModel(Profile profile, NcclConfig nccl) : profile_(std::move(profile)), nccl_(nccl) {}
+
+AlgorithmSet parse_algorithms(std::string_view list) { return parse_set(list, ALGORITHM_NAMES, "algorithm"); }
+ProtocolSet parse_protocols(std::string_view list) { return parse_set(list, PROTOCOL_NAMES, "protocol"); }
+std::string algorithms_text(AlgorithmSet set) { return set_text(set, ALGORITHM_NAMES); }
+std::string protocols_text(ProtocolSet set) { return set_text(set, PROTOCOL_NAMES); }
+
+const char* to_string(Algorithm a) {
+  switch (a) {
+  case Algorithm::TREE: return "tree";
+  case Algorithm::RING: return "ring";
+  case Algorithm::COLLNET: return "collnet";
+  case Algorithm::NVLS: return "nvls";
+  case Algorithm::NVLS_TREE: return "nvls-tree";
+  case Algorithm::PAT: return "pat";
+  case Algorithm::P2P: return "p2p";
+  }
+  return "?";
+}
 
 FlopsPerSecond CostModel::peak(Precision dtype) const {
   auto it = profile_.peak.find(dtype);
@@ -303,7 +512,13 @@ Seconds CostModel::compute_time(const std::vector<ComputeOp>& ops) const {
 }
 
 CollectivePlan CostModel::collective(CollectiveKind kind, Bytes size, GroupShape group) const {
-  return collective(kind, size, group, profile_.nvlink.bandwidth, profile_.net.bandwidth);
+  BytesPerSecond inter = profile_.net.bandwidth;
+  if (nccl_.nics_per_server > 0 && group.ranks >= group.servers && group.servers >= 1) {
+    // The channels of a server leave through min(k, nics) NICs: per rank, that share of them.
+    const int k = (group.ranks + group.servers - 1) / group.servers;
+    inter = nccl_.nic_bandwidth * (static_cast<double>(std::min(k, nccl_.nics_per_server)) / k);
+  }
+  return collective(kind, size, group, profile_.nvlink.bandwidth, inter);
 }
 
 CollectivePlan CostModel::collective(CollectiveKind kind, Bytes size, GroupShape group, BytesPerSecond intra,
@@ -319,18 +534,41 @@ CollectivePlan CostModel::collective(CollectiveKind kind, Bytes size, GroupShape
     return none;
   }
   const RingSteps rs = ring_steps(kind, group.ranks, group.servers);
-  // NCCL's tuning: predict every (algorithm, protocol) time and keep the least; ties keep NCCL's
-  // order (tree before ring, LL before LL128 before Simple).
-  ProtocolChoice best = price_protocol(profile_, Protocol::LL, rs, size, group, intra, inter);
-  for (Protocol p : {Protocol::LL128, Protocol::SIMPLE}) {
-    ProtocolChoice c = price_protocol(profile_, p, rs, size, group, intra, inter);
-    if (c.time < best.time) best = std::move(c);
-  }
-  if (kind == CollectiveKind::ALL_REDUCE && group.servers > 1) {
-    for (Protocol p : {Protocol::LL, Protocol::LL128, Protocol::SIMPLE}) {
-      ProtocolChoice c = price_tree(profile_, p, size, group, intra, inter);
-      if (c.time < best.time || (c.time == best.time && best.plan.algorithm == "ring")) best = std::move(c);
+  const BusBandwidth bw = bus_bandwidth(group, intra, inter);
+  // NCCL's tuning: predict every allowed (algorithm, protocol) time and keep the least; ties keep
+  // NCCL's order (tree before ring, ..., LL before LL128 before Simple). NCCL_ALGO does not
+  // restrict point-to-point transfers.
+  bool found = false;
+  ProtocolChoice best;
+  for (Algorithm algo : ALGORITHMS) {
+    if ((algo != Algorithm::P2P && !has(nccl_.algorithms, static_cast<int>(algo))) ||
+        !applicable(algo, kind, group, nccl_, profile_))
+      continue;
+    const bool simple_only = algo != Algorithm::TREE && algo != Algorithm::RING && algo != Algorithm::P2P;
+    for (Protocol proto : PROTOCOLS) {
+      if (!has(nccl_.protocols, static_cast<int>(proto)) || (simple_only && proto != Protocol::SIMPLE)) continue;
+      ProtocolChoice c;
+      switch (algo) {
+      case Algorithm::TREE: c = price_tree(profile_, proto, size, group, bw); break;
+      case Algorithm::RING:
+      case Algorithm::P2P: c = price_protocol(profile_, algo, proto, rs, size, group, bw); break;
+      case Algorithm::PAT: c = price_pat(profile_, rs, size, group, bw); break;
+      default: c = price_in_switch(profile_, algo, size, group, bw); break;
+      }
+      if (!found || c.time < best.time) best = std::move(c);
+      found = true;
     }
+  }
+  if (!found) {
+    std::string available;
+    for (Algorithm algo : ALGORITHMS)
+      if (applicable(algo, kind, group, nccl_, profile_))
+        available += (available.empty() ? "" : ", ") + std::string(to_string(algo));
+    throw std::invalid_argument(fmt::format(
+        "no allowed algorithm and protocol can run {} over {} ranks in {} server{} (allowed algorithms {}, protocols "
+        "{}; this group can use {})",
+        to_string(kind), group.ranks, group.servers, group.servers == 1 ? "" : "s", algorithms_text(nccl_.algorithms),
+        protocols_text(nccl_.protocols), available));
   }
   return best.plan;
 }
@@ -339,12 +577,15 @@ Seconds CostModel::collective_time(CollectiveKind kind, Bytes size, GroupShape g
                                    BytesPerSecond inter) const {
   const CollectivePlan plan = collective(kind, size, group, intra, inter);
   if (plan.steps == 0) return Seconds(0.0);
-  if (plan.algorithm == "tree") {
-    double bottleneck = inter.value() * plan.efficiency_net;
-    if (group.ranks > group.servers) bottleneck = std::min(bottleneck, intra.value() * plan.efficiency_nvlink);
-    return plan.latency + Seconds(2.0 * size.value() / bottleneck);
+  const BusBandwidth bw = bus_bandwidth(group, intra, inter);
+  switch (plan.algo) {
+  case Algorithm::TREE: return price_tree(profile_, protocol_named(plan.protocol), size, group, bw).time;
+  case Algorithm::PAT: return price_pat(profile_, ring_steps(kind, group.ranks, group.servers), size, group, bw).time;
+  case Algorithm::COLLNET:
+  case Algorithm::NVLS:
+  case Algorithm::NVLS_TREE: return price_in_switch(profile_, plan.algo, size, group, bw).time;
+  default: return plan.latency + transfer_time(plan, size, group, bw);
   }
-  return plan.latency + transfer_time(plan, size, group, intra, inter);
 }
 
 } // namespace odyssey

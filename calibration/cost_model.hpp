@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "calibration/profile.hpp"
@@ -13,6 +14,38 @@ namespace odyssey {
 
 enum class LinkClass { NVLINK, PCIE, NET };
 
+/// NCCL's algorithms, in NCCL's order (src/include/device.h): ties in predicted time keep the first.
+/// P2P is not an NCCL algorithm: all-to-all and send/recv run as point-to-point transfers.
+enum class Algorithm { TREE, RING, COLLNET, NVLS, NVLS_TREE, PAT, P2P };
+
+/// A set of algorithms or protocols, one bit per enumerator.
+using AlgorithmSet = unsigned;
+using ProtocolSet = unsigned;
+inline constexpr AlgorithmSet ALL_ALGORITHMS = ~0U;
+inline constexpr ProtocolSet ALL_PROTOCOLS = ~0U;
+
+/// What the machine offers NCCL and what the user lets it use (NCCL_ALGO, NCCL_PROTO).
+struct NcclConfig {
+  bool nvls = false;                ///< NVSwitch with NVLink SHARP (gen3: H100/H200 servers)
+  bool collnet = false;             ///< fabric switches reduce in the network (InfiniBand SHARP)
+  int nics_per_server = 0;          ///< 0: unknown, the profile's per-GPU network share is used
+  BytesPerSecond nic_bandwidth;     ///< per NIC, per direction (with nics_per_server)
+  AlgorithmSet algorithms = ALL_ALGORITHMS;
+  ProtocolSet protocols = ALL_PROTOCOLS;
+};
+
+/// Parses a list as NCCL_ALGO takes it ("ring,tree", "^nvls" excludes; case-insensitive; NCCL's
+/// names Ring, Tree, CollNetDirect (or CollNet), NVLS, NVLSTree, PAT). Throws std::invalid_argument
+/// naming the unknown entry and the accepted names.
+AlgorithmSet parse_algorithms(std::string_view list);
+/// Parses a list as NCCL_PROTO takes it ("LL,LL128,Simple", "^LL").
+ProtocolSet parse_protocols(std::string_view list);
+/// The list as the user would write it back ("all" for every one).
+std::string algorithms_text(AlgorithmSet set);
+std::string protocols_text(ProtocolSet set);
+
+const char* to_string(Algorithm a);
+
 /// Shape of a communicator: how many ranks and how many servers they span.
 struct GroupShape {
   int ranks = 1;
@@ -21,13 +54,15 @@ struct GroupShape {
 
 /// How one collective runs, for the engine.
 struct CollectivePlan {
-  std::string algorithm;           ///< "ring" (tree, NVLS, ... arrive with the network issue)
+  std::string algorithm;           ///< to_string(Algorithm): "ring", "tree", "nvls", "nvls-tree", "collnet", "pat", "p2p"
+  Algorithm algo = Algorithm::RING;
   std::string protocol;            ///< "LL", "LL128" or "Simple" (a one-rank group: "ring"/"Simple", all zero)
   Seconds latency;                 ///< fixed part: base latency + steps x per-step latency
   int steps = 0;                   ///< algorithm steps (2(n-1) for a ring all-reduce)
   double edge_bytes_factor = 0.0;  ///< bytes crossing each ring edge = factor x size
   double efficiency_nvlink = 1.0;  ///< fraction of NVLink bandwidth the protocol achieves
   double efficiency_net = 1.0;     ///< fraction of NIC bandwidth the protocol achieves
+  double efficiency_nvls = 1.0;    ///< fraction of NVLink bandwidth NVLink SHARP achieves (NVLS algorithms)
 };
 
 /// A GEMM's achieved fraction of peak, and whether its shape lies outside the profile's measured
@@ -39,9 +74,10 @@ struct GemmEstimate {
 
 class CostModel {
 public:
-  explicit CostModel(Profile profile);
+  explicit CostModel(Profile profile, NcclConfig nccl = {});
 
   [[nodiscard]] const Profile& profile() const { return profile_; }
+  [[nodiscard]] const NcclConfig& nccl() const { return nccl_; }
 
   /// Duration of one compute op on one GPU, launch overhead included.
   [[nodiscard]] Seconds compute_time(const ComputeOp& op) const;
@@ -54,7 +90,9 @@ public:
   /// Dense peak of a dtype; throws std::invalid_argument when the profile lists none.
   [[nodiscard]] FlopsPerSecond peak(Precision dtype) const;
 
-  /// The plan of a collective; the protocol is chosen with the profile's nominal link bandwidths.
+  /// The plan of a collective; algorithm and protocol are chosen with the profile's nominal link
+  /// bandwidths among those the NcclConfig allows and the group can run. Throws
+  /// std::invalid_argument when the allowed ones cannot run this collective.
   [[nodiscard]] CollectivePlan collective(CollectiveKind kind, Bytes size, GroupShape group) const;
   /// The plan of a collective whose ranks have `intra` / `inter` bandwidth (per GPU, per
   /// direction); the protocol is the one NCCL's tuning would pick for those bandwidths.
@@ -67,6 +105,7 @@ public:
 
 private:
   Profile profile_;
+  NcclConfig nccl_;
 };
 
 } // namespace odyssey

@@ -50,6 +50,9 @@ struct LinkClassProfile {
   double bus_efficiency = 1.0;     ///< achievable fraction of link bandwidth for large messages (Simple protocol)
   Seconds step_latency;            ///< per algorithm step (NCCL hwLat, Simple)
   ProtocolLatency step_latency_by_protocol;  ///< per algorithm step for LL, LL128, Simple (NCCL hwLat, Ring)
+  /// NVLink only: achievable fraction of the port's bandwidth under NVLink SHARP (NVLS), 0 when
+  /// the GPU's NVSwitch generation has none (optional key `nvls_efficiency`).
+  double nvls_efficiency = 0.0;
 };
 
 struct Profile {

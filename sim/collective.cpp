@@ -16,7 +16,7 @@ namespace odyssey {
 
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(CollectiveRow, bytes, time_s, algbw, busbw, algorithm, protocol)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(CollectiveRun, machine, op, gpus, servers, bus_factor, rows, flows, wall_seconds,
-                                   profile)
+                                   profile, algorithms, protocols)
 
 namespace {
 
@@ -26,6 +26,15 @@ namespace sg4 = simgrid::s4u;
 constexpr int MAX_ALL_TO_ALL_GPUS = 1024;
 
 } // namespace
+
+NcclConfig nccl_config(const MachineSpec& machine, AlgorithmSet algorithms, ProtocolSet protocols) {
+  return NcclConfig{.nvls = machine.server.nvls,
+                    .collnet = machine.fabric.in_network_reduction,
+                    .nics_per_server = machine.server.nics,
+                    .nic_bandwidth = machine.server.nic_bandwidth,
+                    .algorithms = algorithms,
+                    .protocols = protocols};
+}
 
 double bus_factor(CollectiveKind kind, int n) {
   // nccl-tests' definitions (doc/PERFORMANCE.md): busbw = algbw x factor.
@@ -52,6 +61,9 @@ CollectiveRun simulate_collective(const MachineSpec& machine, const CostModel& c
                                             MAX_ALL_TO_ALL_GPUS, gpus));
   const int per_server = machine.server.gpus;
   const int servers = (gpus + per_server - 1) / per_server;
+  // Plan every size here, so that algorithms or protocols the group cannot run are reported as
+  // bad input before any simulation starts (the cost model throws std::invalid_argument).
+  for (const Bytes& size : sizes) (void)cost.collective(kind, size, GroupShape{.ranks = gpus, .servers = servers});
   const std::string text = sim::run_isolated([&] {
     const auto wall0 = std::chrono::steady_clock::now();
     const auto engine = sim::make_engine({});
@@ -65,7 +77,9 @@ CollectiveRun simulate_collective(const MachineSpec& machine, const CostModel& c
                       .rows = {},
                       .flows = 0,
                       .wall_seconds = 0,
-                      .profile = fmt::format("{} ({})", cost.profile().name, to_string(cost.profile().provenance.kind))};
+                      .profile = fmt::format("{} ({})", cost.profile().name, to_string(cost.profile().provenance.kind)),
+                      .algorithms = algorithms_text(cost.nccl().algorithms),
+                      .protocols = protocols_text(cost.nccl().protocols)};
     std::vector<long> members(static_cast<size_t>(gpus));
     for (int g = 0; g < gpus; ++g) members[static_cast<size_t>(g)] = g;
 
@@ -78,21 +92,8 @@ CollectiveRun simulate_collective(const MachineSpec& machine, const CostModel& c
       const CollectivePlan plan = cost.collective(kind, size, GroupShape{.ranks = gpus, .servers = servers});
       plans.push_back(plan);
       for (auto& v : by_server) v.clear();
-      if (kind == CollectiveKind::ALL_TO_ALL) {
-        const double share = size.value() / gpus;
-        for (long a : members)
-          for (long b : members)
-            if (a != b)
-              by_server[static_cast<size_t>(a / per_server)].push_back(
-                  {a, b, share / (a / per_server == b / per_server ? plan.efficiency_nvlink : plan.efficiency_net)});
-      } else {
-        const auto flows = plan.algorithm == "tree"
-                               ? sim::nccl_trees(members, per_server, machine.server.nics, size.value(),
-                                                 plan.efficiency_nvlink, plan.efficiency_net)
-                               : sim::nccl_rings(members, per_server, machine.server.nics, size.value(),
-                                                 plan.edge_bytes_factor, plan.efficiency_nvlink, plan.efficiency_net);
-        for (const sim::RingFlow& f : flows) by_server[static_cast<size_t>(f.src / per_server)].push_back(f);
-      }
+      for (const sim::RingFlow& f : sim::nccl_flows(plan, kind, members, machine, size.value()))
+        by_server[static_cast<size_t>(f.src / per_server)].push_back(f);
       flows_per_size.push_back(by_server);
     }
 
@@ -135,7 +136,10 @@ CollectiveRun simulate_collective(const MachineSpec& machine, const CostModel& c
 std::string render_collective_text(const CollectiveRun& run) {
   std::string out = fmt::format("# odyssey collective: {} over {} GPUs ({} servers) of {}, profile {}\n", run.op, run.gpus,
                                 run.servers, run.machine, run.profile);
-  out += fmt::format("# busbw = algbw x {:.4f} (nccl-tests' definition for {} ranks)\n#\n", run.bus_factor, run.gpus);
+  out += fmt::format("# busbw = algbw x {:.4f} (nccl-tests' definition for {} ranks)\n", run.bus_factor, run.gpus);
+  if (run.algorithms != "all" || run.protocols != "all")
+    out += fmt::format("# restricted as NCCL_ALGO={} NCCL_PROTO={}\n", run.algorithms, run.protocols);
+  out += "#\n";
   out += fmt::format("# {:>12} {:>12} {:>6} {:>6} {:>12} {:>9} {:>9}  {:<9} {}\n", "size", "count", "type", "redop",
                      "time", "algbw", "busbw", "algorithm", "protocol");
   out += fmt::format("# {:>12} {:>12} {:>6} {:>6} {:>12} {:>9} {:>9}\n", "(B)", "(elements)", "", "", "(us)", "(GB/s)",

@@ -30,7 +30,14 @@ struct CollectiveRun {
   long flows = 0;
   double wall_seconds = 0.0;
   std::string profile;       ///< name (kind) of the calibration profile
+  std::string algorithms;    ///< allowed algorithms, as NCCL_ALGO ("all" when unrestricted)
+  std::string protocols;     ///< allowed protocols, as NCCL_PROTO
 };
+
+/// NCCL's view of a machine: NVLS where its NVSwitches have NVLink SHARP, CollNet (and NVLS
+/// across servers) where its switches reduce in the network, its NICs; `algorithms` and
+/// `protocols` restrict the choice as NCCL_ALGO and NCCL_PROTO do.
+NcclConfig nccl_config(const MachineSpec& machine, AlgorithmSet algorithms, ProtocolSet protocols);
 
 /// nccl-tests' bus-bandwidth factor for `kind` over `ranks` ranks.
 double bus_factor(CollectiveKind kind, int ranks);

@@ -236,8 +236,7 @@ Seconds Simulation::analytic_tp(const CollectiveOp& op) const {
                                machine_.server.nic_bandwidth);
 }
 
-/// The flows of the algorithm NCCL's tuning picks for `members` (rings or, for all-reduce across
-/// servers, double binary trees), priced by the cost model.
+/// The flows of the algorithm NCCL's tuning picks for `members`, priced by the cost model.
 std::vector<RingEdge> Simulation::ring_edges(const std::vector<long>& members, CollectiveKind kind, double size,
                                              CollectivePlan* plan_out) const {
   std::vector<RingEdge> edges;
@@ -248,32 +247,16 @@ std::vector<RingEdge> Simulation::ring_edges(const std::vector<long>& members, C
   const CollectivePlan plan =
       cost_.collective(kind, Bytes(size), GroupShape{.ranks = n, .servers = static_cast<int>(servers.size())});
   if (plan_out != nullptr) *plan_out = plan;
-  const auto flows = plan.algorithm == "tree"
-                         ? sim::nccl_trees(members, machine_.server.gpus, machine_.server.nics, size,
-                                           plan.efficiency_nvlink, plan.efficiency_net)
-                         : sim::nccl_rings(members, machine_.server.gpus, machine_.server.nics, size,
-                                           plan.edge_bytes_factor, plan.efficiency_nvlink, plan.efficiency_net);
+  const auto flows = sim::nccl_flows(plan, kind, members, machine_, size);
   for (const sim::RingFlow& f : flows) edges.push_back({f.src, f.dst, f.bytes});
   return edges;
 }
 
-/// Flows of one collective over `members`: rings for the reductions and gathers, every pair for
-/// all-to-all (each rank sends size/n to each other rank, nccl-tests' convention).
+/// Flows of one collective over `members` (all-to-all: every pair, each rank sending size/n to
+/// each other rank, nccl-tests' convention).
 std::vector<RingEdge> Simulation::group_edges(const std::vector<long>& members, const CollectiveOp& op,
                                               CollectivePlan* plan_out) const {
-  if (op.kind != CollectiveKind::ALL_TO_ALL) return ring_edges(members, op.kind, op.bytes.value(), plan_out);
-  std::vector<RingEdge> edges;
-  const int n = static_cast<int>(members.size());
-  std::set<long> servers;
-  for (long g : members) servers.insert(server_of(g));
-  const CollectivePlan plan =
-      cost_.collective(op.kind, op.bytes, GroupShape{.ranks = n, .servers = static_cast<int>(servers.size())});
-  if (plan_out != nullptr) *plan_out = plan;
-  const double share = op.bytes.value() / n;
-  for (long a : members)
-    for (long b : members)
-      if (a != b) edges.push_back({a, b, share / (server_of(a) == server_of(b) ? plan.efficiency_nvlink : plan.efficiency_net)});
-  return edges;
+  return ring_edges(members, op.kind, op.bytes.value(), plan_out);
 }
 
 /// The instances of group `g` inside block `b`, as global GPU indices in rank order.
@@ -786,8 +769,7 @@ SimulationResult Simulation::run() {
   for (const sim::FabricLink& fl : platform_->links()) {
     auto it = link_bytes_.find(fl.link);
     if (it == link_bytes_.end()) continue;
-    static constexpr const char* ROLE[] = {"nvlink", "nic", "leaf-trunk", "pod-trunk"};
-    result_.busiest_links.push_back({.name = fl.link->get_name(), .role = ROLE[static_cast<int>(fl.role)], .bytes = it->second,
+    result_.busiest_links.push_back({.name = fl.link->get_name(), .role = sim::to_string(fl.role), .bytes = it->second,
                                      .utilisation = iteration > 0 ? it->second / (fl.link->get_bandwidth() * iteration) : 0.0});
   }
   std::sort(result_.busiest_links.begin(), result_.busiest_links.end(), [](const LinkLoad& a, const LinkLoad& b) {

@@ -3,6 +3,10 @@
 
 #include <functional>
 #include <string>
+#include <vector>
+
+#include "calibration/cost_model.hpp"
+#include "topologies/machine.hpp"
 
 namespace odyssey::sim {
 
@@ -26,8 +30,10 @@ struct RingFlow {
   long dst = 0;
   double bytes = 0.0;
 };
-std::vector<RingFlow> nccl_rings(const std::vector<long>& members, int gpus_per_server, int nics, double size,
-                                 double edge_factor, double eff_intra, double eff_inter);
+/// On a hybrid cube-mesh (`intra` NVLINK_MESH, 8 GPUs) each channel runs as four rings along the
+/// mesh's NVLink cycles, so that every NVLink carries its share.
+std::vector<RingFlow> nccl_rings(const std::vector<long>& members, int gpus_per_server, int nics, IntraServer intra,
+                                 double size, double edge_factor, double eff_intra, double eff_inter);
 
 /// NCCL's double binary tree all-reduce over `members`, across servers: two complementary binary
 /// trees (heap order and its mirror, so a server that is interior in one is a leaf in the other)
@@ -38,5 +44,15 @@ std::vector<RingFlow> nccl_rings(const std::vector<long>& members, int gpus_per_
 /// (flows that finish together cost SimGrid one solve; staggered ones are what make it slow).
 std::vector<RingFlow> nccl_trees(const std::vector<long>& members, int gpus_per_server, int nics, double size,
                                  double eff_intra, double eff_inter);
+
+/// The flows of `plan` (the algorithm NCCL's tuning chose) for a collective of `size` bytes over
+/// `members`: rings, double binary trees, NVLS (each GPU to the NVSwitch and back, modelled as
+/// a flow to its neighbour that loads its port both ways), in-network reduction (each channel's
+/// head GPU sends its share once to the switches and gets the result back: a ring over the
+/// servers that loads every NIC and trunk once per direction), PAT (distance-doubling exchanges),
+/// and every pair for all-to-all. O(members) flows except all-to-all (O(members^2)) and PAT
+/// (O(members log members)).
+std::vector<RingFlow> nccl_flows(const CollectivePlan& plan, CollectiveKind kind, const std::vector<long>& members,
+                                 const MachineSpec& machine, double size);
 
 } // namespace odyssey::sim

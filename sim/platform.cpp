@@ -3,6 +3,9 @@
 #include <simgrid/kernel/routing/NetPoint.hpp>
 #include <simgrid/kernel/routing/NetZoneImpl.hpp>
 
+#include <array>
+#include <utility>
+
 #include <fmt/format.h>
 
 XBT_LOG_NEW_DEFAULT_SUBCATEGORY(odyssey_platform, odyssey, "Odyssey platform construction");
@@ -14,18 +17,32 @@ using simgrid::kernel::routing::NetPoint;
 using simgrid::kernel::routing::NetZoneImpl;
 using simgrid::kernel::routing::Route;
 
+/// NVLink pairs of a DGX-1 (V100) hybrid cube-mesh, (GPU, GPU, links): each GPU has six NVLink2
+/// links to four peers; the single links form the cycle 0-2-6-4-5-7-3-1 and the double links the
+/// cycle 0-3-2-1-5-6-7-4 (NVIDIA DGX-1 with Tesla V100 System Architecture white paper, Figure 4,
+/// as `nvidia-smi topo -m` prints it: NV1 / NV2).
+constexpr int CUBE_MESH[][3] = {{0, 2, 1}, {2, 6, 1}, {6, 4, 1}, {4, 5, 1}, {5, 7, 1}, {7, 3, 1}, {3, 1, 1}, {1, 0, 1},
+                                {0, 3, 2}, {3, 2, 2}, {2, 1, 2}, {1, 5, 2}, {5, 6, 2}, {6, 7, 2}, {7, 4, 2}, {4, 0, 2}};
+constexpr int CUBE_MESH_GPUS = 8;
+constexpr int CUBE_MESH_LINKS_PER_GPU = 6;
+
 /// Routing zone of all GPUs of the machine. Every GPU has an NVLink port (up and down links to
-/// the server's NVSwitch, or its share of the NVLink mesh); every NIC has up and down links to its
-/// leaf switch; every leaf (one per rail on rail-optimized fabrics) has a trunk up to the spine
-/// layer whose capacity is the leaf's injection bandwidth over its oversubscription, and every
-/// pod a trunk up to the core. A trunk aggregates the parallel uplinks that ECMP spreads flows
-/// over, so flows share the level's whole capacity instead of hashing onto one cable.
+/// the server's NVSwitch) or, in a hybrid cube-mesh, its NVLink pairs; traffic leaving a server
+/// crosses the GPU's PCIe link where PCIe switches are modelled, then a NIC with GPU affinity.
+/// Fat trees: every NIC has up and down links to its leaf switch; every leaf (one per rail on
+/// rail-optimized fabrics) has a trunk up to the spine layer whose capacity is the leaf's
+/// injection bandwidth over its oversubscription, and every pod a trunk up to the core. A trunk
+/// aggregates the parallel uplinks that ECMP spreads flows over, so flows share the level's
+/// whole capacity instead of hashing onto one cable. Dragonflies: local links between the
+/// routers of a group, global links (the parallel cables between two groups aggregated) between
+/// groups, minimal routing. Tori: a link to each neighbour, dimension-order routing.
 class FabricZone : public NetZoneImpl {
 public:
   FabricZone(const std::string& name, const MachineSpec& m) : NetZoneImpl(name), m_(m) {
     rails_ = m.fabric.kind == FabricKind::RAIL_OPTIMIZED ? m.server.nics : 1;
     leaves_ = (m.servers + m.fabric.servers_per_leaf - 1) / m.fabric.servers_per_leaf;
     pods_ = m.fabric.levels >= 3 ? (leaves_ + m.fabric.leaves_per_pod - 1) / m.fabric.leaves_per_pod : 1;
+    mesh_ = m.server.intra == IntraServer::NVLINK_MESH && m.server.gpus == CUBE_MESH_GPUS;
   }
 
   void build(std::vector<sg4::Host*>& gpus, std::vector<FabricLink>& links) {
@@ -43,16 +60,87 @@ public:
       links.push_back({link, role});
       return link;
     };
-    for (long g = 0; g < n_gpus; ++g) {
-      gpu_up_.push_back(make(fmt::format("nvl-{}-up", g), srv.nvlink_bandwidth, srv.nvlink_latency, LinkRole::NVLINK));
-      gpu_down_.push_back(make(fmt::format("nvl-{}-dn", g), srv.nvlink_bandwidth, srv.nvlink_latency, LinkRole::NVLINK));
+    if (mesh_) {
+      // One link per direction per NVLink pair, as wide as its NVLink count.
+      const BytesPerSecond per_link = srv.nvlink_bandwidth * (1.0 / CUBE_MESH_LINKS_PER_GPU);
+      mesh_links_.assign(static_cast<size_t>(m_.servers) * CUBE_MESH_GPUS * CUBE_MESH_GPUS, nullptr);
+      for (long s = 0; s < m_.servers; ++s)
+        for (const auto& [a, b, count] : CUBE_MESH)
+          for (const auto& [x, y] : {std::pair{a, b}, std::pair{b, a}})
+            mesh_links_[mesh_index(s, x, y)] =
+                make(fmt::format("nvl-{}-{}-{}", s, x, y), per_link * static_cast<double>(count), srv.nvlink_latency,
+                     LinkRole::NVLINK);
+    } else {
+      for (long g = 0; g < n_gpus; ++g) {
+        gpu_up_.push_back(make(fmt::format("nvl-{}-up", g), srv.nvlink_bandwidth, srv.nvlink_latency, LinkRole::NVLINK));
+        gpu_down_.push_back(make(fmt::format("nvl-{}-dn", g), srv.nvlink_bandwidth, srv.nvlink_latency, LinkRole::NVLINK));
+      }
     }
+    if (srv.pcie_switches > 0)
+      for (long g = 0; g < n_gpus; ++g) {
+        pcie_up_.push_back(make(fmt::format("pcie-{}-up", g), srv.pcie_bandwidth, Seconds(0), LinkRole::PCIE));
+        pcie_down_.push_back(make(fmt::format("pcie-{}-dn", g), srv.pcie_bandwidth, Seconds(0), LinkRole::PCIE));
+      }
     const long n_nics = static_cast<long>(m_.servers) * srv.nics;
     for (long n = 0; n < n_nics; ++n) {
       nic_up_.push_back(make(fmt::format("nic-{}-up", n), srv.nic_bandwidth, srv.nic_latency, LinkRole::NIC));
       nic_down_.push_back(
           make(fmt::format("nic-{}-dn", n), srv.nic_bandwidth, srv.nic_latency + m_.fabric.switch_latency, LinkRole::NIC));
     }
+    switch (m_.fabric.kind) {
+    case FabricKind::DRAGONFLY: build_dragonfly(make); break;
+    case FabricKind::TORUS: build_torus(make); break;
+    default: build_clos(make); break;
+    }
+  }
+
+  void get_local_route(const NetPoint* src, const NetPoint* dst, Route* into, double* latency) override {
+    const long a = static_cast<long>(src->id()) - first_host_id_;
+    const long b = static_cast<long>(dst->id()) - first_host_id_;
+    auto add = [&](sg4::Link* link) {
+      into->link_list_.push_back(link->get_impl());
+      if (latency != nullptr) *latency += link->get_latency();
+    };
+    const int per_server = m_.server.gpus;
+    const long sa = a / per_server;
+    const long sb = b / per_server;
+    if (sa == sb) {  // inside one server: through the NVSwitch, or the NVLink mesh
+      if (!mesh_) {
+        add(gpu_up_[static_cast<size_t>(a)]);
+        add(gpu_down_[static_cast<size_t>(b)]);
+        return;
+      }
+      const int la = static_cast<int>(a % per_server);
+      const int lb = static_cast<int>(b % per_server);
+      if (auto* direct = mesh_links_[mesh_index(sa, la, lb)]) {
+        add(direct);
+        return;
+      }
+      // Not neighbours: through the first GPU that is a neighbour of both (NVLink forwarding).
+      for (int via = 0; via < CUBE_MESH_GPUS; ++via)
+        if (mesh_links_[mesh_index(sa, la, via)] != nullptr && mesh_links_[mesh_index(sa, via, lb)] != nullptr) {
+          add(mesh_links_[mesh_index(sa, la, via)]);
+          add(mesh_links_[mesh_index(sa, via, lb)]);
+          return;
+        }
+      return;
+    }
+    const long nic_a = nic_of(a);
+    const long nic_b = nic_of(b);
+    if (!pcie_up_.empty()) add(pcie_up_[static_cast<size_t>(a)]);
+    add(nic_up_[static_cast<size_t>(nic_a)]);
+    switch (m_.fabric.kind) {
+    case FabricKind::DRAGONFLY: route_dragonfly(sa, sb, add); break;
+    case FabricKind::TORUS: route_torus(sa, sb, add); break;
+    default: route_clos(sa, sb, nic_a, nic_b, add); break;
+    }
+    add(nic_down_[static_cast<size_t>(nic_b)]);
+    if (!pcie_down_.empty()) add(pcie_down_[static_cast<size_t>(b)]);
+  }
+
+private:
+  template <class Make> void build_clos(Make& make) {
+    const auto& srv = m_.server;
     // Injection bandwidth of one leaf (per rail on rail-optimized fabrics).
     const double nics_per_rail_leaf = static_cast<double>(m_.fabric.servers_per_leaf) * srv.nics / rails_;
     const BytesPerSecond leaf_trunk = srv.nic_bandwidth * (nics_per_rail_leaf / m_.fabric.leaf_oversubscription);
@@ -70,59 +158,139 @@ public:
     }
   }
 
-  void get_local_route(const NetPoint* src, const NetPoint* dst, Route* into, double* latency) override {
-    const long a = static_cast<long>(src->id()) - first_host_id_;
-    const long b = static_cast<long>(dst->id()) - first_host_id_;
-    auto add = [&](sg4::Link* link) {
-      into->link_list_.push_back(link->get_impl());
-      if (latency != nullptr) *latency += link->get_latency();
-    };
-    const int per_server = m_.server.gpus;
-    const long sa = a / per_server;
-    const long sb = b / per_server;
-    if (sa == sb) {  // inside one server: through the NVSwitch (or NVLink mesh)
-      add(gpu_up_[static_cast<size_t>(a)]);
-      add(gpu_down_[static_cast<size_t>(b)]);
-      return;
-    }
-    const long nic_a = nic_of(a);
-    const long nic_b = nic_of(b);
+  template <class Add> void route_clos(long sa, long sb, long nic_a, long nic_b, Add& add) const {
     const int rail_a = static_cast<int>(nic_a % m_.server.nics) % rails_;
     const int rail_b = static_cast<int>(nic_b % m_.server.nics) % rails_;
     const long leaf_a = sa / m_.fabric.servers_per_leaf;
     const long leaf_b = sb / m_.fabric.servers_per_leaf;
-    add(nic_up_[static_cast<size_t>(nic_a)]);
-    if (leaf_a != leaf_b || rail_a != rail_b) {
-      add(leaf_up_[static_cast<size_t>(leaf_a * rails_ + rail_a)]);
-      if (m_.fabric.levels >= 3) {
-        const long pod_a = leaf_a / m_.fabric.leaves_per_pod;
-        const long pod_b = leaf_b / m_.fabric.leaves_per_pod;
-        if (pod_a != pod_b) {
-          add(pod_up_[static_cast<size_t>(pod_a)]);
-          add(pod_down_[static_cast<size_t>(pod_b)]);
-        }
+    if (leaf_a == leaf_b && rail_a == rail_b) return;
+    add(leaf_up_[static_cast<size_t>(leaf_a * rails_ + rail_a)]);
+    if (m_.fabric.levels >= 3) {
+      const long pod_a = leaf_a / m_.fabric.leaves_per_pod;
+      const long pod_b = leaf_b / m_.fabric.leaves_per_pod;
+      if (pod_a != pod_b) {
+        add(pod_up_[static_cast<size_t>(pod_a)]);
+        add(pod_down_[static_cast<size_t>(pod_b)]);
       }
-      add(leaf_down_[static_cast<size_t>(leaf_b * rails_ + rail_b)]);
     }
-    add(nic_down_[static_cast<size_t>(nic_b)]);
+    add(leaf_down_[static_cast<size_t>(leaf_b * rails_ + rail_b)]);
   }
 
-private:
+  template <class Make> void build_dragonfly(Make& make) {
+    const DragonflySpec& d = m_.fabric.dragonfly;
+    const long routers = static_cast<long>(d.groups) * d.routers_per_group;
+    local_.assign(static_cast<size_t>(routers * d.routers_per_group), nullptr);
+    for (long r = 0; r < routers; ++r)
+      for (int j = 0; j < d.routers_per_group; ++j)
+        if (j != r % d.routers_per_group)
+          local_[static_cast<size_t>(r * d.routers_per_group + j)] =
+              make(fmt::format("df-local-{}-{}", r, j), d.link_bandwidth, m_.fabric.switch_latency, LinkRole::LOCAL);
+    // The a x h global cables of a group spread evenly over the other groups; those between two
+    // groups form one link as wide as all of them (ECMP over parallel cables).
+    const int cables = std::max(1, d.routers_per_group * d.global_links_per_router / std::max(1, d.groups - 1));
+    global_.assign(static_cast<size_t>(d.groups) * d.groups, nullptr);
+    for (int g = 0; g < d.groups; ++g)
+      for (int h = 0; h < d.groups; ++h)
+        if (g != h)
+          global_[static_cast<size_t>(g * d.groups + h)] =
+              make(fmt::format("df-global-{}-{}", g, h), d.link_bandwidth * static_cast<double>(cables),
+                   m_.fabric.switch_latency, LinkRole::GLOBAL);
+  }
+
+  /// The router of group `g` holding the global cables to group `h`: the groups are dealt out
+  /// over the routers in turn.
+  [[nodiscard]] int gateway(int g, int h) const {
+    const DragonflySpec& d = m_.fabric.dragonfly;
+    return ((h - g - 1 + d.groups) % d.groups) % d.routers_per_group;
+  }
+
+  template <class Add> void route_dragonfly(long sa, long sb, Add& add) const {
+    const DragonflySpec& d = m_.fabric.dragonfly;
+    const long ra = sa / d.servers_per_router;
+    const long rb = sb / d.servers_per_router;
+    if (ra == rb) return;
+    const int a = d.routers_per_group;
+    const int ga = static_cast<int>(ra / a);
+    const int gb = static_cast<int>(rb / a);
+    auto hop = [&](long from, int to_local) {
+      if (from % a != to_local) add(local_[static_cast<size_t>(from * a + to_local)]);
+    };
+    if (ga == gb) {
+      hop(ra, static_cast<int>(rb % a));
+      return;
+    }
+    hop(ra, gateway(ga, gb));
+    add(global_[static_cast<size_t>(ga * d.groups + gb)]);
+    hop(static_cast<long>(gb) * a + gateway(gb, ga), static_cast<int>(rb % a));
+  }
+
+  template <class Make> void build_torus(Make& make) {
+    const TorusSpec& t = m_.fabric.torus;
+    torus_.assign(static_cast<size_t>(m_.servers) * 6, nullptr);
+    for (long s = 0; s < m_.servers; ++s)
+      for (int dim = 0; dim < 3; ++dim) {
+        if (t.dims[static_cast<size_t>(dim)] < 2) continue;
+        for (int dir = 0; dir < 2; ++dir)
+          torus_[static_cast<size_t>(s * 6 + dim * 2 + dir)] =
+              make(fmt::format("torus-{}-{}{}", s, "xyz"[dim], dir == 0 ? '+' : '-'), t.link_bandwidth,
+                   m_.fabric.switch_latency, LinkRole::TORUS);
+      }
+  }
+
+  /// Dimension-order routing (x, then y, then z), each the shorter way around its ring.
+  template <class Add> void route_torus(long sa, long sb, Add& add) const {
+    const auto& dims = m_.fabric.torus.dims;
+    std::array<long, 3> at{sa % dims[0], sa / dims[0] % dims[1], sa / (static_cast<long>(dims[0]) * dims[1])};
+    const std::array<long, 3> to{sb % dims[0], sb / dims[0] % dims[1], sb / (static_cast<long>(dims[0]) * dims[1])};
+    for (int dim = 0; dim < 3; ++dim) {
+      const long n = dims[static_cast<size_t>(dim)];
+      const long forward = (to[static_cast<size_t>(dim)] - at[static_cast<size_t>(dim)] + n) % n;
+      const int dir = forward <= n / 2 ? 0 : 1;
+      for (long steps = dir == 0 ? forward : n - forward; steps > 0; --steps) {
+        const long node = at[0] + dims[0] * (at[1] + static_cast<long>(dims[1]) * at[2]);
+        add(torus_[static_cast<size_t>(node * 6 + dim * 2 + dir)]);
+        at[static_cast<size_t>(dim)] = (at[static_cast<size_t>(dim)] + (dir == 0 ? 1 : n - 1)) % n;
+      }
+    }
+  }
+
   /// GPU-to-NIC affinity: GPUs are spread evenly over the server's NICs (GPU i uses NIC
-  /// i * nics / gpus), as on DGX servers where each GPU shares a PCIe switch with its NIC.
+  /// i * nics / gpus), as on DGX servers where each GPU shares a PCIe switch with its NIC; with
+  /// PCIe switches modelled, that NIC is one under the GPU's own switch (the checks make the
+  /// switches hold GPUs and NICs evenly, so the same formula holds).
   [[nodiscard]] long nic_of(long gpu) const {
     const long server = gpu / m_.server.gpus;
     const long local = gpu % m_.server.gpus;
     return server * m_.server.nics + local * m_.server.nics / m_.server.gpus;
   }
 
+  [[nodiscard]] size_t mesh_index(long server, int a, int b) const {
+    return static_cast<size_t>((server * CUBE_MESH_GPUS + a) * CUBE_MESH_GPUS + b);
+  }
+
   const MachineSpec& m_;
   int rails_ = 1;
   int leaves_ = 1;
   int pods_ = 1;
+  bool mesh_ = false;
   long first_host_id_ = 0;
-  std::vector<sg4::Link*> gpu_up_, gpu_down_, nic_up_, nic_down_, leaf_up_, leaf_down_, pod_up_, pod_down_;
+  std::vector<sg4::Link*> gpu_up_, gpu_down_, pcie_up_, pcie_down_, nic_up_, nic_down_, leaf_up_, leaf_down_, pod_up_,
+      pod_down_, mesh_links_, local_, global_, torus_;
 };
+
+const char* to_string(LinkRole role) {
+  switch (role) {
+  case LinkRole::NVLINK: return "nvlink";
+  case LinkRole::NIC: return "nic";
+  case LinkRole::LEAF_TRUNK: return "leaf-trunk";
+  case LinkRole::POD_TRUNK: return "pod-trunk";
+  case LinkRole::PCIE: return "pcie";
+  case LinkRole::LOCAL: return "df-local";
+  case LinkRole::GLOBAL: return "df-global";
+  case LinkRole::TORUS: return "torus";
+  }
+  return "?";
+}
 
 std::unique_ptr<sg4::Engine> make_engine(const std::vector<std::string>& args) {
   std::vector<std::string> all{"odyssey", "--log=xbt_cfg.thres:warning"};

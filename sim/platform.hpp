@@ -15,7 +15,8 @@ namespace odyssey::sim {
 class FabricZone;
 
 /// Link classes of the platform; the engine asks which class a route's bottleneck belongs to.
-enum class LinkRole { NVLINK, NIC, LEAF_TRUNK, POD_TRUNK };
+enum class LinkRole { NVLINK, NIC, LEAF_TRUNK, POD_TRUNK, PCIE, LOCAL, GLOBAL, TORUS };
+const char* to_string(LinkRole role);
 
 /// A link of the fabric with what it is, for the most-loaded-links report.
 struct FabricLink {

@@ -7,6 +7,7 @@
 #include <iostream>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -99,7 +100,9 @@ int run(const std::string& path, const std::vector<std::string>& sets, bool json
         const std::vector<std::string>& simgrid_args, bool explain_ops) {
   const odyssey::Scenario scenario =
       odyssey::load_scenario(path, {.data_dir = ODYSSEY_DATA_DIR, .overrides = sets});
-  const odyssey::CostModel cost(load_checked_profile(scenario));
+  const odyssey::CostModel cost(
+      load_checked_profile(scenario),
+      odyssey::nccl_config(scenario.machine, scenario.nccl.algorithms, scenario.nccl.protocols));
   const odyssey::Workload workload(scenario.model, scenario.training, scenario.parallelism);
   if (explain_ops) {
     std::cout << explain(workload, cost);
@@ -156,8 +159,18 @@ odyssey::CollectiveKind parse_op(const std::string& op) {
                                         near.empty() ? "" : "did you mean '" + near + "'? ", list));
 }
 
+/// --algo / --proto lists, as NCCL_ALGO / NCCL_PROTO take them.
+template <class Parse> unsigned parse_nccl_list(const char* flag, const std::string& text, Parse parse) {
+  try {
+    return text.empty() ? ~0U : parse(text);
+  } catch (const std::invalid_argument& e) {
+    throw odyssey::InputError({.file = fmt::format("{} {}", flag, text)}, "", e.what());
+  }
+}
+
 int collective(const std::string& machine_name, const std::string& op, int gpus, const std::string& sizes,
-               const std::vector<std::string>& sets, const std::string& calibration, bool json) {
+               const std::vector<std::string>& sets, const std::string& calibration, bool json, const std::string& algo,
+               const std::string& proto) {
   const odyssey::MachineSpec machine =
       odyssey::load_machine(machine_name, {.data_dir = ODYSSEY_DATA_DIR, .overrides = sets});
   const odyssey::CollectiveKind kind = parse_op(op);
@@ -166,7 +179,10 @@ int collective(const std::string& machine_name, const std::string& op, int gpus,
       calibration.empty() || calibration == "auto"
           ? odyssey::find_profile(std::string(ODYSSEY_DATA_DIR) + "/calibration/profiles", machine.gpu.type)
           : calibration;
-  const odyssey::CostModel cost(odyssey::load_profile(profile_path));
+  const odyssey::CostModel cost(
+      odyssey::load_profile(profile_path),
+      odyssey::nccl_config(machine, parse_nccl_list("--algo", algo, odyssey::parse_algorithms),
+                           parse_nccl_list("--proto", proto, odyssey::parse_protocols)));
   const std::string where = fmt::format("--gpus {}", gpus);
   if (gpus < 2 || gpus > machine.total_gpus())
     throw odyssey::InputError({.file = where}, "",
@@ -176,7 +192,11 @@ int collective(const std::string& machine_name, const std::string& op, int gpus,
   try {
     run = odyssey::simulate_collective(machine, cost, kind, gpus, list);
   } catch (const std::invalid_argument& e) {
-    throw odyssey::InputError({.file = where}, "", e.what());
+    // The cost model names algorithms or protocols the group cannot run: the flags that asked for them.
+    const bool restriction = std::string_view(e.what()).starts_with("no allowed") && !(algo.empty() && proto.empty());
+    const std::string flags = (algo.empty() ? "" : "--algo " + algo) + (algo.empty() || proto.empty() ? "" : " ") +
+                              (proto.empty() ? "" : "--proto " + proto);
+    throw odyssey::InputError({.file = restriction ? flags : where}, "", e.what());
   }
   std::cout << (json ? odyssey::render_collective_json(run) : odyssey::render_collective_text(run));
   return 0;
@@ -228,6 +248,10 @@ int main(int argc, char** argv) {
   coll_cmd->add_option("--set", coll_sets, "override a machine key: machine.KEY=VALUE (repeatable)");
   coll_cmd->add_option("--calibration", coll_calibration, "calibration profile (default: auto)");
   coll_cmd->add_flag("--json", coll_json, "print the table as JSON");
+  std::string coll_algo;
+  std::string coll_proto;
+  coll_cmd->add_option("--algo", coll_algo, "algorithms allowed, as NCCL_ALGO (e.g. ring, tree, nvls, \"^tree\")");
+  coll_cmd->add_option("--proto", coll_proto, "protocols allowed, as NCCL_PROTO (LL, LL128, Simple)");
 
   odyssey::CalibrateCommand calibrate_cmd(app);  // CLI11 writes into it: keep it in place
 
@@ -253,7 +277,8 @@ int main(int argc, char** argv) {
     }
     if (calibrate_cmd.parsed()) return calibrate_cmd.run();
     if (coll_cmd->parsed())
-      return collective(coll_machine, coll_op, coll_gpus, coll_sizes, coll_sets, coll_calibration, coll_json);
+      return collective(coll_machine, coll_op, coll_gpus, coll_sizes, coll_sets, coll_calibration, coll_json, coll_algo,
+                        coll_proto);
     if (validate_cmd->parsed()) {
       if (schema) {
         std::cout << odyssey::render_schema();

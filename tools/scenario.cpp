@@ -82,6 +82,13 @@ std::string quoted_quantity(double v, Dimension dim) {
 std::string number(double v) {
   return fmt::format("{:.12g}", v);
 }
+/// An optional byte rate: "none" (0) or a rate.
+BytesPerSecond optional_rate(const YamlValue& v) {
+  return v.is_scalar() && v.as_string() == "none" ? BytesPerSecond(0) : v.as_byte_rate();
+}
+std::string optional_rate_text(BytesPerSecond r) {
+  return r.value() > 0 ? quoted_quantity(r.value(), Dimension::BYTE_RATE) : std::string("none");
+}
 std::string boolean(bool b) {
   return b ? "true" : "false";
 }
@@ -149,10 +156,23 @@ const std::vector<Field<MachineSpec>>& machine_fields() {
       {"server.cpu_cores", "integer >= 0", "0", "host CPU cores in each GPU server",
        [](MachineSpec& m, const YamlValue& v) { m.server.cpu_cores = count_int(v); },
        [](const MachineSpec& m) { return std::to_string(m.server.cpu_cores); }},
-      {"fabric.kind", "fat-tree | rail-optimized", "fat-tree", "topology of the network between servers",
+      {"server.nvls", "bool", "false", "NVSwitch with NVLink SHARP (gen3, H100/H200): NCCL's NVLS algorithms",
+       [](MachineSpec& m, const YamlValue& v) { m.server.nvls = v.as_bool(); },
+       [](const MachineSpec& m) { return boolean(m.server.nvls); }},
+      {"server.pcie_switches", "integer >= 0", "0",
+       "PCIe switches between GPUs and NICs (0: none); a GPU uses a NIC under its own switch",
+       [](MachineSpec& m, const YamlValue& v) { m.server.pcie_switches = count_int(v); },
+       [](const MachineSpec& m) { return std::to_string(m.server.pcie_switches); }},
+      {"server.pcie_bandwidth", "byte rate", "none", "PCIe link of one GPU, per direction (with pcie_switches)",
+       [](MachineSpec& m, const YamlValue& v) { m.server.pcie_bandwidth = optional_rate(v); },
+       [](const MachineSpec& m) { return optional_rate_text(m.server.pcie_bandwidth); }},
+      {"fabric.kind", "fat-tree | rail-optimized | dragonfly | torus", "fat-tree",
+       "topology of the network between servers",
        [](MachineSpec& m, const YamlValue& v) {
-         m.fabric.kind = v.as_enum<FabricKind>(
-             {{"fat-tree", FabricKind::FAT_TREE}, {"rail-optimized", FabricKind::RAIL_OPTIMIZED}});
+         m.fabric.kind = v.as_enum<FabricKind>({{"fat-tree", FabricKind::FAT_TREE},
+                                                {"rail-optimized", FabricKind::RAIL_OPTIMIZED},
+                                                {"dragonfly", FabricKind::DRAGONFLY},
+                                                {"torus", FabricKind::TORUS}});
        },
        [](const MachineSpec& m) { return std::string(to_string(m.fabric.kind)); }},
       {"fabric.levels", "1 | 2 | 3", "3", "switch levels: leaf, spine (pod), core",
@@ -178,6 +198,47 @@ const std::vector<Field<MachineSpec>>& machine_fields() {
        [](const MachineSpec& m) {
          return quoted_quantity(m.fabric.switch_latency.value(), Dimension::TIME);
        }},
+      {"fabric.rails", "integer >= 0", "0", "rail-optimized: rails, one per NIC (0: server.nics)",
+       [](MachineSpec& m, const YamlValue& v) { m.fabric.rails = count_int(v); },
+       [](const MachineSpec& m) { return std::to_string(m.fabric.rails); }},
+      {"fabric.in_network_reduction", "bool", "false",
+       "switches reduce in the network (InfiniBand SHARP): NCCL's CollNet and multi-server NVLS",
+       [](MachineSpec& m, const YamlValue& v) { m.fabric.in_network_reduction = v.as_bool(); },
+       [](const MachineSpec& m) { return boolean(m.fabric.in_network_reduction); }},
+      {"fabric.dragonfly.groups", "integer >= 0", "0", "dragonfly: groups of routers",
+       [](MachineSpec& m, const YamlValue& v) { m.fabric.dragonfly.groups = count_int(v); },
+       [](const MachineSpec& m) { return std::to_string(m.fabric.dragonfly.groups); }},
+      {"fabric.dragonfly.routers_per_group", "integer >= 0", "0", "dragonfly: routers in a group (all joined locally)",
+       [](MachineSpec& m, const YamlValue& v) { m.fabric.dragonfly.routers_per_group = count_int(v); },
+       [](const MachineSpec& m) { return std::to_string(m.fabric.dragonfly.routers_per_group); }},
+      {"fabric.dragonfly.servers_per_router", "integer >= 0", "0", "dragonfly: servers attached to a router",
+       [](MachineSpec& m, const YamlValue& v) { m.fabric.dragonfly.servers_per_router = count_int(v); },
+       [](const MachineSpec& m) { return std::to_string(m.fabric.dragonfly.servers_per_router); }},
+      {"fabric.dragonfly.global_links_per_router", "integer >= 0", "0", "dragonfly: global links of a router (h)",
+       [](MachineSpec& m, const YamlValue& v) { m.fabric.dragonfly.global_links_per_router = count_int(v); },
+       [](const MachineSpec& m) { return std::to_string(m.fabric.dragonfly.global_links_per_router); }},
+      {"fabric.dragonfly.link_bandwidth", "byte rate", "none", "dragonfly: one local or global link, per direction",
+       [](MachineSpec& m, const YamlValue& v) { m.fabric.dragonfly.link_bandwidth = optional_rate(v); },
+       [](const MachineSpec& m) { return optional_rate_text(m.fabric.dragonfly.link_bandwidth); }},
+      {"fabric.torus.dims", "[x, y] | [x, y, z]", "none", "torus: servers along each dimension (their product: servers)",
+       [](MachineSpec& m, const YamlValue& v) {
+         if (v.is_scalar() && v.as_string() == "none") {
+           m.fabric.torus.dims = {0, 0, 1};
+           return;
+         }
+         const std::vector<YamlValue> items = v.items();
+         if (items.size() < 2 || items.size() > 3) v.fail(fmt::format("a torus has 2 or 3 dimensions, got {}", items.size()));
+         m.fabric.torus.dims = {1, 1, 1};
+         for (std::size_t i = 0; i < items.size(); ++i) m.fabric.torus.dims[i] = positive_int(items[i]);
+       },
+       [](const MachineSpec& m) {
+         const auto& d = m.fabric.torus.dims;
+         if (d[0] == 0) return std::string("none");
+         return d[2] > 1 ? fmt::format("[{}, {}, {}]", d[0], d[1], d[2]) : fmt::format("[{}, {}]", d[0], d[1]);
+       }},
+      {"fabric.torus.link_bandwidth", "byte rate", "none", "torus: one link, per direction",
+       [](MachineSpec& m, const YamlValue& v) { m.fabric.torus.link_bandwidth = optional_rate(v); },
+       [](const MachineSpec& m) { return optional_rate_text(m.fabric.torus.link_bandwidth); }},
       {"cpu_hosts.count", "integer >= 0", "0", "CPU-only servers (simulated as hosts, not used by jobs)",
        [](MachineSpec& m, const YamlValue& v) { m.cpu_hosts.count = count_int(v); },
        [](const MachineSpec& m) { return std::to_string(m.cpu_hosts.count); }},
@@ -584,6 +645,29 @@ const std::vector<Field<Draft>>& scenario_fields() {
          d.scenario.simulation.seed = static_cast<std::uint64_t>(v.as_count());
        },
        [](const Draft& d) { return std::to_string(d.scenario.simulation.seed); }},
+      {"nccl.algo", "NCCL_ALGO list", "all",
+       "algorithms NCCL may use, as NCCL_ALGO: Ring, Tree, CollNetDirect, NVLS, NVLSTree, PAT; '^' excludes",
+       [](Draft& d, const YamlValue& v) {
+         try {
+           d.scenario.nccl.algorithms = parse_algorithms(v.as_string());
+         } catch (const std::invalid_argument& e) {
+           v.fail(e.what());
+         }
+         if ((d.scenario.nccl.algorithms & (1U << static_cast<int>(Algorithm::RING))) == 0)
+           v.fail("must allow Ring: it is NCCL's only algorithm for every collective and group, and NCCL fails a "
+                  "run with a collective no allowed algorithm can run");
+       },
+       [](const Draft& d) { return yaml_string(algorithms_text(d.scenario.nccl.algorithms)); }},
+      {"nccl.proto", "NCCL_PROTO list", "all", "protocols NCCL may use, as NCCL_PROTO: LL, LL128, Simple; '^' excludes",
+       [](Draft& d, const YamlValue& v) {
+         try {
+           d.scenario.nccl.protocols = parse_protocols(v.as_string());
+         } catch (const std::invalid_argument& e) {
+           v.fail(e.what());
+         }
+         if ((d.scenario.nccl.protocols & 7U) == 0) v.fail("excludes every protocol");
+       },
+       [](const Draft& d) { return yaml_string(protocols_text(d.scenario.nccl.protocols)); }},
   };
   return fields;
 }

@@ -5,10 +5,17 @@
 #include <string>
 #include <vector>
 
+#include "calibration/cost_model.hpp"
 #include "models/spec.hpp"
 #include "topologies/machine.hpp"
 
 namespace odyssey {
+
+/// What the job lets NCCL use, as NCCL_ALGO and NCCL_PROTO do.
+struct NcclPolicy {
+  AlgorithmSet algorithms = ALL_ALGORITHMS;
+  ProtocolSet protocols = ALL_PROTOCOLS;
+};
 
 struct Scenario {
   std::string name;
@@ -19,6 +26,7 @@ struct Scenario {
   ParallelismSpec parallelism;
   std::string calibration = "auto";  ///< "auto" or a profile path; resolved to a path by the loader
   SimulationSpec simulation;
+  NcclPolicy nccl;
 };
 
 struct LoadOptions {

@@ -41,17 +41,60 @@ void check_machine(const MachineSpec& m) {
   require_at_least_one(m.fabric.core_oversubscription, "fabric.core_oversubscription");
   if (m.fabric.levels < 1 || m.fabric.levels > 3)
     reject("fabric.levels", fmt::format("must be 1, 2 or 3, got {}", m.fabric.levels));
-  if (m.fabric.kind == FabricKind::RAIL_OPTIMIZED && m.server.nics != m.server.gpus)
-    reject("fabric.kind", fmt::format("rail-optimized needs one NIC per GPU (server.nics {}, server.gpus {})",
-                                      m.server.nics, m.server.gpus));
+  if (m.fabric.rails < 0) reject("fabric.rails", fmt::format("must not be negative, got {}", m.fabric.rails));
+  if (m.fabric.kind == FabricKind::RAIL_OPTIMIZED && m.fabric.rails != 0 && m.fabric.rails != m.server.nics)
+    reject("fabric.rails", fmt::format("a rail-optimized fabric puts NIC i of every server on rail i, so it has one rail "
+                                       "per NIC: {} rails but server.nics is {}",
+                                       m.fabric.rails, m.server.nics));
+  if (m.server.pcie_switches < 0)
+    reject("server.pcie_switches", fmt::format("must not be negative, got {}", m.server.pcie_switches));
+  if (m.server.pcie_switches > 0) {
+    require_positive(m.server.pcie_bandwidth.value(), "server.pcie_bandwidth");
+    if (m.server.gpus % m.server.pcie_switches != 0 || m.server.nics % m.server.pcie_switches != 0)
+      reject("server.pcie_switches",
+             fmt::format("{} PCIe switches cannot share {} GPUs and {} NICs evenly (each switch holds the same number "
+                         "of both)",
+                         m.server.pcie_switches, m.server.gpus, m.server.nics));
+  }
+  if (m.fabric.kind == FabricKind::DRAGONFLY) {
+    const DragonflySpec& d = m.fabric.dragonfly;
+    require_positive(d.groups, "fabric.dragonfly.groups");
+    require_positive(d.routers_per_group, "fabric.dragonfly.routers_per_group");
+    require_positive(d.servers_per_router, "fabric.dragonfly.servers_per_router");
+    require_positive(d.global_links_per_router, "fabric.dragonfly.global_links_per_router");
+    require_positive(d.link_bandwidth.value(), "fabric.dragonfly.link_bandwidth");
+    const long slots = static_cast<long>(d.groups) * d.routers_per_group * d.servers_per_router;
+    if (slots < m.servers)
+      reject("fabric.dragonfly.groups",
+             fmt::format("groups x routers_per_group x servers_per_router ({} x {} x {} = {}) must cover servers ({})",
+                         d.groups, d.routers_per_group, d.servers_per_router, slots, m.servers));
+    if (d.groups - 1 > static_cast<long>(d.routers_per_group) * d.global_links_per_router)
+      reject("fabric.dragonfly.groups",
+             fmt::format("{} groups need {} global links per group to reach each other, but a group has only "
+                         "routers_per_group x global_links_per_router = {} x {} = {}",
+                         d.groups, d.groups - 1, d.routers_per_group, d.global_links_per_router,
+                         d.routers_per_group * d.global_links_per_router));
+  }
+  if (m.fabric.kind == FabricKind::TORUS) {
+    const TorusSpec& t = m.fabric.torus;
+    for (int i = 0; i < 3; ++i)
+      if (t.dims[static_cast<size_t>(i)] < 1)
+        reject("fabric.torus.dims", fmt::format("every dimension must be at least 1, got {}", t.dims[static_cast<size_t>(i)]));
+    require_positive(t.link_bandwidth.value(), "fabric.torus.link_bandwidth");
+    const long nodes = static_cast<long>(t.dims[0]) * t.dims[1] * t.dims[2];
+    if (nodes != m.servers)
+      reject("fabric.torus.dims", fmt::format("a {} x {} x {} torus has {} servers, but the machine has {}", t.dims[0],
+                                              t.dims[1], t.dims[2], nodes, m.servers));
+  }
   // A 1-level fabric is one leaf and a 2-level one is one pod: they must hold every server.
   const long per_leaf = m.fabric.servers_per_leaf;
   const long per_pod = per_leaf * m.fabric.leaves_per_pod;
-  if (m.fabric.levels == 1 && per_leaf < m.servers)
+  const bool clos = m.fabric.kind == FabricKind::FAT_TREE || m.fabric.kind == FabricKind::RAIL_OPTIMIZED;
+  if (clos && m.fabric.levels == 1 && per_leaf < m.servers)
     reject("fabric.servers_per_leaf",
            fmt::format("a 1-level fabric has one leaf: servers_per_leaf ({}) must cover servers ({})",
                        per_leaf, m.servers));
-  if (m.fabric.levels == 2 && per_pod < m.servers)
+  if (clos && m.fabric.levels == 2 && per_pod < m.servers)
     reject("fabric.leaves_per_pod",
            fmt::format(
                "a 2-level fabric has one pod: servers_per_leaf x leaves_per_pod ({} x {} = {}) must cover "
@@ -82,6 +125,10 @@ const char* to_string(FabricKind k) {
     return "fat-tree";
   case FabricKind::RAIL_OPTIMIZED:
     return "rail-optimized";
+  case FabricKind::DRAGONFLY:
+    return "dragonfly";
+  case FabricKind::TORUS:
+    return "torus";
   }
   return "?";
 }

@@ -2,6 +2,7 @@
 // Presets live in topologies/presets/*.yaml; sim/ turns a MachineSpec into a SimGrid platform.
 #pragma once
 
+#include <array>
 #include <string>
 
 #include "models/units.hpp"
@@ -9,7 +10,7 @@
 namespace odyssey {
 
 enum class IntraServer { NVSWITCH, NVLINK_MESH, PCIE };
-enum class FabricKind { FAT_TREE, RAIL_OPTIMIZED };
+enum class FabricKind { FAT_TREE, RAIL_OPTIMIZED, DRAGONFLY, TORUS };
 
 struct GpuSpec {
   std::string type;      ///< matches a calibration profile's `gpu`, e.g. "H100-SXM5-80GB"
@@ -25,6 +26,31 @@ struct ServerSpec {
   BytesPerSecond nic_bandwidth;      ///< per NIC, per direction
   Seconds nic_latency;
   int cpu_cores = 0;                 ///< host CPU cores in each GPU server
+  /// NVSwitch with NVLink SHARP (NVSwitch gen3, H100/H200 servers): NCCL's NVLS algorithms.
+  bool nvls = false;
+  /// PCIe switches between GPUs and NICs (0: none modelled). GPUs and NICs are spread evenly
+  /// over them and a GPU uses a NIC under its own switch (GPU-to-NIC affinity); traffic leaving
+  /// the server crosses the GPU's PCIe link.
+  int pcie_switches = 0;
+  BytesPerSecond pcie_bandwidth;     ///< per GPU PCIe link, per direction (with pcie_switches)
+};
+
+/// Dragonfly (Kim et al. 2008): routers in groups, every router joined to every other of its
+/// group by a local link, groups joined to each other by global links; minimal routing (local,
+/// global, local). Servers attach to routers.
+struct DragonflySpec {
+  int groups = 0;
+  int routers_per_group = 0;
+  int servers_per_router = 0;
+  int global_links_per_router = 0;   ///< h: global links of each router
+  BytesPerSecond link_bandwidth;     ///< one local or global link, per direction
+};
+
+/// A 2D or 3D torus of servers (each server's router has a link to each of its 2 x D
+/// neighbours, wrapping around); dimension-order routing along the shorter way.
+struct TorusSpec {
+  std::array<int, 3> dims{0, 0, 1};  ///< x, y, z (z = 1: a 2D torus)
+  BytesPerSecond link_bandwidth;     ///< one torus link, per direction
 };
 
 /// A folded-Clos (fat-tree) fabric. Level 1: leaf switches with `servers_per_leaf` servers below
@@ -41,6 +67,12 @@ struct FabricSpec {
   /// traffic between pods sees pod_oversubscription x core_oversubscription.
   double core_oversubscription = 1.0;
   Seconds switch_latency;            ///< per switch hop
+  /// Rail-optimized fabrics: rails (NIC i of every server on rail i); 0 means one per NIC.
+  int rails = 0;
+  /// The switches reduce in the network (InfiniBand SHARP): NCCL's CollNet algorithms.
+  bool in_network_reduction = false;
+  DragonflySpec dragonfly;
+  TorusSpec torus;
 };
 
 /// CPU-only servers of the machine (data loading, evaluation); simulated as hosts, not used by jobs.

@@ -209,7 +209,11 @@ TEST_CASE("calibration::CostModel: ring across servers is bound by the slower li
   const CostModel model(h100_like());
   const GroupShape two_servers{.ranks = 16, .servers = 2};
   const BytesPerSecond nvlink(450e9), net(50e9);
-  CHECK(allreduce_busbw(model, 4_GiB, two_servers, nvlink, net) == Approx(50e9 * 0.96).epsilon(0.01));
+  // One GPU per server: its NIC bounds the ring.
+  CHECK(allreduce_busbw(model, 4_GiB, {.ranks = 2, .servers = 2}, nvlink, net) == Approx(50e9 * 0.96).epsilon(0.01));
+  // Eight GPUs per server: eight channels leave through eight NICs (NCCL's busBw = channels x
+  // per-channel bandwidth, 8 x 48 GB/s), so NVLink's 370 GB/s is the slower class.
+  CHECK(allreduce_busbw(model, 4_GiB, two_servers, nvlink, net) == Approx(450e9 * 370.0 / 450.0).epsilon(0.01));
   const CollectivePlan plan = model.collective(CollectiveKind::ALL_REDUCE, 4_GiB, two_servers, nvlink, net);
   // NCCL's ring: 2(n-1) steps, 2(nodes-1) of them cross the network.
   CHECK(plan.latency.value() == Approx(8.4e-6 + 28 * 3.4e-6 + 2 * 14e-6));

@@ -1,0 +1,9 @@
+collective
+--machine
+dgx-a100-superpod
+--op
+all-reduce
+--gpus
+8
+--algo
+nvls

@@ -1,0 +1,9 @@
+collective
+--machine
+dgx-h100-superpod
+--op
+all-reduce
+--gpus
+8
+--algo
+nvlss
