@@ -15,6 +15,7 @@
 #include "calibration/cost_model.hpp"
 #include "models/input/yaml_reader.hpp"
 #include "models/workload.hpp"
+#include "sim/collective.hpp"
 #include "sim/engine.hpp"
 #include "sim/report.hpp"
 #include "tools/scenario.hpp"
@@ -59,12 +60,13 @@ int main(int argc, char** argv) {
         const double published = row.require("published").as_number();
         ++rows;
         const odyssey::Scenario s = odyssey::load_scenario(path, {.data_dir = data_dir, .overrides = {}});
-        const odyssey::CostModel cost(odyssey::load_profile(s.calibration));
+        const odyssey::CostModel cost(odyssey::load_profile(s.calibration),
+                                      odyssey::nccl_config(s.machine, s.nccl.algorithms, s.nccl.protocols));
         std::optional<odyssey::Workload> workload;
         odyssey::SimulationResult result;
         try {
           workload.emplace(s.model, s.training, s.parallelism);
-          result = odyssey::simulate(s.machine, *workload, cost, {.fidelity = s.simulation.fidelity, .seed = s.simulation.seed});
+          result = odyssey::simulate(s.machine, *workload, cost, {.fidelity = s.simulation.fidelity, .seed = s.simulation.seed, .placement = s.placement});
         } catch (const std::exception& e) {
           // A layout the engine cannot run yet fails its row; the other rows still report.
           ok = false;
