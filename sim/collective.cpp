@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <memory>
+#include <set>
 #include <stdexcept>
 
 #include <fmt/format.h>
@@ -131,6 +132,40 @@ CollectiveRun simulate_collective(const MachineSpec& machine, const CostModel& c
     return nlohmann::json(run).dump();
   });
   return nlohmann::json::parse(text).get<CollectiveRun>();
+}
+
+std::vector<double> simulate_concurrent(const MachineSpec& machine, const CostModel& cost, CollectiveKind kind,
+                                        const std::vector<std::vector<long>>& groups, Bytes size) {
+  const int per_server = machine.server.gpus;
+  std::vector<CollectivePlan> plans;
+  for (const auto& g : groups) {
+    std::set<long> servers;
+    for (long gpu : g) {
+      if (gpu < 0 || gpu >= machine.total_gpus())
+        throw std::invalid_argument(fmt::format("GPU {} is not in machine '{}'", gpu, machine.name));
+      servers.insert(gpu / per_server);
+    }
+    plans.push_back(cost.collective(kind, size, GroupShape{.ranks = static_cast<int>(g.size()),
+                                                           .servers = static_cast<int>(servers.size())}));
+  }
+  const std::string text = sim::run_isolated([&] {
+    const auto engine = sim::make_engine({});
+    const sim::Platform platform(machine);
+    std::vector<double> times(groups.size(), 0.0);
+    for (size_t i = 0; i < groups.size(); ++i) {
+      sg4::Actor::create(fmt::format("group{}", i), platform.gpu(groups[i].front()), [&, i] {
+        std::vector<sg4::CommPtr> comms;
+        for (const sim::RingFlow& f : sim::nccl_flows(plans[i], kind, groups[i], machine, size.value()))
+          comms.push_back(sg4::Comm::sendto_async(platform.gpu(f.src), platform.gpu(f.dst),
+                                                  static_cast<uint64_t>(std::max(1.0, f.bytes))));
+        sg4::Comm::wait_all(comms);
+        times[i] = sg4::Engine::get_clock() + plans[i].latency.value();
+      });
+    }
+    engine->run();
+    return nlohmann::json(times).dump();
+  });
+  return nlohmann::json::parse(text).get<std::vector<double>>();
 }
 
 std::string render_collective_text(const CollectiveRun& run) {

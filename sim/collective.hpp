@@ -47,6 +47,12 @@ double bus_factor(CollectiveKind kind, int ranks);
 CollectiveRun simulate_collective(const MachineSpec& machine, const CostModel& cost, CollectiveKind kind, int gpus,
                                   const std::vector<Bytes>& sizes);
 
+/// Runs one collective of `size` on each of `groups` (global GPU indices) at the same time and
+/// returns each one's time in seconds: groups whose flows share links slow each other as
+/// max-min sharing says.
+std::vector<double> simulate_concurrent(const MachineSpec& machine, const CostModel& cost, CollectiveKind kind,
+                                        const std::vector<std::vector<long>>& groups, Bytes size);
+
 std::string render_collective_text(const CollectiveRun& run);
 std::string render_collective_json(const CollectiveRun& run);
 

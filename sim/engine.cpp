@@ -150,11 +150,15 @@ private:
   [[nodiscard]] long nic_of(long gpu) const {
     return server_of(gpu) * machine_.server.nics + (gpu % machine_.server.gpus) * machine_.server.nics / machine_.server.gpus;
   }
+  /// The GPU that runs `rank` under the scenario's placement.
+  [[nodiscard]] long gpu_of(long rank) const {
+    return place_rank(options_.placement, rank, static_cast<long>(p_.gpus()), p_.tp, machine_.server.gpus);
+  }
   [[nodiscard]] bool tp_links_private() const {
     // TP filling whole servers is the only traffic on their NVLink ports (every other group
     // leaves through the NICs), so its collectives can be priced in closed form without losing
     // any contention. Otherwise they run as flows.
-    return p_.tp == machine_.server.gpus;
+    return p_.tp == machine_.server.gpus && options_.placement != Placement::TP_ACROSS_SERVERS;
   }
 
   void price();
@@ -237,8 +241,14 @@ Seconds Simulation::analytic_tp(const CollectiveOp& op) const {
 }
 
 /// The flows of the algorithm NCCL's tuning picks for `members`, priced by the cost model.
-std::vector<RingEdge> Simulation::ring_edges(const std::vector<long>& members, CollectiveKind kind, double size,
+std::vector<RingEdge> Simulation::ring_edges(const std::vector<long>& ranks, CollectiveKind kind, double size,
                                              CollectivePlan* plan_out) const {
+  // The ranks' GPUs, in GPU order: NCCL's topology search orders rings and trees so that they
+  // visit each server once, whatever the rank numbering.
+  std::vector<long> members;
+  members.reserve(ranks.size());
+  for (long r : ranks) members.push_back(gpu_of(r));
+  std::sort(members.begin(), members.end());
   std::vector<RingEdge> edges;
   const int n = static_cast<int>(members.size());
   if (n < 2) return edges;
@@ -445,8 +455,8 @@ std::vector<RingEdge> Simulation::pp_edges(long from_base, long to_base, Bytes b
   const CollectivePlan intra = cost_.collective(CollectiveKind::SEND_RECV, bytes, GroupShape{.ranks = 2, .servers = 1});
   const CollectivePlan inter = cost_.collective(CollectiveKind::SEND_RECV, bytes, GroupShape{.ranks = 2, .servers = 2});
   for (int i = 0; i < block_size_; ++i) {
-    const long src = from_base + i;
-    const long dst = to_base + i;
+    const long src = gpu_of(from_base + i);
+    const long dst = gpu_of(to_base + i);
     if (server_of(src) == server_of(dst)) {
       edges.push_back({src, dst, bytes.value() / intra.efficiency_nvlink});
       continue;
@@ -648,7 +658,9 @@ std::vector<RingEdge> Simulation::dp_edges(int stage, const DpRequest& request, 
     // Every edge of a data-parallel ring carries the same bytes over the same kind of path;
     // fast fidelity keeps the edges leaving replica 0's block as their representatives.
     const long lo = block_base(stage, 0);
-    std::erase_if(edges, [&](const RingEdge& e) { return e.src < lo || e.src >= lo + block_size_; });
+    std::set<long> block;
+    for (long r = lo; r < lo + block_size_; ++r) block.insert(gpu_of(r));
+    std::erase_if(edges, [&](const RingEdge& e) { return !block.contains(e.src); });
   }
   *latency += plan.latency;
   return edges;

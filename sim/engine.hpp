@@ -17,6 +17,7 @@ struct SimulationOptions {
   std::uint64_t seed = 1;
   bool record_trace = false;            ///< keep timeline events for `--trace`
   std::vector<std::string> simgrid_args;  ///< extra SimGrid flags (`--log=...`, `--cfg=...`)
+  Placement placement = Placement::TP_IN_SERVER;  ///< ranks on GPUs
 };
 
 /// Where one GPU's iteration time goes, in seconds; sums to the iteration time of the critical rank.

@@ -111,7 +111,8 @@ int run(const std::string& path, const std::vector<std::string>& sets, bool json
   odyssey::SimulationOptions options{.fidelity = scenario.simulation.fidelity,
                                      .seed = scenario.simulation.seed,
                                      .record_trace = !trace.empty(),
-                                     .simgrid_args = simgrid_args};
+                                     .simgrid_args = simgrid_args,
+                                     .placement = scenario.placement};
   const odyssey::SimulationResult result = odyssey::simulate(scenario.machine, workload, cost, options);
   const odyssey::Report report =
       odyssey::make_report(scenario.name, scenario.machine, workload, cost, result, scenario.simulation.fidelity);

@@ -629,6 +629,15 @@ const std::vector<Field<Draft>>& scenario_fields() {
                     ? quoted_quantity(d.scenario.parallelism.dp_bucket.value(), Dimension::BYTES)
                     : std::string("auto");
        }},
+      {"parallelism.placement", "tp-in-server | dp-across-rails | tp-across-servers", "tp-in-server",
+       "ranks on GPUs: TP inside a server (Megatron's order); dp-across-rails: data-parallel peers on different "
+       "rails; tp-across-servers: TP groups spread over servers",
+       [](Draft& d, const YamlValue& v) {
+         d.scenario.placement = v.as_enum<Placement>({{"tp-in-server", Placement::TP_IN_SERVER},
+                                                      {"dp-across-rails", Placement::DP_ACROSS_RAILS},
+                                                      {"tp-across-servers", Placement::TP_ACROSS_SERVERS}});
+       },
+       [](const Draft& d) { return std::string(to_string(d.scenario.placement)); }},
       {"calibration", "auto | path", "auto",
        "calibration profile; auto: the best profile for the machine's GPU",
        [](Draft& d, const YamlValue& v) { d.scenario.calibration = v.as_string(); },

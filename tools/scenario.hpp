@@ -27,6 +27,7 @@ struct Scenario {
   std::string calibration = "auto";  ///< "auto" or a profile path; resolved to a path by the loader
   SimulationSpec simulation;
   NcclPolicy nccl;
+  Placement placement = Placement::TP_IN_SERVER;  ///< key parallelism.placement
 };
 
 struct LoadOptions {

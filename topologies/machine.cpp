@@ -107,6 +107,36 @@ void check_machine(const MachineSpec& m) {
            fmt::format("must be a positive integer, got {}", m.cpu_hosts.cores_per_host));
 }
 
+long place_rank(Placement placement, long rank, long ranks, int tp, int gpus_per_server) {
+  switch (placement) {
+  case Placement::TP_IN_SERVER: return rank;
+  case Placement::DP_ACROSS_RAILS: {
+    const long server = rank / gpus_per_server;
+    // Only whole servers rotate, so a partly used last server keeps its GPUs.
+    if ((server + 1) * gpus_per_server > ranks) return rank;
+    return server * gpus_per_server + (rank % gpus_per_server + server) % gpus_per_server;
+  }
+  case Placement::TP_ACROSS_SERVERS: {
+    if (tp < 2 || ranks % tp != 0) return rank;
+    // Transpose the tp x (ranks / tp) grid: TP peers ranks / tp GPUs apart.
+    return (rank % tp) * (ranks / tp) + rank / tp;
+  }
+  }
+  return rank;
+}
+
+const char* to_string(Placement p) {
+  switch (p) {
+  case Placement::TP_IN_SERVER:
+    return "tp-in-server";
+  case Placement::DP_ACROSS_RAILS:
+    return "dp-across-rails";
+  case Placement::TP_ACROSS_SERVERS:
+    return "tp-across-servers";
+  }
+  return "?";
+}
+
 const char* to_string(IntraServer k) {
   switch (k) {
   case IntraServer::NVSWITCH:

@@ -100,6 +100,19 @@ struct MachineSpec {
 /// scenario loader adds where that key was written.
 void check_machine(const MachineSpec& machine);
 
+/// How a job's ranks (Megatron order tp-cp-ep-dp-pp) are laid on the machine's GPUs.
+enum class Placement {
+  TP_IN_SERVER,       ///< rank r on GPU r: TP inside a server, data-parallel peers on one rail
+  DP_ACROSS_RAILS,    ///< TP inside a server, each server's GPUs rotated by its index, so
+                      ///< data-parallel peers sit on different rails (a rail-unaware scheduler)
+  TP_ACROSS_SERVERS,  ///< the TP ranks of a group on different servers (to see what that costs)
+};
+
+/// GPU of `rank` in a job of `ranks` GPUs with `tp`-way tensor parallelism on servers of
+/// `gpus_per_server`; a permutation of 0..ranks-1.
+long place_rank(Placement placement, long rank, long ranks, int tp, int gpus_per_server);
+
+const char* to_string(Placement p);
 const char* to_string(IntraServer k);
 const char* to_string(FabricKind k);
 

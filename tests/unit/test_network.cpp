@@ -2,12 +2,15 @@
 // trees, held to published figures and to the properties their structure implies.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
 #include "calibration/cost_model.hpp"
 #include "calibration/profile.hpp"
+#include "models/workload.hpp"
 #include "sim/collective.hpp"
+#include "sim/engine.hpp"
 #include "tools/scenario.hpp"
 
 using namespace odyssey;
@@ -170,4 +173,68 @@ TEST_CASE("sim::Network: NCCL's rings on a hybrid cube-mesh use all six NVLinks 
   CHECK(mesh.busbw == Approx(nvswitch.busbw).epsilon(0.01));
   // Four GPUs of the mesh are not all neighbours: their ring forwards over two links.
   CHECK(one(azure, CollectiveKind::ALL_REDUCE, 4, GIB4).busbw < one(machine("azure-openai-2020", {"machine.server.intra=nvswitch"}), CollectiveKind::ALL_REDUCE, 4, GIB4).busbw);
+}
+
+TEST_CASE("sim::Network: collectives that share links slow each other as max-min sharing says", "[network]") {
+  // Servers with one NIC: two data-parallel rings (GPU 0 and GPU 1 of the same 8 servers) share
+  // every NIC, so each gets half of it and takes twice as long as alone; a ring on 8 other
+  // servers shares nothing and keeps its time.
+  const MachineSpec m = machine("dgx-a100-superpod", {"machine.server.nics=1"});
+  const CostModel cost(load_profile(find_profile(DATA + "/calibration/profiles", m.gpu.type)),
+                       nccl_config(m, ALL_ALGORITHMS, ALL_PROTOCOLS));
+  auto ring_of = [](int first_server, int local) {
+    std::vector<long> g;
+    for (int s = first_server; s < first_server + 8; ++s) g.push_back(8L * s + local);
+    return g;
+  };
+  const Bytes size(1L << 30);
+  const double alone = simulate_concurrent(m, cost, CollectiveKind::ALL_REDUCE, {ring_of(0, 0)}, size).front();
+  const std::vector<double> shared =
+      simulate_concurrent(m, cost, CollectiveKind::ALL_REDUCE, {ring_of(0, 0), ring_of(0, 1)}, size);
+  const std::vector<double> apart =
+      simulate_concurrent(m, cost, CollectiveKind::ALL_REDUCE, {ring_of(0, 0), ring_of(8, 0)}, size);
+  INFO("alone " << alone << " s, sharing NICs " << shared[0] << " / " << shared[1] << " s, apart " << apart[0]);
+  CHECK(shared[0] == Approx(2 * alone).epsilon(0.02));
+  CHECK(shared[1] == Approx(shared[0]).epsilon(0.001));
+  CHECK(apart[0] == Approx(alone).epsilon(0.001));
+  CHECK(apart[1] == Approx(alone).epsilon(0.001));
+}
+
+TEST_CASE("sim::Network: placements are permutations, and spreading TP over servers costs", "[network]") {
+  for (Placement p : {Placement::TP_IN_SERVER, Placement::DP_ACROSS_RAILS, Placement::TP_ACROSS_SERVERS}) {
+    std::vector<char> seen(64, 0);
+    for (long r = 0; r < 64; ++r) seen[static_cast<size_t>(place_rank(p, r, 64, 8, 8))]++;
+    CHECK(std::all_of(seen.begin(), seen.end(), [](char c) { return c == 1; }));
+  }
+  // TP peers (ranks 0..7) share a server by default, sit on 8 servers when spread.
+  CHECK(place_rank(Placement::TP_ACROSS_SERVERS, 1, 64, 8, 8) / 8 == 1);
+  CHECK(place_rank(Placement::TP_IN_SERVER, 1, 64, 8, 8) / 8 == 0);
+  // Rail-unaware: rank 8 (server 1's first GPU, data-parallel peer of rank 0) moves to GPU 9.
+  CHECK(place_rank(Placement::DP_ACROSS_RAILS, 8, 64, 8, 8) == 9);
+  CHECK(place_rank(Placement::DP_ACROSS_RAILS, 8, 64, 8, 8) / 8 == 1);
+}
+
+TEST_CASE("sim::Network: a scenario's placement moves its collectives onto other links", "[network]") {
+  auto iteration = [](const std::string& placement) {
+    const Scenario s = load_scenario(DATA + "/scenarios/llama3-70b-dgx-h100.yaml",
+                                     {.data_dir = DATA,
+                                      .overrides = {"parallelism.dp=4", "training.global_batch=64",
+                                                    "parallelism.placement=" + placement,
+                                                    "machine.fabric.leaf_oversubscription=4"}});
+    const CostModel cost(load_profile(s.calibration), nccl_config(s.machine, s.nccl.algorithms, s.nccl.protocols));
+    const Workload w(s.model, s.training, s.parallelism);
+    return simulate(s.machine, w, cost, {.fidelity = s.simulation.fidelity, .placement = s.placement});
+  };
+  const SimulationResult in_server = iteration("tp-in-server");
+  const SimulationResult across_rails = iteration("dp-across-rails");
+  const SimulationResult spread = iteration("tp-across-servers");
+  INFO("tp-in-server " << in_server.iteration_time.value() << " s (dp exposed "
+                       << in_server.breakdown.dp_comm_exposed.value() << "), dp-across-rails "
+                       << across_rails.iteration_time.value() << " s (dp exposed "
+                       << across_rails.breakdown.dp_comm_exposed.value() << "), tp-across-servers "
+                       << spread.iteration_time.value() << " s");
+  // TP over the network instead of NVLink: the tensor-parallel exchanges dominate.
+  CHECK(spread.breakdown.tp_comm_exposed.value() > 3 * in_server.breakdown.tp_comm_exposed.value());
+  // Off their rails, data-parallel rings cross the 4:1 oversubscribed leaf uplinks.
+  CHECK(across_rails.breakdown.dp_comm_exposed.value() > in_server.breakdown.dp_comm_exposed.value());
 }
