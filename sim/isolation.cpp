@@ -259,9 +259,16 @@ std::vector<RingFlow> nccl_flows(const CollectivePlan& plan, CollectiveKind kind
       return flows;
     }
     [[fallthrough]];
-  case Algorithm::RING:
-    return nccl_rings(members, gpus_per_server, nics, intra, size, plan.edge_bytes_factor, plan.efficiency_nvlink,
-                      plan.efficiency_net);
+  case Algorithm::RING: {
+    flows = nccl_rings(members, gpus_per_server, nics, intra, size, plan.edge_bytes_factor, plan.efficiency_nvlink,
+                       plan.efficiency_net);
+    // Broadcast and reduce run the ring as a chain from (to) the root, rank 0: nothing flows
+    // back into the root of a broadcast nor out of the root of a reduce.
+    const long root = members.front();
+    if (kind == CollectiveKind::BROADCAST) std::erase_if(flows, [&](const RingFlow& f) { return f.dst == root; });
+    if (kind == CollectiveKind::REDUCE) std::erase_if(flows, [&](const RingFlow& f) { return f.src == root; });
+    return flows;
+  }
   }
   return flows;
 }
