@@ -325,7 +325,12 @@ std::string set_text(unsigned set, const Named (&names)[N]) {
 
 } // namespace
 
-CostModel::CostModel(Profile profile, NcclConfig nccl) : profile_(std::move(profile)), nccl_(nccl) {}
+CostModel::CostModel(Profile profile, NcclConfig nccl) : profile_(std::move(profile)), nccl_(nccl), links_(profile_) {
+  if (nccl_.intra == LinkClass::PCIE) {
+    links_.nvlink = profile_.pcie;
+    links_.nvlink.nvls_efficiency = 0.0;
+  }
+}
 
 AlgorithmSet parse_algorithms(std::string_view list) { return parse_set(list, ALGORITHM_NAMES, "algorithm"); }
 ProtocolSet parse_protocols(std::string_view list) { return parse_set(list, PROTOCOL_NAMES, "protocol"); }
@@ -512,13 +517,13 @@ Seconds CostModel::compute_time(const std::vector<ComputeOp>& ops) const {
 }
 
 CollectivePlan CostModel::collective(CollectiveKind kind, Bytes size, GroupShape group) const {
-  BytesPerSecond inter = profile_.net.bandwidth;
+  BytesPerSecond inter = links_.net.bandwidth;
   if (nccl_.nics_per_server > 0 && group.ranks >= group.servers && group.servers >= 1) {
     // The channels of a server leave through min(k, nics) NICs: per rank, that share of them.
     const int k = (group.ranks + group.servers - 1) / group.servers;
     inter = nccl_.nic_bandwidth * (static_cast<double>(std::min(k, nccl_.nics_per_server)) / k);
   }
-  return collective(kind, size, group, profile_.nvlink.bandwidth, inter);
+  return collective(kind, size, group, links_.nvlink.bandwidth, inter);
 }
 
 CollectivePlan CostModel::collective(CollectiveKind kind, Bytes size, GroupShape group, BytesPerSecond intra,
@@ -542,18 +547,18 @@ CollectivePlan CostModel::collective(CollectiveKind kind, Bytes size, GroupShape
   ProtocolChoice best;
   for (Algorithm algo : ALGORITHMS) {
     if ((algo != Algorithm::P2P && !has(nccl_.algorithms, static_cast<int>(algo))) ||
-        !applicable(algo, kind, group, nccl_, profile_))
+        !applicable(algo, kind, group, nccl_, links_))
       continue;
     const bool simple_only = algo != Algorithm::TREE && algo != Algorithm::RING && algo != Algorithm::P2P;
     for (Protocol proto : PROTOCOLS) {
       if (!has(nccl_.protocols, static_cast<int>(proto)) || (simple_only && proto != Protocol::SIMPLE)) continue;
       ProtocolChoice c;
       switch (algo) {
-      case Algorithm::TREE: c = price_tree(profile_, proto, size, group, bw); break;
+      case Algorithm::TREE: c = price_tree(links_, proto, size, group, bw); break;
       case Algorithm::RING:
-      case Algorithm::P2P: c = price_protocol(profile_, algo, proto, rs, size, group, bw); break;
-      case Algorithm::PAT: c = price_pat(profile_, rs, size, group, bw); break;
-      default: c = price_in_switch(profile_, algo, size, group, bw); break;
+      case Algorithm::P2P: c = price_protocol(links_, algo, proto, rs, size, group, bw); break;
+      case Algorithm::PAT: c = price_pat(links_, rs, size, group, bw); break;
+      default: c = price_in_switch(links_, algo, size, group, bw); break;
       }
       if (!found || c.time < best.time) best = std::move(c);
       found = true;
@@ -562,7 +567,7 @@ CollectivePlan CostModel::collective(CollectiveKind kind, Bytes size, GroupShape
   if (!found) {
     std::string available;
     for (Algorithm algo : ALGORITHMS)
-      if (applicable(algo, kind, group, nccl_, profile_))
+      if (applicable(algo, kind, group, nccl_, links_))
         available += (available.empty() ? "" : ", ") + std::string(to_string(algo));
     throw std::invalid_argument(fmt::format(
         "no allowed algorithm and protocol can run {} over {} ranks in {} server{} (allowed algorithms {}, protocols "
@@ -579,11 +584,11 @@ Seconds CostModel::collective_time(CollectiveKind kind, Bytes size, GroupShape g
   if (plan.steps == 0) return Seconds(0.0);
   const BusBandwidth bw = bus_bandwidth(group, intra, inter);
   switch (plan.algo) {
-  case Algorithm::TREE: return price_tree(profile_, protocol_named(plan.protocol), size, group, bw).time;
-  case Algorithm::PAT: return price_pat(profile_, ring_steps(kind, group.ranks, group.servers), size, group, bw).time;
+  case Algorithm::TREE: return price_tree(links_, protocol_named(plan.protocol), size, group, bw).time;
+  case Algorithm::PAT: return price_pat(links_, ring_steps(kind, group.ranks, group.servers), size, group, bw).time;
   case Algorithm::COLLNET:
   case Algorithm::NVLS:
-  case Algorithm::NVLS_TREE: return price_in_switch(profile_, plan.algo, size, group, bw).time;
+  case Algorithm::NVLS_TREE: return price_in_switch(links_, plan.algo, size, group, bw).time;
   default: return plan.latency + transfer_time(plan, size, group, bw);
   }
 }

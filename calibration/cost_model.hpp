@@ -28,6 +28,7 @@ inline constexpr ProtocolSet ALL_PROTOCOLS = ~0U;
 struct NcclConfig {
   bool nvls = false;                ///< NVSwitch with NVLink SHARP (gen3: H100/H200 servers)
   bool collnet = false;             ///< fabric switches reduce in the network (InfiniBand SHARP)
+  LinkClass intra = LinkClass::NVLINK;  ///< how a server's GPUs reach each other (PCIE: the profile's pcie class)
   int nics_per_server = 0;          ///< 0: unknown, the profile's per-GPU network share is used
   BytesPerSecond nic_bandwidth;     ///< per NIC, per direction (with nics_per_server)
   AlgorithmSet algorithms = ALL_ALGORITHMS;
@@ -106,6 +107,9 @@ public:
 private:
   Profile profile_;
   NcclConfig nccl_;
+  /// The profile with the server's intra link class in place of NVLink (a PCIe-only server
+  /// prices its intra-server steps with the pcie class), for collectives.
+  Profile links_;
 };
 
 } // namespace odyssey

@@ -31,6 +31,7 @@ constexpr int MAX_ALL_TO_ALL_GPUS = 1024;
 NcclConfig nccl_config(const MachineSpec& machine, AlgorithmSet algorithms, ProtocolSet protocols) {
   return NcclConfig{.nvls = machine.server.nvls,
                     .collnet = machine.fabric.in_network_reduction,
+                    .intra = machine.server.intra == IntraServer::PCIE ? LinkClass::PCIE : LinkClass::NVLINK,
                     .nics_per_server = machine.server.nics,
                     .nic_bandwidth = machine.server.nic_bandwidth,
                     .algorithms = algorithms,
