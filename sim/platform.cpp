@@ -4,6 +4,8 @@
 #include <simgrid/kernel/routing/NetZoneImpl.hpp>
 
 #include <array>
+#include <cmath>
+#include <cstdint>
 #include <utility>
 
 #include <fmt/format.h>
@@ -132,7 +134,7 @@ public:
     switch (m_.fabric.kind) {
     case FabricKind::DRAGONFLY: route_dragonfly(sa, sb, add); break;
     case FabricKind::TORUS: route_torus(sa, sb, add); break;
-    default: route_clos(sa, sb, nic_a, nic_b, add); break;
+    default: route_clos(a, b, nic_a, nic_b, add); break;
     }
     add(nic_down_[static_cast<size_t>(nic_b)]);
     if (!pcie_down_.empty()) add(pcie_down_[static_cast<size_t>(b)]);
@@ -144,36 +146,63 @@ private:
     // Injection bandwidth of one leaf (per rail on rail-optimized fabrics).
     const double nics_per_rail_leaf = static_cast<double>(m_.fabric.servers_per_leaf) * srv.nics / rails_;
     const BytesPerSecond leaf_trunk = srv.nic_bandwidth * (nics_per_rail_leaf / m_.fabric.leaf_oversubscription);
-    for (long l = 0; l < static_cast<long>(leaves_) * rails_; ++l) {
-      leaf_up_.push_back(make(fmt::format("leaf-{}-up", l), leaf_trunk, m_.fabric.switch_latency, LinkRole::LEAF_TRUNK));
-      leaf_down_.push_back(make(fmt::format("leaf-{}-dn", l), leaf_trunk, m_.fabric.switch_latency, LinkRole::LEAF_TRUNK));
-    }
-    if (m_.fabric.levels >= 3) {
-      const double between_pods = m_.fabric.pod_oversubscription * m_.fabric.core_oversubscription;
-      const BytesPerSecond pod_trunk = leaf_trunk * (static_cast<double>(m_.fabric.leaves_per_pod) * rails_ / between_pods);
-      for (int p = 0; p < pods_; ++p) {
-        pod_up_.push_back(make(fmt::format("pod-{}-up", p), pod_trunk, m_.fabric.switch_latency, LinkRole::POD_TRUNK));
-        pod_down_.push_back(make(fmt::format("pod-{}-dn", p), pod_trunk, m_.fabric.switch_latency, LinkRole::POD_TRUNK));
+    const double between_pods = m_.fabric.pod_oversubscription * m_.fabric.core_oversubscription;
+    const BytesPerSecond pod_trunk = leaf_trunk * (static_cast<double>(m_.fabric.leaves_per_pod) * rails_ / between_pods);
+    // With hashed ECMP a trunk is its uplinks, each as fast as a NIC port.
+    const bool hash = m_.fabric.ecmp == Ecmp::HASH;
+    auto uplinks = [&](BytesPerSecond trunk) {
+      return hash ? std::max(1, static_cast<int>(std::lround(trunk.value() / srv.nic_bandwidth.value()))) : 1;
+    };
+    leaf_paths_ = uplinks(leaf_trunk);
+    for (long l = 0; l < static_cast<long>(leaves_) * rails_; ++l)
+      for (int u = 0; u < leaf_paths_; ++u) {
+        const std::string name = hash ? fmt::format("leaf-{}-{}", l, u) : fmt::format("leaf-{}", l);
+        leaf_up_.push_back(make(name + "-up", leaf_trunk * (1.0 / leaf_paths_), m_.fabric.switch_latency, LinkRole::LEAF_TRUNK));
+        leaf_down_.push_back(make(name + "-dn", leaf_trunk * (1.0 / leaf_paths_), m_.fabric.switch_latency, LinkRole::LEAF_TRUNK));
       }
+    if (m_.fabric.levels >= 3) {
+      pod_paths_ = uplinks(pod_trunk);
+      for (int p = 0; p < pods_; ++p)
+        for (int u = 0; u < pod_paths_; ++u) {
+          const std::string name = hash ? fmt::format("pod-{}-{}", p, u) : fmt::format("pod-{}", p);
+          pod_up_.push_back(make(name + "-up", pod_trunk * (1.0 / pod_paths_), m_.fabric.switch_latency, LinkRole::POD_TRUNK));
+          pod_down_.push_back(make(name + "-dn", pod_trunk * (1.0 / pod_paths_), m_.fabric.switch_latency, LinkRole::POD_TRUNK));
+        }
     }
   }
 
-  template <class Add> void route_clos(long sa, long sb, long nic_a, long nic_b, Add& add) const {
+  /// ECMP's choice among `paths` parallel links for the flow a -> b at one level (a splitmix64
+  /// hash of the endpoints and the level: deterministic, and different per level).
+  [[nodiscard]] static size_t ecmp(long a, long b, int level, int paths) {
+    if (paths <= 1) return 0;
+    auto x = static_cast<std::uint64_t>(a) * 0x9E3779B97F4A7C15ULL ^ static_cast<std::uint64_t>(b) * 0xC2B2AE3D27D4EB4FULL ^
+             static_cast<std::uint64_t>(level) * 0x165667B19E3779F9ULL;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+    return static_cast<size_t>((x ^ (x >> 31)) % static_cast<std::uint64_t>(paths));
+  }
+
+  template <class Add> void route_clos(long a, long b, long nic_a, long nic_b, Add& add) const {
+    const long sa = a / m_.server.gpus;
+    const long sb = b / m_.server.gpus;
     const int rail_a = static_cast<int>(nic_a % m_.server.nics) % rails_;
     const int rail_b = static_cast<int>(nic_b % m_.server.nics) % rails_;
     const long leaf_a = sa / m_.fabric.servers_per_leaf;
     const long leaf_b = sb / m_.fabric.servers_per_leaf;
     if (leaf_a == leaf_b && rail_a == rail_b) return;
-    add(leaf_up_[static_cast<size_t>(leaf_a * rails_ + rail_a)]);
+    const auto leaf = [&](long l, int rail, int level) {
+      return static_cast<size_t>((l * rails_ + rail) * leaf_paths_) + ecmp(a, b, level, leaf_paths_);
+    };
+    add(leaf_up_[leaf(leaf_a, rail_a, 0)]);
     if (m_.fabric.levels >= 3) {
       const long pod_a = leaf_a / m_.fabric.leaves_per_pod;
       const long pod_b = leaf_b / m_.fabric.leaves_per_pod;
       if (pod_a != pod_b) {
-        add(pod_up_[static_cast<size_t>(pod_a)]);
-        add(pod_down_[static_cast<size_t>(pod_b)]);
+        add(pod_up_[static_cast<size_t>(pod_a * pod_paths_) + ecmp(a, b, 1, pod_paths_)]);
+        add(pod_down_[static_cast<size_t>(pod_b * pod_paths_) + ecmp(a, b, 2, pod_paths_)]);
       }
     }
-    add(leaf_down_[static_cast<size_t>(leaf_b * rails_ + rail_b)]);
+    add(leaf_down_[leaf(leaf_b, rail_b, 3)]);
   }
 
   template <class Make> void build_dragonfly(Make& make) {
@@ -273,6 +302,8 @@ private:
   int leaves_ = 1;
   int pods_ = 1;
   bool mesh_ = false;
+  int leaf_paths_ = 1;  ///< parallel uplinks per leaf trunk (1: one aggregate link)
+  int pod_paths_ = 1;
   long first_host_id_ = 0;
   std::vector<sg4::Link*> gpu_up_, gpu_down_, pcie_up_, pcie_down_, nic_up_, nic_down_, leaf_up_, leaf_down_, pod_up_,
       pod_down_, mesh_links_, local_, global_, torus_;

@@ -205,6 +205,12 @@ const std::vector<Field<MachineSpec>>& machine_fields() {
        "switches reduce in the network (InfiniBand SHARP): NCCL's CollNet and multi-server NVLS",
        [](MachineSpec& m, const YamlValue& v) { m.fabric.in_network_reduction = v.as_bool(); },
        [](const MachineSpec& m) { return boolean(m.fabric.in_network_reduction); }},
+      {"fabric.ecmp", "spread | hash", "spread",
+       "fat trees: a level's parallel uplinks as one aggregate (spread) or one per flow by hash, as ECMP picks them",
+       [](MachineSpec& m, const YamlValue& v) {
+         m.fabric.ecmp = v.as_enum<Ecmp>({{"spread", Ecmp::SPREAD}, {"hash", Ecmp::HASH}});
+       },
+       [](const MachineSpec& m) { return std::string(to_string(m.fabric.ecmp)); }},
       {"fabric.dragonfly.groups", "integer >= 0", "0", "dragonfly: groups of routers",
        [](MachineSpec& m, const YamlValue& v) { m.fabric.dragonfly.groups = count_int(v); },
        [](const MachineSpec& m) { return std::to_string(m.fabric.dragonfly.groups); }},

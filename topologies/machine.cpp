@@ -149,6 +149,10 @@ const char* to_string(IntraServer k) {
   return "?";
 }
 
+const char* to_string(Ecmp e) {
+  return e == Ecmp::HASH ? "hash" : "spread";
+}
+
 const char* to_string(FabricKind k) {
   switch (k) {
   case FabricKind::FAT_TREE:

@@ -11,6 +11,10 @@ namespace odyssey {
 
 enum class IntraServer { NVSWITCH, NVLINK_MESH, PCIE };
 enum class FabricKind { FAT_TREE, RAIL_OPTIMIZED, DRAGONFLY, TORUS };
+/// How fat-tree flows use a switch level's parallel uplinks: SPREAD, as one aggregate link
+/// (ideal spreading); HASH, each flow on one uplink picked by a hash of its endpoints, as ECMP
+/// does, so that flows can collide on one uplink while another idles.
+enum class Ecmp { SPREAD, HASH };
 
 struct GpuSpec {
   std::string type;      ///< matches a calibration profile's `gpu`, e.g. "H100-SXM5-80GB"
@@ -71,6 +75,7 @@ struct FabricSpec {
   int rails = 0;
   /// The switches reduce in the network (InfiniBand SHARP): NCCL's CollNet algorithms.
   bool in_network_reduction = false;
+  Ecmp ecmp = Ecmp::SPREAD;
   DragonflySpec dragonfly;
   TorusSpec torus;
 };
@@ -115,5 +120,6 @@ long place_rank(Placement placement, long rank, long ranks, int tp, int gpus_per
 const char* to_string(Placement p);
 const char* to_string(IntraServer k);
 const char* to_string(FabricKind k);
+const char* to_string(Ecmp e);
 
 } // namespace odyssey

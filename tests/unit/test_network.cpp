@@ -264,3 +264,19 @@ TEST_CASE("sim::Network: PCIe servers and single-NIC RDMA within 15% of NVIDIA's
     CHECK(std::abs(r.busbw / 1e9 - c.published) / c.published <= 0.15);
   }
 }
+
+TEST_CASE("sim::Network: hashed ECMP lets flows collide on one uplink, spreading does not", "[network]") {
+  // Leaves of 4 DGX A100 (32 NIC ports) with 16 uplinks (2:1): the 8 ring channels leaving a leaf
+  // each take one uplink by hash; two on the same uplink halve each other, where the aggregate
+  // (ideal spreading) gives every channel its share.
+  auto ring = [](const char* ecmp) {
+    const MachineSpec m = machine("dgx-a100-superpod", {"machine.fabric.servers_per_leaf=4",
+                                                        "machine.fabric.leaf_oversubscription=2",
+                                                        std::string("machine.fabric.ecmp=") + ecmp});
+    return one(m, CollectiveKind::ALL_REDUCE, 64, Bytes(1 << 30), "ring").busbw;
+  };
+  const double spread = ring("spread");
+  const double hash = ring("hash");
+  INFO("spread " << spread / 1e9 << " GB/s, hash " << hash / 1e9 << " GB/s");
+  CHECK(hash < 0.9 * spread);
+}
