@@ -26,8 +26,8 @@ void add_planner_commands(CLI::App& app, PlannerCommands& c) {
   c.plan->add_option("scenario", c.scenario, "scenario YAML (its model, machine and training)")->required();
   c.plan->add_option("--gpus", c.gpus, "GPU count N or range A:B (default: the scenario's)");
   c.plan->add_option("--top", c.top, "rows printed (default 15)");
-  c.plan->add_option("--fast", c.fast, "candidates simulated at fast fidelity (default 200)");
-  c.plan->add_option("--full", c.full, "candidates simulated at full fidelity (default 3)");
+  c.plan->add_option("--fast", c.fast, "candidates simulated at fast fidelity (default 200, or 3 per GPU count of a range)");
+  c.plan->add_option("--full", c.full, "candidates simulated at full fidelity (default 3, or 1 for a range)");
   c.plan->add_option("--jobs", c.jobs, "simulations at once (default: every core)");
   c.plan->add_option("--deadline", c.deadline, "days: the fewest GPUs that train training.tokens in time");
   c.plan->add_flag("--json", c.json, "print the plan as JSON");

@@ -25,8 +25,8 @@ struct PlannerCommands {
   std::vector<std::string> sets;
   std::string gpus;
   int top = 15;
-  int fast = 200;
-  int full = 3;
+  int fast = -1;
+  int full = -1;
   int jobs = 0;
   double deadline = 0;
   bool json = false;

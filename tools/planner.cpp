@@ -17,6 +17,9 @@ namespace odyssey {
 namespace {
 
 constexpr int GROUPS = 5;  // GroupKind values
+/// Candidates simulated at fast fidelity by default: for one GPU count, and for each count of a range.
+constexpr int FAST_ONE_GPU_COUNT = 200;
+constexpr int FAST_PER_GPU_COUNT = 3;
 constexpr double MIB = 1024.0 * 1024.0;
 /// The memory model's fixed workspace (models/memory.cpp): CUDA context 512 MiB and a 32 MiB
 /// cuBLAS workspace, 128 MiB of NCCL buffers per communicator, 10% of the activations for
@@ -475,8 +478,18 @@ struct Scored {
 };
 
 bool faster(const Scored& a, const Scored& b) {
-  // Per GPU count the iteration time ranks; ties fall to fewer GPUs, then enumeration order.
-  return a.estimate.iteration < b.estimate.iteration;
+  // Per GPU count the iteration time ranks; of equal times the one that needs less memory first.
+  if (a.estimate.iteration != b.estimate.iteration) return a.estimate.iteration < b.estimate.iteration;
+  return a.estimate.memory < b.estimate.memory;
+}
+
+/// The same strategy but for the ZeRO stage, at the same estimated time: the one needing less
+/// memory (first in `faster` order) stands for it, as nothing else tells them apart.
+bool same_but_zero(const Scored& a, const Scored& b) {
+  ParallelismSpec p = b.strategy.parallelism;
+  p.zero = a.strategy.parallelism.zero;
+  return a.estimate.iteration == b.estimate.iteration && a.strategy.micro_batch == b.strategy.micro_batch &&
+         describe(Strategy{.parallelism = p, .micro_batch = b.strategy.micro_batch}) == describe(a.strategy);
 }
 
 /// Keeps the `k` best of a growing list without sorting it all.
@@ -530,7 +543,7 @@ void simulate_rows(const Scenario& sc, const CostModel& cost, std::vector<PlanRo
     rows[i].memory = peak;
     if (peak > sc.machine.gpu.memory) {
       rows[i].fits = false;
-      rows[i].pruned = fmt::format("memory: needs {:.1f} GiB per GPU, {:.1f} GiB over the {:.0f} GiB of a {}",
+      rows[i].pruned = fmt::format("memory: needs {:.2f} GiB per GPU, {:.2f} GiB over the {:.0f} GiB of a {}",
                                    peak.value() / (1 << 30), (peak - sc.machine.gpu.memory).value() / (1 << 30),
                                    sc.machine.gpu.memory.value() / (1 << 30), sc.machine.gpu.type);
       continue;
@@ -601,11 +614,12 @@ PlanResult plan(const Scenario& sc, const CostModel& cost, const PlanOptions& op
   r.tokens = sc.training.tokens;
   r.deadline_days = options.deadline_days;
   const bool range = r.min_gpus != r.max_gpus;
+  const int full = options.full >= 0 ? options.full : range ? 1 : 3;
 
   // Stage 1: every strategy through the rules and the closed form.
   const auto t0 = std::chrono::steady_clock::now();
   AnalyticalScreen screen(sc.machine, sc.model, sc.training, cost);
-  const std::size_t per_count = std::max<std::size_t>(1, std::size_t(options.fast));
+  const std::size_t per_count = 4 * std::size_t(std::max({options.fast, FAST_ONE_GPU_COUNT, 1}));
   std::map<long, std::vector<Scored>> best;  // by GPU count
   std::vector<Scored> too_big;
   const std::size_t keep_pruned = std::size_t(std::max(options.top, 1));
@@ -635,14 +649,21 @@ PlanResult plan(const Scenario& sc, const CostModel& cost, const PlanOptions& op
 
   // Stage 2: the best few hundred at fast fidelity, shared out over the GPU counts.
   const std::size_t counts = std::max<std::size_t>(1, best.size());
-  const std::size_t share = std::max<std::size_t>(1, std::size_t(options.fast) / counts);
+  const std::size_t share = options.fast < 0 ? std::size_t(range ? FAST_PER_GPU_COUNT : FAST_ONE_GPU_COUNT)
+                                             : std::size_t(options.fast) / counts;
   std::vector<PlanRow> rows;
   for (auto& [gpus, list] : best) {
-    sort_best(list, share);
-    for (const Scored& x : list) rows.push_back(analytical_row(sc, cost, x));
+    std::stable_sort(list.begin(), list.end(), faster);
+    std::vector<const Scored*> taken;
+    for (const Scored& x : list) {
+      if (taken.size() >= std::max<std::size_t>(share, 1)) break;
+      if (std::any_of(taken.begin(), taken.end(), [&](const Scored* t) { return same_but_zero(*t, x); })) continue;
+      taken.push_back(&x);
+      rows.push_back(analytical_row(sc, cost, x));
+    }
   }
   const auto t1 = std::chrono::steady_clock::now();
-  if (options.fast > 0) {
+  if (options.fast != 0) {
     simulate_rows(sc, cost, rows, Fidelity::FAST, options.jobs);
     for (const PlanRow& row : rows) r.fast_runs += row.fidelity == "fast";
   }
@@ -670,7 +691,7 @@ PlanResult plan(const Scenario& sc, const CostModel& cost, const PlanOptions& op
   if (options.deadline_days && sc.training.tokens) {
     const double deadline = *options.deadline_days * 86400.0;
     for (const PlanRow& b : best_of_counts()) {
-      if (r.full_runs >= options.full) break;
+      if (r.full_runs >= full) break;
       if (!b.time_to_train || b.time_to_train->value() > deadline) continue;
       for (PlanRow& row : rows) {
         if (row.strategy.gpus() != b.strategy.gpus() || describe(row.strategy) != describe(b.strategy)) continue;
@@ -689,7 +710,7 @@ PlanResult plan(const Scenario& sc, const CostModel& cost, const PlanOptions& op
   } else {
     std::vector<std::size_t> chosen;
     std::vector<PlanRow> top;
-    for (std::size_t i = 0; i < rows.size() && int(chosen.size()) < options.full; ++i)
+    for (std::size_t i = 0; i < rows.size() && int(chosen.size()) < full; ++i)
       if (rows[i].pruned.empty()) {
         chosen.push_back(i);
         top.push_back(rows[i]);
@@ -826,7 +847,7 @@ std::string render_plan_text(const PlanResult& r, int top) {
   if (!r.best_per_gpus.empty()) {
     out += "best plan of each GPU count\n" + table_header();
     for (const PlanRow& row : r.best_per_gpus) {
-      out += table_row(0, row);
+      out += table_row(int(&row - r.best_per_gpus.data()) + 1, row);
       if (row.time_to_train) out.insert(out.size() - 1, "  " + days(*row.time_to_train));
     }
     out += "\n";

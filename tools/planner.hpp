@@ -105,8 +105,8 @@ struct PlanOptions {
   long min_gpus = 0;          ///< 0: the scenario's GPU count
   long max_gpus = 0;
   int top = 15;               ///< rows printed
-  int fast = 200;             ///< candidates simulated at fast fidelity
-  int full = 3;               ///< candidates simulated at full fidelity
+  int fast = -1;              ///< candidates simulated at fast fidelity (-1: 200 for one GPU count, 3 per count of a range)
+  int full = -1;              ///< candidates simulated at full fidelity (-1: 3 for one GPU count, 1 for a range)
   int jobs = 0;               ///< simulations at once (0: every core)
   std::optional<double> deadline_days;
 };

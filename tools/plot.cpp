@@ -4,6 +4,7 @@
 #include <cmath>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -224,19 +225,34 @@ std::string plot_sweep(const std::vector<nlohmann::json>& all) {
   for (const auto& r : all)
     if (usable(r)) rows.push_back(r);
   SvgDocument doc;
-  // Series: the values of every swept key but the first (which, with gpus, runs along x).
+  // Series: the values of the swept keys, but for those that only change the GPU count (one
+  // value per count and one count per value), which run along x.
+  std::map<std::string, std::map<std::string, std::set<double>>> gpus_of;  // key -> value -> GPU counts
+  std::map<std::string, std::map<double, std::set<std::string>>> values_of;  // key -> GPU count -> values
+  auto text_of = [](const nlohmann::json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); };
+  for (const auto& r : rows)
+    if (r.contains("values"))
+      for (const auto& [k, v] : r.at("values").items()) {
+        gpus_of[k][text_of(v)].insert(number(r, "gpus"));
+        values_of[k][number(r, "gpus")].insert(text_of(v));
+      }
+  auto along_x = [&](const std::string& k) {
+    if (gpus_of[k].size() < 2) return false;
+    for (const auto& [value, counts] : gpus_of[k])
+      if (counts.size() != 1) return false;
+    for (const auto& [count, values] : values_of[k])
+      if (values.size() != 1) return false;
+    return true;
+  };
   std::map<std::string, LineSeries> series;
   std::vector<std::string> labels;
   for (const auto& r : rows) {
     std::string name;
     std::string label;
-    bool first = true;
     if (r.contains("values"))
       for (const auto& [k, v] : r.at("values").items()) {
-        const std::string text = v.is_string() ? v.get<std::string>() : v.dump();
-        label += (label.empty() ? "" : " ") + text;
-        if (!first) name += (name.empty() ? "" : ", ") + k + "=" + text;
-        first = false;
+        label += (label.empty() ? "" : " ") + text_of(v);
+        if (!along_x(k)) name += (name.empty() ? "" : ", ") + k + "=" + text_of(v);
       }
     if (name.empty()) name = "tokens/s";
     series[name].name = name;

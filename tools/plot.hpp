@@ -38,7 +38,7 @@ private:
 };
 
 /// The charts of a sweep's rows (the JSON objects `odyssey sweep` writes): tokens/s against GPUs
-/// (one series per value of the keys other than the first), the breakdown per point, memory per
+/// (one series per value of the keys that do not just set the GPU count), the breakdown per point, memory per
 /// GPU per point (and per stage of the first point that has it).
 std::string plot_sweep(const std::vector<nlohmann::json>& rows);
 /// The charts of a plan (`odyssey plan --json`): tokens/s of the best plan per GPU count (or of

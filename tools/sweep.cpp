@@ -128,18 +128,22 @@ std::string number_text(double x) {
   return fmt::format("{}", x);
 }
 
-/// The values of one swept key: a list of scalars or a range.
-std::vector<std::string> key_values(const YamlValue& v) {
+/// The values of one swept key: a list of scalars or a range. `where` gets each value's position.
+std::vector<std::string> key_values(const YamlValue& v, std::vector<SourceLocation>& where) {
   std::vector<std::string> out;
   if (v.is_sequence()) {
     for (const YamlValue& item : v.items()) {
       if (!item.is_scalar()) item.fail("expected a scalar value (a number, a word or a quantity with its unit)");
       out.push_back(item.as_string());
+      where.push_back(item.where());
     }
     if (out.empty()) v.fail("empty list of values");
     return out;
   }
-  if (v.is_scalar()) return {v.as_string()};
+  if (v.is_scalar()) {
+    where.push_back(v.where());
+    return {v.as_string()};
+  }
   if (!v.is_map()) v.fail("expected a list of values or a range {from, to, step | times}");
   v.check_keys({"from", "to", "step", "times"});
   const double from = v.require("from").as_number();
@@ -158,6 +162,7 @@ std::vector<std::string> key_values(const YamlValue& v) {
     if (from <= 0) v.require("from").fail("a range with 'times' needs a positive start");
     for (double x = from; x <= to * (1 + 1e-12); x *= k) out.push_back(number_text(x));
   }
+  where.assign(out.size(), v.where());
   return out;
 }
 
@@ -184,8 +189,9 @@ SweepSpec load_sweep(const std::string& path, const std::string& data_dir) {
     std::vector<std::vector<std::string>> values;
     for (const auto& [key, v] : grid->entries()) {
       spec.keys.push_back(key);
-      values.push_back(key_values(v));
-      for (const std::string& x : values.back()) where.emplace(key + "=" + x, v.where());
+      std::vector<SourceLocation> at;
+      values.push_back(key_values(v, at));
+      for (std::size_t i = 0; i < at.size(); ++i) where.emplace(key + "=" + values.back()[i], at[i]);
     }
     if (values.empty()) grid->fail("empty grid: no keys");
     std::vector<std::size_t> at(values.size(), 0);
