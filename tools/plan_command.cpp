@@ -115,9 +115,10 @@ int sweep_command(const PlannerCommands& c, const std::string& data_dir) {
     options.shard = i;
     options.shards = n;
   }
-  const std::size_t ran = run_sweep(spec, options, data_dir);
+  const SweepRun ran = run_sweep(spec, options, data_dir);
+  if (!ran.writer) return 0;
   const std::string out = options.out.empty() ? spec.out : options.out;
-  std::cerr << fmt::format("sweep: {} points, {} run now, results in {}\n", spec.points.size(), ran, out);
+  std::cerr << fmt::format("sweep: {} points, {} run by this process, results in {}\n", spec.points.size(), ran.points, out);
   if (!c.plot_out.empty()) write_file(c.plot_out, plot_file(out));
   return 0;
 }

@@ -429,7 +429,7 @@ bool sweep_has_mpi() {
 #endif
 }
 
-std::size_t run_sweep(const SweepSpec& sweep, const SweepOptions& options, const std::string& data_dir) {
+SweepRun run_sweep(const SweepSpec& sweep, const SweepOptions& options, const std::string& data_dir) {
   int shard = options.shard;
   int shards = options.shards;
   int rank = 0;
@@ -493,7 +493,7 @@ std::size_t run_sweep(const SweepSpec& sweep, const SweepOptions& options, const
     MPI_Finalize();
   }
 #endif
-  return todo.size();
+  return SweepRun{.points = todo.size(), .writer = rank == 0};
 }
 
 } // namespace odyssey

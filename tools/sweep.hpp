@@ -48,9 +48,13 @@ struct SweepOptions {
   bool progress = true;   ///< a progress bar on stderr when it is a terminal
 };
 
+struct SweepRun {
+  std::size_t points = 0;  ///< points this process ran
+  bool writer = true;      ///< this process wrote the output (under MPI: rank 0 only)
+};
+
 /// Runs the points of `sweep` that belong to this shard and are not in `options.out` yet.
-/// Returns the number of points run.
-std::size_t run_sweep(const SweepSpec& sweep, const SweepOptions& options, const std::string& data_dir);
+SweepRun run_sweep(const SweepSpec& sweep, const SweepOptions& options, const std::string& data_dir);
 
 /// Whether this build has MPI support.
 bool sweep_has_mpi();

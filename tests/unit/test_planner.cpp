@@ -248,9 +248,9 @@ TEST_CASE("tools::sweep: a grid runs every point once, and a re-run skips the fi
   REQUIRE(spec.points.size() == 6);  // dp 6, 12, 24 x two bandwidths
   CHECK(spec.points[1].label() == "simulation.fidelity=fast; parallelism.dp=6; machine.server.nic_bandwidth=200 Gb/s");
   const std::string out = (dir / "rows.csv").string();
-  CHECK(run_sweep(spec, {.out = out, .jobs = 2, .shard = 0, .shards = 2, .progress = false}, DATA) == 3);
-  CHECK(run_sweep(spec, {.out = out, .jobs = 2, .progress = false}, DATA) == 3);
-  CHECK(run_sweep(spec, {.out = out, .jobs = 2, .progress = false}, DATA) == 0);
+  CHECK(run_sweep(spec, {.out = out, .jobs = 2, .shard = 0, .shards = 2, .progress = false}, DATA).points == 3);
+  CHECK(run_sweep(spec, {.out = out, .jobs = 2, .progress = false}, DATA).points == 3);
+  CHECK(run_sweep(spec, {.out = out, .jobs = 2, .progress = false}, DATA).points == 0);
   std::ifstream in(out);
   std::string line;
   std::vector<std::string> lines;
