@@ -16,7 +16,7 @@ namespace odyssey {
 
 namespace {
 
-constexpr int GROUPS = 5;  // GroupKind values
+constexpr int GROUPS = AnalyticalScreen::Pass::GROUPS;
 /// Candidates simulated at fast fidelity by default: for one GPU count, and for each count of a range.
 constexpr int FAST_ONE_GPU_COUNT = 200;
 constexpr int FAST_PER_GPU_COUNT = 3;
@@ -40,7 +40,8 @@ int ranks_of(GroupKind g, const ParallelismSpec& p) {
   case GroupKind::CP: return p.cp;
   case GroupKind::EP: return p.ep;
   case GroupKind::PP: return 2;
-  case GroupKind::DP: return p.dp;
+  case GroupKind::DP: return p.dp * p.cp;
+  case GroupKind::EXPERT_DP: return p.dp * p.cp / p.ep;
   }
   return 1;
 }
@@ -117,6 +118,10 @@ GroupShape AnalyticalScreen::group_shape(GroupKind g, const ParallelismSpec& p) 
   case GroupKind::CP: return {.ranks = p.cp, .servers = int(clamp_servers(tp * cp, gps, cp))};
   case GroupKind::EP: return {.ranks = p.ep, .servers = int(clamp_servers(tp * cp * p.ep, gps, p.ep))};
   case GroupKind::DP: return {.ranks = p.dp * p.cp, .servers = int(clamp_servers(tp * cp * p.dp, gps, long(p.dp) * cp))};
+  case GroupKind::EXPERT_DP: {
+    const int ranks = p.dp * p.cp / p.ep;
+    return {.ranks = ranks, .servers = int(clamp_servers(tp * cp * p.dp, gps, ranks))};
+  }
   case GroupKind::PP: {
     // Neighbouring stages are tp*cp*dp GPUs apart (Megatron-core's rank order, pp outermost).
     const bool same_server = tp * cp * p.dp < gps;
@@ -288,8 +293,11 @@ Estimate AnalyticalScreen::evaluate(const Strategy& s) {
   const double grad_element = training_.precision == Precision::FP16 ? 2.0 : 4.0;
   const double weight_element = training_.precision == Precision::FP32 ? 4.0 : 2.0;
   const bool has_dp = long(p.dp) * p.cp > 1;
-  const double bucket =
-      p.dp_bucket.value() > 0 ? p.dp_bucket.value() : std::max(40e6, 1e6 * p.dp * p.cp) * grad_element;
+  // Workload::dp_bucket_bytes: DeepSpeed's 5e8 elements under ZeRO-2/3, Megatron-core's
+  // max(40M, 1M x dp*cp) elements otherwise.
+  const double bucket = p.dp_bucket.value() > 0 ? p.dp_bucket.value()
+                        : p.zero >= 2         ? 5e8 * grad_element
+                                              : std::max(40e6, 1e6 * p.dp * p.cp) * grad_element;
   const CollectiveKind grad_kind = p.zero >= 1 ? CollectiveKind::REDUCE_SCATTER : CollectiveKind::ALL_REDUCE;
   const double shards = p.zero >= 1 ? double(p.dp) * p.cp : 1.0;
   auto finish = [&](const StageTime& st, double end, double* dp_exposed, double* optimizer) {
@@ -297,22 +305,30 @@ Estimate AnalyticalScreen::evaluate(const Strategy& s) {
     if (has_dp) {
       // Chunk c's gradients are released during its last backward pass, c passes before the end
       // (interleaved drain), bucket by bucket; without overlap all at the end (Megatron-LM 2021).
+      // ZeRO-2/3 reduce-scatter every micro-batch's gradients: the earlier ones keep the stream
+      // busy from the stage's first backward on.
+      double every_microbatch = 0;
       for (int c = v - 1; c >= 0; --c) {
         const double bytes = st.chunk_gradients[size_t(c)] * grad_element;
         const int buckets = std::max(1, int(std::ceil(bytes / bucket)));
         const double each = collective_seconds(CollectiveOp{.name = "grad", .kind = grad_kind, .group = GroupKind::DP,
                                                             .bytes = Bytes(bytes / buckets)},
                                                p);
+        every_microbatch += each * buckets;
         const double pass = st.chunk_backward[size_t(c)];
         for (int k = 0; k < buckets; ++k) {
           const double release = p.dp_overlap ? end - c * pass - pass * (buckets - 1 - k) / buckets : end;
           queue = std::max(queue, release) + each;
         }
       }
+      if (p.zero >= 2 && m > 1) {
+        const double first_backward = end - m * (st.f + st.b + st.recv);
+        queue = std::max(queue, first_backward + m * every_microbatch);
+      }
     }
     *dp_exposed = std::max(0.0, queue - end);
     *optimizer = sh.optimizer_per_parameter * st.sum.parameters / shards + sh.optimizer_fixed;
-    if (p.zero >= 1 && has_dp)
+    if ((p.zero == 1 || p.zero == 2) && has_dp)
       *dp_exposed += collective_seconds(CollectiveOp{.name = "gather", .kind = CollectiveKind::ALL_GATHER,
                                                      .group = GroupKind::DP,
                                                      .bytes = Bytes(st.sum.parameters * weight_element)},
@@ -334,7 +350,8 @@ Estimate AnalyticalScreen::evaluate(const Strategy& s) {
   bd.cp_comm_exposed = Seconds(m * crit.group[int(GroupKind::CP)]);
   bd.ep_comm_exposed = Seconds(m * crit.group[int(GroupKind::EP)]);
   bd.pp_comm_exposed = Seconds(m * crit.recv);
-  bd.dp_comm_exposed = Seconds((last_critical ? dpl : dp0) + m * crit.group[int(GroupKind::DP)]);
+  bd.dp_comm_exposed = Seconds((last_critical ? dpl : dp0) +
+                               m * (crit.group[int(GroupKind::DP)] + crit.group[int(GroupKind::EXPERT_DP)]));
   bd.optimizer = Seconds(last_critical ? optl : opt0);
   bd.pp_bubble = std::max(Seconds(0), e.iteration - (bd.compute + bd.tp_comm_exposed + bd.cp_comm_exposed +
                                                      bd.ep_comm_exposed + bd.pp_comm_exposed + bd.dp_comm_exposed +
@@ -361,8 +378,14 @@ Estimate AnalyticalScreen::evaluate(const Strategy& s) {
     double weights = params * weight_element / weights_shards;
     if (p.zero >= 3 && weights_shards > 1) weights += params / v * weight_element * (p.zero_overlap ? 2 : 1);
     const double activations = inflight * st.sum.activations + sh.transient;
+    // ZeRO-2/3 hold a chunk's whole gradients until reduced: two buckets of them with overlap.
+    const double chunk_gradients = params / v * grad_element;
+    const double gradient_buffer = p.zero >= 2 && has_dp
+                                       ? (p.dp_overlap ? std::min(chunk_gradients, 2 * bucket) : chunk_gradients)
+                                       : 0.0;
     return weights + params * grad_element / grads_shards + params * optimizer_bytes / shards + activations +
-           WORKSPACE_FIXED + communicators * WORKSPACE_PER_COMMUNICATOR + FRAGMENTATION * activations;
+           WORKSPACE_FIXED + communicators * WORKSPACE_PER_COMMUNICATOR + FRAGMENTATION * activations +
+           gradient_buffer;
   };
   const double mem0 = memory(first, 0);
   const double meml = pp > 1 ? memory(last, pp - 1) : mem0;
@@ -376,10 +399,12 @@ Estimate AnalyticalScreen::evaluate(const Strategy& s) {
 
 std::string describe(const Strategy& s) {
   const ParallelismSpec& p = s.parallelism;
-  return fmt::format("tp {} pp {} dp {} cp {} ep {} mb {} {}{} zero {} recompute {}{}", p.tp, p.pp, p.dp, p.cp, p.ep,
+  const bool uneven = p.first_stage_layers > 0 || p.last_stage_layers > 0;
+  return fmt::format("tp {} pp {} dp {} cp {} ep {} mb {} {}{} zero {} recompute {}{}{}", p.tp, p.pp, p.dp, p.cp, p.ep,
                      s.micro_batch, to_string(p.schedule),
                      p.virtual_stages > 1 ? fmt::format(" v{}", p.virtual_stages) : "", p.zero, to_string(p.recompute),
-                     p.sequence_parallel ? " sp" : "");
+                     p.sequence_parallel ? " sp" : "",
+                     uneven ? fmt::format(" layers first {} last {}", p.first_stage_layers, p.last_stage_layers) : "");
 }
 
 namespace {
@@ -662,6 +687,20 @@ PlanResult plan(const Scenario& sc, const CostModel& cost, const PlanOptions& op
       rows.push_back(analytical_row(sc, cost, x));
     }
   }
+  // The scenario's own strategy is always simulated when its GPU count is searched: the search
+  // does not enumerate uneven stage layouts (first_stage_layers / last_stage_layers), and the
+  // answer must never be worse than the plan the user started from.
+  const Strategy own{.parallelism = sc.parallelism, .micro_batch = sc.training.micro_batch};
+  if (own.gpus() >= r.min_gpus && own.gpus() <= r.max_gpus && !check_strategy(sc.model, sc.training, own.parallelism, sc.machine)) {
+    auto same = std::find_if(rows.begin(), rows.end(), [&](const PlanRow& row) { return describe(row.strategy) == describe(own); });
+    const bool uneven = own.parallelism.first_stage_layers > 0 || own.parallelism.last_stage_layers > 0;
+    if (same == rows.end() || uneven) {
+      rows.push_back(analytical_row(sc, cost, Scored{.strategy = own, .estimate = screen.evaluate(own)}));
+      same = rows.end() - 1;
+    }
+    same->scenario_plan = true;
+  }
+
   const auto t1 = std::chrono::steady_clock::now();
   if (options.fast != 0) {
     simulate_rows(sc, cost, rows, Fidelity::FAST, options.jobs);
@@ -766,7 +805,7 @@ std::string table_row(int rank, const PlanRow& r) {
                      "{:>5.1f}% {:>4.1f} GiB {:>10}\n",
                      rank, r.strategy.gpus(), p.tp, p.pp, p.dp, p.cp, p.ep, r.strategy.micro_batch, schedule, p.zero,
                      to_string(p.recompute), p.sequence_parallel ? "y" : "n", r.iteration.value(), r.tokens_per_s,
-                     100 * r.mfu, r.memory.value() / (1 << 30), r.fidelity);
+                     100 * r.mfu, r.memory.value() / (1 << 30), r.fidelity + (r.scenario_plan ? " *" : ""));
 }
 
 std::string days(const Seconds& s) { return fmt::format("{:.1f} days", s.value() / 86400); }
@@ -807,6 +846,7 @@ nlohmann::json row_json(const PlanRow& r) {
     j["gpu_hours"] = r.time_to_train->value() / 3600.0 * double(r.strategy.gpus());
   }
   if (!r.pruned.empty()) j["pruned"] = r.pruned;
+  if (r.scenario_plan) j["scenario_plan"] = true;
   if (!r.memory_per_stage.empty()) {
     j["memory_per_stage"] = nlohmann::json::array();
     for (const MemoryBreakdown& m : r.memory_per_stage)
@@ -855,6 +895,8 @@ std::string render_plan_text(const PlanResult& r, int top) {
   out += "ranked (simulated first: full, then fast fidelity)\n" + table_header();
   for (int i = 0; i < std::min<int>(top, int(r.ranked.size())); ++i) out += table_row(i + 1, r.ranked[size_t(i)]);
   if (r.ranked.empty()) out += "  no strategy fits\n";
+  if (std::any_of(r.ranked.begin(), r.ranked.end(), [](const PlanRow& row) { return row.scenario_plan; }))
+    out += "  * the scenario's own strategy\n";
   if (!r.pruned_by_rule.empty()) {
     out += "\npruned by the rules\n";
     for (const auto& [key, count] : r.pruned_by_rule)

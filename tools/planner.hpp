@@ -55,9 +55,10 @@ public:
 
   /// Time of one pass (forward or backward) of a part of a chunk; linear in its parts.
   struct Pass {
+    static constexpr int GROUPS = 6;  ///< GroupKind values
     double compute = 0.0;
-    double blocking[5] = {};    ///< by GroupKind: collectives that block
-    double overlapped[5] = {};  ///< by GroupKind: collectives that run under the compute
+    double blocking[GROUPS] = {};    ///< by GroupKind: collectives that block
+    double overlapped[GROUPS] = {};  ///< by GroupKind: collectives that run under the compute
     Pass& operator+=(const Pass& o);
     Pass operator*(double k) const;
     Pass operator-(const Pass& o) const;
@@ -125,6 +126,7 @@ struct PlanRow {
   std::optional<Seconds> time_to_train;
   std::string pruned;         ///< why it was set aside (empty: ranked)
   std::vector<MemoryBreakdown> memory_per_stage;  ///< from the memory model, once simulated
+  bool scenario_plan = false; ///< the scenario's own strategy (always simulated when in range)
 };
 
 struct PlanResult {
