@@ -322,8 +322,14 @@ Estimate AnalyticalScreen::evaluate(const Strategy& s) {
         }
       }
       if (p.zero >= 2 && m > 1) {
-        const double first_backward = end - m * (st.f + st.b + st.recv);
-        queue = std::max(queue, first_backward + m * every_microbatch);
+        // ZeRO-3's parameter gathers share the stream from the first forward on.
+        double start = end - m * (st.f + st.b + st.recv);
+        if (p.zero >= 3) {
+          const int dp = int(GroupKind::DP);
+          for (const Pass* x : {&st.sum.forward, &st.sum.backward}) every_microbatch += x->blocking[dp] + x->overlapped[dp];
+          start = 0;
+        }
+        queue = std::max(queue, start + m * every_microbatch);
       }
     }
     *dp_exposed = std::max(0.0, queue - end);
