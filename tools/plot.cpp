@@ -53,6 +53,24 @@ double nice_max(double v) {
   return 10 * p;
 }
 
+/// Opens a chart's group at height `y0`: title, axes, y ticks up to `y_hi` and the y label.
+std::string chart_frame(const std::string& title, const std::string& y_label, double y0, double y_hi) {
+  const double pw = WIDTH - LEFT - RIGHT, ph = CHART_HEIGHT - TOP - BOTTOM;
+  auto py = [&](double y) { return y0 + TOP + ph - y / y_hi * ph; };
+  std::string o = fmt::format("<g class=\"chart\" data-title=\"{}\">\n", escape(title));
+  o += fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"16\" text-anchor=\"middle\">{}</text>\n", LEFT + pw / 2, y0 + 24,
+                   escape(title));
+  o += fmt::format("<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{2}\" stroke=\"black\"/>\n", LEFT, py(0), py(y_hi));
+  o += fmt::format("<line x1=\"{0}\" y1=\"{2}\" x2=\"{1}\" y2=\"{2}\" stroke=\"black\"/>\n", LEFT, LEFT + pw, py(0));
+  for (int k = 0; k <= 4; ++k)
+    o += fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"end\">{}</text>\n", LEFT - 6,
+                     py(y_hi * k / 4) + 4, short_number(y_hi * k / 4));
+  o += fmt::format("<text x=\"20\" y=\"{0}\" font-size=\"12\" text-anchor=\"middle\" transform=\"rotate(-90 20 {0})\">"
+                   "{1}</text>\n",
+                   y0 + TOP + ph / 2, escape(y_label));
+  return o;
+}
+
 } // namespace
 
 void SvgDocument::line_chart(const std::string& title, const std::string& x_label, const std::string& y_label,
@@ -72,23 +90,12 @@ void SvgDocument::line_chart(const std::string& title, const std::string& x_labe
   auto px = [&](double x) { return LEFT + (x - x_lo) / (x_hi - x_lo) * pw; };
   auto py = [&](double y) { return y0 + TOP + ph - y / y_hi * ph; };
   std::string& o = body_;
-  o += fmt::format("<g class=\"chart\" data-title=\"{}\">\n", escape(title));
-  o += fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"16\" text-anchor=\"middle\">{}</text>\n", LEFT + pw / 2, y0 + 24,
-                   escape(title));
-  o += fmt::format("<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{2}\" stroke=\"black\"/>\n", LEFT, py(0), py(y_hi));
-  o += fmt::format("<line x1=\"{0}\" y1=\"{2}\" x2=\"{1}\" y2=\"{2}\" stroke=\"black\"/>\n", LEFT, LEFT + pw, py(0));
-  for (int k = 0; k <= 4; ++k) {
-    const double y = y_hi * k / 4, x = x_lo + (x_hi - x_lo) * k / 4;
-    o += fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"end\">{}</text>\n", LEFT - 6, py(y) + 4,
-                     short_number(y));
-    o += fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"middle\">{}</text>\n", px(x), py(0) + 16,
-                     short_number(x));
-  }
+  o += chart_frame(title, y_label, y0, y_hi);
+  for (int k = 0; k <= 4; ++k)
+    o += fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"middle\">{}</text>\n",
+                     px(x_lo + (x_hi - x_lo) * k / 4), py(0) + 16, short_number(x_lo + (x_hi - x_lo) * k / 4));
   o += fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"12\" text-anchor=\"middle\">{}</text>\n", LEFT + pw / 2,
                    py(0) + 40, escape(x_label));
-  o += fmt::format("<text x=\"20\" y=\"{0}\" font-size=\"12\" text-anchor=\"middle\" transform=\"rotate(-90 20 {0})\">"
-                   "{1}</text>\n",
-                   y0 + TOP + ph / 2, escape(y_label));
   for (std::size_t i = 0; i < series.size(); ++i) {
     const LineSeries& s = series[i];
     const char* colour = COLOURS[i % std::size(COLOURS)];
@@ -123,17 +130,7 @@ void SvgDocument::stacked_bars(const std::string& title, const std::string& y_la
   const double slot = bars.labels.empty() ? pw : pw / double(bars.labels.size());
   auto py = [&](double y) { return y0 + TOP + ph - y / y_hi * ph; };
   std::string& o = body_;
-  o += fmt::format("<g class=\"chart\" data-title=\"{}\">\n", escape(title));
-  o += fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"16\" text-anchor=\"middle\">{}</text>\n", LEFT + pw / 2, y0 + 24,
-                   escape(title));
-  o += fmt::format("<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{2}\" stroke=\"black\"/>\n", LEFT, py(0), py(y_hi));
-  o += fmt::format("<line x1=\"{0}\" y1=\"{2}\" x2=\"{1}\" y2=\"{2}\" stroke=\"black\"/>\n", LEFT, LEFT + pw, py(0));
-  for (int k = 0; k <= 4; ++k)
-    o += fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"end\">{}</text>\n", LEFT - 6,
-                     py(y_hi * k / 4) + 4, short_number(y_hi * k / 4));
-  o += fmt::format("<text x=\"20\" y=\"{0}\" font-size=\"12\" text-anchor=\"middle\" transform=\"rotate(-90 20 {0})\">"
-                   "{1}</text>\n",
-                   y0 + TOP + ph / 2, escape(y_label));
+  o += chart_frame(title, y_label, y0, y_hi);
   for (std::size_t b = 0; b < bars.labels.size(); ++b)
     o += fmt::format("<text x=\"{:.1f}\" y=\"{}\" font-size=\"10\" text-anchor=\"middle\">{}</text>\n",
                      LEFT + slot * (double(b) + 0.5), py(0) + 14, escape(bars.labels[b]));
