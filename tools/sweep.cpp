@@ -179,13 +179,20 @@ SweepSpec load_sweep(const std::string& path, const std::string& data_dir) {
   if (!fs::exists(spec.scenario)) scenario.fail(fmt::format("cannot open scenario '{}'", scenario.as_string()));
   if (auto out = root.get("out")) spec.out = (fs::path(path).parent_path() / out->as_string()).string();
 
-  // Where each key=value came from, to point errors into the sweep file.
+  // Where each key=value came from, to point errors into the sweep file, and where each key is.
   std::map<std::string, SourceLocation> where;
+  std::map<std::string, SourceLocation> key_at;
+  auto note_keys = [&](const YamlValue& map) {
+    for (auto it = map.node().begin(); it != map.node().end(); ++it)
+      key_at.emplace(it->first.as<std::string>(),
+                     SourceLocation{.file = path, .line = it->first.Mark().line + 1, .column = it->first.Mark().column + 1});
+  };
   const auto grid = root.get("grid");
   const auto points = root.get("points");
   if (grid.has_value() == points.has_value()) root.fail("a sweep needs exactly one of 'grid' or 'points'");
   if (grid) {
     grid->require_map();
+    note_keys(*grid);
     std::vector<std::vector<std::string>> values;
     for (const auto& [key, v] : grid->entries()) {
       spec.keys.push_back(key);
@@ -207,6 +214,7 @@ SweepSpec load_sweep(const std::string& path, const std::string& data_dir) {
     if (!points->is_sequence() || points->items().empty()) points->fail("expected a non-empty list of points");
     for (const YamlValue& item : points->items()) {
       item.require_map();
+      note_keys(item);
       SweepPoint p{.index = spec.points.size(), .overrides = {}};
       for (const auto& [key, v] : item.entries()) {
         if (!v.is_scalar()) v.fail("expected a scalar value");
@@ -224,7 +232,11 @@ SweepSpec load_sweep(const std::string& path, const std::string& data_dir) {
       check_overrides(spec.scenario, {.data_dir = data_dir, .overrides = {text}});
     } catch (const InputError& e) {
       if (!e.where().file.starts_with("--set ")) throw;
-      throw InputError(at, e.key_path(), e.message());
+      // A problem with the key itself points at the key, one with the value at the value.
+      const std::string key = text.substr(0, text.find('='));
+      const bool about_key = e.message().starts_with("unknown key") || e.message().starts_with("is a group") ||
+                             e.message().find("is a single value") != std::string::npos;
+      throw InputError(about_key && key_at.contains(key) ? key_at.at(key) : at, e.key_path(), e.message());
     }
   }
   return spec;
