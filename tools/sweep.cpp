@@ -383,6 +383,39 @@ void append_atomically(const std::string& path, const std::string& text) {
   if (n != ssize_t(text.size())) throw InputError({.file = path}, "", "cannot write file");
 }
 
+/// Rewrites `path` with its complete rows in point order (the header first), through a temporary
+/// file and a rename: rows arrive in the order points finish, the finished file is deterministic.
+void sort_rows(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  std::string header;
+  std::vector<std::pair<std::size_t, std::string>> rows;
+  const bool csv = is_csv(path);
+  while (std::getline(in, line)) {
+    if (in.eof()) break;  // cut short: dropped, its point runs again next time
+    if (csv && header.empty()) {
+      header = line + "\n";
+      continue;
+    }
+    try {
+      const std::size_t point = csv ? std::stoul(line.substr(0, line.find(',')))
+                                    : nlohmann::json::parse(line).at("point").get<std::size_t>();
+      rows.emplace_back(point, line + "\n");
+    } catch (const std::exception&) {
+      // a damaged line: dropped, its point runs again next time
+    }
+  }
+  std::stable_sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << header;
+    for (const auto& [point, text] : rows) out << text;
+    if (!out.flush()) throw InputError({.file = path}, "", "cannot write file");
+  }
+  fs::rename(tmp, path);
+}
+
 /// A progress bar with the time left, redrawn on one terminal line of stderr.
 class ProgressBar {
 public:
@@ -505,6 +538,7 @@ SweepRun run_sweep(const SweepSpec& sweep, const SweepOptions& options, const st
     MPI_Finalize();
   }
 #endif
+  if (rank == 0 && fs::exists(out)) sort_rows(out);
   return SweepRun{.points = todo.size(), .writer = rank == 0};
 }
 

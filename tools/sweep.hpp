@@ -53,7 +53,8 @@ struct SweepRun {
   bool writer = true;      ///< this process wrote the output (under MPI: rank 0 only)
 };
 
-/// Runs the points of `sweep` that belong to this shard and are not in `options.out` yet.
+/// Runs the points of `sweep` that belong to this shard and are not in `options.out` yet, then
+/// leaves the output's rows in point order.
 SweepRun run_sweep(const SweepSpec& sweep, const SweepOptions& options, const std::string& data_dir);
 
 /// Whether this build has MPI support.
