@@ -286,3 +286,32 @@ TEST_CASE("tools::sweep: keys and ranges are checked before anything runs", "[pl
   SECTION("bad value") { CHECK(message("  machine.server.nic_bandwidth: [\"100 Gbs\"]\n").find("sweep.yaml:3:34: error: machine.server.nic_bandwidth: unknown unit") != std::string::npos); }
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("tools::check_strategy: the loader's cross-field rules, as problems at their keys", "[planner]") {
+  const Scenario sc = scenario("megatron-145.6b-dgx-a100.yaml");
+  CHECK_FALSE(check_strategy(sc.model, sc.training, sc.parallelism, sc.machine).has_value());
+  ParallelismSpec p = sc.parallelism;
+  SECTION("heads not divisible by tp") {
+    p.tp = 5;  // 96 heads
+    const auto problem = check_strategy(sc.model, sc.training, p, sc.machine);
+    REQUIRE(problem.has_value());
+    CHECK(problem->key == "parallelism.tp");
+    CHECK(problem->message.find("must be divisible by tp (5)") != std::string::npos);
+  }
+  SECTION("job larger than the machine") {
+    p.dp = 2304;
+    const auto problem = check_strategy(sc.model, sc.training, p, sc.machine);
+    REQUIRE(problem.has_value());
+    CHECK(problem->key == "parallelism.dp");
+  }
+  SECTION("interleaving needs micro-batches in multiples of pp") {
+    p.dp = 96;  // 2304 / 96 = 24 micro-batches, a multiple of pp 8
+    CHECK_FALSE(check_strategy(sc.model, sc.training, p, sc.machine).has_value());
+    p.dp = 72;  // 32 micro-batches, pp 8 divides
+    CHECK_FALSE(check_strategy(sc.model, sc.training, p, sc.machine).has_value());
+    p.dp = 192;  // 12 micro-batches
+    const auto problem = check_strategy(sc.model, sc.training, p, sc.machine);
+    REQUIRE(problem.has_value());
+    CHECK(problem->key == "parallelism.schedule");
+  }
+}
