@@ -278,17 +278,6 @@ Estimate AnalyticalScreen::evaluate(const Strategy& s) {
   const StageTime last = pp > 1 ? stage_time(pp - 1) : first;
   const StageTime middle = pp > 2 ? stage_time(1) : first;
   auto work = [](const StageTime& st) { return st.f + st.b + st.recv; };
-  const double w_max = std::max({work(first), work(middle), work(last)});
-  const double w_mean = pp > 1 ? (work(first) + work(last) + (pp - 2) * work(middle)) / pp : work(first);
-
-  double bubble_per_stage = w_mean / v;
-  if (p.schedule == PipelineScheduleKind::ZERO_BUBBLE) {
-    // ZB-H1 (Qi et al. 2023): the weight-gradient passes fill the bubble, (p-1)(F + B - W).
-    auto zb = [](const StageTime& st) { return std::max(0.0, st.f + st.bi - st.bw + st.recv); };
-    bubble_per_stage = pp > 1 ? (zb(first) + zb(last) + (pp - 2) * zb(middle)) / pp : 0.0;
-  }
-  const double pipeline = m * w_max + (pp - 1) * bubble_per_stage;
-
   // Gradient reduction, optimizer step and (ZeRO >= 1) parameter all-gather of each stage.
   const double grad_element = training_.precision == Precision::FP16 ? 2.0 : 4.0;
   const double weight_element = training_.precision == Precision::FP32 ? 4.0 : 2.0;
@@ -300,6 +289,34 @@ Estimate AnalyticalScreen::evaluate(const Strategy& s) {
                                               : std::max(40e6, 1e6 * p.dp * p.cp) * grad_element;
   const CollectiveKind grad_kind = p.zero >= 1 ? CollectiveKind::REDUCE_SCATTER : CollectiveKind::ALL_REDUCE;
   const double shards = p.zero >= 1 ? double(p.dp) * p.cp : 1.0;
+  // Under ZeRO-3 each micro-batch's parameter gathers wait in the data-parallel stream behind the
+  // previous micro-batch's gradient reduce-scatters, and its compute waits for them: a stage
+  // runs no faster than that stream.
+  auto dp_stream = [&](const StageTime& st) {
+    if (p.zero < 3 || !has_dp) return 0.0;
+    double load = 0;
+    for (int c = 0; c < v; ++c) {
+      const double bytes = st.chunk_gradients[size_t(c)] * grad_element;
+      const int buckets = std::max(1, int(std::ceil(bytes / bucket)));
+      load += buckets * collective_seconds(CollectiveOp{.name = "grad", .kind = grad_kind, .group = GroupKind::DP,
+                                                        .bytes = Bytes(bytes / buckets)},
+                                           p);
+    }
+    const int dp = int(GroupKind::DP);
+    for (const Pass* x : {&st.sum.forward, &st.sum.backward}) load += x->blocking[dp] + x->overlapped[dp];
+    return load;
+  };
+  const double w_max = std::max({work(first), work(middle), work(last), dp_stream(first), dp_stream(last)});
+  const double w_mean = pp > 1 ? (work(first) + work(last) + (pp - 2) * work(middle)) / pp : work(first);
+
+  double bubble_per_stage = w_mean / v;
+  if (p.schedule == PipelineScheduleKind::ZERO_BUBBLE) {
+    // ZB-H1 (Qi et al. 2023): the weight-gradient passes fill the bubble, (p-1)(F + B - W).
+    auto zb = [](const StageTime& st) { return std::max(0.0, st.f + st.bi - st.bw + st.recv); };
+    bubble_per_stage = pp > 1 ? (zb(first) + zb(last) + (pp - 2) * zb(middle)) / pp : 0.0;
+  }
+  const double pipeline = m * w_max + (pp - 1) * bubble_per_stage;
+
   auto finish = [&](const StageTime& st, double end, double* dp_exposed, double* optimizer) {
     double queue = 0;  // when the data-parallel stream is free
     if (has_dp) {
