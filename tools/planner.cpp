@@ -134,12 +134,26 @@ GroupShape AnalyticalScreen::group_shape(GroupKind g, const ParallelismSpec& p) 
 double AnalyticalScreen::collective_seconds(const CollectiveOp& op, const ParallelismSpec& p) const {
   const GroupShape shape = group_shape(op.group, p);
   if (shape.ranks < 2) return 0.0;
-  // TP inside a server: the engine's closed form, per-NIC rate; otherwise every GPU's share of
-  // its server's NICs.
-  const BytesPerSecond inter =
-      op.group == GroupKind::TP && shape.servers == 1
-          ? machine_.server.nic_bandwidth
-          : machine_.server.nic_bandwidth * (double(machine_.server.nics) / machine_.server.gpus);
+  // TP inside a server: the engine's closed form, per-NIC rate. A data-parallel group across
+  // servers with k members in each server runs min(k, nics) rings (channels), each leaving the
+  // server through its own NIC (sim::nccl_rings), while the server's other gpus/k data-parallel
+  // communicators (one per tp rank) run at once on the remaining NICs.
+  const bool data_parallel = op.group == GroupKind::DP || op.group == GroupKind::EXPERT_DP;
+  BytesPerSecond inter = machine_.server.nic_bandwidth;
+  if (shape.servers > 1 && !data_parallel) {
+    // CP and EP groups across servers: every GPU's share of its server's NICs (the engine's
+    // all-to-all sends each pair's bytes from the GPU's own NIC).
+    inter = machine_.server.nic_bandwidth * (double(machine_.server.nics) / machine_.server.gpus);
+  } else if (shape.servers > 1) {
+    const int gps = machine_.server.gpus;
+    const int nics = machine_.server.nics;
+    // Dense rings take one rank per tp position; expert rings one per (tp, cp, ep) block.
+    const long stride = op.group == GroupKind::EXPERT_DP ? long(p.tp) * p.cp * p.ep : p.tp;
+    const double k = std::max(1.0, std::min(double(gps) / double(stride), double(shape.ranks) / shape.servers));
+    const double channels = std::min(k, double(nics));
+    const double concurrent = std::max(1.0, double(gps) / k);
+    inter = machine_.server.nic_bandwidth * std::min(channels, double(nics) / concurrent);
+  }
   return cost_.collective_time(op.kind, op.bytes, shape, machine_.server.nvlink_bandwidth, inter).value();
 }
 
@@ -150,7 +164,12 @@ AnalyticalScreen::Pass AnalyticalScreen::price(const std::vector<ComputeOp>& com
   x.compute = cost_.compute_time(compute).value();
   for (const CollectiveOp& op : comm) {
     if (ranks_of(op.group, p) <= 1) continue;  // the engine skips them too
-    const bool overlapped = op.overlap_with_compute || (op.group == GroupKind::TP && p.tp_overlap);
+    // ZeRO-3's prefetched parameter gathers wait in the data-parallel stream behind the gradient
+    // buckets of the previous backward (one NCCL communicator runs its collectives in order), so
+    // the compute usually waits for them: the screen counts them as blocking.
+    const bool gather_behind_buckets = op.group == GroupKind::DP || op.group == GroupKind::EXPERT_DP;
+    const bool overlapped =
+        !gather_behind_buckets && (op.overlap_with_compute || (op.group == GroupKind::TP && p.tp_overlap));
     (overlapped ? x.overlapped : x.blocking)[int(op.group)] += collective_seconds(op, p);
   }
   return x;
@@ -201,6 +220,8 @@ const AnalyticalScreen::Shape& AnalyticalScreen::shape(const Strategy& s) {
   sh.first = a0 - sh.period;
   sh.last = a2 - sh.period;
   sh.activation_out = a.chunk(0, 0).activation_out.value();
+  const double dense_gradients = a.gradient_bytes(1).value(), expert_gradients = a.expert_gradient_bytes(1).value();
+  sh.expert_fraction = dense_gradients + expert_gradients > 0 ? expert_gradients / (dense_gradients + expert_gradients) : 0.0;
   if (p.recompute == Recompute::FULL) sh.transient = a.layer_activations_no_recompute().value();
   if (p.recompute == Recompute::SELECTIVE)
     sh.transient = (a.layer_activations_no_recompute() - a.layer_activations()).value();
@@ -282,6 +303,7 @@ Estimate AnalyticalScreen::evaluate(const Strategy& s) {
   const double grad_element = training_.precision == Precision::FP16 ? 2.0 : 4.0;
   const double weight_element = training_.precision == Precision::FP32 ? 4.0 : 2.0;
   const bool has_dp = long(p.dp) * p.cp > 1;
+  const bool has_expert_dp = long(p.dp) * p.cp / p.ep > 1;
   // Workload::dp_bucket_bytes: DeepSpeed's 5e8 elements under ZeRO-2/3, Megatron-core's
   // max(40M, 1M x dp*cp) elements otherwise.
   const double bucket = p.dp_bucket.value() > 0 ? p.dp_bucket.value()
@@ -319,23 +341,33 @@ Estimate AnalyticalScreen::evaluate(const Strategy& s) {
 
   auto finish = [&](const StageTime& st, double end, double* dp_exposed, double* optimizer) {
     double queue = 0;  // when the data-parallel stream is free
-    if (has_dp) {
+    if (has_dp || has_expert_dp) {
       // Chunk c's gradients are released during its last backward pass, c passes before the end
       // (interleaved drain), bucket by bucket; without overlap all at the end (Megatron-LM 2021).
       // ZeRO-2/3 reduce-scatter every micro-batch's gradients: the earlier ones keep the stream
       // busy from the stage's first backward on.
       double every_microbatch = 0;
       for (int c = v - 1; c >= 0; --c) {
+        // Dense gradients go to the dp*cp ranks, expert ones to the expert-data-parallel group,
+        // bucket by bucket into one queue (the engine's stage driver).
         const double bytes = st.chunk_gradients[size_t(c)] * grad_element;
-        const int buckets = std::max(1, int(std::ceil(bytes / bucket)));
-        const double each = collective_seconds(CollectiveOp{.name = "grad", .kind = grad_kind, .group = GroupKind::DP,
-                                                            .bytes = Bytes(bytes / buckets)},
-                                               p);
-        every_microbatch += each * buckets;
+        const double dense = has_dp ? bytes * (1 - sh.expert_fraction) : 0.0;
+        const double expert = has_expert_dp ? bytes * sh.expert_fraction : 0.0;
+        const int dense_buckets = dense > 0 ? std::max(1, int(std::ceil(dense / bucket))) : 0;
+        const int expert_buckets = expert > 0 ? std::max(1, int(std::ceil(expert / bucket))) : 0;
+        const int buckets = std::max({1, dense_buckets, expert_buckets});
+        auto bucket_seconds = [&](double b, int n, GroupKind g) {
+          return n > 0 ? collective_seconds(CollectiveOp{.name = "grad", .kind = grad_kind, .group = g, .bytes = Bytes(b / n)}, p)
+                       : 0.0;
+        };
+        const double each_dense = bucket_seconds(dense, dense_buckets, GroupKind::DP);
+        const double each_expert = bucket_seconds(expert, expert_buckets, GroupKind::EXPERT_DP);
+        every_microbatch += each_dense * dense_buckets + each_expert * expert_buckets;
         const double pass = st.chunk_backward[size_t(c)];
         for (int k = 0; k < buckets; ++k) {
           const double release = p.dp_overlap ? end - c * pass - pass * (buckets - 1 - k) / buckets : end;
-          queue = std::max(queue, release) + each;
+          const double work = (k < dense_buckets ? each_dense : 0.0) + (k < expert_buckets ? each_expert : 0.0);
+          queue = std::max(queue, release) + work;
         }
       }
       if (p.zero >= 2 && m > 1) {
@@ -351,11 +383,17 @@ Estimate AnalyticalScreen::evaluate(const Strategy& s) {
     }
     *dp_exposed = std::max(0.0, queue - end);
     *optimizer = sh.optimizer_per_parameter * st.sum.parameters / shards + sh.optimizer_fixed;
-    if ((p.zero == 1 || p.zero == 2) && has_dp)
-      *dp_exposed += collective_seconds(CollectiveOp{.name = "gather", .kind = CollectiveKind::ALL_GATHER,
-                                                     .group = GroupKind::DP,
-                                                     .bytes = Bytes(st.sum.parameters * weight_element)},
-                                        p);
+    if (p.zero == 1 || p.zero == 2) {
+      const double params = st.sum.parameters * weight_element;
+      if (has_dp)
+        *dp_exposed += collective_seconds(CollectiveOp{.name = "gather", .kind = CollectiveKind::ALL_GATHER,
+                                                       .group = GroupKind::DP, .bytes = Bytes(params * (1 - sh.expert_fraction))},
+                                          p);
+      if (has_expert_dp && sh.expert_fraction > 0)
+        *dp_exposed += collective_seconds(CollectiveOp{.name = "gather", .kind = CollectiveKind::ALL_GATHER,
+                                                       .group = GroupKind::EXPERT_DP, .bytes = Bytes(params * sh.expert_fraction)},
+                                          p);
+    }
     return end + *dp_exposed + *optimizer;
   };
   double dp0 = 0, opt0 = 0, dpl = 0, optl = 0;

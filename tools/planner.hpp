@@ -79,6 +79,7 @@ public:
     Part last;          ///< the last chunk's extra (LM head, minus one boundary)
     Part boundary;      ///< a middle chunk's extra (the boundary gathers)
     double activation_out = 0.0;   ///< bytes to the next stage per micro-batch
+    double expert_fraction = 0.0;  ///< of a layer period's gradients, the experts' (reduced apart)
     double transient = 0.0;        ///< activations a backward re-creates at once
     double optimizer_per_parameter = 0.0;  ///< seconds per local parameter of the optimizer step
     double optimizer_fixed = 0.0;          ///< seconds of launches
