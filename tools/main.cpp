@@ -23,6 +23,7 @@
 #include "sim/engine.hpp"
 #include "sim/report.hpp"
 #include "tools/calibrate_cli.hpp"
+#include "tools/plan_command.hpp"
 #include "tools/scenario.hpp"
 
 namespace {
@@ -255,6 +256,8 @@ int main(int argc, char** argv) {
   coll_cmd->add_option("--proto", coll_proto, "protocols allowed, as NCCL_PROTO (LL, LL128, Simple)");
 
   odyssey::CalibrateCommand calibrate_cmd(app);  // CLI11 writes into it: keep it in place
+  odyssey::PlannerCommands planner;
+  odyssey::add_planner_commands(app, planner);
 
   try {
     app.parse(argc, argv);
@@ -277,6 +280,7 @@ int main(int argc, char** argv) {
                  simgrid_args, explain_ops);
     }
     if (calibrate_cmd.parsed()) return calibrate_cmd.run();
+    if (const auto rc = odyssey::run_planner_commands(planner, ODYSSEY_DATA_DIR)) return *rc;
     if (coll_cmd->parsed())
       return collective(coll_machine, coll_op, coll_gpus, coll_sizes, coll_sets, coll_calibration, coll_json, coll_algo,
                         coll_proto);

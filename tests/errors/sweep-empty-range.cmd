@@ -1,0 +1,2 @@
+sweep
+tests/errors/sweep-empty-range.yaml

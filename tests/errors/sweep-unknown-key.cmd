@@ -1,0 +1,2 @@
+sweep
+tests/errors/sweep-unknown-key.yaml

@@ -1,0 +1,545 @@
+#include "tools/sweep.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <stdexcept>
+#include <thread>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "calibration/cost_model.hpp"
+#include "calibration/profile.hpp"
+#include "models/input/diagnostics.hpp"
+#include "models/input/yaml_reader.hpp"
+#include "models/workload.hpp"
+#include "sim/engine.hpp"
+#include "sim/report.hpp"
+#include "tools/scenario.hpp"
+
+// POSIX last: <signal.h> (through <sys/wait.h>) defines a macro `si_value`, a parameter name above.
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifdef ODYSSEY_HAVE_MPI
+#include <mpi.h>
+#endif
+
+namespace odyssey {
+
+namespace fs = std::filesystem;
+
+// ---- processes ------------------------------------------------------------------------------------
+
+namespace {
+
+void write_all(int fd, const std::string& text) {
+  std::size_t done = 0;
+  while (done < text.size()) {
+    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n <= 0) return;
+    done += std::size_t(n);
+  }
+}
+
+} // namespace
+
+void run_in_processes(std::size_t n, int jobs, const std::function<std::string(std::size_t)>& task,
+                      const std::function<void(std::size_t, const std::string&, const std::string&)>& done) {
+  if (jobs <= 0) jobs = int(std::max(1U, std::thread::hardware_concurrency()));
+  struct Child {
+    pid_t pid;
+    int fd;
+    std::size_t index;
+    std::string text;
+  };
+  std::vector<Child> running;
+  std::size_t next = 0;
+  std::fflush(nullptr);  // nothing buffered may be written twice
+  while (next < n || !running.empty()) {
+    while (next < n && int(running.size()) < jobs) {
+      int fds[2];
+      if (::pipe(fds) != 0) throw std::runtime_error("cannot create a pipe");
+      const pid_t pid = ::fork();
+      if (pid < 0) throw std::runtime_error("cannot fork");
+      if (pid == 0) {
+        ::close(fds[0]);
+        std::string out;
+        try {
+          out = "O" + task(next);
+        } catch (const std::exception& e) {
+          out = std::string("E") + e.what();
+        }
+        write_all(fds[1], out);
+        ::close(fds[1]);
+        ::_exit(0);
+      }
+      ::close(fds[1]);
+      running.push_back({pid, fds[0], next, {}});
+      ++next;
+    }
+    std::vector<pollfd> polls;
+    for (const Child& c : running) polls.push_back({c.fd, POLLIN, 0});
+    if (::poll(polls.data(), polls.size(), -1) < 0) continue;
+    for (std::size_t k = polls.size(); k-- > 0;) {
+      if (polls[k].revents == 0) continue;
+      Child& c = running[k];
+      char buffer[65536];
+      const ssize_t got = ::read(c.fd, buffer, sizeof buffer);
+      if (got > 0) {
+        c.text.append(buffer, std::size_t(got));
+        continue;
+      }
+      ::close(c.fd);
+      int status = 0;
+      ::waitpid(c.pid, &status, 0);
+      const Child finished = std::move(c);
+      running.erase(running.begin() + long(k));
+      if (finished.text.empty() || !WIFEXITED(status))
+        done(finished.index, "", "the process running it died");
+      else if (finished.text[0] == 'E')
+        done(finished.index, "", finished.text.substr(1));
+      else
+        done(finished.index, finished.text.substr(1), "");
+    }
+  }
+}
+
+// ---- the sweep file -------------------------------------------------------------------------------
+
+std::string SweepPoint::label() const {
+  std::string out;
+  for (const std::string& o : overrides) out += (out.empty() ? "" : "; ") + o;
+  return out;
+}
+
+namespace {
+
+std::string number_text(double x) {
+  if (std::abs(x - std::round(x)) < 1e-9 && std::abs(x) < 1e15) return fmt::format("{}", static_cast<long>(std::round(x)));
+  return fmt::format("{}", x);
+}
+
+/// The values of one swept key: a list of scalars or a range. `where` gets each value's position.
+std::vector<std::string> key_values(const YamlValue& v, std::vector<SourceLocation>& where) {
+  std::vector<std::string> out;
+  if (v.is_sequence()) {
+    for (const YamlValue& item : v.items()) {
+      if (!item.is_scalar()) item.fail("expected a scalar value (a number, a word or a quantity with its unit)");
+      out.push_back(item.as_string());
+      where.push_back(item.where());
+    }
+    if (out.empty()) v.fail("empty list of values");
+    return out;
+  }
+  if (v.is_scalar()) {
+    where.push_back(v.where());
+    return {v.as_string()};
+  }
+  if (!v.is_map()) v.fail("expected a list of values or a range {from, to, step | times}");
+  v.check_keys({"from", "to", "step", "times"});
+  const double from = v.require("from").as_number();
+  const double to = v.require("to").as_number();
+  const auto step = v.get("step");
+  const auto times = v.get("times");
+  if (step.has_value() == times.has_value()) v.fail("a range needs exactly one of 'step' or 'times'");
+  if (from > to) v.fail(fmt::format("empty range: from ({}) is greater than to ({})", number_text(from), number_text(to)));
+  if (step) {
+    const double s = step->as_number();
+    if (s <= 0) step->fail(fmt::format("step must be positive, got {}", number_text(s)));
+    for (double x = from; x <= to * (1 + 1e-12); x += s) out.push_back(number_text(x));
+  } else {
+    const double k = times->as_number();
+    if (k <= 1) times->fail(fmt::format("times must be greater than 1, got {}", number_text(k)));
+    if (from <= 0) v.require("from").fail("a range with 'times' needs a positive start");
+    for (double x = from; x <= to * (1 + 1e-12); x *= k) out.push_back(number_text(x));
+  }
+  where.assign(out.size(), v.where());
+  return out;
+}
+
+} // namespace
+
+SweepSpec load_sweep(const std::string& path, const std::string& data_dir) {
+  const YamlValue root = load_yaml_file(path);
+  root.require_map();
+  root.check_keys({"scenario", "grid", "points", "out"});
+  SweepSpec spec;
+  spec.file = path;
+  const YamlValue scenario = root.require("scenario");
+  spec.scenario = (fs::path(path).parent_path() / scenario.as_string()).lexically_normal().string();
+  if (!fs::exists(spec.scenario)) scenario.fail(fmt::format("cannot open scenario '{}'", scenario.as_string()));
+  if (auto out = root.get("out")) spec.out = (fs::path(path).parent_path() / out->as_string()).string();
+
+  // Where each key=value came from, to point errors into the sweep file, and where each key is.
+  std::map<std::string, SourceLocation> where;
+  std::map<std::string, SourceLocation> key_at;
+  auto note_keys = [&](const YamlValue& map) {
+    for (auto it = map.node().begin(); it != map.node().end(); ++it)
+      key_at.emplace(it->first.as<std::string>(),
+                     SourceLocation{.file = path, .line = it->first.Mark().line + 1, .column = it->first.Mark().column + 1});
+  };
+  const auto grid = root.get("grid");
+  const auto points = root.get("points");
+  if (grid.has_value() == points.has_value()) root.fail("a sweep needs exactly one of 'grid' or 'points'");
+  if (grid) {
+    grid->require_map();
+    note_keys(*grid);
+    std::vector<std::vector<std::string>> values;
+    for (const auto& [key, v] : grid->entries()) {
+      spec.keys.push_back(key);
+      std::vector<SourceLocation> at;
+      values.push_back(key_values(v, at));
+      for (std::size_t i = 0; i < at.size(); ++i) where.emplace(key + "=" + values.back()[i], at[i]);
+    }
+    if (values.empty()) grid->fail("empty grid: no keys");
+    std::vector<std::size_t> at(values.size(), 0);
+    for (;;) {
+      SweepPoint p{.index = spec.points.size(), .overrides = {}};
+      for (std::size_t k = 0; k < values.size(); ++k) p.overrides.push_back(spec.keys[k] + "=" + values[k][at[k]]);
+      spec.points.push_back(std::move(p));
+      std::size_t k = values.size();
+      while (k > 0 && ++at[k - 1] == values[k - 1].size()) at[--k] = 0;
+      if (k == 0) break;
+    }
+  } else {
+    if (!points->is_sequence() || points->items().empty()) points->fail("expected a non-empty list of points");
+    for (const YamlValue& item : points->items()) {
+      item.require_map();
+      note_keys(item);
+      SweepPoint p{.index = spec.points.size(), .overrides = {}};
+      for (const auto& [key, v] : item.entries()) {
+        if (!v.is_scalar()) v.fail("expected a scalar value");
+        if (std::find(spec.keys.begin(), spec.keys.end(), key) == spec.keys.end()) spec.keys.push_back(key);
+        p.overrides.push_back(key + "=" + v.as_string());
+        where.emplace(p.overrides.back(), v.where());
+      }
+      spec.points.push_back(std::move(p));
+    }
+  }
+
+  // Every key and value on its own against the scenario schema, before anything runs.
+  for (const auto& [text, at] : where) {
+    try {
+      check_overrides(spec.scenario, {.data_dir = data_dir, .overrides = {text}});
+    } catch (const InputError& e) {
+      if (!e.where().file.starts_with("--set ")) throw;
+      // A problem with the key itself points at the key, one with the value at the value.
+      const std::string key = text.substr(0, text.find('='));
+      const bool about_key = e.message().starts_with("unknown key") || e.message().starts_with("is a group") ||
+                             e.message().find("is a single value") != std::string::npos;
+      throw InputError(about_key && key_at.contains(key) ? key_at.at(key) : at, e.key_path(), e.message());
+    }
+  }
+  return spec;
+}
+
+// ---- one point ------------------------------------------------------------------------------------
+
+namespace {
+
+const std::vector<std::string>& metric_columns() {
+  static const std::vector<std::string> columns = {
+      "gpus", "iteration_time_s", "tokens_per_s", "model_tflops_per_gpu", "mfu", "memory_per_gpu_bytes",
+      "fits_memory", "compute", "tp_comm_exposed", "cp_comm_exposed", "ep_comm_exposed", "pp_bubble",
+      "pp_comm_exposed", "dp_comm_exposed", "optimizer", "time_to_train_s", "fidelity", "sim_wall_s"};
+  return columns;
+}
+
+/// The row of one point as a JSON object (status ok, invalid or failed).
+nlohmann::json run_point(const SweepSpec& sweep, const SweepPoint& point, const std::string& data_dir) {
+  nlohmann::json row{{"point", point.index}, {"overrides", point.label()}, {"status", "ok"}, {"message", ""}};
+  nlohmann::json values = nlohmann::json::object();
+  for (const std::string& o : point.overrides) values[o.substr(0, o.find('='))] = o.substr(o.find('=') + 1);
+  row["values"] = values;
+  Scenario sc;
+  try {
+    sc = load_scenario(sweep.scenario, {.data_dir = data_dir, .overrides = point.overrides});
+  } catch (const InputError& e) {
+    row["status"] = "invalid";
+    row["message"] = e.what();
+    return row;
+  }
+  const Profile profile = load_profile(sc.calibration);
+  if (profile.gpu != sc.machine.gpu.type) {
+    row["status"] = "invalid";
+    row["message"] = fmt::format("profile describes GPU '{}' but machine '{}' has '{}'", profile.gpu, sc.machine.name,
+                                 sc.machine.gpu.type);
+    return row;
+  }
+  const CostModel cost(profile);
+  const Workload w(sc.model, sc.training, sc.parallelism);
+  const SimulationResult result =
+      simulate(sc.machine, w, cost, {.fidelity = sc.simulation.fidelity, .seed = sc.simulation.seed});
+  const nlohmann::json report =
+      nlohmann::json::parse(render_json(make_report(sc.name, sc.machine, w, cost, result, sc.simulation.fidelity)));
+  for (const char* key : {"gpus", "iteration_time_s", "tokens_per_s", "model_tflops_per_gpu", "mfu",
+                          "memory_per_gpu_bytes", "fits_memory", "time_to_train_s"})
+    if (report.contains(key)) row[key] = report[key];
+  for (const auto& [key, value] : report.at("breakdown").items()) row[key] = value;
+  row["fidelity"] = to_string(sc.simulation.fidelity);
+  row["sim_wall_s"] = result.wall_seconds;
+  if (report.contains("memory_per_stage")) row["memory_per_stage"] = report["memory_per_stage"];
+  return row;
+}
+
+std::string csv_field(const nlohmann::json& v) {
+  std::string text = v.is_string() ? v.get<std::string>() : v.is_null() ? "" : v.dump();
+  if (text.find_first_of(",\"\n") == std::string::npos) return text;
+  std::string quoted = "\"";
+  for (char c : text) quoted += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return quoted + "\"";
+}
+
+bool is_csv(const std::string& path) { return fs::path(path).extension() == ".csv"; }
+
+std::string csv_header(const SweepSpec& sweep) {
+  std::string out = "point,overrides,status,message";
+  for (const std::string& k : sweep.keys) out += "," + csv_field(k);
+  for (const std::string& c : metric_columns()) out += "," + c;
+  return out + "\n";
+}
+
+std::string render_row(const SweepSpec& sweep, const nlohmann::json& row, bool csv) {
+  if (!csv) {
+    nlohmann::json copy = row;
+    return copy.dump() + "\n";
+  }
+  std::string out = fmt::format("{},{},{},{}", row.at("point").get<std::size_t>(), csv_field(row.at("overrides")),
+                                csv_field(row.at("status")), csv_field(row.at("message")));
+  for (const std::string& k : sweep.keys)
+    out += "," + (row.at("values").contains(k) ? csv_field(row.at("values").at(k)) : std::string());
+  for (const std::string& c : metric_columns()) out += "," + (row.contains(c) ? csv_field(row.at(c)) : std::string());
+  return out + "\n";
+}
+
+/// The first two fields of a CSV line: the point number and its overrides.
+std::pair<std::string, std::string> csv_point(const std::string& line) {
+  const std::size_t comma = line.find(',');
+  if (comma == std::string::npos) return {};
+  std::string label;
+  std::size_t i = comma + 1;
+  if (i < line.size() && line[i] == '"') {
+    for (++i; i < line.size(); ++i) {
+      if (line[i] == '"' && i + 1 < line.size() && line[i + 1] == '"') {
+        label += '"';
+        ++i;
+      } else if (line[i] == '"') {
+        break;
+      } else {
+        label += line[i];
+      }
+    }
+  } else {
+    label = line.substr(i, line.find(',', i) - i);
+  }
+  return {line.substr(0, comma), label};
+}
+
+/// Points already in the output: "number|overrides" of every complete row.
+std::set<std::string> finished_points(const std::string& path) {
+  std::set<std::string> done;
+  std::ifstream in(path);
+  std::string line;
+  const bool csv = is_csv(path);
+  bool header = csv;
+  while (std::getline(in, line)) {
+    if (in.eof()) break;  // a last line without its newline was cut short: run that point again
+    if (header) {
+      header = false;
+      continue;
+    }
+    if (csv) {
+      const auto [number, label] = csv_point(line);
+      done.insert(number + "|" + label);
+      continue;
+    }
+    try {
+      const nlohmann::json j = nlohmann::json::parse(line);
+      done.insert(std::to_string(j.at("point").get<std::size_t>()) + "|" + j.at("overrides").get<std::string>());
+    } catch (const std::exception&) {
+      // a damaged line: its point runs again
+    }
+  }
+  return done;
+}
+
+/// Appends `text` to `path` in one write with O_APPEND and syncs it, so that a row is in the file
+/// whole or not at all, whatever interrupts the sweep.
+void append_atomically(const std::string& path, const std::string& text) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT, 0644);
+  if (fd < 0) throw InputError({.file = path}, "", "cannot write file");
+  const ssize_t n = ::write(fd, text.data(), text.size());
+  ::fsync(fd);
+  ::close(fd);
+  if (n != ssize_t(text.size())) throw InputError({.file = path}, "", "cannot write file");
+}
+
+/// Rewrites `path` with its complete rows in point order (the header first), through a temporary
+/// file and a rename: rows arrive in the order points finish, the finished file is deterministic.
+void sort_rows(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  std::string header;
+  std::vector<std::pair<std::size_t, std::string>> rows;
+  const bool csv = is_csv(path);
+  while (std::getline(in, line)) {
+    if (in.eof()) break;  // cut short: dropped, its point runs again next time
+    if (csv && header.empty()) {
+      header = line + "\n";
+      continue;
+    }
+    try {
+      const std::size_t point = csv ? std::stoul(line.substr(0, line.find(',')))
+                                    : nlohmann::json::parse(line).at("point").get<std::size_t>();
+      rows.emplace_back(point, line + "\n");
+    } catch (const std::exception&) {
+      // a damaged line: dropped, its point runs again next time
+    }
+  }
+  std::stable_sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << header;
+    for (const auto& [point, text] : rows) out << text;
+    if (!out.flush()) throw InputError({.file = path}, "", "cannot write file");
+  }
+  fs::rename(tmp, path);
+}
+
+/// A progress bar with the time left, redrawn on one terminal line of stderr.
+class ProgressBar {
+public:
+  ProgressBar(std::size_t total, bool enabled) : total_(total), enabled_(enabled && ::isatty(2) != 0) {}
+  void step() {
+    ++done_;
+    if (!enabled_) return;
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    const double left = done_ > 0 ? elapsed / double(done_) * double(total_ - done_) : 0.0;
+    const int width = 30;
+    const int filled = total_ > 0 ? int(double(width) * double(done_) / double(total_)) : width;
+    std::fprintf(stderr, "\r[%s%s] %zu/%zu points, %s left   ", std::string(size_t(filled), '#').c_str(),
+                 std::string(size_t(width - filled), ' ').c_str(), done_, total_,
+                 left >= 60 ? fmt::format("{}m{:02d}s", int(left) / 60, int(left) % 60).c_str()
+                            : fmt::format("{}s", int(std::ceil(left))).c_str());
+    if (done_ == total_) std::fprintf(stderr, "\n");
+  }
+
+private:
+  std::size_t total_;
+  std::size_t done_ = 0;
+  bool enabled_;
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+};
+
+#ifdef ODYSSEY_HAVE_MPI
+constexpr int TAG_ROW = 1;
+constexpr int TAG_DONE = 2;
+
+/// Receives rows from the other ranks; returns when none is waiting (or, `block`, when every rank
+/// has said it is done).
+void receive_rows(const std::function<void(const std::string&)>& write, int* ranks_done, int ranks, bool block) {
+  while (*ranks_done < ranks) {
+    int waiting = 0;
+    MPI_Status status;
+    if (block) MPI_Probe(MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD, &status);
+    else MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD, &waiting, &status);
+    if (!block && waiting == 0) return;
+    int size = 0;
+    MPI_Get_count(&status, MPI_CHAR, &size);
+    std::string text(std::size_t(size), '\0');
+    MPI_Recv(text.data(), size, MPI_CHAR, status.MPI_SOURCE, status.MPI_TAG, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+    if (status.MPI_TAG == TAG_DONE) ++*ranks_done;
+    else write(text);
+  }
+}
+#endif
+
+} // namespace
+
+bool sweep_has_mpi() {
+#ifdef ODYSSEY_HAVE_MPI
+  return true;
+#else
+  return false;
+#endif
+}
+
+SweepRun run_sweep(const SweepSpec& sweep, const SweepOptions& options, const std::string& data_dir) {
+  int shard = options.shard;
+  int shards = options.shards;
+  int rank = 0;
+  if (options.mpi) {
+#ifdef ODYSSEY_HAVE_MPI
+    int initialized = 0;
+    MPI_Initialized(&initialized);
+    if (initialized == 0) MPI_Init(nullptr, nullptr);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &shards);
+    shard = rank;
+#else
+    throw InputError({.file = "--mpi"}, "", "this odyssey was built without MPI (install libopenmpi-dev and rebuild)");
+#endif
+  }
+  const std::string out = options.out.empty() ? sweep.out : options.out;
+  if (out.empty()) throw InputError({.file = sweep.file}, "out", "no output file: give --out FILE or 'out' in the sweep");
+  const bool csv = is_csv(out);
+  const std::set<std::string> done = finished_points(out);
+  std::vector<const SweepPoint*> todo;
+  for (const SweepPoint& p : sweep.points)
+    if (int(p.index % std::size_t(shards)) == shard && !done.contains(std::to_string(p.index) + "|" + p.label()))
+      todo.push_back(&p);
+
+  auto write = [&](const std::string& row_json) {
+    if (csv && (!fs::exists(out) || fs::file_size(out) == 0)) append_atomically(out, csv_header(sweep));
+    append_atomically(out, render_row(sweep, nlohmann::json::parse(row_json), csv));
+  };
+  ProgressBar bar(todo.size(), options.progress && rank == 0);
+#ifdef ODYSSEY_HAVE_MPI
+  int ranks_done = 1;
+#endif
+  run_in_processes(
+      todo.size(), options.jobs,
+      [&](std::size_t k) { return run_point(sweep, *todo[k], data_dir).dump(); },
+      [&](std::size_t k, const std::string& text, const std::string& error) {
+        std::string row = text;
+        if (!error.empty())
+          row = nlohmann::json{{"point", todo[k]->index}, {"overrides", todo[k]->label()}, {"status", "failed"},
+                               {"message", error}, {"values", nlohmann::json::object()}}
+                    .dump();
+#ifdef ODYSSEY_HAVE_MPI
+        if (options.mpi && rank != 0) {
+          MPI_Send(row.data(), int(row.size()), MPI_CHAR, 0, TAG_ROW, MPI_COMM_WORLD);
+        } else {
+          write(row);
+          if (options.mpi) receive_rows(write, &ranks_done, shards, false);
+        }
+#else
+        write(row);
+#endif
+        bar.step();
+      });
+#ifdef ODYSSEY_HAVE_MPI
+  if (options.mpi) {
+    if (rank != 0) {
+      MPI_Send(nullptr, 0, MPI_CHAR, 0, TAG_DONE, MPI_COMM_WORLD);
+    } else {
+      receive_rows(write, &ranks_done, shards, true);
+    }
+    MPI_Finalize();
+  }
+#endif
+  if (rank == 0 && fs::exists(out)) sort_rows(out);
+  return SweepRun{.points = todo.size(), .writer = rank == 0};
+}
+
+} // namespace odyssey

@@ -1,0 +1,63 @@
+// `odyssey sweep`: a grid (or list) of points over any scenario keys, each point simulated and
+// written as one row. Points run in parallel processes (SimGrid allows one engine per process),
+// are sharded over MPI ranks or Slurm array tasks, and are appended atomically to the output so
+// that a re-run of an interrupted sweep skips the finished ones.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace odyssey {
+
+/// Runs `task(i)` for every i in [0, n) in forked child processes, at most `jobs` at once
+/// (0: one per core), and hands each result to `done(i, text, error)` in the parent, in the
+/// order they finish; `error` is empty on success (the child's exception message otherwise).
+/// The parent stays single-threaded, so forking is safe.
+void run_in_processes(std::size_t n, int jobs, const std::function<std::string(std::size_t)>& task,
+                      const std::function<void(std::size_t, const std::string&, const std::string&)>& done);
+
+/// One point of a sweep: its number and the `--set` overrides that make it.
+struct SweepPoint {
+  std::size_t index = 0;
+  std::vector<std::string> overrides;  ///< KEY=VALUE, in the sweep file's key order
+  std::string label() const;           ///< "key=value; key=value"
+};
+
+struct SweepSpec {
+  std::string file;
+  std::string scenario;             ///< the base scenario (resolved against the sweep file's folder)
+  std::vector<std::string> keys;    ///< the swept keys, in order
+  std::vector<SweepPoint> points;
+  std::string out;                  ///< default output (may be empty)
+};
+
+/// Reads a sweep file: `scenario`, and `grid` (a mapping of key -> list or range, every
+/// combination, the first key varying slowest) or `points` (a list of mappings), optional `out`.
+/// Ranges: {from: A, to: B, step: S} or {from: A, to: B, times: K}. Every key and value is checked
+/// against the scenario schema before anything runs; errors point into the sweep file.
+SweepSpec load_sweep(const std::string& path, const std::string& data_dir);
+
+struct SweepOptions {
+  std::string out;        ///< .csv, or .json / .jsonl (one JSON object per line)
+  int jobs = 0;           ///< processes at once (0: every core)
+  int shard = 0;          ///< this shard, 0-based
+  int shards = 1;         ///< of this many
+  bool mpi = false;       ///< ranks of MPI_COMM_WORLD take shards; rank 0 writes
+  bool progress = true;   ///< a progress bar on stderr when it is a terminal
+};
+
+struct SweepRun {
+  std::size_t points = 0;  ///< points this process ran
+  bool writer = true;      ///< this process wrote the output (under MPI: rank 0 only)
+};
+
+/// Runs the points of `sweep` that belong to this shard and are not in `options.out` yet, then
+/// leaves the output's rows in point order.
+SweepRun run_sweep(const SweepSpec& sweep, const SweepOptions& options, const std::string& data_dir);
+
+/// Whether this build has MPI support.
+bool sweep_has_mpi();
+
+} // namespace odyssey
