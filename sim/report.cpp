@@ -51,6 +51,20 @@ std::vector<BreakdownPart> breakdown_parts(const Breakdown& b) {
 
 std::string gib(Bytes b) { return fmt::format("{:.1f} GiB", b.value() / 1073741824.0); }
 
+/// Stages shown: the first and last three of a long pipeline.
+bool elided(size_t stages, size_t s) { return stages > 6 && s >= 3 && s + 3 < stages; }
+
+/// Memory against capacity: 20 cells to capacity, a '|' at capacity, '!' beyond it.
+std::string memory_bar(Bytes used, Bytes capacity) {
+  constexpr int CELLS = 20;
+  const double f = capacity.value() > 0 ? used.value() / capacity.value() : 0.0;
+  const int inside = static_cast<int>(std::lround(std::min(f, 1.0) * CELLS));
+  const int beyond = f > 1 ? std::min(CELLS, static_cast<int>(std::lround((f - 1) * CELLS))) : 0;
+  return std::string(static_cast<size_t>(inside), '#') + std::string(static_cast<size_t>(CELLS - inside), '.') + "|" +
+         std::string(static_cast<size_t>(beyond), '!') + std::string(static_cast<size_t>(CELLS / 4 - std::min(beyond, CELLS / 4)), ' ') +
+         fmt::format("{:4.0f}%", f * 100);
+}
+
 std::string duration(Seconds s) {
   const double v = s.value();
   if (v >= 86400 * 2) return fmt::format("{:.1f} days", v / 86400);
@@ -113,11 +127,106 @@ Report make_report(const std::string& scenario_name, const MachineSpec& machine,
     r.tokens = *workload.training().tokens;
     r.time_to_train = Seconds(*r.tokens / r.tokens_per_s);
   }
+  r.parallelism = workload.parallelism();
+  r.microbatches = workload.microbatches();
+  r.micro_batch = workload.training().micro_batch;
+  r.gpus_per_server = machine.server.gpus;
   r.fidelity = fidelity;
   r.profile = cost.profile();
   r.extrapolated_gemms = extrapolated_gemms(workload, cost);
   r.simulation = result;
+  r.suggestions = suggest(r);
   return r;
+}
+
+std::vector<Suggestion> suggest(const Report& r) {
+  // A part under this share of the iteration is not worth a suggestion.
+  constexpr double NOTABLE = 0.05;
+  // Memory this far below capacity leaves room to trade memory for time.
+  constexpr double ROOMY = 0.75;
+  const ParallelismSpec& p = r.parallelism;
+  const Breakdown& b = r.breakdown;
+  const double it = std::max(1e-12, r.iteration_time.value());
+  auto share = [&](Seconds t) { return t.value() / it; };
+  const double memory_use = r.gpu_memory.value() > 0 ? r.memory_per_gpu.value() / r.gpu_memory.value() : 0.0;
+  std::vector<Suggestion> out;
+
+  if (!r.fits_memory && !r.memory_per_stage.empty()) {
+    const MemoryBreakdown& m = r.memory_per_stage[static_cast<size_t>(r.memory_peak_stage)];
+    std::string fix;
+    if (m.activations >= m.optimizer_states && p.recompute != Recompute::FULL)
+      fix = fmt::format("activations take {}: full recomputation (recompute: full) or more pipeline stages", gib(m.activations));
+    else if (m.optimizer_states >= m.activations && p.zero == 0 && p.dp > 1)
+      fix = fmt::format("optimizer states take {}: the distributed optimizer (zero: 1) shards them over the {} replicas",
+                        gib(m.optimizer_states), p.dp);
+    else
+      fix = "more tensor or pipeline parallelism spreads the model over more GPUs";
+    out.push_back({.weight = 2.0, .text = fmt::format("stage {} needs {} of {} ({:.0f}%): {}", r.memory_peak_stage,
+                                                      gib(r.memory_per_gpu), gib(r.gpu_memory), memory_use * 100, fix)});
+  }
+  if (const double s = share(b.pp_bubble); s > NOTABLE) {
+    std::string fix;
+    switch (p.schedule) {
+    case PipelineScheduleKind::GPIPE:
+    case PipelineScheduleKind::ONE_F_ONE_B:
+      fix = "more micro-batches (a larger global batch or fewer replicas) or interleaving (schedule: interleaved-1f1b)";
+      break;
+    case PipelineScheduleKind::INTERLEAVED_1F1B:
+      fix = fmt::format("more micro-batches or more virtual stages (now {})", p.virtual_stages);
+      break;
+    case PipelineScheduleKind::ZERO_BUBBLE: fix = "more micro-batches or fewer pipeline stages"; break;
+    }
+    out.push_back({.weight = s, .text = fmt::format("pipeline bubble is {:.1f}% of the iteration ({} micro-batches per replica "
+                                                    "over {} stages): {}", s * 100, r.microbatches, p.pp, fix)});
+  }
+  if (const double s = share(b.dp_comm_exposed); s > NOTABLE) {
+    const std::string fix = !p.dp_overlap ? "overlap it with the backward pass (overlap.dp: true)"
+                            : p.zero == 0 ? "the distributed optimizer (zero: 1) moves fewer bytes; or fewer replicas (more tp or pp)"
+                                          : "fewer replicas per ring (more tp or pp) or a faster network";
+    out.push_back({.weight = s, .text = fmt::format("data-parallel communication exposes {:.1f}% of the iteration (dp {}): {}",
+                                                    s * 100, p.dp, fix)});
+  }
+  if (const double s = share(b.tp_comm_exposed); s > NOTABLE) {
+    const std::string fix =
+        p.tp > r.gpus_per_server ? fmt::format("tp {} spans servers of {} GPUs: keep tensor parallelism inside a server", p.tp, r.gpus_per_server)
+        : !p.tp_overlap          ? std::string("overlap it with the GEMMs (overlap.tp: true)") +
+                                      (p.sequence_parallel ? "" : " or sequence parallelism (sequence_parallel: true)")
+                                 : "less tensor parallelism (more pipeline stages)";
+    out.push_back({.weight = s, .text = fmt::format("tensor-parallel communication exposes {:.1f}% of the iteration (tp {}): {}",
+                                                    s * 100, p.tp, fix)});
+  }
+  if (const double s = share(b.pp_comm_exposed); s > NOTABLE)
+    out.push_back({.weight = s, .text = fmt::format("pipeline transfers expose {:.1f}% of the iteration: {}", s * 100,
+                                                    p.pp_overlap ? "fewer pipeline stages" : "overlap sends with compute (overlap.pp: true)")});
+  if (const double s = share(b.cp_comm_exposed); s > NOTABLE)
+    out.push_back({.weight = s, .text = fmt::format("context-parallel communication exposes {:.1f}% of the iteration (cp {}): {}",
+                                                    s * 100, p.cp, p.cp_kind == ContextParallelKind::RING
+                                                                       ? "fewer context-parallel ranks"
+                                                                       : "ring attention hides it behind compute (cp_kind: ring)")});
+  if (const double s = share(b.ep_comm_exposed); s > NOTABLE)
+    out.push_back({.weight = s, .text = fmt::format("expert-parallel all-to-all exposes {:.1f}% of the iteration (ep {}): {}", s * 100,
+                                                    p.ep, p.tp * p.ep > r.gpus_per_server ? "keep tp x ep inside a server"
+                                                                                        : "a lower capacity factor or fewer experts per token")});
+  if (const double s = share(b.optimizer); s > NOTABLE && p.zero == 0 && p.dp > 1)
+    out.push_back({.weight = s, .text = fmt::format("the optimizer step is {:.1f}% of the iteration: the distributed optimizer "
+                                                    "(zero: 1) shards it over the {} replicas", s * 100, p.dp)});
+  if (r.fits_memory && memory_use < ROOMY && p.recompute != Recompute::NONE && r.hardware_tflops_per_gpu > 0) {
+    // Recomputation is the hardware FLOPs beyond the model FLOPs, done on the compute stream.
+    const double s = share(b.compute) * (1 - r.model_tflops_per_gpu / r.hardware_tflops_per_gpu);
+    if (s > NOTABLE / 2)
+      out.push_back({.weight = s, .text = fmt::format("memory peaks at {:.0f}% of capacity ({} of {}) while recomputation costs "
+                                                      "about {:.1f}% of the iteration: {}", memory_use * 100, gib(r.memory_per_gpu),
+                                                      gib(r.gpu_memory), s * 100,
+                                                      p.recompute == Recompute::FULL ? "selective recomputation (recompute: selective)"
+                                                                                     : "no recomputation (recompute: none)")});
+  }
+  if (r.fits_memory && memory_use < ROOMY && r.micro_batch == 1 && r.mfu < 0.35 && r.microbatches > 1)
+    out.push_back({.weight = NOTABLE, .text = fmt::format("MFU is {:.1f}% with micro-batch 1 and memory at {:.0f}% of capacity: a "
+                                                          "larger micro_batch makes larger, more efficient GEMMs",
+                                                          r.mfu * 100, memory_use * 100)});
+  std::stable_sort(out.begin(), out.end(), [](const Suggestion& x, const Suggestion& y) { return x.weight > y.weight; });
+  if (out.size() > 3) out.resize(3);
+  return out;
 }
 
 std::string render_text(const Report& r) {
@@ -140,17 +249,21 @@ std::string render_text(const Report& r) {
     const int width = static_cast<int>(std::lround(f * 40));
     out += fmt::format("    {:<16} {:>10} {:5.1f}% {}\n", name, duration(t), f * 100, std::string(static_cast<size_t>(width), '#'));
   }
-  out += fmt::format("\n  memory per GPU (capacity {})\n", gib(r.gpu_memory));
+  out += fmt::format("\n  memory per GPU (capacity {}, | marks it)\n", gib(r.gpu_memory));
   for (size_t s = 0; s < r.memory_per_stage.size(); ++s) {
-    if (r.memory_per_stage.size() > 6 && s >= 3 && s + 3 < r.memory_per_stage.size()) {
+    if (elided(r.memory_per_stage.size(), s)) {
       if (s == 3) out += "    ...\n";
       continue;
     }
     const auto& m = r.memory_per_stage[s];
-    out += fmt::format("    stage {:<3} {:>9}  (weights {}, grads {}, optimizer {}, activations {}, workspace {}){}\n", s,
-                       gib(m.total()), gib(m.weights), gib(m.gradients), gib(m.optimizer_states), gib(m.activations),
-                       gib(m.workspace), m.total() > r.gpu_memory ? "  over by " + gib(m.total() - r.gpu_memory) : "");
+    out += fmt::format("    stage {:<3} {:>9} {} (weights {}, grads {}, optimizer {}, activations {}, workspace {}){}\n", s,
+                       gib(m.total()), memory_bar(m.total(), r.gpu_memory), gib(m.weights), gib(m.gradients),
+                       gib(m.optimizer_states), gib(m.activations), gib(m.workspace),
+                       m.total() > r.gpu_memory ? "  over by " + gib(m.total() - r.gpu_memory) : "");
   }
+  out += "\n  things to try\n";
+  if (r.suggestions.empty()) out += "    nothing stands out: no part but compute takes 5% of the iteration\n";
+  for (size_t i = 0; i < r.suggestions.size(); ++i) out += fmt::format("    {}. {}\n", i + 1, r.suggestions[i].text);
   if (!r.simulation.busiest_links.empty()) {
     out += "\n  busiest links\n";
     for (const auto& l : r.simulation.busiest_links)
@@ -226,9 +339,63 @@ std::string render_json(const Report& r) {
           {"source", r.profile.provenance.source},
           {"date", r.profile.provenance.date}}}}},
   };
+  json suggestions = json::array();
+  for (const Suggestion& s : r.suggestions) suggestions.push_back(s.text);
+  j["suggestions"] = suggestions;
   if (r.time_to_train) j["time_to_train_s"] = r.time_to_train->value();
   if (!r.extrapolated_gemms.empty()) j["simulation"]["profile"]["extrapolated_gemms"] = r.extrapolated_gemms;
   return j.dump(2) + "\n";
+}
+
+std::string render_markdown(const Report& r) {
+  std::string out = fmt::format("## {}\n\n**{:.3f} s per iteration, {:.0f} tokens/s, MFU {:.1f}%**{} — {} on {} GPUs of {}\n\n",
+                                r.scenario, r.iteration_time.value(), r.tokens_per_s, r.mfu * 100,
+                                r.fits_memory ? "" : " — **does not fit in GPU memory**", r.model, r.gpus, r.machine);
+  out += fmt::format("| | |\n|---|---|\n| strategy | {} |\n| throughput | {:.1f} model TFLOP/s per GPU ({:.1f} hardware, "
+                     "recompute included; peak {:.1f}) |\n", r.strategy, r.model_tflops_per_gpu, r.hardware_tflops_per_gpu,
+                     r.peak_tflops);
+  if (r.time_to_train)
+    out += fmt::format("| time to train {} tokens | {} |\n", count(*r.tokens), duration(*r.time_to_train));
+  out += "\n### Things to try\n\n";
+  if (r.suggestions.empty()) out += "Nothing stands out: no part but compute takes 5% of the iteration.\n";
+  for (size_t i = 0; i < r.suggestions.size(); ++i) out += fmt::format("{}. {}\n", i + 1, r.suggestions[i].text);
+  out += fmt::format("\n### Where the time goes (critical GPU: stage {})\n\n| part | time | share |\n|---|---:|---:|\n",
+                     r.simulation.critical_stage);
+  const double total = std::max(1e-12, r.iteration_time.value());
+  for (const auto& [key, name, t] : breakdown_parts(r.breakdown)) {
+    if ((key == "cp_comm_exposed" && r.cp == 1) || (key == "ep_comm_exposed" && r.ep == 1)) continue;
+    out += fmt::format("| {} | {} | {:.1f}% |\n", name, duration(t), 100 * t.value() / total);
+  }
+  out += fmt::format("\n### Memory per GPU (capacity {})\n\n| stage | total | of capacity | weights | grads | optimizer | "
+                     "activations | workspace |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n", gib(r.gpu_memory));
+  for (size_t s = 0; s < r.memory_per_stage.size(); ++s) {
+    if (elided(r.memory_per_stage.size(), s)) {
+      if (s == 3) out += "| ... | | | | | | | |\n";
+      continue;
+    }
+    const auto& m = r.memory_per_stage[s];
+    out += fmt::format("| {} | {} | {:.0f}%{} | {} | {} | {} | {} | {} |\n", s, gib(m.total()),
+                       100 * m.total().value() / std::max(1.0, r.gpu_memory.value()), m.total() > r.gpu_memory ? " **over**" : "",
+                       gib(m.weights), gib(m.gradients), gib(m.optimizer_states), gib(m.activations), gib(m.workspace));
+  }
+  if (!r.simulation.busiest_links.empty()) {
+    out += "\n### Busiest links\n\n| link | role | busy | carried |\n|---|---|---:|---:|\n";
+    for (const auto& l : r.simulation.busiest_links)
+      out += fmt::format("| {} | {} | {:.1f}% | {:.2f} GB |\n", l.name, l.role, l.utilisation * 100, l.bytes / 1e9);
+  }
+  out += fmt::format("\n{} fidelity, {} GPUs simulated, {} actors, {} activities ({} flows), {:.2f} s wall. Profile {} ({}).\n",
+                     to_string(r.fidelity), r.simulation.simulated_gpus, r.simulation.actors, r.simulation.activities,
+                     r.simulation.flows, r.simulation.wall_seconds, r.profile.name, to_string(r.profile.provenance.kind));
+  return out;
+}
+
+std::string render(const Report& r, ReportFormat format) {
+  switch (format) {
+  case ReportFormat::TEXT: return render_text(r);
+  case ReportFormat::MARKDOWN: return render_markdown(r);
+  case ReportFormat::JSON: return render_json(r);
+  }
+  return render_text(r);
 }
 
 std::string render_trace(const Report& r) {

@@ -13,6 +13,12 @@
 
 namespace odyssey {
 
+/// Something worth trying, derived from the simulated breakdown and memory.
+struct Suggestion {
+  double weight = 0.0;   ///< share of the iteration it addresses (ordering); above 1 for a layout that does not fit
+  std::string text;      ///< "pipeline bubble is 41.6% of the iteration: ...", with the number that triggered it
+};
+
 struct Report {
   std::string scenario;
   std::string machine;
@@ -35,6 +41,11 @@ struct Report {
   Breakdown breakdown;
   std::optional<Seconds> time_to_train;
   std::optional<double> tokens;
+  ParallelismSpec parallelism;
+  int microbatches = 1;            ///< per data-parallel replica per iteration
+  int micro_batch = 1;             ///< sequences per micro-batch
+  int gpus_per_server = 8;
+  std::vector<Suggestion> suggestions;  ///< the best first, at most three
   Fidelity fidelity = Fidelity::FULL;
   Profile profile;                 ///< the profile used (its provenance is printed)
   /// GEMMs ("qkv 4096x12288x4096 bf16") outside the profile's measured shapes, priced by
@@ -46,8 +57,15 @@ struct Report {
 Report make_report(const std::string& scenario_name, const MachineSpec& machine, const Workload& workload,
                    const CostModel& cost, const SimulationResult& result, Fidelity fidelity);
 
+/// The three most promising changes, best first (fewer when little stands out).
+std::vector<Suggestion> suggest(const Report& report);
+
+enum class ReportFormat { TEXT, MARKDOWN, JSON };
+
 std::string render_text(const Report& report);
+std::string render_markdown(const Report& report);
 std::string render_json(const Report& report);
+std::string render(const Report& report, ReportFormat format);
 /// One iteration as Chrome trace-event JSON (opens in ui.perfetto.dev): one process per pipeline
 /// stage of replica 0, one thread per stream; other replicas are summarised by their stage tracks.
 std::string render_trace(const Report& report);

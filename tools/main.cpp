@@ -24,6 +24,7 @@
 #include "sim/report.hpp"
 #include "tools/calibrate_cli.hpp"
 #include "tools/plan_command.hpp"
+#include "tools/regress.hpp"
 #include "tools/scenario.hpp"
 
 namespace {
@@ -97,7 +98,7 @@ std::string explain(const odyssey::Workload& w, const odyssey::CostModel& cost) 
   return out;
 }
 
-int run(const std::string& path, const std::vector<std::string>& sets, bool json, const std::string& trace,
+int run(const std::string& path, const std::vector<std::string>& sets, odyssey::ReportFormat format, const std::string& trace,
         const std::vector<std::string>& simgrid_args, bool explain_ops) {
   const odyssey::Scenario scenario =
       odyssey::load_scenario(path, {.data_dir = ODYSSEY_DATA_DIR, .overrides = sets});
@@ -118,7 +119,7 @@ int run(const std::string& path, const std::vector<std::string>& sets, bool json
   const odyssey::Report report =
       odyssey::make_report(scenario.name, scenario.machine, workload, cost, result, scenario.simulation.fidelity);
   if (!trace.empty()) write_file_atomically(trace, odyssey::render_trace(report));
-  std::cout << (json ? odyssey::render_json(report) : odyssey::render_text(report));
+  std::cout << odyssey::render(report, format);
   return 0;
 }
 
@@ -218,7 +219,10 @@ int main(int argc, char** argv) {
   std::vector<std::string> logs;
   auto* run_cmd = app.add_subcommand("run", "simulate one training iteration and print the report");
   run_cmd->add_option("scenario", scenario, "scenario YAML (default: the GPT-3 175B Azure 2020 scenario)");
-  run_cmd->add_flag("--json", json, "print the report as JSON");
+  run_cmd->add_flag("--json", json, "print the report as JSON (same as --format json)");
+  std::string format = "text";
+  run_cmd->add_option("--format", format, "report format: text | markdown | json (default text)")
+      ->check(CLI::IsMember({"text", "markdown", "json"}));
   run_cmd->add_option("--trace", trace, "write one iteration as Chrome/Perfetto trace-event JSON");
   run_cmd->add_option("--set", sets, "override a scenario key: KEY=VALUE (repeatable)");
   bool explain_ops = false;
@@ -258,6 +262,13 @@ int main(int argc, char** argv) {
   odyssey::CalibrateCommand calibrate_cmd(app);  // CLI11 writes into it: keep it in place
   odyssey::PlannerCommands planner;
   odyssey::add_planner_commands(app, planner);
+  odyssey::RegressOptions regress_options;
+  auto* regress_cmd = app.add_subcommand("regress", "compare scenarios' predicted metrics with a committed baseline");
+  regress_cmd->add_option("scenarios", regress_options.scenarios, "scenario files (default: every *.yaml of --scenarios)");
+  regress_cmd->add_option("--scenarios", regress_options.scenario_dir, "scenario directory (default: scenarios)");
+  regress_cmd->add_option("--baseline", regress_options.baseline, "baseline file (default: tests/regress/baseline.yaml)");
+  regress_cmd->add_flag("--update", regress_options.update, "rewrite the baseline with the current figures");
+  regress_cmd->add_option("--jobs", regress_options.jobs, "simulations at once (default: one per CPU core)");
 
   try {
     app.parse(argc, argv);
@@ -276,8 +287,15 @@ int main(int argc, char** argv) {
     if (run_cmd->parsed()) {
       std::vector<std::string> simgrid_args;
       for (const auto& l : logs) simgrid_args.push_back("--log=" + l);
-      return run(scenario.empty() ? std::string(ODYSSEY_DATA_DIR) + "/" + DEFAULT_SCENARIO : scenario, sets, json, trace,
-                 simgrid_args, explain_ops);
+      const odyssey::ReportFormat report_format = json || format == "json" ? odyssey::ReportFormat::JSON
+                                                  : format == "markdown"     ? odyssey::ReportFormat::MARKDOWN
+                                                                             : odyssey::ReportFormat::TEXT;
+      return run(scenario.empty() ? std::string(ODYSSEY_DATA_DIR) + "/" + DEFAULT_SCENARIO : scenario, sets, report_format,
+                 trace, simgrid_args, explain_ops);
+    }
+    if (regress_cmd->parsed()) {
+      regress_options.odyssey = std::filesystem::read_symlink("/proc/self/exe").string();
+      return odyssey::regress(regress_options);
     }
     if (calibrate_cmd.parsed()) return calibrate_cmd.run();
     if (const auto rc = odyssey::run_planner_commands(planner, ODYSSEY_DATA_DIR)) return *rc;
