@@ -64,16 +64,18 @@ bool scenario_exists(const std::string& file) { return std::filesystem::is_regul
 Baseline load_baseline(const std::string& path, bool must_exist) {
   Baseline b;
   for (const RegressMetric& m : regress_metrics()) b.tolerances.push_back(m.default_tolerance);
-  if (!must_exist && !std::filesystem::exists(path)) return b;
+  if (!std::filesystem::exists(path)) {
+    if (!must_exist) return b;
+    throw InputError({.file = path}, "", "no such baseline (odyssey regress --update writes one)");
+  }
   const YamlValue root = load_yaml_file(path);
   root.require_map();
   root.check_keys({"schema", "tolerances", "scenarios"});
   const YamlValue schema = root.require("schema");
   const long version = schema.as_positive_count();
   if (version != REGRESS_SCHEMA)
-    schema.fail(fmt::format("baseline schema version {} but this odyssey reads version {}; regenerate the baseline "
-                            "with this build (odyssey regress --update --baseline {}) after moving the old file aside",
-                            version, REGRESS_SCHEMA, path));
+    schema.fail(fmt::format("baseline has schema version {} but this odyssey reads version {}; remove the file and "
+                            "record a new baseline with odyssey regress --update", version, REGRESS_SCHEMA));
   const std::vector<std::string> keys = metric_keys();
   if (auto tol = root.get("tolerances")) {
     tol->require_map();

@@ -1,0 +1,5 @@
+regress
+--update
+--baseline
+tests/regress/baseline.yaml
+tests/errors/unknown-key.yaml

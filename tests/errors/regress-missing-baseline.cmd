@@ -1,0 +1,4 @@
+regress
+--baseline
+tests/errors/regress-no-such-baseline.yaml
+scenarios/mixtral-8x7b-dgx-h100.yaml

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# odyssey regress: the committed baseline holds (the CI guard), the same build gives the same
+# numbers to the last digit (--update on a copy rewrites it byte for byte), a slower iteration
+# is caught, a faster one is not a failure, and a rejected baseline is never overwritten.
+# Usage: tests/regress/run.sh PATH/TO/odyssey
+set -u
+odyssey=${1:?usage: tests/regress/run.sh PATH/TO/odyssey}
+cd "$(dirname "$0")/../.." || exit 1
+baseline=tests/regress/baseline.yaml
+quick=scenarios/mixtral-8x7b-dgx-h100.yaml
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail=0
+check() {  # check NAME EXPECTED_RC ACTUAL_RC [PATTERN FILE]
+  if [[ $3 -ne $2 ]]; then echo "FAIL $1: exit code $3, expected $2"; fail=1; return; fi
+  if [[ $# -ge 5 ]] && ! grep -q -- "$4" "$5"; then echo "FAIL $1: no '$4' in output"; cat "$5"; fail=1; return; fi
+  echo "ok   $1"
+}
+
+"$odyssey" regress >"$tmp/all.md"
+check "every scenario matches the baseline" 0 $? "0 regressions" "$tmp/all.md"
+cat "$tmp/all.md"
+
+cp "$baseline" "$tmp/copy.yaml"
+"$odyssey" regress --update --baseline "$tmp/copy.yaml" "$quick" >/dev/null
+check "--update rewrites the baseline digit for digit" 0 $?
+cmp -s "$baseline" "$tmp/copy.yaml" || { echo "FAIL --update changed the baseline:"; diff "$baseline" "$tmp/copy.yaml"; fail=1; }
+
+# The baseline says the iteration took 10% less time than it does now: a regression.
+python3 - "$baseline" "$tmp/slower.yaml" "$tmp/faster.yaml" "$quick" <<'PY'
+import sys
+lines = open(sys.argv[1]).read().splitlines(keepends=True)
+for out, factor in ((sys.argv[2], 0.9), (sys.argv[3], 1.1)):
+    inside = False
+    with open(out, "w") as f:
+        for line in lines:
+            if line.strip().startswith("- file:"):
+                inside = line.strip() == f"- file: {sys.argv[4]}"
+            if inside and line.strip().startswith("iteration_time_s:"):
+                key, value = line.split(":")
+                line = f"{key}: {float(value) * factor!r}\n"
+            f.write(line)
+PY
+"$odyssey" regress --baseline "$tmp/slower.yaml" "$quick" >"$tmp/slower.md"
+check "an iteration 11% slower is a regression" 1 $? "iteration_time_s .*REGRESSION" "$tmp/slower.md"
+"$odyssey" regress --baseline "$tmp/faster.yaml" "$quick" >"$tmp/faster.md"
+check "an iteration 9% faster is an improvement, not a failure" 0 $? "iteration_time_s .*improved" "$tmp/faster.md"
+
+# Bad baselines: exit 2 and the file untouched, even with --update.
+for bad in tests/errors/regress-old-schema.yaml tests/errors/regress-missing-scenario.yaml; do
+  cp "$bad" "$tmp/bad.yaml"
+  "$odyssey" regress --update --baseline "$tmp/bad.yaml" "$quick" >/dev/null 2>&1
+  rc=$?
+  check "$(basename "$bad") is rejected" 2 $rc
+  cmp -s "$bad" "$tmp/bad.yaml" || { echo "FAIL $(basename "$bad") was overwritten"; fail=1; }
+done
+exit $fail
