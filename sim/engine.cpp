@@ -1,6 +1,7 @@
 #include "sim/engine.hpp"
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <map>
@@ -21,7 +22,8 @@ XBT_LOG_NEW_DEFAULT_SUBCATEGORY(odyssey_engine, odyssey, "Odyssey training-itera
 
 namespace odyssey {
 
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(TraceEvent, stage, replica, stream, name, start, end)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(TraceEvent, stage, replica, stream, name, start, end, flow)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(LinkCounter, name, time, utilisation)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(LinkLoad, name, role, bytes, utilisation)
 
 void to_json(nlohmann::json& j, const Seconds& s) { j = s.value(); }
@@ -30,7 +32,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Breakdown, compute, tp_comm_exposed, cp_comm_
                                    pp_comm_exposed, dp_comm_exposed, optimizer)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(SimulationResult, iteration_time, breakdown, critical_stage, critical_replica,
                                    simulated_gpus, platform_gpus, platform_cpu_hosts, actors, activities, flows,
-                                   wall_seconds, peak_memory_bytes, trace, busiest_links)
+                                   wall_seconds, peak_memory_bytes, trace, link_counters, busiest_links)
 
 namespace {
 
@@ -170,7 +172,9 @@ private:
   std::vector<RingEdge> dp_edges(int stage, const DpRequest& request, Seconds* latency) const;
   std::vector<sg4::CommPtr> start_flows(const std::vector<RingEdge>& edges);
   void run_flows(const std::vector<RingEdge>& edges);
-  void record(BlockState& b, Category c, double start, const char* stream, const std::string& name);
+  void record(BlockState& b, Category c, double start, const char* stream, const std::string& name, long flow = -1);
+  [[nodiscard]] long flow_id(int stage, size_t slot, bool activation) const;
+  void sample_links();
 
   void stage_actor(BlockState& b);
   void dp_driver(int stage);
@@ -312,11 +316,77 @@ void Simulation::run_flows(const std::vector<RingEdge>& edges) {
   sg4::Comm::wait_all(start_flows(edges));
 }
 
-void Simulation::record(BlockState& b, Category c, double start, const char* stream, const std::string& name) {
+void Simulation::record(BlockState& b, Category c, double start, const char* stream, const std::string& name, long flow) {
   const double now = sg4::Engine::get_clock();
   b.time[static_cast<int>(c)] += now - start;
-  if (options_.record_trace && b.replica == 0 && now > start)
-    result_.trace.push_back({.stage = b.stage, .replica = b.replica, .stream = stream, .name = name, .start = start, .end = now});
+  // A pipeline receive is kept even when it took no time, so that every send has its receive.
+  if (options_.record_trace && b.replica == 0 && (now > start || flow >= 0))
+    result_.trace.push_back({.stage = b.stage, .replica = b.replica, .stream = stream, .name = name, .start = start, .end = now,
+                             .flow = flow});
+}
+
+/// The id of the pipeline message received by `stage` into `slot` (chunk * m + micro-batch), the
+/// same on the sending and the receiving side.
+long Simulation::flow_id(int stage, size_t slot, bool activation) const {
+  const auto m = static_cast<size_t>(w_.microbatches());
+  const auto virtual_stage = (slot / m) * static_cast<size_t>(p_.pp) + static_cast<size_t>(stage);
+  return static_cast<long>(2 * (virtual_stage * m + slot % m) + (activation ? 0 : 1));
+}
+
+/// With the trace: the utilisation of the fabric links the job has used, per link role (mean over
+/// them and the busiest one), sampled at a period that doubles whenever the series grows past
+/// MAX_SAMPLES (every other sample is dropped), so no estimate of the iteration time is needed.
+/// A daemon actor: it ends with the iteration.
+void Simulation::sample_links() {
+  constexpr size_t MAX_SAMPLES = 1024;
+  static constexpr const char* ROLE[] = {"nvlink", "nic", "leaf-trunk", "pod-trunk"};
+  constexpr size_t ROLES = std::size(ROLE);
+  auto& counters = result_.link_counters;
+  for (const char* role : ROLE) {
+    counters.push_back({.name = fmt::format("{} mean", role), .time = {}, .utilisation = {}});
+    counters.push_back({.name = fmt::format("{} busiest", role), .time = {}, .utilisation = {}});
+  }
+  double period = 1e-4;
+  std::vector<const sim::FabricLink*> used;  // the links the job has used so far
+  size_t used_known = 0;
+  for (;;) {
+    if (link_bytes_.size() != used_known) {
+      used.clear();
+      for (const sim::FabricLink& fl : platform_->links())
+        if (link_bytes_.contains(fl.link)) used.push_back(&fl);
+      used_known = link_bytes_.size();
+    }
+    std::array<double, ROLES> usage{};
+    std::array<double, ROLES> capacity{};
+    std::array<double, ROLES> busiest{};
+    for (const sim::FabricLink* link : used) {
+      const sim::FabricLink& fl = *link;
+      const auto r = static_cast<size_t>(fl.role);
+      const double u = fl.link->get_usage();
+      usage[r] += u;
+      capacity[r] += fl.link->get_bandwidth();
+      busiest[r] = std::max(busiest[r], u / fl.link->get_bandwidth());
+    }
+    const double now = sg4::Engine::get_clock();
+    for (size_t r = 0; r < ROLES; ++r) {
+      counters[2 * r].time.push_back(now);
+      counters[2 * r].utilisation.push_back(capacity[r] > 0 ? usage[r] / capacity[r] : 0.0);
+      counters[2 * r + 1].time.push_back(now);
+      counters[2 * r + 1].utilisation.push_back(busiest[r]);
+    }
+    if (counters[0].time.size() >= MAX_SAMPLES) {
+      for (LinkCounter& c : counters) {
+        for (size_t i = 0; 2 * i < c.time.size(); ++i) {
+          c.time[i] = c.time[2 * i];
+          c.utilisation[i] = c.utilisation[2 * i];
+        }
+        c.time.resize((c.time.size() + 1) / 2);
+        c.utilisation.resize(c.time.size());
+      }
+      period *= 2;
+    }
+    sg4::this_actor::sleep_for(period);
+  }
 }
 
 int Simulation::issue_dp(BlockState& b, DpRequest request) {
@@ -495,7 +565,7 @@ void Simulation::pull(BlockState& b, int from_stage, size_t slot, bool activatio
       ++result_.activities;
     }
   }
-  record(b, Category::PP_TRANSFER, t0, "pp", what);
+  record(b, Category::PP_TRANSFER, t0, "pp", what, flow_id(b.stage, slot, activation));
 }
 
 void Simulation::stage_actor(BlockState& b) {
@@ -546,6 +616,12 @@ void Simulation::stage_actor(BlockState& b) {
     if (p_.pp_overlap) {
       // The send is asynchronous: its flows start now and this stage goes on computing.
       (activation ? peer.incoming_activation : peer.incoming_gradient)[slot] = start_flows(pp_edges(b.base, peer.base, bytes));
+    }
+    if (options_.record_trace && b.replica == 0) {
+      const double now = sg4::Engine::get_clock();
+      result_.trace.push_back({.stage = b.stage, .replica = 0, .stream = "pp",
+                               .name = fmt::format("send {} mb{}", activation ? "act" : "grad", mb), .start = now,
+                               .end = now, .flow = flow_id(stage, slot, activation)});
     }
     std::unique_lock lock(*peer.mutex);
     (activation ? peer.activation_ready : peer.gradient_ready)[slot] = 1;
@@ -754,6 +830,8 @@ SimulationResult Simulation::run() {
     sg4::Actor::create(fmt::format("stage{}-dp", s), platform_->gpu(block_base(s, 0)), [this, s] { dp_driver(s); });
     ++result_.actors;
   }
+  if (options_.record_trace)
+    sg4::Actor::create("link-sampler", platform_->gpu(0), [this] { sample_links(); })->daemonize();
   engine->run();
 
   // The iteration ends when the last GPU finishes its optimizer step; its breakdown is reported.

@@ -44,6 +44,14 @@ struct TraceEvent {
   std::string name;
   double start = 0.0;   ///< simulated seconds
   double end = 0.0;
+  long flow = -1;       ///< pipeline message: its send and its receive share this id (-1: none)
+};
+
+/// Utilisation of one class of fabric links over the iteration, sampled for the trace.
+struct LinkCounter {
+  std::string name;                ///< "nic mean", "nic busiest", ...
+  std::vector<double> time;        ///< simulated seconds
+  std::vector<double> utilisation; ///< carried bytes/s over capacity at that time
 };
 
 /// Load of one fabric link over the iteration.
@@ -68,6 +76,7 @@ struct SimulationResult {
   double wall_seconds = 0.0;
   double peak_memory_bytes = 0.0;  ///< peak resident memory of the simulation process
   std::vector<TraceEvent> trace;
+  std::vector<LinkCounter> link_counters;  ///< with the trace only
   std::vector<LinkLoad> busiest_links;  ///< the most loaded links, busiest first
 };
 

@@ -400,26 +400,55 @@ std::string render(const Report& r, ReportFormat format) {
 
 std::string render_trace(const Report& r) {
   using nlohmann::json;
-  json events = json::array();
-  static const char* const STREAMS[] = {"compute", "tp", "pp", "dp", "optimizer"};
+  static const char* const STREAMS[] = {"compute", "tp", "cp", "ep", "pp", "dp", "optimizer"};
+  constexpr int TRACKS = static_cast<int>(std::size(STREAMS));
+  const std::vector<std::string_view> labels = {"compute", "TP comm", "CP comm", "EP comm", "PP send/recv", "DP comm", "optimizer"};
   auto tid_of = [](const std::string& stream) {
-    for (int i = 0; i < 5; ++i)
+    for (int i = 0; i < TRACKS; ++i)
       if (stream == STREAMS[i]) return i;
-    return 5;
+    return TRACKS;
   };
-  for (size_t s = 0; s < r.memory_per_stage.size(); ++s) {
+  json events = json::array();
+  const auto stages = static_cast<int>(r.memory_per_stage.size());
+  for (int s = 0; s < stages; ++s) {
     events.push_back({{"ph", "M"}, {"name", "process_name"}, {"pid", s}, {"args", {{"name", fmt::format("stage {}", s)}}}});
-    for (int t = 0; t < 5; ++t)
-      events.push_back({{"ph", "M"}, {"name", "thread_name"}, {"pid", s}, {"tid", t}, {"args", {{"name", STREAMS[t]}}}});
+    events.push_back({{"ph", "M"}, {"name", "process_sort_index"}, {"pid", s}, {"args", {{"sort_index", s}}}});
+    for (int t = 0; t < TRACKS; ++t) {
+      events.push_back({{"ph", "M"}, {"name", "thread_name"}, {"pid", s}, {"tid", t}, {"args", {{"name", labels[static_cast<size_t>(t)]}}}});
+      events.push_back({{"ph", "M"}, {"name", "thread_sort_index"}, {"pid", s}, {"tid", t}, {"args", {{"sort_index", t}}}});
+    }
   }
-  for (const auto& e : r.simulation.trace)
-    events.push_back({{"ph", "X"},
-                      {"name", e.name},
-                      {"cat", e.stream},
-                      {"pid", e.stage},
-                      {"tid", tid_of(e.stream)},
-                      {"ts", e.start * 1e6},
-                      {"dur", (e.end - e.start) * 1e6}});
+  // Link utilisation counters, in percent, on a process of their own below the stages.
+  const int fabric = stages;
+  events.push_back({{"ph", "M"}, {"name", "process_name"}, {"pid", fabric}, {"args", {{"name", "fabric links in use"}}}});
+  events.push_back({{"ph", "M"}, {"name", "process_sort_index"}, {"pid", fabric}, {"args", {{"sort_index", fabric}}}});
+  json timed = json::array();
+  for (const auto& e : r.simulation.trace) {
+    json x = {{"ph", "X"},          {"name", e.name},       {"cat", e.stream}, {"pid", e.stage},
+              {"tid", tid_of(e.stream)}, {"ts", e.start * 1e6}, {"dur", (e.end - e.start) * 1e6}};
+    if (e.flow >= 0) {
+      // Flow events v2: the send slice starts the arrow, the receive slice that shares its id ends it.
+      x["bind_id"] = fmt::format("0x{:x}", e.flow);
+      x[e.name.starts_with("send") ? "flow_out" : "flow_in"] = true;
+    }
+    timed.push_back(std::move(x));
+  }
+  const auto& counters = r.simulation.link_counters;
+  for (size_t c = 0; c + 1 < counters.size(); c += 2) {
+    // Counters come in pairs per link role: the mean over the links in use, and the busiest.
+    const std::string role = counters[c].name.substr(0, counters[c].name.find(' '));
+    if (std::all_of(counters[c + 1].utilisation.begin(), counters[c + 1].utilisation.end(), [](double u) { return u == 0; }))
+      continue;  // a role the job never used
+    for (size_t i = 0; i < counters[c].time.size(); ++i)
+      timed.push_back({{"ph", "C"},
+                       {"name", role + " utilisation %"},
+                       {"pid", fabric},
+                       {"ts", counters[c].time[i] * 1e6},
+                       {"args", {{"mean", counters[c].utilisation[i] * 100}, {"busiest", counters[c + 1].utilisation[i] * 100}}}});
+  }
+  std::stable_sort(timed.begin(), timed.end(),
+                   [](const json& a, const json& b) { return a.at("ts").get<double>() < b.at("ts").get<double>(); });
+  for (auto& e : timed) events.push_back(std::move(e));
   json doc = {{"traceEvents", events}, {"displayTimeUnit", "ms"},
               {"otherData", {{"scenario", r.scenario}, {"strategy", r.strategy}, {"replica", 0}}}};
   return doc.dump() + "\n";

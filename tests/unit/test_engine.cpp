@@ -7,8 +7,10 @@
 #include "sim/engine.hpp"
 #include "sim/report.hpp"
 
+#include <map>
 #include <set>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 using namespace odyssey;
@@ -133,11 +135,15 @@ TEST_CASE("sim::Engine: fast fidelity folds replicas and agrees with full where 
   CHECK(fast.iteration_time.value() == Approx(full.iteration_time.value()).epsilon(0.01));
 }
 
-TEST_CASE("sim::Report: the trace is Chrome trace-event JSON with named tracks", "[engine]") {
+TEST_CASE("sim::Report: the trace is Chrome trace-event JSON with named tracks, flows and link counters", "[engine]") {
   const CostModel cost(a100_profile());
   const MachineSpec machine = small_machine(4);
-  const Workload w(gpt(4, 1024, 16, 51200), {.global_batch = 16, .micro_batch = 1, .precision = Precision::FP16},
-                   {.tp = 8, .pp = 2, .dp = 2, .schedule = PipelineScheduleKind::ONE_F_ONE_B});
+  // tp 4 leaves each server's other GPUs to another stage: TP comm runs as flows on NVLink and
+  // the pipeline crosses servers, so every link role the job uses has a counter.
+  const bool pp_overlap = GENERATE(false, true);
+  ParallelismSpec p{.tp = 4, .pp = 4, .dp = 2, .schedule = PipelineScheduleKind::INTERLEAVED_1F1B, .virtual_stages = 2};
+  p.pp_overlap = pp_overlap;
+  const Workload w(gpt(8, 1024, 16, 51200), {.global_batch = 16, .micro_batch = 1, .precision = Precision::FP16}, p);
   SimulationOptions options;
   options.record_trace = true;
   const SimulationResult r = simulate(machine, w, cost, options);
@@ -145,20 +151,60 @@ TEST_CASE("sim::Report: the trace is Chrome trace-event JSON with named tracks",
   const auto doc = nlohmann::json::parse(render_trace(report));
   int complete = 0;
   double last = -1;
-  std::set<std::string> tracks;
+  std::set<std::pair<int, std::string>> tracks;
+  std::set<std::string> processes;
+  std::map<std::string, int> sends;
+  std::map<std::string, int> receives;
+  std::map<std::string, double> send_time;
+  std::map<std::string, double> receive_end;
+  std::set<std::string> counters;
   for (const auto& e : doc.at("traceEvents")) {
-    if (e.at("ph") == "M" && e.at("name") == "thread_name") tracks.insert(e.at("args").at("name").get<std::string>());
-    if (e.at("ph") != "X") continue;
+    if (e.at("ph") == "M" && e.at("name") == "thread_name")
+      tracks.insert({e.at("pid").get<int>(), e.at("args").at("name").get<std::string>()});
+    if (e.at("ph") == "M" && e.at("name") == "process_name") processes.insert(e.at("args").at("name").get<std::string>());
+    if (e.at("ph") == "M") {
+      CHECK(last < 0);  // metadata first
+      continue;
+    }
+    CHECK(e.at("ts").get<double>() >= last);  // every timed event sorted by time
+    last = e.at("ts").get<double>();
+    if (e.at("ph") == "C") {
+      counters.insert(e.at("name").get<std::string>());
+      CHECK(e.at("args").at("busiest").get<double>() >= 0);
+      CHECK(e.at("args").at("busiest").get<double>() <= 100 + 1e-6);
+      CHECK(e.at("args").at("mean").get<double>() <= e.at("args").at("busiest").get<double>() + 1e-9);
+      continue;
+    }
+    REQUIRE(e.at("ph") == "X");
     ++complete;
     CHECK(e.at("dur").get<double>() >= 0);
-    CHECK(e.at("ts").get<double>() >= last);  // sorted by start
-    last = e.at("ts").get<double>();
-    CHECK(e.at("pid").get<int>() < 2);
+    CHECK(e.at("pid").get<int>() < 4);
+    if (e.contains("bind_id")) {
+      const auto id = e.at("bind_id").get<std::string>();
+      CHECK(e.at("cat") == "pp");
+      if (e.contains("flow_out")) {
+        ++sends[id];
+        send_time[id] = e.at("ts").get<double>();
+      } else {
+        REQUIRE(e.contains("flow_in"));
+        ++receives[id];
+        receive_end[id] = e.at("ts").get<double>() + e.at("dur").get<double>();
+      }
+    }
   }
   CHECK(complete > 0);
-  CHECK(tracks.count("compute") == 1);
-  CHECK(tracks.count("pp") == 1);
-  CHECK(tracks.count("dp") == 1);
+  for (int s = 0; s < 4; ++s) {
+    CHECK(processes.count(fmt::format("stage {}", s)) == 1);
+    for (const char* stream : {"compute", "TP comm", "PP send/recv", "DP comm"}) CHECK(tracks.count({s, stream}) == 1);
+  }
+  // Every pipeline message: one send, one receive, the receive ending no earlier than the send.
+  // Interleaved 1F1B over 4 stages x 2 chunks: 7 hops forward and 7 back per micro-batch.
+  const int m = w.microbatches();
+  CHECK(sends.size() == static_cast<size_t>(2 * 7 * m));
+  CHECK(sends == receives);
+  for (const auto& [id, t] : send_time) CHECK(receive_end.at(id) >= t);
+  CHECK(counters.count("nvlink utilisation %") == 1);
+  CHECK(counters.count("nic utilisation %") == 1);
 }
 
 TEST_CASE("sim::Engine: zero-bubble (ZB-H1) shrinks the 1F1B bubble with free communication", "[engine]") {
