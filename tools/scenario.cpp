@@ -412,16 +412,22 @@ std::vector<std::string> list_presets(const fs::path& dir) {
   return names;
 }
 
+/// Whether a file exists; a name the file system cannot even look up (too long, say) does not.
+bool file_exists(const fs::path& p) {
+  std::error_code ec;
+  return fs::exists(p, ec);
+}
+
 bool looks_like_path(const std::string& s) {
   return s.find('/') != std::string::npos || s.ends_with(".yaml");
 }
 
 /// A file named by the user: as given when it exists, else relative to the scenario's folder.
 std::string resolve_path(const Draft& draft, const std::string& name) {
-  if (fs::exists(name) || fs::path(name).is_absolute())
+  if (file_exists(name) || fs::path(name).is_absolute())
     return name;
   const fs::path beside = draft.base_dir / name;
-  return fs::exists(beside) ? beside.string() : name;
+  return file_exists(beside) ? beside.string() : name;
 }
 
 /// The file behind a preset name or a path given at `v`; `kind` is "machine" or "model".
@@ -430,13 +436,13 @@ std::string preset_file(const Draft& draft, const YamlValue& v, const std::strin
   const std::string name = v.as_string();
   if (looks_like_path(name)) {
     const std::string path = resolve_path(draft, name);
-    if (!fs::exists(path))
+    if (!file_exists(path))
       v.fail(fmt::format("cannot open {} file '{}'", kind, name));
     return path;
   }
   const fs::path dir = fs::path(draft.options->data_dir) / folder;
   const fs::path file = dir / (name + ".yaml");
-  if (fs::exists(file))
+  if (file_exists(file))
     return file.string();
   const std::vector<std::string> available = list_presets(dir);
   std::string list;
@@ -924,7 +930,7 @@ void resolve_calibration(Draft& d) {
     return;
   }
   const std::string path = resolve_path(d, s.calibration);
-  if (!fs::exists(path))
+  if (!file_exists(path))
     d.fail("calibration", fmt::format("cannot open profile '{}'", s.calibration));
   s.calibration = path;
 }
