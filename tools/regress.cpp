@@ -91,7 +91,8 @@ Baseline load_baseline(const std::string& path, bool must_exist) {
       item.require_map();
       item.check_keys(entry_keys);
       const YamlValue file = item.require("file");
-      ScenarioMetrics s{.file = file.as_string(), .values = {}, .where = item.where()};
+      ScenarioMetrics s{.file = std::filesystem::path(file.as_string()).lexically_normal().string(), .values = {},
+                        .where = item.where()};
       if (!scenario_exists(s.file))
         file.fail(fmt::format("scenario '{}' no longer exists; restore it or remove its entry from the baseline", s.file));
       if (std::any_of(b.scenarios.begin(), b.scenarios.end(), [&](const ScenarioMetrics& o) { return o.file == s.file; }))
@@ -240,9 +241,13 @@ ChildRun run_child(const std::string& odyssey, const std::string& scenario, cons
 
 std::vector<std::string> scenario_files(const RegressOptions& o) {
   if (!o.scenarios.empty()) {
-    for (const std::string& s : o.scenarios)
+    // Normalised ("./scenarios/x.yaml" is "scenarios/x.yaml"), as the directory listing is.
+    std::vector<std::string> files;
+    for (const std::string& s : o.scenarios) {
       if (!scenario_exists(s)) throw InputError({.file = s}, "", "cannot open file");
-    return o.scenarios;
+      files.push_back(std::filesystem::path(s).lexically_normal().string());
+    }
+    return files;
   }
   std::error_code ec;
   std::vector<std::string> files;
