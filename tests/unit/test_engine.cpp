@@ -74,6 +74,11 @@ TEST_CASE("sim::Engine: with free communication the 1F1B bubble is (p-1)/(m+p-1)
   const double bubble = r.breakdown.pp_bubble.value() / busy;
   CHECK(bubble == Approx(static_cast<double>(p - 1) / (m + p - 1)).epsilon(0.02));
   CHECK(r.breakdown.total().value() == Approx(r.iteration_time.value()).epsilon(1e-9));
+  // A bubble of 3/11 of the iteration is the report's first suggestion.
+  const Report report = make_report("bubble", machine, w, cost, r, Fidelity::FULL);
+  REQUIRE_FALSE(report.suggestions.empty());
+  CHECK(report.suggestions[0].text.starts_with(fmt::format("pipeline bubble is {:.1f}% of the iteration (8 micro-batches per replica over 4 stages)",
+                                                           100 * r.breakdown.pp_bubble.value() / r.iteration_time.value())));
 }
 
 TEST_CASE("sim::Engine: more link bandwidth never slows an iteration", "[engine]") {
