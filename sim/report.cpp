@@ -155,7 +155,9 @@ std::vector<Suggestion> suggest(const Report& r) {
     const MemoryBreakdown& m = r.memory_per_stage[static_cast<size_t>(r.memory_peak_stage)];
     std::string fix;
     if (m.activations >= m.optimizer_states && p.recompute != Recompute::FULL)
-      fix = fmt::format("activations take {}: full recomputation (recompute: full) or more pipeline stages", gib(m.activations));
+      fix = fmt::format("activations take {}: {} or more pipeline stages", gib(m.activations),
+                        p.recompute == Recompute::NONE ? "recomputation (recompute: selective, or full)"
+                                                       : "full recomputation (recompute: full)");
     else if (m.optimizer_states >= m.activations && p.zero == 0 && p.dp > 1)
       fix = fmt::format("optimizer states take {}: the distributed optimizer (zero: 1) shards them over the {} replicas",
                         gib(m.optimizer_states), p.dp);
