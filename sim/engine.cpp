@@ -339,10 +339,10 @@ long Simulation::flow_id(int stage, size_t slot, bool activation) const {
 /// A daemon actor: it ends with the iteration.
 void Simulation::sample_links() {
   constexpr size_t MAX_SAMPLES = 1024;
-  static constexpr const char* ROLE[] = {"nvlink", "nic", "leaf-trunk", "pod-trunk"};
-  constexpr size_t ROLES = std::size(ROLE);
+  constexpr size_t ROLES = static_cast<size_t>(sim::LinkRole::TORUS) + 1;  // every LinkRole
   auto& counters = result_.link_counters;
-  for (const char* role : ROLE) {
+  for (size_t r = 0; r < ROLES; ++r) {
+    const char* role = sim::to_string(static_cast<sim::LinkRole>(r));
     counters.push_back({.name = fmt::format("{} mean", role), .time = {}, .utilisation = {}});
     counters.push_back({.name = fmt::format("{} busiest", role), .time = {}, .utilisation = {}});
   }
@@ -362,6 +362,7 @@ void Simulation::sample_links() {
     for (const sim::FabricLink* link : used) {
       const sim::FabricLink& fl = *link;
       const auto r = static_cast<size_t>(fl.role);
+      if (r >= ROLES) continue;  // a role added to LinkRole after TORUS: extend ROLES
       const double u = fl.link->get_usage();
       usage[r] += u;
       capacity[r] += fl.link->get_bandwidth();
