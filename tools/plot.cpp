@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
@@ -325,6 +326,7 @@ std::vector<std::string> csv_fields(const std::string& line) {
 } // namespace
 
 std::string plot_file(const std::string& path) {
+  if (std::error_code ec; std::filesystem::is_directory(path, ec)) throw InputError({.file = path}, "", "is a folder, not a file");
   std::ifstream in(path);
   if (!in) throw InputError({.file = path}, "", "cannot open file");
   std::stringstream buffer;

@@ -413,9 +413,10 @@ std::vector<std::string> list_presets(const fs::path& dir) {
 }
 
 /// Whether a file exists; a name the file system cannot even look up (too long, say) does not.
+/// A readable file: a folder of that name does not count (it opens, then fails when read).
 bool file_exists(const fs::path& p) {
   std::error_code ec;
-  return fs::exists(p, ec);
+  return fs::is_regular_file(p, ec);
 }
 
 bool looks_like_path(const std::string& s) {

@@ -176,7 +176,7 @@ SweepSpec load_sweep(const std::string& path, const std::string& data_dir) {
   spec.file = path;
   const YamlValue scenario = root.require("scenario");
   spec.scenario = (fs::path(path).parent_path() / scenario.as_string()).lexically_normal().string();
-  if (!fs::exists(spec.scenario)) scenario.fail(fmt::format("cannot open scenario '{}'", scenario.as_string()));
+  if (!fs::is_regular_file(spec.scenario)) scenario.fail(fmt::format("cannot open scenario '{}'", scenario.as_string()));
   if (auto out = root.get("out")) spec.out = (fs::path(path).parent_path() / out->as_string()).string();
 
   // Where each key=value came from, to point errors into the sweep file, and where each key is.

@@ -4,7 +4,10 @@
 #
 #   tools/test.sh [CTEST_ARGS...]             default build (build/), every test
 #   tools/test.sh --sanitize [CTEST_ARGS...]  ASan + UBSan build (build-asan/), every test under it
-#   tools/test.sh --fuzz SECONDS              fuzz the scenario loader for SECONDS (clang, build-fuzz/)
+#   tools/test.sh --fuzz SECONDS [SEED]       fuzz the scenario, profile and raw-file loaders for
+#                                             SECONDS each (clang, build-fuzz/);
+#                                             with SEED the run is repeatable (CI), without it each
+#                                             run explores new inputs
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 cd "$ODYSSEY_ROOT"
@@ -22,15 +25,26 @@ case "${1:-}" in
   ctest --preset asan -j "$(nproc)" "$@"
   ;;
 --fuzz)
-  seconds=${2:?usage: tools/test.sh --fuzz SECONDS}
+  seconds=${2:?usage: tools/test.sh --fuzz SECONDS [SEED]}
+  seed=${3:-0}  # libFuzzer: 0 draws a seed; any other value repeats the same sequence of inputs
   build_odyssey fuzz
-  # Seeds: the shipped scenarios and the bad-input cases, copied so the fuzzer's corpus additions
-  # stay out of the tree. A crash leaves its input in build-fuzz/ and fails this command.
+  # Each target for SECONDS, from seeds copied so the fuzzer's corpus additions stay out of the
+  # tree: the shipped scenarios and bad-input cases; the shipped profiles; the raw-file fixtures.
+  # A crash leaves its input in build-fuzz/ and fails this command.
   corpus=$(mktemp -d)
   trap 'rm -rf "$corpus"' EXIT
-  cp scenarios/*.yaml tests/errors/*.yaml "$corpus/"
-  ./build-fuzz/tests/odyssey_fuzz_scenario -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=4096 \
-    -print_final_stats=1 -artifact_prefix=build-fuzz/ -dict=tests/fuzz/scenario.dict "$corpus"
+  fuzz() {  # TARGET DICTIONARY MAX_LEN SEED_FILES...
+    local target=$1 dict=$2 max_len=$3
+    shift 3
+    mkdir -p "$corpus/$target"
+    cp "$@" "$corpus/$target/"
+    echo "== fuzzing $target for $seconds s"
+    ./build-fuzz/tests/odyssey_fuzz_"$target" -max_total_time="$seconds" -seed="$seed" -timeout=10 -rss_limit_mb=2048 \
+      -max_len="$max_len" -print_final_stats=1 -artifact_prefix=build-fuzz/ -dict="$dict" "$corpus/$target"
+  }
+  fuzz scenario tests/fuzz/scenario.dict 4096 scenarios/*.yaml tests/errors/*.yaml
+  fuzz profile tests/fuzz/calibration.dict 16384 calibration/profiles/*.yaml
+  fuzz import tests/fuzz/calibration.dict 131072 tests/calibration/*.json
   ;;
 *)
   build_odyssey default

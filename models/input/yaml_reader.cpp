@@ -6,6 +6,7 @@
 #include <cctype>
 #include <charconv>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <set>
@@ -270,6 +271,11 @@ double YamlValue::as_quantity(Dimension dim) const {
 }
 
 YamlValue load_yaml_file(const std::string& path) {
+  // A folder opens as a stream on Linux and fails only when read, from inside yaml-cpp's buffer,
+  // which does not catch the failure: refuse it here, and turn any other read failure into an error.
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec))
+    throw InputError(SourceLocation{.file = path}, "", "is a folder, not a file");
   std::ifstream in(path);
   if (!in)
     throw InputError(SourceLocation{.file = path}, "", "cannot open file");
@@ -277,6 +283,8 @@ YamlValue load_yaml_file(const std::string& path) {
     return checked_root(YAML::Load(in), path);
   } catch (const YAML::ParserException& e) {
     throw InputError(location_of(e.mark, path), "", e.msg);
+  } catch (const std::ios_base::failure& e) {
+    throw InputError(SourceLocation{.file = path}, "", fmt::format("cannot read file: {}", e.what()));
   }
 }
 

@@ -169,6 +169,9 @@ TEST_CASE("models::YamlValue: typed values with positions", "[units][yaml]") {
     CHECK_THROWS_WITH(load_yaml_file("/nonexistent/x.yaml"),
                       Equals("/nonexistent/x.yaml: error: cannot open file"));
   }
+  SECTION("a folder, which opens but cannot be read (found by the fuzzer)") {
+    CHECK_THROWS_WITH(load_yaml_file("/"), Equals("/: error: is a folder, not a file"));
+  }
 }
 
 TEST_CASE("models::did_you_mean: suggests only close names", "[units][yaml]") {
