@@ -41,6 +41,8 @@ void add_planner_commands(CLI::App& app, PlannerCommands& c) {
   c.sweep->add_option("--jobs", c.jobs, "points at once (default: every core)");
   c.sweep->add_option("--shard", c.shard, "I/N: run the points of shard I of N (Slurm job arrays), 0-based");
   c.sweep->add_flag("--mpi", c.mpi, "under mpirun: ranks take shards, rank 0 writes the rows");
+  c.sweep->add_option("--merge", c.merge, "merge these shard outputs into --out (rows in point order) instead of running")
+      ->expected(1, -1);
   c.sweep->add_flag("--no-progress", c.no_progress, "no progress bar");
   c.sweep->add_option("--plot", c.plot_out, "also draw the results as SVG into this file");
 
@@ -102,8 +104,31 @@ int plan_command(const PlannerCommands& c, const std::string& data_dir) {
   return 0;
 }
 
+/// `sweep --merge`: the shards' outputs into one file; exit 1 while points are missing, so that a
+/// job that depends on the array can tell a finished sweep from a partial one.
+int merge_command(const PlannerCommands& c, const SweepSpec& spec) {
+  if (!c.shard.empty() || c.mpi)
+    throw InputError({.file = "--merge"}, "", "--merge runs nothing: give it without --shard and --mpi");
+  const std::string out = c.out.empty() ? spec.out : c.out;
+  if (out.empty()) throw InputError({.file = spec.file}, "out", "no output file: give --out FILE or 'out' in the sweep");
+  const SweepMerge m = merge_sweep(spec, c.merge, out);
+  std::cerr << fmt::format("sweep: {} of {} points merged into {}", m.rows, spec.points.size(), out);
+  if (m.duplicates > 0) std::cerr << fmt::format(", {} duplicate rows dropped", m.duplicates);
+  if (m.damaged > 0) std::cerr << fmt::format(", {} damaged lines left out", m.damaged);
+  std::cerr << "\n";
+  if (!c.plot_out.empty()) write_file(c.plot_out, plot_file(out));
+  if (m.missing.empty()) return 0;
+  std::string list;
+  for (std::size_t i = 0; i < m.missing.size() && i < 20; ++i) list += (i > 0 ? ", " : "") + std::to_string(m.missing[i]);
+  if (m.missing.size() > 20) list += fmt::format(" and {} more", m.missing.size() - 20);
+  std::cerr << fmt::format("sweep: {} points missing ({}); `odyssey sweep {} --out {}` runs just those\n",
+                           m.missing.size(), list, spec.file, out);
+  return 1;
+}
+
 int sweep_command(const PlannerCommands& c, const std::string& data_dir) {
   const SweepSpec spec = load_sweep(c.sweep_file, data_dir);
+  if (!c.merge.empty()) return merge_command(c, spec);
   SweepOptions options{.out = c.out, .jobs = c.jobs, .mpi = c.mpi, .progress = !c.no_progress};
   if (!c.shard.empty()) {
     const std::string where = "--shard " + c.shard;

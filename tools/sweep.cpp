@@ -1,12 +1,14 @@
 #include "tools/sweep.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <thread>
@@ -540,6 +542,106 @@ SweepRun run_sweep(const SweepSpec& sweep, const SweepOptions& options, const st
 #endif
   if (rank == 0 && fs::exists(out)) sort_rows(out);
   return SweepRun{.points = todo.size(), .writer = rank == 0};
+}
+
+namespace {
+
+/// The point number and overrides of one output row; nullopt for a damaged line.
+std::optional<std::pair<std::size_t, std::string>> row_point(const std::string& line, bool csv) {
+  if (csv) {
+    const auto [number, label] = csv_point(line);
+    std::size_t point = 0;
+    const auto [end, ec] = std::from_chars(number.data(), number.data() + number.size(), point);
+    if (number.empty() || ec != std::errc() || end != number.data() + number.size()) return std::nullopt;
+    return std::pair{point, label};
+  }
+  try {
+    const nlohmann::json j = nlohmann::json::parse(line);
+    return std::pair{j.at("point").get<std::size_t>(), j.at("overrides").get<std::string>()};
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
+/// A row without its simulator wall time (`sim_wall_s`, the last column), the one value that
+/// differs between two runs of the same point.
+std::string deterministic_part(const std::string& line, bool csv) {
+  if (csv) return line.substr(0, line.rfind(','));
+  nlohmann::json j = nlohmann::json::parse(line);
+  j.erase("sim_wall_s");
+  return j.dump();
+}
+
+} // namespace
+
+SweepMerge merge_sweep(const SweepSpec& sweep, const std::vector<std::string>& inputs, const std::string& out) {
+  if (inputs.empty()) throw InputError({.file = "--merge"}, "", "no shard outputs given");
+  const bool csv = is_csv(out);
+  // Rows already in the output stay, so shards can be merged as they finish.
+  std::vector<std::string> files;
+  std::error_code ec;
+  if (fs::is_regular_file(out, ec)) files.push_back(out);
+  for (const std::string& f : inputs)
+    if (std::none_of(files.begin(), files.end(), [&](const std::string& g) { return fs::equivalent(f, g, ec); }))
+      files.push_back(f);
+
+  struct Row {
+    std::string text;
+    SourceLocation where;
+  };
+  std::map<std::size_t, Row> rows;
+  SweepMerge merge;
+  for (const std::string& file : files) {
+    if (fs::is_directory(file, ec)) throw InputError({.file = file}, "", "is a folder, not a file");
+    if (is_csv(file) != csv)
+      throw InputError({.file = file}, "", fmt::format("cannot merge into {}: the shard outputs and the output must all "
+                                                       "be CSV or all JSON lines", out));
+    std::ifstream in(file);
+    if (!in) throw InputError({.file = file}, "", "cannot open file");
+    std::string line;
+    for (int number = 1; std::getline(in, line); ++number) {
+      const SourceLocation where{.file = file, .line = number, .column = 1};
+      if (in.eof()) {  // a last line without its newline was cut short: its point runs again
+        ++merge.damaged;
+        break;
+      }
+      if (csv && number == 1) {
+        if (line + "\n" != csv_header(sweep))
+          throw InputError(where, "", fmt::format("the columns differ from those of {}: the file comes from another "
+                                                  "sweep or another version of odyssey", sweep.file));
+        continue;
+      }
+      const auto point = row_point(line, csv);
+      if (!point) {
+        ++merge.damaged;
+        continue;
+      }
+      const auto& [index, label] = *point;
+      if (index >= sweep.points.size() || sweep.points[index].label() != label)
+        throw InputError(where, "", fmt::format("point {} ({}) is not a point of {}: the file comes from another sweep",
+                                                index, label, sweep.file));
+      const auto [it, inserted] = rows.emplace(index, Row{line + "\n", where});
+      if (inserted) continue;
+      if (deterministic_part(it->second.text.substr(0, it->second.text.size() - 1), csv) != deterministic_part(line, csv))
+        throw InputError(where, "", fmt::format("point {} differs from its row at {}:{}; rows of one point must agree "
+                                                "(the same build and profile give the same row)",
+                                                index, it->second.where.file, it->second.where.line));
+      ++merge.duplicates;
+    }
+  }
+
+  const std::string tmp = out + ".tmp";
+  {
+    std::ofstream file(tmp, std::ios::binary | std::ios::trunc);
+    if (csv) file << csv_header(sweep);
+    for (const auto& [index, row] : rows) file << row.text;
+    if (!file.flush()) throw InputError({.file = out}, "", "cannot write file");
+  }
+  fs::rename(tmp, out);
+  merge.rows = rows.size();
+  for (const SweepPoint& p : sweep.points)
+    if (!rows.contains(p.index)) merge.missing.push_back(p.index);
+  return merge;
 }
 
 } // namespace odyssey

@@ -57,6 +57,19 @@ struct SweepRun {
 /// leaves the output's rows in point order.
 SweepRun run_sweep(const SweepSpec& sweep, const SweepOptions& options, const std::string& data_dir);
 
+struct SweepMerge {
+  std::size_t rows = 0;                ///< rows in the merged output
+  std::size_t duplicates = 0;          ///< identical rows of one point met again (resumed shards)
+  std::size_t damaged = 0;             ///< lines cut short by an interrupted run, left out
+  std::vector<std::size_t> missing;    ///< points of the sweep in no input
+};
+
+/// Merges the outputs of a sweep's shards (Slurm array tasks, each with its own --out) into `out`,
+/// rows in point order; rows already in `out` stay. Every input must be in `out`'s format, every
+/// row must be a point of `sweep` (number and overrides), and two rows of one point must agree.
+/// Throws InputError at the offending file and line otherwise; writes nothing then.
+SweepMerge merge_sweep(const SweepSpec& sweep, const std::vector<std::string>& inputs, const std::string& out);
+
 /// Whether this build has MPI support.
 bool sweep_has_mpi();
 

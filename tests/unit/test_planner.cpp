@@ -266,6 +266,87 @@ TEST_CASE("tools::sweep: a grid runs every point once, and a re-run skips the fi
   std::filesystem::remove_all(dir);
 }
 
+TEST_CASE("tools::merge_sweep: shard outputs become the file one run writes", "[planner]") {
+  const auto dir = std::filesystem::temp_directory_path() / "odyssey-test-sweep-merge";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  auto path = [&](const char* name) { return (dir / name).string(); };
+  auto lines_of = [](const std::string& file) {
+    std::ifstream in(file);
+    std::vector<std::string> lines;
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
+    return lines;
+  };
+  auto message = [](const auto& call) {
+    try {
+      call();
+    } catch (const InputError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  std::ofstream(path("sweep.yaml")) << "scenario: " << DATA << "/scenarios/megatron-145.6b-dgx-a100.yaml\n"
+                                    << "grid:\n  simulation.fidelity: [fast]\n  parallelism.dp: [6, 12]\n"
+                                    << "  machine.server.nic_bandwidth: [\"100 Gb/s\", \"200 Gb/s\"]\n";
+  const SweepSpec spec = load_sweep(path("sweep.yaml"), DATA);
+  REQUIRE(spec.points.size() == 4);
+  for (const char* ext : {".csv", ".jsonl"}) {
+    const bool csv = std::string(ext) == ".csv";
+    const std::string a = path("a") + ext, b = path("b") + ext, all = path("all") + ext, whole = path("whole") + ext;
+    run_sweep(spec, {.out = a, .jobs = 2, .shard = 0, .shards = 2, .progress = false}, DATA);
+    run_sweep(spec, {.out = b, .jobs = 2, .shard = 1, .shards = 2, .progress = false}, DATA);
+    run_sweep(spec, {.out = whole, .jobs = 2, .progress = false}, DATA);
+
+    // One shard: its rows, the others' points listed as missing.
+    SweepMerge m = merge_sweep(spec, {a}, all);
+    CHECK(m.rows == 2);
+    CHECK(m.missing == std::vector<std::size_t>{1, 3});
+    // The other shard, and the first again (rows already in the output stay; repeats are dropped).
+    m = merge_sweep(spec, {b, a}, all);
+    CHECK(m.rows == 4);
+    CHECK(m.missing.empty());
+    CHECK(m.duplicates == 2);
+    // The same rows, in the same order, as one run of the whole sweep (simulator wall time aside).
+    const auto merged = lines_of(all), reference = lines_of(whole);
+    REQUIRE(merged.size() == reference.size());
+    REQUIRE(merged.size() == (csv ? 5U : 4U));
+    for (std::size_t i = 0; i < merged.size(); ++i) {
+      if (csv) {
+        CHECK(merged[i].substr(0, merged[i].rfind(',')) == reference[i].substr(0, reference[i].rfind(',')));
+      } else {
+        auto x = nlohmann::json::parse(merged[i]), y = nlohmann::json::parse(reference[i]);
+        x.erase("sim_wall_s");
+        y.erase("sim_wall_s");
+        CHECK(x == y);
+      }
+    }
+    // A row whose figures disagree with the same point's row elsewhere is refused, output untouched.
+    std::vector<std::string> changed = lines_of(b);
+    std::string& row = changed.back();
+    const std::size_t at = row.find(csv ? ",ok," : "\"status\":\"ok\"");
+    REQUIRE(at != std::string::npos);
+    row.replace(at, csv ? 4 : 13, csv ? ",failed," : "\"status\":\"failed\"");
+    {
+      std::ofstream out(path("changed") + ext);
+      for (const auto& l : changed) out << l << "\n";
+    }
+    CHECK(message([&] { merge_sweep(spec, {path("changed") + ext}, all); }).find("differs from its row at") !=
+          std::string::npos);
+    CHECK(lines_of(all) == merged);
+  }
+  // Another sweep's rows, and a mix of formats, are refused at the file.
+  std::ofstream(path("other.yaml")) << "scenario: " << DATA << "/scenarios/megatron-145.6b-dgx-a100.yaml\n"
+                                    << "grid:\n  simulation.fidelity: [fast]\n  parallelism.dp: [12, 6]\n"
+                                    << "  machine.server.nic_bandwidth: [\"100 Gb/s\", \"200 Gb/s\"]\n";
+  const SweepSpec other = load_sweep(path("other.yaml"), DATA);
+  CHECK(message([&] { merge_sweep(other, {path("a.jsonl")}, path("o.jsonl")); }).find("is not a point of") !=
+        std::string::npos);
+  CHECK(message([&] { merge_sweep(spec, {path("a.jsonl")}, path("o.csv")); }).find("all be CSV or all JSON lines") !=
+        std::string::npos);
+  CHECK(!std::filesystem::exists(path("o.csv")));
+  std::filesystem::remove_all(dir);
+}
+
 TEST_CASE("tools::sweep: keys and ranges are checked before anything runs", "[planner]") {
   const auto dir = std::filesystem::temp_directory_path() / "odyssey-test-sweep-bad";
   std::filesystem::create_directories(dir);
