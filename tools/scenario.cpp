@@ -1090,9 +1090,10 @@ Scenario load_scenario(const std::string& path, const LoadOptions& options) {
 MachineSpec load_machine(const std::string& machine, const LoadOptions& options) {
   Draft draft;
   draft.options = &options;
-  draft.scenario.file = "--machine";
+  draft.scenario.file = "--machine " + machine;
   draft.base_dir = fs::current_path();
-  parse_machine(draft, load_yaml_string(machine.empty() ? "\"\"" : yaml_string(machine), "--machine"));
+  // A value from the command line has no line or column: errors read `--machine NAME: error: ...`.
+  parse_machine(draft, YamlValue(YAML::Node(machine), draft.scenario.file, ""));
   for (const std::string& text : options.overrides) {
     if (!text.starts_with("machine."))
       throw InputError({.file = "--set " + text}, "", "only machine.* keys can be set here");
