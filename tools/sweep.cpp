@@ -385,6 +385,20 @@ void append_atomically(const std::string& path, const std::string& text) {
   if (n != ssize_t(text.size())) throw InputError({.file = path}, "", "cannot write file");
 }
 
+/// Replaces `path` with `header` and the given rows (each ending in a newline), through a
+/// temporary file and a rename, so that a reader never sees half a file.
+template <class Rows, class Text>
+void replace_rows(const std::string& path, const std::string& header, const Rows& rows, Text text_of) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << header;
+    for (const auto& row : rows) out << text_of(row);
+    if (!out.flush()) throw InputError({.file = path}, "", "cannot write file");
+  }
+  fs::rename(tmp, path);
+}
+
 /// Rewrites `path` with its complete rows in point order (the header first), through a temporary
 /// file and a rename: rows arrive in the order points finish, the finished file is deterministic.
 void sort_rows(const std::string& path) {
@@ -408,14 +422,7 @@ void sort_rows(const std::string& path) {
     }
   }
   std::stable_sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << header;
-    for (const auto& [point, text] : rows) out << text;
-    if (!out.flush()) throw InputError({.file = path}, "", "cannot write file");
-  }
-  fs::rename(tmp, path);
+  replace_rows(path, header, rows, [](const auto& row) -> const std::string& { return row.second; });
 }
 
 /// A progress bar with the time left, redrawn on one terminal line of stderr.
@@ -586,7 +593,7 @@ SweepMerge merge_sweep(const SweepSpec& sweep, const std::vector<std::string>& i
       files.push_back(f);
 
   struct Row {
-    std::string text;
+    std::string line;  ///< without its newline
     SourceLocation where;
   };
   std::map<std::size_t, Row> rows;
@@ -620,9 +627,9 @@ SweepMerge merge_sweep(const SweepSpec& sweep, const std::vector<std::string>& i
       if (index >= sweep.points.size() || sweep.points[index].label() != label)
         throw InputError(where, "", fmt::format("point {} ({}) is not a point of {}: the file comes from another sweep",
                                                 index, label, sweep.file));
-      const auto [it, inserted] = rows.emplace(index, Row{line + "\n", where});
+      const auto [it, inserted] = rows.emplace(index, Row{line, where});
       if (inserted) continue;
-      if (deterministic_part(it->second.text.substr(0, it->second.text.size() - 1), csv) != deterministic_part(line, csv))
+      if (deterministic_part(it->second.line, csv) != deterministic_part(line, csv))
         throw InputError(where, "", fmt::format("point {} differs from its row at {}:{}; rows of one point must agree "
                                                 "(the same build and profile give the same row)",
                                                 index, it->second.where.file, it->second.where.line));
@@ -630,14 +637,8 @@ SweepMerge merge_sweep(const SweepSpec& sweep, const std::vector<std::string>& i
     }
   }
 
-  const std::string tmp = out + ".tmp";
-  {
-    std::ofstream file(tmp, std::ios::binary | std::ios::trunc);
-    if (csv) file << csv_header(sweep);
-    for (const auto& [index, row] : rows) file << row.text;
-    if (!file.flush()) throw InputError({.file = out}, "", "cannot write file");
-  }
-  fs::rename(tmp, out);
+  replace_rows(out, csv ? csv_header(sweep) : std::string(), rows,
+               [](const auto& entry) { return entry.second.line + "\n"; });
   merge.rows = rows.size();
   for (const SweepPoint& p : sweep.points)
     if (!rows.contains(p.index)) merge.missing.push_back(p.index);
