@@ -159,30 +159,40 @@ Bytes Workload::peak_activations(int stage) const {
   return peak;
 }
 
-double Workload::inflight_microbatches(int stage) const {
+double inflight_microbatches(const std::vector<PipelineStep>& schedule, int virtual_stages) {
   // Korthikanti et al. 2022 sec. 4.2.3 counts in-flight micro-batches on stage 0: p for 1F1B and
   // p*(1 + (p-1)/(p*v)) interleaved. Counting held chunk-forwards along each stage's own schedule
   // gives every stage's figure: min(p - s, m) for 1F1B, m for GPipe, and for interleaving
   // (2*(p-s-1) + (v-1)*p + 1)/v whole-stage equivalents before the first backward.
   int held = 0, peak = 0;
-  for (const PipelineStep& step : schedule(stage)) {
+  for (const PipelineStep& step : schedule) {
     if (step.kind == StepKind::FORWARD) ++held;
     if (releases_activations(step.kind)) --held;
     peak = std::max(peak, held);
   }
-  return double(peak) / parallelism_.virtual_stages;
+  return double(peak) / virtual_stages;
+}
+
+double Workload::inflight_microbatches(int stage) const {
+  return odyssey::inflight_microbatches(schedule(stage), parallelism_.virtual_stages);
+}
+
+Bytes workspace_bytes(const ParallelismSpec& p, Bytes activations) {
+  int communicators = 0;
+  for (int degree : {p.tp, p.pp, p.dp, p.cp, p.ep})
+    if (degree > 1) ++communicators;
+  return Bytes(CUDA_CONTEXT + CUBLAS_WORKSPACE + communicators * NCCL_BUFFERS_PER_COMMUNICATOR) +
+         activations * FRAGMENTATION_OF_ACTIVATIONS;
 }
 
 MemoryBreakdown Workload::memory(int stage) const {
   const double params = local_parameters(stage);
   const double experts = local_expert_parameters_.at(size_t(stage));
   const double dense = params - experts;
-  const bool fp32 = training_.precision == Precision::FP32;
   const int zero = parallelism_.zero;
-  // FP8 training (Transformer Engine) keeps BF16 weights; its FP8 casts are transient.
-  const double weight_bytes = fp32 ? 4.0 : 2.0;
-  const double gradient_bytes = training_.precision == Precision::FP16 ? 2.0 : 4.0;
-  const double optimizer_bytes = fp32 ? 8.0 : 12.0;  // (fp32 master +) momentum + variance
+  const double weight_bytes = weight_element_bytes(training_.precision);
+  const double gradient_bytes = gradient_element_bytes(training_.precision);
+  const double optimizer_bytes = optimizer_state_bytes(training_.precision);
   // Dense states shard over the dp*cp ranks that hold the same parameters, expert states over the
   // expert-data-parallel group (dp*cp/ep).
   auto sharded = [&](double bytes_per_param, int from_stage) {
@@ -207,11 +217,7 @@ MemoryBreakdown Workload::memory(int stage) const {
   m.optimizer_states = sharded(optimizer_bytes, 1);
   m.activations = peak_activations(stage);
 
-  int communicators = 0;
-  for (int degree : {parallelism_.tp, parallelism_.pp, parallelism_.dp, parallelism_.cp, parallelism_.ep})
-    if (degree > 1) ++communicators;
-  m.workspace = Bytes(CUDA_CONTEXT + CUBLAS_WORKSPACE + communicators * NCCL_BUFFERS_PER_COMMUNICATOR) +
-                m.activations * FRAGMENTATION_OF_ACTIVATIONS;
+  m.workspace = workspace_bytes(parallelism_, m.activations);
   if (zero >= 2 && (zero_shards() > 1 || expert_zero_shards() > 1)) {
     // Sharded gradients are produced whole by each backward and reduce-scattered every
     // micro-batch: a chunk's unsharded gradients live until their buckets are reduced, at most

@@ -89,6 +89,18 @@ constexpr double bytes_per_element(Precision p) {
   return 4;
 }
 
+/// Bytes per element of the gradients kept for the optimizer: FP16 training reduces FP16
+/// gradients; BF16 and FP8 mixed precision keep FP32 main gradients, FP32 training FP32 ones.
+constexpr double gradient_element_bytes(Precision p) { return p == Precision::FP16 ? 2.0 : 4.0; }
+
+/// Bytes per element of the weights a GPU holds: FP32, or 16-bit (FP8 training keeps BF16 weights;
+/// its FP8 casts are transient).
+constexpr double weight_element_bytes(Precision p) { return p == Precision::FP32 ? 4.0 : 2.0; }
+
+/// Adam's optimizer states per parameter: momentum and variance in FP32, plus the FP32 master copy
+/// of the weights under mixed precision.
+constexpr double optimizer_state_bytes(Precision p) { return p == Precision::FP32 ? 8.0 : 12.0; }
+
 const char* to_string(Activation a);
 const char* to_string(Precision p);
 const char* to_string(PipelineScheduleKind s);

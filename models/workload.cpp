@@ -16,6 +16,8 @@
 
 #include "models/workload.hpp"
 
+#include "models/strategy.hpp"
+
 namespace odyssey {
 namespace {
 
@@ -60,7 +62,6 @@ struct LocalShape {
   double grad = 4;          ///< bytes per gradient element (accumulation and reduction)
 };
 
-double gradient_element_bytes(Precision p) { return p == Precision::FP16 ? 2.0 : 4.0; }
 
 /// An op with its identity set; the caller fills in shape, FLOPs, bytes and kernels.
 ComputeOp make_op(std::string name, OpKind kind, Pass pass, Precision dtype) {
@@ -584,7 +585,6 @@ std::vector<int> virtual_stage_layer_counts(int layers, const ParallelismSpec& p
   return counts;
 }
 
-double weight_element_bytes(Precision p) { return p == Precision::FP32 ? 4.0 : 2.0; }
 
 void require(bool ok, const std::string& message) {
   if (!ok) throw std::invalid_argument(message);
@@ -614,45 +614,17 @@ Workload::Workload(ModelSpec model, TrainingSpec training, ParallelismSpec paral
                       "virtual_stages = {})",
                       par.tp, par.pp, par.dp, par.cp, par.ep, par.virtual_stages));
   require(par.zero >= 0 && par.zero <= 3, fmt::format("zero stage must be 0..3 (got {})", par.zero));
-  require(m.hidden % m.heads == 0,
-          fmt::format("hidden ({}) must be divisible by heads ({})", m.hidden, m.heads));
-  require(m.kv_heads >= 1 && m.kv_heads <= m.heads && m.heads % m.kv_heads == 0,
-          fmt::format("kv_heads ({}) must divide heads ({})", m.kv_heads, m.heads));
-  require(m.heads % par.tp == 0, fmt::format("heads ({}) must be divisible by tp ({})", m.heads, par.tp));
-  require(m.kv_heads % par.tp == 0 || par.tp % m.kv_heads == 0,
-          fmt::format("kv_heads ({}) and tp ({}) must divide one another", m.kv_heads, par.tp));
-  require(m.ffn_hidden % par.tp == 0,
-          fmt::format("ffn_hidden ({}) must be divisible by tp ({})", m.ffn_hidden, par.tp));
-  // Causal load balancing splits each sequence into 2*cp chunks (rank r holds r and 2cp-1-r).
-  require(m.seq_len % (2 * par.cp) == 0 || par.cp == 1,
-          fmt::format("context parallelism needs seq_len ({}) divisible by 2 * cp (2 * {} = {})", m.seq_len, par.cp,
-                      2 * par.cp));
-  require(!par.sequence_parallel || (m.seq_len / par.cp) % par.tp == 0,
-          fmt::format("sequence parallelism needs seq_len / cp ({} / {} = {}) divisible by tp ({})", m.seq_len, par.cp,
-                      m.seq_len / par.cp, par.tp));
   if (m.moe) {
     const MoeSpec& e = *m.moe;
-    const int expert_ffn = e.expert_ffn_hidden > 0 ? e.expert_ffn_hidden : m.ffn_hidden;
-    require(e.experts >= 1 && e.top_k >= 1 && e.top_k <= e.experts && e.capacity_factor > 0 && e.every >= 1,
-            fmt::format("moe needs experts >= 1, 1 <= top_k <= experts, capacity_factor > 0 and every >= 1 "
-                        "(experts = {}, top_k = {}, capacity_factor = {}, every = {})",
-                        e.experts, e.top_k, e.capacity_factor, e.every));
-    require(e.experts % par.ep == 0, fmt::format("ep ({}) must divide moe.experts ({})", par.ep, e.experts));
-    require(expert_ffn % par.tp == 0,
-            fmt::format("expert_ffn_hidden ({}) must be divisible by tp ({})", expert_ffn, par.tp));
-  } else {
-    require(par.ep == 1, fmt::format("expert parallelism needs a mixture-of-experts model (ep = {})", par.ep));
+    require(e.experts >= 1 && e.top_k >= 1 && e.capacity_factor > 0,
+            fmt::format("moe needs experts >= 1, top_k >= 1 and capacity_factor > 0 (experts = {}, top_k = {}, "
+                        "capacity_factor = {})",
+                        e.experts, e.top_k, e.capacity_factor));
   }
-  require(par.dp % par.ep == 0, fmt::format("ep ({}) must divide dp ({})", par.ep, par.dp));
+  // The loader reports these rules at their keys; a Workload built directly refuses them the same.
+  if (const auto problem = check_model(m)) throw std::invalid_argument(problem->message);
+  if (const auto problem = check_strategy(m, training_, par)) throw std::invalid_argument(problem->message);
   const int virtual_stages = par.pp * par.virtual_stages;
-  const bool uneven = par.first_stage_layers != 0 || par.last_stage_layers != 0;
-  require(uneven || m.layers % virtual_stages == 0,
-          fmt::format("layers ({}) must be divisible by pp * virtual_stages ({} * {} = {})", m.layers, par.pp,
-                      par.virtual_stages, virtual_stages));
-  const long replica_batch = long(training_.micro_batch) * par.dp;
-  require(training_.global_batch % replica_batch == 0,
-          fmt::format("global_batch ({}) must be divisible by micro_batch * dp ({} * {} = {})",
-                      training_.global_batch, training_.micro_batch, par.dp, replica_batch));
 
   const std::vector<int> vstage_layers = virtual_stage_layer_counts(m.layers, par);
   const int mb = microbatches();
@@ -878,13 +850,15 @@ int Workload::zero_shards() const { return parallelism_.dp * parallelism_.cp; }
 
 int Workload::expert_zero_shards() const { return parallelism_.dp * parallelism_.cp / parallelism_.ep; }
 
-Bytes Workload::dp_bucket_bytes() const {
-  if (parallelism_.dp_bucket.value() > 0) return parallelism_.dp_bucket;
-  const double element = training_.precision == Precision::FP16 ? 2.0 : 4.0;
+Bytes Workload::dp_bucket_bytes() const { return odyssey::dp_bucket_bytes(parallelism_, training_.precision); }
+
+Bytes dp_bucket_bytes(const ParallelismSpec& p, Precision precision) {
+  if (p.dp_bucket.value() > 0) return p.dp_bucket;
+  const double element = gradient_element_bytes(precision);
   // ZeRO-2/3 reduce every micro-batch, as DeepSpeed does, in DeepSpeed's default bucket
   // (zero_optimization.reduce_bucket_size, 5e8 elements); Megatron-core's otherwise.
-  if (parallelism_.zero >= 2) return Bytes(5e8 * element);
-  return Bytes(std::max(40e6, 1e6 * parallelism_.dp * parallelism_.cp) * element);
+  if (p.zero >= 2) return Bytes(5e8 * element);
+  return Bytes(std::max(40e6, 1e6 * p.dp * p.cp) * element);
 }
 
 int Workload::microbatches() const {

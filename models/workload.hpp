@@ -148,6 +148,18 @@ private:
   std::vector<double> local_expert_parameters_;         // [stage]
 };
 
+/// Peak number of micro-batches whose activations a stage running `schedule` holds at once, in
+/// units of a whole stage of `virtual_stages` chunks (Workload::inflight_microbatches).
+[[nodiscard]] double inflight_microbatches(const std::vector<PipelineStep>& schedule, int virtual_stages);
+
+/// Bytes of one data-parallel gradient bucket (Workload::dp_bucket_bytes).
+[[nodiscard]] Bytes dp_bucket_bytes(const ParallelismSpec& parallelism, Precision precision);
+
+/// GPU memory besides model states and activations: the CUDA context, the cuBLAS workspace, NCCL's
+/// buffers for each communicator (one per parallel dimension above 1) and the allocator's
+/// fragmentation of the activations.
+[[nodiscard]] Bytes workspace_bytes(const ParallelismSpec& parallelism, Bytes activations);
+
 /// Steps of `stage` for a pipeline of `stages` stages, `chunks` model chunks per stage and
 /// `microbatches` micro-batches, in execution order. Throws std::invalid_argument for
 /// combinations the schedule does not define (interleaving with microbatches % stages != 0,

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <simgrid/s4u.hpp>
 
+#include "models/strategy.hpp"
 #include "sim/isolation.hpp"
 #include "sim/platform.hpp"
 
@@ -134,7 +135,7 @@ struct DpState {
 class Simulation {
 public:
   Simulation(const MachineSpec& machine, const Workload& w, const CostModel& cost, const SimulationOptions& options)
-      : machine_(machine), w_(w), cost_(cost), options_(options), p_(w.parallelism()) {
+      : machine_(machine), w_(w), cost_(cost), options_(options), p_(w.parallelism()), order_(p_) {
     block_size_ = p_.tp * p_.cp * p_.ep;
     blocks_per_stage_ = p_.dp / p_.ep;
   }
@@ -142,12 +143,10 @@ public:
   SimulationResult run();
 
 private:
-  /// Megatron-core rank order tp-cp-ep-dp-pp: a block (tp x cp x ep GPUs of one stage, the ep
-  /// ranks being consecutive data-parallel ranks) is a contiguous range of GPUs.
-  [[nodiscard]] long block_base(int stage, int replica) const {
-    return static_cast<long>(p_.tp) * p_.cp * (static_cast<long>(replica) * p_.ep + static_cast<long>(p_.dp) * stage);
-  }
-  [[nodiscard]] long local_index(int t, int c, int j) const { return t + static_cast<long>(p_.tp) * (c + static_cast<long>(p_.cp) * j); }
+  /// Megatron-core rank order (models/strategy): a block (tp x cp x ep ranks of one stage) is a
+  /// contiguous range of ranks.
+  [[nodiscard]] long block_base(int stage, int replica) const { return order_.block_base(stage, replica); }
+  [[nodiscard]] long local_index(int t, int c, int j) const { return order_.local_index(t, c, j); }
   [[nodiscard]] long server_of(long gpu) const { return gpu / machine_.server.gpus; }
   [[nodiscard]] long nic_of(long gpu) const {
     return server_of(gpu) * machine_.server.nics + (gpu % machine_.server.gpus) * machine_.server.nics / machine_.server.gpus;
@@ -190,6 +189,7 @@ private:
   const CostModel& cost_;
   const SimulationOptions& options_;
   const ParallelismSpec& p_;
+  RankOrder order_;
   int block_size_ = 1;
   int blocks_per_stage_ = 1;
   std::unique_ptr<sim::Platform> platform_;

@@ -32,23 +32,6 @@ std::string count(double n) {
   return fmt::format("{:.0f}", n);
 }
 
-/// The breakdown's parts in report order: JSON key, terminal label, seconds.
-struct BreakdownPart {
-  std::string_view key;
-  std::string_view label;
-  Seconds time;
-};
-std::vector<BreakdownPart> breakdown_parts(const Breakdown& b) {
-  return {{"compute", "compute", b.compute},
-          {"tp_comm_exposed", "tp comm exposed", b.tp_comm_exposed},
-          {"cp_comm_exposed", "cp comm exposed", b.cp_comm_exposed},
-          {"ep_comm_exposed", "ep comm exposed", b.ep_comm_exposed},
-          {"pp_bubble", "pp bubble", b.pp_bubble},
-          {"pp_comm_exposed", "pp comm exposed", b.pp_comm_exposed},
-          {"dp_comm_exposed", "dp comm exposed", b.dp_comm_exposed},
-          {"optimizer", "optimizer", b.optimizer}};
-}
-
 std::string gib(Bytes b) { return fmt::format("{:.1f} GiB", b.value() / 1073741824.0); }
 
 /// Stages shown: the first and last three of a long pipeline.
@@ -93,6 +76,41 @@ std::vector<std::string> extrapolated_gemms(const Workload& w, const CostModel& 
 }
 
 } // namespace
+
+const std::vector<BreakdownPart>& breakdown_parts() {
+  static const std::vector<BreakdownPart> PARTS = {
+      {.key = "compute", .label = "compute", .member = &Breakdown::compute},
+      {.key = "tp_comm_exposed", .label = "tp comm exposed", .member = &Breakdown::tp_comm_exposed},
+      {.key = "cp_comm_exposed", .label = "cp comm exposed", .member = &Breakdown::cp_comm_exposed},
+      {.key = "ep_comm_exposed", .label = "ep comm exposed", .member = &Breakdown::ep_comm_exposed},
+      {.key = "pp_bubble", .label = "pp bubble", .member = &Breakdown::pp_bubble},
+      {.key = "pp_comm_exposed", .label = "pp comm exposed", .member = &Breakdown::pp_comm_exposed},
+      {.key = "dp_comm_exposed", .label = "dp comm exposed", .member = &Breakdown::dp_comm_exposed},
+      {.key = "optimizer", .label = "optimizer", .member = &Breakdown::optimizer}};
+  return PARTS;
+}
+
+const std::vector<ReportMetric>& report_metrics() {
+  static const std::vector<ReportMetric> METRICS = {
+      {.key = "iteration_time_s", .better = Better::LOWER, .in_rows = true,
+       .read = [](const Report& r) { return r.iteration_time.value(); }},
+      {.key = "tokens_per_s", .better = Better::HIGHER, .in_rows = true,
+       .read = [](const Report& r) { return r.tokens_per_s; }},
+      {.key = "model_tflops_per_gpu", .better = Better::HIGHER, .in_rows = true,
+       .read = [](const Report& r) { return r.model_tflops_per_gpu; }},
+      {.key = "hardware_tflops_per_gpu", .better = Better::HIGHER, .in_rows = false,
+       .read = [](const Report& r) { return r.hardware_tflops_per_gpu; }},
+      {.key = "mfu", .better = Better::HIGHER, .in_rows = true, .read = [](const Report& r) { return r.mfu; }},
+      {.key = "memory_per_gpu_bytes", .better = Better::LOWER, .in_rows = true,
+       .read = [](const Report& r) { return r.memory_per_gpu.value(); }}};
+  return METRICS;
+}
+
+const ReportMetric& report_metric(std::string_view key) {
+  for (const ReportMetric& m : report_metrics())
+    if (m.key == key) return m;
+  throw std::out_of_range(fmt::format("no report metric '{}'", key));
+}
 
 Report make_report(const std::string& scenario_name, const MachineSpec& machine, const Workload& workload,
                    const CostModel& cost, const SimulationResult& result, Fidelity fidelity) {
@@ -244,7 +262,9 @@ std::string render_text(const Report& r) {
     out += fmt::format("  time to train {} tokens: {}\n", count(*r.tokens), duration(*r.time_to_train));
   out += "\n  where the time goes (critical GPU: stage " + std::to_string(r.simulation.critical_stage) + ")\n";
   const double total = std::max(1e-12, r.iteration_time.value());
-  for (const auto& [key, name, t] : breakdown_parts(r.breakdown)) {
+  for (const BreakdownPart& part : breakdown_parts()) {
+    const std::string_view key = part.key, name = part.label;
+    const Seconds t = r.breakdown.*part.member;
     // Context- and expert-parallel rows only for strategies that have them.
     if ((key == "cp_comm_exposed" && r.cp == 1) || (key == "ep_comm_exposed" && r.ep == 1)) continue;
     const double f = t.value() / total;
@@ -293,7 +313,7 @@ std::string render_text(const Report& r) {
 std::string render_json(const Report& r) {
   using nlohmann::json;
   json breakdown = json::object();
-  for (const auto& [key, name, t] : breakdown_parts(r.breakdown)) breakdown[key] = t.value();
+  for (const BreakdownPart& part : breakdown_parts()) breakdown[std::string(part.key)] = (r.breakdown.*part.member).value();
   json stages = json::array();
   for (const auto& m : r.memory_per_stage)
     stages.push_back({{"weights", m.weights.value()},
@@ -311,12 +331,6 @@ std::string render_json(const Report& r) {
       {"model", r.model},
       {"strategy", r.strategy},
       {"gpus", r.gpus},
-      {"iteration_time_s", r.iteration_time.value()},
-      {"tokens_per_s", r.tokens_per_s},
-      {"model_tflops_per_gpu", r.model_tflops_per_gpu},
-      {"hardware_tflops_per_gpu", r.hardware_tflops_per_gpu},
-      {"mfu", r.mfu},
-      {"memory_per_gpu_bytes", r.memory_per_gpu.value()},
       {"memory_peak_stage", r.memory_peak_stage},
       {"memory_per_stage", stages},
       {"gpu_memory_bytes", r.gpu_memory.value()},
@@ -341,6 +355,7 @@ std::string render_json(const Report& r) {
           {"source", r.profile.provenance.source},
           {"date", r.profile.provenance.date}}}}},
   };
+  for (const ReportMetric& m : report_metrics()) j[std::string(m.key)] = m.read(r);
   json suggestions = json::array();
   for (const Suggestion& s : r.suggestions) suggestions.push_back(s.text);
   j["suggestions"] = suggestions;
@@ -364,7 +379,9 @@ std::string render_markdown(const Report& r) {
   out += fmt::format("\n### Where the time goes (critical GPU: stage {})\n\n| part | time | share |\n|---|---:|---:|\n",
                      r.simulation.critical_stage);
   const double total = std::max(1e-12, r.iteration_time.value());
-  for (const auto& [key, name, t] : breakdown_parts(r.breakdown)) {
+  for (const BreakdownPart& part : breakdown_parts()) {
+    const std::string_view key = part.key, name = part.label;
+    const Seconds t = r.breakdown.*part.member;
     if ((key == "cp_comm_exposed" && r.cp == 1) || (key == "ep_comm_exposed" && r.ep == 1)) continue;
     out += fmt::format("| {} | {} | {:.1f}% |\n", name, duration(t), 100 * t.value() / total);
   }

@@ -1,9 +1,10 @@
 // The report of one simulated iteration: figures derived from the engine's records, rendered for
-// a terminal, as JSON (the contract in DESIGN.md) and as a Chrome/Perfetto trace.
+// a terminal, as JSON (the contract in README's Architecture section) and as a Chrome/Perfetto trace.
 #pragma once
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "calibration/cost_model.hpp"
@@ -53,6 +54,30 @@ struct Report {
   std::vector<std::string> extrapolated_gemms;
   SimulationResult simulation;
 };
+
+/// One part of the breakdown: its JSON key (inside "breakdown"), its label in the text report and
+/// the member it reads. The list is in report order; sweeps, plans and the report read it.
+struct BreakdownPart {
+  std::string_view key;
+  std::string_view label;
+  Seconds Breakdown::*member;
+};
+const std::vector<BreakdownPart>& breakdown_parts();
+
+/// Which way a figure improves.
+enum class Better { HIGHER, LOWER };
+
+/// A scalar figure of the report under its `odyssey run --json` key. The one list of report
+/// metrics: the JSON report, sweep rows, plan rows, regress baselines and the validation read it.
+struct ReportMetric {
+  std::string_view key;
+  Better better = Better::HIGHER;
+  bool in_rows = true;                 ///< a column of sweep results
+  double (*read)(const Report&) = nullptr;
+};
+const std::vector<ReportMetric>& report_metrics();
+/// The metric of `key`; throws std::out_of_range for a key that is not a report metric.
+const ReportMetric& report_metric(std::string_view key);
 
 Report make_report(const std::string& scenario_name, const MachineSpec& machine, const Workload& workload,
                    const CostModel& cost, const SimulationResult& result, Fidelity fidelity);

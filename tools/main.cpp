@@ -16,6 +16,7 @@
 #include "calibration/cost_model.hpp"
 #include "calibration/profile.hpp"
 #include "models/input/diagnostics.hpp"
+#include "models/input/files.hpp"
 #include "models/workload.hpp"
 #include "models/input/units_parse.hpp"
 #include "models/input/yaml_reader.hpp"
@@ -25,30 +26,12 @@
 #include "tools/calibrate_cli.hpp"
 #include "tools/plan_command.hpp"
 #include "tools/regress.hpp"
+#include "tools/run.hpp"
 #include "tools/scenario.hpp"
 
 namespace {
 
 constexpr const char* DEFAULT_SCENARIO = "scenarios/gpt3-175b-azure-2020.yaml";
-
-/// Writes `text` to `path` through a temporary file and a rename, so a failure never leaves a
-/// half-written file behind.
-void write_file_atomically(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw odyssey::InputError({.file = path}, "", "cannot write file");
-    out << text;
-    if (!out.flush()) throw odyssey::InputError({.file = path}, "", "cannot write file");
-  }
-  std::filesystem::rename(tmp, path);
-}
-
-odyssey::Profile load_checked_profile(const odyssey::Scenario& scenario) {
-  odyssey::Profile profile = odyssey::load_profile(scenario.calibration);
-  odyssey::check_profile_gpu(profile, scenario.machine.gpu.type, scenario.machine.name);
-  return profile;
-}
 
 /// The priced operations of one micro-batch on stage 0, chunk 0 (ops of the same name, e.g.
 /// one per layer, are summed): what each costs and at what rate.
@@ -102,23 +85,14 @@ int run(const std::string& path, const std::vector<std::string>& sets, odyssey::
         const std::vector<std::string>& simgrid_args, bool explain_ops) {
   const odyssey::Scenario scenario =
       odyssey::load_scenario(path, {.data_dir = ODYSSEY_DATA_DIR, .overrides = sets});
-  const odyssey::CostModel cost(
-      load_checked_profile(scenario),
-      odyssey::nccl_config(scenario.machine, scenario.nccl.algorithms, scenario.nccl.protocols));
-  const odyssey::Workload workload(scenario.model, scenario.training, scenario.parallelism);
+  const odyssey::CostModel cost = odyssey::scenario_cost_model(scenario);
   if (explain_ops) {
-    std::cout << explain(workload, cost);
+    std::cout << explain(odyssey::scenario_workload(scenario), cost);
     return 0;
   }
-  odyssey::SimulationOptions options{.fidelity = scenario.simulation.fidelity,
-                                     .seed = scenario.simulation.seed,
-                                     .record_trace = !trace.empty(),
-                                     .simgrid_args = simgrid_args,
-                                     .placement = scenario.placement};
-  const odyssey::SimulationResult result = odyssey::simulate(scenario.machine, workload, cost, options);
   const odyssey::Report report =
-      odyssey::make_report(scenario.name, scenario.machine, workload, cost, result, scenario.simulation.fidelity);
-  if (!trace.empty()) write_file_atomically(trace, odyssey::render_trace(report));
+      odyssey::run_scenario(scenario, cost, {.record_trace = !trace.empty(), .simgrid_args = simgrid_args});
+  if (!trace.empty()) odyssey::write_file_atomically(trace, odyssey::render_trace(report));
   std::cout << odyssey::render(report, format);
   return 0;
 }
@@ -313,7 +287,7 @@ int main(int argc, char** argv) {
       }
       const odyssey::Scenario s =
           odyssey::load_scenario(validate_path, {.data_dir = ODYSSEY_DATA_DIR, .overrides = validate_sets});
-      load_checked_profile(s);
+      odyssey::scenario_profile(s);
       std::cout << odyssey::render_scenario(s);
       return 0;
     }

@@ -9,17 +9,13 @@
 
 #include "calibration/cost_model.hpp"
 #include "models/input/diagnostics.hpp"
+#include "models/input/files.hpp"
 #include "tools/planner.hpp"
 #include "tools/plot.hpp"
+#include "tools/run.hpp"
 #include "tools/sweep.hpp"
 
 namespace odyssey {
-
-Profile checked_profile(const Scenario& scenario) {
-  Profile profile = load_profile(scenario.calibration);
-  check_profile_gpu(profile, scenario.machine.gpu.type, scenario.machine.name);
-  return profile;
-}
 
 void add_planner_commands(CLI::App& app, PlannerCommands& c) {
   c.plan = app.add_subcommand("plan", "search every parallel strategy: analytical screen, fast and full simulation");
@@ -53,15 +49,6 @@ void add_planner_commands(CLI::App& app, PlannerCommands& c) {
 
 namespace {
 
-void write_file(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out || !(out << text).flush()) throw InputError({.file = path}, "", "cannot write file");
-  }
-  std::filesystem::rename(tmp, path);
-}
-
 /// "N" or "A:B" as a GPU range, within 1..machine.
 std::pair<long, long> parse_gpus(const std::string& text, long machine_gpus, const std::string& machine) {
   const std::string where = "--gpus " + text;
@@ -88,7 +75,7 @@ std::pair<long, long> parse_gpus(const std::string& text, long machine_gpus, con
 
 int plan_command(const PlannerCommands& c, const std::string& data_dir) {
   const Scenario sc = load_scenario(c.scenario, {.data_dir = data_dir, .overrides = c.sets});
-  const CostModel cost(checked_profile(sc));
+  const CostModel cost = scenario_cost_model(sc);
   PlanOptions options{.top = c.top, .fast = c.fast, .full = c.full, .jobs = c.jobs};
   if (!c.gpus.empty()) std::tie(options.min_gpus, options.max_gpus) = parse_gpus(c.gpus, sc.machine.total_gpus(), sc.machine.name);
   if (c.deadline > 0) {
@@ -100,7 +87,7 @@ int plan_command(const PlannerCommands& c, const std::string& data_dir) {
   const PlanResult result = plan(sc, cost, options);
   const std::string json = render_plan_json(result, c.top);
   std::cout << (c.json ? json : c.csv ? render_plan_csv(result) : render_plan_text(result, c.top));
-  if (!c.plot_out.empty()) write_file(c.plot_out, plot_plan(nlohmann::json::parse(json)));
+  if (!c.plot_out.empty()) write_file_atomically(c.plot_out, plot_plan(nlohmann::json::parse(json)));
   return 0;
 }
 
@@ -116,7 +103,7 @@ int merge_command(const PlannerCommands& c, const SweepSpec& spec) {
   if (m.duplicates > 0) std::cerr << fmt::format(", {} duplicate rows dropped", m.duplicates);
   if (m.damaged > 0) std::cerr << fmt::format(", {} damaged lines left out", m.damaged);
   std::cerr << "\n";
-  if (!c.plot_out.empty()) write_file(c.plot_out, plot_file(out));
+  if (!c.plot_out.empty()) write_file_atomically(c.plot_out, plot_file(out));
   if (m.missing.empty()) return 0;
   std::string list;
   for (std::size_t i = 0; i < m.missing.size() && i < 20; ++i) list += (i > 0 ? ", " : "") + std::to_string(m.missing[i]);
@@ -144,7 +131,7 @@ int sweep_command(const PlannerCommands& c, const std::string& data_dir) {
   if (!ran.writer) return 0;
   const std::string out = options.out.empty() ? spec.out : options.out;
   std::cerr << fmt::format("sweep: {} points, {} run by this process, results in {}\n", spec.points.size(), ran.points, out);
-  if (!c.plot_out.empty()) write_file(c.plot_out, plot_file(out));
+  if (!c.plot_out.empty()) write_file_atomically(c.plot_out, plot_file(out));
   return 0;
 }
 
@@ -156,7 +143,7 @@ std::optional<int> run_planner_commands(const PlannerCommands& c, const std::str
   if (c.plot != nullptr && c.plot->parsed()) {
     const std::string svg = plot_file(c.plot_input);
     if (c.plot_out.empty()) std::cout << svg;
-    else write_file(c.plot_out, svg);
+    else write_file_atomically(c.plot_out, svg);
     return 0;
   }
   return std::nullopt;

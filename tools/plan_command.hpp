@@ -13,9 +13,6 @@
 
 namespace odyssey {
 
-/// The scenario's calibration profile, checked to describe the machine's GPU.
-Profile checked_profile(const Scenario& scenario);
-
 /// Options of the planner's subcommands, filled by CLI11.
 struct PlannerCommands {
   CLI::App* plan = nullptr;

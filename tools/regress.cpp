@@ -17,7 +17,9 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "models/input/files.hpp"
 #include "models/input/yaml_reader.hpp"
+#include "sim/report.hpp"
 
 // Last: <signal.h> (through <spawn.h>) defines `si_value` as a macro, a parameter name above.
 #include <fcntl.h>
@@ -32,12 +34,17 @@ namespace odyssey {
 const std::vector<RegressMetric>& regress_metrics() {
   // Time and throughput move together; memory comes from the closed-form memory model, so any
   // change there is a model change.
-  static const std::vector<RegressMetric> METRICS = {
-      {.key = "iteration_time_s", .worse = Worse::HIGHER, .default_tolerance = 0.005},
-      {.key = "tokens_per_s", .worse = Worse::LOWER, .default_tolerance = 0.005},
-      {.key = "mfu", .worse = Worse::LOWER, .default_tolerance = 0.005},
-      {.key = "memory_per_gpu_bytes", .worse = Worse::HIGHER, .default_tolerance = 0.001},
-  };
+  static const std::vector<RegressMetric> METRICS = [] {
+    std::vector<RegressMetric> metrics;
+    for (const auto& [key, tolerance] : {std::pair{"iteration_time_s", 0.005}, std::pair{"tokens_per_s", 0.005},
+                                         std::pair{"mfu", 0.005}, std::pair{"memory_per_gpu_bytes", 0.001}}) {
+      const ReportMetric& m = report_metric(key);
+      metrics.push_back({.key = m.key,
+                         .worse = m.better == Better::HIGHER ? Worse::LOWER : Worse::HIGHER,
+                         .default_tolerance = tolerance});
+    }
+    return metrics;
+  }();
   return METRICS;
 }
 
@@ -312,13 +319,7 @@ int regress(const RegressOptions& o) {
         baseline.scenarios.push_back(now);
     }
     std::sort(baseline.scenarios.begin(), baseline.scenarios.end(), [](const auto& x, const auto& y) { return x.file < y.file; });
-    const std::string tmp = o.baseline + ".tmp";
-    {
-      std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-      out << render_baseline(baseline);
-      if (!out.flush()) throw InputError({.file = o.baseline}, "", "cannot write file");
-    }
-    std::filesystem::rename(tmp, o.baseline);
+    write_file_atomically(o.baseline, render_baseline(baseline));
     std::cout << fmt::format("updated {}\n", o.baseline);
     return 0;
   }

@@ -8,6 +8,7 @@
 
 #include "calibration/cost_model.hpp"
 #include "models/spec.hpp"
+#include "models/strategy.hpp"
 #include "topologies/machine.hpp"
 
 namespace odyssey {
@@ -46,22 +47,6 @@ void check_overrides(const std::string& path, const LoadOptions& options);
 /// A machine alone (a preset name or a machine YAML file), with `machine.*` overrides and the
 /// machine's checks; for commands that need no workload (`odyssey collective`).
 MachineSpec load_machine(const std::string& machine, const LoadOptions& options);
-
-/// A cross-field rule a strategy breaks: the key it is reported at and the message, with numbers.
-struct StrategyProblem {
-  std::string key;      ///< e.g. "parallelism.tp"
-  std::string message;
-};
-
-/// Whether dp was given or chosen by `dp: auto` (a job too large is then blamed on pp).
-enum class DpChoice { GIVEN, AUTO };
-
-/// The first cross-field rule that `parallelism` breaks for `model`, `training`'s batch sizes and
-/// `machine` (divisibility, pipeline layout, job size), or nothing. The scenario loader reports
-/// it at the key's position; the planner prunes with it.
-std::optional<StrategyProblem> check_strategy(const ModelSpec& model, const TrainingSpec& training,
-                                              const ParallelismSpec& parallelism, const MachineSpec& machine,
-                                              DpChoice dp_choice = DpChoice::GIVEN);
 
 /// The resolved scenario as YAML, every value with its unit (what `odyssey validate` prints).
 std::string render_scenario(const Scenario& scenario);

@@ -19,10 +19,12 @@
 #include "calibration/cost_model.hpp"
 #include "calibration/profile.hpp"
 #include "models/input/diagnostics.hpp"
+#include "models/input/files.hpp"
 #include "models/input/yaml_reader.hpp"
 #include "models/workload.hpp"
 #include "sim/engine.hpp"
 #include "sim/report.hpp"
+#include "tools/run.hpp"
 #include "tools/scenario.hpp"
 
 // POSIX last: <signal.h> (through <sys/wait.h>) defines a macro `si_value`, a parameter name above.
@@ -248,11 +250,18 @@ SweepSpec load_sweep(const std::string& path, const std::string& data_dir) {
 
 namespace {
 
+/// The figures of each row, after the point's own keys: the report's metrics, its fit, its
+/// breakdown, and how the point was simulated.
 const std::vector<std::string>& metric_columns() {
-  static const std::vector<std::string> columns = {
-      "gpus", "iteration_time_s", "tokens_per_s", "model_tflops_per_gpu", "mfu", "memory_per_gpu_bytes",
-      "fits_memory", "compute", "tp_comm_exposed", "cp_comm_exposed", "ep_comm_exposed", "pp_bubble",
-      "pp_comm_exposed", "dp_comm_exposed", "optimizer", "time_to_train_s", "fidelity", "sim_wall_s"};
+  static const std::vector<std::string> columns = [] {
+    std::vector<std::string> c = {"gpus"};
+    for (const ReportMetric& m : report_metrics())
+      if (m.in_rows) c.emplace_back(m.key);
+    c.emplace_back("fits_memory");
+    for (const BreakdownPart& part : breakdown_parts()) c.emplace_back(part.key);
+    for (const char* key : {"time_to_train_s", "fidelity", "sim_wall_s"}) c.emplace_back(key);
+    return c;
+  }();
   return columns;
 }
 
@@ -263,33 +272,25 @@ nlohmann::json run_point(const SweepSpec& sweep, const SweepPoint& point, const 
   for (const std::string& o : point.overrides) values[o.substr(0, o.find('='))] = o.substr(o.find('=') + 1);
   row["values"] = values;
   Scenario sc;
+  std::optional<CostModel> cost;
   try {
     sc = load_scenario(sweep.scenario, {.data_dir = data_dir, .overrides = point.overrides});
+    cost.emplace(scenario_cost_model(sc));
   } catch (const InputError& e) {
     row["status"] = "invalid";
     row["message"] = e.what();
     return row;
   }
-  const Profile profile = load_profile(sc.calibration);
-  if (profile.gpu != sc.machine.gpu.type) {
-    row["status"] = "invalid";
-    row["message"] = fmt::format("profile describes GPU '{}' but machine '{}' has '{}'", profile.gpu, sc.machine.name,
-                                 sc.machine.gpu.type);
-    return row;
-  }
-  const CostModel cost(profile);
-  const Workload w(sc.model, sc.training, sc.parallelism);
-  const SimulationResult result =
-      simulate(sc.machine, w, cost, {.fidelity = sc.simulation.fidelity, .seed = sc.simulation.seed});
-  const nlohmann::json report =
-      nlohmann::json::parse(render_json(make_report(sc.name, sc.machine, w, cost, result, sc.simulation.fidelity)));
-  for (const char* key : {"gpus", "iteration_time_s", "tokens_per_s", "model_tflops_per_gpu", "mfu",
-                          "memory_per_gpu_bytes", "fits_memory", "time_to_train_s"})
-    if (report.contains(key)) row[key] = report[key];
-  for (const auto& [key, value] : report.at("breakdown").items()) row[key] = value;
+  const Report report = run_scenario(sc, *cost);
+  row["gpus"] = report.gpus;
+  for (const ReportMetric& m : report_metrics())
+    if (m.in_rows) row[std::string(m.key)] = m.read(report);
+  row["fits_memory"] = report.fits_memory;
+  for (const BreakdownPart& part : breakdown_parts()) row[std::string(part.key)] = (report.breakdown.*part.member).value();
+  if (report.time_to_train) row["time_to_train_s"] = report.time_to_train->value();
   row["fidelity"] = to_string(sc.simulation.fidelity);
-  row["sim_wall_s"] = result.wall_seconds;
-  if (report.contains("memory_per_stage")) row["memory_per_stage"] = report["memory_per_stage"];
+  row["sim_wall_s"] = report.simulation.wall_seconds;
+  row["memory_per_stage"] = nlohmann::json::parse(render_json(report)).at("memory_per_stage");
   return row;
 }
 
@@ -389,14 +390,9 @@ void append_atomically(const std::string& path, const std::string& text) {
 /// temporary file and a rename, so that a reader never sees half a file.
 template <class Rows, class Text>
 void replace_rows(const std::string& path, const std::string& header, const Rows& rows, Text text_of) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << header;
-    for (const auto& row : rows) out << text_of(row);
-    if (!out.flush()) throw InputError({.file = path}, "", "cannot write file");
-  }
-  fs::rename(tmp, path);
+  std::string text = header;
+  for (const auto& row : rows) text += text_of(row);
+  write_file_atomically(path, text);
 }
 
 /// Rewrites `path` with its complete rows in point order (the header first), through a temporary

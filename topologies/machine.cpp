@@ -107,6 +107,10 @@ void check_machine(const MachineSpec& m) {
            fmt::format("must be a positive integer, got {}", m.cpu_hosts.cores_per_host));
 }
 
+JobCapacity job_capacity(const MachineSpec& machine) {
+  return JobCapacity{.machine = machine.name, .gpus_per_server = machine.server.gpus, .servers = machine.servers};
+}
+
 long place_rank(Placement placement, long rank, long ranks, int tp, int gpus_per_server) {
   switch (placement) {
   case Placement::TP_IN_SERVER: return rank;

@@ -5,6 +5,7 @@
 #include <array>
 #include <string>
 
+#include "models/strategy.hpp"
 #include "models/units.hpp"
 
 namespace odyssey {
@@ -104,6 +105,9 @@ struct MachineSpec {
 /// position and the offending key's path inside the machine ("fabric.servers_per_leaf"); the
 /// scenario loader adds where that key was written.
 void check_machine(const MachineSpec& machine);
+
+/// The machine as the strategy rules see it (the job-size rule).
+JobCapacity job_capacity(const MachineSpec& machine);
 
 /// How a job's ranks (Megatron order tp-cp-ep-dp-pp) are laid on the machine's GPUs.
 enum class Placement {

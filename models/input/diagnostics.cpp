@@ -22,4 +22,15 @@ InputError::InputError(SourceLocation where, std::string key_path, std::string m
     : std::runtime_error(render(where, key_path, message)), where_(std::move(where)),
       key_path_(std::move(key_path)), message_(std::move(message)) {}
 
+std::string grouped(long v) {
+  std::string digits = std::to_string(v < 0 ? -v : v);
+  std::string out;
+  for (std::size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0)
+      out += ',';
+    out += digits[i];
+  }
+  return v < 0 ? "-" + out : out;
+}
+
 } // namespace odyssey

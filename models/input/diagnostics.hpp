@@ -29,4 +29,7 @@ private:
   std::string message_;
 };
 
+/// A count with thousands separators, for messages: 10240 -> "10,240".
+std::string grouped(long v);
+
 } // namespace odyssey

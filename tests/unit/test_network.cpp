@@ -11,6 +11,7 @@
 #include "models/workload.hpp"
 #include "sim/collective.hpp"
 #include "sim/engine.hpp"
+#include "tools/run.hpp"
 #include "tools/scenario.hpp"
 
 using namespace odyssey;
@@ -221,9 +222,7 @@ TEST_CASE("sim::Network: a scenario's placement moves its collectives onto other
                                       .overrides = {"parallelism.dp=4", "training.global_batch=64",
                                                     "parallelism.placement=" + placement,
                                                     "machine.fabric.leaf_oversubscription=4"}});
-    const CostModel cost(load_profile(s.calibration), nccl_config(s.machine, s.nccl.algorithms, s.nccl.protocols));
-    const Workload w(s.model, s.training, s.parallelism);
-    return simulate(s.machine, w, cost, {.fidelity = s.simulation.fidelity, .placement = s.placement});
+    return simulate(s.machine, scenario_workload(s), scenario_cost_model(s), simulation_options(s));
   };
   const SimulationResult in_server = iteration("tp-in-server");
   const SimulationResult across_rails = iteration("dp-across-rails");

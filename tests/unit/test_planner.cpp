@@ -16,6 +16,7 @@
 #include "tools/plan_command.hpp"
 #include "tools/planner.hpp"
 #include "tools/plot.hpp"
+#include "tools/run.hpp"
 #include "tools/scenario.hpp"
 #include "tools/sweep.hpp"
 
@@ -100,7 +101,7 @@ TEST_CASE("tools::AnalyticalScreen: agrees with fast fidelity on uncontended str
   };
   for (const auto& [file, sets] : cases) {
     const Scenario sc = scenario(file, sets);
-    const CostModel cost(checked_profile(sc));
+    const CostModel cost = scenario_cost_model(sc);
     AnalyticalScreen screen(sc.machine, sc.model, sc.training, cost);
     const Strategy s = strategy_of(sc);
     const double analytical = screen.evaluate(s).iteration.value();
@@ -113,7 +114,7 @@ TEST_CASE("tools::AnalyticalScreen: agrees with fast fidelity on uncontended str
 TEST_CASE("tools::AnalyticalScreen: memory matches the memory model's peak", "[planner]") {
   for (const std::string file : {"megatron-145.6b-dgx-a100.yaml", "gpt3-175b-azure-2020.yaml", "llama3-70b-dgx-h100.yaml"}) {
     const Scenario sc = scenario(file);
-    const CostModel cost(checked_profile(sc));
+    const CostModel cost = scenario_cost_model(sc);
     AnalyticalScreen screen(sc.machine, sc.model, sc.training, cost);
     const Workload w(sc.model, sc.training, sc.parallelism);
     Bytes peak;
@@ -126,7 +127,7 @@ TEST_CASE("tools::AnalyticalScreen: memory matches the memory model's peak", "[p
 
 TEST_CASE("tools::plan: GPT-3 175B on 1,024 A100 keeps TP inside a server and fits memory", "[planner]") {
   const Scenario sc = gpt3_a100();
-  const CostModel cost(checked_profile(sc));
+  const CostModel cost = scenario_cost_model(sc);
   const PlanResult r = plan(sc, cost, {.min_gpus = 1024, .max_gpus = 1024, .fast = 8, .full = 0, .jobs = 2});
   REQUIRE(!r.ranked.empty());
   const PlanRow& best = r.ranked.front();
@@ -142,7 +143,7 @@ TEST_CASE("tools::plan: GPT-3 175B on 1,024 A100 keeps TP inside a server and fi
 
 TEST_CASE("tools::plan: a slower network moves the best plan toward less data-parallel traffic", "[planner]") {
   auto best_of = [](const Scenario& sc) {
-    const CostModel cost(checked_profile(sc));
+    const CostModel cost = scenario_cost_model(sc);
     const PlanResult r = plan(sc, cost, {.min_gpus = 1024, .max_gpus = 1024, .fast = 0, .full = 0});
     REQUIRE(!r.ranked.empty());
     return r.ranked.front().strategy;
@@ -170,7 +171,7 @@ TEST_CASE("tools::plan: the best plan is never worse than the plan of a shipped 
   for (const auto& entry : std::filesystem::directory_iterator(DATA + "/scenarios")) {
     if (entry.path().extension() != ".yaml") continue;
     const Scenario sc = load_scenario(entry.path().string(), {.data_dir = DATA, .overrides = {}});
-    const CostModel cost(checked_profile(sc));
+    const CostModel cost = scenario_cost_model(sc);
     const Workload w(sc.model, sc.training, sc.parallelism);
     Bytes peak;
     for (int s = 0; s < w.stages(); ++s) peak = std::max(peak, w.memory(s).total());
@@ -187,7 +188,7 @@ TEST_CASE("tools::plan: the best plan is never worse than the plan of a shipped 
 
 TEST_CASE("tools::plan: a GPU range gives the best plan of each count and the fewest GPUs for a deadline", "[planner]") {
   const Scenario sc = gpt3_a100();
-  const CostModel cost(checked_profile(sc));
+  const CostModel cost = scenario_cost_model(sc);
   const PlanResult r =
       plan(sc, cost, {.min_gpus = 256, .max_gpus = 2048, .fast = 0, .full = 0, .deadline_days = 30.0});
   REQUIRE(r.best_per_gpus.size() > 3);
@@ -368,30 +369,30 @@ TEST_CASE("tools::sweep: keys and ranges are checked before anything runs", "[pl
   std::filesystem::remove_all(dir);
 }
 
-TEST_CASE("tools::check_strategy: the loader's cross-field rules, as problems at their keys", "[planner]") {
+TEST_CASE("models::check_strategy: the loader's cross-field rules, as problems at their keys", "[planner]") {
   const Scenario sc = scenario("megatron-145.6b-dgx-a100.yaml");
-  CHECK_FALSE(check_strategy(sc.model, sc.training, sc.parallelism, sc.machine).has_value());
+  CHECK_FALSE(check_strategy(sc.model, sc.training, sc.parallelism, job_capacity(sc.machine)).has_value());
   ParallelismSpec p = sc.parallelism;
   SECTION("heads not divisible by tp") {
     p.tp = 5;  // 96 heads
-    const auto problem = check_strategy(sc.model, sc.training, p, sc.machine);
+    const auto problem = check_strategy(sc.model, sc.training, p, job_capacity(sc.machine));
     REQUIRE(problem.has_value());
     CHECK(problem->key == "parallelism.tp");
     CHECK(problem->message.find("must be divisible by tp (5)") != std::string::npos);
   }
   SECTION("job larger than the machine") {
     p.dp = 2304;
-    const auto problem = check_strategy(sc.model, sc.training, p, sc.machine);
+    const auto problem = check_strategy(sc.model, sc.training, p, job_capacity(sc.machine));
     REQUIRE(problem.has_value());
     CHECK(problem->key == "parallelism.dp");
   }
   SECTION("interleaving needs micro-batches in multiples of pp") {
     p.dp = 96;  // 2304 / 96 = 24 micro-batches, a multiple of pp 8
-    CHECK_FALSE(check_strategy(sc.model, sc.training, p, sc.machine).has_value());
+    CHECK_FALSE(check_strategy(sc.model, sc.training, p, job_capacity(sc.machine)).has_value());
     p.dp = 72;  // 32 micro-batches, pp 8 divides
-    CHECK_FALSE(check_strategy(sc.model, sc.training, p, sc.machine).has_value());
+    CHECK_FALSE(check_strategy(sc.model, sc.training, p, job_capacity(sc.machine)).has_value());
     p.dp = 192;  // 12 micro-batches
-    const auto problem = check_strategy(sc.model, sc.training, p, sc.machine);
+    const auto problem = check_strategy(sc.model, sc.training, p, job_capacity(sc.machine));
     REQUIRE(problem.has_value());
     CHECK(problem->key == "parallelism.schedule");
   }

@@ -248,48 +248,48 @@ TEST_CASE("models::Workload: rejects what it cannot model", "[models]") {
     p.pp = 2;
     p.virtual_stages = 3;
     p.schedule = PipelineScheduleKind::INTERLEAVED_1F1B;
-    expect(gpt(4, 1024, 16), t, p, "layers (4) must be divisible by pp * virtual_stages (2 * 3 = 6)");
+    expect(gpt(4, 1024, 16), t, p, "layers per stage (4 / pp 2 = 2) must be divisible by virtual_stages (3)");
   }
   SECTION("batch not divisible by micro-batch * dp") {
     p.dp = 3;
-    expect(gpt(4, 1024, 16), t, p, "global_batch (64) must be divisible by micro_batch * dp (1 * 3 = 3)");
+    expect(gpt(4, 1024, 16), t, p, "global_batch (64) must be divisible by micro_batch x dp (1 x 3 = 3)");
   }
   SECTION("interleaving with micro-batches not divisible by pp") {
     p.pp = 3;
     p.dp = 2;
     p.virtual_stages = 2;
     p.schedule = PipelineScheduleKind::INTERLEAVED_1F1B;
-    expect(gpt(6, 1024, 16), t, p, "32 micro-batches, pp = 3");
+    expect(gpt(6, 1024, 16), t, p, "(global_batch / (micro_batch x dp) = 32) to be a multiple of pp (3)");
   }
   SECTION("zero bubble with virtual stages") {
     p.pp = 2;
     p.virtual_stages = 2;
     p.schedule = PipelineScheduleKind::ZERO_BUBBLE;
-    expect(gpt(4, 1024, 16), t, p, "virtual_stages = 2");
+    expect(gpt(4, 1024, 16), t, p, "virtual_stages must be 1, got 2");
   }
   SECTION("kv heads that do not divide heads") {
     ModelSpec m = gpt(4, 1024, 16);
     m.kv_heads = 3;
-    expect(m, t, p, "kv_heads (3) must divide heads (16)");
+    expect(m, t, p, "heads (16) must be divisible by kv_heads (3)");
   }
   SECTION("sequence parallelism with seq_len not divisible by tp") {
     p.tp = 8;
     p.sequence_parallel = true;
-    expect(gpt(4, 1024, 16, 1020), t, p, "seq_len / cp (1020 / 1 = 1020) divisible by tp (8)");
+    expect(gpt(4, 1024, 16, 1020), t, p, "sequence_parallel needs seq_len (1020) divisible by tp (8)");
   }
   SECTION("context parallelism with a sequence not divisible by 2 * cp") {
     p.cp = 4;
-    expect(gpt(4, 1024, 16, 1020), t, p, "seq_len (1020) divisible by 2 * cp (2 * 4 = 8)");
+    expect(gpt(4, 1024, 16, 1020), t, p, "seq_len (1020) must be divisible by 2 x cp (2 x 4 = 8)");
   }
   SECTION("expert parallelism") {
     p.ep = 2;
     p.dp = 2;
-    expect(gpt(4, 1024, 16), t, p, "needs a mixture-of-experts model (ep = 2)");
+    expect(gpt(4, 1024, 16), t, p, "expert parallelism (ep 2) needs a mixture-of-experts model");
     ModelSpec m = gpt(4, 1024, 16);
     m.moe = MoeSpec{.experts = 6, .top_k = 2};
     p.ep = 4;
     p.dp = 4;
-    expect(m, t, p, "ep (4) must divide moe.experts (6)");
+    expect(m, t, p, "moe.experts (6) must be divisible by ep (4)");
     m.moe->experts = 8;
     p.dp = 2;
     expect(m, t, p, "ep (4) must divide dp (2)");
@@ -298,7 +298,7 @@ TEST_CASE("models::Workload: rejects what it cannot model", "[models]") {
     p.pp = 4;
     p.first_stage_layers = 2;
     p.last_stage_layers = 2;
-    expect(gpt(9, 1024, 16), t, p, "leaves 5 for 2 middle stages");
+    expect(gpt(9, 1024, 16), t, p, "(9 - 2 - 2 = 5) must be divisible by the 2 other stages");
     p.virtual_stages = 4;
     p.schedule = PipelineScheduleKind::INTERLEAVED_1F1B;
     p.first_stage_layers = 2;

@@ -6,28 +6,25 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
-#include <optional>
 #include <string>
 #include <vector>
 
 #include <fmt/format.h>
 
-#include "calibration/cost_model.hpp"
+#include "models/input/diagnostics.hpp"
 #include "models/input/yaml_reader.hpp"
-#include "models/workload.hpp"
-#include "sim/collective.hpp"
-#include "sim/engine.hpp"
 #include "sim/report.hpp"
+#include "tools/run.hpp"
 #include "tools/scenario.hpp"
 
 namespace {
 
 double metric_of(const odyssey::Report& r, const std::string& metric) {
-  if (metric == "hardware_tflops_per_gpu") return r.hardware_tflops_per_gpu;
-  if (metric == "model_tflops_per_gpu") return r.model_tflops_per_gpu;
-  if (metric == "iteration_time_s") return r.iteration_time.value();
-  if (metric == "mfu") return r.mfu;
-  throw std::invalid_argument("unknown metric '" + metric + "'");
+  try {
+    return odyssey::report_metric(metric).read(r);
+  } catch (const std::out_of_range&) {
+    throw std::invalid_argument("unknown metric '" + metric + "'");
+  }
 }
 
 } // namespace
@@ -60,13 +57,11 @@ int main(int argc, char** argv) {
         const double published = row.require("published").as_number();
         ++rows;
         const odyssey::Scenario s = odyssey::load_scenario(path, {.data_dir = data_dir, .overrides = {}});
-        const odyssey::CostModel cost(odyssey::load_profile(s.calibration),
-                                      odyssey::nccl_config(s.machine, s.nccl.algorithms, s.nccl.protocols));
-        std::optional<odyssey::Workload> workload;
-        odyssey::SimulationResult result;
+        odyssey::Report r;
         try {
-          workload.emplace(s.model, s.training, s.parallelism);
-          result = odyssey::simulate(s.machine, *workload, cost, {.fidelity = s.simulation.fidelity, .seed = s.simulation.seed, .placement = s.placement});
+          r = odyssey::run_scenario(s);
+        } catch (const odyssey::InputError&) {
+          throw;
         } catch (const std::exception& e) {
           // A layout the engine cannot run yet fails its row; the other rows still report.
           ok = false;
@@ -75,8 +70,6 @@ int main(int argc, char** argv) {
           std::cout.flush();
           continue;
         }
-        const odyssey::Workload& w = *workload;
-        const odyssey::Report r = odyssey::make_report(s.name, s.machine, w, cost, result, s.simulation.fidelity);
         const double predicted = metric_of(r, metric);
         const double err = (predicted - published) / published;
         sum += std::abs(err);
@@ -86,7 +79,7 @@ int main(int argc, char** argv) {
         ok = ok && row_ok;
         std::cout << fmt::format("| {} | {} | {:.4g} | {:.4g} | {:+.1f}%{} | {:.3f} | {} | {:.1f} |\n", id, r.gpus, published,
                                  predicted, err * 100, row_ok ? "" : " FAIL", r.iteration_time.value(),
-                                 r.fits_memory ? "yes" : "no", result.wall_seconds);
+                                 r.fits_memory ? "yes" : "no", r.simulation.wall_seconds);
         std::cout.flush();
       }
       const double mean = n > 0 ? sum / n : 0.0;

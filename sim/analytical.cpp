@@ -1,0 +1,397 @@
+#include "sim/analytical.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+namespace odyssey {
+
+namespace {
+
+constexpr int GROUPS = AnalyticalScreen::Pass::GROUPS;
+double pass_seconds(const AnalyticalScreen::Pass& x) {
+  double blocking = 0, overlapped = 0;
+  for (int g = 0; g < GROUPS; ++g) {
+    blocking += x.blocking[g];
+    overlapped += x.overlapped[g];
+  }
+  return x.compute + blocking + std::max(0.0, overlapped - x.compute);
+}
+
+} // namespace
+
+// ---- Pass and Part arithmetic ---------------------------------------------------------------------
+
+AnalyticalScreen::Pass& AnalyticalScreen::Pass::operator+=(const Pass& o) {
+  compute += o.compute;
+  for (int g = 0; g < GROUPS; ++g) {
+    blocking[g] += o.blocking[g];
+    overlapped[g] += o.overlapped[g];
+  }
+  return *this;
+}
+AnalyticalScreen::Pass AnalyticalScreen::Pass::operator*(double k) const {
+  Pass r = *this;
+  r.compute *= k;
+  for (int g = 0; g < GROUPS; ++g) {
+    r.blocking[g] *= k;
+    r.overlapped[g] *= k;
+  }
+  return r;
+}
+AnalyticalScreen::Pass AnalyticalScreen::Pass::operator-(const Pass& o) const {
+  Pass r = *this;
+  r += o * -1.0;
+  return r;
+}
+AnalyticalScreen::Part& AnalyticalScreen::Part::operator+=(const Part& o) {
+  forward += o.forward;
+  backward += o.backward;
+  backward_input += o.backward_input;
+  backward_weight += o.backward_weight;
+  parameters += o.parameters;
+  activations += o.activations;
+  return *this;
+}
+AnalyticalScreen::Part AnalyticalScreen::Part::operator*(double k) const {
+  return Part{.forward = forward * k,
+              .backward = backward * k,
+              .backward_input = backward_input * k,
+              .backward_weight = backward_weight * k,
+              .parameters = parameters * k,
+              .activations = activations * k};
+}
+AnalyticalScreen::Part AnalyticalScreen::Part::operator-(const Part& o) const {
+  Part r = *this;
+  r += o * -1.0;
+  return r;
+}
+
+// ---- the screen -----------------------------------------------------------------------------------
+
+AnalyticalScreen::AnalyticalScreen(const MachineSpec& machine, const ModelSpec& model, const TrainingSpec& training,
+                                   const CostModel& cost)
+    : machine_(machine), model_(model), training_(training), cost_(cost) {}
+
+GroupShape AnalyticalScreen::group_shape(GroupKind g, const ParallelismSpec& p) const {
+  const RankOrder order(p);
+  return {.ranks = order.group_size(g), .servers = order.servers_spanned(g, machine_.server.gpus)};
+}
+
+double AnalyticalScreen::inflight(const ParallelismSpec& p, int microbatches, int stage) {
+  const auto key = std::tuple{int(p.schedule), p.pp, p.virtual_stages, microbatches, stage};
+  if (auto it = inflight_.find(key); it != inflight_.end()) return it->second;
+  const double held = inflight_microbatches(
+      pipeline_schedule(p.schedule, p.pp, p.virtual_stages, microbatches, stage), p.virtual_stages);
+  return inflight_.emplace(key, held).first->second;
+}
+
+double AnalyticalScreen::collective_seconds(const CollectiveOp& op, const ParallelismSpec& p) const {
+  const GroupShape shape = group_shape(op.group, p);
+  if (shape.ranks < 2) return 0.0;
+  // TP inside a server: the engine's closed form, per-NIC rate. A data-parallel group across
+  // servers with k members in each server runs min(k, nics) rings (channels), each leaving the
+  // server through its own NIC (sim::nccl_rings), while the server's other gpus/k data-parallel
+  // communicators (one per tp rank) run at once on the remaining NICs.
+  const bool data_parallel = op.group == GroupKind::DP || op.group == GroupKind::EXPERT_DP;
+  BytesPerSecond inter = machine_.server.nic_bandwidth;
+  if (shape.servers > 1 && !data_parallel) {
+    // CP and EP groups across servers: every GPU's share of its server's NICs (the engine's
+    // all-to-all sends each pair's bytes from the GPU's own NIC).
+    inter = machine_.server.nic_bandwidth * (double(machine_.server.nics) / machine_.server.gpus);
+  } else if (shape.servers > 1) {
+    const int gps = machine_.server.gpus;
+    const int nics = machine_.server.nics;
+    // Dense rings take one rank per tp position; expert rings one per (tp, cp, ep) block.
+    const long stride = op.group == GroupKind::EXPERT_DP ? long(p.tp) * p.cp * p.ep : p.tp;
+    const double k = std::max(1.0, std::min(double(gps) / double(stride), double(shape.ranks) / shape.servers));
+    const double channels = std::min(k, double(nics));
+    const double concurrent = std::max(1.0, double(gps) / k);
+    inter = machine_.server.nic_bandwidth * std::min(channels, double(nics) / concurrent);
+  }
+  return cost_.collective_time(op.kind, op.bytes, shape, machine_.server.nvlink_bandwidth, inter).value();
+}
+
+AnalyticalScreen::Pass AnalyticalScreen::price(const std::vector<ComputeOp>& compute,
+                                               const std::vector<CollectiveOp>& comm,
+                                               const ParallelismSpec& p) const {
+  Pass x;
+  x.compute = cost_.compute_time(compute).value();
+  for (const CollectiveOp& op : comm) {
+    if (RankOrder(p).group_size(op.group) <= 1) continue;  // the engine skips them too
+    // ZeRO-3's prefetched parameter gathers wait in the data-parallel stream behind the gradient
+    // buckets of the previous backward (one NCCL communicator runs its collectives in order), so
+    // the compute usually waits for them: the screen counts them as blocking.
+    const bool gather_behind_buckets = op.group == GroupKind::DP || op.group == GroupKind::EXPERT_DP;
+    const bool overlapped =
+        !gather_behind_buckets && (op.overlap_with_compute || (op.group == GroupKind::TP && p.tp_overlap));
+    (overlapped ? x.overlapped : x.blocking)[int(op.group)] += collective_seconds(op, p);
+  }
+  return x;
+}
+
+const AnalyticalScreen::Shape& AnalyticalScreen::shape(const Strategy& s) {
+  const ParallelismSpec& p = s.parallelism;
+  const bool zero3 = p.zero >= 3;
+  const Key key{p.tp, p.cp, p.ep, s.micro_batch, p.sequence_parallel && p.tp > 1, int(p.recompute),
+                zero3 ? p.dp : 0, zero3 ? 3 : (p.zero >= 1 ? 1 : 0)};
+  if (auto it = cache_.find(key); it != cache_.end()) return it->second;
+
+  const int period = model_.moe ? model_.moe->every : 1;
+  // The proxy's dp: the smallest the rules allow, or the real one where ZeRO-3 gathers span it.
+  const int dp = zero3 ? p.dp : p.ep;
+  auto proxy = [&](int periods) {
+    ModelSpec m = model_;
+    m.layers = 3 * periods * period;
+    TrainingSpec t = training_;
+    t.micro_batch = s.micro_batch;
+    t.global_batch = s.micro_batch * dp * 3;
+    t.tokens.reset();
+    ParallelismSpec q = p;
+    q.pp = 3;
+    q.dp = dp;
+    q.schedule = PipelineScheduleKind::ONE_F_ONE_B;
+    q.virtual_stages = 1;
+    q.first_stage_layers = 0;
+    q.last_stage_layers = 0;
+    return Workload(m, t, q);
+  };
+  const Workload a = proxy(1);
+  const Workload b = proxy(2);
+  auto part = [&](const Workload& w, int stage) {
+    const ChunkWork& c = w.chunk(stage, 0);
+    const ParallelismSpec& q = w.parallelism();
+    return Part{.forward = price(c.forward.compute, c.forward.comm, q),
+                .backward = price(c.backward.compute, c.backward.comm, q),
+                .backward_input = price(c.backward_input.compute, c.backward_input.comm, q),
+                .backward_weight = price(c.backward_weight.compute, c.backward_weight.comm, q),
+                .parameters = w.local_parameters(stage),
+                .activations = w.chunk_activations(stage, 0).value()};
+  };
+  const Part a0 = part(a, 0), a1 = part(a, 1), a2 = part(a, 2);
+  Shape sh;
+  sh.period = part(b, 1) - a1;
+  sh.boundary = a1 - sh.period;
+  sh.first = a0 - sh.period;
+  sh.last = a2 - sh.period;
+  sh.activation_out = a.chunk(0, 0).activation_out.value();
+  const double dense_gradients = a.gradient_bytes(1).value(), expert_gradients = a.expert_gradient_bytes(1).value();
+  sh.expert_fraction = dense_gradients + expert_gradients > 0 ? expert_gradients / (dense_gradients + expert_gradients) : 0.0;
+  if (p.recompute == Recompute::FULL) sh.transient = a.layer_activations_no_recompute().value();
+  if (p.recompute == Recompute::SELECTIVE)
+    sh.transient = (a.layer_activations_no_recompute() - a.layer_activations()).value();
+  // The optimizer step: launches plus a rate per local parameter of the rank's shard.
+  const double shards = p.zero >= 1 ? a.zero_shards() : 1;
+  const double t0 = cost_.compute_time(a.optimizer(0)).value();
+  const double t1 = cost_.compute_time(a.optimizer(1)).value();
+  const double dparams = (a0.parameters - a1.parameters) / shards;
+  sh.optimizer_per_parameter = dparams != 0 ? (t0 - t1) / dparams : 0.0;
+  sh.optimizer_fixed = t1 - sh.optimizer_per_parameter * a1.parameters / shards;
+  const double fa = a.model_flops().value() / a.training().global_batch;
+  const double fb = b.model_flops().value() / b.training().global_batch;
+  sh.model_flops_per_period = (fb - fa) / 3;
+  sh.model_flops_fixed = fa - 3 * sh.model_flops_per_period;
+  return cache_.emplace(key, sh).first->second;
+}
+
+Estimate AnalyticalScreen::evaluate(const Strategy& s) {
+  const Shape& sh = shape(s);
+  const ParallelismSpec& p = s.parallelism;
+  const int pp = p.pp;
+  const int v = p.virtual_stages;
+  const int vstages = pp * v;
+  const double m = double(training_.global_batch) / (double(s.micro_batch) * p.dp);
+  const int period = model_.moe ? model_.moe->every : 1;
+  const double periods = double(model_.layers) / vstages / period;
+  const double tp_recv =
+      collective_seconds(CollectiveOp{.name = "pp", .kind = CollectiveKind::SEND_RECV, .group = GroupKind::PP,
+                                      .bytes = Bytes(sh.activation_out)},
+                         p);
+
+  // Stage 0, a middle stage and the last stage: the others equal the middle one.
+  struct StageTime {
+    double f = 0, b = 0, bi = 0, bw = 0, recv = 0, compute = 0;
+    double group[GROUPS] = {};
+    Part sum;
+    std::vector<double> chunk_backward, chunk_gradients;  // by chunk, for the gradient reduction
+  };
+  auto stage_time = [&](int stage) {
+    StageTime st;
+    for (int c = 0; c < v; ++c) {
+      const int j = c * pp + stage;
+      Part part = sh.period * periods;
+      if (j == 0 && j == vstages - 1) {
+        part += sh.first;
+        part += sh.last - sh.boundary;
+      } else {
+        part += j == 0 ? sh.first : j == vstages - 1 ? sh.last : sh.boundary;
+      }
+      st.sum += part;
+      const bool zb = p.schedule == PipelineScheduleKind::ZERO_BUBBLE;
+      for (const Pass* x : {&part.forward, zb ? &part.backward_input : &part.backward}) {
+        st.compute += x->compute;
+        double over = 0;
+        for (int g = 0; g < GROUPS; ++g) over += x->overlapped[g];
+        const double hidden = std::min(over, x->compute);
+        for (int g = 0; g < GROUPS; ++g)
+          st.group[g] += x->blocking[g] + (over > 0 ? x->overlapped[g] * (1 - hidden / over) : 0.0);
+      }
+      if (zb) {
+        st.compute += part.backward_weight.compute;
+        for (int g = 0; g < GROUPS; ++g) st.group[g] += part.backward_weight.blocking[g] + part.backward_weight.overlapped[g];
+      }
+      st.f += pass_seconds(part.forward);
+      st.b += pass_seconds(part.backward);
+      st.bi += pass_seconds(part.backward_input);
+      st.bw += pass_seconds(part.backward_weight);
+      st.recv += (j > 0 ? tp_recv : 0.0) + (j < vstages - 1 ? tp_recv : 0.0);
+      st.chunk_backward.push_back(pass_seconds(part.backward));
+      st.chunk_gradients.push_back(part.parameters);
+    }
+    return st;
+  };
+  const StageTime first = stage_time(0);
+  const StageTime last = pp > 1 ? stage_time(pp - 1) : first;
+  const StageTime middle = pp > 2 ? stage_time(1) : first;
+  auto work = [](const StageTime& st) { return st.f + st.b + st.recv; };
+  // Gradient reduction, optimizer step and (ZeRO >= 1) parameter all-gather of each stage.
+  const double grad_element = gradient_element_bytes(training_.precision);
+  const double weight_element = weight_element_bytes(training_.precision);
+  const bool has_dp = long(p.dp) * p.cp > 1;
+  const bool has_expert_dp = long(p.dp) * p.cp / p.ep > 1;
+  const double bucket = dp_bucket_bytes(p, training_.precision).value();
+  const CollectiveKind grad_kind = p.zero >= 1 ? CollectiveKind::REDUCE_SCATTER : CollectiveKind::ALL_REDUCE;
+  const double shards = p.zero >= 1 ? double(p.dp) * p.cp : 1.0;
+  // Under ZeRO-3 each micro-batch's parameter gathers wait in the data-parallel stream behind the
+  // previous micro-batch's gradient reduce-scatters, and its compute waits for them: a stage
+  // runs no faster than that stream.
+  auto dp_stream = [&](const StageTime& st) {
+    if (p.zero < 3 || !has_dp) return 0.0;
+    double load = 0;
+    for (int c = 0; c < v; ++c) {
+      const double bytes = st.chunk_gradients[size_t(c)] * grad_element;
+      const int buckets = std::max(1, int(std::ceil(bytes / bucket)));
+      load += buckets * collective_seconds(CollectiveOp{.name = "grad", .kind = grad_kind, .group = GroupKind::DP,
+                                                        .bytes = Bytes(bytes / buckets)},
+                                           p);
+    }
+    const int dp = int(GroupKind::DP);
+    for (const Pass* x : {&st.sum.forward, &st.sum.backward}) load += x->blocking[dp] + x->overlapped[dp];
+    return load;
+  };
+  const double w_max = std::max({work(first), work(middle), work(last), dp_stream(first), dp_stream(last)});
+  const double w_mean = pp > 1 ? (work(first) + work(last) + (pp - 2) * work(middle)) / pp : work(first);
+
+  double bubble_per_stage = w_mean / v;
+  if (p.schedule == PipelineScheduleKind::ZERO_BUBBLE) {
+    // ZB-H1 (Qi et al. 2023): the weight-gradient passes fill the bubble, (p-1)(F + B - W).
+    auto zb = [](const StageTime& st) { return std::max(0.0, st.f + st.bi - st.bw + st.recv); };
+    bubble_per_stage = pp > 1 ? (zb(first) + zb(last) + (pp - 2) * zb(middle)) / pp : 0.0;
+  }
+  const double pipeline = m * w_max + (pp - 1) * bubble_per_stage;
+
+  auto finish = [&](const StageTime& st, double end, double* dp_exposed, double* optimizer) {
+    double queue = 0;  // when the data-parallel stream is free
+    if (has_dp || has_expert_dp) {
+      // Chunk c's gradients are released during its last backward pass, c passes before the end
+      // (interleaved drain), bucket by bucket; without overlap all at the end (Megatron-LM 2021).
+      // ZeRO-2/3 reduce-scatter every micro-batch's gradients: the earlier ones keep the stream
+      // busy from the stage's first backward on.
+      double every_microbatch = 0;
+      for (int c = v - 1; c >= 0; --c) {
+        // Dense gradients go to the dp*cp ranks, expert ones to the expert-data-parallel group,
+        // bucket by bucket into one queue (the engine's stage driver).
+        const double bytes = st.chunk_gradients[size_t(c)] * grad_element;
+        const double dense = has_dp ? bytes * (1 - sh.expert_fraction) : 0.0;
+        const double expert = has_expert_dp ? bytes * sh.expert_fraction : 0.0;
+        const int dense_buckets = dense > 0 ? std::max(1, int(std::ceil(dense / bucket))) : 0;
+        const int expert_buckets = expert > 0 ? std::max(1, int(std::ceil(expert / bucket))) : 0;
+        const int buckets = std::max({1, dense_buckets, expert_buckets});
+        auto bucket_seconds = [&](double b, int n, GroupKind g) {
+          return n > 0 ? collective_seconds(CollectiveOp{.name = "grad", .kind = grad_kind, .group = g, .bytes = Bytes(b / n)}, p)
+                       : 0.0;
+        };
+        const double each_dense = bucket_seconds(dense, dense_buckets, GroupKind::DP);
+        const double each_expert = bucket_seconds(expert, expert_buckets, GroupKind::EXPERT_DP);
+        every_microbatch += each_dense * dense_buckets + each_expert * expert_buckets;
+        const double pass = st.chunk_backward[size_t(c)];
+        for (int k = 0; k < buckets; ++k) {
+          const double release = p.dp_overlap ? end - c * pass - pass * (buckets - 1 - k) / buckets : end;
+          const double work = (k < dense_buckets ? each_dense : 0.0) + (k < expert_buckets ? each_expert : 0.0);
+          queue = std::max(queue, release) + work;
+        }
+      }
+      if (p.zero >= 2 && m > 1) {
+        // ZeRO-3's parameter gathers share the stream from the first forward on.
+        double start = end - m * (st.f + st.b + st.recv);
+        if (p.zero >= 3) {
+          const int dp = int(GroupKind::DP);
+          for (const Pass* x : {&st.sum.forward, &st.sum.backward}) every_microbatch += x->blocking[dp] + x->overlapped[dp];
+          start = 0;
+        }
+        queue = std::max(queue, start + m * every_microbatch);
+      }
+    }
+    *dp_exposed = std::max(0.0, queue - end);
+    *optimizer = sh.optimizer_per_parameter * st.sum.parameters / shards + sh.optimizer_fixed;
+    if (p.zero == 1 || p.zero == 2) {
+      const double params = st.sum.parameters * weight_element;
+      if (has_dp)
+        *dp_exposed += collective_seconds(CollectiveOp{.name = "gather", .kind = CollectiveKind::ALL_GATHER,
+                                                       .group = GroupKind::DP, .bytes = Bytes(params * (1 - sh.expert_fraction))},
+                                          p);
+      if (has_expert_dp && sh.expert_fraction > 0)
+        *dp_exposed += collective_seconds(CollectiveOp{.name = "gather", .kind = CollectiveKind::ALL_GATHER,
+                                                       .group = GroupKind::EXPERT_DP, .bytes = Bytes(params * sh.expert_fraction)},
+                                          p);
+    }
+    return end + *dp_exposed + *optimizer;
+  };
+  double dp0 = 0, opt0 = 0, dpl = 0, optl = 0;
+  const double end0 = finish(first, pipeline, &dp0, &opt0);
+  const double last_end = pipeline - (pp - 1) * (last.b + tp_recv) / v;
+  const double endl = pp > 1 ? finish(last, last_end, &dpl, &optl) : end0;
+  const bool last_critical = endl > end0;
+  const StageTime& crit = last_critical ? last : first;
+
+  Estimate e;
+  e.iteration = Seconds(std::max(end0, endl));
+  Breakdown& bd = e.breakdown;
+  bd.compute = Seconds(m * crit.compute);
+  bd.tp_comm_exposed = Seconds(m * crit.group[int(GroupKind::TP)]);
+  bd.cp_comm_exposed = Seconds(m * crit.group[int(GroupKind::CP)]);
+  bd.ep_comm_exposed = Seconds(m * crit.group[int(GroupKind::EP)]);
+  bd.pp_comm_exposed = Seconds(m * crit.recv);
+  bd.dp_comm_exposed = Seconds((last_critical ? dpl : dp0) +
+                               m * (crit.group[int(GroupKind::DP)] + crit.group[int(GroupKind::EXPERT_DP)]));
+  bd.optimizer = Seconds(last_critical ? optl : opt0);
+  bd.pp_bubble = std::max(Seconds(0), e.iteration - (bd.compute + bd.tp_comm_exposed + bd.cp_comm_exposed +
+                                                     bd.ep_comm_exposed + bd.pp_comm_exposed + bd.dp_comm_exposed +
+                                                     bd.optimizer));
+
+  // Memory of stage 0 and of the last stage (the middle ones hold no more).
+  const double weights_shards = p.zero >= 3 ? double(p.dp) * p.cp : 1.0;
+  const double grads_shards = p.zero >= 2 ? double(p.dp) * p.cp : 1.0;
+  const double optimizer_bytes = optimizer_state_bytes(training_.precision);
+  auto memory = [&](const StageTime& st, int stage) {
+    const double held = inflight(p, int(m), stage);
+    const double params = st.sum.parameters;
+    double weights = params * weight_element / weights_shards;
+    if (p.zero >= 3 && weights_shards > 1) weights += params / v * weight_element * (p.zero_overlap ? 2 : 1);
+    const double activations = held * st.sum.activations + sh.transient;
+    // ZeRO-2/3 hold a chunk's whole gradients until reduced: two buckets of them with overlap.
+    const double chunk_gradients = params / v * grad_element;
+    const double gradient_buffer = p.zero >= 2 && has_dp
+                                       ? (p.dp_overlap ? std::min(chunk_gradients, 2 * bucket) : chunk_gradients)
+                                       : 0.0;
+    return weights + params * grad_element / grads_shards + params * optimizer_bytes / shards + activations +
+           workspace_bytes(p, Bytes(activations)).value() + gradient_buffer;
+  };
+  const double mem0 = memory(first, 0);
+  const double meml = pp > 1 ? memory(last, pp - 1) : mem0;
+  e.memory = Bytes(std::max(mem0, meml));
+  e.memory_stage = meml > mem0 ? pp - 1 : 0;
+  e.model_flops = (sh.model_flops_per_period * model_.layers / period + sh.model_flops_fixed) * training_.global_batch;
+  return e;
+}
+
+} // namespace odyssey

@@ -1,0 +1,96 @@
+// The analytical fidelity: a strategy priced in closed form, without SimGrid, from the same
+// workload and cost-model functions the engine uses. The planner screens every candidate with it
+// before it simulates the best at fast and full fidelity. It prices the same operations through the
+// same cost model as the engine, once per distinct operation shape, and combines them with the
+// pipeline schedule's fill and drain and the cost model's collective times.
+#pragma once
+
+#include <map>
+#include <tuple>
+#include <vector>
+
+#include "calibration/cost_model.hpp"
+#include "models/spec.hpp"
+#include "models/strategy.hpp"
+#include "models/workload.hpp"
+#include "sim/engine.hpp"
+#include "topologies/machine.hpp"
+
+namespace odyssey {
+
+/// The closed-form estimate of one strategy.
+struct Estimate {
+  Seconds iteration;
+  Breakdown breakdown;       ///< of the critical stage
+  Bytes memory;              ///< peak per GPU over the stages
+  int memory_stage = 0;
+  double model_flops = 0.0;  ///< of the whole job per iteration
+};
+
+/// Prices strategies in closed form. Operations are priced once per distinct local shape (tp,
+/// cp, ep, micro-batch, sequence parallelism, recomputation; dp too under ZeRO-3, whose parameter
+/// gathers span it) from two small proxy workloads of 3 and 6 layer periods over 3 stages:
+/// their difference is the cost of one period of layers, the rest the embedding, the LM head and
+/// the stage boundaries. Candidates that share a shape share the priced operations.
+class AnalyticalScreen {
+public:
+  AnalyticalScreen(const MachineSpec& machine, const ModelSpec& model, const TrainingSpec& training,
+                   const CostModel& cost);
+  /// The estimate of `s`, which must keep every rule of check_strategy.
+  [[nodiscard]] Estimate evaluate(const Strategy& s);
+  /// Distinct shapes priced so far.
+  [[nodiscard]] std::size_t shapes() const { return cache_.size(); }
+
+  /// Time of one pass (forward or backward) of a part of a chunk; linear in its parts.
+  struct Pass {
+    static constexpr int GROUPS = 6;  ///< GroupKind values
+    double compute = 0.0;
+    double blocking[GROUPS] = {};    ///< by GroupKind: collectives that block
+    double overlapped[GROUPS] = {};  ///< by GroupKind: collectives that run under the compute
+    Pass& operator+=(const Pass& o);
+    Pass operator*(double k) const;
+    Pass operator-(const Pass& o) const;
+  };
+  /// One part of a chunk: forward, backward, and the two halves of the backward (zero-bubble).
+  struct Part {
+    Pass forward, backward, backward_input, backward_weight;
+    double parameters = 0.0;   ///< local parameters
+    double activations = 0.0;  ///< bytes kept per micro-batch
+    Part& operator+=(const Part& o);
+    Part operator*(double k) const;
+    Part operator-(const Part& o) const;
+  };
+  /// Priced operations of one local shape.
+  struct Shape {
+    Part period;        ///< one period of layers (moe.every layers; 1 for a dense model)
+    Part first;         ///< the first chunk's extra (embedding, minus one boundary)
+    Part last;          ///< the last chunk's extra (LM head, minus one boundary)
+    Part boundary;      ///< a middle chunk's extra (the boundary gathers)
+    double activation_out = 0.0;   ///< bytes to the next stage per micro-batch
+    double expert_fraction = 0.0;  ///< of a layer period's gradients, the experts' (reduced apart)
+    double transient = 0.0;        ///< activations a backward re-creates at once
+    double optimizer_per_parameter = 0.0;  ///< seconds per local parameter of the optimizer step
+    double optimizer_fixed = 0.0;          ///< seconds of launches
+    double model_flops_per_period = 0.0;   ///< per sequence
+    double model_flops_fixed = 0.0;        ///< per sequence
+  };
+
+private:
+  using Key = std::tuple<int, int, int, int, bool, int, int, int>;
+  const Shape& shape(const Strategy& s);
+  [[nodiscard]] Pass price(const std::vector<ComputeOp>& compute, const std::vector<CollectiveOp>& comm,
+                           const ParallelismSpec& p) const;
+  [[nodiscard]] double collective_seconds(const CollectiveOp& op, const ParallelismSpec& p) const;
+  [[nodiscard]] GroupShape group_shape(GroupKind g, const ParallelismSpec& p) const;
+  /// Workload::inflight_microbatches of `stage`, counted once per pipeline layout.
+  double inflight(const ParallelismSpec& p, int microbatches, int stage);
+
+  MachineSpec machine_;
+  ModelSpec model_;
+  TrainingSpec training_;
+  const CostModel& cost_;
+  std::map<Key, Shape> cache_;
+  std::map<std::tuple<int, int, int, int, int>, double> inflight_;
+};
+
+} // namespace odyssey

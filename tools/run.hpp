@@ -1,0 +1,45 @@
+// The one path from a scenario to its report: scenario -> profile (checked against the machine's
+// GPU) -> cost model with the machine's NCCL configuration -> workload -> simulation -> report.
+// `odyssey run`, `sweep`, `plan`, `regress` (through `run`) and the validation test all go through
+// it, so a layout is priced the same whichever command asks.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "calibration/cost_model.hpp"
+#include "calibration/profile.hpp"
+#include "models/workload.hpp"
+#include "sim/engine.hpp"
+#include "sim/report.hpp"
+#include "tools/scenario.hpp"
+
+namespace odyssey {
+
+/// The scenario's calibration profile; throws InputError when it describes another GPU than the
+/// machine's.
+Profile scenario_profile(const Scenario& scenario);
+
+/// The cost model the scenario runs under: its profile, and NCCL as the machine offers it
+/// (NVLS, in-network reduction, PCIe-only servers, NICs) restricted by `nccl.algo` / `nccl.proto`.
+CostModel scenario_cost_model(const Scenario& scenario);
+
+/// The per-rank program of the scenario's model, training and parallelism.
+Workload scenario_workload(const Scenario& scenario);
+
+/// What a caller may add to a run; everything else comes from the scenario.
+struct RunOptions {
+  bool record_trace = false;              ///< keep timeline events for `--trace`
+  std::vector<std::string> simgrid_args;  ///< extra SimGrid flags (`--log=...`)
+};
+
+/// The simulation options of the scenario (fidelity, seed, placement) with the caller's additions.
+SimulationOptions simulation_options(const Scenario& scenario, const RunOptions& options = {});
+
+/// Simulates one iteration of `scenario` under `cost` (scenario_cost_model's) and reports it.
+Report run_scenario(const Scenario& scenario, const CostModel& cost, const RunOptions& options = {});
+
+/// The same, building the cost model from the scenario.
+Report run_scenario(const Scenario& scenario, const RunOptions& options = {});
+
+} // namespace odyssey
