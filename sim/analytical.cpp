@@ -8,13 +8,13 @@ namespace odyssey {
 namespace {
 
 constexpr int GROUPS = AnalyticalScreen::Pass::GROUPS;
-double pass_seconds(const AnalyticalScreen::Pass& x) {
-  double blocking = 0, overlapped = 0;
+Seconds pass_time(const AnalyticalScreen::Pass& x) {
+  Seconds blocking, overlapped;
   for (int g = 0; g < GROUPS; ++g) {
     blocking += x.blocking[g];
     overlapped += x.overlapped[g];
   }
-  return x.compute + blocking + std::max(0.0, overlapped - x.compute);
+  return x.compute + blocking + std::max(Seconds(0), overlapped - x.compute);
 }
 
 } // namespace
@@ -85,9 +85,9 @@ double AnalyticalScreen::inflight(const ParallelismSpec& p, int microbatches, in
   return inflight_.emplace(key, held).first->second;
 }
 
-double AnalyticalScreen::collective_seconds(const CollectiveOp& op, const ParallelismSpec& p) const {
+Seconds AnalyticalScreen::collective_time(const CollectiveOp& op, const ParallelismSpec& p) const {
   const GroupShape shape = group_shape(op.group, p);
-  if (shape.ranks < 2) return 0.0;
+  if (shape.ranks < 2) return Seconds(0);
   // TP inside a server: the engine's closed form, per-NIC rate. A data-parallel group across
   // servers with k members in each server runs min(k, nics) rings (channels), each leaving the
   // server through its own NIC (sim::nccl_rings), while the server's other gpus/k data-parallel
@@ -108,14 +108,14 @@ double AnalyticalScreen::collective_seconds(const CollectiveOp& op, const Parall
     const double concurrent = std::max(1.0, double(gps) / k);
     inter = machine_.server.nic_bandwidth * std::min(channels, double(nics) / concurrent);
   }
-  return cost_.collective_time(op.kind, op.bytes, shape, machine_.server.nvlink_bandwidth, inter).value();
+  return cost_.collective_time(op.kind, op.bytes, shape, machine_.server.nvlink_bandwidth, inter);
 }
 
 AnalyticalScreen::Pass AnalyticalScreen::price(const std::vector<ComputeOp>& compute,
                                                const std::vector<CollectiveOp>& comm,
                                                const ParallelismSpec& p) const {
   Pass x;
-  x.compute = cost_.compute_time(compute).value();
+  x.compute = cost_.compute_time(compute);
   for (const CollectiveOp& op : comm) {
     if (RankOrder(p).group_size(op.group) <= 1) continue;  // the engine skips them too
     // ZeRO-3's prefetched parameter gathers wait in the data-parallel stream behind the gradient
@@ -124,7 +124,7 @@ AnalyticalScreen::Pass AnalyticalScreen::price(const std::vector<ComputeOp>& com
     const bool gather_behind_buckets = op.group == GroupKind::DP || op.group == GroupKind::EXPERT_DP;
     const bool overlapped =
         !gather_behind_buckets && (op.overlap_with_compute || (op.group == GroupKind::TP && p.tp_overlap));
-    (overlapped ? x.overlapped : x.blocking)[int(op.group)] += collective_seconds(op, p);
+    (overlapped ? x.overlapped : x.blocking)[int(op.group)] += collective_time(op, p);
   }
   return x;
 }
@@ -165,7 +165,7 @@ const AnalyticalScreen::Shape& AnalyticalScreen::shape(const Strategy& s) {
                 .backward_input = price(c.backward_input.compute, c.backward_input.comm, q),
                 .backward_weight = price(c.backward_weight.compute, c.backward_weight.comm, q),
                 .parameters = w.local_parameters(stage),
-                .activations = w.chunk_activations(stage, 0).value()};
+                .activations = w.chunk_activations(stage, 0)};
   };
   const Part a0 = part(a, 0), a1 = part(a, 1), a2 = part(a, 2);
   Shape sh;
@@ -173,21 +173,20 @@ const AnalyticalScreen::Shape& AnalyticalScreen::shape(const Strategy& s) {
   sh.boundary = a1 - sh.period;
   sh.first = a0 - sh.period;
   sh.last = a2 - sh.period;
-  sh.activation_out = a.chunk(0, 0).activation_out.value();
+  sh.activation_out = a.chunk(0, 0).activation_out;
   const double dense_gradients = a.gradient_bytes(1).value(), expert_gradients = a.expert_gradient_bytes(1).value();
   sh.expert_fraction = dense_gradients + expert_gradients > 0 ? expert_gradients / (dense_gradients + expert_gradients) : 0.0;
-  if (p.recompute == Recompute::FULL) sh.transient = a.layer_activations_no_recompute().value();
-  if (p.recompute == Recompute::SELECTIVE)
-    sh.transient = (a.layer_activations_no_recompute() - a.layer_activations()).value();
+  if (p.recompute == Recompute::FULL) sh.transient = a.layer_activations_no_recompute();
+  if (p.recompute == Recompute::SELECTIVE) sh.transient = a.layer_activations_no_recompute() - a.layer_activations();
   // The optimizer step: launches plus a rate per local parameter of the rank's shard.
   const double shards = p.zero >= 1 ? a.zero_shards() : 1;
-  const double t0 = cost_.compute_time(a.optimizer(0)).value();
-  const double t1 = cost_.compute_time(a.optimizer(1)).value();
+  const Seconds t0 = cost_.compute_time(a.optimizer(0));
+  const Seconds t1 = cost_.compute_time(a.optimizer(1));
   const double dparams = (a0.parameters - a1.parameters) / shards;
-  sh.optimizer_per_parameter = dparams != 0 ? (t0 - t1) / dparams : 0.0;
+  sh.optimizer_per_parameter = dparams != 0 ? (t0 - t1) / dparams : Seconds(0);
   sh.optimizer_fixed = t1 - sh.optimizer_per_parameter * a1.parameters / shards;
-  const double fa = a.model_flops().value() / a.training().global_batch;
-  const double fb = b.model_flops().value() / b.training().global_batch;
+  const Flops fa = a.model_flops() / a.training().global_batch;
+  const Flops fb = b.model_flops() / b.training().global_batch;
   sh.model_flops_per_period = (fb - fa) / 3;
   sh.model_flops_fixed = fa - 3 * sh.model_flops_per_period;
   return cache_.emplace(key, sh).first->second;
@@ -202,17 +201,18 @@ Estimate AnalyticalScreen::evaluate(const Strategy& s) {
   const double m = double(training_.global_batch) / (double(s.micro_batch) * p.dp);
   const int period = model_.moe ? model_.moe->every : 1;
   const double periods = double(model_.layers) / vstages / period;
-  const double tp_recv =
-      collective_seconds(CollectiveOp{.name = "pp", .kind = CollectiveKind::SEND_RECV, .group = GroupKind::PP,
-                                      .bytes = Bytes(sh.activation_out)},
+  const Seconds tp_recv =
+      collective_time(CollectiveOp{.name = "pp", .kind = CollectiveKind::SEND_RECV, .group = GroupKind::PP,
+                                      .bytes = sh.activation_out},
                          p);
 
   // Stage 0, a middle stage and the last stage: the others equal the middle one.
   struct StageTime {
-    double f = 0, b = 0, bi = 0, bw = 0, recv = 0, compute = 0;
-    double group[GROUPS] = {};
+    Seconds f, b, bi, bw, recv, compute;
+    Seconds group[GROUPS] = {};
     Part sum;
-    std::vector<double> chunk_backward, chunk_gradients;  // by chunk, for the gradient reduction
+    std::vector<Seconds> chunk_backward;  // by chunk, for the gradient reduction
+    std::vector<double> chunk_gradients;  // parameters, by chunk
   };
   auto stage_time = [&](int stage) {
     StageTime st;
@@ -229,22 +229,22 @@ Estimate AnalyticalScreen::evaluate(const Strategy& s) {
       const bool zb = p.schedule == PipelineScheduleKind::ZERO_BUBBLE;
       for (const Pass* x : {&part.forward, zb ? &part.backward_input : &part.backward}) {
         st.compute += x->compute;
-        double over = 0;
+        Seconds over;
         for (int g = 0; g < GROUPS; ++g) over += x->overlapped[g];
-        const double hidden = std::min(over, x->compute);
+        const Seconds hidden = std::min(over, x->compute);
         for (int g = 0; g < GROUPS; ++g)
-          st.group[g] += x->blocking[g] + (over > 0 ? x->overlapped[g] * (1 - hidden / over) : 0.0);
+          st.group[g] += x->blocking[g] + (over > Seconds(0) ? x->overlapped[g] * (1 - hidden / over) : Seconds(0));
       }
       if (zb) {
         st.compute += part.backward_weight.compute;
         for (int g = 0; g < GROUPS; ++g) st.group[g] += part.backward_weight.blocking[g] + part.backward_weight.overlapped[g];
       }
-      st.f += pass_seconds(part.forward);
-      st.b += pass_seconds(part.backward);
-      st.bi += pass_seconds(part.backward_input);
-      st.bw += pass_seconds(part.backward_weight);
-      st.recv += (j > 0 ? tp_recv : 0.0) + (j < vstages - 1 ? tp_recv : 0.0);
-      st.chunk_backward.push_back(pass_seconds(part.backward));
+      st.f += pass_time(part.forward);
+      st.b += pass_time(part.backward);
+      st.bi += pass_time(part.backward_input);
+      st.bw += pass_time(part.backward_weight);
+      st.recv += (j > 0 ? tp_recv : Seconds(0)) + (j < vstages - 1 ? tp_recv : Seconds(0));
+      st.chunk_backward.push_back(pass_time(part.backward));
       st.chunk_gradients.push_back(part.parameters);
     }
     return st;
@@ -265,12 +265,12 @@ Estimate AnalyticalScreen::evaluate(const Strategy& s) {
   // previous micro-batch's gradient reduce-scatters, and its compute waits for them: a stage
   // runs no faster than that stream.
   auto dp_stream = [&](const StageTime& st) {
-    if (p.zero < 3 || !has_dp) return 0.0;
-    double load = 0;
+    if (p.zero < 3 || !has_dp) return Seconds(0);
+    Seconds load;
     for (int c = 0; c < v; ++c) {
       const double bytes = st.chunk_gradients[size_t(c)] * grad_element;
       const int buckets = std::max(1, int(std::ceil(bytes / bucket)));
-      load += buckets * collective_seconds(CollectiveOp{.name = "grad", .kind = grad_kind, .group = GroupKind::DP,
+      load += buckets * collective_time(CollectiveOp{.name = "grad", .kind = grad_kind, .group = GroupKind::DP,
                                                         .bytes = Bytes(bytes / buckets)},
                                            p);
     }
@@ -278,25 +278,25 @@ Estimate AnalyticalScreen::evaluate(const Strategy& s) {
     for (const Pass* x : {&st.sum.forward, &st.sum.backward}) load += x->blocking[dp] + x->overlapped[dp];
     return load;
   };
-  const double w_max = std::max({work(first), work(middle), work(last), dp_stream(first), dp_stream(last)});
-  const double w_mean = pp > 1 ? (work(first) + work(last) + (pp - 2) * work(middle)) / pp : work(first);
+  const Seconds w_max = std::max({work(first), work(middle), work(last), dp_stream(first), dp_stream(last)});
+  const Seconds w_mean = pp > 1 ? (work(first) + work(last) + (pp - 2) * work(middle)) / pp : work(first);
 
-  double bubble_per_stage = w_mean / v;
+  Seconds bubble_per_stage = w_mean / v;
   if (p.schedule == PipelineScheduleKind::ZERO_BUBBLE) {
     // ZB-H1 (Qi et al. 2023): the weight-gradient passes fill the bubble, (p-1)(F + B - W).
-    auto zb = [](const StageTime& st) { return std::max(0.0, st.f + st.bi - st.bw + st.recv); };
-    bubble_per_stage = pp > 1 ? (zb(first) + zb(last) + (pp - 2) * zb(middle)) / pp : 0.0;
+    auto zb = [](const StageTime& st) { return std::max(Seconds(0), st.f + st.bi - st.bw + st.recv); };
+    bubble_per_stage = pp > 1 ? (zb(first) + zb(last) + (pp - 2) * zb(middle)) / pp : Seconds(0);
   }
-  const double pipeline = m * w_max + (pp - 1) * bubble_per_stage;
+  const Seconds pipeline = m * w_max + (pp - 1) * bubble_per_stage;
 
-  auto finish = [&](const StageTime& st, double end, double* dp_exposed, double* optimizer) {
-    double queue = 0;  // when the data-parallel stream is free
+  auto finish = [&](const StageTime& st, Seconds end, Seconds* dp_exposed, Seconds* optimizer) {
+    Seconds queue;  // when the data-parallel stream is free
     if (has_dp || has_expert_dp) {
       // Chunk c's gradients are released during its last backward pass, c passes before the end
       // (interleaved drain), bucket by bucket; without overlap all at the end (Megatron-LM 2021).
       // ZeRO-2/3 reduce-scatter every micro-batch's gradients: the earlier ones keep the stream
       // busy from the stage's first backward on.
-      double every_microbatch = 0;
+      Seconds every_microbatch;
       for (int c = v - 1; c >= 0; --c) {
         // Dense gradients go to the dp*cp ranks, expert ones to the expert-data-parallel group,
         // bucket by bucket into one queue (the engine's stage driver).
@@ -306,64 +306,64 @@ Estimate AnalyticalScreen::evaluate(const Strategy& s) {
         const int dense_buckets = dense > 0 ? std::max(1, int(std::ceil(dense / bucket))) : 0;
         const int expert_buckets = expert > 0 ? std::max(1, int(std::ceil(expert / bucket))) : 0;
         const int buckets = std::max({1, dense_buckets, expert_buckets});
-        auto bucket_seconds = [&](double b, int n, GroupKind g) {
-          return n > 0 ? collective_seconds(CollectiveOp{.name = "grad", .kind = grad_kind, .group = g, .bytes = Bytes(b / n)}, p)
-                       : 0.0;
+        auto bucket_time = [&](double b, int n, GroupKind g) {
+          return n > 0 ? collective_time(CollectiveOp{.name = "grad", .kind = grad_kind, .group = g, .bytes = Bytes(b / n)}, p)
+                       : Seconds(0);
         };
-        const double each_dense = bucket_seconds(dense, dense_buckets, GroupKind::DP);
-        const double each_expert = bucket_seconds(expert, expert_buckets, GroupKind::EXPERT_DP);
+        const Seconds each_dense = bucket_time(dense, dense_buckets, GroupKind::DP);
+        const Seconds each_expert = bucket_time(expert, expert_buckets, GroupKind::EXPERT_DP);
         every_microbatch += each_dense * dense_buckets + each_expert * expert_buckets;
-        const double pass = st.chunk_backward[size_t(c)];
+        const Seconds pass = st.chunk_backward[size_t(c)];
         for (int k = 0; k < buckets; ++k) {
-          const double release = p.dp_overlap ? end - c * pass - pass * (buckets - 1 - k) / buckets : end;
-          const double work = (k < dense_buckets ? each_dense : 0.0) + (k < expert_buckets ? each_expert : 0.0);
+          const Seconds release = p.dp_overlap ? end - c * pass - pass * (buckets - 1 - k) / buckets : end;
+          const Seconds work = (k < dense_buckets ? each_dense : Seconds(0)) + (k < expert_buckets ? each_expert : Seconds(0));
           queue = std::max(queue, release) + work;
         }
       }
       if (p.zero >= 2 && m > 1) {
         // ZeRO-3's parameter gathers share the stream from the first forward on.
-        double start = end - m * (st.f + st.b + st.recv);
+        Seconds start = end - m * (st.f + st.b + st.recv);
         if (p.zero >= 3) {
           const int dp = int(GroupKind::DP);
           for (const Pass* x : {&st.sum.forward, &st.sum.backward}) every_microbatch += x->blocking[dp] + x->overlapped[dp];
-          start = 0;
+          start = Seconds(0);
         }
         queue = std::max(queue, start + m * every_microbatch);
       }
     }
-    *dp_exposed = std::max(0.0, queue - end);
+    *dp_exposed = std::max(Seconds(0), queue - end);
     *optimizer = sh.optimizer_per_parameter * st.sum.parameters / shards + sh.optimizer_fixed;
     if (p.zero == 1 || p.zero == 2) {
       const double params = st.sum.parameters * weight_element;
       if (has_dp)
-        *dp_exposed += collective_seconds(CollectiveOp{.name = "gather", .kind = CollectiveKind::ALL_GATHER,
-                                                       .group = GroupKind::DP, .bytes = Bytes(params * (1 - sh.expert_fraction))},
+        *dp_exposed += collective_time(CollectiveOp{.name = "gather", .kind = CollectiveKind::ALL_GATHER,
+                                                    .group = GroupKind::DP, .bytes = Bytes(params * (1 - sh.expert_fraction))},
                                           p);
       if (has_expert_dp && sh.expert_fraction > 0)
-        *dp_exposed += collective_seconds(CollectiveOp{.name = "gather", .kind = CollectiveKind::ALL_GATHER,
-                                                       .group = GroupKind::EXPERT_DP, .bytes = Bytes(params * sh.expert_fraction)},
+        *dp_exposed += collective_time(CollectiveOp{.name = "gather", .kind = CollectiveKind::ALL_GATHER,
+                                                    .group = GroupKind::EXPERT_DP, .bytes = Bytes(params * sh.expert_fraction)},
                                           p);
     }
     return end + *dp_exposed + *optimizer;
   };
-  double dp0 = 0, opt0 = 0, dpl = 0, optl = 0;
-  const double end0 = finish(first, pipeline, &dp0, &opt0);
-  const double last_end = pipeline - (pp - 1) * (last.b + tp_recv) / v;
-  const double endl = pp > 1 ? finish(last, last_end, &dpl, &optl) : end0;
+  Seconds dp0, opt0, dpl, optl;
+  const Seconds end0 = finish(first, pipeline, &dp0, &opt0);
+  const Seconds last_end = pipeline - (pp - 1) * (last.b + tp_recv) / v;
+  const Seconds endl = pp > 1 ? finish(last, last_end, &dpl, &optl) : end0;
   const bool last_critical = endl > end0;
   const StageTime& crit = last_critical ? last : first;
 
   Estimate e;
-  e.iteration = Seconds(std::max(end0, endl));
+  e.iteration = std::max(end0, endl);
   Breakdown& bd = e.breakdown;
-  bd.compute = Seconds(m * crit.compute);
-  bd.tp_comm_exposed = Seconds(m * crit.group[int(GroupKind::TP)]);
-  bd.cp_comm_exposed = Seconds(m * crit.group[int(GroupKind::CP)]);
-  bd.ep_comm_exposed = Seconds(m * crit.group[int(GroupKind::EP)]);
-  bd.pp_comm_exposed = Seconds(m * crit.recv);
-  bd.dp_comm_exposed = Seconds((last_critical ? dpl : dp0) +
-                               m * (crit.group[int(GroupKind::DP)] + crit.group[int(GroupKind::EXPERT_DP)]));
-  bd.optimizer = Seconds(last_critical ? optl : opt0);
+  bd.compute = m * crit.compute;
+  bd.tp_comm_exposed = m * crit.group[int(GroupKind::TP)];
+  bd.cp_comm_exposed = m * crit.group[int(GroupKind::CP)];
+  bd.ep_comm_exposed = m * crit.group[int(GroupKind::EP)];
+  bd.pp_comm_exposed = m * crit.recv;
+  bd.dp_comm_exposed =
+      (last_critical ? dpl : dp0) + m * (crit.group[int(GroupKind::DP)] + crit.group[int(GroupKind::EXPERT_DP)]);
+  bd.optimizer = last_critical ? optl : opt0;
   bd.pp_bubble = std::max(Seconds(0), e.iteration - (bd.compute + bd.tp_comm_exposed + bd.cp_comm_exposed +
                                                      bd.ep_comm_exposed + bd.pp_comm_exposed + bd.dp_comm_exposed +
                                                      bd.optimizer));
@@ -377,7 +377,7 @@ Estimate AnalyticalScreen::evaluate(const Strategy& s) {
     const double params = st.sum.parameters;
     double weights = params * weight_element / weights_shards;
     if (p.zero >= 3 && weights_shards > 1) weights += params / v * weight_element * (p.zero_overlap ? 2 : 1);
-    const double activations = held * st.sum.activations + sh.transient;
+    const double activations = (held * st.sum.activations + sh.transient).value();
     // ZeRO-2/3 hold a chunk's whole gradients until reduced: two buckets of them with overlap.
     const double chunk_gradients = params / v * grad_element;
     const double gradient_buffer = p.zero >= 2 && has_dp

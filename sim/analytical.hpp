@@ -24,7 +24,7 @@ struct Estimate {
   Breakdown breakdown;       ///< of the critical stage
   Bytes memory;              ///< peak per GPU over the stages
   int memory_stage = 0;
-  double model_flops = 0.0;  ///< of the whole job per iteration
+  Flops model_flops;         ///< of the whole job per iteration
 };
 
 /// Prices strategies in closed form. Operations are priced once per distinct local shape (tp,
@@ -44,9 +44,9 @@ public:
   /// Time of one pass (forward or backward) of a part of a chunk; linear in its parts.
   struct Pass {
     static constexpr int GROUPS = 6;  ///< GroupKind values
-    double compute = 0.0;
-    double blocking[GROUPS] = {};    ///< by GroupKind: collectives that block
-    double overlapped[GROUPS] = {};  ///< by GroupKind: collectives that run under the compute
+    Seconds compute;
+    Seconds blocking[GROUPS] = {};    ///< by GroupKind: collectives that block
+    Seconds overlapped[GROUPS] = {};  ///< by GroupKind: collectives that run under the compute
     Pass& operator+=(const Pass& o);
     Pass operator*(double k) const;
     Pass operator-(const Pass& o) const;
@@ -55,7 +55,7 @@ public:
   struct Part {
     Pass forward, backward, backward_input, backward_weight;
     double parameters = 0.0;   ///< local parameters
-    double activations = 0.0;  ///< bytes kept per micro-batch
+    Bytes activations;         ///< kept per micro-batch
     Part& operator+=(const Part& o);
     Part operator*(double k) const;
     Part operator-(const Part& o) const;
@@ -66,13 +66,13 @@ public:
     Part first;         ///< the first chunk's extra (embedding, minus one boundary)
     Part last;          ///< the last chunk's extra (LM head, minus one boundary)
     Part boundary;      ///< a middle chunk's extra (the boundary gathers)
-    double activation_out = 0.0;   ///< bytes to the next stage per micro-batch
+    Bytes activation_out;          ///< to the next stage per micro-batch
     double expert_fraction = 0.0;  ///< of a layer period's gradients, the experts' (reduced apart)
-    double transient = 0.0;        ///< activations a backward re-creates at once
-    double optimizer_per_parameter = 0.0;  ///< seconds per local parameter of the optimizer step
-    double optimizer_fixed = 0.0;          ///< seconds of launches
-    double model_flops_per_period = 0.0;   ///< per sequence
-    double model_flops_fixed = 0.0;        ///< per sequence
+    Bytes transient;               ///< activations a backward re-creates at once
+    Seconds optimizer_per_parameter;  ///< of the optimizer step, per local parameter
+    Seconds optimizer_fixed;          ///< of the optimizer step's launches
+    Flops model_flops_per_period;     ///< per sequence
+    Flops model_flops_fixed;          ///< per sequence
   };
 
 private:
@@ -80,7 +80,7 @@ private:
   const Shape& shape(const Strategy& s);
   [[nodiscard]] Pass price(const std::vector<ComputeOp>& compute, const std::vector<CollectiveOp>& comm,
                            const ParallelismSpec& p) const;
-  [[nodiscard]] double collective_seconds(const CollectiveOp& op, const ParallelismSpec& p) const;
+  [[nodiscard]] Seconds collective_time(const CollectiveOp& op, const ParallelismSpec& p) const;
   [[nodiscard]] GroupShape group_shape(GroupKind g, const ParallelismSpec& p) const;
   /// Workload::inflight_microbatches of `stage`, counted once per pipeline layout.
   double inflight(const ParallelismSpec& p, int microbatches, int stage);

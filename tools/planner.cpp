@@ -171,7 +171,7 @@ PlanRow analytical_row(const Scenario& sc, const CostModel& cost, const Scored& 
   r.analytical = x.estimate.iteration;
   const double tokens = double(sc.training.global_batch) * sc.model.seq_len;
   r.tokens_per_s = tokens / r.iteration.value();
-  r.mfu = x.estimate.model_flops / (double(x.strategy.gpus()) * r.iteration.value() *
+  r.mfu = x.estimate.model_flops.value() / (double(x.strategy.gpus()) * r.iteration.value() *
                                     cost.peak(sc.training.precision).value());
   r.memory = x.estimate.memory;
   r.fits = x.estimate.memory <= sc.machine.gpu.memory;
