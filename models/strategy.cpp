@@ -193,6 +193,18 @@ std::string describe(const Strategy& s) {
                      uneven ? fmt::format(" layers first {} last {}", p.first_stage_layers, p.last_stage_layers) : "");
 }
 
+std::string describe_layout(const ParallelismSpec& p) {
+  std::string s = fmt::format("tp {} x pp {} x dp {}", p.tp, p.pp, p.dp);
+  if (p.cp > 1) s += fmt::format(" x cp {} ({})", p.cp, p.cp_kind == ContextParallelKind::RING ? "ring" : "all-gather");
+  if (p.ep > 1) s += fmt::format(", ep {}", p.ep);
+  s += fmt::format(", {}", to_string(p.schedule));
+  if (p.virtual_stages > 1) s += fmt::format(" v{}", p.virtual_stages);
+  s += fmt::format(", recompute {}", to_string(p.recompute));
+  if (p.sequence_parallel) s += ", sequence parallel";
+  if (p.zero > 0) s += fmt::format(", zero {}", p.zero);
+  return s;
+}
+
 int RankOrder::group_size(GroupKind g) const {
   switch (g) {
   case GroupKind::TP: return p_.tp;

@@ -47,8 +47,12 @@ struct Strategy {
   [[nodiscard]] long gpus() const { return parallelism.gpus(); }
 };
 
-/// "tp 8 pp 16 dp 8 cp 1 ep 1 mb 1 1f1b v1 zero 1 recompute full sp"
+/// "tp 8 pp 16 dp 8 cp 1 ep 1 mb 1 1f1b v1 zero 1 recompute full sp": every searched key, as plan
+/// rows name a strategy.
 std::string describe(const Strategy& s);
+
+/// "tp 8 x pp 24 x dp 48, interleaved-1f1b v2, recompute full": the layout as a report states it.
+std::string describe_layout(const ParallelismSpec& p);
 
 /// Megatron-core's rank order tp-cp-ep-dp-pp (tp varies fastest): a block of tp x cp x ep ranks
 /// of one pipeline stage (the ep ranks being consecutive data-parallel ranks) is a contiguous

@@ -8,21 +8,10 @@
 #include <nlohmann/json.hpp>
 
 #include "models/input/units_parse.hpp"
+#include "models/strategy.hpp"
 
 namespace odyssey {
 namespace {
-
-std::string strategy_of(const ParallelismSpec& p) {
-  std::string s = fmt::format("tp {} x pp {} x dp {}", p.tp, p.pp, p.dp);
-  if (p.cp > 1) s += fmt::format(" x cp {} ({})", p.cp, p.cp_kind == ContextParallelKind::RING ? "ring" : "all-gather");
-  if (p.ep > 1) s += fmt::format(", ep {}", p.ep);
-  s += fmt::format(", {}", to_string(p.schedule));
-  if (p.virtual_stages > 1) s += fmt::format(" v{}", p.virtual_stages);
-  s += fmt::format(", recompute {}", to_string(p.recompute));
-  if (p.sequence_parallel) s += ", sequence parallel";
-  if (p.zero > 0) s += fmt::format(", zero {}", p.zero);
-  return s;
-}
 
 /// A large count the way people say it: "300B", "15.6T".
 std::string count(double n) {
@@ -118,7 +107,7 @@ Report make_report(const std::string& scenario_name, const MachineSpec& machine,
   r.scenario = scenario_name;
   r.machine = machine.name;
   r.model = workload.model().name;
-  r.strategy = strategy_of(workload.parallelism());
+  r.strategy = describe_layout(workload.parallelism());
   r.gpus = workload.parallelism().gpus();
   r.cp = workload.parallelism().cp;
   r.ep = workload.parallelism().ep;
