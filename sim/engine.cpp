@@ -148,9 +148,7 @@ private:
   [[nodiscard]] long block_base(int stage, int replica) const { return order_.block_base(stage, replica); }
   [[nodiscard]] long local_index(int t, int c, int j) const { return order_.local_index(t, c, j); }
   [[nodiscard]] long server_of(long gpu) const { return gpu / machine_.server.gpus; }
-  [[nodiscard]] long nic_of(long gpu) const {
-    return server_of(gpu) * machine_.server.nics + (gpu % machine_.server.gpus) * machine_.server.nics / machine_.server.gpus;
-  }
+  [[nodiscard]] long nic_of(long gpu) const { return machine_.nic_of(gpu); }
   /// The GPU that runs `rank` under the scenario's placement.
   [[nodiscard]] long gpu_of(long rank) const {
     return place_rank(options_.placement, rank, static_cast<long>(p_.gpus()), p_.tp, machine_.server.gpus);

@@ -283,15 +283,7 @@ private:
     }
   }
 
-  /// GPU-to-NIC affinity: GPUs are spread evenly over the server's NICs (GPU i uses NIC
-  /// i * nics / gpus), as on DGX servers where each GPU shares a PCIe switch with its NIC; with
-  /// PCIe switches modelled, that NIC is one under the GPU's own switch (the checks make the
-  /// switches hold GPUs and NICs evenly, so the same formula holds).
-  [[nodiscard]] long nic_of(long gpu) const {
-    const long server = gpu / m_.server.gpus;
-    const long local = gpu % m_.server.gpus;
-    return server * m_.server.nics + local * m_.server.nics / m_.server.gpus;
-  }
+  [[nodiscard]] long nic_of(long gpu) const { return m_.nic_of(gpu); }
 
   [[nodiscard]] size_t mesh_index(long server, int a, int b) const {
     return static_cast<size_t>((server * CUBE_MESH_GPUS + a) * CUBE_MESH_GPUS + b);

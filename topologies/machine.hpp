@@ -95,6 +95,14 @@ struct MachineSpec {
   FabricSpec fabric;
   CpuHostsSpec cpu_hosts;
   [[nodiscard]] long total_gpus() const { return static_cast<long>(servers) * server.gpus; }
+  /// GPU-to-NIC affinity: GPUs are spread evenly over the server's NICs (GPU i uses NIC
+  /// i * nics / gpus), as on DGX servers where each GPU shares a PCIe switch with its NIC; with
+  /// PCIe switches modelled, that NIC is one under the GPU's own switch (the checks make the
+  /// switches hold GPUs and NICs evenly, so the same formula holds). NICs are numbered
+  /// server-major, like GPUs.
+  [[nodiscard]] long nic_of(long gpu) const {
+    return gpu / server.gpus * server.nics + gpu % server.gpus * server.nics / server.gpus;
+  }
   [[nodiscard]] long total_cpu_cores() const {
     return static_cast<long>(servers) * server.cpu_cores + static_cast<long>(cpu_hosts.count) * cpu_hosts.cores_per_host;
   }
