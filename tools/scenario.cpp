@@ -6,8 +6,6 @@
 
 #include <algorithm>
 #include <array>
-#include <cctype>
-#include <climits>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -21,6 +19,7 @@
 
 #include "calibration/profile.hpp"
 #include "models/input/diagnostics.hpp"
+#include "models/input/schema.hpp"
 #include "models/input/units_parse.hpp"
 #include "models/input/yaml_reader.hpp"
 #include "models/strategy.hpp"
@@ -30,31 +29,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr std::string_view REQUIRED = "required";
-
-/// One documented key of a table. `key` is dotted inside its table ("server.nic_bandwidth").
-template <class T> struct Field {
-  std::string_view key;
-  std::string_view type;
-  std::string_view default_text; ///< REQUIRED when the key has no default
-  std::string_view help;
-  void (*parse)(T&, const YamlValue&);
-  std::string (*render)(const T&);
-};
-
 // ---- value helpers ------------------------------------------------------------------------------
-
-int to_int(long v, const YamlValue& at) {
-  if (v > INT_MAX)
-    at.fail(fmt::format("must be at most {}, got {}", INT_MAX, v));
-  return static_cast<int>(v);
-}
-int positive_int(const YamlValue& v) {
-  return to_int(v.as_positive_count(), v);
-}
-int count_int(const YamlValue& v) {
-  return to_int(v.as_count(), v);
-}
 
 double oversubscription(const YamlValue& v) {
   const double x = v.as_number();
@@ -63,36 +38,12 @@ double oversubscription(const YamlValue& v) {
   return x;
 }
 
-/// A string as a YAML scalar: plain when it is safe, double-quoted otherwise.
-std::string yaml_string(const std::string& s) {
-  const bool plain = !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' || c == '/';
-  });
-  if (plain)
-    return s;
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\')
-      out += '\\';
-    out += c;
-  }
-  return out + "\"";
-}
-std::string quoted_quantity(double v, Dimension dim) {
-  return fmt::format("\"{}\"", format_quantity(v, dim));
-}
-std::string number(double v) {
-  return fmt::format("{:.12g}", v);
-}
 /// An optional byte rate: "none" (0) or a rate.
 BytesPerSecond optional_rate(const YamlValue& v) {
   return v.is_scalar() && v.as_string() == "none" ? BytesPerSecond(0) : v.as_byte_rate();
 }
 std::string optional_rate_text(BytesPerSecond r) {
   return r.value() > 0 ? quoted_quantity(r.value(), Dimension::BYTE_RATE) : std::string("none");
-}
-std::string boolean(bool b) {
-  return b ? "true" : "false";
 }
 
 // ---- the machine table --------------------------------------------------------------------------
@@ -148,7 +99,7 @@ const std::vector<Field<MachineSpec>>& machine_fields() {
        [](const MachineSpec& m) { return std::to_string(m.server.cpu_cores); }},
       {"server.nvls", "bool", "false", "NVSwitch with NVLink SHARP (gen3, H100/H200): NCCL's NVLS algorithms",
        [](MachineSpec& m, const YamlValue& v) { m.server.nvls = v.as_bool(); },
-       [](const MachineSpec& m) { return boolean(m.server.nvls); }},
+       [](const MachineSpec& m) { return yaml_bool(m.server.nvls); }},
       {"server.pcie_switches", "integer >= 0", "0",
        "PCIe switches between GPUs and NICs (0: none); a GPU uses a NIC under its own switch",
        [](MachineSpec& m, const YamlValue& v) { m.server.pcie_switches = count_int(v); },
@@ -176,13 +127,13 @@ const std::vector<Field<MachineSpec>>& machine_fields() {
        [](const MachineSpec& m) { return std::to_string(m.fabric.leaves_per_pod); }},
       {"fabric.leaf_oversubscription", "number >= 1", "1", "leaf down/up bandwidth",
        [](MachineSpec& m, const YamlValue& v) { m.fabric.leaf_oversubscription = oversubscription(v); },
-       [](const MachineSpec& m) { return number(m.fabric.leaf_oversubscription); }},
+       [](const MachineSpec& m) { return yaml_number(m.fabric.leaf_oversubscription); }},
       {"fabric.pod_oversubscription", "number >= 1", "1", "spine down/up bandwidth: traffic leaving a pod",
        [](MachineSpec& m, const YamlValue& v) { m.fabric.pod_oversubscription = oversubscription(v); },
-       [](const MachineSpec& m) { return number(m.fabric.pod_oversubscription); }},
+       [](const MachineSpec& m) { return yaml_number(m.fabric.pod_oversubscription); }},
       {"fabric.core_oversubscription", "number >= 1", "1", "further core oversubscription between pods (multiplies pod_oversubscription)",
        [](MachineSpec& m, const YamlValue& v) { m.fabric.core_oversubscription = oversubscription(v); },
-       [](const MachineSpec& m) { return number(m.fabric.core_oversubscription); }},
+       [](const MachineSpec& m) { return yaml_number(m.fabric.core_oversubscription); }},
       {"fabric.switch_latency", "time", REQUIRED, "latency of one switch hop",
        [](MachineSpec& m, const YamlValue& v) { m.fabric.switch_latency = v.as_seconds(); },
        [](const MachineSpec& m) {
@@ -194,7 +145,7 @@ const std::vector<Field<MachineSpec>>& machine_fields() {
       {"fabric.in_network_reduction", "bool", "false",
        "switches reduce in the network (InfiniBand SHARP): NCCL's CollNet and multi-server NVLS",
        [](MachineSpec& m, const YamlValue& v) { m.fabric.in_network_reduction = v.as_bool(); },
-       [](const MachineSpec& m) { return boolean(m.fabric.in_network_reduction); }},
+       [](const MachineSpec& m) { return yaml_bool(m.fabric.in_network_reduction); }},
       {"fabric.ecmp", "spread | hash", "spread",
        "fat trees: a level's parallel uplinks as one aggregate (spread) or one per flow by hash, as ECMP picks them",
        [](MachineSpec& m, const YamlValue& v) {
@@ -301,7 +252,7 @@ const std::vector<Field<ModelSpec>>& model_fields() {
            v.fail(fmt::format("must be greater than zero, got '{}'", v.as_string()));
          moe_of(m).capacity_factor = factor;
        },
-       [](const ModelSpec& m) { return m.moe ? number(m.moe->capacity_factor) : std::string(); }},
+       [](const ModelSpec& m) { return m.moe ? yaml_number(m.moe->capacity_factor) : std::string(); }},
       {"moe.expert_ffn_hidden", "positive integer", "ffn_hidden", "feed-forward inner size of one expert",
        [](ModelSpec& m, const YamlValue& v) { moe_of(m).expert_ffn_hidden = positive_int(v); },
        [](const ModelSpec& m) { return m.moe ? std::to_string(m.moe->expert_ffn_hidden) : std::string(); }},
@@ -537,7 +488,7 @@ const std::vector<Field<Draft>>& scenario_fields() {
       {"training.flash_attention", "bool", "true",
        "fused memory-efficient attention; Megatron-LM 2021 runs predate it and set false",
        [](Draft& d, const YamlValue& v) { d.scenario.training.flash_attention = v.as_bool(); },
-       [](const Draft& d) { return boolean(d.scenario.training.flash_attention); }},
+       [](const Draft& d) { return yaml_bool(d.scenario.training.flash_attention); }},
       {"parallelism.tp", "positive integer", "1", "tensor-parallel degree",
        [](Draft& d, const YamlValue& v) { d.scenario.parallelism.tp = positive_int(v); },
        [](const Draft& d) { return std::to_string(d.scenario.parallelism.tp); }},
@@ -571,7 +522,7 @@ const std::vector<Field<Draft>>& scenario_fields() {
       {"parallelism.sequence_parallel", "bool", "false",
        "shard norms and dropout along the sequence across tp",
        [](Draft& d, const YamlValue& v) { d.scenario.parallelism.sequence_parallel = v.as_bool(); },
-       [](const Draft& d) { return boolean(d.scenario.parallelism.sequence_parallel); }},
+       [](const Draft& d) { return yaml_bool(d.scenario.parallelism.sequence_parallel); }},
       {"parallelism.schedule", "gpipe | 1f1b | interleaved-1f1b | zero-bubble", "1f1b", "pipeline schedule",
        [](Draft& d, const YamlValue& v) {
          d.scenario.parallelism.schedule =
@@ -610,18 +561,18 @@ const std::vector<Field<Draft>>& scenario_fields() {
        [](const Draft& d) { return std::string(to_string(d.scenario.parallelism.recompute)); }},
       {"parallelism.overlap.dp", "bool", "true", "overlap the gradient reduction with the backward pass",
        [](Draft& d, const YamlValue& v) { d.scenario.parallelism.dp_overlap = v.as_bool(); },
-       [](const Draft& d) { return boolean(d.scenario.parallelism.dp_overlap); }},
+       [](const Draft& d) { return yaml_bool(d.scenario.parallelism.dp_overlap); }},
       {"parallelism.overlap.tp", "bool", "false",
        "overlap tensor-parallel communication with the GEMMs (userbuffers-style)",
        [](Draft& d, const YamlValue& v) { d.scenario.parallelism.tp_overlap = v.as_bool(); },
-       [](const Draft& d) { return boolean(d.scenario.parallelism.tp_overlap); }},
+       [](const Draft& d) { return yaml_bool(d.scenario.parallelism.tp_overlap); }},
       {"parallelism.overlap.pp", "bool", "false", "overlap pipeline send/recv with compute",
        [](Draft& d, const YamlValue& v) { d.scenario.parallelism.pp_overlap = v.as_bool(); },
-       [](const Draft& d) { return boolean(d.scenario.parallelism.pp_overlap); }},
+       [](const Draft& d) { return yaml_bool(d.scenario.parallelism.pp_overlap); }},
       {"parallelism.overlap.zero", "bool", "true",
        "prefetch ZeRO-3 parameter all-gathers during compute",
        [](Draft& d, const YamlValue& v) { d.scenario.parallelism.zero_overlap = v.as_bool(); },
-       [](const Draft& d) { return boolean(d.scenario.parallelism.zero_overlap); }},
+       [](const Draft& d) { return yaml_bool(d.scenario.parallelism.zero_overlap); }},
       {"parallelism.dp_bucket", "bytes | auto", "auto",
        "gradient bucket size; auto: Megatron-core's max(40M, 1M x dp) parameters, DeepSpeed's 5e8 for zero 2 and 3",
        [](Draft& d, const YamlValue& v) {
