@@ -1,13 +1,12 @@
 // Scenario loading. Every key is declared once, in one of three tables (machine, model, scenario),
 // with its type, default, help text and its parse and render functions (SST's ELI parameter
-// documentation); the same tables drive parsing, `--set` overrides, `render_scenario` and
+// documentation): the machine's in topologies/machine_schema, the model's in models/model_schema,
+// the scenario's here. The same tables drive parsing, `--set` overrides, `render_scenario` and
 // `render_schema`. Cross-field rules run after everything is parsed, at the most relevant key.
 #include "tools/scenario.hpp"
 
 #include <algorithm>
 #include <array>
-#include <cctype>
-#include <climits>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -21,296 +20,17 @@
 
 #include "calibration/profile.hpp"
 #include "models/input/diagnostics.hpp"
+#include "models/input/schema.hpp"
 #include "models/input/units_parse.hpp"
 #include "models/input/yaml_reader.hpp"
+#include "models/model_schema.hpp"
 #include "models/strategy.hpp"
+#include "topologies/machine_schema.hpp"
 
 namespace odyssey {
 namespace {
 
 namespace fs = std::filesystem;
-
-constexpr std::string_view REQUIRED = "required";
-
-/// One documented key of a table. `key` is dotted inside its table ("server.nic_bandwidth").
-template <class T> struct Field {
-  std::string_view key;
-  std::string_view type;
-  std::string_view default_text; ///< REQUIRED when the key has no default
-  std::string_view help;
-  void (*parse)(T&, const YamlValue&);
-  std::string (*render)(const T&);
-};
-
-// ---- value helpers ------------------------------------------------------------------------------
-
-int to_int(long v, const YamlValue& at) {
-  if (v > INT_MAX)
-    at.fail(fmt::format("must be at most {}, got {}", INT_MAX, v));
-  return static_cast<int>(v);
-}
-int positive_int(const YamlValue& v) {
-  return to_int(v.as_positive_count(), v);
-}
-int count_int(const YamlValue& v) {
-  return to_int(v.as_count(), v);
-}
-
-double oversubscription(const YamlValue& v) {
-  const double x = v.as_number();
-  if (!(x >= 1.0))
-    v.fail(fmt::format("must be at least 1 (down/up bandwidth ratio), got {}", v.as_string()));
-  return x;
-}
-
-/// A string as a YAML scalar: plain when it is safe, double-quoted otherwise.
-std::string yaml_string(const std::string& s) {
-  const bool plain = !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' || c == '/';
-  });
-  if (plain)
-    return s;
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\')
-      out += '\\';
-    out += c;
-  }
-  return out + "\"";
-}
-std::string quoted_quantity(double v, Dimension dim) {
-  return fmt::format("\"{}\"", format_quantity(v, dim));
-}
-std::string number(double v) {
-  return fmt::format("{:.12g}", v);
-}
-/// An optional byte rate: "none" (0) or a rate.
-BytesPerSecond optional_rate(const YamlValue& v) {
-  return v.is_scalar() && v.as_string() == "none" ? BytesPerSecond(0) : v.as_byte_rate();
-}
-std::string optional_rate_text(BytesPerSecond r) {
-  return r.value() > 0 ? quoted_quantity(r.value(), Dimension::BYTE_RATE) : std::string("none");
-}
-std::string boolean(bool b) {
-  return b ? "true" : "false";
-}
-
-// ---- the machine table --------------------------------------------------------------------------
-
-const std::vector<Field<MachineSpec>>& machine_fields() {
-  static const std::vector<Field<MachineSpec>> fields{
-      {"name", "string", "preset name", "machine name used in reports",
-       [](MachineSpec& m, const YamlValue& v) { m.name = v.as_string(); },
-       [](const MachineSpec& m) { return yaml_string(m.name); }},
-      {"gpu.type", "string", REQUIRED, "GPU type; picks the calibration profile (e.g. H100-SXM5-80GB)",
-       [](MachineSpec& m, const YamlValue& v) { m.gpu.type = v.as_string(); },
-       [](const MachineSpec& m) { return yaml_string(m.gpu.type); }},
-      {"gpu.memory", "bytes", REQUIRED, "GPU memory",
-       [](MachineSpec& m, const YamlValue& v) { m.gpu.memory = v.as_bytes(); },
-       [](const MachineSpec& m) { return quoted_quantity(m.gpu.memory.value(), Dimension::BYTES); }},
-      {"servers", "positive integer", REQUIRED, "GPU servers in the machine",
-       [](MachineSpec& m, const YamlValue& v) { m.servers = positive_int(v); },
-       [](const MachineSpec& m) { return std::to_string(m.servers); }},
-      {"server.gpus", "positive integer", "8", "GPUs per server",
-       [](MachineSpec& m, const YamlValue& v) { m.server.gpus = positive_int(v); },
-       [](const MachineSpec& m) { return std::to_string(m.server.gpus); }},
-      {"server.intra", "nvswitch | nvlink-mesh | pcie", "nvswitch", "how the GPUs of a server are connected",
-       [](MachineSpec& m, const YamlValue& v) {
-         m.server.intra = v.as_enum<IntraServer>({{"nvswitch", IntraServer::NVSWITCH},
-                                                  {"nvlink-mesh", IntraServer::NVLINK_MESH},
-                                                  {"pcie", IntraServer::PCIE}});
-       },
-       [](const MachineSpec& m) { return std::string(to_string(m.server.intra)); }},
-      {"server.nvlink_bandwidth", "byte rate", REQUIRED,
-       "GPU-to-GPU bandwidth inside a server, per GPU per direction",
-       [](MachineSpec& m, const YamlValue& v) { m.server.nvlink_bandwidth = v.as_byte_rate(); },
-       [](const MachineSpec& m) {
-         return quoted_quantity(m.server.nvlink_bandwidth.value(), Dimension::BYTE_RATE);
-       }},
-      {"server.nvlink_latency", "time", REQUIRED, "GPU-to-GPU latency inside a server",
-       [](MachineSpec& m, const YamlValue& v) { m.server.nvlink_latency = v.as_seconds(); },
-       [](const MachineSpec& m) {
-         return quoted_quantity(m.server.nvlink_latency.value(), Dimension::TIME);
-       }},
-      {"server.nics", "positive integer", "8", "network interfaces per server",
-       [](MachineSpec& m, const YamlValue& v) { m.server.nics = positive_int(v); },
-       [](const MachineSpec& m) { return std::to_string(m.server.nics); }},
-      {"server.nic_bandwidth", "byte rate", REQUIRED, "bandwidth of one NIC, per direction",
-       [](MachineSpec& m, const YamlValue& v) { m.server.nic_bandwidth = v.as_byte_rate(); },
-       [](const MachineSpec& m) {
-         return fmt::format("\"{}\"", format_quantity(m.server.nic_bandwidth.value(), "Gb/s"));
-       }},
-      {"server.nic_latency", "time", REQUIRED, "NIC latency (host to wire)",
-       [](MachineSpec& m, const YamlValue& v) { m.server.nic_latency = v.as_seconds(); },
-       [](const MachineSpec& m) { return quoted_quantity(m.server.nic_latency.value(), Dimension::TIME); }},
-      {"server.cpu_cores", "integer >= 0", "0", "host CPU cores in each GPU server",
-       [](MachineSpec& m, const YamlValue& v) { m.server.cpu_cores = count_int(v); },
-       [](const MachineSpec& m) { return std::to_string(m.server.cpu_cores); }},
-      {"server.nvls", "bool", "false", "NVSwitch with NVLink SHARP (gen3, H100/H200): NCCL's NVLS algorithms",
-       [](MachineSpec& m, const YamlValue& v) { m.server.nvls = v.as_bool(); },
-       [](const MachineSpec& m) { return boolean(m.server.nvls); }},
-      {"server.pcie_switches", "integer >= 0", "0",
-       "PCIe switches between GPUs and NICs (0: none); a GPU uses a NIC under its own switch",
-       [](MachineSpec& m, const YamlValue& v) { m.server.pcie_switches = count_int(v); },
-       [](const MachineSpec& m) { return std::to_string(m.server.pcie_switches); }},
-      {"server.pcie_bandwidth", "byte rate", "none", "PCIe link of one GPU, per direction (with pcie_switches)",
-       [](MachineSpec& m, const YamlValue& v) { m.server.pcie_bandwidth = optional_rate(v); },
-       [](const MachineSpec& m) { return optional_rate_text(m.server.pcie_bandwidth); }},
-      {"fabric.kind", "fat-tree | rail-optimized | dragonfly | torus", "fat-tree",
-       "topology of the network between servers",
-       [](MachineSpec& m, const YamlValue& v) {
-         m.fabric.kind = v.as_enum<FabricKind>({{"fat-tree", FabricKind::FAT_TREE},
-                                                {"rail-optimized", FabricKind::RAIL_OPTIMIZED},
-                                                {"dragonfly", FabricKind::DRAGONFLY},
-                                                {"torus", FabricKind::TORUS}});
-       },
-       [](const MachineSpec& m) { return std::string(to_string(m.fabric.kind)); }},
-      {"fabric.levels", "1 | 2 | 3", "3", "switch levels: leaf, spine (pod), core",
-       [](MachineSpec& m, const YamlValue& v) { m.fabric.levels = positive_int(v); },
-       [](const MachineSpec& m) { return std::to_string(m.fabric.levels); }},
-      {"fabric.servers_per_leaf", "positive integer", "16", "servers below one leaf (switch or rail group)",
-       [](MachineSpec& m, const YamlValue& v) { m.fabric.servers_per_leaf = positive_int(v); },
-       [](const MachineSpec& m) { return std::to_string(m.fabric.servers_per_leaf); }},
-      {"fabric.leaves_per_pod", "positive integer", "16", "leaves joined by one pod's spines",
-       [](MachineSpec& m, const YamlValue& v) { m.fabric.leaves_per_pod = positive_int(v); },
-       [](const MachineSpec& m) { return std::to_string(m.fabric.leaves_per_pod); }},
-      {"fabric.leaf_oversubscription", "number >= 1", "1", "leaf down/up bandwidth",
-       [](MachineSpec& m, const YamlValue& v) { m.fabric.leaf_oversubscription = oversubscription(v); },
-       [](const MachineSpec& m) { return number(m.fabric.leaf_oversubscription); }},
-      {"fabric.pod_oversubscription", "number >= 1", "1", "spine down/up bandwidth: traffic leaving a pod",
-       [](MachineSpec& m, const YamlValue& v) { m.fabric.pod_oversubscription = oversubscription(v); },
-       [](const MachineSpec& m) { return number(m.fabric.pod_oversubscription); }},
-      {"fabric.core_oversubscription", "number >= 1", "1", "further core oversubscription between pods (multiplies pod_oversubscription)",
-       [](MachineSpec& m, const YamlValue& v) { m.fabric.core_oversubscription = oversubscription(v); },
-       [](const MachineSpec& m) { return number(m.fabric.core_oversubscription); }},
-      {"fabric.switch_latency", "time", REQUIRED, "latency of one switch hop",
-       [](MachineSpec& m, const YamlValue& v) { m.fabric.switch_latency = v.as_seconds(); },
-       [](const MachineSpec& m) {
-         return quoted_quantity(m.fabric.switch_latency.value(), Dimension::TIME);
-       }},
-      {"fabric.rails", "integer >= 0", "0", "rail-optimized: rails, one per NIC (0: server.nics)",
-       [](MachineSpec& m, const YamlValue& v) { m.fabric.rails = count_int(v); },
-       [](const MachineSpec& m) { return std::to_string(m.fabric.rails); }},
-      {"fabric.in_network_reduction", "bool", "false",
-       "switches reduce in the network (InfiniBand SHARP): NCCL's CollNet and multi-server NVLS",
-       [](MachineSpec& m, const YamlValue& v) { m.fabric.in_network_reduction = v.as_bool(); },
-       [](const MachineSpec& m) { return boolean(m.fabric.in_network_reduction); }},
-      {"fabric.ecmp", "spread | hash", "spread",
-       "fat trees: a level's parallel uplinks as one aggregate (spread) or one per flow by hash, as ECMP picks them",
-       [](MachineSpec& m, const YamlValue& v) {
-         m.fabric.ecmp = v.as_enum<Ecmp>({{"spread", Ecmp::SPREAD}, {"hash", Ecmp::HASH}});
-       },
-       [](const MachineSpec& m) { return std::string(to_string(m.fabric.ecmp)); }},
-      {"fabric.dragonfly.groups", "integer >= 0", "0", "dragonfly: groups of routers",
-       [](MachineSpec& m, const YamlValue& v) { m.fabric.dragonfly.groups = count_int(v); },
-       [](const MachineSpec& m) { return std::to_string(m.fabric.dragonfly.groups); }},
-      {"fabric.dragonfly.routers_per_group", "integer >= 0", "0", "dragonfly: routers in a group (all joined locally)",
-       [](MachineSpec& m, const YamlValue& v) { m.fabric.dragonfly.routers_per_group = count_int(v); },
-       [](const MachineSpec& m) { return std::to_string(m.fabric.dragonfly.routers_per_group); }},
-      {"fabric.dragonfly.servers_per_router", "integer >= 0", "0", "dragonfly: servers attached to a router",
-       [](MachineSpec& m, const YamlValue& v) { m.fabric.dragonfly.servers_per_router = count_int(v); },
-       [](const MachineSpec& m) { return std::to_string(m.fabric.dragonfly.servers_per_router); }},
-      {"fabric.dragonfly.global_links_per_router", "integer >= 0", "0", "dragonfly: global links of a router (h)",
-       [](MachineSpec& m, const YamlValue& v) { m.fabric.dragonfly.global_links_per_router = count_int(v); },
-       [](const MachineSpec& m) { return std::to_string(m.fabric.dragonfly.global_links_per_router); }},
-      {"fabric.dragonfly.link_bandwidth", "byte rate", "none", "dragonfly: one local or global link, per direction",
-       [](MachineSpec& m, const YamlValue& v) { m.fabric.dragonfly.link_bandwidth = optional_rate(v); },
-       [](const MachineSpec& m) { return optional_rate_text(m.fabric.dragonfly.link_bandwidth); }},
-      {"fabric.torus.dims", "[x, y] | [x, y, z]", "none", "torus: servers along each dimension (their product: servers)",
-       [](MachineSpec& m, const YamlValue& v) {
-         if (v.is_scalar() && v.as_string() == "none") {
-           m.fabric.torus.dims = {0, 0, 1};
-           return;
-         }
-         const std::vector<YamlValue> items = v.items();
-         if (items.size() < 2 || items.size() > 3) v.fail(fmt::format("a torus has 2 or 3 dimensions, got {}", items.size()));
-         m.fabric.torus.dims = {1, 1, 1};
-         for (std::size_t i = 0; i < items.size(); ++i) m.fabric.torus.dims[i] = positive_int(items[i]);
-       },
-       [](const MachineSpec& m) {
-         const auto& d = m.fabric.torus.dims;
-         if (d[0] == 0) return std::string("none");
-         return d[2] > 1 ? fmt::format("[{}, {}, {}]", d[0], d[1], d[2]) : fmt::format("[{}, {}]", d[0], d[1]);
-       }},
-      {"fabric.torus.link_bandwidth", "byte rate", "none", "torus: one link, per direction",
-       [](MachineSpec& m, const YamlValue& v) { m.fabric.torus.link_bandwidth = optional_rate(v); },
-       [](const MachineSpec& m) { return optional_rate_text(m.fabric.torus.link_bandwidth); }},
-      {"cpu_hosts.count", "integer >= 0", "0", "CPU-only servers (simulated as hosts, not used by jobs)",
-       [](MachineSpec& m, const YamlValue& v) { m.cpu_hosts.count = count_int(v); },
-       [](const MachineSpec& m) { return std::to_string(m.cpu_hosts.count); }},
-      {"cpu_hosts.cores_per_host", "integer >= 0", "0", "CPU cores in each CPU-only server",
-       [](MachineSpec& m, const YamlValue& v) { m.cpu_hosts.cores_per_host = count_int(v); },
-       [](const MachineSpec& m) { return std::to_string(m.cpu_hosts.cores_per_host); }},
-  };
-  return fields;
-}
-
-// ---- the model table ----------------------------------------------------------------------------
-
-/// The model's MoE settings, created with their defaults by the first `moe.*` key.
-MoeSpec& moe_of(ModelSpec& m) {
-  if (!m.moe)
-    m.moe.emplace();
-  return *m.moe;
-}
-
-const std::vector<Field<ModelSpec>>& model_fields() {
-  static const std::vector<Field<ModelSpec>> fields{
-      {"name", "string", "preset name, else custom", "model name used in reports",
-       [](ModelSpec& m, const YamlValue& v) { m.name = v.as_string(); },
-       [](const ModelSpec& m) { return yaml_string(m.name); }},
-      {"layers", "positive integer", REQUIRED, "transformer layers",
-       [](ModelSpec& m, const YamlValue& v) { m.layers = positive_int(v); },
-       [](const ModelSpec& m) { return std::to_string(m.layers); }},
-      {"hidden", "positive integer", REQUIRED, "hidden size",
-       [](ModelSpec& m, const YamlValue& v) { m.hidden = positive_int(v); },
-       [](const ModelSpec& m) { return std::to_string(m.hidden); }},
-      {"heads", "positive integer", REQUIRED, "attention (query) heads",
-       [](ModelSpec& m, const YamlValue& v) { m.heads = positive_int(v); },
-       [](const ModelSpec& m) { return std::to_string(m.heads); }},
-      {"kv_heads", "positive integer", "heads",
-       "key/value heads; fewer than heads is grouped-query attention",
-       [](ModelSpec& m, const YamlValue& v) { m.kv_heads = positive_int(v); },
-       [](const ModelSpec& m) { return std::to_string(m.kv_heads); }},
-      {"ffn_hidden", "positive integer", "4 x hidden", "feed-forward inner size",
-       [](ModelSpec& m, const YamlValue& v) { m.ffn_hidden = positive_int(v); },
-       [](const ModelSpec& m) { return std::to_string(m.ffn_hidden); }},
-      {"activation", "gelu | swiglu", "gelu", "feed-forward activation",
-       [](ModelSpec& m, const YamlValue& v) {
-         m.activation = v.as_enum<Activation>({{"gelu", Activation::GELU}, {"swiglu", Activation::SWIGLU}});
-       },
-       [](const ModelSpec& m) { return std::string(to_string(m.activation)); }},
-      {"vocab", "positive integer", REQUIRED, "vocabulary size (as padded by the framework)",
-       [](ModelSpec& m, const YamlValue& v) { m.vocab = positive_int(v); },
-       [](const ModelSpec& m) { return std::to_string(m.vocab); }},
-      {"seq_len", "positive integer", REQUIRED, "sequence length in tokens",
-       [](ModelSpec& m, const YamlValue& v) { m.seq_len = positive_int(v); },
-       [](const ModelSpec& m) { return std::to_string(m.seq_len); }},
-      {"moe.experts", "positive integer", "none (dense)",
-       "experts per MoE layer; any moe key makes the model mixture-of-experts and requires this one",
-       [](ModelSpec& m, const YamlValue& v) { moe_of(m).experts = positive_int(v); },
-       [](const ModelSpec& m) { return m.moe ? std::to_string(m.moe->experts) : std::string(); }},
-      {"moe.top_k", "positive integer", "2", "experts each token is routed to",
-       [](ModelSpec& m, const YamlValue& v) { moe_of(m).top_k = positive_int(v); },
-       [](const ModelSpec& m) { return m.moe ? std::to_string(m.moe->top_k) : std::string(); }},
-      {"moe.capacity_factor", "number > 0", "1.25",
-       "tokens one expert accepts, relative to an even split of the routed tokens",
-       [](ModelSpec& m, const YamlValue& v) {
-         const double factor = v.as_number();
-         if (!(factor > 0))
-           v.fail(fmt::format("must be greater than zero, got '{}'", v.as_string()));
-         moe_of(m).capacity_factor = factor;
-       },
-       [](const ModelSpec& m) { return m.moe ? number(m.moe->capacity_factor) : std::string(); }},
-      {"moe.expert_ffn_hidden", "positive integer", "ffn_hidden", "feed-forward inner size of one expert",
-       [](ModelSpec& m, const YamlValue& v) { moe_of(m).expert_ffn_hidden = positive_int(v); },
-       [](const ModelSpec& m) { return m.moe ? std::to_string(m.moe->expert_ffn_hidden) : std::string(); }},
-      {"moe.every", "positive integer", "1", "an MoE feed-forward layer every `every` layers (1: every layer)",
-       [](ModelSpec& m, const YamlValue& v) { moe_of(m).every = positive_int(v); },
-       [](const ModelSpec& m) { return m.moe ? std::to_string(m.moe->every) : std::string(); }},
-  };
-  return fields;
-}
 
 // ---- loading state ------------------------------------------------------------------------------
 
@@ -537,7 +257,7 @@ const std::vector<Field<Draft>>& scenario_fields() {
       {"training.flash_attention", "bool", "true",
        "fused memory-efficient attention; Megatron-LM 2021 runs predate it and set false",
        [](Draft& d, const YamlValue& v) { d.scenario.training.flash_attention = v.as_bool(); },
-       [](const Draft& d) { return boolean(d.scenario.training.flash_attention); }},
+       [](const Draft& d) { return yaml_bool(d.scenario.training.flash_attention); }},
       {"parallelism.tp", "positive integer", "1", "tensor-parallel degree",
        [](Draft& d, const YamlValue& v) { d.scenario.parallelism.tp = positive_int(v); },
        [](const Draft& d) { return std::to_string(d.scenario.parallelism.tp); }},
@@ -571,7 +291,7 @@ const std::vector<Field<Draft>>& scenario_fields() {
       {"parallelism.sequence_parallel", "bool", "false",
        "shard norms and dropout along the sequence across tp",
        [](Draft& d, const YamlValue& v) { d.scenario.parallelism.sequence_parallel = v.as_bool(); },
-       [](const Draft& d) { return boolean(d.scenario.parallelism.sequence_parallel); }},
+       [](const Draft& d) { return yaml_bool(d.scenario.parallelism.sequence_parallel); }},
       {"parallelism.schedule", "gpipe | 1f1b | interleaved-1f1b | zero-bubble", "1f1b", "pipeline schedule",
        [](Draft& d, const YamlValue& v) {
          d.scenario.parallelism.schedule =
@@ -610,18 +330,18 @@ const std::vector<Field<Draft>>& scenario_fields() {
        [](const Draft& d) { return std::string(to_string(d.scenario.parallelism.recompute)); }},
       {"parallelism.overlap.dp", "bool", "true", "overlap the gradient reduction with the backward pass",
        [](Draft& d, const YamlValue& v) { d.scenario.parallelism.dp_overlap = v.as_bool(); },
-       [](const Draft& d) { return boolean(d.scenario.parallelism.dp_overlap); }},
+       [](const Draft& d) { return yaml_bool(d.scenario.parallelism.dp_overlap); }},
       {"parallelism.overlap.tp", "bool", "false",
        "overlap tensor-parallel communication with the GEMMs (userbuffers-style)",
        [](Draft& d, const YamlValue& v) { d.scenario.parallelism.tp_overlap = v.as_bool(); },
-       [](const Draft& d) { return boolean(d.scenario.parallelism.tp_overlap); }},
+       [](const Draft& d) { return yaml_bool(d.scenario.parallelism.tp_overlap); }},
       {"parallelism.overlap.pp", "bool", "false", "overlap pipeline send/recv with compute",
        [](Draft& d, const YamlValue& v) { d.scenario.parallelism.pp_overlap = v.as_bool(); },
-       [](const Draft& d) { return boolean(d.scenario.parallelism.pp_overlap); }},
+       [](const Draft& d) { return yaml_bool(d.scenario.parallelism.pp_overlap); }},
       {"parallelism.overlap.zero", "bool", "true",
        "prefetch ZeRO-3 parameter all-gathers during compute",
        [](Draft& d, const YamlValue& v) { d.scenario.parallelism.zero_overlap = v.as_bool(); },
-       [](const Draft& d) { return boolean(d.scenario.parallelism.zero_overlap); }},
+       [](const Draft& d) { return yaml_bool(d.scenario.parallelism.zero_overlap); }},
       {"parallelism.dp_bucket", "bytes | auto", "auto",
        "gradient bucket size; auto: Megatron-core's max(40M, 1M x dp) parameters, DeepSpeed's 5e8 for zero 2 and 3",
        [](Draft& d, const YamlValue& v) {
