@@ -11,6 +11,7 @@
 #include <simgrid/s4u.hpp>
 
 #include "sim/isolation.hpp"
+#include "sim/nccl_flows.hpp"
 #include "sim/platform.hpp"
 
 namespace odyssey {
@@ -87,14 +88,14 @@ CollectiveRun simulate_collective(const MachineSpec& machine, const CostModel& c
 
     // The flows of one size, grouped by the server that sends them: one actor per server issues
     // its own (SimGrid 3.32 scans an actor's activities linearly, so no actor holds them all).
-    std::vector<std::vector<sim::RingFlow>> by_server(static_cast<size_t>(servers));
+    std::vector<std::vector<sim::Flow>> by_server(static_cast<size_t>(servers));
     std::vector<CollectivePlan> plans;
-    std::vector<std::vector<std::vector<sim::RingFlow>>> flows_per_size;
+    std::vector<std::vector<std::vector<sim::Flow>>> flows_per_size;
     for (const Bytes& size : sizes) {
       const CollectivePlan plan = cost.collective(kind, size, GroupShape{.ranks = gpus, .servers = servers});
       plans.push_back(plan);
       for (auto& v : by_server) v.clear();
-      for (const sim::RingFlow& f : sim::nccl_flows(plan, kind, members, machine, size.value()))
+      for (const sim::Flow& f : sim::nccl_flows(plan, kind, members, machine, size.value()))
         by_server[static_cast<size_t>(f.src / per_server)].push_back(f);
       flows_per_size.push_back(by_server);
     }
@@ -108,7 +109,7 @@ CollectiveRun simulate_collective(const MachineSpec& machine, const CostModel& c
           barrier->wait();
           if (s == 0) started[k] = sg4::Engine::get_clock();
           std::vector<sg4::CommPtr> comms;
-          for (const sim::RingFlow& f : flows_per_size[k][static_cast<size_t>(s)])
+          for (const sim::Flow& f : flows_per_size[k][static_cast<size_t>(s)])
             comms.push_back(sg4::Comm::sendto_async(platform.gpu(f.src), platform.gpu(f.dst),
                                                     static_cast<uint64_t>(std::max(1.0, f.bytes))));
           sg4::Comm::wait_all(comms);
@@ -156,7 +157,7 @@ std::vector<double> simulate_concurrent(const MachineSpec& machine, const CostMo
     for (size_t i = 0; i < groups.size(); ++i) {
       sg4::Actor::create(fmt::format("group{}", i), platform.gpu(groups[i].front()), [&, i] {
         std::vector<sg4::CommPtr> comms;
-        for (const sim::RingFlow& f : sim::nccl_flows(plans[i], kind, groups[i], machine, size.value()))
+        for (const sim::Flow& f : sim::nccl_flows(plans[i], kind, groups[i], machine, size.value()))
           comms.push_back(sg4::Comm::sendto_async(platform.gpu(f.src), platform.gpu(f.dst),
                                                   static_cast<uint64_t>(std::max(1.0, f.bytes))));
         sg4::Comm::wait_all(comms);

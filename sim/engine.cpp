@@ -16,6 +16,7 @@
 
 #include "models/strategy.hpp"
 #include "sim/isolation.hpp"
+#include "sim/nccl_flows.hpp"
 #include "sim/platform.hpp"
 
 XBT_LOG_NEW_CATEGORY(odyssey, "Odyssey");
@@ -80,13 +81,6 @@ struct PricedChunk {
   Bytes activation;             ///< per GPU, per micro-batch, to the next virtual stage
   Bytes gradients;              ///< dense gradient bytes of this chunk on one GPU
   Bytes expert_gradients;       ///< expert gradient bytes of this chunk on one GPU
-};
-
-/// One flow: src GPU -> dst GPU carrying `bytes`.
-struct RingEdge {
-  long src = 0;
-  long dst = 0;
-  double bytes = 0.0;
 };
 
 /// Which ranks of a stage a data-parallel collective spans.
@@ -162,13 +156,14 @@ private:
 
   void price();
   PricedBlock price_block(const WorkBlock& block) const;
-  std::vector<RingEdge> group_edges(const std::vector<long>& members, const CollectiveOp& op, CollectivePlan* plan) const;
-  std::vector<RingEdge> ring_edges(const std::vector<long>& members, CollectiveKind kind, double size,
-                                   CollectivePlan* plan) const;
+  std::vector<sim::Flow> group_edges(const std::vector<long>& members, const CollectiveOp& op,
+                                     CollectivePlan* plan) const;
+  std::vector<sim::Flow> collective_edges(const std::vector<long>& members, CollectiveKind kind, double size,
+                                          CollectivePlan* plan) const;
   std::vector<std::vector<long>> block_groups(const BlockState& b, GroupKind g) const;
-  std::vector<RingEdge> dp_edges(int stage, const DpRequest& request, Seconds* latency) const;
-  std::vector<sg4::CommPtr> start_flows(const std::vector<RingEdge>& edges);
-  void run_flows(const std::vector<RingEdge>& edges);
+  std::vector<sim::Flow> dp_edges(int stage, const DpRequest& request, Seconds* latency) const;
+  std::vector<sg4::CommPtr> start_flows(const std::vector<sim::Flow>& edges);
+  void run_flows(const std::vector<sim::Flow>& edges);
   void record(BlockState& b, Category c, double start, const char* stream, const std::string& name, long flow = -1);
   [[nodiscard]] long flow_id(int stage, size_t slot, bool activation) const;
   void sample_links();
@@ -178,7 +173,7 @@ private:
   int issue_dp(BlockState& b, DpRequest request);
   void wait_dp(BlockState& b, int seq);
   void pull(BlockState& b, int from_stage, size_t slot, bool activation, Bytes bytes, const std::string& what);
-  std::vector<RingEdge> pp_edges(long from_base, long to_base, Bytes bytes) const;
+  std::vector<sim::Flow> pp_edges(long from_base, long to_base, Bytes bytes) const;
   void run_block(BlockState& b, const PricedBlock& block, const std::string& name);
   Seconds analytic_tp(const CollectiveOp& op) const;
 
@@ -243,32 +238,29 @@ Seconds Simulation::analytic_tp(const CollectiveOp& op) const {
 }
 
 /// The flows of the algorithm NCCL's tuning picks for `members`, priced by the cost model.
-std::vector<RingEdge> Simulation::ring_edges(const std::vector<long>& ranks, CollectiveKind kind, double size,
-                                             CollectivePlan* plan_out) const {
+std::vector<sim::Flow> Simulation::collective_edges(const std::vector<long>& ranks, CollectiveKind kind,
+                                                    double size, CollectivePlan* plan_out) const {
   // The ranks' GPUs, in GPU order: NCCL's topology search orders rings and trees so that they
   // visit each server once, whatever the rank numbering.
   std::vector<long> members;
   members.reserve(ranks.size());
   for (long r : ranks) members.push_back(gpu_of(r));
   std::sort(members.begin(), members.end());
-  std::vector<RingEdge> edges;
   const int n = static_cast<int>(members.size());
-  if (n < 2) return edges;
+  if (n < 2) return {};
   std::set<long> servers;
   for (long g : members) servers.insert(server_of(g));
   const CollectivePlan plan =
       cost_.collective(kind, Bytes(size), GroupShape{.ranks = n, .servers = static_cast<int>(servers.size())});
   if (plan_out != nullptr) *plan_out = plan;
-  const auto flows = sim::nccl_flows(plan, kind, members, machine_, size);
-  for (const sim::RingFlow& f : flows) edges.push_back({f.src, f.dst, f.bytes});
-  return edges;
+  return sim::nccl_flows(plan, kind, members, machine_, size);
 }
 
 /// Flows of one collective over `members` (all-to-all: every pair, each rank sending size/n to
 /// each other rank, nccl-tests' convention).
-std::vector<RingEdge> Simulation::group_edges(const std::vector<long>& members, const CollectiveOp& op,
-                                              CollectivePlan* plan_out) const {
-  return ring_edges(members, op.kind, op.bytes.value(), plan_out);
+std::vector<sim::Flow> Simulation::group_edges(const std::vector<long>& members, const CollectiveOp& op,
+                                               CollectivePlan* plan_out) const {
+  return collective_edges(members, op.kind, op.bytes.value(), plan_out);
 }
 
 /// The instances of group `g` inside block `b`, as global GPU indices in rank order.
@@ -291,11 +283,11 @@ std::vector<std::vector<long>> Simulation::block_groups(const BlockState& b, Gro
   return groups;
 }
 
-std::vector<sg4::CommPtr> Simulation::start_flows(const std::vector<RingEdge>& edges) {
+std::vector<sg4::CommPtr> Simulation::start_flows(const std::vector<sim::Flow>& edges) {
   std::vector<sg4::CommPtr> comms;
   comms.reserve(edges.size());
   std::vector<sg4::Link*> route;
-  for (const RingEdge& e : edges) {
+  for (const sim::Flow& e : edges) {
     auto* src = platform_->gpu(e.src);
     auto* dst = platform_->gpu(e.dst);
     comms.push_back(sg4::Comm::sendto_async(src, dst, static_cast<uint64_t>(std::max(1.0, e.bytes))));
@@ -309,7 +301,7 @@ std::vector<sg4::CommPtr> Simulation::start_flows(const std::vector<RingEdge>& e
   return comms;
 }
 
-void Simulation::run_flows(const std::vector<RingEdge>& edges) {
+void Simulation::run_flows(const std::vector<sim::Flow>& edges) {
   if (edges.empty()) return;
   sg4::Comm::wait_all(start_flows(edges));
 }
@@ -426,13 +418,14 @@ void Simulation::run_block(BlockState& b, const PricedBlock& block, const std::s
     } else {
       for (const auto& members : block_groups(b, op.group)) {
         CollectivePlan plan;
-        for (const RingEdge& e : group_edges(members, op, &plan)) overlapped_edges[{e.src, e.dst}] += e.bytes;
+        for (const sim::Flow& e : group_edges(members, op, &plan))
+          overlapped_edges[{e.src, e.dst}] += e.bytes;
         overlapped_latency.emplace_back(op.group, plan.latency);
       }
     }
   }
   if (!overlapped_edges.empty()) {
-    std::vector<RingEdge> edges;
+    std::vector<sim::Flow> edges;
     for (const auto& [key, bytes] : overlapped_edges) edges.push_back({key.first, key.second, bytes});
     overlapped = start_flows(edges);
   }
@@ -492,7 +485,7 @@ void Simulation::run_block(BlockState& b, const PricedBlock& block, const std::s
       Seconds op_latency;
       for (const auto& members : block_groups(b, g)) {
         CollectivePlan plan;
-        for (const RingEdge& e : group_edges(members, op, &plan)) merged[{e.src, e.dst}] += e.bytes;
+        for (const sim::Flow& e : group_edges(members, op, &plan)) merged[{e.src, e.dst}] += e.bytes;
         op_latency = std::max(op_latency, plan.latency);
       }
       latency += op_latency;
@@ -500,7 +493,7 @@ void Simulation::run_block(BlockState& b, const PricedBlock& block, const std::s
     }
     if (merged.empty()) continue;
     const double t1 = sg4::Engine::get_clock();
-    std::vector<RingEdge> edges;
+    std::vector<sim::Flow> edges;
     edges.reserve(merged.size());
     for (const auto& [key, bytes] : merged) edges.push_back({key.first, key.second, bytes});
     run_flows(edges);
@@ -518,8 +511,8 @@ void Simulation::run_block(BlockState& b, const PricedBlock& block, const std::s
 
 /// Flows of one pipeline message between the same positions of two blocks: one per pair of NICs
 /// (GPUs that share both NICs are merged into one flow).
-std::vector<RingEdge> Simulation::pp_edges(long from_base, long to_base, Bytes bytes) const {
-  std::vector<RingEdge> edges;
+std::vector<sim::Flow> Simulation::pp_edges(long from_base, long to_base, Bytes bytes) const {
+  std::vector<sim::Flow> edges;
   std::map<std::pair<long, long>, size_t> by_nic_pair;
   const CollectivePlan intra = cost_.collective(CollectiveKind::SEND_RECV, bytes, GroupShape{.ranks = 2, .servers = 1});
   const CollectivePlan inter = cost_.collective(CollectiveKind::SEND_RECV, bytes, GroupShape{.ranks = 2, .servers = 2});
@@ -714,8 +707,8 @@ void Simulation::stage_actor(BlockState& b) {
 /// The flows of one data-parallel request of `stage`: one ring per (tp, cp[, ep]) position, dense
 /// gradients reduced over dp x cp ranks, expert gradients over the expert-data-parallel ranks
 /// (same tp and ep position, every cp position). Adds the algorithm's latency to `latency`.
-std::vector<RingEdge> Simulation::dp_edges(int stage, const DpRequest& request, Seconds* latency) const {
-  std::vector<RingEdge> edges;
+std::vector<sim::Flow> Simulation::dp_edges(int stage, const DpRequest& request, Seconds* latency) const {
+  std::vector<sim::Flow> edges;
   CollectivePlan plan;
   const bool dense = request.group == DpGroup::DENSE;
   for (int t = 0; t < p_.tp; ++t) {
@@ -725,7 +718,7 @@ std::vector<RingEdge> Simulation::dp_edges(int stage, const DpRequest& request, 
         for (int k = dense ? 0 : j; k < (dense ? p_.ep : j + 1); ++k)
           for (int c = 0; c < p_.cp; ++c) members.push_back(block_base(stage, e) + local_index(t, c, k));
       std::sort(members.begin(), members.end());
-      auto ring = ring_edges(members, request.kind, request.bytes, &plan);
+      auto ring = collective_edges(members, request.kind, request.bytes, &plan);
       edges.insert(edges.end(), ring.begin(), ring.end());
     }
   }
@@ -735,7 +728,7 @@ std::vector<RingEdge> Simulation::dp_edges(int stage, const DpRequest& request, 
     const long lo = block_base(stage, 0);
     std::set<long> block;
     for (long r = lo; r < lo + block_size_; ++r) block.insert(gpu_of(r));
-    std::erase_if(edges, [&](const RingEdge& e) { return !block.contains(e.src); });
+    std::erase_if(edges, [&](const sim::Flow& e) { return !block.contains(e.src); });
   }
   *latency += plan.latency;
   return edges;
@@ -766,13 +759,13 @@ void Simulation::dp_driver(int stage) {
     }
     const double t0 = sg4::Engine::get_clock();
     Seconds latency;
-    std::vector<RingEdge> edges = dp_edges(stage, request, &latency);
+    std::vector<sim::Flow> edges = dp_edges(stage, request, &latency);
     std::string label = request.label;
     if (last > seq) {
       std::map<std::pair<long, long>, double> merged;
-      for (const RingEdge& e : edges) merged[{e.src, e.dst}] += e.bytes;
+      for (const sim::Flow& e : edges) merged[{e.src, e.dst}] += e.bytes;
       for (int r = seq + 1; r <= last; ++r)
-        for (const RingEdge& e : dp_edges(stage, dp.requests[static_cast<size_t>(r)], &latency))
+        for (const sim::Flow& e : dp_edges(stage, dp.requests[static_cast<size_t>(r)], &latency))
           merged[{e.src, e.dst}] += e.bytes;
       edges.clear();
       for (const auto& [key, bytes] : merged) edges.push_back({key.first, key.second, bytes});
