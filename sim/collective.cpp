@@ -95,7 +95,7 @@ CollectiveRun simulate_collective(const MachineSpec& machine, const CostModel& c
       const CollectivePlan plan = cost.collective(kind, size, GroupShape{.ranks = gpus, .servers = servers});
       plans.push_back(plan);
       for (auto& v : by_server) v.clear();
-      for (const sim::Flow& f : sim::nccl_flows(plan, kind, members, machine, size.value()))
+      for (const sim::Flow& f : sim::nccl_flows(plan, kind, members, machine, size))
         by_server[static_cast<size_t>(f.src / per_server)].push_back(f);
       flows_per_size.push_back(by_server);
     }
@@ -110,8 +110,7 @@ CollectiveRun simulate_collective(const MachineSpec& machine, const CostModel& c
           if (s == 0) started[k] = sg4::Engine::get_clock();
           std::vector<sg4::CommPtr> comms;
           for (const sim::Flow& f : flows_per_size[k][static_cast<size_t>(s)])
-            comms.push_back(sg4::Comm::sendto_async(platform.gpu(f.src), platform.gpu(f.dst),
-                                                    static_cast<uint64_t>(std::max(1.0, f.bytes))));
+            comms.push_back(platform.start_flow(f));
           sg4::Comm::wait_all(comms);
           barrier->wait();
           if (s == 0) finished[k] = sg4::Engine::get_clock();
@@ -157,9 +156,8 @@ std::vector<double> simulate_concurrent(const MachineSpec& machine, const CostMo
     for (size_t i = 0; i < groups.size(); ++i) {
       sg4::Actor::create(fmt::format("group{}", i), platform.gpu(groups[i].front()), [&, i] {
         std::vector<sg4::CommPtr> comms;
-        for (const sim::Flow& f : sim::nccl_flows(plans[i], kind, groups[i], machine, size.value()))
-          comms.push_back(sg4::Comm::sendto_async(platform.gpu(f.src), platform.gpu(f.dst),
-                                                  static_cast<uint64_t>(std::max(1.0, f.bytes))));
+        for (const sim::Flow& f : sim::nccl_flows(plans[i], kind, groups[i], machine, size))
+          comms.push_back(platform.start_flow(f));
         sg4::Comm::wait_all(comms);
         times[i] = sg4::Engine::get_clock() + plans[i].latency.value();
       });

@@ -94,13 +94,18 @@ DpGroup dp_group_of(GroupKind g) { return g == GroupKind::EXPERT_DP ? DpGroup::E
 struct DpRequest {
   CollectiveKind kind = CollectiveKind::ALL_REDUCE;
   DpGroup group = DpGroup::DENSE;
-  double bytes = 0.0;
+  Bytes bytes;
   std::string label;
   bool end = false;             ///< no more requests from this replica
   /// Nothing waits for this request before the end of the iteration (gradient buckets), so the
   /// driver may run it together with the ones queued behind it.
   bool deferred_wait = false;
 };
+
+/// The request that runs the data-parallel collective `op`.
+DpRequest dp_request(const CollectiveOp& op) {
+  return {.kind = op.kind, .group = dp_group_of(op.group), .bytes = op.bytes, .label = op.name};
+}
 
 /// Per-(stage, expert-group replica) actor state; touched only from SimGrid actors (one thread).
 struct BlockState {
@@ -158,7 +163,7 @@ private:
   PricedBlock price_block(const WorkBlock& block) const;
   std::vector<sim::Flow> group_edges(const std::vector<long>& members, const CollectiveOp& op,
                                      CollectivePlan* plan) const;
-  std::vector<sim::Flow> collective_edges(const std::vector<long>& members, CollectiveKind kind, double size,
+  std::vector<sim::Flow> collective_edges(const std::vector<long>& members, CollectiveKind kind, Bytes size,
                                           CollectivePlan* plan) const;
   std::vector<std::vector<long>> block_groups(const BlockState& b, GroupKind g) const;
   std::vector<sim::Flow> dp_edges(int stage, const DpRequest& request, Seconds* latency) const;
@@ -239,7 +244,7 @@ Seconds Simulation::analytic_tp(const CollectiveOp& op) const {
 
 /// The flows of the algorithm NCCL's tuning picks for `members`, priced by the cost model.
 std::vector<sim::Flow> Simulation::collective_edges(const std::vector<long>& ranks, CollectiveKind kind,
-                                                    double size, CollectivePlan* plan_out) const {
+                                                    Bytes size, CollectivePlan* plan_out) const {
   // The ranks' GPUs, in GPU order: NCCL's topology search orders rings and trees so that they
   // visit each server once, whatever the rank numbering.
   std::vector<long> members;
@@ -251,7 +256,7 @@ std::vector<sim::Flow> Simulation::collective_edges(const std::vector<long>& ran
   std::set<long> servers;
   for (long g : members) servers.insert(server_of(g));
   const CollectivePlan plan =
-      cost_.collective(kind, Bytes(size), GroupShape{.ranks = n, .servers = static_cast<int>(servers.size())});
+      cost_.collective(kind, size, GroupShape{.ranks = n, .servers = static_cast<int>(servers.size())});
   if (plan_out != nullptr) *plan_out = plan;
   return sim::nccl_flows(plan, kind, members, machine_, size);
 }
@@ -260,7 +265,7 @@ std::vector<sim::Flow> Simulation::collective_edges(const std::vector<long>& ran
 /// each other rank, nccl-tests' convention).
 std::vector<sim::Flow> Simulation::group_edges(const std::vector<long>& members, const CollectiveOp& op,
                                                CollectivePlan* plan_out) const {
-  return collective_edges(members, op.kind, op.bytes.value(), plan_out);
+  return collective_edges(members, op.kind, op.bytes, plan_out);
 }
 
 /// The instances of group `g` inside block `b`, as global GPU indices in rank order.
@@ -288,13 +293,11 @@ std::vector<sg4::CommPtr> Simulation::start_flows(const std::vector<sim::Flow>& 
   comms.reserve(edges.size());
   std::vector<sg4::Link*> route;
   for (const sim::Flow& e : edges) {
-    auto* src = platform_->gpu(e.src);
-    auto* dst = platform_->gpu(e.dst);
-    comms.push_back(sg4::Comm::sendto_async(src, dst, static_cast<uint64_t>(std::max(1.0, e.bytes))));
+    comms.push_back(platform_->start_flow(e));
     route.clear();
     double latency = 0;
-    src->route_to(dst, route, &latency);
-    for (const auto* link : route) link_bytes_[link] += e.bytes;
+    platform_->gpu(e.src)->route_to(platform_->gpu(e.dst), route, &latency);
+    for (const auto* link : route) link_bytes_[link] += e.bytes.value();
   }
   result_.activities += static_cast<long>(comms.size());
   result_.flows += static_cast<long>(comms.size());
@@ -405,14 +408,14 @@ void Simulation::wait_dp(BlockState& b, int seq) {
 void Simulation::run_block(BlockState& b, const PricedBlock& block, const std::string& name) {
   const double t0 = sg4::Engine::get_clock();
   std::vector<sg4::CommPtr> overlapped;
-  std::map<std::pair<long, long>, double> overlapped_edges;
+  std::map<std::pair<long, long>, Bytes> overlapped_edges;
   std::vector<std::pair<GroupKind, Seconds>> overlapped_latency;
   std::vector<std::pair<GroupKind, int>> overlapped_dp;
   Seconds overlapped_analytic;
   for (const CollectiveOp& op : block.comm) {
     if (!op.overlap_with_compute) continue;
     if (data_parallel(op.group)) {
-      overlapped_dp.emplace_back(op.group, issue_dp(b, {.kind = op.kind, .group = dp_group_of(op.group), .bytes = op.bytes.value(), .label = op.name}));
+      overlapped_dp.emplace_back(op.group, issue_dp(b, dp_request(op)));
     } else if (op.group == GroupKind::TP && tp_links_private()) {
       overlapped_analytic += analytic_tp(op);
     } else {
@@ -426,7 +429,8 @@ void Simulation::run_block(BlockState& b, const PricedBlock& block, const std::s
   }
   if (!overlapped_edges.empty()) {
     std::vector<sim::Flow> edges;
-    for (const auto& [key, bytes] : overlapped_edges) edges.push_back({key.first, key.second, bytes});
+    for (const auto& [key, bytes] : overlapped_edges)
+      edges.push_back({.src = key.first, .dst = key.second, .bytes = bytes});
     overlapped = start_flows(edges);
   }
   if (block.compute.value() > 0) {
@@ -477,7 +481,7 @@ void Simulation::run_block(BlockState& b, const PricedBlock& block, const std::s
   // and their latencies add up on the critical path), which keeps flows O(block) per pass.
   for (GroupKind g : {GroupKind::TP, GroupKind::CP, GroupKind::EP}) {
     if (g == GroupKind::TP && tp_links_private()) continue;
-    std::map<std::pair<long, long>, double> merged;
+    std::map<std::pair<long, long>, Bytes> merged;
     Seconds latency;
     std::string names;
     for (const CollectiveOp& op : block.comm) {
@@ -485,7 +489,8 @@ void Simulation::run_block(BlockState& b, const PricedBlock& block, const std::s
       Seconds op_latency;
       for (const auto& members : block_groups(b, g)) {
         CollectivePlan plan;
-        for (const sim::Flow& e : group_edges(members, op, &plan)) merged[{e.src, e.dst}] += e.bytes;
+        for (const sim::Flow& e : group_edges(members, op, &plan))
+          merged[{e.src, e.dst}] += e.bytes;
         op_latency = std::max(op_latency, plan.latency);
       }
       latency += op_latency;
@@ -495,7 +500,8 @@ void Simulation::run_block(BlockState& b, const PricedBlock& block, const std::s
     const double t1 = sg4::Engine::get_clock();
     std::vector<sim::Flow> edges;
     edges.reserve(merged.size());
-    for (const auto& [key, bytes] : merged) edges.push_back({key.first, key.second, bytes});
+    for (const auto& [key, bytes] : merged)
+      edges.push_back({.src = key.first, .dst = key.second, .bytes = bytes});
     run_flows(edges);
     sg4::this_actor::sleep_for(latency.value());
     ++result_.activities;
@@ -504,7 +510,7 @@ void Simulation::run_block(BlockState& b, const PricedBlock& block, const std::s
   for (const CollectiveOp& op : block.comm) {
     if (op.overlap_with_compute || !data_parallel(op.group)) continue;
     const double t1 = sg4::Engine::get_clock();
-    wait_dp(b, issue_dp(b, {.kind = op.kind, .group = dp_group_of(op.group), .bytes = op.bytes.value(), .label = op.name}));
+    wait_dp(b, issue_dp(b, dp_request(op)));
     record(b, Category::DP_WAIT, t1, "dp", name + " " + op.name);
   }
 }
@@ -520,14 +526,14 @@ std::vector<sim::Flow> Simulation::pp_edges(long from_base, long to_base, Bytes 
     const long src = gpu_of(from_base + i);
     const long dst = gpu_of(to_base + i);
     if (server_of(src) == server_of(dst)) {
-      edges.push_back({src, dst, bytes.value() / intra.efficiency_nvlink});
+      edges.push_back({.src = src, .dst = dst, .bytes = bytes / intra.efficiency_nvlink});
       continue;
     }
     auto [it, fresh] = by_nic_pair.try_emplace({nic_of(src), nic_of(dst)}, edges.size());
     if (fresh)
-      edges.push_back({src, dst, bytes.value() / inter.efficiency_net});
+      edges.push_back({.src = src, .dst = dst, .bytes = bytes / inter.efficiency_net});
     else
-      edges[it->second].bytes += bytes.value() / inter.efficiency_net;
+      edges[it->second].bytes += bytes / inter.efficiency_net;
   }
   return edges;
 }
@@ -596,11 +602,17 @@ void Simulation::stage_actor(BlockState& b) {
     const int dense = has_dp ? buckets_of(pc.gradients) : 0;
     const int expert = has_expert_dp ? buckets_of(pc.expert_gradients) : 0;
     for (int k = dense * part / parts; k < dense * (part + 1) / parts; ++k)
-      pending.push_back(issue_dp(b, {.kind = grad_kind, .group = DpGroup::DENSE, .bytes = pc.gradients.value() / dense,
-                                     .label = fmt::format("gradients bucket {}", k), .deferred_wait = true}));
+      pending.push_back(issue_dp(b, {.kind = grad_kind,
+                                     .group = DpGroup::DENSE,
+                                     .bytes = pc.gradients / dense,
+                                     .label = fmt::format("gradients bucket {}", k),
+                                     .deferred_wait = true}));
     for (int k = expert * part / parts; k < expert * (part + 1) / parts; ++k)
-      pending.push_back(issue_dp(b, {.kind = grad_kind, .group = DpGroup::EXPERT, .bytes = pc.expert_gradients.value() / expert,
-                                     .label = fmt::format("expert gradients bucket {}", k), .deferred_wait = true}));
+      pending.push_back(issue_dp(b, {.kind = grad_kind,
+                                     .group = DpGroup::EXPERT,
+                                     .bytes = pc.expert_gradients / expert,
+                                     .label = fmt::format("expert gradients bucket {}", k),
+                                     .deferred_wait = true}));
   };
   auto notify = [&](int stage, int chunk, int mb, bool activation, Bytes bytes) {
     BlockState& peer = *blocks_[static_cast<size_t>(stage)][static_cast<size_t>(b.replica)];
@@ -692,11 +704,15 @@ void Simulation::stage_actor(BlockState& b) {
     const double expert_share = grads > 0 ? expert_grads / grads : 0.0;
     std::vector<int> gathers;
     if (has_dp && params * (1 - expert_share) > 0)
-      gathers.push_back(issue_dp(b, {.kind = CollectiveKind::ALL_GATHER, .group = DpGroup::DENSE,
-                                     .bytes = params * (1 - expert_share), .label = "parameter all-gather"}));
+      gathers.push_back(issue_dp(b, {.kind = CollectiveKind::ALL_GATHER,
+                                     .group = DpGroup::DENSE,
+                                     .bytes = Bytes(params * (1 - expert_share)),
+                                     .label = "parameter all-gather"}));
     if (has_expert_dp && params * expert_share > 0)
-      gathers.push_back(issue_dp(b, {.kind = CollectiveKind::ALL_GATHER, .group = DpGroup::EXPERT,
-                                     .bytes = params * expert_share, .label = "expert parameter all-gather"}));
+      gathers.push_back(issue_dp(b, {.kind = CollectiveKind::ALL_GATHER,
+                                     .group = DpGroup::EXPERT,
+                                     .bytes = Bytes(params * expert_share),
+                                     .label = "expert parameter all-gather"}));
     for (int seq : gathers) wait_dp(b, seq);
     record(b, Category::DP_WAIT, t0, "dp", "parameter all-gather");
   }
@@ -762,13 +778,14 @@ void Simulation::dp_driver(int stage) {
     std::vector<sim::Flow> edges = dp_edges(stage, request, &latency);
     std::string label = request.label;
     if (last > seq) {
-      std::map<std::pair<long, long>, double> merged;
+      std::map<std::pair<long, long>, Bytes> merged;
       for (const sim::Flow& e : edges) merged[{e.src, e.dst}] += e.bytes;
       for (int r = seq + 1; r <= last; ++r)
         for (const sim::Flow& e : dp_edges(stage, dp.requests[static_cast<size_t>(r)], &latency))
           merged[{e.src, e.dst}] += e.bytes;
       edges.clear();
-      for (const auto& [key, bytes] : merged) edges.push_back({key.first, key.second, bytes});
+      for (const auto& [key, bytes] : merged)
+        edges.push_back({.src = key.first, .dst = key.second, .bytes = bytes});
       label += fmt::format(" (+{} queued)", last - seq);
     }
     run_flows(edges);

@@ -31,7 +31,7 @@ struct IntraOrder {
 };
 
 std::vector<IntraOrder> intra_orders(IntraServer intra, const std::vector<std::vector<long>>& by_server,
-                                 int gpus_per_server) {
+                                     int gpus_per_server) {
   const bool full_mesh = intra == IntraServer::NVLINK_MESH && gpus_per_server == 8 &&
                          std::all_of(by_server.begin(), by_server.end(), [](const auto& g) { return g.size() == 8; });
   const int k = static_cast<int>(by_server.front().size());
@@ -47,21 +47,22 @@ std::vector<IntraOrder> intra_orders(IntraServer intra, const std::vector<std::v
 
 } // namespace
 
-std::vector<Flow> nccl_rings(const std::vector<long>& members, int gpus_per_server, int nics, IntraServer intra,
-                             double size, double edge_factor, double eff_intra, double eff_inter) {
+std::vector<Flow> nccl_rings(const std::vector<long>& members, const ServerSpec& server,
+                             const RingSpec& ring) {
   std::vector<Flow> edges;
   const int n = static_cast<int>(members.size());
   if (n < 2) return edges;
+  const int gpus_per_server = server.gpus;
   const std::vector<std::vector<long>> by_server = group_by_server(members, gpus_per_server);
   const int servers = static_cast<int>(by_server.size());
   const int per_server = static_cast<int>(by_server.front().size());
-  const int channels = servers > 1 ? std::max(1, std::min(per_server, nics)) : 1;
-  const std::vector<IntraOrder> orders = intra_orders(intra, by_server, gpus_per_server);
+  const int channels = servers > 1 ? std::max(1, std::min(per_server, server.nics)) : 1;
+  const std::vector<IntraOrder> orders = intra_orders(server.intra, by_server, gpus_per_server);
   std::vector<long> order;
   order.reserve(members.size());
   for (int c = 0; c < channels; ++c) {
     for (const IntraOrder& io : orders) {
-      const double per_edge = edge_factor * size / channels * io.share;
+      const Bytes per_edge = ring.size * ring.edge_factor / channels * io.share;
       order.clear();
       for (const auto& group : by_server) {
         // Channel c leaves each server through GPU c x k / channels, so the channels' exits are
@@ -76,22 +77,24 @@ std::vector<Flow> nccl_rings(const std::vector<long>& members, int gpus_per_serv
       for (int i = 0; i < n; ++i) {
         const long a = order[static_cast<size_t>(i)];
         const long b = order[static_cast<size_t>((i + 1) % n)];
-        edges.push_back({a, b, per_edge / (a / gpus_per_server == b / gpus_per_server ? eff_intra : eff_inter)});
+        const bool same_server = a / gpus_per_server == b / gpus_per_server;
+        const double efficiency = same_server ? ring.efficiency_nvlink : ring.efficiency_net;
+        edges.push_back({.src = a, .dst = b, .bytes = per_edge / efficiency});
       }
     }
   }
   return edges;
 }
 
-std::vector<Flow> nccl_trees(const std::vector<long>& members, int gpus_per_server, int nics, double size,
-                             double /*eff_intra*/, double eff_inter) {
+std::vector<Flow> nccl_trees(const std::vector<long>& members, const ServerSpec& server,
+                             const TreeSpec& tree) {
   std::vector<Flow> edges;
   if (members.size() < 2) return edges;
-  const std::vector<std::vector<long>> by_server = group_by_server(members, gpus_per_server);
+  const std::vector<std::vector<long>> by_server = group_by_server(members, server.gpus);
   const int servers = static_cast<int>(by_server.size());
   const int per_server = static_cast<int>(by_server.front().size());
-  const int channels = std::max(1, std::min(per_server, nics));
-  const double tree_bytes = size / 2 / channels;
+  const int channels = std::max(1, std::min(per_server, server.nics));
+  const Bytes tree_bytes = tree.size / 2 / channels / tree.efficiency_net;
   for (int c = 0; c < channels; ++c) {
     std::vector<long> head(static_cast<size_t>(servers));
     for (int s = 0; s < servers; ++s) {
@@ -99,15 +102,15 @@ std::vector<Flow> nccl_trees(const std::vector<long>& members, int gpus_per_serv
       const int k = static_cast<int>(group.size());
       head[static_cast<size_t>(s)] = group[static_cast<size_t>(c * k / channels)];
     }
-    for (int tree = 0; tree < 2; ++tree) {
+    for (int t = 0; t < 2; ++t) {
       for (int i = 1; i < servers; ++i) {
         const int parent = (i - 1) / 2;
-        const int child_server = tree == 0 ? i : servers - 1 - i;
-        const int parent_server = tree == 0 ? parent : servers - 1 - parent;
+        const int child_server = t == 0 ? i : servers - 1 - i;
+        const int parent_server = t == 0 ? parent : servers - 1 - parent;
         const long a = head[static_cast<size_t>(child_server)];
         const long b = head[static_cast<size_t>(parent_server)];
-        edges.push_back({a, b, tree_bytes / eff_inter});
-        edges.push_back({b, a, tree_bytes / eff_inter});
+        edges.push_back({.src = a, .dst = b, .bytes = tree_bytes});
+        edges.push_back({.src = b, .dst = a, .bytes = tree_bytes});
       }
     }
   }
@@ -119,12 +122,16 @@ namespace {
 /// NVLink SHARP inside each server: every GPU sends size x (1 + 1/k) to the switch and reads as
 /// much back. A flow from each GPU to the next of its server loads each port with exactly that,
 /// each way, which is all the switch-side accounting needs.
-void nvls_flows(const std::vector<std::vector<long>>& by_server, double size, double eff, std::vector<Flow>& out) {
+void nvls_flows(const std::vector<std::vector<long>>& by_server, Bytes size, double eff,
+                std::vector<Flow>& out) {
   for (const auto& group : by_server) {
     const int k = static_cast<int>(group.size());
     if (k < 2) continue;
-    const double bytes = size * (1.0 + 1.0 / k) / eff;
-    for (int i = 0; i < k; ++i) out.push_back({group[static_cast<size_t>(i)], group[static_cast<size_t>((i + 1) % k)], bytes});
+    const Bytes bytes = size * (1.0 + 1.0 / k) / eff;
+    for (int i = 0; i < k; ++i)
+      out.push_back({.src = group[static_cast<size_t>(i)],
+                     .dst = group[static_cast<size_t>((i + 1) % k)],
+                     .bytes = bytes});
   }
 }
 
@@ -132,7 +139,7 @@ void nvls_flows(const std::vector<std::vector<long>>& by_server, double size, do
 /// 1/channels share of the buffer up once and receives the reduced share once. A ring over the
 /// servers in order carries that load on every NIC and, where it crosses switches, one stream
 /// per direction per trunk, as the switches' aggregation tree does.
-void sharp_flows(const std::vector<std::vector<long>>& by_server, int nics, double size, double eff,
+void sharp_flows(const std::vector<std::vector<long>>& by_server, int nics, Bytes size, double eff,
                  std::vector<Flow>& out) {
   const int servers = static_cast<int>(by_server.size());
   const int k = static_cast<int>(by_server.front().size());
@@ -141,40 +148,46 @@ void sharp_flows(const std::vector<std::vector<long>>& by_server, int nics, doub
     for (int s = 0; s < servers; ++s) {
       const auto& a = by_server[static_cast<size_t>(s)];
       const auto& b = by_server[static_cast<size_t>((s + 1) % servers)];
-      out.push_back({a[static_cast<size_t>(c * k / channels)], b[static_cast<size_t>(c * k / channels)], size / channels / eff});
+      out.push_back({.src = a[static_cast<size_t>(c * k / channels)],
+                     .dst = b[static_cast<size_t>(c * k / channels)],
+                     .bytes = size / channels / eff});
     }
 }
 
 } // namespace
 
-std::vector<Flow> nccl_flows(const CollectivePlan& plan, CollectiveKind kind, const std::vector<long>& members,
-                             const MachineSpec& machine, double size) {
-  const int gpus_per_server = machine.server.gpus;
-  const int nics = machine.server.nics;
-  const IntraServer intra = machine.server.intra;
+std::vector<Flow> nccl_flows(const CollectivePlan& plan, CollectiveKind kind,
+                             const std::vector<long>& members, const MachineSpec& machine, Bytes size) {
+  const ServerSpec& server = machine.server;
+  const int gpus_per_server = server.gpus;
+  const int nics = server.nics;
+  const TreeSpec tree{.size = size, .efficiency_net = plan.efficiency_net};
   std::vector<Flow> flows;
   const int n = static_cast<int>(members.size());
   if (n < 2) return flows;
   const auto same_server = [&](long a, long b) { return a / gpus_per_server == b / gpus_per_server; };
   const std::vector<std::vector<long>> by_server = group_by_server(members, gpus_per_server);
   switch (plan.algo) {
-  case Algorithm::TREE: return nccl_trees(members, gpus_per_server, nics, size, plan.efficiency_nvlink, plan.efficiency_net);
+  case Algorithm::TREE: return nccl_trees(members, server, tree);
   case Algorithm::NVLS:
     nvls_flows(by_server, size, plan.efficiency_nvls, flows);
     if (by_server.size() > 1) sharp_flows(by_server, nics, size, plan.efficiency_net, flows);
     return flows;
   case Algorithm::NVLS_TREE:
     nvls_flows(by_server, size, plan.efficiency_nvls, flows);
-    for (const Flow& f : nccl_trees(members, gpus_per_server, nics, size, plan.efficiency_nvlink, plan.efficiency_net))
-      flows.push_back(f);
+    for (const Flow& f : nccl_trees(members, server, tree)) flows.push_back(f);
     return flows;
   case Algorithm::COLLNET: {
     // Direct reduce-scatter and all-gather over NVLink inside each server (a ring's bytes), then
     // the network switches reduce across servers.
-    for (const auto& group : by_server)
-      for (const Flow& f : nccl_rings(group, gpus_per_server, nics, intra, size, 2.0 * (static_cast<double>(group.size()) - 1) / static_cast<double>(group.size()),
-                                      plan.efficiency_nvlink, plan.efficiency_net))
-        flows.push_back(f);
+    for (const auto& group : by_server) {
+      const double k = static_cast<double>(group.size());
+      const RingSpec ring{.size = size,
+                          .edge_factor = 2.0 * (k - 1) / k,
+                          .efficiency_nvlink = plan.efficiency_nvlink,
+                          .efficiency_net = plan.efficiency_net};
+      for (const Flow& f : nccl_rings(group, server, ring)) flows.push_back(f);
+    }
     sharp_flows(by_server, nics, size, plan.efficiency_net, flows);
     return flows;
   }
@@ -182,27 +195,34 @@ std::vector<Flow> nccl_flows(const CollectivePlan& plan, CollectiveKind kind, co
     // Distance-doubling exchanges: at step j each rank sends the min(2^j, n - 2^j) shards it has
     // gathered (or still has to reduce) to the rank 2^j away; (n-1)/n of the buffer in all.
     for (long d = 1; d < n; d *= 2) {
-      const double bytes = static_cast<double>(std::min(d, n - d)) * size / n / plan.efficiency_net;
+      const Bytes bytes = size * static_cast<double>(std::min(d, n - d)) / n / plan.efficiency_net;
       for (int i = 0; i < n; ++i) {
         const long a = members[static_cast<size_t>(i)];
         const long b = members[static_cast<size_t>((i + d) % n)];
-        flows.push_back({a, b, same_server(a, b) ? bytes * plan.efficiency_net / plan.efficiency_nvlink : bytes});
+        const Bytes carried =
+            same_server(a, b) ? bytes * plan.efficiency_net / plan.efficiency_nvlink : bytes;
+        flows.push_back({.src = a, .dst = b, .bytes = carried});
       }
     }
     return flows;
   }
   case Algorithm::P2P:
     if (kind == CollectiveKind::ALL_TO_ALL) {
-      const double share = size / n;
+      const Bytes share = size / n;
       for (long a : members)
         for (long b : members)
-          if (a != b) flows.push_back({a, b, share / (same_server(a, b) ? plan.efficiency_nvlink : plan.efficiency_net)});
+          if (a != b) {
+            const double efficiency = same_server(a, b) ? plan.efficiency_nvlink : plan.efficiency_net;
+            flows.push_back({.src = a, .dst = b, .bytes = share / efficiency});
+          }
       return flows;
     }
     [[fallthrough]];
   case Algorithm::RING: {
-    flows = nccl_rings(members, gpus_per_server, nics, intra, size, plan.edge_bytes_factor, plan.efficiency_nvlink,
-                       plan.efficiency_net);
+    flows = nccl_rings(members, server, RingSpec{.size = size,
+                                                 .edge_factor = plan.edge_bytes_factor,
+                                                 .efficiency_nvlink = plan.efficiency_nvlink,
+                                                 .efficiency_net = plan.efficiency_net});
     // Broadcast and reduce run the ring as a chain from (to) the root, rank 0: nothing flows
     // back into the root of a broadcast nor out of the root of a reduce.
     const long root = members.front();

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "calibration/cost_model.hpp"
+#include "models/units.hpp"
 #include "topologies/machine.hpp"
 
 namespace odyssey::sim {
@@ -13,19 +14,33 @@ namespace odyssey::sim {
 struct Flow {
   long src = 0;
   long dst = 0;
-  double bytes = 0.0;
+  Bytes bytes;
+};
+
+/// What a ring carries: `edge_factor` x `size` on each ring edge in all, the bytes inflated by
+/// the protocol's efficiency on NVLink and on the network.
+struct RingSpec {
+  Bytes size;
+  double edge_factor = 1.0;
+  double efficiency_nvlink = 1.0;
+  double efficiency_net = 1.0;
+};
+
+/// What a double binary tree carries: `size` in all, half per tree, the bytes inflated by the
+/// protocol's efficiency on the network (the only links its flows use).
+struct TreeSpec {
+  Bytes size;
+  double efficiency_net = 1.0;
 };
 
 /// The rings NCCL runs over `members` (global GPU indices in rank order), with each ring edge's
 /// bytes aggregated into one flow: members in one server are chained over NVLink and servers are
 /// joined through NICs; with k members per server and enough NICs, min(k, nics) rings (channels)
 /// carry 1/channels of the data each, every one leaving a server through a different GPU (hence
-/// NIC). `edge_factor` x `size` is what each ring edge carries in all; `eff_intra` / `eff_inter`
-/// inflate the bytes by the protocol's efficiency on NVLink and on the network.
-/// On a hybrid cube-mesh (`intra` NVLINK_MESH, 8 GPUs) each channel runs as four rings along the
-/// mesh's NVLink cycles, so that every NVLink carries its share.
-std::vector<Flow> nccl_rings(const std::vector<long>& members, int gpus_per_server, int nics, IntraServer intra,
-                             double size, double edge_factor, double eff_intra, double eff_inter);
+/// NIC). On a hybrid cube-mesh (`intra` NVLINK_MESH, 8 GPUs) each channel runs as four rings along
+/// the mesh's NVLink cycles, so that every NVLink carries its share.
+std::vector<Flow> nccl_rings(const std::vector<long>& members, const ServerSpec& server,
+                             const RingSpec& ring);
 
 /// NCCL's double binary tree all-reduce over `members`, across servers: two complementary binary
 /// trees (heap order and its mirror, so a server that is interior in one is a leaf in the other)
@@ -34,17 +49,17 @@ std::vector<Flow> nccl_rings(const std::vector<long>& members, int gpus_per_serv
 /// server runs pipelined with the tree at NVLink speed, several times the NIC's; it is left to the
 /// plan's latency term rather than simulated, which keeps every flow of the tree the same size
 /// (flows that finish together cost SimGrid one solve; staggered ones are what make it slow).
-std::vector<Flow> nccl_trees(const std::vector<long>& members, int gpus_per_server, int nics, double size,
-                             double eff_intra, double eff_inter);
+std::vector<Flow> nccl_trees(const std::vector<long>& members, const ServerSpec& server,
+                             const TreeSpec& tree);
 
-/// The flows of `plan` (the algorithm NCCL's tuning chose) for a collective of `size` bytes over
+/// The flows of `plan` (the algorithm NCCL's tuning chose) for a collective of `size` over
 /// `members`: rings, double binary trees, NVLS (each GPU to the NVSwitch and back, modelled as
 /// a flow to its neighbour that loads its port both ways), in-network reduction (each channel's
 /// head GPU sends its share once to the switches and gets the result back: a ring over the
 /// servers that loads every NIC and trunk once per direction), PAT (distance-doubling exchanges),
 /// and every pair for all-to-all. O(members) flows except all-to-all (O(members^2)) and PAT
 /// (O(members log members)).
-std::vector<Flow> nccl_flows(const CollectivePlan& plan, CollectiveKind kind, const std::vector<long>& members,
-                             const MachineSpec& machine, double size);
+std::vector<Flow> nccl_flows(const CollectivePlan& plan, CollectiveKind kind,
+                             const std::vector<long>& members, const MachineSpec& machine, Bytes size);
 
 } // namespace odyssey::sim

@@ -3,12 +3,15 @@
 #include <simgrid/kernel/routing/NetPoint.hpp>
 #include <simgrid/kernel/routing/NetZoneImpl.hpp>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
 #include <utility>
 
 #include <fmt/format.h>
+
+#include "sim/nccl_flows.hpp"
 
 XBT_LOG_NEW_DEFAULT_SUBCATEGORY(odyssey_platform, odyssey, "Odyssey platform construction");
 
@@ -346,6 +349,11 @@ Platform::Platform(const MachineSpec& machine) : gpus_per_server_(machine.server
   }
   root->seal();
   XBT_DEBUG("platform: %ld GPUs, %zu links, %ld CPU hosts", gpu_count(), links_.size(), cpu_hosts_);
+}
+
+sg4::CommPtr Platform::start_flow(const Flow& flow) const {
+  const auto size = static_cast<std::uint64_t>(std::max(1.0, flow.bytes.value()));
+  return sg4::Comm::sendto_async(gpu(flow.src), gpu(flow.dst), size);
 }
 
 } // namespace odyssey::sim

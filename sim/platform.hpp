@@ -13,6 +13,7 @@
 namespace odyssey::sim {
 
 class FabricZone;
+struct Flow;
 
 /// Link classes of the platform; the engine asks which class a route's bottleneck belongs to.
 enum class LinkRole { NVLINK, NIC, LEAF_TRUNK, POD_TRUNK, PCIE, LOCAL, GLOBAL, TORUS };
@@ -38,6 +39,9 @@ public:
   [[nodiscard]] long cpu_host_count() const { return cpu_hosts_; }
   [[nodiscard]] long server_of(long gpu_index) const { return gpu_index / gpus_per_server_; }
   [[nodiscard]] const std::vector<FabricLink>& links() const { return links_; }
+  /// Starts `flow` on the network: the one place a flow's size goes into SimGrid, as a whole
+  /// number of bytes and at least one.
+  [[nodiscard]] simgrid::s4u::CommPtr start_flow(const Flow& flow) const;
 
 private:
   std::vector<simgrid::s4u::Host*> gpus_;
