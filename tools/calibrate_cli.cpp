@@ -8,9 +8,9 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "calibration/import.hpp"
 #include "models/input/diagnostics.hpp"
 #include "models/workload.hpp"
-#include "tools/calibrate.hpp"
 #include "tools/scenario.hpp"
 
 namespace odyssey {

@@ -1,5 +1,5 @@
 // The `odyssey calibrate` subcommands on the command line (import, shapes); the work is in
-// tools/calibrate.hpp.
+// calibration/import.hpp.
 #pragma once
 
 #include <string>

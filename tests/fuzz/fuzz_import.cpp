@@ -9,10 +9,10 @@
 
 #include <unistd.h>
 
+#include "calibration/import.hpp"
 #include "calibration/profile.hpp"
 #include "models/input/diagnostics.hpp"
 #include "tests/fuzz/price.hpp"
-#include "tools/calibrate.hpp"
 
 namespace {
 

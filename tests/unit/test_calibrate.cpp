@@ -14,11 +14,11 @@
 #include <nlohmann/json.hpp>
 
 #include "calibration/cost_model.hpp"
+#include "calibration/import.hpp"
 #include "calibration/profile.hpp"
 #include "models/input/diagnostics.hpp"
 #include "models/workload.hpp"
 #include "sim/report.hpp"
-#include "tools/calibrate.hpp"
 #include "tools/scenario.hpp"
 #include "tests/unit/scratch.hpp"
 

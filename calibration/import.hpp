@@ -1,5 +1,7 @@
-// `odyssey calibrate`: raw benchmark results (kernels/, format odyssey-raw/1) to a measured
-// calibration profile, and the shapes a scenario needs measured. Throws InputError for bad input.
+// Profile import: raw benchmark results (kernels/, format odyssey-raw/1) to a measured
+// calibration profile, and the shapes a scenario needs measured. The command line for both
+// (`odyssey calibrate import`, `odyssey calibrate shapes`) is tools/calibrate_cli.*. Throws
+// InputError for bad input.
 #pragma once
 
 #include <string>

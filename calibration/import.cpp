@@ -1,7 +1,7 @@
 // Raw benchmark results to a measured profile (`odyssey calibrate import`), and the shapes a
 // scenario needs (`odyssey calibrate shapes`). Raw files are JSON, read with the strict YAML
 // reader (JSON is YAML) so that every problem names its file, line and column.
-#include "tools/calibrate.hpp"
+#include "calibration/import.hpp"
 
 #include <algorithm>
 #include <cmath>
