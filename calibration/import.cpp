@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <optional>
 #include <set>
@@ -16,6 +15,7 @@
 
 #include "calibration/profile.hpp"
 #include "models/input/diagnostics.hpp"
+#include "models/input/files.hpp"
 #include "models/input/yaml_reader.hpp"
 
 namespace odyssey {
@@ -452,12 +452,7 @@ ImportSummary import_profile(const ImportOptions& o) {
     y += fmt::format("  {}:\n    bandwidth: {}\n    bus_efficiency: {}\n    step_latency: {}\n", name,
                      byte_rate(link.bandwidth), num(link.bus_efficiency), latencies(link.step_latency_by_protocol));
 
-  const std::string tmp = o.out + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out || !(out << y).flush()) throw InputError({.file = o.out}, "", "cannot write the profile");
-  }
-  std::filesystem::rename(tmp, o.out);
+  write_file_atomically(o.out, y);
   load_profile(o.out);  // what was written must read back
   return summary;
 }

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "models/workload.hpp"
+#include "sim/isolation.hpp"
 #include "sim/report.hpp"
 #include "tools/run.hpp"
 #include "tools/sweep.hpp"

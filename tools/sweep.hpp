@@ -11,13 +11,6 @@
 
 namespace odyssey {
 
-/// Runs `task(i)` for every i in [0, n) in forked child processes, at most `jobs` at once
-/// (0: one per core), and hands each result to `done(i, text, error)` in the parent, in the
-/// order they finish; `error` is empty on success (the child's exception message otherwise).
-/// The parent stays single-threaded, so forking is safe.
-void run_in_processes(std::size_t n, int jobs, const std::function<std::string(std::size_t)>& task,
-                      const std::function<void(std::size_t, const std::string&, const std::string&)>& done);
-
 /// One point of a sweep: its number and the `--set` overrides that make it.
 struct SweepPoint {
   std::size_t index = 0;
