@@ -16,7 +16,19 @@
 
 namespace odyssey {
 
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(CollectiveRow, bytes, time_s, algbw, busbw, algorithm, protocol)
+// JSON of `odyssey collective --json` (and of the child process's answer): SI units, named keys.
+void to_json(nlohmann::json& j, const CollectiveRow& r) {
+  j = nlohmann::json{{"bytes", r.bytes.value()}, {"time_s", r.time.value()},    {"algbw", r.algbw.value()},
+                     {"busbw", r.busbw.value()}, {"algorithm", r.algorithm}, {"protocol", r.protocol}};
+}
+void from_json(const nlohmann::json& j, CollectiveRow& r) {
+  r = CollectiveRow{.bytes = Bytes(j.at("bytes").get<double>()),
+                    .time = Seconds(j.at("time_s").get<double>()),
+                    .algbw = BytesPerSecond(j.at("algbw").get<double>()),
+                    .busbw = BytesPerSecond(j.at("busbw").get<double>()),
+                    .algorithm = j.at("algorithm").get<std::string>(),
+                    .protocol = j.at("protocol").get<std::string>()};
+}
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(CollectiveRun, machine, op, gpus, servers, bus_factor, rows, flows, wall_seconds,
                                    profile, algorithms, protocols)
 
@@ -120,9 +132,9 @@ CollectiveRun simulate_collective(const MachineSpec& machine, const CostModel& c
     engine->run();
     for (size_t k = 0; k < sizes.size(); ++k) {
       const double t = finished[k] - started[k] + plans[k].latency.value();
-      const double algbw = sizes[k].value() / t;
-      run.rows.push_back({.bytes = sizes[k].value(),
-                          .time_s = t,
+      const BytesPerSecond algbw = sizes[k] / Seconds(t);
+      run.rows.push_back({.bytes = sizes[k],
+                          .time = Seconds(t),
                           .algbw = algbw,
                           .busbw = algbw * run.bus_factor,
                           .algorithm = plans[k].algorithm,
@@ -135,7 +147,7 @@ CollectiveRun simulate_collective(const MachineSpec& machine, const CostModel& c
   return nlohmann::json::parse(text).get<CollectiveRun>();
 }
 
-std::vector<double> simulate_concurrent(const MachineSpec& machine, const CostModel& cost, CollectiveKind kind,
+std::vector<Seconds> simulate_concurrent(const MachineSpec& machine, const CostModel& cost, CollectiveKind kind,
                                         const std::vector<std::vector<long>>& groups, Bytes size) {
   const int per_server = machine.server.gpus;
   std::vector<CollectivePlan> plans;
@@ -165,7 +177,9 @@ std::vector<double> simulate_concurrent(const MachineSpec& machine, const CostMo
     engine->run();
     return nlohmann::json(times).dump();
   });
-  return nlohmann::json::parse(text).get<std::vector<double>>();
+  std::vector<Seconds> times;
+  for (double t : nlohmann::json::parse(text).get<std::vector<double>>()) times.emplace_back(t);
+  return times;
 }
 
 std::string render_collective_text(const CollectiveRun& run) {
@@ -180,10 +194,11 @@ std::string render_collective_text(const CollectiveRun& run) {
   out += fmt::format("# {:>12} {:>12} {:>6} {:>6} {:>12} {:>9} {:>9}\n", "(B)", "(elements)", "", "", "(us)", "(GB/s)",
                      "(GB/s)");
   for (const CollectiveRow& r : run.rows)
-    out += fmt::format("  {:>12.0f} {:>12.0f} {:>6} {:>6} {:>12.2f} {:>9.2f} {:>9.2f}  {:<9} {}\n", r.bytes, r.bytes / 4,
-                       "float", "sum", r.time_s * 1e6, r.algbw / 1e9, r.busbw / 1e9, r.algorithm, r.protocol);
+    out += fmt::format("  {:>12.0f} {:>12.0f} {:>6} {:>6} {:>12.2f} {:>9.2f} {:>9.2f}  {:<9} {}\n", r.bytes.value(),
+                       r.bytes.value() / 4, "float", "sum", r.time.value() * 1e6, r.algbw.value() / 1e9,
+                       r.busbw.value() / 1e9, r.algorithm, r.protocol);
   double sum = 0;
-  for (const CollectiveRow& r : run.rows) sum += r.busbw;
+  for (const CollectiveRow& r : run.rows) sum += r.busbw.value();
   out += fmt::format("# Avg bus bandwidth    : {:.3f} GB/s\n", run.rows.empty() ? 0.0 : sum / run.rows.size() / 1e9);
   out += fmt::format("# simulated with {} flows in {:.2f} s wall\n", run.flows, run.wall_seconds);
   return out;

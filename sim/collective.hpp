@@ -12,10 +12,10 @@
 namespace odyssey {
 
 struct CollectiveRow {
-  double bytes = 0.0;        ///< nccl-tests "size"
-  double time_s = 0.0;       ///< simulated flows plus the algorithm's fixed latency
-  double algbw = 0.0;        ///< bytes / time, bytes per second
-  double busbw = 0.0;        ///< algbw x nccl-tests' bus factor, bytes per second
+  Bytes bytes;               ///< nccl-tests "size"
+  Seconds time;              ///< simulated flows plus the algorithm's fixed latency
+  BytesPerSecond algbw;      ///< bytes / time
+  BytesPerSecond busbw;      ///< algbw x nccl-tests' bus factor
   std::string algorithm;
   std::string protocol;
 };
@@ -48,9 +48,9 @@ CollectiveRun simulate_collective(const MachineSpec& machine, const CostModel& c
                                   const std::vector<Bytes>& sizes);
 
 /// Runs one collective of `size` on each of `groups` (global GPU indices) at the same time and
-/// returns each one's time in seconds: groups whose flows share links slow each other as
+/// returns each one's time: groups whose flows share links slow each other as
 /// max-min sharing says.
-std::vector<double> simulate_concurrent(const MachineSpec& machine, const CostModel& cost, CollectiveKind kind,
+std::vector<Seconds> simulate_concurrent(const MachineSpec& machine, const CostModel& cost, CollectiveKind kind,
                                         const std::vector<std::vector<long>>& groups, Bytes size);
 
 std::string render_collective_text(const CollectiveRun& run);

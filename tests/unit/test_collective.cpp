@@ -36,7 +36,7 @@ TEST_CASE("sim::Collective: large all-reduce bus bandwidth within 15% of NVIDIA'
   };
   for (const Case& c : cases) {
     const CollectiveRun r = run(c.machine, CollectiveKind::ALL_REDUCE, c.gpus, {Bytes(4.0 * (1L << 30))});
-    const double busbw = r.rows.front().busbw / 1e9;
+    const double busbw = r.rows.front().busbw.value() / 1e9;
     INFO(c.machine << " x " << c.gpus << ": " << busbw << " GB/s vs " << c.published);
     CHECK(std::abs(busbw - c.published) / c.published <= 0.15);
   }
@@ -46,10 +46,10 @@ TEST_CASE("sim::Collective: small-message latency grows with the ring's step cou
   double previous = 0;
   for (int gpus : {8, 16, 64, 256}) {
     const CollectiveRun r = run("dgx-a100-superpod", CollectiveKind::ALL_REDUCE, gpus, {Bytes(8)});
-    INFO(gpus << " GPUs: " << r.rows.front().time_s * 1e6 << " us");
-    CHECK(r.rows.front().time_s > previous);
+    INFO(gpus << " GPUs: " << r.rows.front().time.value() * 1e6 << " us");
+    CHECK(r.rows.front().time.value() > previous);
     CHECK(r.rows.front().protocol == "LL");
-    previous = r.rows.front().time_s;
+    previous = r.rows.front().time.value();
   }
 }
 
@@ -62,8 +62,8 @@ TEST_CASE("sim::Collective: nccl-tests' algbw and busbw definitions", "[collecti
   const CollectiveRun r = run("dgx-h100-superpod", CollectiveKind::ALL_GATHER, 16, {Bytes(1 << 20), Bytes(1 << 21)});
   REQUIRE(r.rows.size() == 2);
   for (const CollectiveRow& row : r.rows) {
-    CHECK(row.algbw == Approx(row.bytes / row.time_s));
-    CHECK(row.busbw == Approx(row.algbw * 15.0 / 16.0));
+    CHECK(row.algbw.value() == Approx(row.bytes.value() / row.time.value()));
+    CHECK(row.busbw.value() == Approx(row.algbw.value() * 15.0 / 16.0));
   }
 }
 
@@ -79,7 +79,7 @@ TEST_CASE("sim::Collective: all-to-all slows with oversubscription in proportion
   auto time_with = [&](double oversubscription) {
     MachineSpec m = base;
     m.fabric.leaf_oversubscription = oversubscription;
-    return simulate_collective(m, cost, CollectiveKind::ALL_TO_ALL, gpus, {Bytes(1L << 28)}).rows.front().time_s;
+    return simulate_collective(m, cost, CollectiveKind::ALL_TO_ALL, gpus, {Bytes(1L << 28)}).rows.front().time.value();
   };
   const double t1 = time_with(1.0);
   const double t4 = time_with(4.0);
@@ -95,7 +95,7 @@ TEST_CASE("sim::Collective: NCCL's tuning picks trees for small all-reduces acro
   CHECK(r.rows[0].algorithm == "tree");
   // A tree's latency grows with log2(servers), a ring's with the ranks: 1,024 ranks stay well
   // under a millisecond only with the tree (a ring would take 2 x 1,023 steps).
-  CHECK(r.rows[0].time_s < 200e-6);
+  CHECK(r.rows[0].time.value() < 200e-6);
   // Over 8 servers a large message goes round the ring (its bandwidth term is 0.92 / (2(n-1)/n)
   // better than the tree's); at 1,024 GPUs the ring's 2,046 steps cost ~10 ms and NCCL's model
   // keeps the tree even at 4 GiB.
@@ -108,5 +108,5 @@ TEST_CASE("sim::Collective: rings and trees leave a server through every NIC", "
   // Azure's servers have 4 NICs for 8 GPUs: 400 Gb/s per server, so a large all-reduce across
   // servers reaches about 50 GB/s x the protocol's efficiency of bus bandwidth, not half of it.
   const CollectiveRun r = run("azure-openai-2020", CollectiveKind::ALL_REDUCE, 64, {Bytes(1L << 30)});
-  CHECK(r.rows[0].busbw / 1e9 > 40);
+  CHECK(r.rows[0].busbw.value() / 1e9 > 40);
 }

@@ -42,12 +42,12 @@ TEST_CASE("sim::Network: NVLS all-reduce within 15% of NVIDIA's NVLink SHARP fig
   // switches' in-network reduction and is the independent check.
   const CollectiveRow intra = one(machine("dgx-h100-superpod"), CollectiveKind::ALL_REDUCE, 8, GIB4);
   CHECK(intra.algorithm == "nvls");
-  CHECK(std::abs(intra.busbw / 1e9 - 480) / 480 <= 0.15);
+  CHECK(std::abs(intra.busbw.value() / 1e9 - 480) / 480 <= 0.15);
   const CollectiveRow sharp = one(machine("dgx-h100-superpod", {"machine.fabric.in_network_reduction=true"}),
                                   CollectiveKind::ALL_REDUCE, 64, GIB4);
-  INFO("NVLS + SHARP over 64 GPUs: " << sharp.busbw / 1e9 << " GB/s");
+  INFO("NVLS + SHARP over 64 GPUs: " << sharp.busbw.value() / 1e9 << " GB/s");
   CHECK(sharp.algorithm == "nvls");
-  CHECK(std::abs(sharp.busbw / 1e9 - 480) / 480 <= 0.15);
+  CHECK(std::abs(sharp.busbw.value() / 1e9 - 480) / 480 <= 0.15);
   // Without NVLink SHARP (A100, NVSwitch gen2) the ring stays.
   CHECK(one(machine("dgx-a100-superpod"), CollectiveKind::ALL_REDUCE, 8, GIB4).algorithm == "ring");
 }
@@ -61,7 +61,7 @@ TEST_CASE("sim::Network: in-network reduction halves what an all-reduce puts on 
   const CollectiveRow ring = one(m, CollectiveKind::ALL_REDUCE, 64, GIB4, "ring");
   const CollectiveRow collnet = one(m, CollectiveKind::ALL_REDUCE, 64, GIB4, "collnet");
   CHECK(collnet.algorithm == "collnet");
-  INFO("ring " << ring.busbw / 1e9 << " GB/s, collnet " << collnet.busbw / 1e9 << " GB/s");
+  INFO("ring " << ring.busbw.value() / 1e9 << " GB/s, collnet " << collnet.busbw.value() / 1e9 << " GB/s");
   CHECK(collnet.busbw / ring.busbw == Approx(2.0).epsilon(0.1));
   CHECK(one(m, CollectiveKind::ALL_REDUCE, 64, GIB4).algorithm == "collnet");
 }
@@ -78,8 +78,8 @@ TEST_CASE("sim::Network: PAT for all-gather at one GPU per server, its latency g
   CHECK(r64.algorithm == "pat");
   CHECK(r1024.algorithm == "pat");
   // Each doubling of the ranks adds one PAT step of 14 us (NCCL's hwLat NET for PAT).
-  CHECK((r512.time_s - r64.time_s) * 1e6 == Approx(3 * 14).margin(3));
-  CHECK((r1024.time_s - r512.time_s) * 1e6 == Approx(14).margin(3));
+  CHECK((r512.time.value() - r64.time.value()) * 1e6 == Approx(3 * 14).margin(3));
+  CHECK((r1024.time.value() - r512.time.value()) * 1e6 == Approx(14).margin(3));
   // Large messages go round the ring (PAT runs at 0.75 of the bus bandwidth).
   CHECK(one(m, CollectiveKind::ALL_GATHER, 8, GIB4).algorithm == "ring");
   // With 8 GPUs per server NCCL does not use PAT.
@@ -94,8 +94,8 @@ TEST_CASE("sim::Network: --algo and --proto restrict NCCL's choice as NCCL_ALGO 
   const CollectiveRow ll128 = one(h100, CollectiveKind::ALL_REDUCE, 8, Bytes(8), "ring", "LL128");
   CHECK(ll128.protocol == "LL128");
   // Forcing the algorithm can only slow the collective down: the tuning model had it to choose.
-  CHECK(one(h100, CollectiveKind::ALL_REDUCE, 64, Bytes(8), "ring").time_s >
-        one(h100, CollectiveKind::ALL_REDUCE, 64, Bytes(8)).time_s);
+  CHECK(one(h100, CollectiveKind::ALL_REDUCE, 64, Bytes(8), "ring").time.value() >
+        one(h100, CollectiveKind::ALL_REDUCE, 64, Bytes(8)).time.value());
   SECTION("unknown names") {
     CHECK_THROWS_WITH(parse_algorithms("ring,nvl"), Catch::Contains("unknown algorithm 'nvl'"));
     CHECK_THROWS_WITH(parse_protocols("LL129"), Catch::Contains("unknown protocol 'LL129'"));
@@ -114,9 +114,9 @@ TEST_CASE("sim::Network: every collective of nccl-tests runs", "[network]") {
                               CollectiveKind::BROADCAST, CollectiveKind::REDUCE, CollectiveKind::ALL_TO_ALL,
                               CollectiveKind::SEND_RECV}) {
     const CollectiveRow r = one(h100, kind, 16, Bytes(1 << 26));
-    INFO(to_string(kind) << ": " << r.busbw / 1e9 << " GB/s " << r.algorithm);
-    CHECK(r.time_s > 0);
-    CHECK(r.busbw > 10e9);
+    INFO(to_string(kind) << ": " << r.busbw.value() / 1e9 << " GB/s " << r.algorithm);
+    CHECK(r.time.value() > 0);
+    CHECK(r.busbw > BytesPerSecond(10e9));
   }
 }
 
@@ -126,7 +126,7 @@ TEST_CASE("sim::Network: a torus's all-to-all is bound by its bisection", "[netw
     const MachineSpec m = machine("dgx-a100-superpod", {"machine.servers=16", "machine.fabric.kind=torus",
                                                         "machine.fabric.torus.link_bandwidth=10 GB/s",
                                                         "machine.fabric.torus.dims=" + dims});
-    return one(m, CollectiveKind::ALL_TO_ALL, 128, Bytes(1 << 30)).time_s;
+    return one(m, CollectiveKind::ALL_TO_ALL, 128, Bytes(1 << 30)).time.value();
   };
   const double square = all_to_all("[4, 4]");
   const double oblong = all_to_all("[2, 8]");
@@ -144,7 +144,7 @@ TEST_CASE("sim::Network: a dragonfly's traffic between groups is bound by its gl
          "machine.fabric.dragonfly.routers_per_group=4", "machine.fabric.dragonfly.servers_per_router=1",
          "machine.fabric.dragonfly.link_bandwidth=10 GB/s",
          "machine.fabric.dragonfly.global_links_per_router=" + std::to_string(global_links_per_router)});
-    return one(m, CollectiveKind::ALL_TO_ALL, 128, Bytes(1 << 30)).time_s;
+    return one(m, CollectiveKind::ALL_TO_ALL, 128, Bytes(1 << 30)).time.value();
   };
   // 4 routers x h global links over 3 other groups: 1 cable per pair of groups at h = 1, 4 at h = 3.
   const double narrow = all_to_all(1);
@@ -157,10 +157,10 @@ TEST_CASE("sim::Network: PCIe links between GPUs and NICs bound traffic leaving 
   const std::vector<std::string> pcie = {"machine.server.pcie_switches=4", "machine.server.pcie_bandwidth=5 GB/s"};
   const CollectiveRow fast = one(machine("dgx-a100-superpod"), CollectiveKind::ALL_REDUCE, 16, Bytes(1 << 30));
   const CollectiveRow slow = one(machine("dgx-a100-superpod", pcie), CollectiveKind::ALL_REDUCE, 16, Bytes(1 << 30));
-  INFO("without " << fast.busbw / 1e9 << " GB/s, with 5 GB/s PCIe " << slow.busbw / 1e9 << " GB/s");
+  INFO("without " << fast.busbw.value() / 1e9 << " GB/s, with 5 GB/s PCIe " << slow.busbw.value() / 1e9 << " GB/s");
   // Eight channels leave through eight 5 GB/s PCIe links: at most 40 GB/s of bus bandwidth.
-  CHECK(slow.busbw < 41e9);
-  CHECK(fast.busbw > 150e9);
+  CHECK(slow.busbw < BytesPerSecond(41e9));
+  CHECK(fast.busbw > BytesPerSecond(150e9));
 }
 
 TEST_CASE("sim::Network: NCCL's rings on a hybrid cube-mesh use all six NVLinks of every GPU", "[network]") {
@@ -171,7 +171,7 @@ TEST_CASE("sim::Network: NCCL's rings on a hybrid cube-mesh use all six NVLinks 
   const CollectiveRow mesh = one(azure, CollectiveKind::ALL_REDUCE, 8, GIB4);
   const CollectiveRow nvswitch = one(machine("azure-openai-2020", {"machine.server.intra=nvswitch"}),
                                      CollectiveKind::ALL_REDUCE, 8, GIB4);
-  CHECK(mesh.busbw == Approx(nvswitch.busbw).epsilon(0.01));
+  CHECK(mesh.busbw.value() == Approx(nvswitch.busbw.value()).epsilon(0.01));
   // Four GPUs of the mesh are not all neighbours: their ring forwards over two links.
   CHECK(one(azure, CollectiveKind::ALL_REDUCE, 4, GIB4).busbw < one(machine("azure-openai-2020", {"machine.server.intra=nvswitch"}), CollectiveKind::ALL_REDUCE, 4, GIB4).busbw);
 }
@@ -189,11 +189,14 @@ TEST_CASE("sim::Network: collectives that share links slow each other as max-min
     return g;
   };
   const Bytes size(1L << 30);
-  const double alone = simulate_concurrent(m, cost, CollectiveKind::ALL_REDUCE, {ring_of(0, 0)}, size).front();
-  const std::vector<double> shared =
-      simulate_concurrent(m, cost, CollectiveKind::ALL_REDUCE, {ring_of(0, 0), ring_of(0, 1)}, size);
-  const std::vector<double> apart =
-      simulate_concurrent(m, cost, CollectiveKind::ALL_REDUCE, {ring_of(0, 0), ring_of(8, 0)}, size);
+  auto seconds = [&](const std::vector<std::vector<long>>& groups) {
+    std::vector<double> out;
+    for (Seconds t : simulate_concurrent(m, cost, CollectiveKind::ALL_REDUCE, groups, size)) out.push_back(t.value());
+    return out;
+  };
+  const double alone = seconds({ring_of(0, 0)}).front();
+  const std::vector<double> shared = seconds({ring_of(0, 0), ring_of(0, 1)});
+  const std::vector<double> apart = seconds({ring_of(0, 0), ring_of(8, 0)});
   INFO("alone " << alone << " s, sharing NICs " << shared[0] << " / " << shared[1] << " s, apart " << apart[0]);
   CHECK(shared[0] == Approx(2 * alone).epsilon(0.02));
   CHECK(shared[1] == Approx(shared[0]).epsilon(0.001));
@@ -259,8 +262,8 @@ TEST_CASE("sim::Network: PCIe servers and single-NIC RDMA within 15% of NVIDIA's
   };
   for (const Case& c : cases) {
     const CollectiveRow r = one(machine(c.machine, c.sets), CollectiveKind::ALL_REDUCE, c.gpus, GIB4);
-    INFO(c.machine << " " << c.sets.front() << ": " << r.busbw / 1e9 << " GB/s vs " << c.published);
-    CHECK(std::abs(r.busbw / 1e9 - c.published) / c.published <= 0.15);
+    INFO(c.machine << " " << c.sets.front() << ": " << r.busbw.value() / 1e9 << " GB/s vs " << c.published);
+    CHECK(std::abs(r.busbw.value() / 1e9 - c.published) / c.published <= 0.15);
   }
 }
 
@@ -272,7 +275,7 @@ TEST_CASE("sim::Network: hashed ECMP lets flows collide on one uplink, spreading
     const MachineSpec m = machine("dgx-a100-superpod", {"machine.fabric.servers_per_leaf=4",
                                                         "machine.fabric.leaf_oversubscription=2",
                                                         std::string("machine.fabric.ecmp=") + ecmp});
-    return one(m, CollectiveKind::ALL_REDUCE, 64, Bytes(1 << 30), "ring").busbw;
+    return one(m, CollectiveKind::ALL_REDUCE, 64, Bytes(1 << 30), "ring").busbw.value();
   };
   const double spread = ring("spread");
   const double hash = ring("hash");
