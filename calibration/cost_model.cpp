@@ -31,7 +31,9 @@ const char* dtype_name(Precision p) {
   return "fp32";
 }
 
-long ceil_div(long a, long b) { return (a + b - 1) / b; }
+long ceil_div(long a, long b) {
+  return (a + b - 1) / b;
+}
 
 /// Payload fraction of each NCCL protocol. LL moves 4 B of data per 8 B flag+data word; LL128
 /// moves 120 B per 128 B line, which NCCL's tuning rounds to its 0.92 factor; Simple moves data only.
@@ -112,17 +114,18 @@ CollectivePlan base_plan(const Profile& prof, Algorithm algo, Protocol proto) {
   return plan;
 }
 
-ProtocolChoice price_protocol(const Profile& prof, Algorithm algo, Protocol proto, const RingSteps& rs, Bytes size,
-                              GroupShape g, const BusBandwidth& bw) {
+ProtocolChoice price_protocol(const Profile& prof, Algorithm algo, Protocol proto, const RingSteps& rs,
+                              Bytes size, GroupShape g, const BusBandwidth& bw) {
   CollectivePlan plan = base_plan(prof, algo, proto);
   plan.steps = rs.steps;
   plan.edge_bytes_factor = rs.edge_bytes_factor;
   // NCCL: base + (nsteps - nInterSteps) * intraLat + nInterSteps * interLat. NCCL adds the graph's
   // inter-node latency once more for Simple; that term is a property of the topology search, not of
   // the tables, so it is not modelled here.
-  plan.latency = prof.collective_base_latency_by_protocol.at(proto) +
-                 prof.nvlink.step_latency_by_protocol.at(proto) * static_cast<double>(rs.steps - rs.inter_steps) +
-                 prof.net.step_latency_by_protocol.at(proto) * static_cast<double>(rs.inter_steps);
+  plan.latency =
+      prof.collective_base_latency_by_protocol.at(proto) +
+      prof.nvlink.step_latency_by_protocol.at(proto) * static_cast<double>(rs.steps - rs.inter_steps) +
+      prof.net.step_latency_by_protocol.at(proto) * static_cast<double>(rs.inter_steps);
   return {plan, plan.latency + transfer_time(plan, size, g, bw)};
 }
 
@@ -133,21 +136,24 @@ ProtocolChoice price_protocol(const Profile& prof, Algorithm algo, Protocol prot
 constexpr double TREE_BASE_US[] = {6.8, 14.0, 8.4};
 constexpr double TREE_NVLINK_US[] = {0.6, 1.25, 4.0};
 constexpr double TREE_NET_US[] = {5.0, 8.5, 14.0};
-constexpr double NVLS_NVLINK_US = 25.0;         // hwLat NVLink NVLS (base latency 0)
-constexpr double NVLS_NET_US = 18.0;            // hwLat NET NVLS (multi-node NVLS rides IB SHARP)
-constexpr double NVLS_TREE_NET_US = 20.9;       // hwLat NET NVLSTree
-constexpr double COLLNET_DIRECT_NET_US = 31.0;  // hwLat NET CollNetDirect (base latency 0)
-constexpr double PAT_BASE_US = 8.0;             // base latency PAT
-constexpr double PAT_NET_US = 14.0;             // hwLat NET PAT
-constexpr double PAT_BANDWIDTH_FACTOR = 0.75;   // NCCL's busBw x 0.75 for PAT
+constexpr double NVLS_NVLINK_US = 25.0;        // hwLat NVLink NVLS (base latency 0)
+constexpr double NVLS_NET_US = 18.0;           // hwLat NET NVLS (multi-node NVLS rides IB SHARP)
+constexpr double NVLS_TREE_NET_US = 20.9;      // hwLat NET NVLSTree
+constexpr double COLLNET_DIRECT_NET_US = 31.0; // hwLat NET CollNetDirect (base latency 0)
+constexpr double PAT_BASE_US = 8.0;            // base latency PAT
+constexpr double PAT_NET_US = 14.0;            // hwLat NET PAT
+constexpr double PAT_BANDWIDTH_FACTOR = 0.75;  // NCCL's busBw x 0.75 for PAT
 
-Seconds us(double microseconds) { return Seconds(microseconds * 1e-6); }
+Seconds us(double microseconds) {
+  return Seconds(microseconds * 1e-6);
+}
 
 /// NCCL's double binary tree all-reduce across servers (a chain inside each server): latency
 /// base + 2 x ((ranks per server - 1) x intra hop + log2(servers) x inter hop); bandwidth at
 /// NCCL's tree cap of 0.92 x the bus bandwidth, and algorithm bandwidth half the bus bandwidth
 /// (every rank moves the data up and down the tree).
-ProtocolChoice price_tree(const Profile& prof, Protocol proto, Bytes size, GroupShape g, const BusBandwidth& bw) {
+ProtocolChoice price_tree(const Profile& prof, Protocol proto, Bytes size, GroupShape g,
+                          const BusBandwidth& bw) {
   const int i = static_cast<int>(proto);
   CollectivePlan plan = base_plan(prof, Algorithm::TREE, proto);
   const double per_server = static_cast<double>(g.ranks) / g.servers;
@@ -176,7 +182,8 @@ double intra_bytes(Algorithm algo, double size, int k) {
 /// the servers' partial sums: each server sends its buffer once through its NICs and receives the
 /// result once. NVLSTree replaces SHARP by NCCL's tree between servers. CollNetDirect reduces
 /// inside a server over NVLink directly and across servers in the network switches.
-ProtocolChoice price_in_switch(const Profile& prof, Algorithm algo, Bytes size, GroupShape g, const BusBandwidth& bw) {
+ProtocolChoice price_in_switch(const Profile& prof, Algorithm algo, Bytes size, GroupShape g,
+                               const BusBandwidth& bw) {
   CollectivePlan plan = base_plan(prof, algo, Protocol::SIMPLE);
   const int k = bw.per_server;
   const double depth = std::ceil(std::log2(static_cast<double>(g.servers)));
@@ -193,7 +200,7 @@ ProtocolChoice price_in_switch(const Profile& prof, Algorithm algo, Bytes size, 
     net_time = 2.0 * size.value() / (bw.inter * plan.efficiency_net * 0.92);
     plan.steps = 1 + 2 * static_cast<int>(depth);
     break;
-  default:  // COLLNET
+  default: // COLLNET
     latency_us = COLLNET_DIRECT_NET_US;
     plan.latency = prof.nvlink.step_latency_by_protocol.simple * (2.0 * (k - 1));
     net_time = size.value() / (bw.inter * plan.efficiency_net);
@@ -203,15 +210,16 @@ ProtocolChoice price_in_switch(const Profile& prof, Algorithm algo, Bytes size, 
   plan.latency += us(latency_us);
   plan.edge_bytes_factor = 1.0;
   const bool nvls = algo != Algorithm::COLLNET;
-  const double intra_time =
-      k > 1 ? intra_bytes(algo, size.value(), k) / (bw.intra * (nvls ? plan.efficiency_nvls : plan.efficiency_nvlink))
-            : 0.0;
+  const double intra_time = k > 1 ? intra_bytes(algo, size.value(), k) /
+                                        (bw.intra * (nvls ? plan.efficiency_nvls : plan.efficiency_nvlink))
+                                  : 0.0;
   return {plan, plan.latency + Seconds(std::max(intra_time, net_time))};
 }
 
 /// PAT (NCCL >= 2.23) for all-gather and reduce-scatter with one rank per server: log2(n) steps
 /// at distances 1, 2, 4, ... instead of the ring's n-1, at 0.75 of the bus bandwidth.
-ProtocolChoice price_pat(const Profile& prof, const RingSteps& rs, Bytes size, GroupShape g, const BusBandwidth& bw) {
+ProtocolChoice price_pat(const Profile& prof, const RingSteps& rs, Bytes size, GroupShape g,
+                         const BusBandwidth& bw) {
   CollectivePlan plan = base_plan(prof, Algorithm::PAT, Protocol::SIMPLE);
   const double depth = std::ceil(std::log2(static_cast<double>(g.ranks)));
   plan.steps = static_cast<int>(depth);
@@ -242,8 +250,9 @@ bool applicable(Algorithm algo, CollectiveKind kind, GroupShape g, const NcclCon
   return false;
 }
 
-constexpr Algorithm ALGORITHMS[] = {Algorithm::TREE,      Algorithm::RING, Algorithm::COLLNET, Algorithm::NVLS,
-                                    Algorithm::NVLS_TREE, Algorithm::PAT,  Algorithm::P2P};
+constexpr Algorithm ALGORITHMS[] = {Algorithm::TREE, Algorithm::RING,      Algorithm::COLLNET,
+                                    Algorithm::NVLS, Algorithm::NVLS_TREE, Algorithm::PAT,
+                                    Algorithm::P2P};
 constexpr Protocol PROTOCOLS[] = {Protocol::LL, Protocol::LL128, Protocol::SIMPLE};
 
 Protocol protocol_named(const std::string& name) {
@@ -252,7 +261,9 @@ Protocol protocol_named(const std::string& name) {
   return Protocol::SIMPLE;
 }
 
-bool has(unsigned set, int bit) { return (set >> bit & 1U) != 0; }
+bool has(unsigned set, int bit) {
+  return (set >> bit & 1U) != 0;
+}
 
 /// NCCL's names as NCCL_ALGO / NCCL_PROTO take them (compared case-insensitively).
 struct Named {
@@ -284,8 +295,7 @@ std::string trim(std::string_view s) {
 
 /// NCCL's list syntax: names separated by commas; a leading '^' excludes them instead; "all"
 /// (what algorithms_text prints for no restriction) allows every one.
-template <size_t N>
-unsigned parse_set(std::string_view list, const Named (&names)[N], const char* what) {
+template <size_t N> unsigned parse_set(std::string_view list, const Named (&names)[N], const char* what) {
   if (lower(trim(list)) == "all") return ~0U;
   const bool exclude = !list.empty() && list.front() == '^';
   if (exclude) list.remove_prefix(1);
@@ -309,33 +319,43 @@ unsigned parse_set(std::string_view list, const Named (&names)[N], const char* w
   return exclude ? ~set : set;
 }
 
-template <size_t N>
-std::string set_text(unsigned set, const Named (&names)[N]) {
+template <size_t N> std::string set_text(unsigned set, const Named (&names)[N]) {
   std::string out;
   int seen = -1;
   bool all = true;
   for (const Named& n : names) {
     if (n.bit == seen) continue;
     seen = n.bit;
-    if (has(set, n.bit)) out += (out.empty() ? "" : ",") + std::string(n.name);
-    else all = false;
+    if (has(set, n.bit))
+      out += (out.empty() ? "" : ",") + std::string(n.name);
+    else
+      all = false;
   }
   return all ? "all" : out;
 }
 
 } // namespace
 
-CostModel::CostModel(Profile profile, NcclConfig nccl) : profile_(std::move(profile)), nccl_(nccl), links_(profile_) {
+CostModel::CostModel(Profile profile, NcclConfig nccl)
+    : profile_(std::move(profile)), nccl_(nccl), links_(profile_) {
   if (nccl_.intra == LinkClass::PCIE) {
     links_.nvlink = profile_.pcie;
     links_.nvlink.nvls_efficiency = 0.0;
   }
 }
 
-AlgorithmSet parse_algorithms(std::string_view list) { return parse_set(list, ALGORITHM_NAMES, "algorithm"); }
-ProtocolSet parse_protocols(std::string_view list) { return parse_set(list, PROTOCOL_NAMES, "protocol"); }
-std::string algorithms_text(AlgorithmSet set) { return set_text(set, ALGORITHM_NAMES); }
-std::string protocols_text(ProtocolSet set) { return set_text(set, PROTOCOL_NAMES); }
+AlgorithmSet parse_algorithms(std::string_view list) {
+  return parse_set(list, ALGORITHM_NAMES, "algorithm");
+}
+ProtocolSet parse_protocols(std::string_view list) {
+  return parse_set(list, PROTOCOL_NAMES, "protocol");
+}
+std::string algorithms_text(AlgorithmSet set) {
+  return set_text(set, ALGORITHM_NAMES);
+}
+std::string protocols_text(ProtocolSet set) {
+  return set_text(set, PROTOCOL_NAMES);
+}
 
 const char* to_string(Algorithm a) {
   switch (a) {
@@ -354,9 +374,11 @@ FlopsPerSecond CostModel::peak(Precision dtype) const {
   auto it = profile_.peak.find(dtype);
   if (it != profile_.peak.end()) return it->second;
   std::string listed;
-  for (const auto& [d, rate] : profile_.peak) listed += (listed.empty() ? "" : ", ") + std::string(dtype_name(d));
+  for (const auto& [d, rate] : profile_.peak)
+    listed += (listed.empty() ? "" : ", ") + std::string(dtype_name(d));
   throw std::invalid_argument("GPU " + profile_.gpu + " has no " + dtype_name(dtype) + " peak in profile " +
-                              (profile_.path.empty() ? profile_.name : profile_.path) + " (it lists: " + listed + ")");
+                              (profile_.path.empty() ? profile_.name : profile_.path) +
+                              " (it lists: " + listed + ")");
 }
 
 namespace {
@@ -381,8 +403,8 @@ double analytic_gemm_efficiency(const Profile& p, const GemmShape& s, Precision 
   const long batch = std::max(1L, s.batch);
   const long tiles_m = ceil_div(s.m, p.gemm_tile_m);
   const long tiles_n = ceil_div(s.n, p.gemm_tile_n);
-  const double tile_util =
-      (static_cast<double>(s.m) * s.n) / (static_cast<double>(tiles_m * p.gemm_tile_m) * (tiles_n * p.gemm_tile_n));
+  const double tile_util = (static_cast<double>(s.m) * s.n) /
+                           (static_cast<double>(tiles_m * p.gemm_tile_m) * (tiles_n * p.gemm_tile_n));
   const long tiles = tiles_m * tiles_n * batch;
   const long waves = ceil_div(tiles, p.sms);
   const double wave_util = static_cast<double>(tiles) / (static_cast<double>(waves) * p.sms);
@@ -399,7 +421,8 @@ double analytic_gemm_efficiency(const Profile& p, const GemmShape& s, Precision 
 /// strided-batched GEMM fills the GPU like a taller one), n and k. Log space because GEMM
 /// efficiency varies with the order of magnitude of a dimension, not with its absolute size.
 Eigen::Vector3d log_shape(long m, long n, long k) {
-  return {std::log2(static_cast<double>(m)), std::log2(static_cast<double>(n)), std::log2(static_cast<double>(k))};
+  return {std::log2(static_cast<double>(m)), std::log2(static_cast<double>(n)),
+          std::log2(static_cast<double>(k))};
 }
 
 /// Trilinear interpolation in log-shape space when the query lies in a cell whose eight corners
@@ -430,8 +453,8 @@ std::optional<double> grid_interpolation(const std::vector<const GemmPoint*>& po
       weight *= upper ? t[a] : 1.0 - t[a];
     }
     if (weight == 0.0) continue;
-    const auto found =
-        std::find_if(at.begin(), at.end(), [&](const Eigen::Vector3d& x) { return (x - c).cwiseAbs().maxCoeff() < 1e-9; });
+    const auto found = std::find_if(
+        at.begin(), at.end(), [&](const Eigen::Vector3d& x) { return (x - c).cwiseAbs().maxCoeff() < 1e-9; });
     if (found == at.end()) return std::nullopt;
     value += weight * points[static_cast<std::size_t>(found - at.begin())]->efficiency;
   }
@@ -465,7 +488,7 @@ GemmEstimate CostModel::gemm_estimate(const GemmShape& shape, Precision dtype) c
   double weighted = 0.0;
   const GemmPoint* nearest = nullptr;
   double nearest_d2 = std::numeric_limits<double>::infinity();
-  std::vector<Eigen::Vector3d> at;  // the points' positions, for the grid test below
+  std::vector<Eigen::Vector3d> at; // the points' positions, for the grid test below
   at.reserve(points.size());
   for (const GemmPoint* g : points) {
     const Eigen::Vector3d x = log_shape(g->m, g->n, g->k);
@@ -474,7 +497,7 @@ GemmEstimate CostModel::gemm_estimate(const GemmShape& shape, Precision dtype) c
     hi = hi.cwiseMax(x);
     const double d2 = (x - q).squaredNorm();
     if (d2 == 0.0) return {.efficiency = g->efficiency};
-    if (d2 < nearest_d2) {  // strict: the first point in file order wins ties, deterministically
+    if (d2 < nearest_d2) { // strict: the first point in file order wins ties, deterministically
       nearest_d2 = d2;
       nearest = g;
     }
@@ -488,8 +511,8 @@ GemmEstimate CostModel::gemm_estimate(const GemmShape& shape, Precision dtype) c
   // Beyond the measured range: never above the nearest measured point, and lower still where the
   // analytic shape model says the query is worse than that point (smaller or skinnier shapes).
   const double at_query = analytic_gemm_efficiency(profile_, shape, dtype, pk);
-  const double at_nearest = analytic_gemm_efficiency(profile_, GemmShape{.m = nearest->m, .n = nearest->n, .k = nearest->k},
-                                                     dtype, pk);
+  const double at_nearest = analytic_gemm_efficiency(
+      profile_, GemmShape{.m = nearest->m, .n = nearest->n, .k = nearest->k}, dtype, pk);
   const double shape_ratio = std::min(1.0, at_query / at_nearest);
   return {.efficiency = std::min(idw, nearest->efficiency) * shape_ratio, .extrapolated = true};
 }
@@ -505,7 +528,8 @@ Seconds CostModel::compute_time(const ComputeOp& op) const {
     return op.flops * work / (peak(op.dtype) * profile_.attention_efficiency) + launches;
   }
   case OpKind::MEMORY_BOUND:
-  case OpKind::OPTIMIZER: return op.bytes / (profile_.memory_bandwidth * profile_.memory_efficiency) + launches;
+  case OpKind::OPTIMIZER:
+    return op.bytes / (profile_.memory_bandwidth * profile_.memory_efficiency) + launches;
   }
   return launches;
 }
@@ -551,7 +575,8 @@ CollectivePlan CostModel::collective(CollectiveKind kind, Bytes size, GroupShape
       continue;
     const bool simple_only = algo != Algorithm::TREE && algo != Algorithm::RING && algo != Algorithm::P2P;
     for (Protocol proto : PROTOCOLS) {
-      if (!has(nccl_.protocols, static_cast<int>(proto)) || (simple_only && proto != Protocol::SIMPLE)) continue;
+      if (!has(nccl_.protocols, static_cast<int>(proto)) || (simple_only && proto != Protocol::SIMPLE))
+        continue;
       ProtocolChoice c;
       switch (algo) {
       case Algorithm::TREE: c = price_tree(links_, proto, size, group, bw); break;
@@ -569,11 +594,12 @@ CollectivePlan CostModel::collective(CollectiveKind kind, Bytes size, GroupShape
     for (Algorithm algo : ALGORITHMS)
       if (applicable(algo, kind, group, nccl_, links_))
         available += (available.empty() ? "" : ", ") + std::string(to_string(algo));
-    throw std::invalid_argument(fmt::format(
-        "no allowed algorithm and protocol can run {} over {} ranks in {} server{} (allowed algorithms {}, protocols "
-        "{}; this group can use {})",
-        to_string(kind), group.ranks, group.servers, group.servers == 1 ? "" : "s", algorithms_text(nccl_.algorithms),
-        protocols_text(nccl_.protocols), available));
+    throw std::invalid_argument(fmt::format("no allowed algorithm and protocol can run {} over {} ranks in "
+                                            "{} server{} (allowed algorithms {}, protocols "
+                                            "{}; this group can use {})",
+                                            to_string(kind), group.ranks, group.servers,
+                                            group.servers == 1 ? "" : "s", algorithms_text(nccl_.algorithms),
+                                            protocols_text(nccl_.protocols), available));
   }
   return best.plan;
 }
@@ -585,7 +611,8 @@ Seconds CostModel::collective_time(CollectiveKind kind, Bytes size, GroupShape g
   const BusBandwidth bw = bus_bandwidth(group, intra, inter);
   switch (plan.algo) {
   case Algorithm::TREE: return price_tree(links_, protocol_named(plan.protocol), size, group, bw).time;
-  case Algorithm::PAT: return price_pat(links_, ring_steps(kind, group.ranks, group.servers), size, group, bw).time;
+  case Algorithm::PAT:
+    return price_pat(links_, ring_steps(kind, group.ranks, group.servers), size, group, bw).time;
   case Algorithm::COLLNET:
   case Algorithm::NVLS:
   case Algorithm::NVLS_TREE: return price_in_switch(links_, plan.algo, size, group, bw).time;

@@ -26,11 +26,12 @@ inline constexpr ProtocolSet ALL_PROTOCOLS = ~0U;
 
 /// What the machine offers NCCL and what the user lets it use (NCCL_ALGO, NCCL_PROTO).
 struct NcclConfig {
-  bool nvls = false;                ///< NVSwitch with NVLink SHARP (gen3: H100/H200 servers)
-  bool collnet = false;             ///< fabric switches reduce in the network (InfiniBand SHARP)
-  LinkClass intra = LinkClass::NVLINK;  ///< how a server's GPUs reach each other (PCIE: the profile's pcie class)
-  int nics_per_server = 0;          ///< 0: unknown, the profile's per-GPU network share is used
-  BytesPerSecond nic_bandwidth;     ///< per NIC, per direction (with nics_per_server)
+  bool nvls = false;    ///< NVSwitch with NVLink SHARP (gen3: H100/H200 servers)
+  bool collnet = false; ///< fabric switches reduce in the network (InfiniBand SHARP)
+  LinkClass intra =
+      LinkClass::NVLINK;        ///< how a server's GPUs reach each other (PCIE: the profile's pcie class)
+  int nics_per_server = 0;      ///< 0: unknown, the profile's per-GPU network share is used
+  BytesPerSecond nic_bandwidth; ///< per NIC, per direction (with nics_per_server)
   AlgorithmSet algorithms = ALL_ALGORITHMS;
   ProtocolSet protocols = ALL_PROTOCOLS;
 };
@@ -55,15 +56,16 @@ struct GroupShape {
 
 /// How one collective runs, for the engine.
 struct CollectivePlan {
-  std::string algorithm;           ///< to_string(Algorithm): "ring", "tree", "nvls", "nvls-tree", "collnet", "pat", "p2p"
+  std::string
+      algorithm; ///< to_string(Algorithm): "ring", "tree", "nvls", "nvls-tree", "collnet", "pat", "p2p"
   Algorithm algo = Algorithm::RING;
-  std::string protocol;            ///< "LL", "LL128" or "Simple" (a one-rank group: "ring"/"Simple", all zero)
-  Seconds latency;                 ///< fixed part: base latency + steps x per-step latency
-  int steps = 0;                   ///< algorithm steps (2(n-1) for a ring all-reduce)
-  double edge_bytes_factor = 0.0;  ///< bytes crossing each ring edge = factor x size
-  double efficiency_nvlink = 1.0;  ///< fraction of NVLink bandwidth the protocol achieves
-  double efficiency_net = 1.0;     ///< fraction of NIC bandwidth the protocol achieves
-  double efficiency_nvls = 1.0;    ///< fraction of NVLink bandwidth NVLink SHARP achieves (NVLS algorithms)
+  std::string protocol;           ///< "LL", "LL128" or "Simple" (a one-rank group: "ring"/"Simple", all zero)
+  Seconds latency;                ///< fixed part: base latency + steps x per-step latency
+  int steps = 0;                  ///< algorithm steps (2(n-1) for a ring all-reduce)
+  double edge_bytes_factor = 0.0; ///< bytes crossing each ring edge = factor x size
+  double efficiency_nvlink = 1.0; ///< fraction of NVLink bandwidth the protocol achieves
+  double efficiency_net = 1.0;    ///< fraction of NIC bandwidth the protocol achieves
+  double efficiency_nvls = 1.0;   ///< fraction of NVLink bandwidth NVLink SHARP achieves (NVLS algorithms)
 };
 
 /// A GEMM's achieved fraction of peak, and whether its shape lies outside the profile's measured
@@ -97,12 +99,12 @@ public:
   [[nodiscard]] CollectivePlan collective(CollectiveKind kind, Bytes size, GroupShape group) const;
   /// The plan of a collective whose ranks have `intra` / `inter` bandwidth (per GPU, per
   /// direction); the protocol is the one NCCL's tuning would pick for those bandwidths.
-  [[nodiscard]] CollectivePlan collective(CollectiveKind kind, Bytes size, GroupShape group, BytesPerSecond intra,
-                                          BytesPerSecond inter) const;
+  [[nodiscard]] CollectivePlan collective(CollectiveKind kind, Bytes size, GroupShape group,
+                                          BytesPerSecond intra, BytesPerSecond inter) const;
   /// Uncontended time of a collective whose ranks have `intra` bandwidth to peers in their
   /// server and `inter` bandwidth to other servers (per GPU, per direction).
-  [[nodiscard]] Seconds collective_time(CollectiveKind kind, Bytes size, GroupShape group, BytesPerSecond intra,
-                                        BytesPerSecond inter) const;
+  [[nodiscard]] Seconds collective_time(CollectiveKind kind, Bytes size, GroupShape group,
+                                        BytesPerSecond intra, BytesPerSecond inter) const;
 
 private:
   Profile profile_;

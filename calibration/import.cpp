@@ -32,7 +32,7 @@ struct RawFile {
   Benchmark benchmark = Benchmark::GEMM;
   std::string tool;
   std::string gpu_name;
-  std::optional<YamlValue> gpu_node;  ///< provenance.gpu.name (optional only because YamlValue has no default)
+  std::optional<YamlValue> gpu_node; ///< provenance.gpu.name (optional only because YamlValue has no default)
   long sms = 0;
   double memory_bytes = 0;
   long sm_clock_mhz = 0;
@@ -41,11 +41,11 @@ struct RawFile {
   std::string cuda;
   std::vector<std::pair<std::string, std::string>> libraries;
   std::string host_hash;
-  std::string date;  ///< YYYY-MM-DD
+  std::string date; ///< YYYY-MM-DD
   std::string commit;
   std::string notes;
-  std::vector<YamlValue> results;  ///< status "ok" only
-  int not_ok = 0;                  ///< results the benchmark could not measure (unsupported, out of memory)
+  std::vector<YamlValue> results; ///< status "ok" only
+  int not_ok = 0;                 ///< results the benchmark could not measure (unsupported, out of memory)
 };
 
 RawFile load_raw(const std::string& path) {
@@ -59,17 +59,21 @@ RawFile load_raw(const std::string& path) {
 
   // Never assign one YamlValue to another: yaml-cpp's Node assignment rewrites the node it refers to.
   RawFile raw{.path = path};
-  raw.benchmark = root.require("benchmark").as_enum<Benchmark>(
-      {{"gemm", Benchmark::GEMM}, {"attention", Benchmark::ATTENTION}, {"memory", Benchmark::MEMORY}, {"nccl", Benchmark::NCCL}});
+  raw.benchmark = root.require("benchmark")
+                      .as_enum<Benchmark>({{"gemm", Benchmark::GEMM},
+                                           {"attention", Benchmark::ATTENTION},
+                                           {"memory", Benchmark::MEMORY},
+                                           {"nccl", Benchmark::NCCL}});
 
   const YamlValue prov = root.require("provenance");
   prov.require_map();
-  prov.check_keys({"tool", "gpu", "driver", "cuda_runtime", "libraries", "host_hash", "date", "commit", "notes"});
+  prov.check_keys(
+      {"tool", "gpu", "driver", "cuda_runtime", "libraries", "host_hash", "date", "commit", "notes"});
   raw.tool = prov.require("tool").as_string();
   const YamlValue gpu = prov.require("gpu");
   gpu.require_map();
-  gpu.check_keys({"name", "compute_capability", "sms", "memory_bytes", "l2_bytes", "sm_clock_mhz", "memory_clock_mhz",
-                  "memory_bus_bits"});
+  gpu.check_keys({"name", "compute_capability", "sms", "memory_bytes", "l2_bytes", "sm_clock_mhz",
+                  "memory_clock_mhz", "memory_bus_bits"});
   raw.gpu_node.emplace(gpu.require("name"));
   raw.gpu_name = raw.gpu_node->as_string();
   raw.sms = gpu.require("sms").as_positive_count();
@@ -85,7 +89,8 @@ RawFile load_raw(const std::string& path) {
   const YamlValue date = prov.require("date");
   raw.date = date.as_string().substr(0, 10);
   const bool iso = raw.date.size() == 10 && raw.date[4] == '-' && raw.date[7] == '-' &&
-                   std::all_of(raw.date.begin(), raw.date.end(), [](char c) { return c == '-' || (c >= '0' && c <= '9'); });
+                   std::all_of(raw.date.begin(), raw.date.end(),
+                               [](char c) { return c == '-' || (c >= '0' && c <= '9'); });
   if (!iso) date.fail("expected an ISO date (YYYY-MM-DD...), got '" + date.as_string() + "'");
   raw.commit = prov.require("commit").as_string();
   raw.notes = prov.require("notes").as_string();
@@ -98,9 +103,11 @@ RawFile load_raw(const std::string& path) {
     if (status == "ok") {
       const YamlValue time = r.require("time");
       time.require_map();
-      time.check_keys({"median_s", "min_s", "max_s", "p10_s", "p90_s", "spread", "samples", "launches_per_sample", "stable"});
+      time.check_keys({"median_s", "min_s", "max_s", "p10_s", "p90_s", "spread", "samples",
+                       "launches_per_sample", "stable"});
       const YamlValue median = time.require("median_s");
-      if (!(median.as_number() > 0)) median.fail("must be a positive time in seconds, got " + median.as_string());
+      if (!(median.as_number() > 0))
+        median.fail("must be a positive time in seconds, got " + median.as_string());
       raw.results.push_back(r);
     } else if (status == "unsupported" || status == "out_of_memory") {
       ++raw.not_ok;
@@ -111,7 +118,9 @@ RawFile load_raw(const std::string& path) {
   return raw;
 }
 
-double median_time(const YamlValue& result) { return result.require("time").require("median_s").as_number(); }
+double median_time(const YamlValue& result) {
+  return result.require("time").require("median_s").as_number();
+}
 
 /// Known CUDA device names (as cudaGetDeviceProperties reports them) of the GPU types the
 /// machine presets use.
@@ -136,7 +145,8 @@ std::string find_datasheet(const std::string& dir, const std::string& gpu) {
   std::string best_date;
   for (const std::string& f : files) {
     const Profile p = load_profile(f);
-    if (p.gpu == gpu && p.provenance.kind == ProfileKind::DATASHEET && (best.empty() || p.provenance.date > best_date)) {
+    if (p.gpu == gpu && p.provenance.kind == ProfileKind::DATASHEET &&
+        (best.empty() || p.provenance.date > best_date)) {
       best = f;
       best_date = p.provenance.date;
     }
@@ -153,22 +163,32 @@ std::string yaml_quote(const std::string& s) {
   return out + "\"";
 }
 
-std::string num(double v) { return fmt::format("{:.6g}", v); }
-std::string flop_rate(FlopsPerSecond r) { return yaml_quote(num(r.value() / 1e12) + " TFLOP/s"); }
-std::string byte_rate(BytesPerSecond r) { return yaml_quote(num(r.value() / 1e9) + " GB/s"); }
-std::string micro(Seconds s) { return yaml_quote(num(s.value() * 1e6) + " us"); }
+std::string num(double v) {
+  return fmt::format("{:.6g}", v);
+}
+std::string flop_rate(FlopsPerSecond r) {
+  return yaml_quote(num(r.value() / 1e12) + " TFLOP/s");
+}
+std::string byte_rate(BytesPerSecond r) {
+  return yaml_quote(num(r.value() / 1e9) + " GB/s");
+}
+std::string micro(Seconds s) {
+  return yaml_quote(num(s.value() * 1e6) + " us");
+}
 std::string latencies(const ProtocolLatency& l) {
   return fmt::format("{{LL: {}, LL128: {}, Simple: {}}}", micro(l.ll), micro(l.ll128), micro(l.simple));
 }
 
-const char* dtype_key(Precision p) { return to_string(p); }
+const char* dtype_key(Precision p) {
+  return to_string(p);
+}
 
 std::optional<Precision> precision_of(const std::string& dtype) {
   if (dtype == "fp32") return Precision::FP32;
   if (dtype == "fp16") return Precision::FP16;
   if (dtype == "bf16") return Precision::BF16;
   if (dtype == "fp8") return Precision::FP8;
-  return std::nullopt;  // tf32: Odyssey prices fp32 training at the fp32 peak, so tf32 has no op to price
+  return std::nullopt; // tf32: Odyssey prices fp32 training at the fp32 peak, so tf32 has no op to price
 }
 
 /// A fraction of peak from a measurement; above 1 (boost clocks over the datasheet's) is capped,
@@ -203,8 +223,9 @@ ImportSummary import_profile(const ImportOptions& o) {
   // One GPU: every file must come from the same device model.
   for (const RawFile& r : raws) {
     if (r.gpu_name != raws.front().gpu_name || r.sms != raws.front().sms)
-      r.gpu_node->fail(fmt::format("raw files come from different GPUs: '{}' ({} SMs) here, '{}' ({} SMs) in {}",
-                                  r.gpu_name, r.sms, raws.front().gpu_name, raws.front().sms, raws.front().path));
+      r.gpu_node->fail(
+          fmt::format("raw files come from different GPUs: '{}' ({} SMs) here, '{}' ({} SMs) in {}",
+                      r.gpu_name, r.sms, raws.front().gpu_name, raws.front().sms, raws.front().path));
   }
   const RawFile& first = raws.front();
   const std::string detected = gpu_type_of_device(first.gpu_name);
@@ -212,14 +233,15 @@ ImportSummary import_profile(const ImportOptions& o) {
   if (gpu.empty()) {
     std::string known;
     for (const auto& [name, type] : device_names()) known += (known.empty() ? "" : ", ") + type;
-    first.gpu_node->fail(fmt::format("GPU '{}' is not one Odyssey knows; name its type with --gpu TYPE (e.g. {})",
-                                    first.gpu_name, known));
+    first.gpu_node->fail(fmt::format(
+        "GPU '{}' is not one Odyssey knows; name its type with --gpu TYPE (e.g. {})", first.gpu_name, known));
   }
   if (!detected.empty() && detected != gpu)
-    first.gpu_node->fail(fmt::format("the raw files were measured on '{}' ({}), not on {}", first.gpu_name, detected, gpu));
+    first.gpu_node->fail(
+        fmt::format("the raw files were measured on '{}' ({}), not on {}", first.gpu_name, detected, gpu));
   if (!o.machine_gpu.empty() && o.machine_gpu != gpu)
-    first.gpu_node->fail(fmt::format("the raw files were measured on {} but machine '{}' has {}", gpu, o.machine_name,
-                                    o.machine_gpu));
+    first.gpu_node->fail(fmt::format("the raw files were measured on {} but machine '{}' has {}", gpu,
+                                     o.machine_name, o.machine_gpu));
 
   const std::string base_path = o.base.empty() ? find_datasheet(o.profiles_dir, gpu) : o.base;
   if (base_path.empty())
@@ -237,7 +259,7 @@ ImportSummary import_profile(const ImportOptions& o) {
 
   // GEMMs: one point per (m x batch, n, k, dtype); the layouts of one shape are averaged because
   // the cost model prices a shape, not a layout.
-  std::map<GemmKey, std::pair<double, int>> gemm_time;  // summed time, count
+  std::map<GemmKey, std::pair<double, int>> gemm_time; // summed time, count
   std::map<GemmKey, double> gemm_flops;
   std::map<std::string, int> gemm_unpriced;
   // Attention: the FLOPs the cost model charges (causal fused kernels: half) over time.
@@ -245,19 +267,21 @@ ImportSummary import_profile(const ImportOptions& o) {
   int attn_cases = 0;
   std::optional<Precision> attn_dtype;
   // Memory-bound kernels: the largest case of each.
-  std::map<std::string, std::pair<double, double>> memory_largest;  // kernel -> (bytes, bytes/s)
+  std::map<std::string, std::pair<double, double>> memory_largest; // kernel -> (bytes, bytes/s)
   std::optional<double> launch;
   std::optional<double> copy_rate;
   std::optional<double> nvlink_busbw, net_busbw;
   int nvlink_ranks = 0, net_nodes = 0;
 
   for (const RawFile& raw : raws) {
-    if (raw.not_ok > 0) summary.skipped.push_back(fmt::format("{}: {} cases the benchmark could not run", raw.path, raw.not_ok));
+    if (raw.not_ok > 0)
+      summary.skipped.push_back(
+          fmt::format("{}: {} cases the benchmark could not run", raw.path, raw.not_ok));
     for (const YamlValue& r : raw.results) {
       switch (raw.benchmark) {
       case Benchmark::GEMM: {
-        r.check_keys({"name", "role", "layout", "dtype", "m", "n", "k", "batch", "hidden", "tp", "tokens", "flops",
-                      "status", "time", "tflops"});
+        r.check_keys({"name", "role", "layout", "dtype", "m", "n", "k", "batch", "hidden", "tp", "tokens",
+                      "flops", "status", "time", "tflops"});
         const std::string dtype = r.require("dtype").as_string();
         const auto p = precision_of(dtype);
         if (!p || !base.peak.contains(*p)) {
@@ -273,8 +297,8 @@ ImportSummary import_profile(const ImportOptions& o) {
         break;
       }
       case Benchmark::ATTENTION: {
-        r.check_keys({"name", "pass", "batch", "heads", "kv_heads", "seq_q", "seq_kv", "head_dim", "causal", "dtype",
-                      "flops", "status", "time", "tflops"});
+        r.check_keys({"name", "pass", "batch", "heads", "kv_heads", "seq_q", "seq_kv", "head_dim", "causal",
+                      "dtype", "flops", "status", "time", "tflops"});
         const auto p = precision_of(r.require("dtype").as_string());
         if (!p || !base.peak.contains(*p)) continue;
         attn_dtype = *p;
@@ -303,7 +327,8 @@ ImportSummary import_profile(const ImportOptions& o) {
         break;
       }
       case Benchmark::NCCL: {
-        r.check_keys({"op", "bytes", "count", "type", "ranks", "nodes", "status", "time", "algbw_gbps", "busbw_gbps"});
+        r.check_keys(
+            {"op", "bytes", "count", "type", "ranks", "nodes", "status", "time", "algbw_gbps", "busbw_gbps"});
         if (r.require("op").as_string() != "all-reduce") continue;
         const double busbw = r.require("busbw_gbps").as_number() * 1e9;
         const long nodes = r.require("nodes").as_positive_count();
@@ -340,16 +365,19 @@ ImportSummary import_profile(const ImportOptions& o) {
   }
   if (!points.empty()) {
     std::string by;
-    for (const auto& [d, c] : per_dtype) by += fmt::format("{}{} {}", by.empty() ? "" : ", ", dtype_key(d), c);
-    summary.measured.push_back(fmt::format("gemm_points: {} shapes ({}); gemm.max_efficiency of those dtypes", points.size(), by));
+    for (const auto& [d, c] : per_dtype)
+      by += fmt::format("{}{} {}", by.empty() ? "" : ", ", dtype_key(d), c);
+    summary.measured.push_back(
+        fmt::format("gemm_points: {} shapes ({}); gemm.max_efficiency of those dtypes", points.size(), by));
   } else {
     summary.kept.push_back("gemm.max_efficiency (no GEMM measured)");
   }
   double attention = base.attention_efficiency;
   if (attn_cases > 0) {
     attention = capped_fraction(attn_work / attn_time, capped);
-    summary.measured.push_back(fmt::format("attention.efficiency {:.3f} ({} {} cases, causal work halved as the cost model does)",
-                                           attention, attn_cases, dtype_key(*attn_dtype)));
+    summary.measured.push_back(
+        fmt::format("attention.efficiency {:.3f} ({} {} cases, causal work halved as the cost model does)",
+                    attention, attn_cases, dtype_key(*attn_dtype)));
   } else {
     summary.kept.push_back("attention.efficiency");
   }
@@ -363,18 +391,22 @@ ImportSummary import_profile(const ImportOptions& o) {
     }
     std::sort(fractions.begin(), fractions.end());
     const std::size_t n = fractions.size();
-    memory = capped_fraction(n % 2 ? fractions[n / 2] : 0.5 * (fractions[n / 2 - 1] + fractions[n / 2]), capped);
-    summary.measured.push_back(fmt::format("memory.efficiency {:.3f} (median over {} at their largest size)", memory, kernels));
+    memory =
+        capped_fraction(n % 2 ? fractions[n / 2] : 0.5 * (fractions[n / 2 - 1] + fractions[n / 2]), capped);
+    summary.measured.push_back(
+        fmt::format("memory.efficiency {:.3f} (median over {} at their largest size)", memory, kernels));
   } else {
     summary.kept.push_back("memory.efficiency");
   }
   if (copy_rate)
-    summary.measured.push_back(fmt::format("device-to-device copy {:.0f} GB/s (reads + writes; informational)", *copy_rate / 1e9));
+    summary.measured.push_back(
+        fmt::format("device-to-device copy {:.0f} GB/s (reads + writes; informational)", *copy_rate / 1e9));
   Seconds launch_overhead = base.launch_overhead;
   if (launch) {
     launch_overhead = Seconds(*launch);
-    summary.measured.push_back(fmt::format("kernel.launch_overhead {:.2f} us (empty kernel, back to back; no framework dispatch)",
-                                           *launch * 1e6));
+    summary.measured.push_back(
+        fmt::format("kernel.launch_overhead {:.2f} us (empty kernel, back to back; no framework dispatch)",
+                    *launch * 1e6));
   } else {
     summary.kept.push_back("kernel.launch_overhead");
   }
@@ -387,15 +419,20 @@ ImportSummary import_profile(const ImportOptions& o) {
       return out;
     }
     out.bus_efficiency = capped_fraction(*busbw / link.bandwidth.value(), capped);
-    summary.measured.push_back(fmt::format("links.{}.bus_efficiency {:.3f} (all-reduce busbw {:.1f} GB/s over {})", key,
-                                           out.bus_efficiency, *busbw / 1e9, over));
+    summary.measured.push_back(
+        fmt::format("links.{}.bus_efficiency {:.3f} (all-reduce busbw {:.1f} GB/s over {})", key,
+                    out.bus_efficiency, *busbw / 1e9, over));
     return out;
   };
-  const LinkClassProfile nvlink = link_from(base.nvlink, nvlink_busbw, "nvlink", fmt::format("{} GPUs", nvlink_ranks));
+  const LinkClassProfile nvlink =
+      link_from(base.nvlink, nvlink_busbw, "nvlink", fmt::format("{} GPUs", nvlink_ranks));
   const LinkClassProfile net = link_from(base.net, net_busbw, "net", fmt::format("{} nodes", net_nodes));
-  summary.kept.insert(summary.kept.end(), {"peak", "gemm.tile", "memory.bandwidth", "links.pcie", "latencies (NCCL's tuning constants)"});
+  summary.kept.insert(summary.kept.end(), {"peak", "gemm.tile", "memory.bandwidth", "links.pcie",
+                                           "latencies (NCCL's tuning constants)"});
   if (capped > 0)
-    summary.skipped.push_back(fmt::format("{} measured fractions above the datasheet peak capped at 1 (clocks above the datasheet's?)", capped));
+    summary.skipped.push_back(fmt::format(
+        "{} measured fractions above the datasheet peak capped at 1 (clocks above the datasheet's?)",
+        capped));
 
   // ---- provenance ----
   std::set<std::string> tools, commits, hosts, dates, notes;
@@ -416,12 +453,14 @@ ImportSummary import_profile(const ImportOptions& o) {
   std::string lib_text;
   for (const auto& [name, version] : libs) lib_text += fmt::format(", {} {}", name, version);
   const std::string source = fmt::format(
-      "odyssey calibrate import of {} (commit {}): GPU '{}' ({} SMs, {:.1f} GiB, SM clock {} MHz, memory clock {} MHz), "
+      "odyssey calibrate import of {} (commit {}): GPU '{}' ({} SMs, {:.1f} GiB, SM clock {} MHz, memory "
+      "clock {} MHz), "
       "driver {}, CUDA {}{}, host {}",
       join(tools, ", "), join(commits, ", "), first.gpu_name, first.sms, first.memory_bytes / 1073741824.0,
       first.sm_clock_mhz, first.memory_clock_mhz, first.driver, first.cuda, lib_text, join(hosts, ", "));
-  const std::string note_text = fmt::format("measured: {}; from {} (datasheet): {}{}", join(summary.measured, "; "), base.name,
-                                            join(summary.kept, ", "), notes.empty() ? "" : "; raw notes: " + join(notes, "; "));
+  const std::string note_text =
+      fmt::format("measured: {}; from {} (datasheet): {}{}", join(summary.measured, "; "), base.name,
+                  join(summary.kept, ", "), notes.empty() ? "" : "; raw notes: " + join(notes, "; "));
 
   // ---- the profile ----
   std::string y;
@@ -429,31 +468,34 @@ ImportSummary import_profile(const ImportOptions& o) {
   for (const RawFile& r : raws) y += fmt::format("#   {}\n", fs::path(r.path).filename().string());
   y += fmt::format("# Values not measured come from {} (datasheet).\n", base.name);
   y += fmt::format("format: {}\ngpu: {}\nkind: measured\n", PROFILE_FORMAT, gpu);
-  y += fmt::format("provenance:\n  source: {}\n  date: \"{}\"\n  notes: {}\n", yaml_quote(source), *dates.rbegin(),
-                   yaml_quote(note_text));
+  y += fmt::format("provenance:\n  source: {}\n  date: \"{}\"\n  notes: {}\n", yaml_quote(source),
+                   *dates.rbegin(), yaml_quote(note_text));
   y += "peak:\n";
   for (const auto& [d, rate] : base.peak) y += fmt::format("  {}: {}\n", dtype_key(d), flop_rate(rate));
   if (base.tf32_peak.value() > 0) y += fmt::format("  tf32: {}\n", flop_rate(base.tf32_peak));
-  y += fmt::format("gemm:\n  sms: {}\n  tile: {{m: {}, n: {}}}\n  max_efficiency:\n", first.sms, base.gemm_tile_m,
-                   base.gemm_tile_n);
+  y += fmt::format("gemm:\n  sms: {}\n  tile: {{m: {}, n: {}}}\n  max_efficiency:\n", first.sms,
+                   base.gemm_tile_m, base.gemm_tile_n);
   for (const auto& [d, e] : best) y += fmt::format("    {}: {}\n", dtype_key(d), num(e));
   if (!points.empty()) {
     y += "gemm_points:\n";
     for (const GemmPoint& g : points)
-      y += fmt::format("  - {{m: {}, n: {}, k: {}, dtype: {}, efficiency: {}}}\n", g.m, g.n, g.k, dtype_key(g.dtype),
-                       num(g.efficiency));
+      y += fmt::format("  - {{m: {}, n: {}, k: {}, dtype: {}, efficiency: {}}}\n", g.m, g.n, g.k,
+                       dtype_key(g.dtype), num(g.efficiency));
   }
   y += fmt::format("attention:\n  efficiency: {}\n", num(attention));
-  y += fmt::format("memory:\n  bandwidth: {}\n  efficiency: {}\n", byte_rate(base.memory_bandwidth), num(memory));
+  y += fmt::format("memory:\n  bandwidth: {}\n  efficiency: {}\n", byte_rate(base.memory_bandwidth),
+                   num(memory));
   y += fmt::format("kernel:\n  launch_overhead: {}\n", micro(launch_overhead));
   y += fmt::format("collective:\n  base_latency: {}\n", latencies(base.collective_base_latency_by_protocol));
   y += "links:\n";
-  for (const auto& [name, link] : {std::pair{"nvlink", nvlink}, std::pair{"pcie", base.pcie}, std::pair{"net", net}})
+  for (const auto& [name, link] :
+       {std::pair{"nvlink", nvlink}, std::pair{"pcie", base.pcie}, std::pair{"net", net}})
     y += fmt::format("  {}:\n    bandwidth: {}\n    bus_efficiency: {}\n    step_latency: {}\n", name,
-                     byte_rate(link.bandwidth), num(link.bus_efficiency), latencies(link.step_latency_by_protocol));
+                     byte_rate(link.bandwidth), num(link.bus_efficiency),
+                     latencies(link.step_latency_by_protocol));
 
   write_file_atomically(o.out, y);
-  load_profile(o.out);  // what was written must read back
+  load_profile(o.out); // what was written must read back
   return summary;
 }
 
@@ -464,17 +506,17 @@ std::string scenario_shapes(const Workload& w) {
     std::string line;
     if (op.kind == OpKind::GEMM) {
       const bool batched = op.name.rfind("attn_scores", 0) == 0 || op.name.rfind("attn_values", 0) == 0;
-      const char* role = batched                              ? "batched"
-                         : op.pass == Pass::FORWARD           ? "fprop"
-                         : op.pass == Pass::BACKWARD_INPUT    ? "dgrad"
-                                                              : "wgrad";
-      line = fmt::format("gemm {} {} {} {} {} {} {}", op.name, role, op.gemm.m, op.gemm.n, op.gemm.k, op.gemm.batch,
-                         to_string(op.dtype));
+      const char* role = batched                           ? "batched"
+                         : op.pass == Pass::FORWARD        ? "fprop"
+                         : op.pass == Pass::BACKWARD_INPUT ? "dgrad"
+                                                           : "wgrad";
+      line = fmt::format("gemm {} {} {} {} {} {} {}", op.name, role, op.gemm.m, op.gemm.n, op.gemm.k,
+                         op.gemm.batch, to_string(op.dtype));
     } else if (op.kind == OpKind::ATTENTION && op.pass == Pass::FORWARD) {
       // The attention benchmark measures the forward and backward pass of each shape.
       const AttentionShape& a = op.attention;
-      line = fmt::format("attention {} {} {} {} {} {} {} {} {}", op.name, a.batch, a.heads, a.kv_heads, a.seq_q,
-                         a.seq_kv, a.head_dim, a.causal ? 1 : 0, to_string(op.dtype));
+      line = fmt::format("attention {} {} {} {} {} {} {} {} {}", op.name, a.batch, a.heads, a.kv_heads,
+                         a.seq_q, a.seq_kv, a.head_dim, a.causal ? 1 : 0, to_string(op.dtype));
     }
     if (!line.empty() && seen.insert(line).second) lines.push_back(line);
   };

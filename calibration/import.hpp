@@ -16,11 +16,11 @@ inline constexpr const char* RAW_FORMAT = "odyssey-raw/1";
 
 struct ImportOptions {
   std::vector<std::string> raw_files;
-  std::string out;              ///< profile path to write
-  std::string gpu;              ///< GPU type; "" = from the raw files' GPU name
-  std::string base;             ///< datasheet profile for peaks and unmeasured values; "" = the GPU's own
-  std::string profiles_dir;     ///< where to look for the datasheet profile
-  std::string machine_gpu;      ///< when set (from --scenario), the GPU the profile must describe
+  std::string out;          ///< profile path to write
+  std::string gpu;          ///< GPU type; "" = from the raw files' GPU name
+  std::string base;         ///< datasheet profile for peaks and unmeasured values; "" = the GPU's own
+  std::string profiles_dir; ///< where to look for the datasheet profile
+  std::string machine_gpu;  ///< when set (from --scenario), the GPU the profile must describe
   std::string machine_name;
 };
 
@@ -28,9 +28,9 @@ struct ImportOptions {
 struct ImportSummary {
   std::string gpu;
   std::string base;
-  std::vector<std::string> measured;  ///< "gemm_points: 120 shapes (bf16 60, fp8 60)", ...
-  std::vector<std::string> kept;      ///< tables taken from the base profile
-  std::vector<std::string> skipped;   ///< results not used, with why
+  std::vector<std::string> measured; ///< "gemm_points: 120 shapes (bf16 60, fp8 60)", ...
+  std::vector<std::string> kept;     ///< tables taken from the base profile
+  std::vector<std::string> skipped;  ///< results not used, with why
 };
 
 /// Reads the raw files, derives the measured values, writes the profile (kind: measured) and

@@ -80,7 +80,8 @@ void parse_gemm(const YamlValue& v, Profile& p) {
     if (!e) continue;
     p.gemm_max_efficiency_by_dtype[dtype] = parse_fraction(*e);
     highest = std::max(highest, p.gemm_max_efficiency_by_dtype[dtype]);
-    if (!p.peak.contains(dtype)) e->fail("has no matching peak: list " + std::string(key) + " under peak first");
+    if (!p.peak.contains(dtype))
+      e->fail("has no matching peak: list " + std::string(key) + " under peak first");
   }
   if (highest == 0.0) best.fail("lists no dtype (expected at least one of fp32, fp16, bf16, fp8)");
   p.gemm_max_efficiency = highest;
@@ -134,8 +135,8 @@ const char* to_string(Protocol p) {
 Profile load_profile(const std::string& path) {
   const YamlValue root = load_yaml_file(path);
   root.require_map();
-  root.check_keys({"format", "gpu", "kind", "provenance", "peak", "gemm", "gemm_points", "attention", "memory",
-                   "kernel", "collective", "links"});
+  root.check_keys({"format", "gpu", "kind", "provenance", "peak", "gemm", "gemm_points", "attention",
+                   "memory", "kernel", "collective", "links"});
 
   // The version is checked before anything else so that a newer file fails on its version, not
   // on whichever key it renamed.
@@ -152,8 +153,8 @@ Profile load_profile(const std::string& path) {
   p.gpu_where = gpu.where();
   if (p.gpu.empty()) gpu.fail("must name a GPU type, e.g. H100-SXM5-80GB");
 
-  p.provenance.kind =
-      root.require("kind").as_enum<ProfileKind>({{"datasheet", ProfileKind::DATASHEET}, {"measured", ProfileKind::MEASURED}});
+  p.provenance.kind = root.require("kind").as_enum<ProfileKind>(
+      {{"datasheet", ProfileKind::DATASHEET}, {"measured", ProfileKind::MEASURED}});
   const YamlValue prov = root.require("provenance");
   prov.require_map();
   prov.check_keys({"source", "date", "notes"});
@@ -207,8 +208,8 @@ void check_profile_gpu(const Profile& profile, const std::string& gpu, const std
   SourceLocation where = profile.gpu_where;
   if (where.file.empty()) where.file = profile.path;
   throw InputError(where, "gpu",
-                   "profile " + profile.name + " describes GPU '" + profile.gpu + "' but machine '" + machine +
-                       "' has '" + gpu + "'");
+                   "profile " + profile.name + " describes GPU '" + profile.gpu + "' but machine '" +
+                       machine + "' has '" + gpu + "'");
 }
 
 std::string find_profile(const std::string& directory, const std::string& gpu) {
@@ -218,7 +219,9 @@ std::string find_profile(const std::string& directory, const std::string& gpu) {
   for (fs::directory_iterator it(directory, ec), end; !ec && it != end; it.increment(ec)) {
     if (it->is_regular_file() && it->path().extension() == ".yaml") files.push_back(it->path().string());
   }
-  if (ec) throw InputError(SourceLocation{.file = directory}, "calibration", "cannot read profile directory: " + ec.message());
+  if (ec)
+    throw InputError(SourceLocation{.file = directory}, "calibration",
+                     "cannot read profile directory: " + ec.message());
   // Directory order is filesystem-dependent; sorting keeps the choice and the message deterministic.
   std::sort(files.begin(), files.end());
 
@@ -240,7 +243,8 @@ std::string find_profile(const std::string& directory, const std::string& gpu) {
     for (const std::string& name : available) list += (list.empty() ? "" : ", ") + name;
     if (list.empty()) list = "none";
     throw InputError(SourceLocation{.file = directory}, "calibration",
-                     "no calibration profile for GPU '" + gpu + "' in " + directory + " (available: " + list + ")");
+                     "no calibration profile for GPU '" + gpu + "' in " + directory + " (available: " + list +
+                         ")");
   }
   return best->path;
 }

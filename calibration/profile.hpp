@@ -17,7 +17,7 @@ enum class ProfileKind { DATASHEET, MEASURED };
 
 struct Provenance {
   ProfileKind kind = ProfileKind::DATASHEET;
-  std::string source;      ///< where the numbers come from (citation or tool + commit)
+  std::string source; ///< where the numbers come from (citation or tool + commit)
   std::string date;
   std::string notes;
 };
@@ -28,7 +28,7 @@ struct GemmPoint {
   long n = 0;
   long k = 0;
   Precision dtype = Precision::FP16;
-  double efficiency = 0.0;  ///< achieved FLOP/s over the dtype's peak
+  double efficiency = 0.0; ///< achieved FLOP/s over the dtype's peak
 };
 
 /// NCCL's three protocols, in NCCL's order.
@@ -46,38 +46,39 @@ struct ProtocolLatency {
 /// Per-link-class parameters of the collective cost model (NCCL's tuning model, see
 /// calibration/README.md for the constants' sources).
 struct LinkClassProfile {
-  BytesPerSecond bandwidth;        ///< nominal per GPU per direction (informational; the machine sets links)
-  double bus_efficiency = 1.0;     ///< achievable fraction of link bandwidth for large messages (Simple protocol)
-  Seconds step_latency;            ///< per algorithm step (NCCL hwLat, Simple)
-  ProtocolLatency step_latency_by_protocol;  ///< per algorithm step for LL, LL128, Simple (NCCL hwLat, Ring)
+  BytesPerSecond bandwidth;    ///< nominal per GPU per direction (informational; the machine sets links)
+  double bus_efficiency = 1.0; ///< achievable fraction of link bandwidth for large messages (Simple protocol)
+  Seconds step_latency;        ///< per algorithm step (NCCL hwLat, Simple)
+  ProtocolLatency step_latency_by_protocol; ///< per algorithm step for LL, LL128, Simple (NCCL hwLat, Ring)
   /// NVLink only: achievable fraction of the port's bandwidth under NVLink SHARP (NVLS), 0 when
   /// the GPU's NVSwitch generation has none (optional key `nvls_efficiency`).
   double nvls_efficiency = 0.0;
 };
 
 struct Profile {
-  std::string name;                ///< file stem, e.g. "h100-sxm5-80gb-datasheet"
-  std::string gpu;                 ///< GPU type it describes, e.g. "H100-SXM5-80GB"
-  SourceLocation gpu_where;        ///< where the file names it (for mismatch errors)
+  std::string name;         ///< file stem, e.g. "h100-sxm5-80gb-datasheet"
+  std::string gpu;          ///< GPU type it describes, e.g. "H100-SXM5-80GB"
+  SourceLocation gpu_where; ///< where the file names it (for mismatch errors)
   Provenance provenance;
-  std::map<Precision, FlopsPerSecond> peak;   ///< dense tensor-core peak per dtype
-  FlopsPerSecond tf32_peak;                   ///< TF32 tensor-core peak, 0 when not published (recorded, not priced yet)
-  double gemm_max_efficiency = 0.8;           ///< best achievable fraction of peak for large GEMMs (any dtype)
-  std::map<Precision, double> gemm_max_efficiency_by_dtype;  ///< per dtype where published; else gemm_max_efficiency
-  int sms = 0;                                ///< streaming multiprocessors (wave quantization)
-  long gemm_tile_m = 128;                     ///< output tile rows of the typical cuBLAS kernel
-  long gemm_tile_n = 128;                     ///< output tile columns of the typical cuBLAS kernel
-  std::vector<GemmPoint> gemm_points;         ///< measured or modelled points to interpolate over
-  double attention_efficiency = 0.5;          ///< fused attention, fraction of peak
-  BytesPerSecond memory_bandwidth;            ///< HBM peak
-  double memory_efficiency = 0.85;            ///< achievable fraction for streaming kernels
-  Seconds launch_overhead;                    ///< per kernel
-  Seconds collective_base_latency;            ///< per collective call (NCCL base latency, Ring Simple)
-  ProtocolLatency collective_base_latency_by_protocol;  ///< NCCL base latency, Ring, per protocol
+  std::map<Precision, FlopsPerSecond> peak; ///< dense tensor-core peak per dtype
+  FlopsPerSecond tf32_peak; ///< TF32 tensor-core peak, 0 when not published (recorded, not priced yet)
+  double gemm_max_efficiency = 0.8; ///< best achievable fraction of peak for large GEMMs (any dtype)
+  std::map<Precision, double>
+      gemm_max_efficiency_by_dtype;   ///< per dtype where published; else gemm_max_efficiency
+  int sms = 0;                        ///< streaming multiprocessors (wave quantization)
+  long gemm_tile_m = 128;             ///< output tile rows of the typical cuBLAS kernel
+  long gemm_tile_n = 128;             ///< output tile columns of the typical cuBLAS kernel
+  std::vector<GemmPoint> gemm_points; ///< measured or modelled points to interpolate over
+  double attention_efficiency = 0.5;  ///< fused attention, fraction of peak
+  BytesPerSecond memory_bandwidth;    ///< HBM peak
+  double memory_efficiency = 0.85;    ///< achievable fraction for streaming kernels
+  Seconds launch_overhead;            ///< per kernel
+  Seconds collective_base_latency;    ///< per collective call (NCCL base latency, Ring Simple)
+  ProtocolLatency collective_base_latency_by_protocol; ///< NCCL base latency, Ring, per protocol
   LinkClassProfile nvlink;
   LinkClassProfile pcie;
   LinkClassProfile net;
-  std::string path;                           ///< file it was loaded from
+  std::string path; ///< file it was loaded from
 };
 
 /// Loads and checks a profile; throws InputError with file:line:col for bad content.

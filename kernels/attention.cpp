@@ -55,7 +55,8 @@ public:
   }
   cudnnBackendDescriptor_t get() const { return d_; }
 
-  Desc& set(cudnnBackendAttributeName_t attr, cudnnBackendAttributeType_t type, std::int64_t count, const void* value) {
+  Desc& set(cudnnBackendAttributeName_t attr, cudnnBackendAttributeType_t type, std::int64_t count,
+            const void* value) {
     ODY_CUDNN(cudnnBackendSetAttribute(d_, attr, type, count, value));
     return *this;
   }
@@ -63,7 +64,9 @@ public:
     cudnnBackendDescriptor_t o = other.get();
     return set(attr, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &o);
   }
-  Desc& set_dtype(cudnnBackendAttributeName_t attr, cudnnDataType_t t) { return set(attr, CUDNN_TYPE_DATA_TYPE, 1, &t); }
+  Desc& set_dtype(cudnnBackendAttributeName_t attr, cudnnDataType_t t) {
+    return set(attr, CUDNN_TYPE_DATA_TYPE, 1, &t);
+  }
   Desc& finalize() {
     ODY_CUDNN(cudnnBackendFinalize(d_));
     return *this;
@@ -96,8 +99,10 @@ public:
     Desc t(CUDNN_BACKEND_TENSOR_DESCRIPTOR);
     const std::int64_t align = 16;
     t.set_dtype(CUDNN_ATTR_TENSOR_DATA_TYPE, type)
-        .set(CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, static_cast<std::int64_t>(dims.size()), dims.data())
-        .set(CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, static_cast<std::int64_t>(strides.size()), strides.data())
+        .set(CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, static_cast<std::int64_t>(dims.size()),
+             dims.data())
+        .set(CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, static_cast<std::int64_t>(strides.size()),
+             strides.data())
         .set(CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, &uid)
         .set(CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, CUDNN_TYPE_INT64, 1, &align)
         .set(CUDNN_ATTR_TENSOR_IS_VIRTUAL, CUDNN_TYPE_BOOLEAN, 1, &is_virtual);
@@ -116,11 +121,13 @@ public:
   void pointwise(cudnnPointwiseMode_t mode, const Desc& x, const Desc* b, const Desc* t, const Desc& y,
                  cudnnDataType_t prec = CUDNN_DATA_FLOAT, std::int64_t axis = -1) {
     Desc pw(CUDNN_BACKEND_POINTWISE_DESCRIPTOR);
-    pw.set(CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, 1, &mode).set_dtype(CUDNN_ATTR_POINTWISE_MATH_PREC, prec);
+    pw.set(CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, 1, &mode)
+        .set_dtype(CUDNN_ATTR_POINTWISE_MATH_PREC, prec);
     if (axis >= 0) pw.set(CUDNN_ATTR_POINTWISE_AXIS, CUDNN_TYPE_INT64, 1, &axis);
     pw.finalize();
     Desc op(CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR);
-    op.set_desc(CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, pw).set_desc(CUDNN_ATTR_OPERATION_POINTWISE_XDESC, x);
+    op.set_desc(CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, pw)
+        .set_desc(CUDNN_ATTR_OPERATION_POINTWISE_XDESC, x);
     if (b) op.set_desc(CUDNN_ATTR_OPERATION_POINTWISE_BDESC, *b);
     if (t) op.set_desc(CUDNN_ATTR_OPERATION_POINTWISE_TDESC, *t);
     op.set_desc(CUDNN_ATTR_OPERATION_POINTWISE_YDESC, y).finalize_or_decline("pointwise operation");
@@ -171,21 +178,24 @@ public:
     Desc graph(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR);
     std::vector<cudnnBackendDescriptor_t> ops;
     for (const Desc& o : ops_) ops.push_back(o.get());
-    graph.set(CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, static_cast<std::int64_t>(ops.size()), ops.data())
+    graph
+        .set(CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR,
+             static_cast<std::int64_t>(ops.size()), ops.data())
         .set(CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle)
         .finalize_or_decline("operation graph");
     std::string last = "no engine configuration";
     // Heuristics mode A first (cudnn_frontend's default), then the fallback list.
     for (const cudnnBackendHeurMode_t mode : {CUDNN_HEUR_MODE_A, CUDNN_HEUR_MODE_FALLBACK}) {
       Desc heur(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR);
-      heur.set_desc(CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, graph).set(CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &mode);
+      heur.set_desc(CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, graph)
+          .set(CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &mode);
       if (const cudnnStatus_t s = cudnnBackendFinalize(heur.get()); s != CUDNN_STATUS_SUCCESS) {
         last = "engine heuristics: " + cudnn_message(s);
         continue;
       }
       std::int64_t count = 0;
-      ODY_CUDNN(cudnnBackendGetAttribute(heur.get(), CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, 0,
-                                         &count, nullptr));
+      ODY_CUDNN(cudnnBackendGetAttribute(heur.get(), CUDNN_ATTR_ENGINEHEUR_RESULTS,
+                                         CUDNN_TYPE_BACKEND_DESCRIPTOR, 0, &count, nullptr));
       std::vector<Desc> configs;
       std::vector<cudnnBackendDescriptor_t> raw;
       for (std::int64_t i = 0; i < count; ++i) {
@@ -194,8 +204,8 @@ public:
       }
       std::int64_t returned = 0;
       if (count > 0)
-        ODY_CUDNN(cudnnBackendGetAttribute(heur.get(), CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR,
-                                           count, &returned, raw.data()));
+        ODY_CUDNN(cudnnBackendGetAttribute(heur.get(), CUDNN_ATTR_ENGINEHEUR_RESULTS,
+                                           CUDNN_TYPE_BACKEND_DESCRIPTOR, count, &returned, raw.data()));
       for (std::int64_t i = 0; i < returned; ++i) {
         Plan p;
         p.plan.set(CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle);
@@ -205,8 +215,8 @@ public:
           continue;
         }
         std::int64_t got = 0;
-        ODY_CUDNN(cudnnBackendGetAttribute(p.plan.get(), CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1,
-                                           &got, &p.workspace));
+        ODY_CUDNN(cudnnBackendGetAttribute(p.plan.get(), CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE,
+                                           CUDNN_TYPE_INT64, 1, &got, &p.workspace));
         return p;
       }
     }
@@ -225,9 +235,13 @@ private:
 enum Uid : std::int64_t { Q = 1, K, V, O, STATS, SCALE, NEG_INF, DO, DQ, DK, DV, DOT_O };
 
 /// BSHD layout (Megatron-LM and Transformer Engine keep tokens outermost): dims [b, h, s, d].
-Dims bshd(std::int64_t h, std::int64_t s, std::int64_t d) { return {s * h * d, d, h * d, 1}; }
+Dims bshd(std::int64_t h, std::int64_t s, std::int64_t d) {
+  return {s * h * d, d, h * d, 1};
+}
 /// The same memory seen as [b, h, d, s] (a transposed operand).
-Dims bshd_t(std::int64_t h, std::int64_t s, std::int64_t d) { return {s * h * d, d, 1, h * d}; }
+Dims bshd_t(std::int64_t h, std::int64_t s, std::int64_t d) {
+  return {s * h * d, d, 1, h * d};
+}
 
 struct Shape {
   std::int64_t b, h, hk, sq, skv, d;
@@ -235,7 +249,8 @@ struct Shape {
 };
 
 /// Q K^T * scale, causal mask: the masked scores, shared by both passes.
-const Desc& masked_scores(Graph& g, const Shape& x, const Desc& q, const Desc& kt, const Desc& scale, const Desc& neg_inf) {
+const Desc& masked_scores(Graph& g, const Shape& x, const Desc& q, const Desc& kt, const Desc& scale,
+                          const Desc& neg_inf) {
   const Dims sdims{x.b, x.h, x.sq, x.skv};
   const Desc& s = g.scratch(sdims);
   g.matmul(q, kt, s);
@@ -367,14 +382,20 @@ struct DeviceMemory {
   }
 };
 
-nlohmann::ordered_json run_case(cudnnHandle_t handle, const AttentionCase& a, bool backward, cudaStream_t stream,
-                                const TimingPolicy& policy) {
-  const Shape x{a.batch, a.heads, a.kv_heads, a.seq_q, a.seq_kv, a.head_dim,
+nlohmann::ordered_json run_case(cudnnHandle_t handle, const AttentionCase& a, bool backward,
+                                cudaStream_t stream, const TimingPolicy& policy) {
+  const Shape x{a.batch,
+                a.heads,
+                a.kv_heads,
+                a.seq_q,
+                a.seq_kv,
+                a.head_dim,
                 a.dtype == "fp16" ? CUDNN_DATA_HALF : CUDNN_DATA_BFLOAT16};
   const ElementType fill = a.dtype == "fp16" ? ElementType::FP16 : ElementType::BF16;
   // The workload's FLOP convention (models/workload.cpp): 4 b h s_q s_kv d forward, twice that
   // backward, for the full score matrix; the cost model halves it for causal fused kernels.
-  const double fwd_flops = 4.0 * double(a.batch) * double(a.heads) * double(a.seq_q) * double(a.seq_kv) * double(a.head_dim);
+  const double fwd_flops =
+      4.0 * double(a.batch) * double(a.heads) * double(a.seq_q) * double(a.seq_kv) * double(a.head_dim);
   const double flops = backward ? 2 * fwd_flops : fwd_flops;
   nlohmann::ordered_json r;
   r["name"] = a.name;
@@ -425,18 +446,22 @@ nlohmann::ordered_json run_case(cudnnHandle_t handle, const AttentionCase& a, bo
       void* d_o = mem.get(q_count * eb);
       fill_random(d_o, q_count, fill, 26, stream);
       uids.insert(uids.end(), {DO, DQ, DK, DV, DOT_O});
-      ptrs.insert(ptrs.end(), {d_o, mem.get(q_count * eb), mem.get(kv_count * eb), mem.get(kv_count * eb), mem.get(rows * 4)});
+      ptrs.insert(ptrs.end(), {d_o, mem.get(q_count * eb), mem.get(kv_count * eb), mem.get(kv_count * eb),
+                               mem.get(rows * 4)});
     }
     Desc pack(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR);
-    pack.set(CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, static_cast<std::int64_t>(uids.size()), uids.data())
-        .set(CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, static_cast<std::int64_t>(ptrs.size()), ptrs.data())
+    pack.set(CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, static_cast<std::int64_t>(uids.size()),
+             uids.data())
+        .set(CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR,
+             static_cast<std::int64_t>(ptrs.size()), ptrs.data())
         .set(CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &workspace)
         .finalize();
-    const Timing t = measure([&](cudaStream_t) { ODY_CUDNN(cudnnBackendExecute(handle, plan.plan.get(), pack.get())); },
-                             stream, policy);
+    const Timing t =
+        measure([&](cudaStream_t) { ODY_CUDNN(cudnnBackendExecute(handle, plan.plan.get(), pack.get())); },
+                stream, policy);
     r["status"] = "ok";
     r["time"] = t.to_json();
-    r["tflops"] = 0.5 * flops / t.median_s / 1e12;  // causal: the work a fused kernel does
+    r["tflops"] = 0.5 * flops / t.median_s / 1e12; // causal: the work a fused kernel does
   } catch (const Unsupported& e) {
     r["status"] = std::string(e.what()) == "out of device memory" ? "out_of_memory" : "unsupported";
     r["reason"] = e.what();
@@ -446,16 +471,18 @@ nlohmann::ordered_json run_case(cudnnHandle_t handle, const AttentionCase& a, bo
 
 int bench(int argc, char** argv) {
   const Args args(argc, argv, {"--shapes"}, {});
-  if (!start(args, TOOL,
-             "--out FILE [--quick] [--device N] [--shapes FILE]\n"
-             "  cuDNN fused causal attention, forward and backward (or the attention cases of a shapes file)"))
+  if (!start(
+          args, TOOL,
+          "--out FILE [--quick] [--device N] [--shapes FILE]\n"
+          "  cuDNN fused causal attention, forward and backward (or the attention cases of a shapes file)"))
     return 0;
   const int device = args.device();
   const std::vector<AttentionCase> cases =
       args.has("--shapes") ? read_shapes(args.get("--shapes", "")).attentions : attention_sweep(args.quick());
   for (const AttentionCase& a : cases)
     if (a.dtype != "fp16" && a.dtype != "bf16")
-      throw UsageError("attention case '" + a.name + "': dtype " + a.dtype + " (this benchmark runs fp16 and bf16)");
+      throw UsageError("attention case '" + a.name + "': dtype " + a.dtype +
+                       " (this benchmark runs fp16 and bf16)");
 
   cudnnHandle_t handle = nullptr;
   ODY_CUDNN(cudnnCreate(&handle));
@@ -474,10 +501,12 @@ int bench(int argc, char** argv) {
   ODY_CUDNN(cudnnDestroy(handle));
   ODY_CUDA(cudaStreamDestroy(stream));
   const std::size_t v = cudnnGetVersion();
-  const std::string version = std::to_string(v / 10000) + "." + std::to_string((v / 100) % 100) + "." + std::to_string(v % 100);
+  const std::string version =
+      std::to_string(v / 10000) + "." + std::to_string((v / 100) % 100) + "." + std::to_string(v % 100);
   write_raw(args.out(), "attention",
             provenance(device, TOOL, {{"cudnn", version}},
-                       "cuDNN backend SDPA graphs (composite, causal, BSHD); flops: full score matrix, tflops: causal work"),
+                       "cuDNN backend SDPA graphs (composite, causal, BSHD); flops: full score matrix, "
+                       "tflops: causal work"),
             policy, results);
   return 0;
 }
@@ -486,5 +515,6 @@ int bench(int argc, char** argv) {
 } // namespace odyssey::bench
 
 int main(int argc, char** argv) {
-  return odyssey::bench::run_main("odyssey_bench_attention", [&] { return odyssey::bench::bench(argc, argv); });
+  return odyssey::bench::run_main("odyssey_bench_attention",
+                                  [&] { return odyssey::bench::bench(argc, argv); });
 }

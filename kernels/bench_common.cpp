@@ -12,13 +12,14 @@
 
 #include <unistd.h>
 
-#include "kernels/source_commit.hpp"  // generated at build time (kernels/commit.cmake)
+#include "kernels/source_commit.hpp" // generated at build time (kernels/commit.cmake)
 
 namespace odyssey::bench {
 
 void fail_call(const char* library, const char* call, const char* file, int line, const std::string& what) {
-  throw BenchError(std::string(library) + " call failed at " + std::filesystem::path(file).filename().string() + ":" +
-                   std::to_string(line) + ": " + call + ": " + what);
+  throw BenchError(std::string(library) + " call failed at " +
+                   std::filesystem::path(file).filename().string() + ":" + std::to_string(line) + ": " +
+                   call + ": " + what);
 }
 
 Args::Args(int argc, char** argv, std::vector<std::string> valued, std::vector<std::string> switches) {
@@ -143,12 +144,13 @@ Timing summarize(std::vector<double> per_launch_s, int launches_per_sample, bool
   return t;
 }
 
-Timing sample_until_stable(const std::function<double(int)>& timed, const TimingPolicy& policy, int max_batch) {
+Timing sample_until_stable(const std::function<double(int)>& timed, const TimingPolicy& policy,
+                           int max_batch) {
   for (int i = 0; i < policy.warmup; ++i) timed(1);
   // Events resolve about half a microsecond: short kernels are timed in batches.
   const double one = std::max(timed(1), 1e-7);
-  const int per_sample =
-      static_cast<int>(std::clamp(std::ceil(policy.target_sample_s / one), 1.0, static_cast<double>(max_batch)));
+  const int per_sample = static_cast<int>(
+      std::clamp(std::ceil(policy.target_sample_s / one), 1.0, static_cast<double>(max_batch)));
   std::vector<double> samples;
   double spent = 0.0;
   bool stable = false;
@@ -158,7 +160,8 @@ Timing sample_until_stable(const std::function<double(int)>& timed, const Timing
     spent += t * per_sample;
     if (static_cast<int>(samples.size()) >= policy.min_samples) {
       const double all = median(samples);
-      const double first_half = median(std::vector<double>(samples.begin(), samples.begin() + samples.size() / 2));
+      const double first_half =
+          median(std::vector<double>(samples.begin(), samples.begin() + samples.size() / 2));
       if (std::abs(all - first_half) <= policy.stable_rel * all) {
         stable = true;
         break;
@@ -168,7 +171,8 @@ Timing sample_until_stable(const std::function<double(int)>& timed, const Timing
   return summarize(samples, per_sample, stable);
 }
 
-Timing measure(const std::function<void(cudaStream_t)>& launch, cudaStream_t stream, const TimingPolicy& policy) {
+Timing measure(const std::function<void(cudaStream_t)>& launch, cudaStream_t stream,
+               const TimingPolicy& policy) {
   cudaEvent_t start = nullptr;
   cudaEvent_t stop = nullptr;
   ODY_CUDA(cudaEventCreate(&start));

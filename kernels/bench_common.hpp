@@ -36,10 +36,12 @@ public:
   using std::runtime_error::runtime_error;
 };
 
-[[noreturn]] void fail_call(const char* library, const char* call, const char* file, int line, const std::string& what);
+[[noreturn]] void fail_call(const char* library, const char* call, const char* file, int line,
+                            const std::string& what);
 
 inline void check_cuda(cudaError_t e, const char* call, const char* file, int line) {
-  if (e != cudaSuccess) fail_call("CUDA", call, file, line, std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e));
+  if (e != cudaSuccess)
+    fail_call("CUDA", call, file, line, std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e));
 }
 
 #define ODY_CUDA(call) ::odyssey::bench::check_cuda((call), #call, __FILE__, __LINE__)
@@ -74,12 +76,12 @@ bool start(const Args& args, const char* tool, const char* usage);
 
 /// How long to measure one case.
 struct TimingPolicy {
-  int warmup = 5;              ///< untimed runs first (clocks ramp up, caches and plans settle)
-  int min_samples = 10;        ///< samples before the median may be declared stable
+  int warmup = 5;       ///< untimed runs first (clocks ramp up, caches and plans settle)
+  int min_samples = 10; ///< samples before the median may be declared stable
   int max_samples = 100;
-  double target_sample_s = 1e-3;  ///< launches per sample are batched up to about this long
-  double budget_s = 2.0;       ///< stop sampling after this much measured time, stable or not
-  double stable_rel = 0.01;    ///< stable: the median of all samples within 1% of the first half's
+  double target_sample_s = 1e-3; ///< launches per sample are batched up to about this long
+  double budget_s = 2.0;         ///< stop sampling after this much measured time, stable or not
+  double stable_rel = 0.01;      ///< stable: the median of all samples within 1% of the first half's
 
   static TimingPolicy for_mode(bool quick);
 };
@@ -93,18 +95,20 @@ struct Timing {
   double p90_s = 0.0;
   int samples = 0;
   int launches_per_sample = 1;
-  bool stable = false;         ///< the median settled before max_samples or budget_s ran out
+  bool stable = false; ///< the median settled before max_samples or budget_s ran out
 
   [[nodiscard]] nlohmann::ordered_json to_json() const;
 };
 
 /// Times `launch` (which enqueues one run on `stream`) with CUDA events: warm-up, then samples
 /// of N back-to-back launches until the median is stable. Launch errors are checked per sample.
-Timing measure(const std::function<void(cudaStream_t)>& launch, cudaStream_t stream, const TimingPolicy& policy);
+Timing measure(const std::function<void(cudaStream_t)>& launch, cudaStream_t stream,
+               const TimingPolicy& policy);
 
 /// The sampling loop of `measure` for any timer: `timed(n)` runs n launches back to back and
 /// returns the time per launch. Warm-up, batching to about target_sample_s, stability test.
-Timing sample_until_stable(const std::function<double(int)>& timed, const TimingPolicy& policy, int max_batch);
+Timing sample_until_stable(const std::function<double(int)>& timed, const TimingPolicy& policy,
+                           int max_batch);
 
 /// Median, min, max and percentiles of per-launch times measured elsewhere (NCCL across GPUs).
 Timing summarize(std::vector<double> per_launch_s, int launches_per_sample, bool stable);
@@ -123,8 +127,9 @@ int compute_capability(int device);
 
 /// Writes the raw file: format, benchmark, provenance, policy, then one result per line so that
 /// import errors can point at a line. Written to FILE.tmp and renamed.
-void write_raw(const std::string& path, const std::string& benchmark, const nlohmann::ordered_json& provenance,
-               const TimingPolicy& policy, const std::vector<nlohmann::ordered_json>& results);
+void write_raw(const std::string& path, const std::string& benchmark,
+               const nlohmann::ordered_json& provenance, const TimingPolicy& policy,
+               const std::vector<nlohmann::ordered_json>& results);
 
 /// Element types the benchmarks fill.
 enum class ElementType { FP32, FP16, BF16, FP8_E4M3 };

@@ -11,7 +11,8 @@ namespace {
 
 /// A value in [-1, 1) from the element index and the seed (a 32-bit integer hash, no state).
 __device__ float hashed_unit(std::size_t i, std::uint32_t seed) {
-  std::uint32_t x = static_cast<std::uint32_t>(i) ^ (static_cast<std::uint32_t>(i >> 32) * 0x9E3779B9u) ^ seed;
+  std::uint32_t x =
+      static_cast<std::uint32_t>(i) ^ (static_cast<std::uint32_t>(i >> 32) * 0x9E3779B9u) ^ seed;
   x ^= x >> 16;
   x *= 0x7FEB352Du;
   x ^= x >> 15;

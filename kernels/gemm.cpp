@@ -13,7 +13,7 @@ namespace odyssey::bench {
 namespace {
 
 constexpr const char* TOOL = "odyssey_bench_gemm";
-constexpr std::size_t WORKSPACE_BYTES = 32u << 20;  // PyTorch's default cuBLASLt workspace on Hopper
+constexpr std::size_t WORKSPACE_BYTES = 32u << 20; // PyTorch's default cuBLASLt workspace on Hopper
 
 void check_cublas(cublasStatus_t s, const char* call, const char* file, int line) {
   if (s != CUBLAS_STATUS_SUCCESS) fail_call("cuBLASLt", call, file, line, cublasLtGetStatusString(s));
@@ -27,13 +27,14 @@ struct DtypeSpec {
   cublasComputeType_t compute;
   ElementType ab_fill;
   ElementType cd_fill;
-  int min_cc;  ///< lowest compute capability with this tensor-core type
+  int min_cc; ///< lowest compute capability with this tensor-core type
 };
 
 const std::vector<DtypeSpec>& dtypes() {
   static const std::vector<DtypeSpec> all = {
       {"fp32", CUDA_R_32F, CUDA_R_32F, CUBLAS_COMPUTE_32F, ElementType::FP32, ElementType::FP32, 0},
-      {"tf32", CUDA_R_32F, CUDA_R_32F, CUBLAS_COMPUTE_32F_FAST_TF32, ElementType::FP32, ElementType::FP32, 80},
+      {"tf32", CUDA_R_32F, CUDA_R_32F, CUBLAS_COMPUTE_32F_FAST_TF32, ElementType::FP32, ElementType::FP32,
+       80},
       {"fp16", CUDA_R_16F, CUDA_R_16F, CUBLAS_COMPUTE_32F, ElementType::FP16, ElementType::FP16, 70},
       {"bf16", CUDA_R_16BF, CUDA_R_16BF, CUBLAS_COMPUTE_32F, ElementType::BF16, ElementType::BF16, 80},
       // Transformer Engine's fp8 GEMMs: e4m3 inputs, bf16 output, fp32 accumulation.
@@ -68,7 +69,7 @@ struct DeviceBuffer {
   bool allocate(std::size_t bytes) {
     const cudaError_t e = cudaMalloc(&ptr, bytes);
     if (e == cudaErrorMemoryAllocation) {
-      cudaGetLastError();  // clear the sticky-free error so later calls are not blamed
+      cudaGetLastError(); // clear the sticky-free error so later calls are not blamed
       ptr = nullptr;
       return false;
     }
@@ -82,9 +83,10 @@ void make_layout(LayoutDesc& d, cudaDataType_t type, long rows, long cols, long 
   if (batch > 1) {
     const int count = static_cast<int>(batch);
     const long long stride = static_cast<long long>(rows) * cols;
-    ODY_CUBLAS(cublasLtMatrixLayoutSetAttribute(d.handle, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof count));
     ODY_CUBLAS(
-        cublasLtMatrixLayoutSetAttribute(d.handle, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof stride));
+        cublasLtMatrixLayoutSetAttribute(d.handle, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof count));
+    ODY_CUBLAS(cublasLtMatrixLayoutSetAttribute(d.handle, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET,
+                                                &stride, sizeof stride));
   }
 }
 
@@ -101,7 +103,8 @@ nlohmann::ordered_json run_case(cublasLtHandle_t lt, const GemmCase& g, const Dt
   if (dt.name == "fp8") a_t = false, b_t = true;
   const cublasOperation_t op_first = b_t ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op_second = a_t ? CUBLAS_OP_T : CUBLAS_OP_N;
-  const std::string layout = std::string(op_first == CUBLAS_OP_T ? "T" : "N") + (op_second == CUBLAS_OP_T ? "T" : "N");
+  const std::string layout =
+      std::string(op_first == CUBLAS_OP_T ? "T" : "N") + (op_second == CUBLAS_OP_T ? "T" : "N");
 
   nlohmann::ordered_json r;
   r["name"] = g.name;
@@ -126,20 +129,24 @@ nlohmann::ordered_json run_case(cublasLtHandle_t lt, const GemmCase& g, const Dt
   make_layout(out, dt.cd, g.n, g.m, g.batch);
   MatmulDesc op;
   ODY_CUBLAS(cublasLtMatmulDescCreate(&op.handle, dt.compute, CUDA_R_32F));
-  ODY_CUBLAS(cublasLtMatmulDescSetAttribute(op.handle, CUBLASLT_MATMUL_DESC_TRANSA, &op_first, sizeof op_first));
-  ODY_CUBLAS(cublasLtMatmulDescSetAttribute(op.handle, CUBLASLT_MATMUL_DESC_TRANSB, &op_second, sizeof op_second));
+  ODY_CUBLAS(
+      cublasLtMatmulDescSetAttribute(op.handle, CUBLASLT_MATMUL_DESC_TRANSA, &op_first, sizeof op_first));
+  ODY_CUBLAS(
+      cublasLtMatmulDescSetAttribute(op.handle, CUBLASLT_MATMUL_DESC_TRANSB, &op_second, sizeof op_second));
   if (dt.name == "fp8") {
-    const std::int8_t fast_accum = 1;  // Transformer Engine's forward setting
-    ODY_CUBLAS(cublasLtMatmulDescSetAttribute(op.handle, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast_accum, sizeof fast_accum));
+    const std::int8_t fast_accum = 1; // Transformer Engine's forward setting
+    ODY_CUBLAS(cublasLtMatmulDescSetAttribute(op.handle, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast_accum,
+                                              sizeof fast_accum));
   }
   PrefDesc pref;
   ODY_CUBLAS(cublasLtMatmulPreferenceCreate(&pref.handle));
   const std::uint64_t ws = WORKSPACE_BYTES;
-  ODY_CUBLAS(cublasLtMatmulPreferenceSetAttribute(pref.handle, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+  ODY_CUBLAS(cublasLtMatmulPreferenceSetAttribute(pref.handle, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
+                                                  sizeof ws));
   cublasLtMatmulHeuristicResult_t heuristic{};
   int found = 0;
-  const cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(lt, op.handle, first.handle, second.handle, out.handle,
-                                                           out.handle, pref.handle, 1, &heuristic, &found);
+  const cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(
+      lt, op.handle, first.handle, second.handle, out.handle, out.handle, pref.handle, 1, &heuristic, &found);
   if (hs == CUBLAS_STATUS_NOT_SUPPORTED || (hs == CUBLAS_STATUS_SUCCESS && found == 0)) {
     r["status"] = "unsupported";
     r["reason"] = "cuBLASLt has no algorithm for this shape and dtype";
@@ -164,8 +171,9 @@ nlohmann::ordered_json run_case(cublasLtHandle_t lt, const GemmCase& g, const Dt
   const float beta = 0.0f;
   const Timing t = measure(
       [&](cudaStream_t s) {
-        ODY_CUBLAS(cublasLtMatmul(lt, op.handle, &alpha, b.ptr, first.handle, a.ptr, second.handle, &beta, c.ptr,
-                                  out.handle, c.ptr, out.handle, &heuristic.algo, workspace, WORKSPACE_BYTES, s));
+        ODY_CUBLAS(cublasLtMatmul(lt, op.handle, &alpha, b.ptr, first.handle, a.ptr, second.handle, &beta,
+                                  c.ptr, out.handle, c.ptr, out.handle, &heuristic.algo, workspace,
+                                  WORKSPACE_BYTES, s));
       },
       stream, policy);
   r["status"] = "ok";
@@ -204,7 +212,8 @@ int bench(int argc, char** argv) {
 
   cublasLtHandle_t lt = nullptr;
   ODY_CUBLAS(cublasLtCreate(&lt));
-  std::unique_ptr<std::remove_pointer_t<cublasLtHandle_t>, decltype(&cublasLtDestroy)> lt_guard(lt, cublasLtDestroy);
+  std::unique_ptr<std::remove_pointer_t<cublasLtHandle_t>, decltype(&cublasLtDestroy)> lt_guard(
+      lt, cublasLtDestroy);
   cudaStream_t stream = nullptr;
   ODY_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   void* workspace = nullptr;
@@ -226,10 +235,12 @@ int bench(int argc, char** argv) {
   ODY_CUDA(cudaStreamDestroy(stream));
 
   const std::size_t version = cublasLtGetVersion();
-  std::string notes = "cuBLASLt heuristic's first algorithm, 32 MiB workspace; fp8 runs as TN with fast accumulation";
-  if (!skipped.empty()) notes += "; not on this GPU (compute capability " + std::to_string(cc) + "): " + skipped;
-  write_raw(args.out(), "gemm", provenance(device, TOOL, {{"cublasLt", std::to_string(version)}}, notes), policy,
-            results);
+  std::string notes =
+      "cuBLASLt heuristic's first algorithm, 32 MiB workspace; fp8 runs as TN with fast accumulation";
+  if (!skipped.empty())
+    notes += "; not on this GPU (compute capability " + std::to_string(cc) + "): " + skipped;
+  write_raw(args.out(), "gemm", provenance(device, TOOL, {{"cublasLt", std::to_string(version)}}, notes),
+            policy, results);
   return 0;
 }
 

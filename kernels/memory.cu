@@ -73,7 +73,8 @@ __global__ void norm_forward(const bf16* x, const bf16* gamma, const bf16* beta,
 }
 
 __global__ void gelu_forward(const bf16* x, bf16* y, long n) {
-  for (long i = blockIdx.x * static_cast<long>(blockDim.x) + threadIdx.x; i < n; i += static_cast<long>(gridDim.x) * blockDim.x) {
+  for (long i = blockIdx.x * static_cast<long>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<long>(gridDim.x) * blockDim.x) {
     const float v = __bfloat162float(x[i]);
     y[i] = __float2bfloat16(0.5f * v * (1.0f + tanhf(0.7978845608f * (v + 0.044715f * v * v * v))));
   }
@@ -82,7 +83,8 @@ __global__ void gelu_forward(const bf16* x, bf16* y, long n) {
 /// SwiGLU: the up projection's output holds [gate | value] per row; y = silu(gate) * value.
 __global__ void swiglu_forward(const bf16* x, bf16* y, long rows, long f) {
   const long n = rows * f;
-  for (long i = blockIdx.x * static_cast<long>(blockDim.x) + threadIdx.x; i < n; i += static_cast<long>(gridDim.x) * blockDim.x) {
+  for (long i = blockIdx.x * static_cast<long>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<long>(gridDim.x) * blockDim.x) {
     const long r = i / f, c = i % f;
     const float g = __bfloat162float(x[r * 2 * f + c]);
     const float v = __bfloat162float(x[r * 2 * f + f + c]);
@@ -92,7 +94,8 @@ __global__ void swiglu_forward(const bf16* x, bf16* y, long rows, long f) {
 
 /// Fused softmax cross-entropy over a row of logits: loss, and the logits' gradient
 /// (softmax - one-hot) written in the same pass, as Megatron-LM's fused cross-entropy does.
-__global__ void softmax_cross_entropy(const bf16* logits, const int* labels, float* loss, bf16* grad, long vocab) {
+__global__ void softmax_cross_entropy(const bf16* logits, const int* labels, float* loss, bf16* grad,
+                                      long vocab) {
   __shared__ float scratch[32];
   const long row = blockIdx.x;
   const bf16* lr = logits + row * vocab;
@@ -111,10 +114,11 @@ __global__ void softmax_cross_entropy(const bf16* logits, const int* labels, flo
 }
 
 /// out = residual + dropout(x), keeping the mask for the backward pass (one byte per element).
-__global__ void dropout_residual(const bf16* x, const bf16* residual, bf16* out, unsigned char* mask, long n, float p,
-                                 unsigned seed) {
+__global__ void dropout_residual(const bf16* x, const bf16* residual, bf16* out, unsigned char* mask, long n,
+                                 float p, unsigned seed) {
   const float scale = 1.0f / (1.0f - p);
-  for (long i = blockIdx.x * static_cast<long>(blockDim.x) + threadIdx.x; i < n; i += static_cast<long>(gridDim.x) * blockDim.x) {
+  for (long i = blockIdx.x * static_cast<long>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<long>(gridDim.x) * blockDim.x) {
     unsigned h = static_cast<unsigned>(i) * 0x9E3779B1u ^ seed;
     h ^= h >> 15;
     h *= 0x2C1B3C6Du;
@@ -127,9 +131,10 @@ __global__ void dropout_residual(const bf16* x, const bf16* residual, bf16* out,
 
 /// Mixed-precision Adam on fp32 master weights, moments and gradients, writing the bf16 copy of
 /// the weights the next forward pass reads (Apex FusedAdam / Megatron-LM's distributed optimizer).
-__global__ void adam_step(float* p, const float* g, float* m, float* v, bf16* p_half, long n, float lr, float b1,
-                          float b2, float eps, float wd, float c1, float c2) {
-  for (long i = blockIdx.x * static_cast<long>(blockDim.x) + threadIdx.x; i < n; i += static_cast<long>(gridDim.x) * blockDim.x) {
+__global__ void adam_step(float* p, const float* g, float* m, float* v, bf16* p_half, long n, float lr,
+                          float b1, float b2, float eps, float wd, float c1, float c2) {
+  for (long i = blockIdx.x * static_cast<long>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<long>(gridDim.x) * blockDim.x) {
     const float gi = g[i];
     const float mi = b1 * m[i] + (1.0f - b1) * gi;
     const float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
@@ -164,12 +169,14 @@ struct Buffers {
   }
 };
 
-unsigned grid_for(long n) { return static_cast<unsigned>(std::min<long>((n + BLOCK - 1) / BLOCK, 65535L * 8)); }
+unsigned grid_for(long n) {
+  return static_cast<unsigned>(std::min<long>((n + BLOCK - 1) / BLOCK, 65535L * 8));
+}
 
 struct Case {
   std::string kernel;
   nlohmann::ordered_json shape;
-  double bytes = 0;  ///< HBM bytes the kernel must move, reads + writes
+  double bytes = 0; ///< HBM bytes the kernel must move, reads + writes
   /// Allocates into `b` and returns the launch, or an empty function when memory ran out.
   std::function<std::function<void(cudaStream_t)>(Buffers& b, cudaStream_t s)> setup;
 };
@@ -196,8 +203,10 @@ nlohmann::ordered_json run_case(const Case& c, cudaStream_t stream, const Timing
 
 std::vector<Case> cases(bool quick) {
   std::vector<Case> out;
-  const std::vector<long> token_counts = quick ? std::vector<long>{8192} : std::vector<long>{2048, 8192, 16384};
-  const std::vector<long> hiddens = quick ? std::vector<long>{4096, 8192} : std::vector<long>{2048, 4096, 8192, 12288, 16384};
+  const std::vector<long> token_counts =
+      quick ? std::vector<long>{8192} : std::vector<long>{2048, 8192, 16384};
+  const std::vector<long> hiddens =
+      quick ? std::vector<long>{4096, 8192} : std::vector<long>{2048, 4096, 8192, 12288, 16384};
   for (long t : token_counts) {
     for (long h : hiddens) {
       const long n = t * h;
@@ -217,22 +226,27 @@ std::vector<Case> cases(bool quick) {
                          };
                        }});
       }
-      out.push_back({"gelu", shape, 4.0 * n, [=](Buffers& b, cudaStream_t s) -> std::function<void(cudaStream_t)> {
-                       auto* x = static_cast<bf16*>(b.get(n * 2));
-                       auto* y = static_cast<bf16*>(b.get(n * 2));
-                       if (!x || !y) return {};
-                       fill_random(x, n, ElementType::BF16, 5, s);
-                       return [=](cudaStream_t st) { gelu_forward<<<grid_for(n), BLOCK, 0, st>>>(x, y, n); };
-                     }});
+      out.push_back(
+          {"gelu", shape, 4.0 * n, [=](Buffers& b, cudaStream_t s) -> std::function<void(cudaStream_t)> {
+             auto* x = static_cast<bf16*>(b.get(n * 2));
+             auto* y = static_cast<bf16*>(b.get(n * 2));
+             if (!x || !y) return {};
+             fill_random(x, n, ElementType::BF16, 5, s);
+             return [=](cudaStream_t st) { gelu_forward<<<grid_for(n), BLOCK, 0, st>>>(x, y, n); };
+           }});
       // SwiGLU on the MLP's intermediate width (8/3 h, Llama's choice) rounded to 256.
       const long f = ((8 * h / 3) + 255) / 256 * 256;
-      out.push_back({"swiglu", {{"tokens", t}, {"hidden", h}, {"ffn", f}}, 3.0 * t * f * 2,
+      out.push_back({"swiglu",
+                     {{"tokens", t}, {"hidden", h}, {"ffn", f}},
+                     3.0 * t * f * 2,
                      [=](Buffers& b, cudaStream_t s) -> std::function<void(cudaStream_t)> {
                        auto* x = static_cast<bf16*>(b.get(2 * t * f * 2));
                        auto* y = static_cast<bf16*>(b.get(t * f * 2));
                        if (!x || !y) return {};
                        fill_random(x, 2 * t * f, ElementType::BF16, 6, s);
-                       return [=](cudaStream_t st) { swiglu_forward<<<grid_for(t * f), BLOCK, 0, st>>>(x, y, t, f); };
+                       return [=](cudaStream_t st) {
+                         swiglu_forward<<<grid_for(t * f), BLOCK, 0, st>>>(x, y, t, f);
+                       };
                      }});
       out.push_back({"dropout_residual", shape, 7.0 * n,
                      [=](Buffers& b, cudaStream_t s) -> std::function<void(cudaStream_t)> {
@@ -250,7 +264,9 @@ std::vector<Case> cases(bool quick) {
     }
     for (long vocab : quick ? std::vector<long>{51200} : std::vector<long>{32000, 51200, 128256}) {
       const long n = t * vocab;
-      out.push_back({"softmax_cross_entropy", {{"tokens", t}, {"vocab", vocab}}, 4.0 * n + 8.0 * t,
+      out.push_back({"softmax_cross_entropy",
+                     {{"tokens", t}, {"vocab", vocab}},
+                     4.0 * n + 8.0 * t,
                      [=](Buffers& b, cudaStream_t s) -> std::function<void(cudaStream_t)> {
                        auto* logits = static_cast<bf16*>(b.get(n * 2));
                        auto* grad = static_cast<bf16*>(b.get(n * 2));
@@ -258,15 +274,19 @@ std::vector<Case> cases(bool quick) {
                        auto* loss = static_cast<float*>(b.get(t * 4));
                        if (!logits || !grad || !labels || !loss) return {};
                        fill_random(logits, n, ElementType::BF16, 9, s);
-                       ODY_CUDA(cudaMemsetAsync(labels, 0, t * 4, s));  // label 0 for every token
+                       ODY_CUDA(cudaMemsetAsync(labels, 0, t * 4, s)); // label 0 for every token
                        return [=](cudaStream_t st) {
                          softmax_cross_entropy<<<t, BLOCK, 0, st>>>(logits, labels, loss, grad, vocab);
                        };
                      }});
     }
   }
-  for (long n : quick ? std::vector<long>{64L << 20} : std::vector<long>{16L << 20, 64L << 20, 256L << 20, 1024L << 20}) {
-    out.push_back({"adam", {{"params", n}}, 30.0 * n, [=](Buffers& b, cudaStream_t s) -> std::function<void(cudaStream_t)> {
+  for (long n : quick ? std::vector<long>{64L << 20}
+                      : std::vector<long>{16L << 20, 64L << 20, 256L << 20, 1024L << 20}) {
+    out.push_back({"adam",
+                   {{"params", n}},
+                   30.0 * n,
+                   [=](Buffers& b, cudaStream_t s) -> std::function<void(cudaStream_t)> {
                      auto* p = static_cast<float*>(b.get(n * 4));
                      auto* g = static_cast<float*>(b.get(n * 4));
                      auto* m = static_cast<float*>(b.get(n * 4));
@@ -278,18 +298,23 @@ std::vector<Case> cases(bool quick) {
                      ODY_CUDA(cudaMemsetAsync(m, 0, n * 4, s));
                      ODY_CUDA(cudaMemsetAsync(v, 0, n * 4, s));
                      return [=](cudaStream_t st) {
-                       adam_step<<<grid_for(n), BLOCK, 0, st>>>(p, g, m, v, ph, n, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.1f,
-                                                                0.05f);
+                       adam_step<<<grid_for(n), BLOCK, 0, st>>>(p, g, m, v, ph, n, 1e-4f, 0.9f, 0.95f, 1e-8f,
+                                                                0.1f, 0.1f, 0.05f);
                      };
                    }});
   }
-  for (long bytes : quick ? std::vector<long>{256L << 20} : std::vector<long>{64L << 20, 256L << 20, 1024L << 20, 4096L << 20}) {
-    out.push_back({"d2d_copy", {{"size", bytes}}, 2.0 * bytes,
+  for (long bytes : quick ? std::vector<long>{256L << 20}
+                          : std::vector<long>{64L << 20, 256L << 20, 1024L << 20, 4096L << 20}) {
+    out.push_back({"d2d_copy",
+                   {{"size", bytes}},
+                   2.0 * bytes,
                    [=](Buffers& b, cudaStream_t) -> std::function<void(cudaStream_t)> {
                      void* src = b.get(bytes);
                      void* dst = b.get(bytes);
                      if (!src || !dst) return {};
-                     return [=](cudaStream_t st) { ODY_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, st)); };
+                     return [=](cudaStream_t st) {
+                       ODY_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, st));
+                     };
                    }});
   }
   // Back-to-back launches of an empty kernel: the GPU-side cost of one launch.
@@ -319,7 +344,8 @@ int bench(int argc, char** argv) {
   std::fprintf(stderr, "\n");
   ODY_CUDA(cudaStreamDestroy(stream));
   write_raw(args.out(), "memory",
-            provenance(device, TOOL, {}, "bf16 activations, fp32 statistics and optimizer state; bytes = reads + writes"),
+            provenance(device, TOOL, {},
+                       "bf16 activations, fp32 statistics and optimizer state; bytes = reads + writes"),
             policy, results);
   return 0;
 }

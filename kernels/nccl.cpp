@@ -39,12 +39,13 @@ enum class Op { ALL_REDUCE, ALL_GATHER, REDUCE_SCATTER, ALL_TO_ALL, BROADCAST, R
 
 struct OpInfo {
   Op op;
-  const char* name;  ///< as odyssey collective --op names it
+  const char* name; ///< as odyssey collective --op names it
 };
 
-constexpr OpInfo OPS[] = {{Op::ALL_REDUCE, "all-reduce"}, {Op::ALL_GATHER, "all-gather"},
-                          {Op::REDUCE_SCATTER, "reduce-scatter"}, {Op::ALL_TO_ALL, "all-to-all"},
-                          {Op::BROADCAST, "broadcast"}, {Op::REDUCE, "reduce"}, {Op::SEND_RECV, "send-recv"}};
+constexpr OpInfo OPS[] = {
+    {Op::ALL_REDUCE, "all-reduce"}, {Op::ALL_GATHER, "all-gather"}, {Op::REDUCE_SCATTER, "reduce-scatter"},
+    {Op::ALL_TO_ALL, "all-to-all"}, {Op::BROADCAST, "broadcast"},   {Op::REDUCE, "reduce"},
+    {Op::SEND_RECV, "send-recv"}};
 
 /// nccl-tests' bus bandwidth factor (busbw = algbw x factor).
 double bus_factor(Op op, int n) {
@@ -87,7 +88,7 @@ std::size_t size_for(Op op, std::size_t count, int n) {
 /// One GPU of this process.
 struct LocalRank {
   int device = 0;
-  int rank = 0;  ///< rank in the communicator
+  int rank = 0; ///< rank in the communicator
   ncclComm_t comm = nullptr;
   cudaStream_t stream = nullptr;
   void* send = nullptr;
@@ -102,7 +103,9 @@ void issue(Op op, const LocalRank& r, std::size_t count, int n) {
   switch (op) {
   case Op::ALL_REDUCE: ODY_NCCL(ncclAllReduce(s, d, count, ncclFloat, ncclSum, r.comm, r.stream)); break;
   case Op::ALL_GATHER: ODY_NCCL(ncclAllGather(s, d, count, ncclFloat, r.comm, r.stream)); break;
-  case Op::REDUCE_SCATTER: ODY_NCCL(ncclReduceScatter(s, d, count, ncclFloat, ncclSum, r.comm, r.stream)); break;
+  case Op::REDUCE_SCATTER:
+    ODY_NCCL(ncclReduceScatter(s, d, count, ncclFloat, ncclSum, r.comm, r.stream));
+    break;
   case Op::BROADCAST: ODY_NCCL(ncclBroadcast(s, d, count, ncclFloat, 0, r.comm, r.stream)); break;
   case Op::REDUCE: ODY_NCCL(ncclReduce(s, d, count, ncclFloat, ncclSum, 0, r.comm, r.stream)); break;
   case Op::ALL_TO_ALL:
@@ -113,7 +116,7 @@ void issue(Op op, const LocalRank& r, std::size_t count, int n) {
     }
     ODY_NCCL(ncclGroupEnd());
     break;
-  case Op::SEND_RECV:  // a ring: send to the next rank, receive from the previous (nccl-tests sendrecv)
+  case Op::SEND_RECV: // a ring: send to the next rank, receive from the previous (nccl-tests sendrecv)
     ODY_NCCL(ncclGroupStart());
     ODY_NCCL(ncclSend(s, count, ncclFloat, (r.rank + 1) % n, r.comm, r.stream));
     ODY_NCCL(ncclRecv(d, count, ncclFloat, (r.rank - 1 + n) % n, r.comm, r.stream));
@@ -126,7 +129,7 @@ class Communicator {
 public:
   int ranks = 0;
   int nodes = 1;
-  bool root = true;  ///< this process writes the result file
+  bool root = true; ///< this process writes the result file
   std::vector<LocalRank> local;
 
   /// The slowest rank's time, over every process.
@@ -181,7 +184,8 @@ double timed(const Communicator& c, Op op, std::size_t count, int launches) {
 nlohmann::ordered_json run_size(const Communicator& c, Op op, const char* name, std::size_t count,
                                 const TimingPolicy& policy) {
   // Every process sees the same (reduced) times, so all take the same decisions in the loop.
-  const Timing t = sample_until_stable([&](int launches) { return timed(c, op, count, launches); }, policy, 100);
+  const Timing t =
+      sample_until_stable([&](int launches) { return timed(c, op, count, launches); }, policy, 100);
   const std::size_t bytes = size_for(op, count, c.ranks);
   const double algbw = double(bytes) / t.median_s / 1e9;
   nlohmann::ordered_json r;
@@ -238,8 +242,8 @@ int bench(int argc, char** argv) {
     ODY_MPI(MPI_Allreduce(MPI_IN_PLACE, &leaders, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD));
     ODY_MPI(MPI_Comm_free(&node_comm));
     if (node_ranks > devices)
-      throw UsageError("this node runs " + std::to_string(node_ranks) + " ranks but has " + std::to_string(devices) +
-                       " GPUs (one rank per GPU)");
+      throw UsageError("this node runs " + std::to_string(node_ranks) + " ranks but has " +
+                       std::to_string(devices) + " GPUs (one rank per GPU)");
     ncclUniqueId id;
     if (rank == 0) ODY_NCCL(ncclGetUniqueId(&id));
     ODY_MPI(MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD));
@@ -298,13 +302,16 @@ int bench(int argc, char** argv) {
 
   int nccl_version = 0;
   ODY_NCCL(ncclGetVersion(&nccl_version));
-  const std::string nccl = std::to_string(nccl_version / 10000) + "." + std::to_string((nccl_version / 100) % 100) +
-                           "." + std::to_string(nccl_version % 100);
+  const std::string nccl = std::to_string(nccl_version / 10000) + "." +
+                           std::to_string((nccl_version / 100) % 100) + "." +
+                           std::to_string(nccl_version % 100);
   std::string notes = std::to_string(c.ranks) + " ranks on " + std::to_string(c.nodes) + " node(s), " +
-                      (c.mpi_ ? "one GPU per MPI rank" : "one process") + "; float data, sum; busbw per nccl-tests";
+                      (c.mpi_ ? "one GPU per MPI rank" : "one process") +
+                      "; float data, sum; busbw per nccl-tests";
   if (c.ranks < 2) notes += "; one GPU only: no collective measured";
   if (c.root)
-    write_raw(args.out(), "nccl", provenance(c.local.front().device, TOOL, {{"nccl", nccl}}, notes), policy, results);
+    write_raw(args.out(), "nccl", provenance(c.local.front().device, TOOL, {{"nccl", nccl}}, notes), policy,
+              results);
 
   for (LocalRank& r : c.local) {
     ODY_CUDA(cudaSetDevice(r.device));
@@ -326,7 +333,8 @@ int main(int argc, char** argv) {
   MPI_Init(&argc, &argv);
   int world = 1;
   MPI_Comm_size(MPI_COMM_WORLD, &world);
-  const int rc = odyssey::bench::run_main("odyssey_bench_nccl", [&] { return odyssey::bench::bench(argc, argv); });
+  const int rc =
+      odyssey::bench::run_main("odyssey_bench_nccl", [&] { return odyssey::bench::bench(argc, argv); });
   // A rank that failed alone would leave the others waiting in a collective.
   if (rc != 0 && world > 1) MPI_Abort(MPI_COMM_WORLD, rc);
   MPI_Finalize();

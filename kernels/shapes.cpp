@@ -23,8 +23,8 @@ ShapeList read_shapes(const std::string& path) {
     const std::string where = path + ":" + std::to_string(number) + ": ";
     if (kind == "gemm") {
       GemmCase g;
-      if (!(fields >> g.name >> g.role >> g.m >> g.n >> g.k >> g.batch >> g.dtype) || g.m < 1 || g.n < 1 || g.k < 1 ||
-          g.batch < 1)
+      if (!(fields >> g.name >> g.role >> g.m >> g.n >> g.k >> g.batch >> g.dtype) || g.m < 1 || g.n < 1 ||
+          g.k < 1 || g.batch < 1)
         throw UsageError(where + "expected 'gemm NAME ROLE M N K BATCH DTYPE' with positive sizes");
       static const std::vector<std::string> ROLES = {"fprop", "dgrad", "wgrad", "batched"};
       if (std::find(ROLES.begin(), ROLES.end(), g.role) == ROLES.end())
@@ -33,8 +33,8 @@ ShapeList read_shapes(const std::string& path) {
     } else if (kind == "attention") {
       AttentionCase a;
       int causal = 1;
-      if (!(fields >> a.name >> a.batch >> a.heads >> a.kv_heads >> a.seq_q >> a.seq_kv >> a.head_dim >> causal >>
-            a.dtype) ||
+      if (!(fields >> a.name >> a.batch >> a.heads >> a.kv_heads >> a.seq_q >> a.seq_kv >> a.head_dim >>
+            causal >> a.dtype) ||
           a.batch < 1 || a.heads < 1 || a.kv_heads < 1 || a.seq_q < 1 || a.seq_kv < 1 || a.head_dim < 1 ||
           a.heads % a.kv_heads != 0)
         throw UsageError(where +
@@ -50,10 +50,12 @@ ShapeList read_shapes(const std::string& path) {
 }
 
 std::vector<GemmCase> gemm_sweep(bool quick) {
-  const std::vector<long> hiddens = quick ? std::vector<long>{4096, 8192} : std::vector<long>{2048, 4096, 8192, 12288, 16384};
+  const std::vector<long> hiddens =
+      quick ? std::vector<long>{4096, 8192} : std::vector<long>{2048, 4096, 8192, 12288, 16384};
   const std::vector<long> tps = quick ? std::vector<long>{1, 8} : std::vector<long>{1, 2, 4, 8};
-  const std::vector<long> token_counts = quick ? std::vector<long>{4096} : std::vector<long>{1024, 4096, 16384};
-  constexpr long VOCAB = 51200;  // GPT-3's padded vocabulary (Megatron-LM pads to a multiple of 128 x tp)
+  const std::vector<long> token_counts =
+      quick ? std::vector<long>{4096} : std::vector<long>{1024, 4096, 16384};
+  constexpr long VOCAB = 51200; // GPT-3's padded vocabulary (Megatron-LM pads to a multiple of 128 x tp)
   std::vector<GemmCase> out;
   std::vector<std::tuple<long, long, long, std::string>> seen;
   for (long h : hiddens) {
@@ -61,9 +63,11 @@ std::vector<GemmCase> gemm_sweep(bool quick) {
       if (h % tp != 0) continue;
       const long ffn = 4 * h;
       // (name, output features, input features) of each linear layer on one TP rank.
-      const std::vector<std::tuple<std::string, long, long>> layers = {
-          {"qkv", 3 * h / tp, h}, {"attn_out", h, h / tp}, {"mlp_up", ffn / tp, h}, {"mlp_down", h, ffn / tp},
-          {"lm_head", VOCAB / tp, h}};
+      const std::vector<std::tuple<std::string, long, long>> layers = {{"qkv", 3 * h / tp, h},
+                                                                       {"attn_out", h, h / tp},
+                                                                       {"mlp_up", ffn / tp, h},
+                                                                       {"mlp_down", h, ffn / tp},
+                                                                       {"lm_head", VOCAB / tp, h}};
       for (long tokens : token_counts) {
         for (const auto& [name, out_f, in_f] : layers) {
           const GemmCase base{.name = name, .hidden = h, .tp = tp, .tokens = tokens};
@@ -88,7 +92,8 @@ std::vector<GemmCase> gemm_sweep(bool quick) {
 std::vector<AttentionCase> attention_sweep(bool quick) {
   const std::vector<long> head_dims = quick ? std::vector<long>{128} : std::vector<long>{64, 128};
   const std::vector<long> seqs = quick ? std::vector<long>{2048} : std::vector<long>{1024, 2048, 4096, 8192};
-  const std::vector<long> gqa = quick ? std::vector<long>{1, 8} : std::vector<long>{1, 4, 8};  // query heads per KV head
+  const std::vector<long> gqa =
+      quick ? std::vector<long>{1, 8} : std::vector<long>{1, 4, 8}; // query heads per KV head
   std::vector<AttentionCase> out;
   for (long d : head_dims) {
     for (long s : seqs) {

@@ -15,14 +15,14 @@
 namespace odyssey::bench {
 
 struct GemmCase {
-  std::string name;   ///< e.g. "qkv", "mlp_down"
-  std::string role;   ///< fprop | dgrad | wgrad | batched
+  std::string name; ///< e.g. "qkv", "mlp_down"
+  std::string role; ///< fprop | dgrad | wgrad | batched
   long m = 0;
   long n = 0;
   long k = 0;
   long batch = 1;
-  std::string dtype;  ///< fp32 | tf32 | fp16 | bf16 | fp8; "" in the sweep (every dtype is run)
-  long hidden = 0;    ///< sweep coordinates, 0 when read from a shapes file
+  std::string dtype; ///< fp32 | tf32 | fp16 | bf16 | fp8; "" in the sweep (every dtype is run)
+  long hidden = 0;   ///< sweep coordinates, 0 when read from a shapes file
   long tp = 0;
   long tokens = 0;
 };
@@ -36,7 +36,7 @@ struct AttentionCase {
   long seq_kv = 0;
   long head_dim = 0;
   bool causal = true;
-  std::string dtype;  ///< fp16 | bf16
+  std::string dtype; ///< fp16 | bf16
 };
 
 struct ShapeList {

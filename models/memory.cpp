@@ -55,7 +55,9 @@ constexpr double CUDA_CONTEXT = 512 * MIB;
 /// master weights); we charge 10% of the activations.
 constexpr double FRAGMENTATION_OF_ACTIVATIONS = 0.10;
 
-double activation_bytes_per_element(Precision p) { return p == Precision::FP32 ? 4.0 : 2.0; }
+double activation_bytes_per_element(Precision p) {
+  return p == Precision::FP32 ? 4.0 : 2.0;
+}
 
 } // namespace
 
@@ -97,9 +99,13 @@ Bytes Workload::layer_activation_bytes(bool moe, Recompute r) const {
   return bytes + attention_score_activations();
 }
 
-Bytes Workload::layer_activations_no_recompute() const { return layer_activation_bytes(false, Recompute::NONE); }
+Bytes Workload::layer_activations_no_recompute() const {
+  return layer_activation_bytes(false, Recompute::NONE);
+}
 
-Bytes Workload::layer_activations() const { return layer_activation_bytes(false, parallelism_.recompute); }
+Bytes Workload::layer_activations() const {
+  return layer_activation_bytes(false, parallelism_.recompute);
+}
 
 Bytes Workload::moe_layer_activations() const {
   return layer_activation_bytes(model_.moe.has_value(), parallelism_.recompute);
@@ -131,9 +137,13 @@ Bytes Workload::chunk_activations(int stage, int chunk_index) const {
 namespace {
 
 /// Steps that free a micro-batch's activations: the whole backward, or the weight-gradient half.
-bool releases_activations(StepKind k) { return k == StepKind::BACKWARD || k == StepKind::BACKWARD_WEIGHT; }
+bool releases_activations(StepKind k) {
+  return k == StepKind::BACKWARD || k == StepKind::BACKWARD_WEIGHT;
+}
 /// Steps that re-create recomputed activations.
-bool recomputes(StepKind k) { return k == StepKind::BACKWARD || k == StepKind::BACKWARD_INPUT; }
+bool recomputes(StepKind k) {
+  return k == StepKind::BACKWARD || k == StepKind::BACKWARD_INPUT;
+}
 
 } // namespace
 
@@ -209,7 +219,8 @@ MemoryBreakdown Workload::memory(int stage) const {
     double largest = 0;
     for (int c = 0; c < chunks_per_stage(); ++c) {
       const ChunkWork& w = chunk(stage, c);
-      largest = std::max(largest, (w.parameters + w.expert_parameters).value() / gradient_bytes * weight_bytes);
+      largest =
+          std::max(largest, (w.parameters + w.expert_parameters).value() / gradient_bytes * weight_bytes);
     }
     m.weights += Bytes(largest * (parallelism_.zero_overlap ? 2 : 1));
   }
@@ -228,7 +239,8 @@ MemoryBreakdown Workload::memory(int stage) const {
       const ChunkWork& w = chunk(stage, c);
       largest = std::max(largest, (w.parameters + w.expert_parameters).value());
     }
-    m.workspace += Bytes(parallelism_.dp_overlap ? std::min(largest, 2 * dp_bucket_bytes().value()) : largest);
+    m.workspace +=
+        Bytes(parallelism_.dp_overlap ? std::min(largest, 2 * dp_bucket_bytes().value()) : largest);
   }
   return m;
 }

@@ -9,8 +9,7 @@ namespace {
 
 /// The model's MoE settings, created with their defaults by the first `moe.*` key.
 MoeSpec& moe_of(ModelSpec& m) {
-  if (!m.moe)
-    m.moe.emplace();
+  if (!m.moe) m.moe.emplace();
   return *m.moe;
 }
 
@@ -59,8 +58,7 @@ const std::vector<Field<ModelSpec>>& model_fields() {
        "tokens one expert accepts, relative to an even split of the routed tokens",
        [](ModelSpec& m, const YamlValue& v) {
          const double factor = v.as_number();
-         if (!(factor > 0))
-           v.fail(fmt::format("must be greater than zero, got '{}'", v.as_string()));
+         if (!(factor > 0)) v.fail(fmt::format("must be greater than zero, got '{}'", v.as_string()));
          moe_of(m).capacity_factor = factor;
        },
        [](const ModelSpec& m) { return m.moe ? yaml_number(m.moe->capacity_factor) : std::string(); }},

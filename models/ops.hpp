@@ -24,8 +24,8 @@ struct GemmShape {
 /// Fused scaled-dot-product attention on one GPU's share of heads.
 struct AttentionShape {
   long batch = 0;
-  int heads = 0;      ///< query heads on this GPU
-  int kv_heads = 0;   ///< key/value heads on this GPU
+  int heads = 0;    ///< query heads on this GPU
+  int kv_heads = 0; ///< key/value heads on this GPU
   long seq_q = 0;
   long seq_kv = 0;
   int head_dim = 0;
@@ -36,18 +36,26 @@ struct AttentionShape {
 };
 
 struct ComputeOp {
-  std::string name;            ///< e.g. "qkv", "attn_core", "mlp_up", "layernorm", "lm_head"
+  std::string name; ///< e.g. "qkv", "attn_core", "mlp_up", "layernorm", "lm_head"
   OpKind kind = OpKind::GEMM;
   Pass pass = Pass::FORWARD;
   Precision dtype = Precision::FP16;
-  GemmShape gemm;              ///< when kind == GEMM
-  AttentionShape attention;    ///< when kind == ATTENTION
-  Flops flops;                 ///< arithmetic work of the op on one GPU
-  Bytes bytes;                 ///< HBM traffic of the op on one GPU (reads + writes)
-  int kernels = 1;             ///< kernel launches the op takes
+  GemmShape gemm;           ///< when kind == GEMM
+  AttentionShape attention; ///< when kind == ATTENTION
+  Flops flops;              ///< arithmetic work of the op on one GPU
+  Bytes bytes;              ///< HBM traffic of the op on one GPU (reads + writes)
+  int kernels = 1;          ///< kernel launches the op takes
 };
 
-enum class CollectiveKind { ALL_REDUCE, ALL_GATHER, REDUCE_SCATTER, BROADCAST, REDUCE, ALL_TO_ALL, SEND_RECV };
+enum class CollectiveKind {
+  ALL_REDUCE,
+  ALL_GATHER,
+  REDUCE_SCATTER,
+  BROADCAST,
+  REDUCE,
+  ALL_TO_ALL,
+  SEND_RECV
+};
 /// EXPERT_DP: the expert-data-parallel group (the dp*cp/ep ranks holding the same experts).
 enum class GroupKind { TP, PP, DP, CP, EP, EXPERT_DP };
 

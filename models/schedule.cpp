@@ -94,7 +94,9 @@ std::vector<PipelineStep> zero_bubble_h1(int stages, int microbatches, int stage
   const int warmup = std::min(stages - stage - 1, microbatches);
   const int steady = microbatches - warmup;
   const int delay = stage;
-  auto step = [](StepKind kind, int microbatch) { return PipelineStep{.kind = kind, .microbatch = microbatch, .chunk = 0}; };
+  auto step = [](StepKind kind, int microbatch) {
+    return PipelineStep{.kind = kind, .microbatch = microbatch, .chunk = 0};
+  };
   std::vector<PipelineStep> steps;
   steps.reserve(static_cast<size_t>(3 * microbatches));
   int weights_done = 0;
@@ -114,21 +116,22 @@ std::vector<PipelineStep> zero_bubble_h1(int stages, int microbatches, int stage
 
 } // namespace
 
-std::vector<PipelineStep> pipeline_schedule(PipelineScheduleKind kind, int stages, int chunks, int microbatches,
-                                            int stage) {
+std::vector<PipelineStep> pipeline_schedule(PipelineScheduleKind kind, int stages, int chunks,
+                                            int microbatches, int stage) {
   if (stages < 1 || chunks < 1 || microbatches < 1 || stage < 0 || stage >= stages)
     throw std::invalid_argument(fmt::format("pipeline schedule: bad arguments (pp = {}, virtual stages = {}, "
                                             "micro-batches = {}, stage = {})",
                                             stages, chunks, microbatches, stage));
   if (kind == PipelineScheduleKind::ZERO_BUBBLE) {
     if (chunks != 1)
-      throw std::invalid_argument(
-          fmt::format("schedule zero-bubble (ZB-H1) runs one model chunk per stage (got virtual_stages = {})", chunks));
+      throw std::invalid_argument(fmt::format(
+          "schedule zero-bubble (ZB-H1) runs one model chunk per stage (got virtual_stages = {})", chunks));
     return zero_bubble_h1(stages, microbatches, stage);
   }
   if (kind == PipelineScheduleKind::ONE_F_ONE_B && chunks > 1)
     throw std::invalid_argument(fmt::format(
-        "schedule 1f1b runs one model chunk per stage (got virtual_stages = {}; use interleaved-1f1b)", chunks));
+        "schedule 1f1b runs one model chunk per stage (got virtual_stages = {}; use interleaved-1f1b)",
+        chunks));
   if (stages == 1) return sequential(chunks, microbatches);
   switch (kind) {
   case PipelineScheduleKind::GPIPE: return gpipe(chunks, microbatches);

@@ -5,60 +5,45 @@ namespace odyssey {
 
 const char* to_string(Activation a) {
   switch (a) {
-  case Activation::GELU:
-    return "gelu";
-  case Activation::SWIGLU:
-    return "swiglu";
+  case Activation::GELU: return "gelu";
+  case Activation::SWIGLU: return "swiglu";
   }
   return "?";
 }
 
 const char* to_string(Precision p) {
   switch (p) {
-  case Precision::FP32:
-    return "fp32";
-  case Precision::FP16:
-    return "fp16";
-  case Precision::BF16:
-    return "bf16";
-  case Precision::FP8:
-    return "fp8";
+  case Precision::FP32: return "fp32";
+  case Precision::FP16: return "fp16";
+  case Precision::BF16: return "bf16";
+  case Precision::FP8: return "fp8";
   }
   return "?";
 }
 
 const char* to_string(PipelineScheduleKind s) {
   switch (s) {
-  case PipelineScheduleKind::GPIPE:
-    return "gpipe";
-  case PipelineScheduleKind::ONE_F_ONE_B:
-    return "1f1b";
-  case PipelineScheduleKind::INTERLEAVED_1F1B:
-    return "interleaved-1f1b";
-  case PipelineScheduleKind::ZERO_BUBBLE:
-    return "zero-bubble";
+  case PipelineScheduleKind::GPIPE: return "gpipe";
+  case PipelineScheduleKind::ONE_F_ONE_B: return "1f1b";
+  case PipelineScheduleKind::INTERLEAVED_1F1B: return "interleaved-1f1b";
+  case PipelineScheduleKind::ZERO_BUBBLE: return "zero-bubble";
   }
   return "?";
 }
 
 const char* to_string(Recompute r) {
   switch (r) {
-  case Recompute::NONE:
-    return "none";
-  case Recompute::SELECTIVE:
-    return "selective";
-  case Recompute::FULL:
-    return "full";
+  case Recompute::NONE: return "none";
+  case Recompute::SELECTIVE: return "selective";
+  case Recompute::FULL: return "full";
   }
   return "?";
 }
 
 const char* to_string(Fidelity f) {
   switch (f) {
-  case Fidelity::FULL:
-    return "full";
-  case Fidelity::FAST:
-    return "fast";
+  case Fidelity::FULL: return "full";
+  case Fidelity::FAST: return "fast";
   }
   return "?";
 }

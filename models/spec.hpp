@@ -21,55 +21,56 @@ enum class ContextParallelKind { RING, ALL_GATHER };
 
 /// Mixture-of-experts feed-forward layers (Switch/GShard/Mixtral style).
 struct MoeSpec {
-  int experts = 0;                ///< experts per MoE layer
-  int top_k = 2;                  ///< experts each token is routed to
-  double capacity_factor = 1.25;  ///< tokens an expert accepts, relative to an even split
-  int expert_ffn_hidden = 0;      ///< FFN width of one expert (0: the model's ffn_hidden)
-  int every = 1;                  ///< an MoE layer every `every` layers (1: every layer)
+  int experts = 0;               ///< experts per MoE layer
+  int top_k = 2;                 ///< experts each token is routed to
+  double capacity_factor = 1.25; ///< tokens an expert accepts, relative to an even split
+  int expert_ffn_hidden = 0;     ///< FFN width of one expert (0: the model's ffn_hidden)
+  int every = 1;                 ///< an MoE layer every `every` layers (1: every layer)
 };
 
 /// Shape of a decoder-only transformer (GPT or Llama style), dense or mixture-of-experts.
 struct ModelSpec {
-  std::string name;      ///< preset name or "custom"
+  std::string name; ///< preset name or "custom"
   int layers = 0;
   int hidden = 0;
   int heads = 0;
-  int kv_heads = 0;      ///< < heads: grouped-query attention
+  int kv_heads = 0; ///< < heads: grouped-query attention
   int ffn_hidden = 0;
   Activation activation = Activation::GELU;
   int vocab = 0;
   int seq_len = 0;
-  std::optional<MoeSpec> moe;  ///< absent: dense
+  std::optional<MoeSpec> moe; ///< absent: dense
   [[nodiscard]] int head_dim() const { return hidden / heads; }
 };
 
 struct TrainingSpec {
-  int global_batch = 0;  ///< sequences per iteration
-  int micro_batch = 1;   ///< sequences per micro-batch
+  int global_batch = 0; ///< sequences per iteration
+  int micro_batch = 1;  ///< sequences per micro-batch
   Precision precision = Precision::FP16;
-  bool flash_attention = true;  ///< fused memory-efficient attention (no s^2 score matrix in memory); Megatron-LM 2021 predates it
-  std::optional<double> tokens;  ///< token budget for time-to-train
+  bool flash_attention = true;  ///< fused memory-efficient attention (no s^2 score matrix in memory);
+                                ///< Megatron-LM 2021 predates it
+  std::optional<double> tokens; ///< token budget for time-to-train
 };
 
 struct ParallelismSpec {
   int tp = 1;
   int pp = 1;
-  int dp = 1;            ///< after `auto` has been resolved
+  int dp = 1; ///< after `auto` has been resolved
   int cp = 1;
   int ep = 1;
   bool sequence_parallel = false;
   PipelineScheduleKind schedule = PipelineScheduleKind::ONE_F_ONE_B;
   int virtual_stages = 1;
-  int zero = 0;          ///< 0..3
+  int zero = 0; ///< 0..3
   Recompute recompute = Recompute::NONE;
   ContextParallelKind cp_kind = ContextParallelKind::RING;
-  int first_stage_layers = 0;       ///< layers on pipeline stage 0 (0: an even split)
-  int last_stage_layers = 0;        ///< layers on the last pipeline stage (0: an even split)
-  bool dp_overlap = true;           ///< gradient all-reduce overlapped with the backward pass
-  Bytes dp_bucket;                  ///< gradient bucket; 0: automatic (Workload::dp_bucket_bytes)
-  bool tp_overlap = false;          ///< TP communication overlapped with GEMMs (userbuffers-style)
-  bool pp_overlap = false;          ///< pipeline send/recv overlapped with compute
-  bool zero_overlap = true;         ///< ZeRO-3 parameter all-gather prefetched during compute
+  int first_stage_layers = 0; ///< layers on pipeline stage 0 (0: an even split)
+  int last_stage_layers = 0;  ///< layers on the last pipeline stage (0: an even split)
+  bool dp_overlap = true;     ///< gradient all-reduce overlapped with the backward pass
+  Bytes dp_bucket;            ///< gradient bucket; 0: automatic (Workload::dp_bucket_bytes)
+  bool tp_overlap = false;    ///< TP communication overlapped with GEMMs (userbuffers-style)
+  bool pp_overlap = false;    ///< pipeline send/recv overlapped with compute
+  bool zero_overlap = true;   ///< ZeRO-3 parameter all-gather prefetched during compute
   [[nodiscard]] int gpus() const { return tp * pp * dp * cp; }
 };
 
@@ -91,15 +92,21 @@ constexpr double bytes_per_element(Precision p) {
 
 /// Bytes per element of the gradients kept for the optimizer: FP16 training reduces FP16
 /// gradients; BF16 and FP8 mixed precision keep FP32 main gradients, FP32 training FP32 ones.
-constexpr double gradient_element_bytes(Precision p) { return p == Precision::FP16 ? 2.0 : 4.0; }
+constexpr double gradient_element_bytes(Precision p) {
+  return p == Precision::FP16 ? 2.0 : 4.0;
+}
 
 /// Bytes per element of the weights a GPU holds: FP32, or 16-bit (FP8 training keeps BF16 weights;
 /// its FP8 casts are transient).
-constexpr double weight_element_bytes(Precision p) { return p == Precision::FP32 ? 4.0 : 2.0; }
+constexpr double weight_element_bytes(Precision p) {
+  return p == Precision::FP32 ? 4.0 : 2.0;
+}
 
 /// Adam's optimizer states per parameter: momentum and variance in FP32, plus the FP32 master copy
 /// of the weights under mixed precision.
-constexpr double optimizer_state_bytes(Precision p) { return p == Precision::FP32 ? 8.0 : 12.0; }
+constexpr double optimizer_state_bytes(Precision p) {
+  return p == Precision::FP32 ? 8.0 : 12.0;
+}
 
 const char* to_string(Activation a);
 const char* to_string(Precision p);

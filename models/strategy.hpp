@@ -14,7 +14,7 @@ namespace odyssey {
 /// A rule a model or a strategy breaks: the scenario key it is reported at and the message, with
 /// the numbers.
 struct StrategyProblem {
-  std::string key;      ///< e.g. "parallelism.tp"
+  std::string key; ///< e.g. "parallelism.tp"
   std::string message;
 };
 
@@ -23,7 +23,7 @@ enum class DpChoice { GIVEN, AUTO };
 
 /// What the job-size rule needs of a machine.
 struct JobCapacity {
-  std::string machine;      ///< its name, for the message
+  std::string machine; ///< its name, for the message
   int gpus_per_server = 1;
   long servers = 0;
 };
@@ -66,7 +66,9 @@ public:
     return long(p_.tp) * p_.cp * (long(replica) * p_.ep + long(p_.dp) * stage);
   }
   /// The offset inside a block of tensor rank `t`, context rank `c` and expert rank `e`.
-  [[nodiscard]] long local_index(int t, int c, int e) const { return t + long(p_.tp) * (c + long(p_.cp) * e); }
+  [[nodiscard]] long local_index(int t, int c, int e) const {
+    return t + long(p_.tp) * (c + long(p_.cp) * e);
+  }
 
   /// Ranks in one group of kind `g`: a pipeline group is the two neighbours of one transfer; the
   /// data-parallel group of dense gradients spans dp x cp ranks, that of experts dp x cp / ep.

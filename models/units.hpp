@@ -17,11 +17,20 @@ public:
 
   constexpr Quantity operator+(Quantity o) const { return Quantity(value_ + o.value_); }
   constexpr Quantity operator-(Quantity o) const { return Quantity(value_ - o.value_); }
-  constexpr Quantity& operator+=(Quantity o) { value_ += o.value_; return *this; }
-  constexpr Quantity& operator-=(Quantity o) { value_ -= o.value_; return *this; }
+  constexpr Quantity& operator+=(Quantity o) {
+    value_ += o.value_;
+    return *this;
+  }
+  constexpr Quantity& operator-=(Quantity o) {
+    value_ -= o.value_;
+    return *this;
+  }
   constexpr Quantity operator*(double k) const { return Quantity(value_ * k); }
   constexpr Quantity operator/(double k) const { return Quantity(value_ / k); }
-  constexpr Quantity& operator*=(double k) { value_ *= k; return *this; }
+  constexpr Quantity& operator*=(double k) {
+    value_ *= k;
+    return *this;
+  }
   /// The ratio of two values of the same dimension is a plain number.
   constexpr double operator/(Quantity o) const { return value_ / o.value_; }
   constexpr auto operator<=>(const Quantity&) const = default;
@@ -30,29 +39,57 @@ private:
   double value_ = 0.0;
 };
 
-template <class Tag> constexpr Quantity<Tag> operator*(double k, Quantity<Tag> q) { return q * k; }
+template <class Tag> constexpr Quantity<Tag> operator*(double k, Quantity<Tag> q) {
+  return q * k;
+}
 
 using Seconds = Quantity<struct SecondsTag>;
 using Bytes = Quantity<struct BytesTag>;
-using Flops = Quantity<struct FlopsTag>;                   ///< floating-point operations (a count of work)
+using Flops = Quantity<struct FlopsTag>; ///< floating-point operations (a count of work)
 using BytesPerSecond = Quantity<struct BytesPerSecondTag>;
 using FlopsPerSecond = Quantity<struct FlopsPerSecondTag>;
 
-constexpr Seconds operator/(Bytes b, BytesPerSecond r) { return Seconds(b.value() / r.value()); }
-constexpr Seconds operator/(Flops f, FlopsPerSecond r) { return Seconds(f.value() / r.value()); }
-constexpr Bytes operator*(BytesPerSecond r, Seconds t) { return Bytes(r.value() * t.value()); }
-constexpr Bytes operator*(Seconds t, BytesPerSecond r) { return r * t; }
-constexpr Flops operator*(FlopsPerSecond r, Seconds t) { return Flops(r.value() * t.value()); }
-constexpr Flops operator*(Seconds t, FlopsPerSecond r) { return r * t; }
-constexpr BytesPerSecond operator/(Bytes b, Seconds t) { return BytesPerSecond(b.value() / t.value()); }
-constexpr FlopsPerSecond operator/(Flops f, Seconds t) { return FlopsPerSecond(f.value() / t.value()); }
+constexpr Seconds operator/(Bytes b, BytesPerSecond r) {
+  return Seconds(b.value() / r.value());
+}
+constexpr Seconds operator/(Flops f, FlopsPerSecond r) {
+  return Seconds(f.value() / r.value());
+}
+constexpr Bytes operator*(BytesPerSecond r, Seconds t) {
+  return Bytes(r.value() * t.value());
+}
+constexpr Bytes operator*(Seconds t, BytesPerSecond r) {
+  return r * t;
+}
+constexpr Flops operator*(FlopsPerSecond r, Seconds t) {
+  return Flops(r.value() * t.value());
+}
+constexpr Flops operator*(Seconds t, FlopsPerSecond r) {
+  return r * t;
+}
+constexpr BytesPerSecond operator/(Bytes b, Seconds t) {
+  return BytesPerSecond(b.value() / t.value());
+}
+constexpr FlopsPerSecond operator/(Flops f, Seconds t) {
+  return FlopsPerSecond(f.value() / t.value());
+}
 
 namespace literals {
-constexpr Seconds operator""_s(long double v) { return Seconds(static_cast<double>(v)); }
-constexpr Seconds operator""_us(long double v) { return Seconds(static_cast<double>(v) * 1e-6); }
-constexpr Bytes operator""_B(unsigned long long v) { return Bytes(static_cast<double>(v)); }
-constexpr Bytes operator""_GiB(unsigned long long v) { return Bytes(static_cast<double>(v) * 1073741824.0); }
-constexpr BytesPerSecond operator""_GBps(long double v) { return BytesPerSecond(static_cast<double>(v) * 1e9); }
+constexpr Seconds operator""_s(long double v) {
+  return Seconds(static_cast<double>(v));
+}
+constexpr Seconds operator""_us(long double v) {
+  return Seconds(static_cast<double>(v) * 1e-6);
+}
+constexpr Bytes operator""_B(unsigned long long v) {
+  return Bytes(static_cast<double>(v));
+}
+constexpr Bytes operator""_GiB(unsigned long long v) {
+  return Bytes(static_cast<double>(v) * 1073741824.0);
+}
+constexpr BytesPerSecond operator""_GBps(long double v) {
+  return BytesPerSecond(static_cast<double>(v) * 1e9);
+}
 } // namespace literals
 
 } // namespace odyssey

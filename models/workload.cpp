@@ -8,8 +8,8 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
-#include <tuple>
 #include <stdexcept>
+#include <tuple>
 #include <utility>
 
 #include <fmt/format.h>
@@ -30,7 +30,9 @@ constexpr double ELEMENTS_PER_MULTI_TENSOR_LAUNCH = 2048.0 * 32.0 * 320.0;
 
 /// The precision of everything that is not a GEMM: FP8 training (Transformer Engine) runs GEMMs
 /// in FP8 and keeps activations, norms, softmax and communication in BF16.
-Precision activation_precision(Precision p) { return p == Precision::FP8 ? Precision::BF16 : p; }
+Precision activation_precision(Precision p) {
+  return p == Precision::FP8 ? Precision::BF16 : p;
+}
 
 /// Everything one layer's ops need: sizes on one GPU of the TP group for one micro-batch.
 struct LocalShape {
@@ -39,29 +41,28 @@ struct LocalShape {
   long tokens = 0;          ///< b*s: rows of every GEMM
   long rows = 0;            ///< rows elementwise ops see: tokens / t with sequence parallelism
   long heads = 0, kv_heads = 0, head_dim = 0;
-  long q = 0, kv = 0;       ///< query width and one of key/value widths on this GPU
-  long ffn = 0;             ///< ffn / t
-  long vocab = 0;           ///< padded vocab / t
+  long q = 0, kv = 0; ///< query width and one of key/value widths on this GPU
+  long ffn = 0;       ///< ffn / t
+  long vocab = 0;     ///< padded vocab / t
   int t = 1;
   int cp = 1;
   ContextParallelKind cp_kind = ContextParallelKind::RING;
-  long experts = 0;         ///< MoE: experts per MoE layer (0: dense model)
-  long local_experts = 0;   ///< experts / ep
-  long expert_ffn = 0;      ///< expert FFN width / t
-  long expert_rows = 0;     ///< tokens one local expert computes: tokens*top_k*capacity*ep/experts
-  long routed = 0;          ///< token copies this GPU dispatches: tokens*top_k*capacity
+  long experts = 0;       ///< MoE: experts per MoE layer (0: dense model)
+  long local_experts = 0; ///< experts / ep
+  long expert_ffn = 0;    ///< expert FFN width / t
+  long expert_rows = 0;   ///< tokens one local expert computes: tokens*top_k*capacity*ep/experts
+  long routed = 0;        ///< token copies this GPU dispatches: tokens*top_k*capacity
   long top_k = 0;
   int ep = 1;
-  bool llama = false;       ///< RMSNorm, SwiGLU, rotary embeddings, no bias, no dropout
+  bool llama = false; ///< RMSNorm, SwiGLU, rotary embeddings, no bias, no dropout
   bool flash = true;
   bool sp = false;
   Precision gemm_dtype = Precision::FP16;
   Precision act_dtype = Precision::FP16;
-  double d = 2;             ///< bytes per activation element
-  double g = 2;             ///< bytes per GEMM operand element
-  double grad = 4;          ///< bytes per gradient element (accumulation and reduction)
+  double d = 2;    ///< bytes per activation element
+  double g = 2;    ///< bytes per GEMM operand element
+  double grad = 4; ///< bytes per gradient element (accumulation and reduction)
 };
-
 
 /// An op with its identity set; the caller fills in shape, FLOPs, bytes and kernels.
 ComputeOp make_op(std::string name, OpKind kind, Pass pass, Precision dtype) {
@@ -89,7 +90,8 @@ public:
       op.bytes = Bytes(count * ((double(k) * double(m) + double(k) * double(n)) * x_.g +
                                 double(m) * double(n) * 2 * x_.grad));
     } else {
-      op.bytes = Bytes(count * ((double(m) * double(k) + double(k) * double(n)) * x_.g + double(m) * double(n) * x_.d));
+      op.bytes = Bytes(
+          count * ((double(m) * double(k) + double(k) * double(n)) * x_.g + double(m) * double(n) * x_.d));
     }
     return op;
   }
@@ -103,8 +105,13 @@ public:
 
   ComputeOp attention(std::string name, Pass pass, double flops, double bytes, int kernels) const {
     ComputeOp op = make_op(std::move(name), OpKind::ATTENTION, pass, x_.act_dtype);
-    op.attention = AttentionShape{.batch = x_.b, .heads = int(x_.heads), .kv_heads = int(x_.kv_heads),
-                                  .seq_q = x_.s, .seq_kv = x_.s_kv, .head_dim = int(x_.head_dim), .causal = true,
+    op.attention = AttentionShape{.batch = x_.b,
+                                  .heads = int(x_.heads),
+                                  .kv_heads = int(x_.kv_heads),
+                                  .seq_q = x_.s,
+                                  .seq_kv = x_.s_kv,
+                                  .head_dim = int(x_.head_dim),
+                                  .causal = true,
                                   .fused = x_.flash};
     op.flops = Flops(flops);
     op.bytes = Bytes(bytes);
@@ -118,7 +125,8 @@ public:
     const long batch = x_.b * x_.heads;
     op.gemm = GemmShape{.m = m, .n = n, .k = k, .batch = batch};
     op.flops = Flops(2.0 * double(m) * double(n) * double(k) * double(batch));
-    op.bytes = Bytes((double(m) * double(k) + double(k) * double(n) + double(m) * double(n)) * x_.d * double(batch));
+    op.bytes =
+        Bytes((double(m) * double(k) + double(k) * double(n) + double(m) * double(n)) * x_.d * double(batch));
     return op;
   }
 
@@ -132,7 +140,10 @@ public:
 
   CollectiveOp collective(std::string name, CollectiveKind kind, GroupKind group, double bytes,
                           bool overlap = false) const {
-    return CollectiveOp{.name = std::move(name), .kind = kind, .group = group, .bytes = Bytes(bytes),
+    return CollectiveOp{.name = std::move(name),
+                        .kind = kind,
+                        .group = group,
+                        .bytes = Bytes(bytes),
                         .overlap_with_compute = overlap};
   }
   CollectiveOp tp(std::string name, CollectiveKind kind, double bytes) const {
@@ -152,19 +163,24 @@ public:
   /// Forward FLOPs of QK^T and attention-over-values on this GPU (full s^2, Narayanan eq. 3).
   /// With context parallelism this rank's s/cp queries meet all s keys: with causal load
   /// balancing (each rank holds chunks r and 2cp-1-r of 2cp) that is the job's total over cp.
-  double attention_flops() const { return 4.0 * double(x_.b) * double(x_.s) * double(x_.s_kv) * double(x_.q); }
+  double attention_flops() const {
+    return 4.0 * double(x_.b) * double(x_.s) * double(x_.s_kv) * double(x_.q);
+  }
   /// The whole sequence's K and V for this TP rank: what context parallelism moves per layer.
   double kv_sequence_bytes() const { return double(x_.b) * double(x_.s_kv) * 2.0 * double(x_.kv) * x_.d; }
 
   /// The row-parallel output collective of the forward pass (after attn_out and mlp_down).
   void forward_reduce(WorkBlock& w, const std::string& what) const {
     if (x_.t == 1) return;
-    if (x_.sp) w.comm.push_back(tp("tp_sp_scatter_" + what, CollectiveKind::REDUCE_SCATTER, hidden_bytes()));
-    else w.comm.push_back(tp("tp_" + what, CollectiveKind::ALL_REDUCE, hidden_bytes()));
+    if (x_.sp)
+      w.comm.push_back(tp("tp_sp_scatter_" + what, CollectiveKind::REDUCE_SCATTER, hidden_bytes()));
+    else
+      w.comm.push_back(tp("tp_" + what, CollectiveKind::ALL_REDUCE, hidden_bytes()));
   }
   /// With sequence parallelism the column-parallel input is all-gathered (forward of Megatron's g).
   void forward_gather(WorkBlock& w, const std::string& what) const {
-    if (x_.t > 1 && x_.sp) w.comm.push_back(tp("tp_sp_gather_" + what, CollectiveKind::ALL_GATHER, hidden_bytes()));
+    if (x_.t > 1 && x_.sp)
+      w.comm.push_back(tp("tp_sp_gather_" + what, CollectiveKind::ALL_GATHER, hidden_bytes()));
   }
 
   /// Context parallelism before the attention core: ring attention passes the K/V shards around
@@ -174,8 +190,8 @@ public:
   void context_parallel_forward(WorkBlock& w) const {
     if (x_.cp == 1) return;
     const bool ring = x_.cp_kind == ContextParallelKind::RING;
-    w.comm.push_back(collective(ring ? "cp_kv_ring" : "cp_kv_gather", CollectiveKind::ALL_GATHER, GroupKind::CP,
-                                kv_sequence_bytes(), ring));
+    w.comm.push_back(collective(ring ? "cp_kv_ring" : "cp_kv_gather", CollectiveKind::ALL_GATHER,
+                                GroupKind::CP, kv_sequence_bytes(), ring));
   }
   /// Backward of the above: the ring passes K/V again and sends dK/dV back around (a
   /// reduce-scatter's volume); the all-gather variant gathers K/V again (the forward keeps only
@@ -184,10 +200,10 @@ public:
   void context_parallel_backward(WorkBlock& w) const {
     if (x_.cp == 1) return;
     const bool ring = x_.cp_kind == ContextParallelKind::RING;
-    w.comm.push_back(collective(ring ? "cp_kv_ring_bwd" : "cp_kv_gather_bwd", CollectiveKind::ALL_GATHER, GroupKind::CP,
-                                kv_sequence_bytes(), ring));
-    w.comm.push_back(collective(ring ? "cp_dkv_ring" : "cp_dkv_scatter", CollectiveKind::REDUCE_SCATTER, GroupKind::CP,
-                                kv_sequence_bytes(), ring));
+    w.comm.push_back(collective(ring ? "cp_kv_ring_bwd" : "cp_kv_gather_bwd", CollectiveKind::ALL_GATHER,
+                                GroupKind::CP, kv_sequence_bytes(), ring));
+    w.comm.push_back(collective(ring ? "cp_dkv_ring" : "cp_dkv_scatter", CollectiveKind::REDUCE_SCATTER,
+                                GroupKind::CP, kv_sequence_bytes(), ring));
   }
 
   /// Forward ops of the attention core (fused, or the unfused softmax and dropout).
@@ -216,7 +232,8 @@ public:
     w.compute.push_back(memory_bound(norm_name(), Pass::FORWARD, 2 * hidden_rows * x_.d));
     forward_gather(w, "attn");
     w.compute.push_back(gemm("qkv", Pass::FORWARD, x_.tokens, x_.q + 2 * x_.kv, x_.h));
-    if (x_.llama) w.compute.push_back(memory_bound("rope", Pass::FORWARD, 2 * tok * double(x_.q + x_.kv) * x_.d));
+    if (x_.llama)
+      w.compute.push_back(memory_bound("rope", Pass::FORWARD, 2 * tok * double(x_.q + x_.kv) * x_.d));
     attention_core_forward(w);
     w.compute.push_back(gemm("attn_out", Pass::FORWARD, x_.tokens, x_.h, x_.q));
     forward_reduce(w, "attn_out");
@@ -231,10 +248,13 @@ public:
     if (moe) {
       moe_forward(w);
     } else {
-      w.compute.push_back(gemm(x_.llama ? "mlp_gate_up" : "mlp_up", Pass::FORWARD, x_.tokens, mlp_up_columns(), x_.h));
+      w.compute.push_back(
+          gemm(x_.llama ? "mlp_gate_up" : "mlp_up", Pass::FORWARD, x_.tokens, mlp_up_columns(), x_.h));
       const double f = double(x_.tokens) * double(x_.ffn);
-      if (x_.llama) w.compute.push_back(memory_bound("swiglu", Pass::FORWARD, 3 * f * x_.d));
-      else w.compute.push_back(memory_bound("gelu", Pass::FORWARD, 2 * f * x_.d));
+      if (x_.llama)
+        w.compute.push_back(memory_bound("swiglu", Pass::FORWARD, 3 * f * x_.d));
+      else
+        w.compute.push_back(memory_bound("gelu", Pass::FORWARD, 2 * f * x_.d));
       w.compute.push_back(gemm("mlp_down", Pass::FORWARD, x_.tokens, x_.h, x_.ffn));
     }
     forward_reduce(w, "mlp_down");
@@ -264,16 +284,24 @@ public:
     w.compute.push_back(router_gemm("moe_router", Pass::FORWARD, x_.tokens, x_.experts, x_.h));
     // fp32 softmax over the logits, top-k selection: read logits, write probabilities, then the
     // top-k probabilities (fp32) and indices (int64).
-    w.compute.push_back(memory_bound("moe_topk_softmax", Pass::FORWARD, tok * e * 8 + tok * double(x_.top_k) * 12, 2));
+    w.compute.push_back(
+        memory_bound("moe_topk_softmax", Pass::FORWARD, tok * e * 8 + tok * double(x_.top_k) * 12, 2));
     w.compute.push_back(memory_bound("moe_permute", Pass::FORWARD, tok * double(x_.h) * x_.d + routed_h));
-    if (x_.ep > 1) w.comm.push_back(collective("moe_dispatch", CollectiveKind::ALL_TO_ALL, GroupKind::EP, all_to_all_bytes()));
+    if (x_.ep > 1)
+      w.comm.push_back(
+          collective("moe_dispatch", CollectiveKind::ALL_TO_ALL, GroupKind::EP, all_to_all_bytes()));
     w.compute.push_back(gemm(x_.llama ? "expert_gate_up" : "expert_up", Pass::FORWARD, x_.expert_rows,
                              expert_up_columns(), x_.h, x_.local_experts));
     const double f = double(x_.routed) * double(x_.expert_ffn);
-    if (x_.llama) w.compute.push_back(memory_bound("expert_swiglu", Pass::FORWARD, 3 * f * x_.d));
-    else w.compute.push_back(memory_bound("expert_gelu", Pass::FORWARD, 2 * f * x_.d));
-    w.compute.push_back(gemm("expert_down", Pass::FORWARD, x_.expert_rows, x_.h, x_.expert_ffn, x_.local_experts));
-    if (x_.ep > 1) w.comm.push_back(collective("moe_combine", CollectiveKind::ALL_TO_ALL, GroupKind::EP, all_to_all_bytes()));
+    if (x_.llama)
+      w.compute.push_back(memory_bound("expert_swiglu", Pass::FORWARD, 3 * f * x_.d));
+    else
+      w.compute.push_back(memory_bound("expert_gelu", Pass::FORWARD, 2 * f * x_.d));
+    w.compute.push_back(
+        gemm("expert_down", Pass::FORWARD, x_.expert_rows, x_.h, x_.expert_ffn, x_.local_experts));
+    if (x_.ep > 1)
+      w.comm.push_back(
+          collective("moe_combine", CollectiveKind::ALL_TO_ALL, GroupKind::EP, all_to_all_bytes()));
     w.compute.push_back(memory_bound("moe_unpermute", Pass::FORWARD, routed_h + tok * double(x_.h) * x_.d));
   }
 
@@ -285,14 +313,20 @@ public:
     const double e = double(x_.experts);
     const double routed_h = double(x_.routed) * double(x_.h) * x_.d;
     w.compute.push_back(memory_bound("moe_unpermute_bwd", p, tok * double(x_.h) * x_.d + 2 * routed_h));
-    if (x_.ep > 1) w.comm.push_back(collective("moe_combine_grad", CollectiveKind::ALL_TO_ALL, GroupKind::EP, all_to_all_bytes()));
+    if (x_.ep > 1)
+      w.comm.push_back(
+          collective("moe_combine_grad", CollectiveKind::ALL_TO_ALL, GroupKind::EP, all_to_all_bytes()));
     w.compute.push_back(gemm("expert_down_dgrad", p, x_.expert_rows, x_.expert_ffn, x_.h, x_.local_experts));
     const double f = double(x_.routed) * double(x_.expert_ffn);
-    if (x_.llama) w.compute.push_back(memory_bound("expert_swiglu_bwd", p, 5 * f * x_.d));
-    else w.compute.push_back(memory_bound("expert_gelu_bwd", p, 3 * f * x_.d));
+    if (x_.llama)
+      w.compute.push_back(memory_bound("expert_swiglu_bwd", p, 5 * f * x_.d));
+    else
+      w.compute.push_back(memory_bound("expert_gelu_bwd", p, 3 * f * x_.d));
     w.compute.push_back(gemm(x_.llama ? "expert_gate_up_dgrad" : "expert_up_dgrad", p, x_.expert_rows, x_.h,
                              expert_up_columns(), x_.local_experts));
-    if (x_.ep > 1) w.comm.push_back(collective("moe_dispatch_grad", CollectiveKind::ALL_TO_ALL, GroupKind::EP, all_to_all_bytes()));
+    if (x_.ep > 1)
+      w.comm.push_back(
+          collective("moe_dispatch_grad", CollectiveKind::ALL_TO_ALL, GroupKind::EP, all_to_all_bytes()));
     w.compute.push_back(memory_bound("moe_permute_bwd", p, routed_h + tok * double(x_.h) * x_.d));
     w.compute.push_back(memory_bound("moe_topk_softmax_bwd", p, tok * e * 12, 2));
     w.compute.push_back(router_gemm("moe_router_dgrad", p, x_.tokens, x_.h, x_.experts));
@@ -301,8 +335,8 @@ public:
   void moe_backward_weight(WorkBlock& w) const {
     const Pass p = Pass::BACKWARD_WEIGHT;
     w.compute.push_back(gemm("expert_down_wgrad", p, x_.expert_ffn, x_.h, x_.expert_rows, x_.local_experts));
-    w.compute.push_back(gemm(x_.llama ? "expert_gate_up_wgrad" : "expert_up_wgrad", p, x_.h, expert_up_columns(),
-                             x_.expert_rows, x_.local_experts));
+    w.compute.push_back(gemm(x_.llama ? "expert_gate_up_wgrad" : "expert_up_wgrad", p, x_.h,
+                             expert_up_columns(), x_.expert_rows, x_.local_experts));
     w.compute.push_back(router_gemm("moe_router_wgrad", p, x_.h, x_.experts, x_.tokens));
   }
 
@@ -326,12 +360,16 @@ public:
     // Backward of Megatron's f and g operators: all-reduce of the column-parallel input gradient,
     // or with sequence parallelism all-gather (of the reduce-scatter) and reduce-scatter.
     auto backward_gather = [&](const std::string& what) {
-      if (x_.t > 1 && x_.sp) w.comm.push_back(tp("tp_sp_gather_" + what + "_grad", CollectiveKind::ALL_GATHER, hidden_bytes()));
+      if (x_.t > 1 && x_.sp)
+        w.comm.push_back(tp("tp_sp_gather_" + what + "_grad", CollectiveKind::ALL_GATHER, hidden_bytes()));
     };
     auto backward_reduce = [&](const std::string& what) {
       if (x_.t == 1) return;
-      if (x_.sp) w.comm.push_back(tp("tp_sp_scatter_" + what + "_grad", CollectiveKind::REDUCE_SCATTER, hidden_bytes()));
-      else w.comm.push_back(tp("tp_" + what + "_grad", CollectiveKind::ALL_REDUCE, hidden_bytes()));
+      if (x_.sp)
+        w.comm.push_back(
+            tp("tp_sp_scatter_" + what + "_grad", CollectiveKind::REDUCE_SCATTER, hidden_bytes()));
+      else
+        w.comm.push_back(tp("tp_" + what + "_grad", CollectiveKind::ALL_REDUCE, hidden_bytes()));
     };
     if (!x_.llama) w.compute.push_back(residual(p));
     backward_gather("mlp_down");
@@ -339,9 +377,12 @@ public:
       moe_backward_input(w);
     } else {
       w.compute.push_back(gemm("mlp_down_dgrad", p, x_.tokens, x_.ffn, x_.h));
-      if (x_.llama) w.compute.push_back(memory_bound("swiglu_bwd", p, 5 * f * x_.d));
-      else w.compute.push_back(memory_bound("gelu_bwd", p, 3 * f * x_.d));
-      w.compute.push_back(gemm(x_.llama ? "mlp_gate_up_dgrad" : "mlp_up_dgrad", p, x_.tokens, x_.h, mlp_up_columns()));
+      if (x_.llama)
+        w.compute.push_back(memory_bound("swiglu_bwd", p, 5 * f * x_.d));
+      else
+        w.compute.push_back(memory_bound("gelu_bwd", p, 3 * f * x_.d));
+      w.compute.push_back(
+          gemm(x_.llama ? "mlp_gate_up_dgrad" : "mlp_up_dgrad", p, x_.tokens, x_.h, mlp_up_columns()));
     }
     backward_reduce("mlp_up");
     // Norm backward (read x and dy, write dx) plus the residual-gradient accumulation.
@@ -379,7 +420,8 @@ public:
       moe_backward_weight(w);
     } else {
       w.compute.push_back(gemm("mlp_down_wgrad", p, x_.ffn, x_.h, x_.tokens));
-      w.compute.push_back(gemm(x_.llama ? "mlp_gate_up_wgrad" : "mlp_up_wgrad", p, x_.h, mlp_up_columns(), x_.tokens));
+      w.compute.push_back(
+          gemm(x_.llama ? "mlp_gate_up_wgrad" : "mlp_up_wgrad", p, x_.h, mlp_up_columns(), x_.tokens));
     }
     w.compute.push_back(gemm("attn_out_wgrad", p, x_.q, x_.h, x_.tokens));
     w.compute.push_back(gemm("qkv_wgrad", p, x_.h, x_.q + 2 * x_.kv, x_.tokens));
@@ -403,11 +445,14 @@ public:
     // write b*s*h; GPT also reads and adds the learned position embedding.
     w.compute.push_back(memory_bound("embedding", Pass::FORWARD, tok_h * x_.d * (x_.llama ? 2 : 3)));
     if (x_.t > 1) {
-      if (x_.sp) w.comm.push_back(tp("tp_sp_scatter_embedding", CollectiveKind::REDUCE_SCATTER, hidden_bytes()));
-      else w.comm.push_back(tp("tp_embedding", CollectiveKind::ALL_REDUCE, hidden_bytes()));
+      if (x_.sp)
+        w.comm.push_back(tp("tp_sp_scatter_embedding", CollectiveKind::REDUCE_SCATTER, hidden_bytes()));
+      else
+        w.comm.push_back(tp("tp_embedding", CollectiveKind::ALL_REDUCE, hidden_bytes()));
     }
     if (!x_.llama)
-      w.compute.push_back(memory_bound("embedding_dropout", Pass::FORWARD, double(x_.rows) * double(x_.h) * (2 * x_.d + 1)));
+      w.compute.push_back(
+          memory_bound("embedding_dropout", Pass::FORWARD, double(x_.rows) * double(x_.h) * (2 * x_.d + 1)));
     return w;
   }
 
@@ -419,7 +464,8 @@ public:
     if (x_.t > 1 && x_.sp)
       input.comm.push_back(tp("tp_sp_gather_embedding_grad", CollectiveKind::ALL_GATHER, hidden_bytes()));
     // Scatter-add of the incoming gradient rows into the embedding gradient buffer.
-    weight.compute.push_back(memory_bound("embedding_wgrad", Pass::BACKWARD_WEIGHT, tok_h * (x_.d + 2 * x_.grad)));
+    weight.compute.push_back(
+        memory_bound("embedding_wgrad", Pass::BACKWARD_WEIGHT, tok_h * (x_.d + 2 * x_.grad)));
   }
 
   /// Final norm, LM head and Megatron-LM's vocab_parallel_cross_entropy, which works in fp32:
@@ -429,7 +475,8 @@ public:
     WorkBlock w;
     const double hidden_rows = double(x_.rows) * double(x_.h);
     const double logits = double(x_.tokens) * double(x_.vocab);
-    w.compute.push_back(memory_bound(std::string("final_") + norm_name(), Pass::FORWARD, 2 * hidden_rows * x_.d));
+    w.compute.push_back(
+        memory_bound(std::string("final_") + norm_name(), Pass::FORWARD, 2 * hidden_rows * x_.d));
     forward_gather(w, "lm_head");
     w.compute.push_back(gemm("lm_head", Pass::FORWARD, x_.tokens, x_.vocab, x_.h));
     w.compute.push_back(memory_bound("cross_entropy", Pass::FORWARD, logits * (x_.d + 7 * 4.0), 5));
@@ -451,10 +498,14 @@ public:
     input.compute.push_back(gemm("lm_head_dgrad", p, x_.tokens, x_.h, x_.vocab));
     if (x_.t > 1) {
       // The LM head is column-parallel: its input gradient is all-reduced (or reduce-scattered).
-      if (x_.sp) input.comm.push_back(tp("tp_sp_scatter_lm_head_grad", CollectiveKind::REDUCE_SCATTER, hidden_bytes()));
-      else input.comm.push_back(tp("tp_lm_head_grad", CollectiveKind::ALL_REDUCE, hidden_bytes()));
+      if (x_.sp)
+        input.comm.push_back(
+            tp("tp_sp_scatter_lm_head_grad", CollectiveKind::REDUCE_SCATTER, hidden_bytes()));
+      else
+        input.comm.push_back(tp("tp_lm_head_grad", CollectiveKind::ALL_REDUCE, hidden_bytes()));
     }
-    input.compute.push_back(memory_bound(std::string("final_") + norm_name() + "_bwd", p, 3 * hidden_rows * x_.d));
+    input.compute.push_back(
+        memory_bound(std::string("final_") + norm_name() + "_bwd", p, 3 * hidden_rows * x_.d));
     weight.compute.push_back(gemm("lm_head_wgrad", Pass::BACKWARD_WEIGHT, x_.h, x_.vocab, x_.tokens));
   }
 
@@ -498,7 +549,8 @@ void add_fp8_casts(WorkBlock& w, Precision act_dtype, WeightCasts weights) {
       out.push_back(cast);
       if (op.pass == Pass::FORWARD && weights == WeightCasts::CAST) {
         const double weight = double(op.gemm.k) * double(op.gemm.n) * batch;
-        ComputeOp wcast = make_op("fp8_cast_" + op.name + "_weight", OpKind::MEMORY_BOUND, op.pass, act_dtype);
+        ComputeOp wcast =
+            make_op("fp8_cast_" + op.name + "_weight", OpKind::MEMORY_BOUND, op.pass, act_dtype);
         wcast.bytes = Bytes(weight * (read + write) + AMAX);
         out.push_back(wcast);
       }
@@ -512,10 +564,12 @@ void add_fp8_casts(WorkBlock& w, Precision act_dtype, WeightCasts weights) {
 /// (parallelism.first_stage_layers / last_stage_layers) and the rest split evenly over the others.
 std::vector<int> stage_layer_counts(int layers, const ParallelismSpec& par) {
   const int pp = par.pp;
-  if (par.first_stage_layers == 0 && par.last_stage_layers == 0) return std::vector<int>(size_t(pp), layers / pp);
+  if (par.first_stage_layers == 0 && par.last_stage_layers == 0)
+    return std::vector<int>(size_t(pp), layers / pp);
   if (par.first_stage_layers < 0 || par.last_stage_layers < 0)
-    throw std::invalid_argument(fmt::format("first_stage_layers ({}) and last_stage_layers ({}) must not be negative",
-                                            par.first_stage_layers, par.last_stage_layers));
+    throw std::invalid_argument(
+        fmt::format("first_stage_layers ({}) and last_stage_layers ({}) must not be negative",
+                    par.first_stage_layers, par.last_stage_layers));
   std::vector<int> counts(size_t(pp), 0);
   std::vector<bool> fixed(size_t(pp), false);
   if (par.first_stage_layers > 0) {
@@ -524,29 +578,34 @@ std::vector<int> stage_layer_counts(int layers, const ParallelismSpec& par) {
   }
   if (par.last_stage_layers > 0) {
     if (pp == 1 && fixed.front() && par.last_stage_layers != par.first_stage_layers)
-      throw std::invalid_argument(fmt::format("with pp = 1 first_stage_layers ({}) and last_stage_layers ({}) are the "
-                                              "same stage",
-                                              par.first_stage_layers, par.last_stage_layers));
+      throw std::invalid_argument(
+          fmt::format("with pp = 1 first_stage_layers ({}) and last_stage_layers ({}) are the "
+                      "same stage",
+                      par.first_stage_layers, par.last_stage_layers));
     counts.back() = par.last_stage_layers;
     fixed.back() = true;
   }
   int fixed_layers = 0, free_stages = 0;
   for (int s = 0; s < pp; ++s) {
-    if (fixed[size_t(s)]) fixed_layers += counts[size_t(s)];
-    else ++free_stages;
+    if (fixed[size_t(s)])
+      fixed_layers += counts[size_t(s)];
+    else
+      ++free_stages;
   }
   const int rest = layers - fixed_layers;
   if (free_stages == 0) {
     if (rest != 0)
-      throw std::invalid_argument(fmt::format("first_stage_layers + last_stage_layers ({}) must equal layers ({}) "
-                                              "with pp = {}",
-                                              fixed_layers, layers, pp));
+      throw std::invalid_argument(
+          fmt::format("first_stage_layers + last_stage_layers ({}) must equal layers ({}) "
+                      "with pp = {}",
+                      fixed_layers, layers, pp));
     return counts;
   }
   if (rest < free_stages || rest % free_stages != 0)
-    throw std::invalid_argument(fmt::format("layers ({}) minus first_stage_layers ({}) and last_stage_layers ({}) "
-                                            "leaves {} for {} middle stages: must be a positive multiple",
-                                            layers, par.first_stage_layers, par.last_stage_layers, rest, free_stages));
+    throw std::invalid_argument(
+        fmt::format("layers ({}) minus first_stage_layers ({}) and last_stage_layers ({}) "
+                    "leaves {} for {} middle stages: must be a positive multiple",
+                    layers, par.first_stage_layers, par.last_stage_layers, rest, free_stages));
   for (int s = 0; s < pp; ++s)
     if (!fixed[size_t(s)]) counts[size_t(s)] = rest / free_stages;
   return counts;
@@ -567,24 +626,24 @@ std::vector<int> virtual_stage_layer_counts(int layers, const ParallelismSpec& p
   }
   const int middle = pp > 2 ? stages[1] : layers / pp;
   if (middle % v != 0)
-    throw std::invalid_argument(fmt::format("layers per middle stage ({}) must be divisible by virtual_stages ({})",
-                                            middle, v));
+    throw std::invalid_argument(
+        fmt::format("layers per middle stage ({}) must be divisible by virtual_stages ({})", middle, v));
   const int per_chunk = middle / v;
   for (int j = 0; j < pp * v; ++j) counts[size_t(j)] = per_chunk;
   auto shorten = [&](int stage, int chunk, int stage_layers) {
     const int rest = stage_layers - (v - 1) * per_chunk;
     if (rest < 0)
-      throw std::invalid_argument(fmt::format("with virtual_stages {} only one model chunk of stage {} is shortened: "
-                                              "its {} layers must be at least (virtual_stages - 1) x layers per "
-                                              "chunk ({} x {} = {})",
-                                              v, stage, stage_layers, v - 1, per_chunk, (v - 1) * per_chunk));
+      throw std::invalid_argument(
+          fmt::format("with virtual_stages {} only one model chunk of stage {} is shortened: "
+                      "its {} layers must be at least (virtual_stages - 1) x layers per "
+                      "chunk ({} x {} = {})",
+                      v, stage, stage_layers, v - 1, per_chunk, (v - 1) * per_chunk));
     counts[size_t(chunk * pp + stage)] = rest;
   };
   shorten(0, 0, stages.front());
   shorten(pp - 1, v - 1, stages.back());
   return counts;
 }
-
 
 void require(bool ok, const std::string& message) {
   if (!ok) throw std::invalid_argument(message);
@@ -601,14 +660,14 @@ Workload::Workload(ModelSpec model, TrainingSpec training, ParallelismSpec paral
     : model_(std::move(model)), training_(training), parallelism_(parallelism) {
   ModelSpec& m = model_;
   const ParallelismSpec& par = parallelism_;
-  if (m.kv_heads == 0) m.kv_heads = m.heads;  // unset: multi-head attention
+  if (m.kv_heads == 0) m.kv_heads = m.heads; // unset: multi-head attention
   require(m.layers > 0 && m.hidden > 0 && m.heads > 0 && m.ffn_hidden > 0 && m.vocab > 0 && m.seq_len > 0,
           fmt::format("model sizes must be positive (layers = {}, hidden = {}, heads = {}, ffn_hidden = {}, "
                       "vocab = {}, seq_len = {})",
                       m.layers, m.hidden, m.heads, m.ffn_hidden, m.vocab, m.seq_len));
   require(training_.global_batch > 0 && training_.micro_batch > 0,
-          fmt::format("batch sizes must be positive (global_batch = {}, micro_batch = {})", training_.global_batch,
-                      training_.micro_batch));
+          fmt::format("batch sizes must be positive (global_batch = {}, micro_batch = {})",
+                      training_.global_batch, training_.micro_batch));
   require(par.tp >= 1 && par.pp >= 1 && par.dp >= 1 && par.cp >= 1 && par.ep >= 1 && par.virtual_stages >= 1,
           fmt::format("parallel degrees must be at least 1 (tp = {}, pp = {}, dp = {}, cp = {}, ep = {}, "
                       "virtual_stages = {})",
@@ -616,10 +675,11 @@ Workload::Workload(ModelSpec model, TrainingSpec training, ParallelismSpec paral
   require(par.zero >= 0 && par.zero <= 3, fmt::format("zero stage must be 0..3 (got {})", par.zero));
   if (m.moe) {
     const MoeSpec& e = *m.moe;
-    require(e.experts >= 1 && e.top_k >= 1 && e.capacity_factor > 0,
-            fmt::format("moe needs experts >= 1, top_k >= 1 and capacity_factor > 0 (experts = {}, top_k = {}, "
-                        "capacity_factor = {})",
-                        e.experts, e.top_k, e.capacity_factor));
+    require(
+        e.experts >= 1 && e.top_k >= 1 && e.capacity_factor > 0,
+        fmt::format("moe needs experts >= 1, top_k >= 1 and capacity_factor > 0 (experts = {}, top_k = {}, "
+                    "capacity_factor = {})",
+                    e.experts, e.top_k, e.capacity_factor));
   }
   // The loader reports these rules at their keys; a Workload built directly refuses them the same.
   if (const auto problem = check_model(m)) throw std::invalid_argument(problem->message);
@@ -645,7 +705,7 @@ Workload::Workload(ModelSpec model, TrainingSpec training, ParallelismSpec paral
   x.rows = x.sp ? x.tokens / x.t : x.tokens;
   x.head_dim = m.head_dim();
   x.heads = m.heads / x.t;
-  x.kv_heads = std::max(m.kv_heads / x.t, 1);  // fewer KV heads than ranks: each rank keeps a copy
+  x.kv_heads = std::max(m.kv_heads / x.t, 1); // fewer KV heads than ranks: each rank keeps a copy
   x.q = x.heads * x.head_dim;
   x.kv = x.kv_heads * x.head_dim;
   x.ffn = m.ffn_hidden / x.t;
@@ -690,7 +750,8 @@ Workload::Workload(ModelSpec model, TrainingSpec training, ParallelismSpec paral
   const LayerBlocks dense_layer = layer_blocks(false);
   const LayerBlocks moe_layer = m.moe ? layer_blocks(true) : dense_layer;
   const double boundary = double(x.tokens) * double(x.h) * x.d;
-  const bool gather_boundary = x.t > 1 && !x.sp;  // scatter/gather optimisation, Narayanan et al. 2021 sec. 4.1
+  const bool gather_boundary =
+      x.t > 1 && !x.sp; // scatter/gather optimisation, Narayanan et al. 2021 sec. 4.1
 
   auto build = [&](int vstage, int first_layer, int layers) {
     ChunkWork c;
@@ -699,12 +760,15 @@ Workload::Workload(ModelSpec model, TrainingSpec training, ParallelismSpec paral
     c.has_embedding = vstage == 0;
     c.has_lm_head = vstage == virtual_stages - 1;
     c.activation_out = Bytes(x.t > 1 ? boundary / x.t : boundary);
-    const CollectiveOp gather{.name = "pp_gather", .kind = CollectiveKind::ALL_GATHER, .group = GroupKind::TP,
+    const CollectiveOp gather{.name = "pp_gather",
+                              .kind = CollectiveKind::ALL_GATHER,
+                              .group = GroupKind::TP,
                               .bytes = Bytes(boundary)};
     if (gather_boundary && !c.has_embedding) c.forward.comm.push_back(gather);
     if (gather_boundary && !c.has_lm_head) c.backward_input.comm.push_back(gather);
     if (c.has_embedding) append(c.forward, layer.embedding_forward());
-    for (int l = first_layer; l < first_layer + layers; ++l) append(c.forward, is_moe(l) ? moe_layer.fwd : dense_layer.fwd);
+    for (int l = first_layer; l < first_layer + layers; ++l)
+      append(c.forward, is_moe(l) ? moe_layer.fwd : dense_layer.fwd);
     if (c.has_lm_head) {
       WorkBlock head = layer.head_forward(), input, weight;
       layer.head_backward(input, weight);
@@ -747,9 +811,9 @@ Workload::Workload(ModelSpec model, TrainingSpec training, ParallelismSpec paral
   double mlp_params = h * up_cols + double(x.ffn) * h;
   double expert_params = h * expert_up_cols + double(x.expert_ffn) * h;
   if (x.llama) {
-    attention_params += 2 * h;  // two RMSNorm gains
+    attention_params += 2 * h; // two RMSNorm gains
   } else {
-    attention_params += 4 * h + qkv_cols + h;  // two LayerNorms, QKV and output biases
+    attention_params += 4 * h + qkv_cols + h; // two LayerNorms, QKV and output biases
     mlp_params += up_cols + h;
     expert_params += expert_up_cols + h;
   }
@@ -777,7 +841,8 @@ Workload::Workload(ModelSpec model, TrainingSpec training, ParallelismSpec paral
       const int vstage = c * par.pp + s;
       const int first = first_of_vstage[size_t(vstage)];
       const int count = vstage_layers[size_t(vstage)];
-      const auto key = std::make_tuple(vstage == 0, vstage == virtual_stages - 1, m.moe ? first % m.moe->every : 0, count);
+      const auto key =
+          std::make_tuple(vstage == 0, vstage == virtual_stages - 1, m.moe ? first % m.moe->every : 0, count);
       auto it = variants.find(key);
       if (it == variants.end()) it = variants.emplace(key, build(vstage, first, count)).first;
       ChunkWork chunk = it->second;
@@ -802,15 +867,17 @@ Workload::Workload(ModelSpec model, TrainingSpec training, ParallelismSpec paral
       // gathered over the expert-data-parallel group that shards them.
       auto gather = [&](const char* name, GroupKind group, double bytes) {
         if (bytes <= 0) return;
-        chunk.forward.comm.insert(chunk.forward.comm.begin(),
-                                  layer.collective(name, CollectiveKind::ALL_GATHER, group, bytes, par.zero_overlap));
-        const CollectiveOp again = layer.collective(std::string(name) + "_bwd", CollectiveKind::ALL_GATHER, group,
-                                                    bytes, par.zero_overlap);
+        chunk.forward.comm.insert(
+            chunk.forward.comm.begin(),
+            layer.collective(name, CollectiveKind::ALL_GATHER, group, bytes, par.zero_overlap));
+        const CollectiveOp again = layer.collective(std::string(name) + "_bwd", CollectiveKind::ALL_GATHER,
+                                                    group, bytes, par.zero_overlap);
         chunk.backward.comm.insert(chunk.backward.comm.begin(), again);
         chunk.backward_input.comm.insert(chunk.backward_input.comm.begin(), again);
       };
       if (gather_parameters) gather("zero3_param_gather", GroupKind::DP, dense * weight_bytes);
-      if (gather_expert_parameters) gather("zero3_expert_gather", GroupKind::EXPERT_DP, experts * weight_bytes);
+      if (gather_expert_parameters)
+        gather("zero3_expert_gather", GroupKind::EXPERT_DP, experts * weight_bytes);
       local_parameters_[size_t(s)] += dense + experts;
       local_expert_parameters_[size_t(s)] += experts;
       chunks_[size_t(s)].push_back(std::move(chunk));
@@ -827,7 +894,8 @@ Workload::Workload(ModelSpec model, TrainingSpec training, ParallelismSpec paral
     // hold the same dense parameters; Megatron-core's distributed optimizer shards over
     // data_parallel_group with context parallelism) 1/(dp*cp) of the optimizer step, and
     // every rank of the expert-data-parallel group (dp/ep) 1/(dp/ep) of the experts'.
-    const double shard = par.zero >= 1 ? dense / zero_shards() + experts / expert_zero_shards() : dense + experts;
+    const double shard =
+        par.zero >= 1 ? dense / zero_shards() + experts / expert_zero_shards() : dense + experts;
     const int launches = std::max(1, int(std::ceil(shard / ELEMENTS_PER_MULTI_TENSOR_LAUNCH)));
     const bool fp32 = training_.precision == Precision::FP32;
     // Fused Adam: read fp32 weights, m, v and the gradient; write weights, m, v and (mixed
@@ -846,11 +914,17 @@ Workload::Workload(ModelSpec model, TrainingSpec training, ParallelismSpec paral
   }
 }
 
-int Workload::zero_shards() const { return parallelism_.dp * parallelism_.cp; }
+int Workload::zero_shards() const {
+  return parallelism_.dp * parallelism_.cp;
+}
 
-int Workload::expert_zero_shards() const { return parallelism_.dp * parallelism_.cp / parallelism_.ep; }
+int Workload::expert_zero_shards() const {
+  return parallelism_.dp * parallelism_.cp / parallelism_.ep;
+}
 
-Bytes Workload::dp_bucket_bytes() const { return odyssey::dp_bucket_bytes(parallelism_, training_.precision); }
+Bytes Workload::dp_bucket_bytes() const {
+  return odyssey::dp_bucket_bytes(parallelism_, training_.precision);
+}
 
 Bytes dp_bucket_bytes(const ParallelismSpec& p, Precision precision) {
   if (p.dp_bucket.value() > 0) return p.dp_bucket;
@@ -872,9 +946,13 @@ const ChunkWork& Workload::chunk(int stage, int chunk_index) const {
   return chunks_[size_t(stage)][size_t(chunk_index)];
 }
 
-const std::vector<PipelineStep>& Workload::schedule(int stage) const { return schedules_.at(size_t(stage)); }
+const std::vector<PipelineStep>& Workload::schedule(int stage) const {
+  return schedules_.at(size_t(stage));
+}
 
-Bytes Workload::gradient_bytes(int stage) const { return gradient_bytes_.at(size_t(stage)); }
+Bytes Workload::gradient_bytes(int stage) const {
+  return gradient_bytes_.at(size_t(stage));
+}
 
 Bytes Workload::expert_gradient_bytes(int stage) const {
   return Bytes(local_expert_parameters_.at(size_t(stage)) * gradient_element_bytes(training_.precision));
@@ -884,9 +962,13 @@ Bytes Workload::parameter_bytes(int stage) const {
   return Bytes(local_parameters_.at(size_t(stage)) * weight_element_bytes(training_.precision));
 }
 
-const std::vector<ComputeOp>& Workload::optimizer(int stage) const { return optimizer_.at(size_t(stage)); }
+const std::vector<ComputeOp>& Workload::optimizer(int stage) const {
+  return optimizer_.at(size_t(stage));
+}
 
-double Workload::local_parameters(int stage) const { return local_parameters_.at(size_t(stage)); }
+double Workload::local_parameters(int stage) const {
+  return local_parameters_.at(size_t(stage));
+}
 
 Flops Workload::model_flops() const {
   const double s = model_.seq_len, h = model_.hidden, f = model_.ffn_hidden, v = model_.vocab;
@@ -915,15 +997,22 @@ Flops Workload::hardware_flops() const {
   // micro-batches, the TP and CP ranks that each run their share and the data-parallel replicas.
   double per_replica = 0;
   for (const auto& stage : chunks_)
-    for (const auto& c : stage) per_replica += gemm_attention_flops(c.forward) + gemm_attention_flops(c.backward);
+    for (const auto& c : stage)
+      per_replica += gemm_attention_flops(c.forward) + gemm_attention_flops(c.backward);
   return Flops(per_replica * microbatches() * parallelism_.tp * parallelism_.cp * parallelism_.dp);
 }
 
-int Workload::moe_layers() const { return model_.moe ? model_.layers / model_.moe->every : 0; }
+int Workload::moe_layers() const {
+  return model_.moe ? model_.layers / model_.moe->every : 0;
+}
 
-double Workload::parameters() const { return parameters_counted(ParameterCount::ALL); }
+double Workload::parameters() const {
+  return parameters_counted(ParameterCount::ALL);
+}
 
-double Workload::active_parameters() const { return parameters_counted(ParameterCount::ACTIVE); }
+double Workload::active_parameters() const {
+  return parameters_counted(ParameterCount::ACTIVE);
+}
 
 double Workload::parameters_counted(ParameterCount which) const {
   const double h = model_.hidden, f = model_.ffn_hidden, v = model_.vocab;
@@ -933,7 +1022,8 @@ double Workload::parameters_counted(ParameterCount which) const {
   // Llama: no biases, RMSNorm gains only, untied LM head, rotary positions (no parameters).
   // GPT: biases on every linear layer, LayerNorm gain and bias, learned positions, tied LM head.
   auto mlp = [&](double width) { return llama ? 3 * h * width : 2 * h * width + width + h; };
-  const double attention = llama ? h * (q + 2 * kv) + q * h + 2 * h : h * (q + 2 * kv) + (q + 2 * kv) + q * h + h + 4 * h;
+  const double attention =
+      llama ? h * (q + 2 * kv) + q * h + 2 * h : h * (q + 2 * kv) + (q + 2 * kv) + q * h + h + 4 * h;
   double total = model_.layers * (attention + mlp(f));
   if (model_.moe) {
     const MoeSpec& e = *model_.moe;

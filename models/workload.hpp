@@ -21,18 +21,18 @@ struct WorkBlock {
 struct ChunkWork {
   int first_layer = 0;
   int layers = 0;
-  bool has_embedding = false;  ///< first virtual stage
-  bool has_lm_head = false;    ///< last virtual stage (LM head + loss)
+  bool has_embedding = false; ///< first virtual stage
+  bool has_lm_head = false;   ///< last virtual stage (LM head + loss)
   WorkBlock forward;
-  WorkBlock backward;          ///< the whole backward pass, including recomputation when enabled
-  WorkBlock backward_input;    ///< dX half of `backward` (zero-bubble schedules)
-  WorkBlock backward_weight;   ///< dW half of `backward`
-  Bytes activation_out;        ///< bytes each GPU of the stage sends to the next stage per micro-batch
-                               ///< (the gradient sent back has the same size)
-  Bytes parameters;            ///< bytes of this chunk's dense (non-expert) parameters on one GPU, in the
-                               ///< gradient dtype: the gradients reduced over the dp*cp ranks
-  Bytes expert_parameters;     ///< bytes of this chunk's local expert parameters on one GPU, in the
-                               ///< gradient dtype: the gradients reduced over the expert-data-parallel ranks
+  WorkBlock backward;        ///< the whole backward pass, including recomputation when enabled
+  WorkBlock backward_input;  ///< dX half of `backward` (zero-bubble schedules)
+  WorkBlock backward_weight; ///< dW half of `backward`
+  Bytes activation_out;      ///< bytes each GPU of the stage sends to the next stage per micro-batch
+                             ///< (the gradient sent back has the same size)
+  Bytes parameters;          ///< bytes of this chunk's dense (non-expert) parameters on one GPU, in the
+                             ///< gradient dtype: the gradients reduced over the dp*cp ranks
+  Bytes expert_parameters;   ///< bytes of this chunk's local expert parameters on one GPU, in the
+                             ///< gradient dtype: the gradients reduced over the expert-data-parallel ranks
 };
 
 enum class StepKind { FORWARD, BACKWARD, BACKWARD_INPUT, BACKWARD_WEIGHT };
@@ -41,7 +41,7 @@ enum class StepKind { FORWARD, BACKWARD, BACKWARD_INPUT, BACKWARD_WEIGHT };
 struct PipelineStep {
   StepKind kind = StepKind::FORWARD;
   int microbatch = 0;
-  int chunk = 0;   ///< model chunk on this stage, 0..virtual_stages-1 (virtual stage = chunk*pp + stage)
+  int chunk = 0; ///< model chunk on this stage, 0..virtual_stages-1 (virtual stage = chunk*pp + stage)
 };
 
 /// Memory of one GPU of a pipeline stage at its peak.
@@ -50,8 +50,10 @@ struct MemoryBreakdown {
   Bytes gradients;
   Bytes optimizer_states;
   Bytes activations;
-  Bytes workspace;  ///< communication buffers, cuBLAS workspace, allocator fragmentation
-  [[nodiscard]] Bytes total() const { return weights + gradients + optimizer_states + activations + workspace; }
+  Bytes workspace; ///< communication buffers, cuBLAS workspace, allocator fragmentation
+  [[nodiscard]] Bytes total() const {
+    return weights + gradients + optimizer_states + activations + workspace;
+  }
 };
 
 class Workload {
@@ -140,12 +142,12 @@ private:
   ModelSpec model_;
   TrainingSpec training_;
   ParallelismSpec parallelism_;
-  std::vector<std::vector<ChunkWork>> chunks_;          // [stage][chunk]
-  std::vector<std::vector<PipelineStep>> schedules_;    // [stage]
-  std::vector<std::vector<ComputeOp>> optimizer_;       // [stage]
-  std::vector<Bytes> gradient_bytes_;                   // [stage]
-  std::vector<double> local_parameters_;                // [stage], expert parameters included
-  std::vector<double> local_expert_parameters_;         // [stage]
+  std::vector<std::vector<ChunkWork>> chunks_;       // [stage][chunk]
+  std::vector<std::vector<PipelineStep>> schedules_; // [stage]
+  std::vector<std::vector<ComputeOp>> optimizer_;    // [stage]
+  std::vector<Bytes> gradient_bytes_;                // [stage]
+  std::vector<double> local_parameters_;             // [stage], expert parameters included
+  std::vector<double> local_expert_parameters_;      // [stage]
 };
 
 /// Peak number of micro-batches whose activations a stage running `schedule` holds at once, in

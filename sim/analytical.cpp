@@ -68,8 +68,8 @@ AnalyticalScreen::Part AnalyticalScreen::Part::operator-(const Part& o) const {
 
 // ---- the screen -----------------------------------------------------------------------------------
 
-AnalyticalScreen::AnalyticalScreen(const MachineSpec& machine, const ModelSpec& model, const TrainingSpec& training,
-                                   const CostModel& cost)
+AnalyticalScreen::AnalyticalScreen(const MachineSpec& machine, const ModelSpec& model,
+                                   const TrainingSpec& training, const CostModel& cost)
     : machine_(machine), model_(model), training_(training), cost_(cost) {}
 
 GroupShape AnalyticalScreen::group_shape(GroupKind g, const ParallelismSpec& p) const {
@@ -103,7 +103,8 @@ Seconds AnalyticalScreen::collective_time(const CollectiveOp& op, const Parallel
     const int nics = machine_.server.nics;
     // Dense rings take one rank per tp position; expert rings one per (tp, cp, ep) block.
     const long stride = op.group == GroupKind::EXPERT_DP ? long(p.tp) * p.cp * p.ep : p.tp;
-    const double k = std::max(1.0, std::min(double(gps) / double(stride), double(shape.ranks) / shape.servers));
+    const double k =
+        std::max(1.0, std::min(double(gps) / double(stride), double(shape.ranks) / shape.servers));
     const double channels = std::min(k, double(nics));
     const double concurrent = std::max(1.0, double(gps) / k);
     inter = machine_.server.nic_bandwidth * std::min(channels, double(nics) / concurrent);
@@ -117,7 +118,7 @@ AnalyticalScreen::Pass AnalyticalScreen::price(const std::vector<ComputeOp>& com
   Pass x;
   x.compute = cost_.compute_time(compute);
   for (const CollectiveOp& op : comm) {
-    if (RankOrder(p).group_size(op.group) <= 1) continue;  // the engine skips them too
+    if (RankOrder(p).group_size(op.group) <= 1) continue; // the engine skips them too
     // ZeRO-3's prefetched parameter gathers wait in the data-parallel stream behind the gradient
     // buckets of the previous backward (one NCCL communicator runs its collectives in order), so
     // the compute usually waits for them: the screen counts them as blocking.
@@ -132,8 +133,14 @@ AnalyticalScreen::Pass AnalyticalScreen::price(const std::vector<ComputeOp>& com
 const AnalyticalScreen::Shape& AnalyticalScreen::shape(const Strategy& s) {
   const ParallelismSpec& p = s.parallelism;
   const bool zero3 = p.zero >= 3;
-  const Key key{p.tp, p.cp, p.ep, s.micro_batch, p.sequence_parallel && p.tp > 1, int(p.recompute),
-                zero3 ? p.dp : 0, zero3 ? 3 : (p.zero >= 1 ? 1 : 0)};
+  const Key key{p.tp,
+                p.cp,
+                p.ep,
+                s.micro_batch,
+                p.sequence_parallel && p.tp > 1,
+                int(p.recompute),
+                zero3 ? p.dp : 0,
+                zero3 ? 3 : (p.zero >= 1 ? 1 : 0)};
   if (auto it = cache_.find(key); it != cache_.end()) return it->second;
 
   const int period = model_.moe ? model_.moe->every : 1;
@@ -174,10 +181,13 @@ const AnalyticalScreen::Shape& AnalyticalScreen::shape(const Strategy& s) {
   sh.first = a0 - sh.period;
   sh.last = a2 - sh.period;
   sh.activation_out = a.chunk(0, 0).activation_out;
-  const double dense_gradients = a.gradient_bytes(1).value(), expert_gradients = a.expert_gradient_bytes(1).value();
-  sh.expert_fraction = dense_gradients + expert_gradients > 0 ? expert_gradients / (dense_gradients + expert_gradients) : 0.0;
+  const double dense_gradients = a.gradient_bytes(1).value(),
+               expert_gradients = a.expert_gradient_bytes(1).value();
+  sh.expert_fraction =
+      dense_gradients + expert_gradients > 0 ? expert_gradients / (dense_gradients + expert_gradients) : 0.0;
   if (p.recompute == Recompute::FULL) sh.transient = a.layer_activations_no_recompute();
-  if (p.recompute == Recompute::SELECTIVE) sh.transient = a.layer_activations_no_recompute() - a.layer_activations();
+  if (p.recompute == Recompute::SELECTIVE)
+    sh.transient = a.layer_activations_no_recompute() - a.layer_activations();
   // The optimizer step: launches plus a rate per local parameter of the rank's shard.
   const double shards = p.zero >= 1 ? a.zero_shards() : 1;
   const Seconds t0 = cost_.compute_time(a.optimizer(0));
@@ -201,18 +211,19 @@ Estimate AnalyticalScreen::evaluate(const Strategy& s) {
   const double m = double(training_.global_batch) / (double(s.micro_batch) * p.dp);
   const int period = model_.moe ? model_.moe->every : 1;
   const double periods = double(model_.layers) / vstages / period;
-  const Seconds tp_recv =
-      collective_time(CollectiveOp{.name = "pp", .kind = CollectiveKind::SEND_RECV, .group = GroupKind::PP,
-                                      .bytes = sh.activation_out},
-                         p);
+  const Seconds tp_recv = collective_time(CollectiveOp{.name = "pp",
+                                                       .kind = CollectiveKind::SEND_RECV,
+                                                       .group = GroupKind::PP,
+                                                       .bytes = sh.activation_out},
+                                          p);
 
   // Stage 0, a middle stage and the last stage: the others equal the middle one.
   struct StageTime {
     Seconds f, b, bi, bw, recv, compute;
     Seconds group[GROUPS] = {};
     Part sum;
-    std::vector<Seconds> chunk_backward;  // by chunk, for the gradient reduction
-    std::vector<double> chunk_gradients;  // parameters, by chunk
+    std::vector<Seconds> chunk_backward; // by chunk, for the gradient reduction
+    std::vector<double> chunk_gradients; // parameters, by chunk
   };
   auto stage_time = [&](int stage) {
     StageTime st;
@@ -233,11 +244,13 @@ Estimate AnalyticalScreen::evaluate(const Strategy& s) {
         for (int g = 0; g < GROUPS; ++g) over += x->overlapped[g];
         const Seconds hidden = std::min(over, x->compute);
         for (int g = 0; g < GROUPS; ++g)
-          st.group[g] += x->blocking[g] + (over > Seconds(0) ? x->overlapped[g] * (1 - hidden / over) : Seconds(0));
+          st.group[g] +=
+              x->blocking[g] + (over > Seconds(0) ? x->overlapped[g] * (1 - hidden / over) : Seconds(0));
       }
       if (zb) {
         st.compute += part.backward_weight.compute;
-        for (int g = 0; g < GROUPS; ++g) st.group[g] += part.backward_weight.blocking[g] + part.backward_weight.overlapped[g];
+        for (int g = 0; g < GROUPS; ++g)
+          st.group[g] += part.backward_weight.blocking[g] + part.backward_weight.overlapped[g];
       }
       st.f += pass_time(part.forward);
       st.b += pass_time(part.backward);
@@ -270,9 +283,11 @@ Estimate AnalyticalScreen::evaluate(const Strategy& s) {
     for (int c = 0; c < v; ++c) {
       const double bytes = st.chunk_gradients[size_t(c)] * grad_element;
       const int buckets = std::max(1, int(std::ceil(bytes / bucket)));
-      load += buckets * collective_time(CollectiveOp{.name = "grad", .kind = grad_kind, .group = GroupKind::DP,
-                                                        .bytes = Bytes(bytes / buckets)},
-                                           p);
+      load += buckets * collective_time(CollectiveOp{.name = "grad",
+                                                     .kind = grad_kind,
+                                                     .group = GroupKind::DP,
+                                                     .bytes = Bytes(bytes / buckets)},
+                                        p);
     }
     const int dp = int(GroupKind::DP);
     for (const Pass* x : {&st.sum.forward, &st.sum.backward}) load += x->blocking[dp] + x->overlapped[dp];
@@ -290,7 +305,7 @@ Estimate AnalyticalScreen::evaluate(const Strategy& s) {
   const Seconds pipeline = m * w_max + (pp - 1) * bubble_per_stage;
 
   auto finish = [&](const StageTime& st, Seconds end, Seconds* dp_exposed, Seconds* optimizer) {
-    Seconds queue;  // when the data-parallel stream is free
+    Seconds queue; // when the data-parallel stream is free
     if (has_dp || has_expert_dp) {
       // Chunk c's gradients are released during its last backward pass, c passes before the end
       // (interleaved drain), bucket by bucket; without overlap all at the end (Megatron-LM 2021).
@@ -307,8 +322,11 @@ Estimate AnalyticalScreen::evaluate(const Strategy& s) {
         const int expert_buckets = expert > 0 ? std::max(1, int(std::ceil(expert / bucket))) : 0;
         const int buckets = std::max({1, dense_buckets, expert_buckets});
         auto bucket_time = [&](double b, int n, GroupKind g) {
-          return n > 0 ? collective_time(CollectiveOp{.name = "grad", .kind = grad_kind, .group = g, .bytes = Bytes(b / n)}, p)
-                       : Seconds(0);
+          return n > 0
+                     ? collective_time(
+                           CollectiveOp{.name = "grad", .kind = grad_kind, .group = g, .bytes = Bytes(b / n)},
+                           p)
+                     : Seconds(0);
         };
         const Seconds each_dense = bucket_time(dense, dense_buckets, GroupKind::DP);
         const Seconds each_expert = bucket_time(expert, expert_buckets, GroupKind::EXPERT_DP);
@@ -316,7 +334,8 @@ Estimate AnalyticalScreen::evaluate(const Strategy& s) {
         const Seconds pass = st.chunk_backward[size_t(c)];
         for (int k = 0; k < buckets; ++k) {
           const Seconds release = p.dp_overlap ? end - c * pass - pass * (buckets - 1 - k) / buckets : end;
-          const Seconds work = (k < dense_buckets ? each_dense : Seconds(0)) + (k < expert_buckets ? each_expert : Seconds(0));
+          const Seconds work =
+              (k < dense_buckets ? each_dense : Seconds(0)) + (k < expert_buckets ? each_expert : Seconds(0));
           queue = std::max(queue, release) + work;
         }
       }
@@ -325,7 +344,8 @@ Estimate AnalyticalScreen::evaluate(const Strategy& s) {
         Seconds start = end - m * (st.f + st.b + st.recv);
         if (p.zero >= 3) {
           const int dp = int(GroupKind::DP);
-          for (const Pass* x : {&st.sum.forward, &st.sum.backward}) every_microbatch += x->blocking[dp] + x->overlapped[dp];
+          for (const Pass* x : {&st.sum.forward, &st.sum.backward})
+            every_microbatch += x->blocking[dp] + x->overlapped[dp];
           start = Seconds(0);
         }
         queue = std::max(queue, start + m * every_microbatch);
@@ -336,13 +356,17 @@ Estimate AnalyticalScreen::evaluate(const Strategy& s) {
     if (p.zero == 1 || p.zero == 2) {
       const double params = st.sum.parameters * weight_element;
       if (has_dp)
-        *dp_exposed += collective_time(CollectiveOp{.name = "gather", .kind = CollectiveKind::ALL_GATHER,
-                                                    .group = GroupKind::DP, .bytes = Bytes(params * (1 - sh.expert_fraction))},
-                                          p);
+        *dp_exposed += collective_time(CollectiveOp{.name = "gather",
+                                                    .kind = CollectiveKind::ALL_GATHER,
+                                                    .group = GroupKind::DP,
+                                                    .bytes = Bytes(params * (1 - sh.expert_fraction))},
+                                       p);
       if (has_expert_dp && sh.expert_fraction > 0)
-        *dp_exposed += collective_time(CollectiveOp{.name = "gather", .kind = CollectiveKind::ALL_GATHER,
-                                                    .group = GroupKind::EXPERT_DP, .bytes = Bytes(params * sh.expert_fraction)},
-                                          p);
+        *dp_exposed += collective_time(CollectiveOp{.name = "gather",
+                                                    .kind = CollectiveKind::ALL_GATHER,
+                                                    .group = GroupKind::EXPERT_DP,
+                                                    .bytes = Bytes(params * sh.expert_fraction)},
+                                       p);
     }
     return end + *dp_exposed + *optimizer;
   };
@@ -361,12 +385,12 @@ Estimate AnalyticalScreen::evaluate(const Strategy& s) {
   bd.cp_comm_exposed = m * crit.group[int(GroupKind::CP)];
   bd.ep_comm_exposed = m * crit.group[int(GroupKind::EP)];
   bd.pp_comm_exposed = m * crit.recv;
-  bd.dp_comm_exposed =
-      (last_critical ? dpl : dp0) + m * (crit.group[int(GroupKind::DP)] + crit.group[int(GroupKind::EXPERT_DP)]);
+  bd.dp_comm_exposed = (last_critical ? dpl : dp0) +
+                       m * (crit.group[int(GroupKind::DP)] + crit.group[int(GroupKind::EXPERT_DP)]);
   bd.optimizer = last_critical ? optl : opt0;
   bd.pp_bubble = std::max(Seconds(0), e.iteration - (bd.compute + bd.tp_comm_exposed + bd.cp_comm_exposed +
-                                                     bd.ep_comm_exposed + bd.pp_comm_exposed + bd.dp_comm_exposed +
-                                                     bd.optimizer));
+                                                     bd.ep_comm_exposed + bd.pp_comm_exposed +
+                                                     bd.dp_comm_exposed + bd.optimizer));
 
   // Memory of stage 0 and of the last stage (the middle ones hold no more).
   const double weights_shards = p.zero >= 3 ? double(p.dp) * p.cp : 1.0;
@@ -380,9 +404,9 @@ Estimate AnalyticalScreen::evaluate(const Strategy& s) {
     const double activations = (held * st.sum.activations + sh.transient).value();
     // ZeRO-2/3 hold a chunk's whole gradients until reduced: two buckets of them with overlap.
     const double chunk_gradients = params / v * grad_element;
-    const double gradient_buffer = p.zero >= 2 && has_dp
-                                       ? (p.dp_overlap ? std::min(chunk_gradients, 2 * bucket) : chunk_gradients)
-                                       : 0.0;
+    const double gradient_buffer =
+        p.zero >= 2 && has_dp ? (p.dp_overlap ? std::min(chunk_gradients, 2 * bucket) : chunk_gradients)
+                              : 0.0;
     return weights + params * grad_element / grads_shards + params * optimizer_bytes / shards + activations +
            workspace_bytes(p, Bytes(activations)).value() + gradient_buffer;
   };
@@ -390,7 +414,8 @@ Estimate AnalyticalScreen::evaluate(const Strategy& s) {
   const double meml = pp > 1 ? memory(last, pp - 1) : mem0;
   e.memory = Bytes(std::max(mem0, meml));
   e.memory_stage = meml > mem0 ? pp - 1 : 0;
-  e.model_flops = (sh.model_flops_per_period * model_.layers / period + sh.model_flops_fixed) * training_.global_batch;
+  e.model_flops =
+      (sh.model_flops_per_period * model_.layers / period + sh.model_flops_fixed) * training_.global_batch;
   return e;
 }
 

@@ -21,10 +21,10 @@ namespace odyssey {
 /// The closed-form estimate of one strategy.
 struct Estimate {
   Seconds iteration;
-  Breakdown breakdown;       ///< of the critical stage
-  Bytes memory;              ///< peak per GPU over the stages
+  Breakdown breakdown; ///< of the critical stage
+  Bytes memory;        ///< peak per GPU over the stages
   int memory_stage = 0;
-  Flops model_flops;         ///< of the whole job per iteration
+  Flops model_flops; ///< of the whole job per iteration
 };
 
 /// Prices strategies in closed form. Operations are priced once per distinct local shape (tp,
@@ -43,10 +43,10 @@ public:
 
   /// Time of one pass (forward or backward) of a part of a chunk; linear in its parts.
   struct Pass {
-    static constexpr int GROUPS = 6;  ///< GroupKind values
+    static constexpr int GROUPS = 6; ///< GroupKind values
     Seconds compute;
-    Seconds blocking[GROUPS] = {};    ///< by GroupKind: collectives that block
-    Seconds overlapped[GROUPS] = {};  ///< by GroupKind: collectives that run under the compute
+    Seconds blocking[GROUPS] = {};   ///< by GroupKind: collectives that block
+    Seconds overlapped[GROUPS] = {}; ///< by GroupKind: collectives that run under the compute
     Pass& operator+=(const Pass& o);
     Pass operator*(double k) const;
     Pass operator-(const Pass& o) const;
@@ -54,25 +54,25 @@ public:
   /// One part of a chunk: forward, backward, and the two halves of the backward (zero-bubble).
   struct Part {
     Pass forward, backward, backward_input, backward_weight;
-    double parameters = 0.0;   ///< local parameters
-    Bytes activations;         ///< kept per micro-batch
+    double parameters = 0.0; ///< local parameters
+    Bytes activations;       ///< kept per micro-batch
     Part& operator+=(const Part& o);
     Part operator*(double k) const;
     Part operator-(const Part& o) const;
   };
   /// Priced operations of one local shape.
   struct Shape {
-    Part period;        ///< one period of layers (moe.every layers; 1 for a dense model)
-    Part first;         ///< the first chunk's extra (embedding, minus one boundary)
-    Part last;          ///< the last chunk's extra (LM head, minus one boundary)
-    Part boundary;      ///< a middle chunk's extra (the boundary gathers)
-    Bytes activation_out;          ///< to the next stage per micro-batch
-    double expert_fraction = 0.0;  ///< of a layer period's gradients, the experts' (reduced apart)
-    Bytes transient;               ///< activations a backward re-creates at once
-    Seconds optimizer_per_parameter;  ///< of the optimizer step, per local parameter
-    Seconds optimizer_fixed;          ///< of the optimizer step's launches
-    Flops model_flops_per_period;     ///< per sequence
-    Flops model_flops_fixed;          ///< per sequence
+    Part period;                     ///< one period of layers (moe.every layers; 1 for a dense model)
+    Part first;                      ///< the first chunk's extra (embedding, minus one boundary)
+    Part last;                       ///< the last chunk's extra (LM head, minus one boundary)
+    Part boundary;                   ///< a middle chunk's extra (the boundary gathers)
+    Bytes activation_out;            ///< to the next stage per micro-batch
+    double expert_fraction = 0.0;    ///< of a layer period's gradients, the experts' (reduced apart)
+    Bytes transient;                 ///< activations a backward re-creates at once
+    Seconds optimizer_per_parameter; ///< of the optimizer step, per local parameter
+    Seconds optimizer_fixed;         ///< of the optimizer step's launches
+    Flops model_flops_per_period;    ///< per sequence
+    Flops model_flops_fixed;         ///< per sequence
   };
 
 private:

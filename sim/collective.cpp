@@ -18,7 +18,7 @@ namespace odyssey {
 
 // JSON of `odyssey collective --json` (and of the child process's answer): SI units, named keys.
 void to_json(nlohmann::json& j, const CollectiveRow& r) {
-  j = nlohmann::json{{"bytes", r.bytes.value()}, {"time_s", r.time.value()},    {"algbw", r.algbw.value()},
+  j = nlohmann::json{{"bytes", r.bytes.value()}, {"time_s", r.time.value()}, {"algbw", r.algbw.value()},
                      {"busbw", r.busbw.value()}, {"algorithm", r.algorithm}, {"protocol", r.protocol}};
 }
 void from_json(const nlohmann::json& j, CollectiveRow& r) {
@@ -29,8 +29,8 @@ void from_json(const nlohmann::json& j, CollectiveRow& r) {
                     .algorithm = j.at("algorithm").get<std::string>(),
                     .protocol = j.at("protocol").get<std::string>()};
 }
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(CollectiveRun, machine, op, gpus, servers, bus_factor, rows, flows, wall_seconds,
-                                   profile, algorithms, protocols)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(CollectiveRun, machine, op, gpus, servers, bus_factor, rows, flows,
+                                   wall_seconds, profile, algorithms, protocols)
 
 namespace {
 
@@ -65,36 +65,38 @@ double bus_factor(CollectiveKind kind, int n) {
   return 1.0;
 }
 
-CollectiveRun simulate_collective(const MachineSpec& machine, const CostModel& cost, CollectiveKind kind, int gpus,
-                                  const std::vector<Bytes>& sizes) {
+CollectiveRun simulate_collective(const MachineSpec& machine, const CostModel& cost, CollectiveKind kind,
+                                  int gpus, const std::vector<Bytes>& sizes) {
   if (gpus < 2) throw std::invalid_argument(fmt::format("a collective needs at least 2 GPUs, got {}", gpus));
   if (gpus > machine.total_gpus())
     throw std::invalid_argument(
         fmt::format("{} GPUs asked for but machine '{}' has {}", gpus, machine.name, machine.total_gpus()));
   if (kind == CollectiveKind::ALL_TO_ALL && gpus > MAX_ALL_TO_ALL_GPUS)
-    throw std::invalid_argument(fmt::format("all-to-all is simulated as every pair of GPUs; at most {} GPUs, got {}",
-                                            MAX_ALL_TO_ALL_GPUS, gpus));
+    throw std::invalid_argument(fmt::format(
+        "all-to-all is simulated as every pair of GPUs; at most {} GPUs, got {}", MAX_ALL_TO_ALL_GPUS, gpus));
   const int per_server = machine.server.gpus;
   const int servers = (gpus + per_server - 1) / per_server;
   // Plan every size here, so that algorithms or protocols the group cannot run are reported as
   // bad input before any simulation starts (the cost model throws std::invalid_argument).
-  for (const Bytes& size : sizes) (void)cost.collective(kind, size, GroupShape{.ranks = gpus, .servers = servers});
+  for (const Bytes& size : sizes)
+    (void)cost.collective(kind, size, GroupShape{.ranks = gpus, .servers = servers});
   const std::string text = sim::run_isolated([&] {
     const auto wall0 = std::chrono::steady_clock::now();
     const auto engine = sim::make_engine({});
     const sim::Platform platform(machine);
 
-    CollectiveRun run{.machine = machine.name,
-                      .op = to_string(kind),
-                      .gpus = gpus,
-                      .servers = servers,
-                      .bus_factor = bus_factor(kind, gpus),
-                      .rows = {},
-                      .flows = 0,
-                      .wall_seconds = 0,
-                      .profile = fmt::format("{} ({})", cost.profile().name, to_string(cost.profile().provenance.kind)),
-                      .algorithms = algorithms_text(cost.nccl().algorithms),
-                      .protocols = protocols_text(cost.nccl().protocols)};
+    CollectiveRun run{
+        .machine = machine.name,
+        .op = to_string(kind),
+        .gpus = gpus,
+        .servers = servers,
+        .bus_factor = bus_factor(kind, gpus),
+        .rows = {},
+        .flows = 0,
+        .wall_seconds = 0,
+        .profile = fmt::format("{} ({})", cost.profile().name, to_string(cost.profile().provenance.kind)),
+        .algorithms = algorithms_text(cost.nccl().algorithms),
+        .protocols = protocols_text(cost.nccl().protocols)};
     std::vector<long> members(static_cast<size_t>(gpus));
     for (int g = 0; g < gpus; ++g) members[static_cast<size_t>(g)] = g;
 
@@ -147,8 +149,9 @@ CollectiveRun simulate_collective(const MachineSpec& machine, const CostModel& c
   return nlohmann::json::parse(text).get<CollectiveRun>();
 }
 
-std::vector<Seconds> simulate_concurrent(const MachineSpec& machine, const CostModel& cost, CollectiveKind kind,
-                                        const std::vector<std::vector<long>>& groups, Bytes size) {
+std::vector<Seconds> simulate_concurrent(const MachineSpec& machine, const CostModel& cost,
+                                         CollectiveKind kind, const std::vector<std::vector<long>>& groups,
+                                         Bytes size) {
   const int per_server = machine.server.gpus;
   std::vector<CollectivePlan> plans;
   for (const auto& g : groups) {
@@ -158,8 +161,9 @@ std::vector<Seconds> simulate_concurrent(const MachineSpec& machine, const CostM
         throw std::invalid_argument(fmt::format("GPU {} is not in machine '{}'", gpu, machine.name));
       servers.insert(gpu / per_server);
     }
-    plans.push_back(cost.collective(kind, size, GroupShape{.ranks = static_cast<int>(g.size()),
-                                                           .servers = static_cast<int>(servers.size())}));
+    plans.push_back(cost.collective(
+        kind, size,
+        GroupShape{.ranks = static_cast<int>(g.size()), .servers = static_cast<int>(servers.size())}));
   }
   const std::string text = sim::run_isolated([&] {
     const auto engine = sim::make_engine({});
@@ -183,27 +187,31 @@ std::vector<Seconds> simulate_concurrent(const MachineSpec& machine, const CostM
 }
 
 std::string render_collective_text(const CollectiveRun& run) {
-  std::string out = fmt::format("# odyssey collective: {} over {} GPUs ({} servers) of {}, profile {}\n", run.op, run.gpus,
-                                run.servers, run.machine, run.profile);
-  out += fmt::format("# busbw = algbw x {:.4f} (nccl-tests' definition for {} ranks)\n", run.bus_factor, run.gpus);
+  std::string out = fmt::format("# odyssey collective: {} over {} GPUs ({} servers) of {}, profile {}\n",
+                                run.op, run.gpus, run.servers, run.machine, run.profile);
+  out += fmt::format("# busbw = algbw x {:.4f} (nccl-tests' definition for {} ranks)\n", run.bus_factor,
+                     run.gpus);
   if (run.algorithms != "all" || run.protocols != "all")
     out += fmt::format("# restricted as NCCL_ALGO={} NCCL_PROTO={}\n", run.algorithms, run.protocols);
   out += "#\n";
-  out += fmt::format("# {:>12} {:>12} {:>6} {:>6} {:>12} {:>9} {:>9}  {:<9} {}\n", "size", "count", "type", "redop",
-                     "time", "algbw", "busbw", "algorithm", "protocol");
-  out += fmt::format("# {:>12} {:>12} {:>6} {:>6} {:>12} {:>9} {:>9}\n", "(B)", "(elements)", "", "", "(us)", "(GB/s)",
-                     "(GB/s)");
+  out += fmt::format("# {:>12} {:>12} {:>6} {:>6} {:>12} {:>9} {:>9}  {:<9} {}\n", "size", "count", "type",
+                     "redop", "time", "algbw", "busbw", "algorithm", "protocol");
+  out += fmt::format("# {:>12} {:>12} {:>6} {:>6} {:>12} {:>9} {:>9}\n", "(B)", "(elements)", "", "", "(us)",
+                     "(GB/s)", "(GB/s)");
   for (const CollectiveRow& r : run.rows)
-    out += fmt::format("  {:>12.0f} {:>12.0f} {:>6} {:>6} {:>12.2f} {:>9.2f} {:>9.2f}  {:<9} {}\n", r.bytes.value(),
-                       r.bytes.value() / 4, "float", "sum", r.time.value() * 1e6, r.algbw.value() / 1e9,
-                       r.busbw.value() / 1e9, r.algorithm, r.protocol);
+    out += fmt::format("  {:>12.0f} {:>12.0f} {:>6} {:>6} {:>12.2f} {:>9.2f} {:>9.2f}  {:<9} {}\n",
+                       r.bytes.value(), r.bytes.value() / 4, "float", "sum", r.time.value() * 1e6,
+                       r.algbw.value() / 1e9, r.busbw.value() / 1e9, r.algorithm, r.protocol);
   double sum = 0;
   for (const CollectiveRow& r : run.rows) sum += r.busbw.value();
-  out += fmt::format("# Avg bus bandwidth    : {:.3f} GB/s\n", run.rows.empty() ? 0.0 : sum / run.rows.size() / 1e9);
+  out += fmt::format("# Avg bus bandwidth    : {:.3f} GB/s\n",
+                     run.rows.empty() ? 0.0 : sum / run.rows.size() / 1e9);
   out += fmt::format("# simulated with {} flows in {:.2f} s wall\n", run.flows, run.wall_seconds);
   return out;
 }
 
-std::string render_collective_json(const CollectiveRun& run) { return nlohmann::json(run).dump(2) + "\n"; }
+std::string render_collective_json(const CollectiveRun& run) {
+  return nlohmann::json(run).dump(2) + "\n";
+}
 
 } // namespace odyssey

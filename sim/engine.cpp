@@ -28,13 +28,18 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(TraceEvent, stage, replica, stream, name, sta
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(LinkCounter, name, time, utilisation)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(LinkLoad, name, role, bytes, utilisation)
 
-void to_json(nlohmann::json& j, const Seconds& s) { j = s.value(); }
-void from_json(const nlohmann::json& j, Seconds& s) { s = Seconds(j.get<double>()); }
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Breakdown, compute, tp_comm_exposed, cp_comm_exposed, ep_comm_exposed, pp_bubble,
-                                   pp_comm_exposed, dp_comm_exposed, optimizer)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(SimulationResult, iteration_time, breakdown, critical_stage, critical_replica,
-                                   simulated_gpus, platform_gpus, platform_cpu_hosts, actors, activities, flows,
-                                   wall_seconds, peak_memory_bytes, trace, link_counters, busiest_links)
+void to_json(nlohmann::json& j, const Seconds& s) {
+  j = s.value();
+}
+void from_json(const nlohmann::json& j, Seconds& s) {
+  s = Seconds(j.get<double>());
+}
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Breakdown, compute, tp_comm_exposed, cp_comm_exposed, ep_comm_exposed,
+                                   pp_bubble, pp_comm_exposed, dp_comm_exposed, optimizer)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(SimulationResult, iteration_time, breakdown, critical_stage,
+                                   critical_replica, simulated_gpus, platform_gpus, platform_cpu_hosts,
+                                   actors, activities, flows, wall_seconds, peak_memory_bytes, trace,
+                                   link_counters, busiest_links)
 
 namespace {
 
@@ -78,16 +83,20 @@ struct PricedChunk {
   PricedBlock backward;
   PricedBlock backward_input;
   PricedBlock backward_weight;
-  Bytes activation;             ///< per GPU, per micro-batch, to the next virtual stage
-  Bytes gradients;              ///< dense gradient bytes of this chunk on one GPU
-  Bytes expert_gradients;       ///< expert gradient bytes of this chunk on one GPU
+  Bytes activation;       ///< per GPU, per micro-batch, to the next virtual stage
+  Bytes gradients;        ///< dense gradient bytes of this chunk on one GPU
+  Bytes expert_gradients; ///< expert gradient bytes of this chunk on one GPU
 };
 
 /// Which ranks of a stage a data-parallel collective spans.
 enum class DpGroup { DENSE, EXPERT };
 
-bool data_parallel(GroupKind g) { return g == GroupKind::DP || g == GroupKind::EXPERT_DP; }
-DpGroup dp_group_of(GroupKind g) { return g == GroupKind::EXPERT_DP ? DpGroup::EXPERT : DpGroup::DENSE; }
+bool data_parallel(GroupKind g) {
+  return g == GroupKind::DP || g == GroupKind::EXPERT_DP;
+}
+DpGroup dp_group_of(GroupKind g) {
+  return g == GroupKind::EXPERT_DP ? DpGroup::EXPERT : DpGroup::DENSE;
+}
 
 /// A collective over the data-parallel dimension, run by the stage's driver actor once every
 /// replica has issued it (NCCL runs a communicator's collectives in issue order).
@@ -96,7 +105,7 @@ struct DpRequest {
   DpGroup group = DpGroup::DENSE;
   Bytes bytes;
   std::string label;
-  bool end = false;             ///< no more requests from this replica
+  bool end = false; ///< no more requests from this replica
   /// Nothing waits for this request before the end of the iteration (gradient buckets), so the
   /// driver may run it together with the ones queued behind it.
   bool deferred_wait = false;
@@ -111,21 +120,21 @@ DpRequest dp_request(const CollectiveOp& op) {
 struct BlockState {
   int stage = 0;
   int replica = 0;
-  long base = 0;                          ///< first global GPU index of the block
-  std::vector<char> activation_ready;     ///< [chunk * m + mb]: sender finished its forward
-  std::vector<char> gradient_ready;       ///< [chunk * m + mb]: sender finished its backward
-  std::vector<std::vector<sg4::CommPtr>> incoming_activation;  ///< with pp overlap: flows in flight
+  long base = 0;                      ///< first global GPU index of the block
+  std::vector<char> activation_ready; ///< [chunk * m + mb]: sender finished its forward
+  std::vector<char> gradient_ready;   ///< [chunk * m + mb]: sender finished its backward
+  std::vector<std::vector<sg4::CommPtr>> incoming_activation; ///< with pp overlap: flows in flight
   std::vector<std::vector<sg4::CommPtr>> incoming_gradient;
   sg4::MutexPtr mutex;
   sg4::ConditionVariablePtr cv;
   double time[static_cast<int>(Category::COUNT)] = {};
   double finish = 0.0;
-  int next_request = 0;                   ///< sequence number of this replica's next DP request
+  int next_request = 0; ///< sequence number of this replica's next DP request
 };
 
 struct DpState {
-  std::vector<DpRequest> requests;        ///< by sequence number, as first issued
-  std::vector<int> posted;                ///< replicas that issued each request
+  std::vector<DpRequest> requests; ///< by sequence number, as first issued
+  std::vector<int> posted;         ///< replicas that issued each request
   std::vector<char> done;
   sg4::MutexPtr mutex;
   sg4::ConditionVariablePtr cv;
@@ -133,7 +142,8 @@ struct DpState {
 
 class Simulation {
 public:
-  Simulation(const MachineSpec& machine, const Workload& w, const CostModel& cost, const SimulationOptions& options)
+  Simulation(const MachineSpec& machine, const Workload& w, const CostModel& cost,
+             const SimulationOptions& options)
       : machine_(machine), w_(w), cost_(cost), options_(options), p_(w.parallelism()), order_(p_) {
     block_size_ = p_.tp * p_.cp * p_.ep;
     blocks_per_stage_ = p_.dp / p_.ep;
@@ -169,7 +179,8 @@ private:
   std::vector<sim::Flow> dp_edges(int stage, const DpRequest& request, Seconds* latency) const;
   std::vector<sg4::CommPtr> start_flows(const std::vector<sim::Flow>& edges);
   void run_flows(const std::vector<sim::Flow>& edges);
-  void record(BlockState& b, Category c, double start, const char* stream, const std::string& name, long flow = -1);
+  void record(BlockState& b, Category c, double start, const char* stream, const std::string& name,
+              long flow = -1);
   [[nodiscard]] long flow_id(int stage, size_t slot, bool activation) const;
   void sample_links();
 
@@ -177,7 +188,8 @@ private:
   void dp_driver(int stage);
   int issue_dp(BlockState& b, DpRequest request);
   void wait_dp(BlockState& b, int seq);
-  void pull(BlockState& b, int from_stage, size_t slot, bool activation, Bytes bytes, const std::string& what);
+  void pull(BlockState& b, int from_stage, size_t slot, bool activation, Bytes bytes,
+            const std::string& what);
   std::vector<sim::Flow> pp_edges(long from_base, long to_base, Bytes bytes) const;
   void run_block(BlockState& b, const PricedBlock& block, const std::string& name);
   Seconds analytic_tp(const CollectiveOp& op) const;
@@ -191,10 +203,10 @@ private:
   int block_size_ = 1;
   int blocks_per_stage_ = 1;
   std::unique_ptr<sim::Platform> platform_;
-  std::vector<std::vector<PricedChunk>> priced_;       // [stage][chunk]
-  std::vector<std::vector<std::unique_ptr<BlockState>>> blocks_;  // [stage][replica]
-  std::vector<std::unique_ptr<DpState>> dp_;          // [stage]
-  std::vector<Seconds> optimizer_time_;               // [stage]
+  std::vector<std::vector<PricedChunk>> priced_;                 // [stage][chunk]
+  std::vector<std::vector<std::unique_ptr<BlockState>>> blocks_; // [stage][replica]
+  std::vector<std::unique_ptr<DpState>> dp_;                     // [stage]
+  std::vector<Seconds> optimizer_time_;                          // [stage]
   SimulationResult result_;
   /// Replicas with actors of their own: all of them at full fidelity; at fast fidelity replica 0
   /// stands for all (they run the same program), while data-parallel rings still put every
@@ -238,8 +250,8 @@ PricedBlock Simulation::price_block(const WorkBlock& block) const {
 }
 
 Seconds Simulation::analytic_tp(const CollectiveOp& op) const {
-  return cost_.collective_time(op.kind, op.bytes, GroupShape{.ranks = p_.tp, .servers = 1}, machine_.server.nvlink_bandwidth,
-                               machine_.server.nic_bandwidth);
+  return cost_.collective_time(op.kind, op.bytes, GroupShape{.ranks = p_.tp, .servers = 1},
+                               machine_.server.nvlink_bandwidth, machine_.server.nic_bandwidth);
 }
 
 /// The flows of the algorithm NCCL's tuning picks for `members`, priced by the cost model.
@@ -274,7 +286,8 @@ std::vector<std::vector<long>> Simulation::block_groups(const BlockState& b, Gro
   for (int j = 0; j < p_.ep; ++j)
     for (int c = 0; c < p_.cp; ++c)
       for (int t = 0; t < p_.tp; ++t) {
-        const bool leader = (g == GroupKind::TP && t == 0) || (g == GroupKind::CP && c == 0) || (g == GroupKind::EP && j == 0);
+        const bool leader = (g == GroupKind::TP && t == 0) || (g == GroupKind::CP && c == 0) ||
+                            (g == GroupKind::EP && j == 0);
         if (!leader) continue;
         std::vector<long> members;
         if (g == GroupKind::TP)
@@ -309,12 +322,18 @@ void Simulation::run_flows(const std::vector<sim::Flow>& edges) {
   sg4::Comm::wait_all(start_flows(edges));
 }
 
-void Simulation::record(BlockState& b, Category c, double start, const char* stream, const std::string& name, long flow) {
+void Simulation::record(BlockState& b, Category c, double start, const char* stream, const std::string& name,
+                        long flow) {
   const double now = sg4::Engine::get_clock();
   b.time[static_cast<int>(c)] += now - start;
   // A pipeline receive is kept even when it took no time, so that every send has its receive.
   if (options_.record_trace && b.replica == 0 && (now > start || flow >= 0))
-    result_.trace.push_back({.stage = b.stage, .replica = b.replica, .stream = stream, .name = name, .start = start, .end = now,
+    result_.trace.push_back({.stage = b.stage,
+                             .replica = b.replica,
+                             .stream = stream,
+                             .name = name,
+                             .start = start,
+                             .end = now,
                              .flow = flow});
 }
 
@@ -332,7 +351,7 @@ long Simulation::flow_id(int stage, size_t slot, bool activation) const {
 /// A daemon actor: it ends with the iteration.
 void Simulation::sample_links() {
   constexpr size_t MAX_SAMPLES = 1024;
-  constexpr size_t ROLES = static_cast<size_t>(sim::LinkRole::TORUS) + 1;  // every LinkRole
+  constexpr size_t ROLES = static_cast<size_t>(sim::LinkRole::TORUS) + 1; // every LinkRole
   auto& counters = result_.link_counters;
   for (size_t r = 0; r < ROLES; ++r) {
     const char* role = sim::to_string(static_cast<sim::LinkRole>(r));
@@ -340,7 +359,7 @@ void Simulation::sample_links() {
     counters.push_back({.name = fmt::format("{} busiest", role), .time = {}, .utilisation = {}});
   }
   double period = 1e-4;
-  std::vector<const sim::FabricLink*> used;  // the links the job has used so far
+  std::vector<const sim::FabricLink*> used; // the links the job has used so far
   size_t used_known = 0;
   for (;;) {
     if (link_bytes_.size() != used_known) {
@@ -355,7 +374,7 @@ void Simulation::sample_links() {
     for (const sim::FabricLink* link : used) {
       const sim::FabricLink& fl = *link;
       const auto r = static_cast<size_t>(fl.role);
-      if (r >= ROLES) continue;  // a role added to LinkRole after TORUS: extend ROLES
+      if (r >= ROLES) continue; // a role added to LinkRole after TORUS: extend ROLES
       const double u = fl.link->get_usage();
       usage[r] += u;
       capacity[r] += fl.link->get_bandwidth();
@@ -469,7 +488,8 @@ void Simulation::run_block(BlockState& b, const PricedBlock& block, const std::s
   // Blocking TP collectives priced in closed form: one timed activity for all of them.
   Seconds tp_blocking;
   for (const CollectiveOp& op : block.comm)
-    if (!op.overlap_with_compute && op.group == GroupKind::TP && tp_links_private()) tp_blocking += analytic_tp(op);
+    if (!op.overlap_with_compute && op.group == GroupKind::TP && tp_links_private())
+      tp_blocking += analytic_tp(op);
   if (tp_blocking.value() > 0) {
     const double t1 = sg4::Engine::get_clock();
     sg4::this_actor::sleep_for(tp_blocking.value());
@@ -489,8 +509,7 @@ void Simulation::run_block(BlockState& b, const PricedBlock& block, const std::s
       Seconds op_latency;
       for (const auto& members : block_groups(b, g)) {
         CollectivePlan plan;
-        for (const sim::Flow& e : group_edges(members, op, &plan))
-          merged[{e.src, e.dst}] += e.bytes;
+        for (const sim::Flow& e : group_edges(members, op, &plan)) merged[{e.src, e.dst}] += e.bytes;
         op_latency = std::max(op_latency, plan.latency);
       }
       latency += op_latency;
@@ -520,8 +539,10 @@ void Simulation::run_block(BlockState& b, const PricedBlock& block, const std::s
 std::vector<sim::Flow> Simulation::pp_edges(long from_base, long to_base, Bytes bytes) const {
   std::vector<sim::Flow> edges;
   std::map<std::pair<long, long>, size_t> by_nic_pair;
-  const CollectivePlan intra = cost_.collective(CollectiveKind::SEND_RECV, bytes, GroupShape{.ranks = 2, .servers = 1});
-  const CollectivePlan inter = cost_.collective(CollectiveKind::SEND_RECV, bytes, GroupShape{.ranks = 2, .servers = 2});
+  const CollectivePlan intra =
+      cost_.collective(CollectiveKind::SEND_RECV, bytes, GroupShape{.ranks = 2, .servers = 1});
+  const CollectivePlan inter =
+      cost_.collective(CollectiveKind::SEND_RECV, bytes, GroupShape{.ranks = 2, .servers = 2});
   for (int i = 0; i < block_size_; ++i) {
     const long src = gpu_of(from_base + i);
     const long dst = gpu_of(to_base + i);
@@ -542,7 +563,8 @@ std::vector<sim::Flow> Simulation::pp_edges(long from_base, long to_base, Bytes 
 /// it (bubble), then moves it (the transfer starts when both sides are ready, as NCCL's send/recv
 /// rendezvous does). With overlap the sender started the transfer when it produced the message
 /// and the receiver only waits for what is still in flight.
-void Simulation::pull(BlockState& b, int from_stage, size_t slot, bool activation, Bytes bytes, const std::string& what) {
+void Simulation::pull(BlockState& b, int from_stage, size_t slot, bool activation, Bytes bytes,
+                      const std::string& what) {
   std::vector<char>& flags = activation ? b.activation_ready : b.gradient_ready;
   double t0 = sg4::Engine::get_clock();
   {
@@ -557,7 +579,8 @@ void Simulation::pull(BlockState& b, int from_stage, size_t slot, bool activatio
     incoming.clear();
   } else {
     run_flows(pp_edges(block_base(from_stage, b.replica), b.base, bytes));
-    const CollectivePlan inter = cost_.collective(CollectiveKind::SEND_RECV, bytes, GroupShape{.ranks = 2, .servers = 2});
+    const CollectivePlan inter =
+        cost_.collective(CollectiveKind::SEND_RECV, bytes, GroupShape{.ranks = 2, .servers = 2});
     if (inter.latency.value() > 0) {
       sg4::this_actor::sleep_for(inter.latency.value());
       ++result_.activities;
@@ -594,9 +617,11 @@ void Simulation::stage_actor(BlockState& b) {
     for (int i : last_grad_step)
       if (i >= 0) releases_at[static_cast<size_t>(i)] = 1;
   }
-  auto buckets_of = [&](Bytes bytes) { return bytes.value() > 0 ? std::max(1, static_cast<int>(std::ceil(bytes.value() / bucket))) : 0; };
-  std::vector<int> pending;  // DP requests to wait for at the end
-  std::vector<const PricedChunk*> deferred;  // chunks whose gradients wait for the flush
+  auto buckets_of = [&](Bytes bytes) {
+    return bytes.value() > 0 ? std::max(1, static_cast<int>(std::ceil(bytes.value() / bucket))) : 0;
+  };
+  std::vector<int> pending;                 // DP requests to wait for at the end
+  std::vector<const PricedChunk*> deferred; // chunks whose gradients wait for the flush
   auto release = [&](const PricedChunk& pc, int part, int parts) {
     // Gradients of the chunk become ready layer by layer; each part carries its share of the buckets.
     const int dense = has_dp ? buckets_of(pc.gradients) : 0;
@@ -619,13 +644,18 @@ void Simulation::stage_actor(BlockState& b) {
     const size_t slot = static_cast<size_t>(chunk * m + mb);
     if (p_.pp_overlap) {
       // The send is asynchronous: its flows start now and this stage goes on computing.
-      (activation ? peer.incoming_activation : peer.incoming_gradient)[slot] = start_flows(pp_edges(b.base, peer.base, bytes));
+      (activation ? peer.incoming_activation : peer.incoming_gradient)[slot] =
+          start_flows(pp_edges(b.base, peer.base, bytes));
     }
     if (options_.record_trace && b.replica == 0) {
       const double now = sg4::Engine::get_clock();
-      result_.trace.push_back({.stage = b.stage, .replica = 0, .stream = "pp",
-                               .name = fmt::format("send {} mb{}", activation ? "act" : "grad", mb), .start = now,
-                               .end = now, .flow = flow_id(stage, slot, activation)});
+      result_.trace.push_back({.stage = b.stage,
+                               .replica = 0,
+                               .stream = "pp",
+                               .name = fmt::format("send {} mb{}", activation ? "act" : "grad", mb),
+                               .start = now,
+                               .end = now,
+                               .flow = flow_id(stage, slot, activation)});
     }
     std::unique_lock lock(*peer.mutex);
     (activation ? peer.activation_ready : peer.gradient_ready)[slot] = 1;
@@ -634,16 +664,19 @@ void Simulation::stage_actor(BlockState& b) {
 
   for (int i = 0; i < static_cast<int>(steps.size()); ++i) {
     const PipelineStep& step = steps[static_cast<size_t>(i)];
-    const int j = step.chunk * pp + b.stage;  // virtual stage
+    const int j = step.chunk * pp + b.stage; // virtual stage
     const PricedChunk& pc = priced_[static_cast<size_t>(b.stage)][static_cast<size_t>(step.chunk)];
     const size_t slot = static_cast<size_t>(step.chunk * m + step.microbatch);
     const std::string label = fmt::format("{}{}.{}",
-                                          step.kind == StepKind::FORWARD ? "F" : step.kind == StepKind::BACKWARD_WEIGHT ? "W" : "B",
+                                          step.kind == StepKind::FORWARD           ? "F"
+                                          : step.kind == StepKind::BACKWARD_WEIGHT ? "W"
+                                                                                   : "B",
                                           step.microbatch, step.chunk);
     if (step.kind == StepKind::FORWARD) {
       if (j > 0) {
         const int from = (j - 1) % pp;
-        pull(b, from, slot, true, priced_[static_cast<size_t>(from)][static_cast<size_t>((j - 1) / pp)].activation,
+        pull(b, from, slot, true,
+             priced_[static_cast<size_t>(from)][static_cast<size_t>((j - 1) / pp)].activation,
              fmt::format("recv act mb{}", step.microbatch));
       }
       run_block(b, pc.forward, label);
@@ -651,11 +684,12 @@ void Simulation::stage_actor(BlockState& b) {
       continue;
     }
     if (step.kind == StepKind::BACKWARD || step.kind == StepKind::BACKWARD_INPUT) {
-      if (j < last_virtual) pull(b, (j + 1) % pp, slot, false, pc.activation, fmt::format("recv grad mb{}", step.microbatch));
+      if (j < last_virtual)
+        pull(b, (j + 1) % pp, slot, false, pc.activation, fmt::format("recv grad mb{}", step.microbatch));
     }
-    const PricedBlock& work = step.kind == StepKind::BACKWARD ? pc.backward
+    const PricedBlock& work = step.kind == StepKind::BACKWARD         ? pc.backward
                               : step.kind == StepKind::BACKWARD_INPUT ? pc.backward_input
-                                                                       : pc.backward_weight;
+                                                                      : pc.backward_weight;
     const bool releases = releases_at[static_cast<size_t>(i)] != 0 && (has_dp || has_expert_dp);
     if (releases && p_.dp_overlap) {
       // Each full bucket is handed to the data-parallel stream while the rest of the pass runs.
@@ -755,7 +789,8 @@ void Simulation::dp_driver(int stage) {
   for (int seq = 0;; ++seq) {
     {
       std::unique_lock lock(*dp.mutex);
-      while (static_cast<int>(dp.posted.size()) <= seq || dp.posted[static_cast<size_t>(seq)] < replicas_) dp.cv->wait(lock);
+      while (static_cast<int>(dp.posted.size()) <= seq || dp.posted[static_cast<size_t>(seq)] < replicas_)
+        dp.cv->wait(lock);
     }
     const DpRequest request = dp.requests[static_cast<size_t>(seq)];
     if (request.end) return;
@@ -767,7 +802,8 @@ void Simulation::dp_driver(int stage) {
     int last = seq;
     if (request.deferred_wait) {
       std::unique_lock lock(*dp.mutex);
-      while (static_cast<int>(dp.posted.size()) > last + 1 && dp.posted[static_cast<size_t>(last + 1)] == replicas_) {
+      while (static_cast<int>(dp.posted.size()) > last + 1 &&
+             dp.posted[static_cast<size_t>(last + 1)] == replicas_) {
         const DpRequest& next = dp.requests[static_cast<size_t>(last + 1)];
         if (!next.deferred_wait || next.kind != request.kind || next.group != request.group) break;
         ++last;
@@ -792,8 +828,12 @@ void Simulation::dp_driver(int stage) {
     sg4::this_actor::sleep_for(latency.value());
     ++result_.activities;
     if (options_.record_trace)
-      result_.trace.push_back({.stage = stage, .replica = 0, .stream = "dp", .name = label,
-                               .start = t0, .end = sg4::Engine::get_clock()});
+      result_.trace.push_back({.stage = stage,
+                               .replica = 0,
+                               .stream = "dp",
+                               .name = label,
+                               .start = t0,
+                               .end = sg4::Engine::get_clock()});
     std::unique_lock lock(*dp.mutex);
     for (int r = seq; r <= last; ++r) dp.done[static_cast<size_t>(r)] = 1;
     dp.cv->notify_all();
@@ -833,10 +873,12 @@ SimulationResult Simulation::run() {
   for (int s = 0; s < p_.pp; ++s) {
     for (int e = 0; e < replicas_; ++e) {
       BlockState* b = blocks_[static_cast<size_t>(s)][static_cast<size_t>(e)].get();
-      sg4::Actor::create(fmt::format("stage{}-block{}", s, e), platform_->gpu(b->base), [this, b] { stage_actor(*b); });
+      sg4::Actor::create(fmt::format("stage{}-block{}", s, e), platform_->gpu(b->base),
+                         [this, b] { stage_actor(*b); });
       ++result_.actors;
     }
-    sg4::Actor::create(fmt::format("stage{}-dp", s), platform_->gpu(block_base(s, 0)), [this, s] { dp_driver(s); });
+    sg4::Actor::create(fmt::format("stage{}-dp", s), platform_->gpu(block_base(s, 0)),
+                       [this, s] { dp_driver(s); });
     ++result_.actors;
   }
   if (options_.record_trace)
@@ -868,15 +910,21 @@ SimulationResult Simulation::run() {
   for (const sim::FabricLink& fl : platform_->links()) {
     auto it = link_bytes_.find(fl.link);
     if (it == link_bytes_.end()) continue;
-    result_.busiest_links.push_back({.name = fl.link->get_name(), .role = sim::to_string(fl.role), .bytes = it->second,
-                                     .utilisation = iteration > 0 ? it->second / (fl.link->get_bandwidth() * iteration) : 0.0});
+    result_.busiest_links.push_back(
+        {.name = fl.link->get_name(),
+         .role = sim::to_string(fl.role),
+         .bytes = it->second,
+         .utilisation = iteration > 0 ? it->second / (fl.link->get_bandwidth() * iteration) : 0.0});
   }
-  std::sort(result_.busiest_links.begin(), result_.busiest_links.end(), [](const LinkLoad& a, const LinkLoad& b) {
-    return a.utilisation != b.utilisation ? a.utilisation > b.utilisation : a.name < b.name;
-  });
+  std::sort(result_.busiest_links.begin(), result_.busiest_links.end(),
+            [](const LinkLoad& a, const LinkLoad& b) {
+              return a.utilisation != b.utilisation ? a.utilisation > b.utilisation : a.name < b.name;
+            });
   if (result_.busiest_links.size() > 5) result_.busiest_links.resize(5);
   std::stable_sort(result_.trace.begin(), result_.trace.end(), [](const TraceEvent& a, const TraceEvent& b) {
-    return a.start != b.start ? a.start < b.start : a.stage != b.stage ? a.stage < b.stage : a.stream < b.stream;
+    return a.start != b.start   ? a.start < b.start
+           : a.stage != b.stage ? a.stage < b.stage
+                                : a.stream < b.stream;
   });
   result_.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
   return result_;

@@ -15,9 +15,9 @@ namespace odyssey {
 struct SimulationOptions {
   Fidelity fidelity = Fidelity::FULL;
   std::uint64_t seed = 1;
-  bool record_trace = false;            ///< keep timeline events for `--trace`
-  std::vector<std::string> simgrid_args;  ///< extra SimGrid flags (`--log=...`, `--cfg=...`)
-  Placement placement = Placement::TP_IN_SERVER;  ///< ranks on GPUs
+  bool record_trace = false;                     ///< keep timeline events for `--trace`
+  std::vector<std::string> simgrid_args;         ///< extra SimGrid flags (`--log=...`, `--cfg=...`)
+  Placement placement = Placement::TP_IN_SERVER; ///< ranks on GPUs
 };
 
 /// Where one GPU's iteration time goes, in seconds; sums to the iteration time of the critical rank.
@@ -40,11 +40,11 @@ struct Breakdown {
 struct TraceEvent {
   int stage = 0;
   int replica = 0;
-  std::string stream;   ///< "compute", "tp", "pp", "dp", "optimizer"
+  std::string stream; ///< "compute", "tp", "pp", "dp", "optimizer"
   std::string name;
-  double start = 0.0;   ///< simulated seconds
+  double start = 0.0; ///< simulated seconds
   double end = 0.0;
-  long flow = -1;       ///< pipeline message: its send and its receive share this id (-1: none)
+  long flow = -1; ///< pipeline message: its send and its receive share this id (-1: none)
 };
 
 /// Utilisation of one class of fabric links over the iteration, sampled for the trace.
@@ -57,27 +57,27 @@ struct LinkCounter {
 /// Load of one fabric link over the iteration.
 struct LinkLoad {
   std::string name;
-  std::string role;     ///< "nvlink", "nic", "leaf-trunk", "pod-trunk"
-  double bytes = 0.0;   ///< carried during the iteration
-  double utilisation = 0.0;  ///< bytes / (bandwidth x iteration time)
+  std::string role;         ///< "nvlink", "nic", "leaf-trunk", "pod-trunk"
+  double bytes = 0.0;       ///< carried during the iteration
+  double utilisation = 0.0; ///< bytes / (bandwidth x iteration time)
 };
 
 struct SimulationResult {
   Seconds iteration_time;
-  Breakdown breakdown;          ///< of the critical (last-finishing) actor
+  Breakdown breakdown; ///< of the critical (last-finishing) actor
   int critical_stage = 0;
   int critical_replica = 0;
-  long simulated_gpus = 0;      ///< GPUs whose work and traffic the simulation carried
-  long platform_gpus = 0;       ///< GPU hosts of the platform (the whole machine)
+  long simulated_gpus = 0; ///< GPUs whose work and traffic the simulation carried
+  long platform_gpus = 0;  ///< GPU hosts of the platform (the whole machine)
   long platform_cpu_hosts = 0;
   long actors = 0;
-  long activities = 0;          ///< compute, sleep and communication activities started
-  long flows = 0;               ///< network flows among them
+  long activities = 0; ///< compute, sleep and communication activities started
+  long flows = 0;      ///< network flows among them
   double wall_seconds = 0.0;
-  double peak_memory_bytes = 0.0;  ///< peak resident memory of the simulation process
+  double peak_memory_bytes = 0.0; ///< peak resident memory of the simulation process
   std::vector<TraceEvent> trace;
-  std::vector<LinkCounter> link_counters;  ///< with the trace only
-  std::vector<LinkLoad> busiest_links;  ///< the most loaded links, busiest first
+  std::vector<LinkCounter> link_counters; ///< with the trace only
+  std::vector<LinkLoad> busiest_links;    ///< the most loaded links, busiest first
 };
 
 /// Simulates one iteration of `workload` on the first servers of `machine`. Throws

@@ -39,7 +39,7 @@ void run_in_processes(std::size_t n, int jobs, const std::function<std::string(s
   };
   std::vector<Child> running;
   std::size_t next = 0;
-  std::fflush(nullptr);  // nothing buffered may be written twice
+  std::fflush(nullptr); // nothing buffered may be written twice
   while (next < n || !running.empty()) {
     while (next < n && int(running.size()) < jobs) {
       int fds[2];
@@ -109,7 +109,7 @@ std::string run_isolated(const std::function<std::string()>& body) {
 double peak_memory_bytes() {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
-  return static_cast<double>(usage.ru_maxrss) * 1024.0;  // Linux reports KiB
+  return static_cast<double>(usage.ru_maxrss) * 1024.0; // Linux reports KiB
 }
 
 } // namespace sim

@@ -10,7 +10,8 @@ namespace {
 std::vector<std::vector<long>> group_by_server(const std::vector<long>& members, int gpus_per_server) {
   std::vector<std::vector<long>> by_server;
   for (long g : members) {
-    if (by_server.empty() || by_server.back().front() / gpus_per_server != g / gpus_per_server) by_server.emplace_back();
+    if (by_server.empty() || by_server.back().front() / gpus_per_server != g / gpus_per_server)
+      by_server.emplace_back();
     by_server.back().push_back(g);
   }
   return by_server;
@@ -32,8 +33,9 @@ struct IntraOrder {
 
 std::vector<IntraOrder> intra_orders(IntraServer intra, const std::vector<std::vector<long>>& by_server,
                                      int gpus_per_server) {
-  const bool full_mesh = intra == IntraServer::NVLINK_MESH && gpus_per_server == 8 &&
-                         std::all_of(by_server.begin(), by_server.end(), [](const auto& g) { return g.size() == 8; });
+  const bool full_mesh =
+      intra == IntraServer::NVLINK_MESH && gpus_per_server == 8 &&
+      std::all_of(by_server.begin(), by_server.end(), [](const auto& g) { return g.size() == 8; });
   const int k = static_cast<int>(by_server.front().size());
   if (!full_mesh) {
     std::vector<int> natural(static_cast<size_t>(k));
@@ -42,7 +44,10 @@ std::vector<IntraOrder> intra_orders(IntraServer intra, const std::vector<std::v
   }
   const std::vector<int> single{0, 2, 6, 4, 5, 7, 3, 1};
   const std::vector<int> dual{0, 3, 2, 1, 5, 6, 7, 4};
-  return {{single, 1.0 / 6}, {{single.rbegin(), single.rend()}, 1.0 / 6}, {dual, 1.0 / 3}, {{dual.rbegin(), dual.rend()}, 1.0 / 3}};
+  return {{single, 1.0 / 6},
+          {{single.rbegin(), single.rend()}, 1.0 / 6},
+          {dual, 1.0 / 3},
+          {{dual.rbegin(), dual.rend()}, 1.0 / 3}};
 }
 
 } // namespace
@@ -219,10 +224,11 @@ std::vector<Flow> nccl_flows(const CollectivePlan& plan, CollectiveKind kind,
     }
     [[fallthrough]];
   case Algorithm::RING: {
-    flows = nccl_rings(members, server, RingSpec{.size = size,
-                                                 .edge_factor = plan.edge_bytes_factor,
-                                                 .efficiency_nvlink = plan.efficiency_nvlink,
-                                                 .efficiency_net = plan.efficiency_net});
+    flows = nccl_rings(members, server,
+                       RingSpec{.size = size,
+                                .edge_factor = plan.edge_bytes_factor,
+                                .efficiency_nvlink = plan.efficiency_nvlink,
+                                .efficiency_net = plan.efficiency_net});
     // Broadcast and reduce run the ring as a chain from (to) the root, rank 0: nothing flows
     // back into the root of a broadcast nor out of the root of a reduce.
     const long root = members.front();

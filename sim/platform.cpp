@@ -26,8 +26,9 @@ using simgrid::kernel::routing::Route;
 /// links to four peers; the single links form the cycle 0-2-6-4-5-7-3-1 and the double links the
 /// cycle 0-3-2-1-5-6-7-4 (NVIDIA DGX-1 with Tesla V100 System Architecture white paper, Figure 4,
 /// as `nvidia-smi topo -m` prints it: NV1 / NV2).
-constexpr int CUBE_MESH[][3] = {{0, 2, 1}, {2, 6, 1}, {6, 4, 1}, {4, 5, 1}, {5, 7, 1}, {7, 3, 1}, {3, 1, 1}, {1, 0, 1},
-                                {0, 3, 2}, {3, 2, 2}, {2, 1, 2}, {1, 5, 2}, {5, 6, 2}, {6, 7, 2}, {7, 4, 2}, {4, 0, 2}};
+constexpr int CUBE_MESH[][3] = {{0, 2, 1}, {2, 6, 1}, {6, 4, 1}, {4, 5, 1}, {5, 7, 1}, {7, 3, 1},
+                                {3, 1, 1}, {1, 0, 1}, {0, 3, 2}, {3, 2, 2}, {2, 1, 2}, {1, 5, 2},
+                                {5, 6, 2}, {6, 7, 2}, {7, 4, 2}, {4, 0, 2}};
 constexpr int CUBE_MESH_GPUS = 8;
 constexpr int CUBE_MESH_LINKS_PER_GPU = 6;
 
@@ -73,24 +74,28 @@ public:
         for (const auto& [a, b, count] : CUBE_MESH)
           for (const auto& [x, y] : {std::pair{a, b}, std::pair{b, a}})
             mesh_links_[mesh_index(s, x, y)] =
-                make(fmt::format("nvl-{}-{}-{}", s, x, y), per_link * static_cast<double>(count), srv.nvlink_latency,
-                     LinkRole::NVLINK);
+                make(fmt::format("nvl-{}-{}-{}", s, x, y), per_link * static_cast<double>(count),
+                     srv.nvlink_latency, LinkRole::NVLINK);
     } else {
       for (long g = 0; g < n_gpus; ++g) {
-        gpu_up_.push_back(make(fmt::format("nvl-{}-up", g), srv.nvlink_bandwidth, srv.nvlink_latency, LinkRole::NVLINK));
-        gpu_down_.push_back(make(fmt::format("nvl-{}-dn", g), srv.nvlink_bandwidth, srv.nvlink_latency, LinkRole::NVLINK));
+        gpu_up_.push_back(
+            make(fmt::format("nvl-{}-up", g), srv.nvlink_bandwidth, srv.nvlink_latency, LinkRole::NVLINK));
+        gpu_down_.push_back(
+            make(fmt::format("nvl-{}-dn", g), srv.nvlink_bandwidth, srv.nvlink_latency, LinkRole::NVLINK));
       }
     }
     if (srv.pcie_switches > 0)
       for (long g = 0; g < n_gpus; ++g) {
-        pcie_up_.push_back(make(fmt::format("pcie-{}-up", g), srv.pcie_bandwidth, Seconds(0), LinkRole::PCIE));
-        pcie_down_.push_back(make(fmt::format("pcie-{}-dn", g), srv.pcie_bandwidth, Seconds(0), LinkRole::PCIE));
+        pcie_up_.push_back(
+            make(fmt::format("pcie-{}-up", g), srv.pcie_bandwidth, Seconds(0), LinkRole::PCIE));
+        pcie_down_.push_back(
+            make(fmt::format("pcie-{}-dn", g), srv.pcie_bandwidth, Seconds(0), LinkRole::PCIE));
       }
     const long n_nics = static_cast<long>(m_.servers) * srv.nics;
     for (long n = 0; n < n_nics; ++n) {
       nic_up_.push_back(make(fmt::format("nic-{}-up", n), srv.nic_bandwidth, srv.nic_latency, LinkRole::NIC));
-      nic_down_.push_back(
-          make(fmt::format("nic-{}-dn", n), srv.nic_bandwidth, srv.nic_latency + m_.fabric.switch_latency, LinkRole::NIC));
+      nic_down_.push_back(make(fmt::format("nic-{}-dn", n), srv.nic_bandwidth,
+                               srv.nic_latency + m_.fabric.switch_latency, LinkRole::NIC));
     }
     switch (m_.fabric.kind) {
     case FabricKind::DRAGONFLY: build_dragonfly(make); break;
@@ -109,7 +114,7 @@ public:
     const int per_server = m_.server.gpus;
     const long sa = a / per_server;
     const long sb = b / per_server;
-    if (sa == sb) {  // inside one server: through the NVSwitch, or the NVLink mesh
+    if (sa == sb) { // inside one server: through the NVSwitch, or the NVLink mesh
       if (!mesh_) {
         add(gpu_up_[static_cast<size_t>(a)]);
         add(gpu_down_[static_cast<size_t>(b)]);
@@ -123,7 +128,8 @@ public:
       }
       // Not neighbours: through the first GPU that is a neighbour of both (NVLink forwarding).
       for (int via = 0; via < CUBE_MESH_GPUS; ++via)
-        if (mesh_links_[mesh_index(sa, la, via)] != nullptr && mesh_links_[mesh_index(sa, via, lb)] != nullptr) {
+        if (mesh_links_[mesh_index(sa, la, via)] != nullptr &&
+            mesh_links_[mesh_index(sa, via, lb)] != nullptr) {
           add(mesh_links_[mesh_index(sa, la, via)]);
           add(mesh_links_[mesh_index(sa, via, lb)]);
           return;
@@ -148,9 +154,11 @@ private:
     const auto& srv = m_.server;
     // Injection bandwidth of one leaf (per rail on rail-optimized fabrics).
     const double nics_per_rail_leaf = static_cast<double>(m_.fabric.servers_per_leaf) * srv.nics / rails_;
-    const BytesPerSecond leaf_trunk = srv.nic_bandwidth * (nics_per_rail_leaf / m_.fabric.leaf_oversubscription);
+    const BytesPerSecond leaf_trunk =
+        srv.nic_bandwidth * (nics_per_rail_leaf / m_.fabric.leaf_oversubscription);
     const double between_pods = m_.fabric.pod_oversubscription * m_.fabric.core_oversubscription;
-    const BytesPerSecond pod_trunk = leaf_trunk * (static_cast<double>(m_.fabric.leaves_per_pod) * rails_ / between_pods);
+    const BytesPerSecond pod_trunk =
+        leaf_trunk * (static_cast<double>(m_.fabric.leaves_per_pod) * rails_ / between_pods);
     // With hashed ECMP a trunk is its uplinks, each as fast as a NIC port.
     const bool hash = m_.fabric.ecmp == Ecmp::HASH;
     auto uplinks = [&](BytesPerSecond trunk) {
@@ -160,16 +168,20 @@ private:
     for (long l = 0; l < static_cast<long>(leaves_) * rails_; ++l)
       for (int u = 0; u < leaf_paths_; ++u) {
         const std::string name = hash ? fmt::format("leaf-{}-{}", l, u) : fmt::format("leaf-{}", l);
-        leaf_up_.push_back(make(name + "-up", leaf_trunk * (1.0 / leaf_paths_), m_.fabric.switch_latency, LinkRole::LEAF_TRUNK));
-        leaf_down_.push_back(make(name + "-dn", leaf_trunk * (1.0 / leaf_paths_), m_.fabric.switch_latency, LinkRole::LEAF_TRUNK));
+        leaf_up_.push_back(make(name + "-up", leaf_trunk * (1.0 / leaf_paths_), m_.fabric.switch_latency,
+                                LinkRole::LEAF_TRUNK));
+        leaf_down_.push_back(make(name + "-dn", leaf_trunk * (1.0 / leaf_paths_), m_.fabric.switch_latency,
+                                  LinkRole::LEAF_TRUNK));
       }
     if (m_.fabric.levels >= 3) {
       pod_paths_ = uplinks(pod_trunk);
       for (int p = 0; p < pods_; ++p)
         for (int u = 0; u < pod_paths_; ++u) {
           const std::string name = hash ? fmt::format("pod-{}-{}", p, u) : fmt::format("pod-{}", p);
-          pod_up_.push_back(make(name + "-up", pod_trunk * (1.0 / pod_paths_), m_.fabric.switch_latency, LinkRole::POD_TRUNK));
-          pod_down_.push_back(make(name + "-dn", pod_trunk * (1.0 / pod_paths_), m_.fabric.switch_latency, LinkRole::POD_TRUNK));
+          pod_up_.push_back(make(name + "-up", pod_trunk * (1.0 / pod_paths_), m_.fabric.switch_latency,
+                                 LinkRole::POD_TRUNK));
+          pod_down_.push_back(make(name + "-dn", pod_trunk * (1.0 / pod_paths_), m_.fabric.switch_latency,
+                                   LinkRole::POD_TRUNK));
         }
     }
   }
@@ -178,7 +190,8 @@ private:
   /// hash of the endpoints and the level: deterministic, and different per level).
   [[nodiscard]] static size_t ecmp(long a, long b, int level, int paths) {
     if (paths <= 1) return 0;
-    auto x = static_cast<std::uint64_t>(a) * 0x9E3779B97F4A7C15ULL ^ static_cast<std::uint64_t>(b) * 0xC2B2AE3D27D4EB4FULL ^
+    auto x = static_cast<std::uint64_t>(a) * 0x9E3779B97F4A7C15ULL ^
+             static_cast<std::uint64_t>(b) * 0xC2B2AE3D27D4EB4FULL ^
              static_cast<std::uint64_t>(level) * 0x165667B19E3779F9ULL;
     x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
     x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
@@ -216,10 +229,12 @@ private:
       for (int j = 0; j < d.routers_per_group; ++j)
         if (j != r % d.routers_per_group)
           local_[static_cast<size_t>(r * d.routers_per_group + j)] =
-              make(fmt::format("df-local-{}-{}", r, j), d.link_bandwidth, m_.fabric.switch_latency, LinkRole::LOCAL);
+              make(fmt::format("df-local-{}-{}", r, j), d.link_bandwidth, m_.fabric.switch_latency,
+                   LinkRole::LOCAL);
     // The a x h global cables of a group spread evenly over the other groups; those between two
     // groups form one link as wide as all of them (ECMP over parallel cables).
-    const int cables = std::max(1, d.routers_per_group * d.global_links_per_router / std::max(1, d.groups - 1));
+    const int cables =
+        std::max(1, d.routers_per_group * d.global_links_per_router / std::max(1, d.groups - 1));
     global_.assign(static_cast<size_t>(d.groups) * d.groups, nullptr);
     for (int g = 0; g < d.groups; ++g)
       for (int h = 0; h < d.groups; ++h)
@@ -273,7 +288,8 @@ private:
   template <class Add> void route_torus(long sa, long sb, Add& add) const {
     const auto& dims = m_.fabric.torus.dims;
     std::array<long, 3> at{sa % dims[0], sa / dims[0] % dims[1], sa / (static_cast<long>(dims[0]) * dims[1])};
-    const std::array<long, 3> to{sb % dims[0], sb / dims[0] % dims[1], sb / (static_cast<long>(dims[0]) * dims[1])};
+    const std::array<long, 3> to{sb % dims[0], sb / dims[0] % dims[1],
+                                 sb / (static_cast<long>(dims[0]) * dims[1])};
     for (int dim = 0; dim < 3; ++dim) {
       const long n = dims[static_cast<size_t>(dim)];
       const long forward = (to[static_cast<size_t>(dim)] - at[static_cast<size_t>(dim)] + n) % n;
@@ -297,11 +313,11 @@ private:
   int leaves_ = 1;
   int pods_ = 1;
   bool mesh_ = false;
-  int leaf_paths_ = 1;  ///< parallel uplinks per leaf trunk (1: one aggregate link)
+  int leaf_paths_ = 1; ///< parallel uplinks per leaf trunk (1: one aggregate link)
   int pod_paths_ = 1;
   long first_host_id_ = 0;
-  std::vector<sg4::Link*> gpu_up_, gpu_down_, pcie_up_, pcie_down_, nic_up_, nic_down_, leaf_up_, leaf_down_, pod_up_,
-      pod_down_, mesh_links_, local_, global_, torus_;
+  std::vector<sg4::Link*> gpu_up_, gpu_down_, pcie_up_, pcie_down_, nic_up_, nic_down_, leaf_up_, leaf_down_,
+      pod_up_, pod_down_, mesh_links_, local_, global_, torus_;
 };
 
 const char* to_string(LinkRole role) {
@@ -333,7 +349,7 @@ std::unique_ptr<sg4::Engine> make_engine(const std::vector<std::string>& args) {
 
 Platform::Platform(const MachineSpec& machine) : gpus_per_server_(machine.server.gpus) {
   auto* root = sg4::create_full_zone("machine");
-  auto* fabric = new FabricZone("fabric", machine);  // owned by SimGrid once parented
+  auto* fabric = new FabricZone("fabric", machine); // owned by SimGrid once parented
   fabric->set_parent(root->get_impl());
   fabric->build(gpus_, links_);
   fabric->seal();
@@ -343,7 +359,9 @@ Platform::Platform(const MachineSpec& machine) : gpus_per_server_(machine.server
     auto* cpus = sg4::create_star_zone("cpu-servers");
     cpus->set_parent(root);
     for (int c = 0; c < machine.cpu_hosts.count; ++c)
-      cpus->create_host(fmt::format("cpu-{}", c), 1e9)->set_core_count(machine.cpu_hosts.cores_per_host)->seal();
+      cpus->create_host(fmt::format("cpu-{}", c), 1e9)
+          ->set_core_count(machine.cpu_hosts.cores_per_host)
+          ->seal();
     cpus->seal();
     cpu_hosts_ = machine.cpu_hosts.count;
   }

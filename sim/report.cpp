@@ -21,10 +21,14 @@ std::string count(double n) {
   return fmt::format("{:.0f}", n);
 }
 
-std::string gib(Bytes b) { return fmt::format("{:.1f} GiB", b.value() / 1073741824.0); }
+std::string gib(Bytes b) {
+  return fmt::format("{:.1f} GiB", b.value() / 1073741824.0);
+}
 
 /// Stages shown: the first and last three of a long pipeline.
-bool elided(size_t stages, size_t s) { return stages > 6 && s >= 3 && s + 3 < stages; }
+bool elided(size_t stages, size_t s) {
+  return stages > 6 && s >= 3 && s + 3 < stages;
+}
 
 /// Memory against capacity: 20 cells to capacity, a '|' at capacity, '!' beyond it.
 std::string memory_bar(Bytes used, Bytes capacity) {
@@ -32,8 +36,10 @@ std::string memory_bar(Bytes used, Bytes capacity) {
   const double f = capacity.value() > 0 ? used.value() / capacity.value() : 0.0;
   const int inside = static_cast<int>(std::lround(std::min(f, 1.0) * CELLS));
   const int beyond = f > 1 ? std::min(CELLS, static_cast<int>(std::lround((f - 1) * CELLS))) : 0;
-  return std::string(static_cast<size_t>(inside), '#') + std::string(static_cast<size_t>(CELLS - inside), '.') + "|" +
-         std::string(static_cast<size_t>(beyond), '!') + std::string(static_cast<size_t>(CELLS / 4 - std::min(beyond, CELLS / 4)), ' ') +
+  return std::string(static_cast<size_t>(inside), '#') +
+         std::string(static_cast<size_t>(CELLS - inside), '.') + "|" +
+         std::string(static_cast<size_t>(beyond), '!') +
+         std::string(static_cast<size_t>(CELLS / 4 - std::min(beyond, CELLS / 4)), ' ') +
          fmt::format("{:4.0f}%", f * 100);
 }
 
@@ -51,8 +57,9 @@ std::vector<std::string> extrapolated_gemms(const Workload& w, const CostModel& 
   auto scan = [&](const std::vector<ComputeOp>& ops) {
     for (const ComputeOp& op : ops) {
       if (op.kind != OpKind::GEMM || !cost.gemm_estimate(op.gemm, op.dtype).extrapolated) continue;
-      std::string name = fmt::format("{} {}x{}x{}{} {}", op.name, op.gemm.m, op.gemm.n, op.gemm.k,
-                                     op.gemm.batch > 1 ? fmt::format(" *{}", op.gemm.batch) : "", to_string(op.dtype));
+      std::string name =
+          fmt::format("{} {}x{}x{}{} {}", op.name, op.gemm.m, op.gemm.n, op.gemm.k,
+                      op.gemm.batch > 1 ? fmt::format(" *{}", op.gemm.batch) : "", to_string(op.dtype));
       if (std::find(out.begin(), out.end(), name) == out.end()) out.push_back(std::move(name));
     }
   };
@@ -81,17 +88,29 @@ const std::vector<BreakdownPart>& breakdown_parts() {
 
 const std::vector<ReportMetric>& report_metrics() {
   static const std::vector<ReportMetric> METRICS = {
-      {.key = "iteration_time_s", .better = Better::LOWER, .in_rows = true,
+      {.key = "iteration_time_s",
+       .better = Better::LOWER,
+       .in_rows = true,
        .read = [](const Report& r) { return r.iteration_time.value(); }},
-      {.key = "tokens_per_s", .better = Better::HIGHER, .in_rows = true,
+      {.key = "tokens_per_s",
+       .better = Better::HIGHER,
+       .in_rows = true,
        .read = [](const Report& r) { return r.tokens_per_s; }},
-      {.key = "model_tflops_per_gpu", .better = Better::HIGHER, .in_rows = true,
+      {.key = "model_tflops_per_gpu",
+       .better = Better::HIGHER,
+       .in_rows = true,
        .read = [](const Report& r) { return r.model_tflops_per_gpu; }},
-      {.key = "hardware_tflops_per_gpu", .better = Better::HIGHER, .in_rows = false,
+      {.key = "hardware_tflops_per_gpu",
+       .better = Better::HIGHER,
+       .in_rows = false,
        .read = [](const Report& r) { return r.hardware_tflops_per_gpu; }},
-      {.key = "mfu", .better = Better::HIGHER, .in_rows = true, .read = [](const Report& r) { return r.mfu; }},
-      {.key = "memory_per_gpu_bytes", .better = Better::LOWER, .in_rows = true,
-       .read = [](const Report& r) { return r.memory_per_gpu.value(); }}};
+      {.key = "mfu",
+       .better = Better::HIGHER,
+       .in_rows = true,
+       .read = [](const Report& r) { return r.mfu; }},
+      {.key = "memory_per_gpu_bytes", .better = Better::LOWER, .in_rows = true, .read = [](const Report& r) {
+         return r.memory_per_gpu.value();
+       }}};
   return METRICS;
 }
 
@@ -166,74 +185,106 @@ std::vector<Suggestion> suggest(const Report& r) {
                         p.recompute == Recompute::NONE ? "recomputation (recompute: selective, or full)"
                                                        : "full recomputation (recompute: full)");
     else if (m.optimizer_states >= m.activations && p.zero == 0 && p.dp > 1)
-      fix = fmt::format("optimizer states take {}: the distributed optimizer (zero: 1) shards them over the {} replicas",
-                        gib(m.optimizer_states), p.dp);
+      fix = fmt::format(
+          "optimizer states take {}: the distributed optimizer (zero: 1) shards them over the {} replicas",
+          gib(m.optimizer_states), p.dp);
     else
       fix = "more tensor or pipeline parallelism spreads the model over more GPUs";
-    out.push_back({.weight = 2.0, .text = fmt::format("stage {} needs {} of {} ({:.0f}%): {}", r.memory_peak_stage,
-                                                      gib(r.memory_per_gpu), gib(r.gpu_memory), memory_use * 100, fix)});
+    out.push_back({.weight = 2.0,
+                   .text = fmt::format("stage {} needs {} of {} ({:.0f}%): {}", r.memory_peak_stage,
+                                       gib(r.memory_per_gpu), gib(r.gpu_memory), memory_use * 100, fix)});
   }
   if (const double s = share(b.pp_bubble); s > NOTABLE) {
     std::string fix;
     switch (p.schedule) {
     case PipelineScheduleKind::GPIPE:
     case PipelineScheduleKind::ONE_F_ONE_B:
-      fix = "more micro-batches (a larger global batch or fewer replicas) or interleaving (schedule: interleaved-1f1b)";
+      fix = "more micro-batches (a larger global batch or fewer replicas) or interleaving (schedule: "
+            "interleaved-1f1b)";
       break;
     case PipelineScheduleKind::INTERLEAVED_1F1B:
       fix = fmt::format("more micro-batches or more virtual stages (now {})", p.virtual_stages);
       break;
     case PipelineScheduleKind::ZERO_BUBBLE: fix = "more micro-batches or fewer pipeline stages"; break;
     }
-    out.push_back({.weight = s, .text = fmt::format("pipeline bubble is {:.1f}% of the iteration ({} micro-batches per replica "
-                                                    "over {} stages): {}", s * 100, r.microbatches, p.pp, fix)});
+    out.push_back(
+        {.weight = s,
+         .text = fmt::format("pipeline bubble is {:.1f}% of the iteration ({} micro-batches per replica "
+                             "over {} stages): {}",
+                             s * 100, r.microbatches, p.pp, fix)});
   }
   if (const double s = share(b.dp_comm_exposed); s > NOTABLE) {
-    const std::string fix = !p.dp_overlap ? "overlap it with the backward pass (overlap.dp: true)"
-                            : p.zero == 0 ? "the distributed optimizer (zero: 1) moves fewer bytes; or fewer replicas (more tp or pp)"
-                                          : "fewer replicas per ring (more tp or pp) or a faster network";
-    out.push_back({.weight = s, .text = fmt::format("data-parallel communication exposes {:.1f}% of the iteration (dp {}): {}",
-                                                    s * 100, p.dp, fix)});
+    const std::string fix =
+        !p.dp_overlap ? "overlap it with the backward pass (overlap.dp: true)"
+        : p.zero == 0
+            ? "the distributed optimizer (zero: 1) moves fewer bytes; or fewer replicas (more tp or pp)"
+            : "fewer replicas per ring (more tp or pp) or a faster network";
+    out.push_back(
+        {.weight = s,
+         .text = fmt::format("data-parallel communication exposes {:.1f}% of the iteration (dp {}): {}",
+                             s * 100, p.dp, fix)});
   }
   if (const double s = share(b.tp_comm_exposed); s > NOTABLE) {
     const std::string fix =
-        p.tp > r.gpus_per_server ? fmt::format("tp {} spans servers of {} GPUs: keep tensor parallelism inside a server", p.tp, r.gpus_per_server)
-        : !p.tp_overlap          ? std::string("overlap it with the GEMMs (overlap.tp: true)") +
-                                      (p.sequence_parallel ? "" : " or sequence parallelism (sequence_parallel: true)")
-                                 : "less tensor parallelism (more pipeline stages)";
-    out.push_back({.weight = s, .text = fmt::format("tensor-parallel communication exposes {:.1f}% of the iteration (tp {}): {}",
-                                                    s * 100, p.tp, fix)});
+        p.tp > r.gpus_per_server
+            ? fmt::format("tp {} spans servers of {} GPUs: keep tensor parallelism inside a server", p.tp,
+                          r.gpus_per_server)
+        : !p.tp_overlap
+            ? std::string("overlap it with the GEMMs (overlap.tp: true)") +
+                  (p.sequence_parallel ? "" : " or sequence parallelism (sequence_parallel: true)")
+            : "less tensor parallelism (more pipeline stages)";
+    out.push_back(
+        {.weight = s,
+         .text = fmt::format("tensor-parallel communication exposes {:.1f}% of the iteration (tp {}): {}",
+                             s * 100, p.tp, fix)});
   }
   if (const double s = share(b.pp_comm_exposed); s > NOTABLE)
-    out.push_back({.weight = s, .text = fmt::format("pipeline transfers expose {:.1f}% of the iteration: {}", s * 100,
-                                                    p.pp_overlap ? "fewer pipeline stages" : "overlap sends with compute (overlap.pp: true)")});
+    out.push_back({.weight = s,
+                   .text = fmt::format("pipeline transfers expose {:.1f}% of the iteration: {}", s * 100,
+                                       p.pp_overlap ? "fewer pipeline stages"
+                                                    : "overlap sends with compute (overlap.pp: true)")});
   if (const double s = share(b.cp_comm_exposed); s > NOTABLE)
-    out.push_back({.weight = s, .text = fmt::format("context-parallel communication exposes {:.1f}% of the iteration (cp {}): {}",
-                                                    s * 100, p.cp, p.cp_kind == ContextParallelKind::RING
-                                                                       ? "fewer context-parallel ranks"
-                                                                       : "ring attention hides it behind compute (cp_kind: ring)")});
+    out.push_back(
+        {.weight = s,
+         .text = fmt::format("context-parallel communication exposes {:.1f}% of the iteration (cp {}): {}",
+                             s * 100, p.cp,
+                             p.cp_kind == ContextParallelKind::RING
+                                 ? "fewer context-parallel ranks"
+                                 : "ring attention hides it behind compute (cp_kind: ring)")});
   if (const double s = share(b.ep_comm_exposed); s > NOTABLE)
-    out.push_back({.weight = s, .text = fmt::format("expert-parallel all-to-all exposes {:.1f}% of the iteration (ep {}): {}", s * 100,
-                                                    p.ep, p.tp * p.ep > r.gpus_per_server ? "keep tp x ep inside a server"
-                                                                                        : "a lower capacity factor or fewer experts per token")});
+    out.push_back(
+        {.weight = s,
+         .text = fmt::format(
+             "expert-parallel all-to-all exposes {:.1f}% of the iteration (ep {}): {}", s * 100, p.ep,
+             p.tp * p.ep > r.gpus_per_server ? "keep tp x ep inside a server"
+                                             : "a lower capacity factor or fewer experts per token")});
   if (const double s = share(b.optimizer); s > NOTABLE && p.zero == 0 && p.dp > 1)
-    out.push_back({.weight = s, .text = fmt::format("the optimizer step is {:.1f}% of the iteration: the distributed optimizer "
-                                                    "(zero: 1) shards it over the {} replicas", s * 100, p.dp)});
-  if (r.fits_memory && memory_use < ROOMY && p.recompute != Recompute::NONE && r.hardware_tflops_per_gpu > 0) {
+    out.push_back(
+        {.weight = s,
+         .text = fmt::format("the optimizer step is {:.1f}% of the iteration: the distributed optimizer "
+                             "(zero: 1) shards it over the {} replicas",
+                             s * 100, p.dp)});
+  if (r.fits_memory && memory_use < ROOMY && p.recompute != Recompute::NONE &&
+      r.hardware_tflops_per_gpu > 0) {
     // Recomputation is the hardware FLOPs beyond the model FLOPs, done on the compute stream.
     const double s = share(b.compute) * (1 - r.model_tflops_per_gpu / r.hardware_tflops_per_gpu);
     if (s > NOTABLE / 2)
-      out.push_back({.weight = s, .text = fmt::format("memory peaks at {:.0f}% of capacity ({} of {}) while recomputation costs "
-                                                      "about {:.1f}% of the iteration: {}", memory_use * 100, gib(r.memory_per_gpu),
-                                                      gib(r.gpu_memory), s * 100,
-                                                      p.recompute == Recompute::FULL ? "selective recomputation (recompute: selective)"
-                                                                                     : "no recomputation (recompute: none)")});
+      out.push_back({.weight = s,
+                     .text = fmt::format(
+                         "memory peaks at {:.0f}% of capacity ({} of {}) while recomputation costs "
+                         "about {:.1f}% of the iteration: {}",
+                         memory_use * 100, gib(r.memory_per_gpu), gib(r.gpu_memory), s * 100,
+                         p.recompute == Recompute::FULL ? "selective recomputation (recompute: selective)"
+                                                        : "no recomputation (recompute: none)")});
   }
   if (r.fits_memory && memory_use < ROOMY && r.micro_batch == 1 && r.mfu < 0.35 && r.microbatches > 1)
-    out.push_back({.weight = NOTABLE, .text = fmt::format("MFU is {:.1f}% with micro-batch 1 and memory at {:.0f}% of capacity: a "
-                                                          "larger micro_batch makes larger, more efficient GEMMs",
-                                                          r.mfu * 100, memory_use * 100)});
-  std::stable_sort(out.begin(), out.end(), [](const Suggestion& x, const Suggestion& y) { return x.weight > y.weight; });
+    out.push_back(
+        {.weight = NOTABLE,
+         .text = fmt::format("MFU is {:.1f}% with micro-batch 1 and memory at {:.0f}% of capacity: a "
+                             "larger micro_batch makes larger, more efficient GEMMs",
+                             r.mfu * 100, memory_use * 100)});
+  std::stable_sort(out.begin(), out.end(),
+                   [](const Suggestion& x, const Suggestion& y) { return x.weight > y.weight; });
   if (out.size() > 3) out.resize(3);
   return out;
 }
@@ -241,15 +292,17 @@ std::vector<Suggestion> suggest(const Report& r) {
 std::string render_text(const Report& r) {
   std::string out;
   const bool datasheet = r.profile.provenance.kind == ProfileKind::DATASHEET;
-  out += fmt::format("{}: {} on {} GPUs of {} - {:.3f} s per iteration, {:.0f} tokens/s, MFU {:.1f}%{}\n", r.scenario,
-                     r.model, r.gpus, r.machine, r.iteration_time.value(), r.tokens_per_s, r.mfu * 100,
-                     r.fits_memory ? "" : " - DOES NOT FIT in GPU memory");
+  out += fmt::format("{}: {} on {} GPUs of {} - {:.3f} s per iteration, {:.0f} tokens/s, MFU {:.1f}%{}\n",
+                     r.scenario, r.model, r.gpus, r.machine, r.iteration_time.value(), r.tokens_per_s,
+                     r.mfu * 100, r.fits_memory ? "" : " - DOES NOT FIT in GPU memory");
   out += fmt::format("  strategy     {}\n", r.strategy);
-  out += fmt::format("  throughput   {:.1f} model TFLOP/s per GPU ({:.1f} hardware, recompute included; peak {:.1f})\n",
-                     r.model_tflops_per_gpu, r.hardware_tflops_per_gpu, r.peak_tflops);
+  out += fmt::format(
+      "  throughput   {:.1f} model TFLOP/s per GPU ({:.1f} hardware, recompute included; peak {:.1f})\n",
+      r.model_tflops_per_gpu, r.hardware_tflops_per_gpu, r.peak_tflops);
   if (r.time_to_train)
     out += fmt::format("  time to train {} tokens: {}\n", count(*r.tokens), duration(*r.time_to_train));
-  out += "\n  where the time goes (critical GPU: stage " + std::to_string(r.simulation.critical_stage) + ")\n";
+  out +=
+      "\n  where the time goes (critical GPU: stage " + std::to_string(r.simulation.critical_stage) + ")\n";
   const double total = std::max(1e-12, r.iteration_time.value());
   for (const BreakdownPart& part : breakdown_parts()) {
     const std::string_view key = part.key, name = part.label;
@@ -258,7 +311,8 @@ std::string render_text(const Report& r) {
     if ((key == "cp_comm_exposed" && r.cp == 1) || (key == "ep_comm_exposed" && r.ep == 1)) continue;
     const double f = t.value() / total;
     const int width = static_cast<int>(std::lround(f * 40));
-    out += fmt::format("    {:<16} {:>10} {:5.1f}% {}\n", name, duration(t), f * 100, std::string(static_cast<size_t>(width), '#'));
+    out += fmt::format("    {:<16} {:>10} {:5.1f}% {}\n", name, duration(t), f * 100,
+                       std::string(static_cast<size_t>(width), '#'));
   }
   out += fmt::format("\n  memory per GPU (capacity {}, | marks it)\n", gib(r.gpu_memory));
   for (size_t s = 0; s < r.memory_per_stage.size(); ++s) {
@@ -267,24 +321,28 @@ std::string render_text(const Report& r) {
       continue;
     }
     const auto& m = r.memory_per_stage[s];
-    out += fmt::format("    stage {:<3} {:>9} {} (weights {}, grads {}, optimizer {}, activations {}, workspace {}){}\n", s,
-                       gib(m.total()), memory_bar(m.total(), r.gpu_memory), gib(m.weights), gib(m.gradients),
-                       gib(m.optimizer_states), gib(m.activations), gib(m.workspace),
-                       m.total() > r.gpu_memory ? "  over by " + gib(m.total() - r.gpu_memory) : "");
+    out += fmt::format(
+        "    stage {:<3} {:>9} {} (weights {}, grads {}, optimizer {}, activations {}, workspace {}){}\n", s,
+        gib(m.total()), memory_bar(m.total(), r.gpu_memory), gib(m.weights), gib(m.gradients),
+        gib(m.optimizer_states), gib(m.activations), gib(m.workspace),
+        m.total() > r.gpu_memory ? "  over by " + gib(m.total() - r.gpu_memory) : "");
   }
   out += "\n  things to try\n";
   if (r.suggestions.empty()) out += "    nothing stands out: no part but compute takes 5% of the iteration\n";
-  for (size_t i = 0; i < r.suggestions.size(); ++i) out += fmt::format("    {}. {}\n", i + 1, r.suggestions[i].text);
+  for (size_t i = 0; i < r.suggestions.size(); ++i)
+    out += fmt::format("    {}. {}\n", i + 1, r.suggestions[i].text);
   if (!r.simulation.busiest_links.empty()) {
     out += "\n  busiest links\n";
     for (const auto& l : r.simulation.busiest_links)
-      out += fmt::format("    {:<16} {:<10} {:5.1f}% busy, {:.2f} GB\n", l.name, l.role, l.utilisation * 100, l.bytes / 1e9);
+      out += fmt::format("    {:<16} {:<10} {:5.1f}% busy, {:.2f} GB\n", l.name, l.role, l.utilisation * 100,
+                         l.bytes / 1e9);
   }
-  out += fmt::format("\n  simulation   {} fidelity, {} GPUs simulated ({} in the platform, {} CPU hosts), {} actors, "
-                     "{} activities ({} flows), {:.2f} s wall, {:.0f} MiB peak\n",
-                     to_string(r.fidelity), r.simulation.simulated_gpus, r.simulation.platform_gpus,
-                     r.simulation.platform_cpu_hosts, r.simulation.actors, r.simulation.activities, r.simulation.flows,
-                     r.simulation.wall_seconds, r.simulation.peak_memory_bytes / 1048576.0);
+  out += fmt::format(
+      "\n  simulation   {} fidelity, {} GPUs simulated ({} in the platform, {} CPU hosts), {} actors, "
+      "{} activities ({} flows), {:.2f} s wall, {:.0f} MiB peak\n",
+      to_string(r.fidelity), r.simulation.simulated_gpus, r.simulation.platform_gpus,
+      r.simulation.platform_cpu_hosts, r.simulation.actors, r.simulation.activities, r.simulation.flows,
+      r.simulation.wall_seconds, r.simulation.peak_memory_bytes / 1048576.0);
   out += fmt::format("  profile      {} ({}{}): {}\n", r.profile.name, to_string(r.profile.provenance.kind),
                      datasheet ? ": published peak rates and achievable fractions, not measurements" : "",
                      r.profile.provenance.source);
@@ -293,7 +351,8 @@ std::string render_text(const Report& r) {
     for (size_t i = 0; i < std::min<size_t>(3, r.extrapolated_gemms.size()); ++i)
       list += (i ? ", " : "") + r.extrapolated_gemms[i];
     if (r.extrapolated_gemms.size() > 3) list += fmt::format(" and {} more", r.extrapolated_gemms.size() - 3);
-    out += fmt::format("  calibration  {} GEMM shapes outside the profile's measured range, extrapolated conservatively: {}\n",
+    out += fmt::format("  calibration  {} GEMM shapes outside the profile's measured range, extrapolated "
+                       "conservatively: {}\n",
                        r.extrapolated_gemms.size(), list);
   }
   return out;
@@ -302,7 +361,8 @@ std::string render_text(const Report& r) {
 std::string render_json(const Report& r) {
   using nlohmann::json;
   json breakdown = json::object();
-  for (const BreakdownPart& part : breakdown_parts()) breakdown[std::string(part.key)] = (r.breakdown.*part.member).value();
+  for (const BreakdownPart& part : breakdown_parts())
+    breakdown[std::string(part.key)] = (r.breakdown.*part.member).value();
   json stages = json::array();
   for (const auto& m : r.memory_per_stage)
     stages.push_back({{"weights", m.weights.value()},
@@ -354,19 +414,23 @@ std::string render_json(const Report& r) {
 }
 
 std::string render_markdown(const Report& r) {
-  std::string out = fmt::format("## {}\n\n**{:.3f} s per iteration, {:.0f} tokens/s, MFU {:.1f}%**{} — {} on {} GPUs of {}\n\n",
-                                r.scenario, r.iteration_time.value(), r.tokens_per_s, r.mfu * 100,
-                                r.fits_memory ? "" : " — **does not fit in GPU memory**", r.model, r.gpus, r.machine);
-  out += fmt::format("| | |\n|---|---|\n| strategy | {} |\n| throughput | {:.1f} model TFLOP/s per GPU ({:.1f} hardware, "
-                     "recompute included; peak {:.1f}) |\n", r.strategy, r.model_tflops_per_gpu, r.hardware_tflops_per_gpu,
-                     r.peak_tflops);
+  std::string out = fmt::format(
+      "## {}\n\n**{:.3f} s per iteration, {:.0f} tokens/s, MFU {:.1f}%**{} — {} on {} GPUs of {}\n\n",
+      r.scenario, r.iteration_time.value(), r.tokens_per_s, r.mfu * 100,
+      r.fits_memory ? "" : " — **does not fit in GPU memory**", r.model, r.gpus, r.machine);
+  out += fmt::format(
+      "| | |\n|---|---|\n| strategy | {} |\n| throughput | {:.1f} model TFLOP/s per GPU ({:.1f} hardware, "
+      "recompute included; peak {:.1f}) |\n",
+      r.strategy, r.model_tflops_per_gpu, r.hardware_tflops_per_gpu, r.peak_tflops);
   if (r.time_to_train)
     out += fmt::format("| time to train {} tokens | {} |\n", count(*r.tokens), duration(*r.time_to_train));
   out += "\n### Things to try\n\n";
   if (r.suggestions.empty()) out += "Nothing stands out: no part but compute takes 5% of the iteration.\n";
-  for (size_t i = 0; i < r.suggestions.size(); ++i) out += fmt::format("{}. {}\n", i + 1, r.suggestions[i].text);
-  out += fmt::format("\n### Where the time goes (critical GPU: stage {})\n\n| part | time | share |\n|---|---:|---:|\n",
-                     r.simulation.critical_stage);
+  for (size_t i = 0; i < r.suggestions.size(); ++i)
+    out += fmt::format("{}. {}\n", i + 1, r.suggestions[i].text);
+  out += fmt::format(
+      "\n### Where the time goes (critical GPU: stage {})\n\n| part | time | share |\n|---|---:|---:|\n",
+      r.simulation.critical_stage);
   const double total = std::max(1e-12, r.iteration_time.value());
   for (const BreakdownPart& part : breakdown_parts()) {
     const std::string_view key = part.key, name = part.label;
@@ -374,8 +438,10 @@ std::string render_markdown(const Report& r) {
     if ((key == "cp_comm_exposed" && r.cp == 1) || (key == "ep_comm_exposed" && r.ep == 1)) continue;
     out += fmt::format("| {} | {} | {:.1f}% |\n", name, duration(t), 100 * t.value() / total);
   }
-  out += fmt::format("\n### Memory per GPU (capacity {})\n\n| stage | total | of capacity | weights | grads | optimizer | "
-                     "activations | workspace |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n", gib(r.gpu_memory));
+  out += fmt::format(
+      "\n### Memory per GPU (capacity {})\n\n| stage | total | of capacity | weights | grads | optimizer | "
+      "activations | workspace |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+      gib(r.gpu_memory));
   for (size_t s = 0; s < r.memory_per_stage.size(); ++s) {
     if (elided(r.memory_per_stage.size(), s)) {
       if (s == 3) out += "| ... | | | | | | | |\n";
@@ -383,17 +449,21 @@ std::string render_markdown(const Report& r) {
     }
     const auto& m = r.memory_per_stage[s];
     out += fmt::format("| {} | {} | {:.0f}%{} | {} | {} | {} | {} | {} |\n", s, gib(m.total()),
-                       100 * m.total().value() / std::max(1.0, r.gpu_memory.value()), m.total() > r.gpu_memory ? " **over**" : "",
-                       gib(m.weights), gib(m.gradients), gib(m.optimizer_states), gib(m.activations), gib(m.workspace));
+                       100 * m.total().value() / std::max(1.0, r.gpu_memory.value()),
+                       m.total() > r.gpu_memory ? " **over**" : "", gib(m.weights), gib(m.gradients),
+                       gib(m.optimizer_states), gib(m.activations), gib(m.workspace));
   }
   if (!r.simulation.busiest_links.empty()) {
     out += "\n### Busiest links\n\n| link | role | busy | carried |\n|---|---|---:|---:|\n";
     for (const auto& l : r.simulation.busiest_links)
-      out += fmt::format("| {} | {} | {:.1f}% | {:.2f} GB |\n", l.name, l.role, l.utilisation * 100, l.bytes / 1e9);
+      out += fmt::format("| {} | {} | {:.1f}% | {:.2f} GB |\n", l.name, l.role, l.utilisation * 100,
+                         l.bytes / 1e9);
   }
-  out += fmt::format("\n{} fidelity, {} GPUs simulated, {} actors, {} activities ({} flows), {:.2f} s wall. Profile {} ({}).\n",
-                     to_string(r.fidelity), r.simulation.simulated_gpus, r.simulation.actors, r.simulation.activities,
-                     r.simulation.flows, r.simulation.wall_seconds, r.profile.name, to_string(r.profile.provenance.kind));
+  out += fmt::format("\n{} fidelity, {} GPUs simulated, {} actors, {} activities ({} flows), {:.2f} s wall. "
+                     "Profile {} ({}).\n",
+                     to_string(r.fidelity), r.simulation.simulated_gpus, r.simulation.actors,
+                     r.simulation.activities, r.simulation.flows, r.simulation.wall_seconds, r.profile.name,
+                     to_string(r.profile.provenance.kind));
   return out;
 }
 
@@ -410,7 +480,8 @@ std::string render_trace(const Report& r) {
   using nlohmann::json;
   static const char* const STREAMS[] = {"compute", "tp", "cp", "ep", "pp", "dp", "optimizer"};
   constexpr int TRACKS = static_cast<int>(std::size(STREAMS));
-  const std::vector<std::string_view> labels = {"compute", "TP comm", "CP comm", "EP comm", "PP send/recv", "DP comm", "optimizer"};
+  const std::vector<std::string_view> labels = {"compute",      "TP comm", "CP comm",  "EP comm",
+                                                "PP send/recv", "DP comm", "optimizer"};
   auto tid_of = [](const std::string& stream) {
     for (int i = 0; i < TRACKS; ++i)
       if (stream == STREAMS[i]) return i;
@@ -419,21 +490,40 @@ std::string render_trace(const Report& r) {
   json events = json::array();
   const auto stages = static_cast<int>(r.memory_per_stage.size());
   for (int s = 0; s < stages; ++s) {
-    events.push_back({{"ph", "M"}, {"name", "process_name"}, {"pid", s}, {"args", {{"name", fmt::format("stage {}", s)}}}});
-    events.push_back({{"ph", "M"}, {"name", "process_sort_index"}, {"pid", s}, {"args", {{"sort_index", s}}}});
+    events.push_back({{"ph", "M"},
+                      {"name", "process_name"},
+                      {"pid", s},
+                      {"args", {{"name", fmt::format("stage {}", s)}}}});
+    events.push_back(
+        {{"ph", "M"}, {"name", "process_sort_index"}, {"pid", s}, {"args", {{"sort_index", s}}}});
     for (int t = 0; t < TRACKS; ++t) {
-      events.push_back({{"ph", "M"}, {"name", "thread_name"}, {"pid", s}, {"tid", t}, {"args", {{"name", labels[static_cast<size_t>(t)]}}}});
-      events.push_back({{"ph", "M"}, {"name", "thread_sort_index"}, {"pid", s}, {"tid", t}, {"args", {{"sort_index", t}}}});
+      events.push_back({{"ph", "M"},
+                        {"name", "thread_name"},
+                        {"pid", s},
+                        {"tid", t},
+                        {"args", {{"name", labels[static_cast<size_t>(t)]}}}});
+      events.push_back({{"ph", "M"},
+                        {"name", "thread_sort_index"},
+                        {"pid", s},
+                        {"tid", t},
+                        {"args", {{"sort_index", t}}}});
     }
   }
   // Link utilisation counters, in percent, on a process of their own below the stages.
   const int fabric = stages;
-  events.push_back({{"ph", "M"}, {"name", "process_name"}, {"pid", fabric}, {"args", {{"name", "fabric links in use"}}}});
-  events.push_back({{"ph", "M"}, {"name", "process_sort_index"}, {"pid", fabric}, {"args", {{"sort_index", fabric}}}});
+  events.push_back(
+      {{"ph", "M"}, {"name", "process_name"}, {"pid", fabric}, {"args", {{"name", "fabric links in use"}}}});
+  events.push_back(
+      {{"ph", "M"}, {"name", "process_sort_index"}, {"pid", fabric}, {"args", {{"sort_index", fabric}}}});
   json timed = json::array();
   for (const auto& e : r.simulation.trace) {
-    json x = {{"ph", "X"},          {"name", e.name},       {"cat", e.stream}, {"pid", e.stage},
-              {"tid", tid_of(e.stream)}, {"ts", e.start * 1e6}, {"dur", (e.end - e.start) * 1e6}};
+    json x = {{"ph", "X"},
+              {"name", e.name},
+              {"cat", e.stream},
+              {"pid", e.stage},
+              {"tid", tid_of(e.stream)},
+              {"ts", e.start * 1e6},
+              {"dur", (e.end - e.start) * 1e6}};
     if (e.flow >= 0) {
       // Flow events v2: the send slice starts the arrow, the receive slice that shares its id ends it.
       x["bind_id"] = fmt::format("0x{:x}", e.flow);
@@ -445,19 +535,24 @@ std::string render_trace(const Report& r) {
   for (size_t c = 0; c + 1 < counters.size(); c += 2) {
     // Counters come in pairs per link role: the mean over the links in use, and the busiest.
     const std::string role = counters[c].name.substr(0, counters[c].name.find(' '));
-    if (std::all_of(counters[c + 1].utilisation.begin(), counters[c + 1].utilisation.end(), [](double u) { return u == 0; }))
-      continue;  // a role the job never used
+    if (std::all_of(counters[c + 1].utilisation.begin(), counters[c + 1].utilisation.end(),
+                    [](double u) { return u == 0; }))
+      continue; // a role the job never used
     for (size_t i = 0; i < counters[c].time.size(); ++i)
       timed.push_back({{"ph", "C"},
                        {"name", role + " utilisation %"},
                        {"pid", fabric},
                        {"ts", counters[c].time[i] * 1e6},
-                       {"args", {{"mean", counters[c].utilisation[i] * 100}, {"busiest", counters[c + 1].utilisation[i] * 100}}}});
+                       {"args",
+                        {{"mean", counters[c].utilisation[i] * 100},
+                         {"busiest", counters[c + 1].utilisation[i] * 100}}}});
   }
-  std::stable_sort(timed.begin(), timed.end(),
-                   [](const json& a, const json& b) { return a.at("ts").get<double>() < b.at("ts").get<double>(); });
+  std::stable_sort(timed.begin(), timed.end(), [](const json& a, const json& b) {
+    return a.at("ts").get<double>() < b.at("ts").get<double>();
+  });
   for (auto& e : timed) events.push_back(std::move(e));
-  json doc = {{"traceEvents", events}, {"displayTimeUnit", "ms"},
+  json doc = {{"traceEvents", events},
+              {"displayTimeUnit", "ms"},
               {"otherData", {{"scenario", r.scenario}, {"strategy", r.strategy}, {"replica", 0}}}};
   return doc.dump() + "\n";
 }

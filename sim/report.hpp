@@ -16,15 +16,16 @@ namespace odyssey {
 
 /// Something worth trying, derived from the simulated breakdown and memory.
 struct Suggestion {
-  double weight = 0.0;   ///< share of the iteration it addresses (ordering); above 1 for a layout that does not fit
-  std::string text;      ///< "pipeline bubble is 41.6% of the iteration: ...", with the number that triggered it
+  double weight =
+      0.0; ///< share of the iteration it addresses (ordering); above 1 for a layout that does not fit
+  std::string text; ///< "pipeline bubble is 41.6% of the iteration: ...", with the number that triggered it
 };
 
 struct Report {
   std::string scenario;
   std::string machine;
   std::string model;
-  std::string strategy;            ///< "tp 8 x pp 24 x dp 48, interleaved-1f1b v2, recompute full"
+  std::string strategy; ///< "tp 8 x pp 24 x dp 48, interleaved-1f1b v2, recompute full"
   long gpus = 0;
   int cp = 1;
   int ep = 1;
@@ -32,10 +33,10 @@ struct Report {
   double tokens_per_s = 0.0;
   double model_tflops_per_gpu = 0.0;
   double hardware_tflops_per_gpu = 0.0;
-  double mfu = 0.0;                ///< model FLOP/s per GPU over the GPU's dense peak for the precision
+  double mfu = 0.0; ///< model FLOP/s per GPU over the GPU's dense peak for the precision
   double peak_tflops = 0.0;
   std::vector<MemoryBreakdown> memory_per_stage;
-  Bytes memory_per_gpu;            ///< peak over stages
+  Bytes memory_per_gpu; ///< peak over stages
   int memory_peak_stage = 0;
   Bytes gpu_memory;
   bool fits_memory = false;
@@ -43,12 +44,12 @@ struct Report {
   std::optional<Seconds> time_to_train;
   std::optional<double> tokens;
   ParallelismSpec parallelism;
-  int microbatches = 1;            ///< per data-parallel replica per iteration
-  int micro_batch = 1;             ///< sequences per micro-batch
+  int microbatches = 1; ///< per data-parallel replica per iteration
+  int micro_batch = 1;  ///< sequences per micro-batch
   int gpus_per_server = 8;
-  std::vector<Suggestion> suggestions;  ///< the best first, at most three
+  std::vector<Suggestion> suggestions; ///< the best first, at most three
   Fidelity fidelity = Fidelity::FULL;
-  Profile profile;                 ///< the profile used (its provenance is printed)
+  Profile profile; ///< the profile used (its provenance is printed)
   /// GEMMs ("qkv 4096x12288x4096 bf16") outside the profile's measured shapes, priced by
   /// conservative extrapolation; empty for profiles without measured points.
   std::vector<std::string> extrapolated_gemms;
@@ -72,7 +73,7 @@ enum class Better { HIGHER, LOWER };
 struct ReportMetric {
   std::string_view key;
   Better better = Better::HIGHER;
-  bool in_rows = true;                 ///< a column of sweep results
+  bool in_rows = true; ///< a column of sweep results
   double (*read)(const Report&) = nullptr;
 };
 const std::vector<ReportMetric>& report_metrics();

@@ -16,22 +16,31 @@
 namespace odyssey {
 
 CalibrateCommand::CalibrateCommand(CLI::App& app) {
-  calibrate_ = app.add_subcommand("calibrate", "measured calibration profiles from kernels/ benchmark results");
+  calibrate_ =
+      app.add_subcommand("calibrate", "measured calibration profiles from kernels/ benchmark results");
   calibrate_->require_subcommand(1);
   import_ = calibrate_->add_subcommand("import", "turn raw benchmark results into a measured profile");
   import_->add_option("raw", raw_files_, "raw result files written by the kernels/ benchmarks")->required();
-  import_->add_option("--out", out_, "profile to write, e.g. calibration/profiles/h100-sxm5-80gb-measured.yaml")->required();
-  import_->add_option("--gpu", gpu_, "GPU type the results describe (default: from the device name in the raw files)");
-  import_->add_option("--base", base_, "datasheet profile for peaks and unmeasured values (default: the GPU's own)");
-  import_->add_option("--scenario", scenario_, "refuse results from another GPU than this scenario's machine has");
+  import_
+      ->add_option("--out", out_, "profile to write, e.g. calibration/profiles/h100-sxm5-80gb-measured.yaml")
+      ->required();
+  import_->add_option("--gpu", gpu_,
+                      "GPU type the results describe (default: from the device name in the raw files)");
+  import_->add_option("--base", base_,
+                      "datasheet profile for peaks and unmeasured values (default: the GPU's own)");
+  import_->add_option("--scenario", scenario_,
+                      "refuse results from another GPU than this scenario's machine has");
   import_->add_option("--set", sets_, "override a scenario key: KEY=VALUE (repeatable)");
-  shapes_ = calibrate_->add_subcommand("shapes", "print the GEMM and attention shapes a scenario runs (kernels/ --shapes)");
+  shapes_ = calibrate_->add_subcommand(
+      "shapes", "print the GEMM and attention shapes a scenario runs (kernels/ --shapes)");
   shapes_->add_option("scenario", scenario_, "scenario YAML")->required();
   shapes_->add_option("--set", sets_, "override a scenario key: KEY=VALUE (repeatable)");
   shapes_->add_option("--out", out_, "write the shapes to this file instead of stdout");
 }
 
-bool CalibrateCommand::parsed() const { return calibrate_->parsed(); }
+bool CalibrateCommand::parsed() const {
+  return calibrate_->parsed();
+}
 
 int CalibrateCommand::run() const {
   const LoadOptions load{.data_dir = ODYSSEY_DATA_DIR, .overrides = sets_};
@@ -42,7 +51,8 @@ int CalibrateCommand::run() const {
       std::cout << text;
     } else {
       std::ofstream out(out_, std::ios::trunc);
-      if (!out || !(out << text).flush()) throw InputError({.file = out_}, "", "cannot write the shapes file");
+      if (!out || !(out << text).flush())
+        throw InputError({.file = out_}, "", "cannot write the shapes file");
     }
     return 0;
   }
@@ -57,8 +67,8 @@ int CalibrateCommand::run() const {
     o.machine_name = s.machine.name;
   }
   const ImportSummary summary = import_profile(o);
-  std::cout << fmt::format("wrote {}: measured profile for {} (values not measured from {})\n", out_, summary.gpu,
-                           summary.base);
+  std::cout << fmt::format("wrote {}: measured profile for {} (values not measured from {})\n", out_,
+                           summary.gpu, summary.base);
   for (const std::string& m : summary.measured) std::cout << "  measured   " << m << "\n";
   std::string kept;
   for (const std::string& k : summary.kept) kept += (kept.empty() ? "" : ", ") + k;

@@ -17,9 +17,9 @@
 #include "calibration/profile.hpp"
 #include "models/input/diagnostics.hpp"
 #include "models/input/files.hpp"
-#include "models/workload.hpp"
 #include "models/input/units_parse.hpp"
 #include "models/input/yaml_reader.hpp"
+#include "models/workload.hpp"
 #include "sim/collective.hpp"
 #include "sim/engine.hpp"
 #include "sim/report.hpp"
@@ -45,14 +45,17 @@ std::string explain(const odyssey::Workload& w, const odyssey::CostModel& cost) 
     double bytes = 0;
   };
   const odyssey::ChunkWork& c = w.chunk(0, 0);
-  std::string out = fmt::format("operations of one micro-batch on one GPU of stage 0 ({} layers{}{})\n", c.layers,
-                                c.has_embedding ? ", embedding" : "", c.has_lm_head ? ", LM head" : "");
+  std::string out =
+      fmt::format("operations of one micro-batch on one GPU of stage 0 ({} layers{}{})\n", c.layers,
+                  c.has_embedding ? ", embedding" : "", c.has_lm_head ? ", LM head" : "");
   auto block = [&](const char* title, const odyssey::WorkBlock& b) {
     std::vector<Row> rows;
     odyssey::Seconds total;
     for (const odyssey::ComputeOp& op : b.compute) {
       auto it = std::find_if(rows.begin(), rows.end(), [&](const Row& r) { return r.name == op.name; });
-      if (it == rows.end()) it = rows.insert(rows.end(), Row{.name = op.name, .op = &op, .count = 0, .time = {}, .flops = 0, .bytes = 0});
+      if (it == rows.end())
+        it = rows.insert(rows.end(),
+                         Row{.name = op.name, .op = &op, .count = 0, .time = {}, .flops = 0, .bytes = 0});
       const odyssey::Seconds t = cost.compute_time(op);
       ++it->count;
       it->time += t;
@@ -60,8 +63,8 @@ std::string explain(const odyssey::Workload& w, const odyssey::CostModel& cost) 
       it->bytes += op.bytes.value();
       total += t;
     }
-    out += fmt::format("\n  {}\n  {:<24} {:<12} {:>24} {:>5} {:>11} {:>6} {:>8} {:>7}\n", title, "op", "kind", "shape",
-                       "calls", "time", "share", "TFLOP/s", "GB/s");
+    out += fmt::format("\n  {}\n  {:<24} {:<12} {:>24} {:>5} {:>11} {:>6} {:>8} {:>7}\n", title, "op", "kind",
+                       "shape", "calls", "time", "share", "TFLOP/s", "GB/s");
     for (const Row& r : rows) {
       std::string shape;
       if (r.op->kind == odyssey::OpKind::GEMM)
@@ -69,20 +72,22 @@ std::string explain(const odyssey::Workload& w, const odyssey::CostModel& cost) 
                             r.op->gemm.batch > 1 ? fmt::format(" *{}", r.op->gemm.batch) : "");
       out += fmt::format("  {:<24} {:<12} {:>24} {:>5} {:>8.3f} ms {:>5.1f}% {:>8.1f} {:>7.0f}\n", r.name,
                          odyssey::to_string(r.op->kind), shape, r.count, r.time.value() * 1e3,
-                         100 * r.time.value() / total.value(), r.flops / r.time.value() / 1e12, r.bytes / r.time.value() / 1e9);
+                         100 * r.time.value() / total.value(), r.flops / r.time.value() / 1e12,
+                         r.bytes / r.time.value() / 1e9);
     }
     for (const odyssey::CollectiveOp& op : b.comm)
       out += fmt::format("  {:<24} {:<12} {:>24}\n", op.name, odyssey::to_string(op.kind),
                          fmt::format("{:.1f} MB {}", op.bytes.value() / 1e6, odyssey::to_string(op.group)));
-    out += fmt::format("  {:<24} {:<12} {:>24} {:>5} {:>8.3f} ms\n", "total compute", "", "", "", total.value() * 1e3);
+    out += fmt::format("  {:<24} {:<12} {:>24} {:>5} {:>8.3f} ms\n", "total compute", "", "", "",
+                       total.value() * 1e3);
   };
   block("forward", c.forward);
   block("backward (recomputation included)", c.backward);
   return out;
 }
 
-int run(const std::string& path, const std::vector<std::string>& sets, odyssey::ReportFormat format, const std::string& trace,
-        const std::vector<std::string>& simgrid_args, bool explain_ops) {
+int run(const std::string& path, const std::vector<std::string>& sets, odyssey::ReportFormat format,
+        const std::string& trace, const std::vector<std::string>& simgrid_args, bool explain_ops) {
   const odyssey::Scenario scenario =
       odyssey::load_scenario(path, {.data_dir = ODYSSEY_DATA_DIR, .overrides = sets});
   const odyssey::CostModel cost = odyssey::scenario_cost_model(scenario);
@@ -119,9 +124,12 @@ std::vector<odyssey::Bytes> parse_sizes(const std::string& text) {
 
 odyssey::CollectiveKind parse_op(const std::string& op) {
   static const std::vector<std::pair<std::string, odyssey::CollectiveKind>> OPS = {
-      {"all-reduce", odyssey::CollectiveKind::ALL_REDUCE},   {"all-gather", odyssey::CollectiveKind::ALL_GATHER},
-      {"reduce-scatter", odyssey::CollectiveKind::REDUCE_SCATTER}, {"broadcast", odyssey::CollectiveKind::BROADCAST},
-      {"reduce", odyssey::CollectiveKind::REDUCE},           {"all-to-all", odyssey::CollectiveKind::ALL_TO_ALL},
+      {"all-reduce", odyssey::CollectiveKind::ALL_REDUCE},
+      {"all-gather", odyssey::CollectiveKind::ALL_GATHER},
+      {"reduce-scatter", odyssey::CollectiveKind::REDUCE_SCATTER},
+      {"broadcast", odyssey::CollectiveKind::BROADCAST},
+      {"reduce", odyssey::CollectiveKind::REDUCE},
+      {"all-to-all", odyssey::CollectiveKind::ALL_TO_ALL},
       {"send-recv", odyssey::CollectiveKind::SEND_RECV}};
   std::vector<std::string> names;
   for (const auto& [name, kind] : OPS) {
@@ -146,8 +154,8 @@ template <class Parse> unsigned parse_nccl_list(const char* flag, const std::str
 }
 
 int collective(const std::string& machine_name, const std::string& op, int gpus, const std::string& sizes,
-               const std::vector<std::string>& sets, const std::string& calibration, bool json, const std::string& algo,
-               const std::string& proto) {
+               const std::vector<std::string>& sets, const std::string& calibration, bool json,
+               const std::string& algo, const std::string& proto) {
   const odyssey::MachineSpec machine =
       odyssey::load_machine(machine_name, {.data_dir = ODYSSEY_DATA_DIR, .overrides = sets});
   const odyssey::CollectiveKind kind = parse_op(op);
@@ -163,15 +171,17 @@ int collective(const std::string& machine_name, const std::string& op, int gpus,
   const std::string where = fmt::format("--gpus {}", gpus);
   if (gpus < 2 || gpus > machine.total_gpus())
     throw odyssey::InputError({.file = where}, "",
-                              fmt::format("a collective needs 2 to {} GPUs on machine '{}', got {}", machine.total_gpus(),
-                                          machine.name, gpus));
+                              fmt::format("a collective needs 2 to {} GPUs on machine '{}', got {}",
+                                          machine.total_gpus(), machine.name, gpus));
   odyssey::CollectiveRun run;
   try {
     run = odyssey::simulate_collective(machine, cost, kind, gpus, list);
   } catch (const std::invalid_argument& e) {
     // The cost model names algorithms or protocols the group cannot run: the flags that asked for them.
-    const bool restriction = std::string_view(e.what()).starts_with("no allowed") && !(algo.empty() && proto.empty());
-    const std::string flags = (algo.empty() ? "" : "--algo " + algo) + (algo.empty() || proto.empty() ? "" : " ") +
+    const bool restriction =
+        std::string_view(e.what()).starts_with("no allowed") && !(algo.empty() && proto.empty());
+    const std::string flags = (algo.empty() ? "" : "--algo " + algo) +
+                              (algo.empty() || proto.empty() ? "" : " ") +
                               (proto.empty() ? "" : "--proto " + proto);
     throw odyssey::InputError({.file = restriction ? flags : where}, "", e.what());
   }
@@ -200,7 +210,8 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--trace", trace, "write one iteration as Chrome/Perfetto trace-event JSON");
   run_cmd->add_option("--set", sets, "override a scenario key: KEY=VALUE (repeatable)");
   bool explain_ops = false;
-  run_cmd->add_flag("--explain", explain_ops, "print the priced operations of one micro-batch instead of simulating");
+  run_cmd->add_flag("--explain", explain_ops,
+                    "print the priced operations of one micro-batch instead of simulating");
   run_cmd->add_option("--log", logs, "SimGrid logging, e.g. odyssey.thres:debug (repeatable)");
 
   std::string validate_path;
@@ -218,29 +229,37 @@ int main(int argc, char** argv) {
   std::string coll_calibration = "auto";
   std::vector<std::string> coll_sets;
   bool coll_json = false;
-  auto* coll_cmd = app.add_subcommand("collective", "simulate one collective over N GPUs and print nccl-tests' table");
+  auto* coll_cmd =
+      app.add_subcommand("collective", "simulate one collective over N GPUs and print nccl-tests' table");
   coll_cmd->add_option("--machine", coll_machine, "machine preset or machine YAML file")->required();
-  coll_cmd->add_option("--op", coll_op,
-                       "all-reduce | all-gather | reduce-scatter | broadcast | reduce | all-to-all | send-recv")
+  coll_cmd
+      ->add_option("--op", coll_op,
+                   "all-reduce | all-gather | reduce-scatter | broadcast | reduce | all-to-all | send-recv")
       ->required();
-  coll_cmd->add_option("--gpus", coll_gpus, "GPUs taking part (the first N of the machine, in rank order)")->required();
+  coll_cmd->add_option("--gpus", coll_gpus, "GPUs taking part (the first N of the machine, in rank order)")
+      ->required();
   coll_cmd->add_option("--sizes", coll_sizes, "message sizes A:B, doubling (default \"8 B:4 GiB\")");
   coll_cmd->add_option("--set", coll_sets, "override a machine key: machine.KEY=VALUE (repeatable)");
   coll_cmd->add_option("--calibration", coll_calibration, "calibration profile (default: auto)");
   coll_cmd->add_flag("--json", coll_json, "print the table as JSON");
   std::string coll_algo;
   std::string coll_proto;
-  coll_cmd->add_option("--algo", coll_algo, "algorithms allowed, as NCCL_ALGO (e.g. ring, tree, nvls, \"^tree\")");
+  coll_cmd->add_option("--algo", coll_algo,
+                       "algorithms allowed, as NCCL_ALGO (e.g. ring, tree, nvls, \"^tree\")");
   coll_cmd->add_option("--proto", coll_proto, "protocols allowed, as NCCL_PROTO (LL, LL128, Simple)");
 
-  odyssey::CalibrateCommand calibrate_cmd(app);  // CLI11 writes into it: keep it in place
+  odyssey::CalibrateCommand calibrate_cmd(app); // CLI11 writes into it: keep it in place
   odyssey::PlannerCommands planner;
   odyssey::add_planner_commands(app, planner);
   odyssey::RegressOptions regress_options;
-  auto* regress_cmd = app.add_subcommand("regress", "compare scenarios' predicted metrics with a committed baseline");
-  regress_cmd->add_option("scenarios", regress_options.scenarios, "scenario files (default: every *.yaml of --scenarios)");
-  regress_cmd->add_option("--scenarios", regress_options.scenario_dir, "scenario directory (default: scenarios)");
-  regress_cmd->add_option("--baseline", regress_options.baseline, "baseline file (default: tests/regress/baseline.yaml)");
+  auto* regress_cmd =
+      app.add_subcommand("regress", "compare scenarios' predicted metrics with a committed baseline");
+  regress_cmd->add_option("scenarios", regress_options.scenarios,
+                          "scenario files (default: every *.yaml of --scenarios)");
+  regress_cmd->add_option("--scenarios", regress_options.scenario_dir,
+                          "scenario directory (default: scenarios)");
+  regress_cmd->add_option("--baseline", regress_options.baseline,
+                          "baseline file (default: tests/regress/baseline.yaml)");
   regress_cmd->add_flag("--update", regress_options.update, "rewrite the baseline with the current figures");
   regress_cmd->add_option("--jobs", regress_options.jobs, "simulations at once (default: one per CPU core)");
 
@@ -262,10 +281,10 @@ int main(int argc, char** argv) {
       std::vector<std::string> simgrid_args;
       for (const auto& l : logs) simgrid_args.push_back("--log=" + l);
       const odyssey::ReportFormat report_format = json || format == "json" ? odyssey::ReportFormat::JSON
-                                                  : format == "markdown"     ? odyssey::ReportFormat::MARKDOWN
-                                                                             : odyssey::ReportFormat::TEXT;
-      return run(scenario.empty() ? std::string(ODYSSEY_DATA_DIR) + "/" + DEFAULT_SCENARIO : scenario, sets, report_format,
-                 trace, simgrid_args, explain_ops);
+                                                  : format == "markdown"   ? odyssey::ReportFormat::MARKDOWN
+                                                                           : odyssey::ReportFormat::TEXT;
+      return run(scenario.empty() ? std::string(ODYSSEY_DATA_DIR) + "/" + DEFAULT_SCENARIO : scenario, sets,
+                 report_format, trace, simgrid_args, explain_ops);
     }
     if (regress_cmd->parsed()) {
       regress_options.odyssey = std::filesystem::read_symlink("/proc/self/exe").string();
@@ -274,8 +293,8 @@ int main(int argc, char** argv) {
     if (calibrate_cmd.parsed()) return calibrate_cmd.run();
     if (const auto rc = odyssey::run_planner_commands(planner, ODYSSEY_DATA_DIR)) return *rc;
     if (coll_cmd->parsed())
-      return collective(coll_machine, coll_op, coll_gpus, coll_sizes, coll_sets, coll_calibration, coll_json, coll_algo,
-                        coll_proto);
+      return collective(coll_machine, coll_op, coll_gpus, coll_sizes, coll_sets, coll_calibration, coll_json,
+                        coll_algo, coll_proto);
     if (validate_cmd->parsed()) {
       if (schema) {
         std::cout << odyssey::render_schema();

@@ -18,11 +18,13 @@
 namespace odyssey {
 
 void add_planner_commands(CLI::App& app, PlannerCommands& c) {
-  c.plan = app.add_subcommand("plan", "search every parallel strategy: analytical screen, fast and full simulation");
+  c.plan = app.add_subcommand("plan",
+                              "search every parallel strategy: analytical screen, fast and full simulation");
   c.plan->add_option("scenario", c.scenario, "scenario YAML (its model, machine and training)")->required();
   c.plan->add_option("--gpus", c.gpus, "GPU count N or range A:B (default: the scenario's)");
   c.plan->add_option("--top", c.top, "rows printed (default 15)");
-  c.plan->add_option("--fast", c.fast, "candidates simulated at fast fidelity (default 200, or 3 per GPU count of a range)");
+  c.plan->add_option("--fast", c.fast,
+                     "candidates simulated at fast fidelity (default 200, or 3 per GPU count of a range)");
   c.plan->add_option("--full", c.full, "candidates simulated at full fidelity (default 3, or 1 for a range)");
   c.plan->add_option("--jobs", c.jobs, "simulations at once (default: every core)");
   c.plan->add_option("--deadline", c.deadline, "days: the fewest GPUs that train training.tokens in time");
@@ -31,13 +33,16 @@ void add_planner_commands(CLI::App& app, PlannerCommands& c) {
   c.plan->add_option("--plot", c.plot_out, "also draw the plan as SVG into this file");
   c.plan->add_option("--set", c.sets, "override a scenario key: KEY=VALUE (repeatable)");
 
-  c.sweep = app.add_subcommand("sweep", "simulate every point of a grid over scenario keys, one row per point");
+  c.sweep =
+      app.add_subcommand("sweep", "simulate every point of a grid over scenario keys, one row per point");
   c.sweep->add_option("sweep", c.sweep_file, "sweep YAML")->required();
   c.sweep->add_option("--out", c.out, "results: FILE.csv or FILE.jsonl (default: the sweep's 'out')");
   c.sweep->add_option("--jobs", c.jobs, "points at once (default: every core)");
   c.sweep->add_option("--shard", c.shard, "I/N: run the points of shard I of N (Slurm job arrays), 0-based");
   c.sweep->add_flag("--mpi", c.mpi, "under mpirun: ranks take shards, rank 0 writes the rows");
-  c.sweep->add_option("--merge", c.merge, "merge these shard outputs into --out (rows in point order) instead of running")
+  c.sweep
+      ->add_option("--merge", c.merge,
+                   "merge these shard outputs into --out (rows in point order) instead of running")
       ->expected(1, -1);
   c.sweep->add_flag("--no-progress", c.no_progress, "no progress bar");
   c.sweep->add_option("--plot", c.plot_out, "also draw the results as SVG into this file");
@@ -59,7 +64,8 @@ std::pair<long, long> parse_gpus(const std::string& text, long machine_gpus, con
       if (used != part.size()) throw std::invalid_argument(part);
       return v;
     } catch (const std::exception&) {
-      throw InputError({.file = where}, "", fmt::format("expected a GPU count N or a range A:B, got '{}'", text));
+      throw InputError({.file = where}, "",
+                       fmt::format("expected a GPU count N or a range A:B, got '{}'", text));
     }
   };
   const auto colon = text.find(':');
@@ -68,8 +74,9 @@ std::pair<long, long> parse_gpus(const std::string& text, long machine_gpus, con
   if (lo < 1 || hi < lo)
     throw InputError({.file = where}, "", fmt::format("empty GPU range {}:{} (need 1 <= A <= B)", lo, hi));
   if (hi > machine_gpus)
-    throw InputError({.file = where}, "",
-                     fmt::format("GPU range reaches {} but machine '{}' has {} GPUs", hi, machine, machine_gpus));
+    throw InputError(
+        {.file = where}, "",
+        fmt::format("GPU range reaches {} but machine '{}' has {} GPUs", hi, machine, machine_gpus));
   return {lo, hi};
 }
 
@@ -77,10 +84,13 @@ int plan_command(const PlannerCommands& c, const std::string& data_dir) {
   const Scenario sc = load_scenario(c.scenario, {.data_dir = data_dir, .overrides = c.sets});
   const CostModel cost = scenario_cost_model(sc);
   PlanOptions options{.top = c.top, .fast = c.fast, .full = c.full, .jobs = c.jobs};
-  if (!c.gpus.empty()) std::tie(options.min_gpus, options.max_gpus) = parse_gpus(c.gpus, sc.machine.total_gpus(), sc.machine.name);
+  if (!c.gpus.empty())
+    std::tie(options.min_gpus, options.max_gpus) =
+        parse_gpus(c.gpus, sc.machine.total_gpus(), sc.machine.name);
   if (c.deadline > 0) {
     if (!sc.training.tokens)
-      throw InputError({.file = c.scenario}, "training.tokens", "--deadline needs the scenario's training.tokens");
+      throw InputError({.file = c.scenario}, "training.tokens",
+                       "--deadline needs the scenario's training.tokens");
     options.deadline_days = c.deadline;
   }
   if (c.json && c.csv) throw InputError({.file = "--csv"}, "", "choose one of --json and --csv");
@@ -97,7 +107,8 @@ int merge_command(const PlannerCommands& c, const SweepSpec& spec) {
   if (!c.shard.empty() || c.mpi)
     throw InputError({.file = "--merge"}, "", "--merge runs nothing: give it without --shard and --mpi");
   const std::string out = c.out.empty() ? spec.out : c.out;
-  if (out.empty()) throw InputError({.file = spec.file}, "out", "no output file: give --out FILE or 'out' in the sweep");
+  if (out.empty())
+    throw InputError({.file = spec.file}, "out", "no output file: give --out FILE or 'out' in the sweep");
   const SweepMerge m = merge_sweep(spec, c.merge, out);
   std::cerr << fmt::format("sweep: {} of {} points merged into {}", m.rows, spec.points.size(), out);
   if (m.duplicates > 0) std::cerr << fmt::format(", {} duplicate rows dropped", m.duplicates);
@@ -106,7 +117,8 @@ int merge_command(const PlannerCommands& c, const SweepSpec& spec) {
   if (!c.plot_out.empty()) write_file_atomically(c.plot_out, plot_file(out));
   if (m.missing.empty()) return 0;
   std::string list;
-  for (std::size_t i = 0; i < m.missing.size() && i < 20; ++i) list += (i > 0 ? ", " : "") + std::to_string(m.missing[i]);
+  for (std::size_t i = 0; i < m.missing.size() && i < 20; ++i)
+    list += (i > 0 ? ", " : "") + std::to_string(m.missing[i]);
   if (m.missing.size() > 20) list += fmt::format(" and {} more", m.missing.size() - 20);
   std::cerr << fmt::format("sweep: {} points missing ({}); `odyssey sweep {} --out {}` runs just those\n",
                            m.missing.size(), list, spec.file, out);
@@ -130,7 +142,8 @@ int sweep_command(const PlannerCommands& c, const std::string& data_dir) {
   const SweepRun ran = run_sweep(spec, options, data_dir);
   if (!ran.writer) return 0;
   const std::string out = options.out.empty() ? spec.out : options.out;
-  std::cerr << fmt::format("sweep: {} points, {} run by this process, results in {}\n", spec.points.size(), ran.points, out);
+  std::cerr << fmt::format("sweep: {} points, {} run by this process, results in {}\n", spec.points.size(),
+                           ran.points, out);
   if (!c.plot_out.empty()) write_file_atomically(c.plot_out, plot_file(out));
   return 0;
 }
@@ -142,8 +155,10 @@ std::optional<int> run_planner_commands(const PlannerCommands& c, const std::str
   if (c.sweep != nullptr && c.sweep->parsed()) return sweep_command(c, data_dir);
   if (c.plot != nullptr && c.plot->parsed()) {
     const std::string svg = plot_file(c.plot_input);
-    if (c.plot_out.empty()) std::cout << svg;
-    else write_file_atomically(c.plot_out, svg);
+    if (c.plot_out.empty())
+      std::cout << svg;
+    else
+      write_file_atomically(c.plot_out, svg);
     return 0;
   }
   return std::nullopt;

@@ -32,7 +32,7 @@ struct PlannerCommands {
   std::string sweep_file;
   std::string out;
   std::string shard;
-  std::vector<std::string> merge;  ///< sweep --merge: shard outputs to merge into --out
+  std::vector<std::string> merge; ///< sweep --merge: shard outputs to merge into --out
   bool mpi = false;
   bool no_progress = false;
   std::string plot_input;

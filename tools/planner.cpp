@@ -85,7 +85,8 @@ std::vector<Strategy> enumerate_strategies(const Scenario& scenario, long gpus_m
             p.dp = dp;
             for (int mb : mbs) {
               s.micro_batch = mb;
-              std::vector<std::pair<PipelineScheduleKind, int>> schedules = {{PipelineScheduleKind::ONE_F_ONE_B, 1}};
+              std::vector<std::pair<PipelineScheduleKind, int>> schedules = {
+                  {PipelineScheduleKind::ONE_F_ONE_B, 1}};
               if (pp > 1) {
                 schedules.emplace_back(PipelineScheduleKind::GPIPE, 1);
                 schedules.emplace_back(PipelineScheduleKind::ZERO_BUBBLE, 1);
@@ -172,8 +173,8 @@ PlanRow analytical_row(const Scenario& sc, const CostModel& cost, const Scored& 
   r.analytical = x.estimate.iteration;
   const double tokens = double(sc.training.global_batch) * sc.model.seq_len;
   r.tokens_per_s = tokens / r.iteration.value();
-  r.mfu = x.estimate.model_flops.value() / (double(x.strategy.gpus()) * r.iteration.value() *
-                                    cost.peak(sc.training.precision).value());
+  r.mfu = x.estimate.model_flops.value() /
+          (double(x.strategy.gpus()) * r.iteration.value() * cost.peak(sc.training.precision).value());
   r.memory = x.estimate.memory;
   r.fits = x.estimate.memory <= sc.machine.gpu.memory;
   r.breakdown = x.estimate.breakdown;
@@ -197,9 +198,10 @@ void simulate_rows(const Scenario& sc, const CostModel& cost, std::vector<PlanRo
     rows[i].memory = peak;
     if (peak > sc.machine.gpu.memory) {
       rows[i].fits = false;
-      rows[i].pruned = fmt::format("memory: needs {:.2f} GiB per GPU, {:.2f} GiB over the {:.0f} GiB of a {}",
-                                   peak.value() / (1 << 30), (peak - sc.machine.gpu.memory).value() / (1 << 30),
-                                   sc.machine.gpu.memory.value() / (1 << 30), sc.machine.gpu.type);
+      rows[i].pruned =
+          fmt::format("memory: needs {:.2f} GiB per GPU, {:.2f} GiB over the {:.0f} GiB of a {}",
+                      peak.value() / (1 << 30), (peak - sc.machine.gpu.memory).value() / (1 << 30),
+                      sc.machine.gpu.memory.value() / (1 << 30), sc.machine.gpu.type);
       continue;
     }
     todo.push_back(i);
@@ -217,7 +219,9 @@ void simulate_rows(const Scenario& sc, const CostModel& cost, std::vector<PlanRo
         }
         const nlohmann::json j = nlohmann::json::parse(text);
         row.fidelity = to_string(fidelity);
-        auto metric = [&](std::string_view key) { return j.at(std::string(report_metric(key).key)).get<double>(); };
+        auto metric = [&](std::string_view key) {
+          return j.at(std::string(report_metric(key).key)).get<double>();
+        };
         row.iteration = Seconds(metric("iteration_time_s"));
         row.tokens_per_s = metric("tokens_per_s");
         row.mfu = metric("mfu");
@@ -265,7 +269,7 @@ PlanResult plan(const Scenario& sc, const CostModel& cost, const PlanOptions& op
   const auto t0 = std::chrono::steady_clock::now();
   AnalyticalScreen screen(sc.machine, sc.model, sc.training, cost);
   const std::size_t per_count = 4 * std::size_t(std::max({options.fast, FAST_ONE_GPU_COUNT, 1}));
-  std::map<long, std::vector<Scored>> best;  // by GPU count
+  std::map<long, std::vector<Scored>> best; // by GPU count
   std::vector<Scored> too_big;
   const std::size_t keep_pruned = std::size_t(std::max(options.top, 1));
   for (const Strategy& s : enumerate_strategies(sc, r.min_gpus, r.max_gpus)) {
@@ -302,7 +306,8 @@ PlanResult plan(const Scenario& sc, const CostModel& cost, const PlanOptions& op
     std::vector<const Scored*> taken;
     for (const Scored& x : list) {
       if (taken.size() >= std::max<std::size_t>(share, 1)) break;
-      if (std::any_of(taken.begin(), taken.end(), [&](const Scored* t) { return same_but_zero(*t, x); })) continue;
+      if (std::any_of(taken.begin(), taken.end(), [&](const Scored* t) { return same_but_zero(*t, x); }))
+        continue;
       taken.push_back(&x);
       rows.push_back(analytical_row(sc, cost, x));
     }
@@ -311,8 +316,10 @@ PlanResult plan(const Scenario& sc, const CostModel& cost, const PlanOptions& op
   // does not enumerate uneven stage layouts (first_stage_layers / last_stage_layers), and the
   // answer must never be worse than the plan the user started from.
   const Strategy own{.parallelism = sc.parallelism, .micro_batch = sc.training.micro_batch};
-  if (own.gpus() >= r.min_gpus && own.gpus() <= r.max_gpus && !check_strategy(sc.model, sc.training, own.parallelism, job_capacity(sc.machine))) {
-    auto same = std::find_if(rows.begin(), rows.end(), [&](const PlanRow& row) { return describe(row.strategy) == describe(own); });
+  if (own.gpus() >= r.min_gpus && own.gpus() <= r.max_gpus &&
+      !check_strategy(sc.model, sc.training, own.parallelism, job_capacity(sc.machine))) {
+    auto same = std::find_if(rows.begin(), rows.end(),
+                             [&](const PlanRow& row) { return describe(row.strategy) == describe(own); });
     const bool uneven = own.parallelism.first_stage_layers > 0 || own.parallelism.last_stage_layers > 0;
     if (same == rows.end() || uneven) {
       rows.push_back(analytical_row(sc, cost, Scored{.strategy = own, .estimate = screen.evaluate(own)}));
@@ -353,7 +360,8 @@ PlanResult plan(const Scenario& sc, const CostModel& cost, const PlanOptions& op
       if (r.full_runs >= full) break;
       if (!b.time_to_train || b.time_to_train->value() > deadline) continue;
       for (PlanRow& row : rows) {
-        if (row.strategy.gpus() != b.strategy.gpus() || describe(row.strategy) != describe(b.strategy)) continue;
+        if (row.strategy.gpus() != b.strategy.gpus() || describe(row.strategy) != describe(b.strategy))
+          continue;
         std::vector<PlanRow> one{row};
         simulate_rows(sc, cost, one, Fidelity::FULL, options.jobs);
         row = one.front();
@@ -382,17 +390,20 @@ PlanResult plan(const Scenario& sc, const CostModel& cost, const PlanOptions& op
   rank_rows(rows);
 
   for (PlanRow& row : rows) {
-    if (row.pruned.empty()) r.ranked.push_back(row);
-    else r.pruned_memory.push_back(row);
+    if (row.pruned.empty())
+      r.ranked.push_back(row);
+    else
+      r.pruned_memory.push_back(row);
   }
   if (range) r.best_per_gpus = best_of_counts();
   sort_best(too_big, keep_pruned);
   for (const Scored& x : too_big) {
     PlanRow row = analytical_row(sc, cost, x);
-    row.pruned = fmt::format("memory: needs {:.1f} GiB per GPU (analytical), {:.1f} GiB over the {:.0f} GiB of a {}",
-                             x.estimate.memory.value() / (1 << 30),
-                             (x.estimate.memory - sc.machine.gpu.memory).value() / (1 << 30),
-                             sc.machine.gpu.memory.value() / (1 << 30), sc.machine.gpu.type);
+    row.pruned =
+        fmt::format("memory: needs {:.1f} GiB per GPU (analytical), {:.1f} GiB over the {:.0f} GiB of a {}",
+                    x.estimate.memory.value() / (1 << 30),
+                    (x.estimate.memory - sc.machine.gpu.memory).value() / (1 << 30),
+                    sc.machine.gpu.memory.value() / (1 << 30), sc.machine.gpu.type);
     r.pruned_memory.push_back(row);
   }
   if (options.deadline_days && sc.training.tokens) {
@@ -411,24 +422,29 @@ PlanResult plan(const Scenario& sc, const CostModel& cost, const PlanOptions& op
 namespace {
 
 std::string table_header() {
-  return fmt::format("  {:>4} {:>6} {:>3} {:>3} {:>4} {:>3} {:>3} {:>3}  {:<19} {:>4} {:<9} {:>2} {:>11} {:>10} {:>6} "
-                     "{:>8} {:>10}\n",
-                     "rank", "gpus", "tp", "pp", "dp", "cp", "ep", "mb", "schedule", "zero", "recompute", "sp",
-                     "iteration", "tokens/s", "MFU", "mem/GPU", "fidelity");
+  return fmt::format(
+      "  {:>4} {:>6} {:>3} {:>3} {:>4} {:>3} {:>3} {:>3}  {:<19} {:>4} {:<9} {:>2} {:>11} {:>10} {:>6} "
+      "{:>8} {:>10}\n",
+      "rank", "gpus", "tp", "pp", "dp", "cp", "ep", "mb", "schedule", "zero", "recompute", "sp", "iteration",
+      "tokens/s", "MFU", "mem/GPU", "fidelity");
 }
 
 std::string table_row(int rank, const PlanRow& r) {
   const ParallelismSpec& p = r.strategy.parallelism;
-  const std::string schedule =
-      p.virtual_stages > 1 ? fmt::format("{} v{}", to_string(p.schedule), p.virtual_stages) : to_string(p.schedule);
-  return fmt::format("  {:>4} {:>6} {:>3} {:>3} {:>4} {:>3} {:>3} {:>3}  {:<19} {:>4} {:<9} {:>2} {:>9.3f} s {:>10.0f} "
-                     "{:>5.1f}% {:>4.1f} GiB {:>10}\n",
-                     rank, r.strategy.gpus(), p.tp, p.pp, p.dp, p.cp, p.ep, r.strategy.micro_batch, schedule, p.zero,
-                     to_string(p.recompute), p.sequence_parallel ? "y" : "n", r.iteration.value(), r.tokens_per_s,
-                     100 * r.mfu, r.memory.value() / (1 << 30), r.fidelity + (r.scenario_plan ? " *" : ""));
+  const std::string schedule = p.virtual_stages > 1
+                                   ? fmt::format("{} v{}", to_string(p.schedule), p.virtual_stages)
+                                   : to_string(p.schedule);
+  return fmt::format(
+      "  {:>4} {:>6} {:>3} {:>3} {:>4} {:>3} {:>3} {:>3}  {:<19} {:>4} {:<9} {:>2} {:>9.3f} s {:>10.0f} "
+      "{:>5.1f}% {:>4.1f} GiB {:>10}\n",
+      rank, r.strategy.gpus(), p.tp, p.pp, p.dp, p.cp, p.ep, r.strategy.micro_batch, schedule, p.zero,
+      to_string(p.recompute), p.sequence_parallel ? "y" : "n", r.iteration.value(), r.tokens_per_s,
+      100 * r.mfu, r.memory.value() / (1 << 30), r.fidelity + (r.scenario_plan ? " *" : ""));
 }
 
-std::string days(const Seconds& s) { return fmt::format("{:.1f} days", s.value() / 86400); }
+std::string days(const Seconds& s) {
+  return fmt::format("{:.1f} days", s.value() / 86400);
+}
 
 nlohmann::json row_json(const PlanRow& r) {
   const ParallelismSpec& p = r.strategy.parallelism;
@@ -477,25 +493,28 @@ nlohmann::json row_json(const PlanRow& r) {
 } // namespace
 
 std::string render_plan_text(const PlanResult& r, int top) {
-  std::string out = fmt::format(
-      "plan: {} on {} GPUs of {}\n  {} strategies enumerated, {} within the rules, {} fit in memory; {} operation "
-      "shapes priced\n  screen {:.2f} s ({:.0f} candidates/s), fast fidelity {} runs in {:.1f} s, full fidelity {} "
-      "runs in {:.1f} s\n\n",
-      r.model, r.min_gpus == r.max_gpus ? std::to_string(r.min_gpus) : fmt::format("{} to {}", r.min_gpus, r.max_gpus),
-      r.machine, r.candidates, r.screened, r.fitting, r.shapes, r.screen_seconds,
-      r.screen_seconds > 0 ? double(r.candidates) / r.screen_seconds : 0.0, r.fast_runs, r.fast_seconds, r.full_runs,
-      r.full_seconds);
+  std::string out = fmt::format("plan: {} on {} GPUs of {}\n  {} strategies enumerated, {} within the rules, "
+                                "{} fit in memory; {} operation "
+                                "shapes priced\n  screen {:.2f} s ({:.0f} candidates/s), fast fidelity {} "
+                                "runs in {:.1f} s, full fidelity {} "
+                                "runs in {:.1f} s\n\n",
+                                r.model,
+                                r.min_gpus == r.max_gpus ? std::to_string(r.min_gpus)
+                                                         : fmt::format("{} to {}", r.min_gpus, r.max_gpus),
+                                r.machine, r.candidates, r.screened, r.fitting, r.shapes, r.screen_seconds,
+                                r.screen_seconds > 0 ? double(r.candidates) / r.screen_seconds : 0.0,
+                                r.fast_runs, r.fast_seconds, r.full_runs, r.full_seconds);
   if (r.deadline_days) {
     if (r.deadline_answer) {
       const PlanRow& a = *r.deadline_answer;
-      out += fmt::format("deadline {:.0f} days for {:.3g} tokens: fewest GPUs {} ({}), {} to train, {:.0f} GPU-hours "
-                         "({} fidelity)\n\n",
-                         *r.deadline_days, r.tokens.value_or(0), a.strategy.gpus(), describe(a.strategy),
-                         days(*a.time_to_train), a.time_to_train->value() / 3600 * double(a.strategy.gpus()),
-                         a.fidelity);
+      out += fmt::format(
+          "deadline {:.0f} days for {:.3g} tokens: fewest GPUs {} ({}), {} to train, {:.0f} GPU-hours "
+          "({} fidelity)\n\n",
+          *r.deadline_days, r.tokens.value_or(0), a.strategy.gpus(), describe(a.strategy),
+          days(*a.time_to_train), a.time_to_train->value() / 3600 * double(a.strategy.gpus()), a.fidelity);
     } else {
-      out += fmt::format("deadline {:.0f} days: no GPU count from {} to {} meets it\n\n", *r.deadline_days, r.min_gpus,
-                         r.max_gpus);
+      out += fmt::format("deadline {:.0f} days: no GPU count from {} to {} meets it\n\n", *r.deadline_days,
+                         r.min_gpus, r.max_gpus);
     }
   }
   if (!r.best_per_gpus.empty()) {
@@ -507,7 +526,8 @@ std::string render_plan_text(const PlanResult& r, int top) {
     out += "\n";
   }
   out += "ranked (simulated first: full, then fast fidelity)\n" + table_header();
-  for (int i = 0; i < std::min<int>(top, int(r.ranked.size())); ++i) out += table_row(i + 1, r.ranked[size_t(i)]);
+  for (int i = 0; i < std::min<int>(top, int(r.ranked.size())); ++i)
+    out += table_row(i + 1, r.ranked[size_t(i)]);
   if (r.ranked.empty()) out += "  no strategy fits\n";
   if (std::any_of(r.ranked.begin(), r.ranked.end(), [](const PlanRow& row) { return row.scenario_plan; }))
     out += "  * the scenario's own strategy\n";
@@ -519,7 +539,8 @@ std::string render_plan_text(const PlanResult& r, int top) {
   if (!r.pruned_memory.empty()) {
     out += "\npruned by memory (the fastest of them)\n";
     for (int i = 0; i < std::min<int>(top, int(r.pruned_memory.size())); ++i)
-      out += fmt::format("  {}: {}\n", describe(r.pruned_memory[size_t(i)].strategy), r.pruned_memory[size_t(i)].pruned);
+      out += fmt::format("  {}: {}\n", describe(r.pruned_memory[size_t(i)].strategy),
+                         r.pruned_memory[size_t(i)].pruned);
   }
   return out;
 }
@@ -540,7 +561,8 @@ std::string render_plan_json(const PlanResult& r, int top) {
   j["full_runs"] = r.full_runs;
   j["full_seconds"] = r.full_seconds;
   j["ranked"] = nlohmann::json::array();
-  for (int i = 0; i < std::min<int>(top, int(r.ranked.size())); ++i) j["ranked"].push_back(row_json(r.ranked[size_t(i)]));
+  for (int i = 0; i < std::min<int>(top, int(r.ranked.size())); ++i)
+    j["ranked"].push_back(row_json(r.ranked[size_t(i)]));
   j["best_per_gpus"] = nlohmann::json::array();
   for (const PlanRow& row : r.best_per_gpus) j["best_per_gpus"].push_back(row_json(row));
   j["pruned_by_rule"] = nlohmann::json::object();
@@ -557,14 +579,16 @@ std::string render_plan_json(const PlanResult& r, int top) {
 }
 
 std::string render_plan_csv(const PlanResult& r) {
-  std::string out = "status,gpus,tp,pp,dp,cp,ep,micro_batch,schedule,virtual_stages,zero,recompute,sequence_parallel,"
-                    "fidelity,iteration_time_s,tokens_per_s,mfu,memory_per_gpu_bytes,fits_memory,reason\n";
+  std::string out =
+      "status,gpus,tp,pp,dp,cp,ep,micro_batch,schedule,virtual_stages,zero,recompute,sequence_parallel,"
+      "fidelity,iteration_time_s,tokens_per_s,mfu,memory_per_gpu_bytes,fits_memory,reason\n";
   auto line = [&](const char* status, const PlanRow& row) {
     const ParallelismSpec& p = row.strategy.parallelism;
-    out += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.6g},{:.6g},{:.4f},{:.0f},{},\"{}\"\n", status,
-                       row.strategy.gpus(), p.tp, p.pp, p.dp, p.cp, p.ep, row.strategy.micro_batch, to_string(p.schedule),
-                       p.virtual_stages, p.zero, to_string(p.recompute), p.sequence_parallel, row.fidelity,
-                       row.iteration.value(), row.tokens_per_s, row.mfu, row.memory.value(), row.fits, row.pruned);
+    out += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.6g},{:.6g},{:.4f},{:.0f},{},\"{}\"\n",
+                       status, row.strategy.gpus(), p.tp, p.pp, p.dp, p.cp, p.ep, row.strategy.micro_batch,
+                       to_string(p.schedule), p.virtual_stages, p.zero, to_string(p.recompute),
+                       p.sequence_parallel, row.fidelity, row.iteration.value(), row.tokens_per_s, row.mfu,
+                       row.memory.value(), row.fits, row.pruned);
   };
   for (const PlanRow& row : r.ranked) line("ranked", row);
   for (const PlanRow& row : r.best_per_gpus) line("best-of-gpu-count", row);

@@ -21,29 +21,30 @@ namespace odyssey {
 
 /// What `odyssey plan` searches and how many candidates each stage keeps.
 struct PlanOptions {
-  long min_gpus = 0;          ///< 0: the scenario's GPU count
+  long min_gpus = 0; ///< 0: the scenario's GPU count
   long max_gpus = 0;
-  int top = 15;               ///< rows printed
-  int fast = -1;              ///< candidates simulated at fast fidelity (-1: 200 for one GPU count, 3 per count of a range)
-  int full = -1;              ///< candidates simulated at full fidelity (-1: 3 for one GPU count, 1 for a range)
-  int jobs = 0;               ///< simulations at once (0: every core)
+  int top = 15; ///< rows printed
+  int fast =
+      -1; ///< candidates simulated at fast fidelity (-1: 200 for one GPU count, 3 per count of a range)
+  int full = -1; ///< candidates simulated at full fidelity (-1: 3 for one GPU count, 1 for a range)
+  int jobs = 0;  ///< simulations at once (0: every core)
   std::optional<double> deadline_days;
 };
 
 /// One ranked (or pruned) strategy.
 struct PlanRow {
   Strategy strategy;
-  std::string fidelity;       ///< where the figures come from: "analytical", "fast" or "full"
+  std::string fidelity; ///< where the figures come from: "analytical", "fast" or "full"
   Seconds iteration;
   double tokens_per_s = 0.0;
   double mfu = 0.0;
   Bytes memory;
   bool fits = true;
   Breakdown breakdown;
-  Seconds analytical;         ///< the screen's iteration time, kept for comparison
+  Seconds analytical; ///< the screen's iteration time, kept for comparison
   std::optional<Seconds> time_to_train;
-  std::string pruned;         ///< why it was set aside (empty: ranked)
-  std::vector<MemoryBreakdown> memory_per_stage;  ///< from the memory model, once simulated
+  std::string pruned;                            ///< why it was set aside (empty: ranked)
+  std::vector<MemoryBreakdown> memory_per_stage; ///< from the memory model, once simulated
   bool scenario_plan = false; ///< the scenario's own strategy (always simulated when in range)
 };
 
@@ -53,23 +54,23 @@ struct PlanResult {
   std::string machine;
   long min_gpus = 0;
   long max_gpus = 0;
-  long candidates = 0;        ///< strategies enumerated
-  long screened = 0;          ///< passed the rules and priced in closed form
-  long fitting = 0;           ///< of those, fit in memory
-  std::size_t shapes = 0;     ///< distinct operation shapes priced
+  long candidates = 0;    ///< strategies enumerated
+  long screened = 0;      ///< passed the rules and priced in closed form
+  long fitting = 0;       ///< of those, fit in memory
+  std::size_t shapes = 0; ///< distinct operation shapes priced
   double screen_seconds = 0.0;
   double fast_seconds = 0.0;
   double full_seconds = 0.0;
   long fast_runs = 0;
   long full_runs = 0;
-  std::vector<PlanRow> ranked;          ///< best first
-  std::vector<PlanRow> best_per_gpus;   ///< with a GPU range: the best of each GPU count, fewest GPUs first
-  std::map<std::string, long> pruned_by_rule;     ///< rule key -> candidates
-  std::map<std::string, std::string> rule_example;  ///< rule key -> one message
-  std::vector<PlanRow> pruned_memory;   ///< the fastest that did not fit, with by how much
+  std::vector<PlanRow> ranked;        ///< best first
+  std::vector<PlanRow> best_per_gpus; ///< with a GPU range: the best of each GPU count, fewest GPUs first
+  std::map<std::string, long> pruned_by_rule;      ///< rule key -> candidates
+  std::map<std::string, std::string> rule_example; ///< rule key -> one message
+  std::vector<PlanRow> pruned_memory;              ///< the fastest that did not fit, with by how much
   std::optional<double> tokens;
   std::optional<double> deadline_days;
-  std::optional<PlanRow> deadline_answer;  ///< fewest GPUs meeting the deadline
+  std::optional<PlanRow> deadline_answer; ///< fewest GPUs meeting the deadline
 };
 
 /// Searches every strategy of `scenario`'s model on its machine.

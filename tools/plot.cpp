@@ -20,7 +20,8 @@ constexpr double WIDTH = 900;
 constexpr double CHART_HEIGHT = 360;
 constexpr double LEFT = 90, RIGHT = 200, TOP = 40, BOTTOM = 60;
 /// Colour-blind-safe palette (Okabe and Ito 2008).
-constexpr const char* COLOURS[] = {"#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"};
+constexpr const char* COLOURS[] = {"#0072B2", "#E69F00", "#009E73", "#D55E00",
+                                   "#CC79A7", "#56B4E9", "#F0E442", "#000000"};
 
 std::string escape(const std::string& text) {
   std::string out;
@@ -59,16 +60,19 @@ std::string chart_frame(const std::string& title, const std::string& y_label, do
   const double pw = WIDTH - LEFT - RIGHT, ph = CHART_HEIGHT - TOP - BOTTOM;
   auto py = [&](double y) { return y0 + TOP + ph - y / y_hi * ph; };
   std::string o = fmt::format("<g class=\"chart\" data-title=\"{}\">\n", escape(title));
-  o += fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"16\" text-anchor=\"middle\">{}</text>\n", LEFT + pw / 2, y0 + 24,
-                   escape(title));
-  o += fmt::format("<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{2}\" stroke=\"black\"/>\n", LEFT, py(0), py(y_hi));
-  o += fmt::format("<line x1=\"{0}\" y1=\"{2}\" x2=\"{1}\" y2=\"{2}\" stroke=\"black\"/>\n", LEFT, LEFT + pw, py(0));
+  o += fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"16\" text-anchor=\"middle\">{}</text>\n",
+                   LEFT + pw / 2, y0 + 24, escape(title));
+  o += fmt::format("<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{2}\" stroke=\"black\"/>\n", LEFT, py(0),
+                   py(y_hi));
+  o += fmt::format("<line x1=\"{0}\" y1=\"{2}\" x2=\"{1}\" y2=\"{2}\" stroke=\"black\"/>\n", LEFT, LEFT + pw,
+                   py(0));
   for (int k = 0; k <= 4; ++k)
     o += fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"end\">{}</text>\n", LEFT - 6,
                      py(y_hi * k / 4) + 4, short_number(y_hi * k / 4));
-  o += fmt::format("<text x=\"20\" y=\"{0}\" font-size=\"12\" text-anchor=\"middle\" transform=\"rotate(-90 20 {0})\">"
-                   "{1}</text>\n",
-                   y0 + TOP + ph / 2, escape(y_label));
+  o += fmt::format(
+      "<text x=\"20\" y=\"{0}\" font-size=\"12\" text-anchor=\"middle\" transform=\"rotate(-90 20 {0})\">"
+      "{1}</text>\n",
+      y0 + TOP + ph / 2, escape(y_label));
   return o;
 }
 
@@ -93,10 +97,11 @@ void SvgDocument::line_chart(const std::string& title, const std::string& x_labe
   std::string& o = body_;
   o += chart_frame(title, y_label, y0, y_hi);
   for (int k = 0; k <= 4; ++k)
-    o += fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"middle\">{}</text>\n",
-                     px(x_lo + (x_hi - x_lo) * k / 4), py(0) + 16, short_number(x_lo + (x_hi - x_lo) * k / 4));
-  o += fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"12\" text-anchor=\"middle\">{}</text>\n", LEFT + pw / 2,
-                   py(0) + 40, escape(x_label));
+    o +=
+        fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"middle\">{}</text>\n",
+                    px(x_lo + (x_hi - x_lo) * k / 4), py(0) + 16, short_number(x_lo + (x_hi - x_lo) * k / 4));
+  o += fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"12\" text-anchor=\"middle\">{}</text>\n",
+                   LEFT + pw / 2, py(0) + 40, escape(x_label));
   for (std::size_t i = 0; i < series.size(); ++i) {
     const LineSeries& s = series[i];
     const char* colour = COLOURS[i % std::size(COLOURS)];
@@ -104,12 +109,14 @@ void SvgDocument::line_chart(const std::string& title, const std::string& x_labe
     std::sort(pts.begin(), pts.end());
     o += fmt::format("<g class=\"series\" data-name=\"{}\">\n", escape(s.name));
     std::string path;
-    for (const auto& [x, y] : pts) path += fmt::format("{}{:.1f},{:.1f} ", path.empty() ? "M" : "L", px(x), py(y));
+    for (const auto& [x, y] : pts)
+      path += fmt::format("{}{:.1f},{:.1f} ", path.empty() ? "M" : "L", px(x), py(y));
     if (!path.empty())
       o += fmt::format("<path d=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\"/>\n", path, colour);
     for (const auto& [x, y] : pts)
-      o += fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"3\" fill=\"{}\"><title>{}: {}</title></circle>\n", px(x),
-                       py(y), colour, short_number(x), short_number(y));
+      o += fmt::format(
+          "<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"3\" fill=\"{}\"><title>{}: {}</title></circle>\n", px(x),
+          py(y), colour, short_number(x), short_number(y));
     o += fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"11\" fill=\"{}\">{}</text>\n", LEFT + pw + 10,
                      y0 + TOP + 14 * double(i), colour, escape(s.name));
     o += "</g>\n";
@@ -118,7 +125,8 @@ void SvgDocument::line_chart(const std::string& title, const std::string& x_labe
   height_ += CHART_HEIGHT;
 }
 
-void SvgDocument::stacked_bars(const std::string& title, const std::string& y_label, const StackedBars& bars) {
+void SvgDocument::stacked_bars(const std::string& title, const std::string& y_label,
+                               const StackedBars& bars) {
   double y_hi = 0;
   for (const auto& row : bars.values) {
     double sum = 0;
@@ -142,10 +150,11 @@ void SvgDocument::stacked_bars(const std::string& title, const std::string& y_la
       double below = 0;
       for (std::size_t q = 0; q < part; ++q) below += std::max(0.0, bars.values[b][q]);
       const double v = std::max(0.0, bars.values[b][part]);
-      o += fmt::format("<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" fill=\"{}\"><title>{} {}: "
-                       "{}</title></rect>\n",
-                       LEFT + slot * (double(b) + 0.15), py(below + v), slot * 0.7, py(below) - py(below + v), colour,
-                       escape(bars.labels[b]), escape(bars.parts[part]), short_number(v));
+      o += fmt::format(
+          "<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" fill=\"{}\"><title>{} {}: "
+          "{}</title></rect>\n",
+          LEFT + slot * (double(b) + 0.15), py(below + v), slot * 0.7, py(below) - py(below + v), colour,
+          escape(bars.labels[b]), escape(bars.parts[part]), short_number(v));
     }
     o += fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"11\" fill=\"{}\">{}</text>\n", LEFT + pw + 10,
                      y0 + TOP + 14 * double(part), colour, escape(bars.parts[part]));
@@ -166,14 +175,18 @@ std::string SvgDocument::str() const {
 
 namespace {
 
-const std::vector<std::string> BREAKDOWN = {"compute",         "tp_comm_exposed", "cp_comm_exposed", "ep_comm_exposed",
-                                            "pp_bubble",       "pp_comm_exposed", "dp_comm_exposed", "optimizer"};
-const std::vector<std::string> MEMORY = {"weights", "gradients", "optimizer_states", "activations", "workspace"};
+const std::vector<std::string> BREAKDOWN = {"compute",         "tp_comm_exposed", "cp_comm_exposed",
+                                            "ep_comm_exposed", "pp_bubble",       "pp_comm_exposed",
+                                            "dp_comm_exposed", "optimizer"};
+const std::vector<std::string> MEMORY = {"weights", "gradients", "optimizer_states", "activations",
+                                         "workspace"};
 
 double number(const nlohmann::json& row, const std::string& key) {
   const nlohmann::json* v = nullptr;
-  if (row.contains(key)) v = &row.at(key);
-  else if (row.contains("breakdown") && row.at("breakdown").contains(key)) v = &row.at("breakdown").at(key);
+  if (row.contains(key))
+    v = &row.at(key);
+  else if (row.contains("breakdown") && row.at("breakdown").contains(key))
+    v = &row.at("breakdown").at(key);
   if (v == nullptr || v->is_null()) return 0.0;
   if (v->is_number()) return v->get<double>();
   if (v->is_string()) {
@@ -225,8 +238,8 @@ std::string plot_sweep(const std::vector<nlohmann::json>& all) {
   SvgDocument doc;
   // Series: the values of the swept keys, but for those that only change the GPU count (one
   // value per count and one count per value), which run along x.
-  std::map<std::string, std::map<std::string, std::set<double>>> gpus_of;  // key -> value -> GPU counts
-  std::map<std::string, std::map<double, std::set<std::string>>> values_of;  // key -> GPU count -> values
+  std::map<std::string, std::map<std::string, std::set<double>>> gpus_of;   // key -> value -> GPU counts
+  std::map<std::string, std::map<double, std::set<std::string>>> values_of; // key -> GPU count -> values
   auto text_of = [](const nlohmann::json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); };
   for (const auto& r : rows)
     if (r.contains("values"))
@@ -290,8 +303,10 @@ std::string plot_plan(const nlohmann::json& plan) {
   doc.line_chart("throughput against GPUs", "GPUs", "tokens/s", {best});
   std::vector<std::string> labels;
   for (std::size_t i = 0; i < ranked.size(); ++i) labels.push_back("#" + std::to_string(i + 1));
-  doc.stacked_bars("where the time goes, ranked plans", "seconds per iteration", breakdown_bars(ranked, labels));
-  if (!ranked.empty()) memory_per_stage(doc, ranked.front(), "best plan: " + ranked.front().value("strategy", ""));
+  doc.stacked_bars("where the time goes, ranked plans", "seconds per iteration",
+                   breakdown_bars(ranked, labels));
+  if (!ranked.empty())
+    memory_per_stage(doc, ranked.front(), "best plan: " + ranked.front().value("strategy", ""));
   return doc.str();
 }
 
@@ -326,7 +341,8 @@ std::vector<std::string> csv_fields(const std::string& line) {
 } // namespace
 
 std::string plot_file(const std::string& path) {
-  if (std::error_code ec; std::filesystem::is_directory(path, ec)) throw InputError({.file = path}, "", "is a folder, not a file");
+  if (std::error_code ec; std::filesystem::is_directory(path, ec))
+    throw InputError({.file = path}, "", "is a folder, not a file");
   std::ifstream in(path);
   if (!in) throw InputError({.file = path}, "", "cannot open file");
   std::stringstream buffer;
@@ -349,8 +365,10 @@ std::string plot_file(const std::string& path) {
       const auto gpus = std::find(header.begin(), header.end(), "gpus");
       for (std::size_t i = 0; i < fields.size() && i < header.size(); ++i) {
         const auto at = header.begin() + long(i);
-        if (at > status && at < gpus) values[header[i]] = fields[i];
-        else row[header[i]] = fields[i];
+        if (at > status && at < gpus)
+          values[header[i]] = fields[i];
+        else
+          row[header[i]] = fields[i];
       }
       row["values"] = values;
       rows.push_back(row);
@@ -371,7 +389,8 @@ std::string plot_file(const std::string& path) {
       try {
         rows.push_back(nlohmann::json::parse(line));
       } catch (const nlohmann::json::parse_error& e) {
-        throw InputError({.file = path, .line = n, .column = 1}, "", "not a sweep row (JSON lines) or a plan (JSON)");
+        throw InputError({.file = path, .line = n, .column = 1}, "",
+                         "not a sweep row (JSON lines) or a plan (JSON)");
       }
     }
   }

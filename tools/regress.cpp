@@ -36,8 +36,9 @@ const std::vector<RegressMetric>& regress_metrics() {
   // change there is a model change.
   static const std::vector<RegressMetric> METRICS = [] {
     std::vector<RegressMetric> metrics;
-    for (const auto& [key, tolerance] : {std::pair{"iteration_time_s", 0.005}, std::pair{"tokens_per_s", 0.005},
-                                         std::pair{"mfu", 0.005}, std::pair{"memory_per_gpu_bytes", 0.001}}) {
+    for (const auto& [key, tolerance] :
+         {std::pair{"iteration_time_s", 0.005}, std::pair{"tokens_per_s", 0.005}, std::pair{"mfu", 0.005},
+          std::pair{"memory_per_gpu_bytes", 0.001}}) {
       const ReportMetric& m = report_metric(key);
       metrics.push_back({.key = m.key,
                          .worse = m.better == Better::HIGHER ? Worse::LOWER : Worse::HIGHER,
@@ -64,7 +65,9 @@ double non_negative(const YamlValue& v) {
 
 /// Where the scenario files of a baseline live: paths are relative to the working directory,
 /// like the command's arguments.
-bool scenario_exists(const std::string& file) { return std::filesystem::is_regular_file(file); }
+bool scenario_exists(const std::string& file) {
+  return std::filesystem::is_regular_file(file);
+}
 
 } // namespace
 
@@ -81,8 +84,10 @@ Baseline load_baseline(const std::string& path, bool must_exist) {
   const YamlValue schema = root.require("schema");
   const long version = schema.as_positive_count();
   if (version != REGRESS_SCHEMA)
-    schema.fail(fmt::format("baseline has schema version {} but this odyssey reads version {}; remove the file and "
-                            "record a new baseline with odyssey regress --update", version, REGRESS_SCHEMA));
+    schema.fail(
+        fmt::format("baseline has schema version {} but this odyssey reads version {}; remove the file and "
+                    "record a new baseline with odyssey regress --update",
+                    version, REGRESS_SCHEMA));
   const std::vector<std::string> keys = metric_keys();
   if (auto tol = root.get("tolerances")) {
     tol->require_map();
@@ -98,17 +103,21 @@ Baseline load_baseline(const std::string& path, bool must_exist) {
       item.require_map();
       item.check_keys(entry_keys);
       const YamlValue file = item.require("file");
-      ScenarioMetrics s{.file = std::filesystem::path(file.as_string()).lexically_normal().string(), .values = {},
+      ScenarioMetrics s{.file = std::filesystem::path(file.as_string()).lexically_normal().string(),
+                        .values = {},
                         .where = item.where()};
       if (!scenario_exists(s.file))
-        file.fail(fmt::format("scenario '{}' no longer exists; restore it or remove its entry from the baseline", s.file));
-      if (std::any_of(b.scenarios.begin(), b.scenarios.end(), [&](const ScenarioMetrics& o) { return o.file == s.file; }))
+        file.fail(fmt::format(
+            "scenario '{}' no longer exists; restore it or remove its entry from the baseline", s.file));
+      if (std::any_of(b.scenarios.begin(), b.scenarios.end(),
+                      [&](const ScenarioMetrics& o) { return o.file == s.file; }))
         file.fail(fmt::format("scenario '{}' is listed twice", s.file));
       for (const std::string& k : keys) s.values.push_back(non_negative(item.require(k)));
       b.scenarios.push_back(std::move(s));
     }
   }
-  std::sort(b.scenarios.begin(), b.scenarios.end(), [](const auto& x, const auto& y) { return x.file < y.file; });
+  std::sort(b.scenarios.begin(), b.scenarios.end(),
+            [](const auto& x, const auto& y) { return x.file < y.file; });
   return b;
 }
 
@@ -119,12 +128,14 @@ std::string render_baseline(const Baseline& b) {
       "# `odyssey regress --update`. Tolerances are the relative change allowed in the worse direction\n"
       "# (0.005 = 0.5%); edit them by hand, --update keeps them.\n";
   out += fmt::format("schema: {}\ntolerances:\n", REGRESS_SCHEMA);
-  for (size_t i = 0; i < metrics.size(); ++i) out += fmt::format("  {}: {}\n", metrics[i].key, b.tolerances[i]);
+  for (size_t i = 0; i < metrics.size(); ++i)
+    out += fmt::format("  {}: {}\n", metrics[i].key, b.tolerances[i]);
   out += "scenarios:\n";
   for (const ScenarioMetrics& s : b.scenarios) {
     out += fmt::format("  - file: {}\n", s.file);
     // fmt's shortest round-trip form: the file reads back to the same doubles, digit for digit.
-    for (size_t i = 0; i < metrics.size(); ++i) out += fmt::format("    {}: {}\n", metrics[i].key, s.values[i]);
+    for (size_t i = 0; i < metrics.size(); ++i)
+      out += fmt::format("    {}: {}\n", metrics[i].key, s.values[i]);
   }
   return out;
 }
@@ -136,16 +147,22 @@ std::vector<MetricChange> compare(const Baseline& baseline, const std::vector<Sc
     auto old = std::find_if(baseline.scenarios.begin(), baseline.scenarios.end(),
                             [&](const ScenarioMetrics& s) { return s.file == now.file; });
     for (size_t i = 0; i < metrics.size(); ++i) {
-      MetricChange c{.file = now.file, .metric = metrics[i].key, .old_value = std::nullopt, .new_value = now.values[i],
-                     .delta = 0.0, .tolerance = baseline.tolerances[i], .verdict = Verdict::NEW};
+      MetricChange c{.file = now.file,
+                     .metric = metrics[i].key,
+                     .old_value = std::nullopt,
+                     .new_value = now.values[i],
+                     .delta = 0.0,
+                     .tolerance = baseline.tolerances[i],
+                     .verdict = Verdict::NEW};
       if (old != baseline.scenarios.end()) {
         const double before = old->values[i];
         c.old_value = before;
-        c.delta = before != 0 ? (c.new_value - before) / before
-                  : c.new_value == 0 ? 0.0 : std::numeric_limits<double>::infinity();
+        c.delta = before != 0        ? (c.new_value - before) / before
+                  : c.new_value == 0 ? 0.0
+                                     : std::numeric_limits<double>::infinity();
         const double worse = metrics[i].worse == Worse::HIGHER ? c.delta : -c.delta;
-        c.verdict = c.new_value == before ? Verdict::SAME
-                    : worse > c.tolerance ? Verdict::REGRESSED
+        c.verdict = c.new_value == before  ? Verdict::SAME
+                    : worse > c.tolerance  ? Verdict::REGRESSED
                     : -worse > c.tolerance ? Verdict::IMPROVED
                                            : Verdict::WITHIN;
       }
@@ -188,17 +205,19 @@ std::string render_changes(const std::vector<MetricChange>& rows) {
     const std::string name = std::filesystem::path(c.file).stem().string();
     if (scenarios.empty() || scenarios.back() != c.file) scenarios.push_back(c.file);
     out += fmt::format("| {} | {} | {} | {} | {} | {:.2f}% | {} |\n", name, c.metric,
-                       c.old_value ? metric_value(c.metric, *c.old_value) : "-", metric_value(c.metric, c.new_value),
+                       c.old_value ? metric_value(c.metric, *c.old_value) : "-",
+                       metric_value(c.metric, c.new_value),
                        c.old_value ? fmt::format("{:+.3f}%", c.delta * 100) : "-", c.tolerance * 100,
                        verdict_text(c.verdict));
     regressed += c.verdict == Verdict::REGRESSED;
     improved += c.verdict == Verdict::IMPROVED;
     missing += c.verdict == Verdict::NEW;
   }
-  out += fmt::format("\n{} scenarios: {} regression{}, {} improvement{}, {} metric{} without a baseline{}\n",
-                     scenarios.size(), regressed, regressed == 1 ? "" : "s", improved, improved == 1 ? "" : "s", missing,
-                     missing == 1 ? "" : "s",
-                     regressed + missing + improved > 0 ? " (odyssey regress --update records the new figures)" : "");
+  out += fmt::format(
+      "\n{} scenarios: {} regression{}, {} improvement{}, {} metric{} without a baseline{}\n",
+      scenarios.size(), regressed, regressed == 1 ? "" : "s", improved, improved == 1 ? "" : "s", missing,
+      missing == 1 ? "" : "s",
+      regressed + missing + improved > 0 ? " (odyssey regress --update records the new figures)" : "");
   return out;
 }
 
@@ -206,7 +225,7 @@ namespace {
 
 /// The outcome of one `odyssey run --json` child.
 struct ChildRun {
-  int status = -1;        ///< exit code, or -1 when it did not exit normally
+  int status = -1; ///< exit code, or -1 when it did not exit normally
   std::string out;
   std::string err;
 };
@@ -218,13 +237,16 @@ std::string slurp(const std::string& path) {
   return s.str();
 }
 
-ChildRun run_child(const std::string& odyssey, const std::string& scenario, const std::string& dir, size_t index) {
+ChildRun run_child(const std::string& odyssey, const std::string& scenario, const std::string& dir,
+                   size_t index) {
   const std::string out_path = fmt::format("{}/{}.out", dir, index);
   const std::string err_path = fmt::format("{}/{}.err", dir, index);
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                   0600);
+  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                   0600);
   std::vector<std::string> args = {odyssey, "run", scenario, "--json"};
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
@@ -259,9 +281,11 @@ std::vector<std::string> scenario_files(const RegressOptions& o) {
   std::error_code ec;
   std::vector<std::string> files;
   for (const auto& e : std::filesystem::directory_iterator(o.scenario_dir, ec))
-    if (e.is_regular_file() && e.path().extension() == ".yaml") files.push_back(e.path().lexically_normal().string());
+    if (e.is_regular_file() && e.path().extension() == ".yaml")
+      files.push_back(e.path().lexically_normal().string());
   if (ec) throw InputError({.file = o.scenario_dir}, "", "cannot read scenario directory");
-  if (files.empty()) throw InputError({.file = o.scenario_dir}, "", "no scenarios (*.yaml) in this directory");
+  if (files.empty())
+    throw InputError({.file = o.scenario_dir}, "", "no scenarios (*.yaml) in this directory");
   std::sort(files.begin(), files.end());
   return files;
 }
@@ -279,13 +303,15 @@ int regress(const RegressOptions& o) {
   const std::string dir = tmpl;
   std::vector<ChildRun> runs(files.size());
   std::atomic<size_t> next{0};
-  const int jobs = std::max(1, std::min<int>(o.jobs > 0 ? o.jobs : static_cast<int>(std::thread::hardware_concurrency()),
-                                            static_cast<int>(files.size())));
+  const int jobs =
+      std::max(1, std::min<int>(o.jobs > 0 ? o.jobs : static_cast<int>(std::thread::hardware_concurrency()),
+                                static_cast<int>(files.size())));
   {
     std::vector<std::jthread> workers;
     for (int j = 0; j < jobs; ++j)
       workers.emplace_back([&] {
-        for (size_t i = next++; i < files.size(); i = next++) runs[i] = run_child(o.odyssey, files[i], dir, i);
+        for (size_t i = next++; i < files.size(); i = next++)
+          runs[i] = run_child(o.odyssey, files[i], dir, i);
       });
   }
   std::filesystem::remove_all(dir, ec);
@@ -302,10 +328,11 @@ int regress(const RegressOptions& o) {
     }
     const nlohmann::json report = nlohmann::json::parse(r.out);
     ScenarioMetrics m{.file = files[i], .values = {}, .where = {}};
-    for (const RegressMetric& metric : regress_metrics()) m.values.push_back(report.at(std::string(metric.key)).get<double>());
+    for (const RegressMetric& metric : regress_metrics())
+      m.values.push_back(report.at(std::string(metric.key)).get<double>());
     current.push_back(std::move(m));
   }
-  if (worst != 0) return worst;  // nothing compared, nothing written
+  if (worst != 0) return worst; // nothing compared, nothing written
 
   const std::vector<MetricChange> changes = compare(baseline, current);
   std::cout << render_changes(changes);
@@ -318,7 +345,8 @@ int regress(const RegressOptions& o) {
       else
         baseline.scenarios.push_back(now);
     }
-    std::sort(baseline.scenarios.begin(), baseline.scenarios.end(), [](const auto& x, const auto& y) { return x.file < y.file; });
+    std::sort(baseline.scenarios.begin(), baseline.scenarios.end(),
+              [](const auto& x, const auto& y) { return x.file < y.file; });
     write_file_atomically(o.baseline, render_baseline(baseline));
     std::cout << fmt::format("updated {}\n", o.baseline);
     return 0;

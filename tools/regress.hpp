@@ -19,9 +19,9 @@ inline constexpr int REGRESS_SCHEMA = 1;
 enum class Worse { HIGHER, LOWER };
 
 struct RegressMetric {
-  std::string_view key;          ///< key in `odyssey run --json` and in the baseline
+  std::string_view key; ///< key in `odyssey run --json` and in the baseline
   Worse worse;
-  double default_tolerance;      ///< relative change allowed in the worse direction
+  double default_tolerance; ///< relative change allowed in the worse direction
 };
 
 /// The metrics compared, in table order.
@@ -29,9 +29,9 @@ const std::vector<RegressMetric>& regress_metrics();
 
 /// Predicted metrics of one scenario (values in regress_metrics() order).
 struct ScenarioMetrics {
-  std::string file;              ///< scenario path as given (baseline: relative to the working directory)
+  std::string file; ///< scenario path as given (baseline: relative to the working directory)
   std::vector<double> values;
-  SourceLocation where;          ///< the baseline entry, for messages
+  SourceLocation where; ///< the baseline entry, for messages
 };
 
 struct Baseline {
@@ -51,9 +51,9 @@ enum class Verdict { SAME, WITHIN, IMPROVED, REGRESSED, NEW };
 struct MetricChange {
   std::string file;
   std::string_view metric;
-  std::optional<double> old_value;   ///< none for a scenario without a baseline
+  std::optional<double> old_value; ///< none for a scenario without a baseline
   double new_value = 0.0;
-  double delta = 0.0;                ///< relative, (new - old) / old
+  double delta = 0.0; ///< relative, (new - old) / old
   double tolerance = 0.0;
   Verdict verdict = Verdict::SAME;
 };
@@ -64,12 +64,12 @@ std::vector<MetricChange> compare(const Baseline& baseline, const std::vector<Sc
 std::string render_changes(const std::vector<MetricChange>& changes);
 
 struct RegressOptions {
-  std::vector<std::string> scenarios;   ///< empty: every *.yaml of scenario_dir
+  std::vector<std::string> scenarios; ///< empty: every *.yaml of scenario_dir
   std::string scenario_dir = "scenarios";
   std::string baseline = "tests/regress/baseline.yaml";
   bool update = false;
-  int jobs = 0;                         ///< simulations at once; 0: one per CPU core
-  std::string odyssey;                  ///< the odyssey binary that runs each scenario
+  int jobs = 0;        ///< simulations at once; 0: one per CPU core
+  std::string odyssey; ///< the odyssey binary that runs each scenario
 };
 
 /// Runs the scenarios, prints the table, and with `update` rewrites the baseline. Returns 0 when

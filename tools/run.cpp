@@ -29,7 +29,8 @@ SimulationOptions simulation_options(const Scenario& scenario, const RunOptions&
 
 Report run_scenario(const Scenario& scenario, const CostModel& cost, const RunOptions& options) {
   const Workload workload = scenario_workload(scenario);
-  const SimulationResult result = simulate(scenario.machine, workload, cost, simulation_options(scenario, options));
+  const SimulationResult result =
+      simulate(scenario.machine, workload, cost, simulation_options(scenario, options));
   return make_report(scenario.name, scenario.machine, workload, cost, result, scenario.simulation.fidelity);
 }
 

@@ -29,8 +29,8 @@ Workload scenario_workload(const Scenario& scenario);
 
 /// What a caller may add to a run; everything else comes from the scenario.
 struct RunOptions {
-  bool record_trace = false;              ///< keep timeline events for `--trace`
-  std::vector<std::string> simgrid_args;  ///< extra SimGrid flags (`--log=...`)
+  bool record_trace = false;             ///< keep timeline events for `--trace`
+  std::vector<std::string> simgrid_args; ///< extra SimGrid flags (`--log=...`)
 };
 
 /// The simulation options of the scenario (fidelity, seed, placement) with the caller's additions.

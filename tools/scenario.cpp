@@ -59,20 +59,17 @@ template <class T>
 std::vector<std::string> children(std::span<const Field<T>> table, std::string_view prefix) {
   std::vector<std::string> out;
   for (const auto& f : table) {
-    if (!f.key.starts_with(prefix))
-      continue;
+    if (!f.key.starts_with(prefix)) continue;
     const std::string_view rest = f.key.substr(prefix.size());
     const std::string next(rest.substr(0, rest.find('.')));
-    if (std::find(out.begin(), out.end(), next) == out.end())
-      out.push_back(next);
+    if (std::find(out.begin(), out.end(), next) == out.end()) out.push_back(next);
   }
   return out;
 }
 
 template <class T> const Field<T>* find_field(std::span<const Field<T>> table, std::string_view key) {
   for (const auto& f : table) {
-    if (f.key == key)
-      return &f;
+    if (f.key == key) return &f;
   }
   return nullptr;
 }
@@ -87,8 +84,7 @@ void apply_mapping(const YamlValue& map, std::span<const Field<T>> table, const 
   allowed.insert(allowed.end(), extra.begin(), extra.end());
   map.check_keys(allowed);
   for (const auto& [key, value] : map.entries()) {
-    if (prefix.empty() && std::find(extra.begin(), extra.end(), key) != extra.end())
-      continue;
+    if (prefix.empty() && std::find(extra.begin(), extra.end(), key) != extra.end()) continue;
     const std::string full = prefix + key;
     if (const Field<T>* field = find_field(table, full)) {
       field->parse(target, value);
@@ -114,8 +110,7 @@ std::vector<std::string> list_presets(const fs::path& dir) {
   std::vector<std::string> names;
   std::error_code ec;
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    if (it->path().extension() == ".yaml")
-      names.push_back(it->path().stem().string());
+    if (it->path().extension() == ".yaml") names.push_back(it->path().stem().string());
   }
   std::sort(names.begin(), names.end());
   return names;
@@ -134,8 +129,7 @@ bool looks_like_path(const std::string& s) {
 
 /// A file named by the user: as given when it exists, else relative to the scenario's folder.
 std::string resolve_path(const Draft& draft, const std::string& name) {
-  if (file_exists(name) || fs::path(name).is_absolute())
-    return name;
+  if (file_exists(name) || fs::path(name).is_absolute()) return name;
   const fs::path beside = draft.base_dir / name;
   return file_exists(beside) ? beside.string() : name;
 }
@@ -146,18 +140,15 @@ std::string preset_file(const Draft& draft, const YamlValue& v, const std::strin
   const std::string name = v.as_string();
   if (looks_like_path(name)) {
     const std::string path = resolve_path(draft, name);
-    if (!file_exists(path))
-      v.fail(fmt::format("cannot open {} file '{}'", kind, name));
+    if (!file_exists(path)) v.fail(fmt::format("cannot open {} file '{}'", kind, name));
     return path;
   }
   const fs::path dir = fs::path(draft.options->data_dir) / folder;
   const fs::path file = dir / (name + ".yaml");
-  if (file_exists(file))
-    return file.string();
+  if (file_exists(file)) return file.string();
   const std::vector<std::string> available = list_presets(dir);
   std::string list;
-  for (const auto& p : available)
-    list += (list.empty() ? "" : ", ") + p;
+  for (const auto& p : available) list += (list.empty() ? "" : ", ") + p;
   const std::string suggestion = did_you_mean(name, available);
   if (!suggestion.empty())
     v.fail(fmt::format("unknown {} preset '{}' (did you mean '{}'? available: {})", kind, name, suggestion,
@@ -175,8 +166,7 @@ T load_preset(Draft& draft, const YamlValue& name, const std::string& kind, cons
   std::set<std::string> given;
   apply_mapping(root, table, "", spec, given, draft, kind);
   require_given(table, given, root);
-  if (!given.contains("name"))
-    spec.name = name.as_string();
+  if (!given.contains("name")) spec.name = name.as_string();
   return spec;
 }
 
@@ -185,20 +175,16 @@ T load_preset(Draft& draft, const YamlValue& name, const std::string& kind, cons
 template <class T>
 T load_section(Draft& draft, const YamlValue& v, const std::string& kind, const std::string& folder,
                std::span<const Field<T>> table, const std::string& default_name) {
-  if (v.is_scalar())
-    return load_preset(draft, v, kind, folder, table);
-  if (!v.is_map())
-    v.fail(fmt::format("expected a {} preset name, a file or a mapping", kind));
+  if (v.is_scalar()) return load_preset(draft, v, kind, folder, table);
+  if (!v.is_map()) v.fail(fmt::format("expected a {} preset name, a file or a mapping", kind));
   T spec{};
   std::set<std::string> given;
   const auto preset = v.get("preset");
-  if (preset)
-    spec = load_preset(draft, *preset, kind, folder, table);
+  if (preset) spec = load_preset(draft, *preset, kind, folder, table);
   apply_mapping(v, table, "", spec, given, draft, kind, {"preset"});
   if (!preset) {
     require_given(table, given, v);
-    if (!given.contains("name"))
-      spec.name = default_name;
+    if (!given.contains("name")) spec.name = default_name;
   }
   return spec;
 }
@@ -246,8 +232,7 @@ const std::vector<Field<Draft>>& scenario_fields() {
            return;
          }
          const double tokens = v.as_number();
-         if (!(tokens > 0))
-           v.fail(fmt::format("must be greater than zero, got '{}'", v.as_string()));
+         if (!(tokens > 0)) v.fail(fmt::format("must be greater than zero, got '{}'", v.as_string()));
          d.scenario.training.tokens = tokens;
        },
        [](const Draft& d) {
@@ -268,11 +253,11 @@ const std::vector<Field<Draft>>& scenario_fields() {
        "data-parallel replicas; auto: as many as fit the machine and divide global_batch / micro_batch",
        [](Draft& d, const YamlValue& v) {
          d.dp_auto = v.is_scalar() && v.as_string() == "auto";
-         if (!d.dp_auto)
-           d.scenario.parallelism.dp = positive_int(v);
+         if (!d.dp_auto) d.scenario.parallelism.dp = positive_int(v);
        },
        [](const Draft& d) { return std::to_string(d.scenario.parallelism.dp); }},
-      {"parallelism.cp", "positive integer", "1", "context-parallel degree: ranks the sequence is split across",
+      {"parallelism.cp", "positive integer", "1",
+       "context-parallel degree: ranks the sequence is split across",
        [](Draft& d, const YamlValue& v) { d.scenario.parallelism.cp = positive_int(v); },
        [](const Draft& d) { return std::to_string(d.scenario.parallelism.cp); }},
       {"parallelism.cp_kind", "ring | all-gather", "ring",
@@ -282,7 +267,8 @@ const std::vector<Field<Draft>>& scenario_fields() {
              {{"ring", ContextParallelKind::RING}, {"all-gather", ContextParallelKind::ALL_GATHER}});
        },
        [](const Draft& d) {
-         return std::string(d.scenario.parallelism.cp_kind == ContextParallelKind::RING ? "ring" : "all-gather");
+         return std::string(d.scenario.parallelism.cp_kind == ContextParallelKind::RING ? "ring"
+                                                                                        : "all-gather");
        }},
       {"parallelism.ep", "positive integer", "1",
        "expert-parallel degree: ranks of the data-parallel group the experts are spread over",
@@ -310,15 +296,15 @@ const std::vector<Field<Draft>>& scenario_fields() {
        [](Draft& d, const YamlValue& v) { d.scenario.parallelism.first_stage_layers = count_int(v); },
        [](const Draft& d) { return std::to_string(d.scenario.parallelism.first_stage_layers); }},
       {"parallelism.last_stage_layers", "integer >= 0", "0",
-       "transformer layers on the last pipeline stage, which also holds the LM head and loss; 0: an even split",
+       "transformer layers on the last pipeline stage, which also holds the LM head and loss; 0: an even "
+       "split",
        [](Draft& d, const YamlValue& v) { d.scenario.parallelism.last_stage_layers = count_int(v); },
        [](const Draft& d) { return std::to_string(d.scenario.parallelism.last_stage_layers); }},
       {"parallelism.zero", "0 | 1 | 2 | 3", "0",
        "ZeRO stage: 1 optimizer, 2 + gradients, 3 + parameters sharded",
        [](Draft& d, const YamlValue& v) {
          const long zero = v.as_count();
-         if (zero > 3)
-           v.fail(fmt::format("must be 0, 1, 2 or 3, got {}", zero));
+         if (zero > 3) v.fail(fmt::format("must be 0, 1, 2 or 3, got {}", zero));
          d.scenario.parallelism.zero = static_cast<int>(zero);
        },
        [](const Draft& d) { return std::to_string(d.scenario.parallelism.zero); }},
@@ -338,14 +324,15 @@ const std::vector<Field<Draft>>& scenario_fields() {
       {"parallelism.overlap.pp", "bool", "false", "overlap pipeline send/recv with compute",
        [](Draft& d, const YamlValue& v) { d.scenario.parallelism.pp_overlap = v.as_bool(); },
        [](const Draft& d) { return yaml_bool(d.scenario.parallelism.pp_overlap); }},
-      {"parallelism.overlap.zero", "bool", "true",
-       "prefetch ZeRO-3 parameter all-gathers during compute",
+      {"parallelism.overlap.zero", "bool", "true", "prefetch ZeRO-3 parameter all-gathers during compute",
        [](Draft& d, const YamlValue& v) { d.scenario.parallelism.zero_overlap = v.as_bool(); },
        [](const Draft& d) { return yaml_bool(d.scenario.parallelism.zero_overlap); }},
       {"parallelism.dp_bucket", "bytes | auto", "auto",
-       "gradient bucket size; auto: Megatron-core's max(40M, 1M x dp) parameters, DeepSpeed's 5e8 for zero 2 and 3",
+       "gradient bucket size; auto: Megatron-core's max(40M, 1M x dp) parameters, DeepSpeed's 5e8 for zero 2 "
+       "and 3",
        [](Draft& d, const YamlValue& v) {
-         d.scenario.parallelism.dp_bucket = v.is_scalar() && v.as_string() == "auto" ? Bytes(0) : v.as_bytes();
+         d.scenario.parallelism.dp_bucket =
+             v.is_scalar() && v.as_string() == "auto" ? Bytes(0) : v.as_bytes();
        },
        [](const Draft& d) {
          return d.scenario.parallelism.dp_bucket.value() > 0
@@ -353,7 +340,8 @@ const std::vector<Field<Draft>>& scenario_fields() {
                     : std::string("auto");
        }},
       {"parallelism.placement", "tp-in-server | dp-across-rails | tp-across-servers", "tp-in-server",
-       "ranks on GPUs: TP inside a server (Megatron's order); dp-across-rails: data-parallel peers on different "
+       "ranks on GPUs: TP inside a server (Megatron's order); dp-across-rails: data-parallel peers on "
+       "different "
        "rails; tp-across-servers: TP groups spread over servers",
        [](Draft& d, const YamlValue& v) {
          d.scenario.placement = v.as_enum<Placement>({{"tp-in-server", Placement::TP_IN_SERVER},
@@ -386,11 +374,13 @@ const std::vector<Field<Draft>>& scenario_fields() {
            v.fail(e.what());
          }
          if ((d.scenario.nccl.algorithms & (1U << static_cast<int>(Algorithm::RING))) == 0)
-           v.fail("must allow Ring: it is NCCL's only algorithm for every collective and group, and NCCL fails a "
+           v.fail("must allow Ring: it is NCCL's only algorithm for every collective and group, and NCCL "
+                  "fails a "
                   "run with a collective no allowed algorithm can run");
        },
        [](const Draft& d) { return yaml_string(algorithms_text(d.scenario.nccl.algorithms)); }},
-      {"nccl.proto", "NCCL_PROTO list", "all", "protocols NCCL may use, as NCCL_PROTO: LL, LL128, Simple; '^' excludes",
+      {"nccl.proto", "NCCL_PROTO list", "all",
+       "protocols NCCL may use, as NCCL_PROTO: LL, LL128, Simple; '^' excludes",
        [](Draft& d, const YamlValue& v) {
          try {
            d.scenario.nccl.protocols = parse_protocols(v.as_string());
@@ -423,8 +413,7 @@ const Field<T>& resolve_override(std::span<const Field<T>> table, std::string_vi
       if (!suggestion.empty())
         throw InputError(at, path, fmt::format("unknown key '{}' (did you mean '{}'?)", segment, suggestion));
       std::string list;
-      for (const auto& n : names)
-        list += (list.empty() ? "" : ", ") + n;
+      for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
       throw InputError(at, path, fmt::format("unknown key '{}' (expected one of {})", segment, list));
     }
     prefix += segment;
@@ -437,8 +426,7 @@ const Field<T>& resolve_override(std::span<const Field<T>> table, std::string_vi
     }
     if (prefix.size() >= key.size()) {
       std::string list;
-      for (const auto& n : children(table, prefix + "."))
-        list += (list.empty() ? "" : ", ") + n;
+      for (const auto& n : children(table, prefix + ".")) list += (list.empty() ? "" : ", ") + n;
       throw InputError(at, shown, fmt::format("is a group of keys; set one of them: {}", list));
     }
     prefix += '.';
@@ -467,8 +455,7 @@ void apply_override(Draft& draft, const std::string& text) {
   const YamlValue v(node, at.file, key);
 
   for (const std::string section : {"machine", "model"}) {
-    if (!key.starts_with(section + "."))
-      continue;
+    if (!key.starts_with(section + ".")) continue;
     const std::string inner = key.substr(section.size() + 1);
     if (inner == "preset") {
       (section == "machine" ? parse_machine : parse_model)(draft, v);
@@ -498,12 +485,9 @@ int auto_dp(const Scenario& s) {
   const bool interleaved = p.schedule == PipelineScheduleKind::INTERLEAVED_1F1B;
   long fallback = 0;
   for (long dp = std::min<long>(fit, batch); dp >= 1; --dp) {
-    if (batch % (mb * dp) != 0 || dp % p.ep != 0)
-      continue;
-    if (!interleaved || (batch / (mb * dp)) % p.pp == 0)
-      return static_cast<int>(dp);
-    if (fallback == 0)
-      fallback = dp;
+    if (batch % (mb * dp) != 0 || dp % p.ep != 0) continue;
+    if (!interleaved || (batch / (mb * dp)) % p.pp == 0) return static_cast<int>(dp);
+    if (fallback == 0) fallback = dp;
   }
   return static_cast<int>(fallback > 0 ? fallback : std::min<long>(fit, 1));
 }
@@ -527,13 +511,10 @@ void check_scenario(Draft& d) {
     throw InputError(d.at(key), key, e.message());
   }
 
-  if (s.model.moe)
-    check_moe(d);
-  if (const auto p = check_model(s.model))
-    d.fail(p->key, p->message);
+  if (s.model.moe) check_moe(d);
+  if (const auto p = check_model(s.model)) d.fail(p->key, p->message);
 
-  if (d.dp_auto)
-    s.parallelism.dp = std::max(auto_dp(s), 1);
+  if (d.dp_auto) s.parallelism.dp = std::max(auto_dp(s), 1);
   if (const auto p = check_strategy(s.model, s.training, s.parallelism, job_capacity(s.machine),
                                     d.dp_auto ? DpChoice::AUTO : DpChoice::GIVEN))
     d.fail(p->key, p->message);
@@ -546,15 +527,13 @@ void resolve_calibration(Draft& d) {
       s.calibration = find_profile((fs::path(d.options->data_dir) / "calibration" / "profiles").string(),
                                    s.machine.gpu.type);
     } catch (const InputError& e) {
-      if (e.where().line > 0)
-        throw;
+      if (e.where().line > 0) throw;
       throw InputError(d.at("calibration"), "calibration", e.message());
     }
     return;
   }
   const std::string path = resolve_path(d, s.calibration);
-  if (!file_exists(path))
-    d.fail("calibration", fmt::format("cannot open profile '{}'", s.calibration));
+  if (!file_exists(path)) d.fail("calibration", fmt::format("cannot open profile '{}'", s.calibration));
   s.calibration = path;
 }
 
@@ -569,13 +548,11 @@ std::string emit_nested(const std::vector<std::pair<std::string, std::string>>& 
     for (std::size_t start = 0;;) {
       const std::size_t dot = key.find('.', start);
       parts.push_back(key.substr(start, dot - start));
-      if (dot == std::string::npos)
-        break;
+      if (dot == std::string::npos) break;
       start = dot + 1;
     }
     std::size_t common = 0;
-    while (common < open.size() && common + 1 < parts.size() && open[common] == parts[common])
-      ++common;
+    while (common < open.size() && common + 1 < parts.size() && open[common] == parts[common]) ++common;
     open.resize(common);
     for (std::size_t i = common; i + 1 < parts.size(); ++i) {
       out += fmt::format("{:{}}{}:\n", "", 2 * i, parts[i]);
@@ -613,24 +590,22 @@ Draft parse_scenario(const std::string& path, const LoadOptions& options) {
   apply_mapping(root, std::span(scenario_fields()), "", draft, given, draft, "");
   require_given(std::span(scenario_fields()), given, root);
 
-  for (const std::string& text : options.overrides)
-    apply_override(draft, text);
+  for (const std::string& text : options.overrides) apply_override(draft, text);
   return draft;
 }
 
 } // namespace
 
-void check_overrides(const std::string& path, const LoadOptions& options) { parse_scenario(path, options); }
+void check_overrides(const std::string& path, const LoadOptions& options) {
+  parse_scenario(path, options);
+}
 
 Scenario load_scenario(const std::string& path, const LoadOptions& options) {
   Draft draft = parse_scenario(path, options);
   ModelSpec& m = draft.scenario.model;
-  if (m.kv_heads == 0)
-    m.kv_heads = m.heads;
-  if (m.ffn_hidden == 0)
-    m.ffn_hidden = 4 * m.hidden;
-  if (m.moe && m.moe->expert_ffn_hidden == 0)
-    m.moe->expert_ffn_hidden = m.ffn_hidden;
+  if (m.kv_heads == 0) m.kv_heads = m.heads;
+  if (m.ffn_hidden == 0) m.ffn_hidden = 4 * m.hidden;
+  if (m.moe && m.moe->expert_ffn_hidden == 0) m.moe->expert_ffn_hidden = m.ffn_hidden;
 
   check_scenario(draft);
   resolve_calibration(draft);
@@ -684,15 +659,12 @@ std::string render_schema() {
   for (const auto& f : scenario_fields()) {
     rows.push_back(
         {std::string(f.key), std::string(f.type), std::string(f.default_text), std::string(f.help)});
-    if (f.key == "machine")
-      add_rows(rows, std::span(machine_fields()), "machine.");
-    if (f.key == "model")
-      add_rows(rows, std::span(model_fields()), "model.");
+    if (f.key == "machine") add_rows(rows, std::span(machine_fields()), "machine.");
+    if (f.key == "model") add_rows(rows, std::span(model_fields()), "model.");
   }
   std::array<std::size_t, 3> width{};
   for (const auto& r : rows) {
-    for (std::size_t i = 0; i < width.size(); ++i)
-      width[i] = std::max(width[i], r[i].size());
+    for (std::size_t i = 0; i < width.size(); ++i) width[i] = std::max(width[i], r[i].size());
   }
   std::string out;
   for (const auto& r : rows) {

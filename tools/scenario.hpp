@@ -21,20 +21,20 @@ struct NcclPolicy {
 
 struct Scenario {
   std::string name;
-  std::string file;               ///< the scenario file as the user named it
+  std::string file; ///< the scenario file as the user named it
   MachineSpec machine;
   ModelSpec model;
   TrainingSpec training;
   ParallelismSpec parallelism;
-  std::string calibration = "auto";  ///< "auto" or a profile path; resolved to a path by the loader
+  std::string calibration = "auto"; ///< "auto" or a profile path; resolved to a path by the loader
   SimulationSpec simulation;
   NcclPolicy nccl;
-  Placement placement = Placement::TP_IN_SERVER;  ///< key parallelism.placement
+  Placement placement = Placement::TP_IN_SERVER; ///< key parallelism.placement
 };
 
 struct LoadOptions {
-  std::string data_dir;                 ///< root holding topologies/presets, models/presets, calibration/profiles
-  std::vector<std::string> overrides;   ///< KEY=VALUE, applied before validation
+  std::string data_dir; ///< root holding topologies/presets, models/presets, calibration/profiles
+  std::vector<std::string> overrides; ///< KEY=VALUE, applied before validation
 };
 
 /// Loads, resolves presets and overrides, checks every field and the cross-field rules.

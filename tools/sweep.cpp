@@ -50,7 +50,8 @@ std::string SweepPoint::label() const {
 namespace {
 
 std::string number_text(double x) {
-  if (std::abs(x - std::round(x)) < 1e-9 && std::abs(x) < 1e15) return fmt::format("{}", static_cast<long>(std::round(x)));
+  if (std::abs(x - std::round(x)) < 1e-9 && std::abs(x) < 1e15)
+    return fmt::format("{}", static_cast<long>(std::round(x)));
   return fmt::format("{}", x);
 }
 
@@ -59,7 +60,8 @@ std::vector<std::string> key_values(const YamlValue& v, std::vector<SourceLocati
   std::vector<std::string> out;
   if (v.is_sequence()) {
     for (const YamlValue& item : v.items()) {
-      if (!item.is_scalar()) item.fail("expected a scalar value (a number, a word or a quantity with its unit)");
+      if (!item.is_scalar())
+        item.fail("expected a scalar value (a number, a word or a quantity with its unit)");
       out.push_back(item.as_string());
       where.push_back(item.where());
     }
@@ -77,7 +79,8 @@ std::vector<std::string> key_values(const YamlValue& v, std::vector<SourceLocati
   const auto step = v.get("step");
   const auto times = v.get("times");
   if (step.has_value() == times.has_value()) v.fail("a range needs exactly one of 'step' or 'times'");
-  if (from > to) v.fail(fmt::format("empty range: from ({}) is greater than to ({})", number_text(from), number_text(to)));
+  if (from > to)
+    v.fail(fmt::format("empty range: from ({}) is greater than to ({})", number_text(from), number_text(to)));
   if (step) {
     const double s = step->as_number();
     if (s <= 0) step->fail(fmt::format("step must be positive, got {}", number_text(s)));
@@ -102,7 +105,8 @@ SweepSpec load_sweep(const std::string& path, const std::string& data_dir) {
   spec.file = path;
   const YamlValue scenario = root.require("scenario");
   spec.scenario = (fs::path(path).parent_path() / scenario.as_string()).lexically_normal().string();
-  if (!fs::is_regular_file(spec.scenario)) scenario.fail(fmt::format("cannot open scenario '{}'", scenario.as_string()));
+  if (!fs::is_regular_file(spec.scenario))
+    scenario.fail(fmt::format("cannot open scenario '{}'", scenario.as_string()));
   if (auto out = root.get("out")) spec.out = (fs::path(path).parent_path() / out->as_string()).string();
 
   // Where each key=value came from, to point errors into the sweep file, and where each key is.
@@ -110,8 +114,9 @@ SweepSpec load_sweep(const std::string& path, const std::string& data_dir) {
   std::map<std::string, SourceLocation> key_at;
   auto note_keys = [&](const YamlValue& map) {
     for (auto it = map.node().begin(); it != map.node().end(); ++it)
-      key_at.emplace(it->first.as<std::string>(),
-                     SourceLocation{.file = path, .line = it->first.Mark().line + 1, .column = it->first.Mark().column + 1});
+      key_at.emplace(it->first.as<std::string>(), SourceLocation{.file = path,
+                                                                 .line = it->first.Mark().line + 1,
+                                                                 .column = it->first.Mark().column + 1});
   };
   const auto grid = root.get("grid");
   const auto points = root.get("points");
@@ -130,14 +135,16 @@ SweepSpec load_sweep(const std::string& path, const std::string& data_dir) {
     std::vector<std::size_t> at(values.size(), 0);
     for (;;) {
       SweepPoint p{.index = spec.points.size(), .overrides = {}};
-      for (std::size_t k = 0; k < values.size(); ++k) p.overrides.push_back(spec.keys[k] + "=" + values[k][at[k]]);
+      for (std::size_t k = 0; k < values.size(); ++k)
+        p.overrides.push_back(spec.keys[k] + "=" + values[k][at[k]]);
       spec.points.push_back(std::move(p));
       std::size_t k = values.size();
       while (k > 0 && ++at[k - 1] == values[k - 1].size()) at[--k] = 0;
       if (k == 0) break;
     }
   } else {
-    if (!points->is_sequence() || points->items().empty()) points->fail("expected a non-empty list of points");
+    if (!points->is_sequence() || points->items().empty())
+      points->fail("expected a non-empty list of points");
     for (const YamlValue& item : points->items()) {
       item.require_map();
       note_keys(item);
@@ -160,7 +167,8 @@ SweepSpec load_sweep(const std::string& path, const std::string& data_dir) {
       if (!e.where().file.starts_with("--set ")) throw;
       // A problem with the key itself points at the key, one with the value at the value.
       const std::string key = text.substr(0, text.find('='));
-      const bool about_key = e.message().starts_with("unknown key") || e.message().starts_with("is a group") ||
+      const bool about_key = e.message().starts_with("unknown key") ||
+                             e.message().starts_with("is a group") ||
                              e.message().find("is a single value") != std::string::npos;
       throw InputError(about_key && key_at.contains(key) ? key_at.at(key) : at, e.key_path(), e.message());
     }
@@ -208,7 +216,8 @@ nlohmann::json run_point(const SweepSpec& sweep, const SweepPoint& point, const 
   for (const ReportMetric& m : report_metrics())
     if (m.in_rows) row[std::string(m.key)] = m.read(report);
   row["fits_memory"] = report.fits_memory;
-  for (const BreakdownPart& part : breakdown_parts()) row[std::string(part.key)] = (report.breakdown.*part.member).value();
+  for (const BreakdownPart& part : breakdown_parts())
+    row[std::string(part.key)] = (report.breakdown.*part.member).value();
   if (report.time_to_train) row["time_to_train_s"] = report.time_to_train->value();
   row["fidelity"] = to_string(sc.simulation.fidelity);
   row["sim_wall_s"] = report.simulation.wall_seconds;
@@ -224,7 +233,9 @@ std::string csv_field(const nlohmann::json& v) {
   return quoted + "\"";
 }
 
-bool is_csv(const std::string& path) { return fs::path(path).extension() == ".csv"; }
+bool is_csv(const std::string& path) {
+  return fs::path(path).extension() == ".csv";
+}
 
 std::string csv_header(const SweepSpec& sweep) {
   std::string out = "point,overrides,status,message";
@@ -238,11 +249,13 @@ std::string render_row(const SweepSpec& sweep, const nlohmann::json& row, bool c
     nlohmann::json copy = row;
     return copy.dump() + "\n";
   }
-  std::string out = fmt::format("{},{},{},{}", row.at("point").get<std::size_t>(), csv_field(row.at("overrides")),
-                                csv_field(row.at("status")), csv_field(row.at("message")));
+  std::string out =
+      fmt::format("{},{},{},{}", row.at("point").get<std::size_t>(), csv_field(row.at("overrides")),
+                  csv_field(row.at("status")), csv_field(row.at("message")));
   for (const std::string& k : sweep.keys)
     out += "," + (row.at("values").contains(k) ? csv_field(row.at("values").at(k)) : std::string());
-  for (const std::string& c : metric_columns()) out += "," + (row.contains(c) ? csv_field(row.at(c)) : std::string());
+  for (const std::string& c : metric_columns())
+    out += "," + (row.contains(c) ? csv_field(row.at(c)) : std::string());
   return out + "\n";
 }
 
@@ -277,7 +290,7 @@ std::set<std::string> finished_points(const std::string& path) {
   const bool csv = is_csv(path);
   bool header = csv;
   while (std::getline(in, line)) {
-    if (in.eof()) break;  // a last line without its newline was cut short: run that point again
+    if (in.eof()) break; // a last line without its newline was cut short: run that point again
     if (header) {
       header = false;
       continue;
@@ -289,7 +302,8 @@ std::set<std::string> finished_points(const std::string& path) {
     }
     try {
       const nlohmann::json j = nlohmann::json::parse(line);
-      done.insert(std::to_string(j.at("point").get<std::size_t>()) + "|" + j.at("overrides").get<std::string>());
+      done.insert(std::to_string(j.at("point").get<std::size_t>()) + "|" +
+                  j.at("overrides").get<std::string>());
     } catch (const std::exception&) {
       // a damaged line: its point runs again
     }
@@ -326,7 +340,7 @@ void sort_rows(const std::string& path) {
   std::vector<std::pair<std::size_t, std::string>> rows;
   const bool csv = is_csv(path);
   while (std::getline(in, line)) {
-    if (in.eof()) break;  // cut short: dropped, its point runs again next time
+    if (in.eof()) break; // cut short: dropped, its point runs again next time
     if (csv && header.empty()) {
       header = line + "\n";
       continue;
@@ -374,19 +388,25 @@ constexpr int TAG_DONE = 2;
 
 /// Receives rows from the other ranks; returns when none is waiting (or, `block`, when every rank
 /// has said it is done).
-void receive_rows(const std::function<void(const std::string&)>& write, int* ranks_done, int ranks, bool block) {
+void receive_rows(const std::function<void(const std::string&)>& write, int* ranks_done, int ranks,
+                  bool block) {
   while (*ranks_done < ranks) {
     int waiting = 0;
     MPI_Status status;
-    if (block) MPI_Probe(MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD, &status);
-    else MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD, &waiting, &status);
+    if (block)
+      MPI_Probe(MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD, &status);
+    else
+      MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD, &waiting, &status);
     if (!block && waiting == 0) return;
     int size = 0;
     MPI_Get_count(&status, MPI_CHAR, &size);
     std::string text(std::size_t(size), '\0');
-    MPI_Recv(text.data(), size, MPI_CHAR, status.MPI_SOURCE, status.MPI_TAG, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-    if (status.MPI_TAG == TAG_DONE) ++*ranks_done;
-    else write(text);
+    MPI_Recv(text.data(), size, MPI_CHAR, status.MPI_SOURCE, status.MPI_TAG, MPI_COMM_WORLD,
+             MPI_STATUS_IGNORE);
+    if (status.MPI_TAG == TAG_DONE)
+      ++*ranks_done;
+    else
+      write(text);
   }
 }
 #endif
@@ -414,16 +434,19 @@ SweepRun run_sweep(const SweepSpec& sweep, const SweepOptions& options, const st
     MPI_Comm_size(MPI_COMM_WORLD, &shards);
     shard = rank;
 #else
-    throw InputError({.file = "--mpi"}, "", "this odyssey was built without MPI (install libopenmpi-dev and rebuild)");
+    throw InputError({.file = "--mpi"}, "",
+                     "this odyssey was built without MPI (install libopenmpi-dev and rebuild)");
 #endif
   }
   const std::string out = options.out.empty() ? sweep.out : options.out;
-  if (out.empty()) throw InputError({.file = sweep.file}, "out", "no output file: give --out FILE or 'out' in the sweep");
+  if (out.empty())
+    throw InputError({.file = sweep.file}, "out", "no output file: give --out FILE or 'out' in the sweep");
   const bool csv = is_csv(out);
   const std::set<std::string> done = finished_points(out);
   std::vector<const SweepPoint*> todo;
   for (const SweepPoint& p : sweep.points)
-    if (int(p.index % std::size_t(shards)) == shard && !done.contains(std::to_string(p.index) + "|" + p.label()))
+    if (int(p.index % std::size_t(shards)) == shard &&
+        !done.contains(std::to_string(p.index) + "|" + p.label()))
       todo.push_back(&p);
 
   auto write = [&](const std::string& row_json) {
@@ -435,13 +458,15 @@ SweepRun run_sweep(const SweepSpec& sweep, const SweepOptions& options, const st
   int ranks_done = 1;
 #endif
   run_in_processes(
-      todo.size(), options.jobs,
-      [&](std::size_t k) { return run_point(sweep, *todo[k], data_dir).dump(); },
+      todo.size(), options.jobs, [&](std::size_t k) { return run_point(sweep, *todo[k], data_dir).dump(); },
       [&](std::size_t k, const std::string& text, const std::string& error) {
         std::string row = text;
         if (!error.empty())
-          row = nlohmann::json{{"point", todo[k]->index}, {"overrides", todo[k]->label()}, {"status", "failed"},
-                               {"message", error}, {"values", nlohmann::json::object()}}
+          row = nlohmann::json{{"point", todo[k]->index},
+                               {"overrides", todo[k]->label()},
+                               {"status", "failed"},
+                               {"message", error},
+                               {"values", nlohmann::json::object()}}
                     .dump();
 #ifdef ODYSSEY_HAVE_MPI
         if (options.mpi && rank != 0) {
@@ -499,7 +524,8 @@ std::string deterministic_part(const std::string& line, bool csv) {
 
 } // namespace
 
-SweepMerge merge_sweep(const SweepSpec& sweep, const std::vector<std::string>& inputs, const std::string& out) {
+SweepMerge merge_sweep(const SweepSpec& sweep, const std::vector<std::string>& inputs,
+                       const std::string& out) {
   if (inputs.empty()) throw InputError({.file = "--merge"}, "", "no shard outputs given");
   const bool csv = is_csv(out);
   // Rows already in the output stay, so shards can be merged as they finish.
@@ -507,11 +533,12 @@ SweepMerge merge_sweep(const SweepSpec& sweep, const std::vector<std::string>& i
   std::error_code ec;
   if (fs::is_regular_file(out, ec)) files.push_back(out);
   for (const std::string& f : inputs)
-    if (std::none_of(files.begin(), files.end(), [&](const std::string& g) { return fs::equivalent(f, g, ec); }))
+    if (std::none_of(files.begin(), files.end(),
+                     [&](const std::string& g) { return fs::equivalent(f, g, ec); }))
       files.push_back(f);
 
   struct Row {
-    std::string line;  ///< without its newline
+    std::string line; ///< without its newline
     SourceLocation where;
   };
   std::map<std::size_t, Row> rows;
@@ -519,21 +546,25 @@ SweepMerge merge_sweep(const SweepSpec& sweep, const std::vector<std::string>& i
   for (const std::string& file : files) {
     if (fs::is_directory(file, ec)) throw InputError({.file = file}, "", "is a folder, not a file");
     if (is_csv(file) != csv)
-      throw InputError({.file = file}, "", fmt::format("cannot merge into {}: the shard outputs and the output must all "
-                                                       "be CSV or all JSON lines", out));
+      throw InputError({.file = file}, "",
+                       fmt::format("cannot merge into {}: the shard outputs and the output must all "
+                                   "be CSV or all JSON lines",
+                                   out));
     std::ifstream in(file);
     if (!in) throw InputError({.file = file}, "", "cannot open file");
     std::string line;
     for (int number = 1; std::getline(in, line); ++number) {
       const SourceLocation where{.file = file, .line = number, .column = 1};
-      if (in.eof()) {  // a last line without its newline was cut short: its point runs again
+      if (in.eof()) { // a last line without its newline was cut short: its point runs again
         ++merge.damaged;
         break;
       }
       if (csv && number == 1) {
         if (line + "\n" != csv_header(sweep))
-          throw InputError(where, "", fmt::format("the columns differ from those of {}: the file comes from another "
-                                                  "sweep or another version of odyssey", sweep.file));
+          throw InputError(where, "",
+                           fmt::format("the columns differ from those of {}: the file comes from another "
+                                       "sweep or another version of odyssey",
+                                       sweep.file));
         continue;
       }
       const auto point = row_point(line, csv);
@@ -543,14 +574,16 @@ SweepMerge merge_sweep(const SweepSpec& sweep, const std::vector<std::string>& i
       }
       const auto& [index, label] = *point;
       if (index >= sweep.points.size() || sweep.points[index].label() != label)
-        throw InputError(where, "", fmt::format("point {} ({}) is not a point of {}: the file comes from another sweep",
-                                                index, label, sweep.file));
+        throw InputError(where, "",
+                         fmt::format("point {} ({}) is not a point of {}: the file comes from another sweep",
+                                     index, label, sweep.file));
       const auto [it, inserted] = rows.emplace(index, Row{line, where});
       if (inserted) continue;
       if (deterministic_part(it->second.line, csv) != deterministic_part(line, csv))
-        throw InputError(where, "", fmt::format("point {} differs from its row at {}:{}; rows of one point must agree "
-                                                "(the same build and profile give the same row)",
-                                                index, it->second.where.file, it->second.where.line));
+        throw InputError(where, "",
+                         fmt::format("point {} differs from its row at {}:{}; rows of one point must agree "
+                                     "(the same build and profile give the same row)",
+                                     index, it->second.where.file, it->second.where.line));
       ++merge.duplicates;
     }
   }

@@ -14,16 +14,16 @@ namespace odyssey {
 /// One point of a sweep: its number and the `--set` overrides that make it.
 struct SweepPoint {
   std::size_t index = 0;
-  std::vector<std::string> overrides;  ///< KEY=VALUE, in the sweep file's key order
-  std::string label() const;           ///< "key=value; key=value"
+  std::vector<std::string> overrides; ///< KEY=VALUE, in the sweep file's key order
+  std::string label() const;          ///< "key=value; key=value"
 };
 
 struct SweepSpec {
   std::string file;
-  std::string scenario;             ///< the base scenario (resolved against the sweep file's folder)
-  std::vector<std::string> keys;    ///< the swept keys, in order
+  std::string scenario;          ///< the base scenario (resolved against the sweep file's folder)
+  std::vector<std::string> keys; ///< the swept keys, in order
   std::vector<SweepPoint> points;
-  std::string out;                  ///< default output (may be empty)
+  std::string out; ///< default output (may be empty)
 };
 
 /// Reads a sweep file: `scenario`, and `grid` (a mapping of key -> list or range, every
@@ -33,17 +33,17 @@ struct SweepSpec {
 SweepSpec load_sweep(const std::string& path, const std::string& data_dir);
 
 struct SweepOptions {
-  std::string out;        ///< .csv, or .json / .jsonl (one JSON object per line)
-  int jobs = 0;           ///< processes at once (0: every core)
-  int shard = 0;          ///< this shard, 0-based
-  int shards = 1;         ///< of this many
-  bool mpi = false;       ///< ranks of MPI_COMM_WORLD take shards; rank 0 writes
-  bool progress = true;   ///< a progress bar on stderr when it is a terminal
+  std::string out;      ///< .csv, or .json / .jsonl (one JSON object per line)
+  int jobs = 0;         ///< processes at once (0: every core)
+  int shard = 0;        ///< this shard, 0-based
+  int shards = 1;       ///< of this many
+  bool mpi = false;     ///< ranks of MPI_COMM_WORLD take shards; rank 0 writes
+  bool progress = true; ///< a progress bar on stderr when it is a terminal
 };
 
 struct SweepRun {
-  std::size_t points = 0;  ///< points this process ran
-  bool writer = true;      ///< this process wrote the output (under MPI: rank 0 only)
+  std::size_t points = 0; ///< points this process ran
+  bool writer = true;     ///< this process wrote the output (under MPI: rank 0 only)
 };
 
 /// Runs the points of `sweep` that belong to this shard and are not in `options.out` yet, then
@@ -51,17 +51,18 @@ struct SweepRun {
 SweepRun run_sweep(const SweepSpec& sweep, const SweepOptions& options, const std::string& data_dir);
 
 struct SweepMerge {
-  std::size_t rows = 0;                ///< rows in the merged output
-  std::size_t duplicates = 0;          ///< identical rows of one point met again (resumed shards)
-  std::size_t damaged = 0;             ///< lines cut short by an interrupted run, left out
-  std::vector<std::size_t> missing;    ///< points of the sweep in no input
+  std::size_t rows = 0;             ///< rows in the merged output
+  std::size_t duplicates = 0;       ///< identical rows of one point met again (resumed shards)
+  std::size_t damaged = 0;          ///< lines cut short by an interrupted run, left out
+  std::vector<std::size_t> missing; ///< points of the sweep in no input
 };
 
 /// Merges the outputs of a sweep's shards (Slurm array tasks, each with its own --out) into `out`,
 /// rows in point order; rows already in `out` stay. Every input must be in `out`'s format, every
 /// row must be a point of `sweep` (number and overrides), and two rows of one point must agree.
 /// Throws InputError at the offending file and line otherwise; writes nothing then.
-SweepMerge merge_sweep(const SweepSpec& sweep, const std::vector<std::string>& inputs, const std::string& out);
+SweepMerge merge_sweep(const SweepSpec& sweep, const std::vector<std::string>& inputs,
+                       const std::string& out);
 
 /// Whether this build has MPI support.
 bool sweep_has_mpi();

@@ -13,20 +13,17 @@ namespace {
 }
 
 void require_positive(double value, const std::string& key) {
-  if (!(value > 0))
-    reject(key, fmt::format("must be greater than zero, got {}", value));
+  if (!(value > 0)) reject(key, fmt::format("must be greater than zero, got {}", value));
 }
 
 void require_at_least_one(double value, const std::string& key) {
-  if (!(value >= 1.0))
-    reject(key, fmt::format("must be at least 1 (down/up bandwidth), got {}", value));
+  if (!(value >= 1.0)) reject(key, fmt::format("must be at least 1 (down/up bandwidth), got {}", value));
 }
 
 } // namespace
 
 void check_machine(const MachineSpec& m) {
-  if (m.gpu.type.empty())
-    reject("gpu.type", "must name the GPU type, e.g. 'H100-SXM5-80GB'");
+  if (m.gpu.type.empty()) reject("gpu.type", "must name the GPU type, e.g. 'H100-SXM5-80GB'");
   require_positive(m.gpu.memory.value(), "gpu.memory");
   require_positive(m.servers, "servers");
   require_positive(m.server.gpus, "server.gpus");
@@ -43,18 +40,21 @@ void check_machine(const MachineSpec& m) {
     reject("fabric.levels", fmt::format("must be 1, 2 or 3, got {}", m.fabric.levels));
   if (m.fabric.rails < 0) reject("fabric.rails", fmt::format("must not be negative, got {}", m.fabric.rails));
   if (m.fabric.kind == FabricKind::RAIL_OPTIMIZED && m.fabric.rails != 0 && m.fabric.rails != m.server.nics)
-    reject("fabric.rails", fmt::format("a rail-optimized fabric puts NIC i of every server on rail i, so it has one rail "
-                                       "per NIC: {} rails but server.nics is {}",
-                                       m.fabric.rails, m.server.nics));
+    reject("fabric.rails",
+           fmt::format("a rail-optimized fabric puts NIC i of every server on rail i, so it has one rail "
+                       "per NIC: {} rails but server.nics is {}",
+                       m.fabric.rails, m.server.nics));
   if (m.server.pcie_switches < 0)
     reject("server.pcie_switches", fmt::format("must not be negative, got {}", m.server.pcie_switches));
   if (m.server.pcie_switches > 0) {
     require_positive(m.server.pcie_bandwidth.value(), "server.pcie_bandwidth");
     if (m.server.gpus % m.server.pcie_switches != 0 || m.server.nics % m.server.pcie_switches != 0)
-      reject("server.pcie_switches",
-             fmt::format("{} PCIe switches cannot share {} GPUs and {} NICs evenly (each switch holds the same number "
-                         "of both)",
-                         m.server.pcie_switches, m.server.gpus, m.server.nics));
+      reject(
+          "server.pcie_switches",
+          fmt::format(
+              "{} PCIe switches cannot share {} GPUs and {} NICs evenly (each switch holds the same number "
+              "of both)",
+              m.server.pcie_switches, m.server.gpus, m.server.nics));
   }
   if (m.fabric.kind == FabricKind::DRAGONFLY) {
     const DragonflySpec& d = m.fabric.dragonfly;
@@ -65,9 +65,11 @@ void check_machine(const MachineSpec& m) {
     require_positive(d.link_bandwidth.value(), "fabric.dragonfly.link_bandwidth");
     const long slots = static_cast<long>(d.groups) * d.routers_per_group * d.servers_per_router;
     if (slots < m.servers)
-      reject("fabric.dragonfly.groups",
-             fmt::format("groups x routers_per_group x servers_per_router ({} x {} x {} = {}) must cover servers ({})",
-                         d.groups, d.routers_per_group, d.servers_per_router, slots, m.servers));
+      reject(
+          "fabric.dragonfly.groups",
+          fmt::format(
+              "groups x routers_per_group x servers_per_router ({} x {} x {} = {}) must cover servers ({})",
+              d.groups, d.routers_per_group, d.servers_per_router, slots, m.servers));
     if (d.groups - 1 > static_cast<long>(d.routers_per_group) * d.global_links_per_router)
       reject("fabric.dragonfly.groups",
              fmt::format("{} groups need {} global links per group to reach each other, but a group has only "
@@ -79,12 +81,13 @@ void check_machine(const MachineSpec& m) {
     const TorusSpec& t = m.fabric.torus;
     for (int i = 0; i < 3; ++i)
       if (t.dims[static_cast<size_t>(i)] < 1)
-        reject("fabric.torus.dims", fmt::format("every dimension must be at least 1, got {}", t.dims[static_cast<size_t>(i)]));
+        reject("fabric.torus.dims",
+               fmt::format("every dimension must be at least 1, got {}", t.dims[static_cast<size_t>(i)]));
     require_positive(t.link_bandwidth.value(), "fabric.torus.link_bandwidth");
     const long nodes = static_cast<long>(t.dims[0]) * t.dims[1] * t.dims[2];
     if (nodes != m.servers)
-      reject("fabric.torus.dims", fmt::format("a {} x {} x {} torus has {} servers, but the machine has {}", t.dims[0],
-                                              t.dims[1], t.dims[2], nodes, m.servers));
+      reject("fabric.torus.dims", fmt::format("a {} x {} x {} torus has {} servers, but the machine has {}",
+                                              t.dims[0], t.dims[1], t.dims[2], nodes, m.servers));
   }
   // A 1-level fabric is one leaf and a 2-level one is one pod: they must hold every server.
   const long per_leaf = m.fabric.servers_per_leaf;
@@ -108,7 +111,8 @@ void check_machine(const MachineSpec& m) {
 }
 
 JobCapacity job_capacity(const MachineSpec& machine) {
-  return JobCapacity{.machine = machine.name, .gpus_per_server = machine.server.gpus, .servers = machine.servers};
+  return JobCapacity{
+      .machine = machine.name, .gpus_per_server = machine.server.gpus, .servers = machine.servers};
 }
 
 long place_rank(Placement placement, long rank, long ranks, int tp, int gpus_per_server) {
@@ -131,24 +135,18 @@ long place_rank(Placement placement, long rank, long ranks, int tp, int gpus_per
 
 const char* to_string(Placement p) {
   switch (p) {
-  case Placement::TP_IN_SERVER:
-    return "tp-in-server";
-  case Placement::DP_ACROSS_RAILS:
-    return "dp-across-rails";
-  case Placement::TP_ACROSS_SERVERS:
-    return "tp-across-servers";
+  case Placement::TP_IN_SERVER: return "tp-in-server";
+  case Placement::DP_ACROSS_RAILS: return "dp-across-rails";
+  case Placement::TP_ACROSS_SERVERS: return "tp-across-servers";
   }
   return "?";
 }
 
 const char* to_string(IntraServer k) {
   switch (k) {
-  case IntraServer::NVSWITCH:
-    return "nvswitch";
-  case IntraServer::NVLINK_MESH:
-    return "nvlink-mesh";
-  case IntraServer::PCIE:
-    return "pcie";
+  case IntraServer::NVSWITCH: return "nvswitch";
+  case IntraServer::NVLINK_MESH: return "nvlink-mesh";
+  case IntraServer::PCIE: return "pcie";
   }
   return "?";
 }
@@ -159,14 +157,10 @@ const char* to_string(Ecmp e) {
 
 const char* to_string(FabricKind k) {
   switch (k) {
-  case FabricKind::FAT_TREE:
-    return "fat-tree";
-  case FabricKind::RAIL_OPTIMIZED:
-    return "rail-optimized";
-  case FabricKind::DRAGONFLY:
-    return "dragonfly";
-  case FabricKind::TORUS:
-    return "torus";
+  case FabricKind::FAT_TREE: return "fat-tree";
+  case FabricKind::RAIL_OPTIMIZED: return "rail-optimized";
+  case FabricKind::DRAGONFLY: return "dragonfly";
+  case FabricKind::TORUS: return "torus";
   }
   return "?";
 }

@@ -18,26 +18,26 @@ enum class FabricKind { FAT_TREE, RAIL_OPTIMIZED, DRAGONFLY, TORUS };
 enum class Ecmp { SPREAD, HASH };
 
 struct GpuSpec {
-  std::string type;      ///< matches a calibration profile's `gpu`, e.g. "H100-SXM5-80GB"
+  std::string type; ///< matches a calibration profile's `gpu`, e.g. "H100-SXM5-80GB"
   Bytes memory;
 };
 
 struct ServerSpec {
   int gpus = 8;
   IntraServer intra = IntraServer::NVSWITCH;
-  BytesPerSecond nvlink_bandwidth;   ///< per GPU, per direction
+  BytesPerSecond nvlink_bandwidth; ///< per GPU, per direction
   Seconds nvlink_latency;
   int nics = 8;
-  BytesPerSecond nic_bandwidth;      ///< per NIC, per direction
+  BytesPerSecond nic_bandwidth; ///< per NIC, per direction
   Seconds nic_latency;
-  int cpu_cores = 0;                 ///< host CPU cores in each GPU server
+  int cpu_cores = 0; ///< host CPU cores in each GPU server
   /// NVSwitch with NVLink SHARP (NVSwitch gen3, H100/H200 servers): NCCL's NVLS algorithms.
   bool nvls = false;
   /// PCIe switches between GPUs and NICs (0: none modelled). GPUs and NICs are spread evenly
   /// over them and a GPU uses a NIC under its own switch (GPU-to-NIC affinity); traffic leaving
   /// the server crosses the GPU's PCIe link.
   int pcie_switches = 0;
-  BytesPerSecond pcie_bandwidth;     ///< per GPU PCIe link, per direction (with pcie_switches)
+  BytesPerSecond pcie_bandwidth; ///< per GPU PCIe link, per direction (with pcie_switches)
 };
 
 /// Dragonfly (Kim et al. 2008): routers in groups, every router joined to every other of its
@@ -47,15 +47,15 @@ struct DragonflySpec {
   int groups = 0;
   int routers_per_group = 0;
   int servers_per_router = 0;
-  int global_links_per_router = 0;   ///< h: global links of each router
-  BytesPerSecond link_bandwidth;     ///< one local or global link, per direction
+  int global_links_per_router = 0; ///< h: global links of each router
+  BytesPerSecond link_bandwidth;   ///< one local or global link, per direction
 };
 
 /// A 2D or 3D torus of servers (each server's router has a link to each of its 2 x D
 /// neighbours, wrapping around); dimension-order routing along the shorter way.
 struct TorusSpec {
-  std::array<int, 3> dims{0, 0, 1};  ///< x, y, z (z = 1: a 2D torus)
-  BytesPerSecond link_bandwidth;     ///< one torus link, per direction
+  std::array<int, 3> dims{0, 0, 1}; ///< x, y, z (z = 1: a 2D torus)
+  BytesPerSecond link_bandwidth;    ///< one torus link, per direction
 };
 
 /// A folded-Clos (fat-tree) fabric. Level 1: leaf switches with `servers_per_leaf` servers below
@@ -66,12 +66,12 @@ struct FabricSpec {
   int levels = 3;
   int servers_per_leaf = 16;
   int leaves_per_pod = 16;
-  double leaf_oversubscription = 1.0;  ///< leaf down/up: traffic leaving a leaf
-  double pod_oversubscription = 1.0;   ///< spine down/up: traffic leaving a pod
+  double leaf_oversubscription = 1.0; ///< leaf down/up: traffic leaving a leaf
+  double pod_oversubscription = 1.0;  ///< spine down/up: traffic leaving a pod
   /// Further oversubscription at the core between pods (e.g. 7 for Llama 3's 1:7 between pods);
   /// traffic between pods sees pod_oversubscription x core_oversubscription.
   double core_oversubscription = 1.0;
-  Seconds switch_latency;            ///< per switch hop
+  Seconds switch_latency; ///< per switch hop
   /// Rail-optimized fabrics: rails (NIC i of every server on rail i); 0 means one per NIC.
   int rails = 0;
   /// The switches reduce in the network (InfiniBand SHARP): NCCL's CollNet algorithms.
@@ -104,7 +104,8 @@ struct MachineSpec {
     return gpu / server.gpus * server.nics + gpu % server.gpus * server.nics / server.gpus;
   }
   [[nodiscard]] long total_cpu_cores() const {
-    return static_cast<long>(servers) * server.cpu_cores + static_cast<long>(cpu_hosts.count) * cpu_hosts.cores_per_host;
+    return static_cast<long>(servers) * server.cpu_cores +
+           static_cast<long>(cpu_hosts.count) * cpu_hosts.cores_per_host;
   }
 };
 
@@ -119,10 +120,10 @@ JobCapacity job_capacity(const MachineSpec& machine);
 
 /// How a job's ranks (Megatron order tp-cp-ep-dp-pp) are laid on the machine's GPUs.
 enum class Placement {
-  TP_IN_SERVER,       ///< rank r on GPU r: TP inside a server, data-parallel peers on one rail
-  DP_ACROSS_RAILS,    ///< TP inside a server, each server's GPUs rotated by its index, so
-                      ///< data-parallel peers sit on different rails (a rail-unaware scheduler)
-  TP_ACROSS_SERVERS,  ///< the TP ranks of a group on different servers (to see what that costs)
+  TP_IN_SERVER,      ///< rank r on GPU r: TP inside a server, data-parallel peers on one rail
+  DP_ACROSS_RAILS,   ///< TP inside a server, each server's GPUs rotated by its index, so
+                     ///< data-parallel peers sit on different rails (a rail-unaware scheduler)
+  TP_ACROSS_SERVERS, ///< the TP ranks of a group on different servers (to see what that costs)
 };
 
 /// GPU of `rank` in a job of `ranks` GPUs with `tp`-way tensor parallelism on servers of

@@ -9,8 +9,7 @@ namespace {
 
 double oversubscription(const YamlValue& v) {
   const double x = v.as_number();
-  if (!(x >= 1.0))
-    v.fail(fmt::format("must be at least 1 (down/up bandwidth ratio), got {}", v.as_string()));
+  if (!(x >= 1.0)) v.fail(fmt::format("must be at least 1 (down/up bandwidth ratio), got {}", v.as_string()));
   return x;
 }
 

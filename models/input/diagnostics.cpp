@@ -26,8 +26,7 @@ std::string grouped(long v) {
   std::string digits = std::to_string(v < 0 ? -v : v);
   std::string out;
   for (std::size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0)
-      out += ',';
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
     out += digits[i];
   }
   return v < 0 ? "-" + out : out;

@@ -10,8 +10,7 @@ namespace odyssey {
 namespace {
 
 int to_int(long v, const YamlValue& at) {
-  if (v > INT_MAX)
-    at.fail(fmt::format("must be at most {}, got {}", INT_MAX, v));
+  if (v > INT_MAX) at.fail(fmt::format("must be at most {}, got {}", INT_MAX, v));
   return static_cast<int>(v);
 }
 
@@ -28,12 +27,10 @@ std::string yaml_string(const std::string& s) {
   const bool plain = !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
     return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' || c == '/';
   });
-  if (plain)
-    return s;
+  if (plain) return s;
   std::string out = "\"";
   for (char c : s) {
-    if (c == '"' || c == '\\')
-      out += '\\';
+    if (c == '"' || c == '\\') out += '\\';
     out += c;
   }
   return out + "\"";

@@ -93,25 +93,20 @@ constexpr std::array UNITS{
 };
 
 std::string_view trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front())))
-    s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back())))
-    s.remove_suffix(1);
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
   return s;
 }
 
 /// Reads the leading number of `s`; returns the characters consumed (0 when there is none).
 std::size_t read_number(std::string_view s, double& value) {
   std::string_view digits = s;
-  if (!digits.empty() && digits.front() == '+')
-    digits.remove_prefix(1);
+  if (!digits.empty() && digits.front() == '+') digits.remove_prefix(1);
   const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
-  if (ec != std::errc() || !std::isfinite(value))
-    return 0;
+  if (ec != std::errc() || !std::isfinite(value)) return 0;
   // from_chars accepts "inf" and "nan" spellings; only digits may start a number here.
   const char first = digits.empty() ? '\0' : digits.front();
-  if (!std::isdigit(static_cast<unsigned char>(first)) && first != '.' && first != '-')
-    return 0;
+  if (!std::isdigit(static_cast<unsigned char>(first)) && first != '.' && first != '-') return 0;
   return static_cast<std::size_t>(end - s.data());
 }
 
@@ -124,12 +119,9 @@ std::size_t significant_digits(const std::string& text) {
   std::size_t n = 0;
   bool leading = true;
   for (char c : text) {
-    if (c == 'e' || c == 'E')
-      break;
-    if (!std::isdigit(static_cast<unsigned char>(c)))
-      continue;
-    if (leading && c == '0')
-      continue;
+    if (c == 'e' || c == 'E') break;
+    if (!std::isdigit(static_cast<unsigned char>(c))) continue;
+    if (leading && c == '0') continue;
     leading = false;
     ++n;
   }
@@ -140,13 +132,10 @@ std::size_t significant_digits(const std::string& text) {
 std::string format_in_family(double v, Dimension dim, Family family) {
   const Unit* chosen = nullptr;
   for (const Unit& u : UNITS) {
-    if (u.dim != dim || u.family != family)
-      continue;
-    if (chosen == nullptr || std::fabs(v) >= u.factor)
-      chosen = &u;
+    if (u.dim != dim || u.family != family) continue;
+    if (chosen == nullptr || std::fabs(v) >= u.factor) chosen = &u;
   }
-  if (chosen == nullptr)
-    return {};
+  if (chosen == nullptr) return {};
   return fmt::format("{} {}", number_text(v / chosen->factor), chosen->name);
 }
 
@@ -155,10 +144,8 @@ std::string format_in_family(double v, Dimension dim, Family family) {
 std::string accepted_units(Dimension dim) {
   std::string out;
   for (const Unit& u : UNITS) {
-    if (u.dim != dim || u.family == Family::ALIAS)
-      continue;
-    if (!out.empty())
-      out += ", ";
+    if (u.dim != dim || u.family == Family::ALIAS) continue;
+    if (!out.empty()) out += ", ";
     out += u.name;
   }
   return out;
@@ -168,14 +155,12 @@ double parse_quantity(std::string_view text, Dimension dim) {
   const std::string_view s = trim(text);
   double value = 0;
   const std::size_t used = read_number(s, value);
-  if (used == 0)
-    throw UnitError(fmt::format("expected a number with a unit, got '{}'", text));
+  if (used == 0) throw UnitError(fmt::format("expected a number with a unit, got '{}'", text));
   const std::string_view unit = trim(s.substr(used));
   if (unit.empty())
     throw UnitError(fmt::format("missing unit in '{}' (expected one of {})", text, accepted_units(dim)));
   for (const Unit& u : UNITS) {
-    if (u.dim == dim && u.name == unit)
-      return value * u.factor;
+    if (u.dim == dim && u.name == unit) return value * u.factor;
   }
   throw UnitError(fmt::format("unknown unit '{}' (expected one of {})", unit, accepted_units(dim)));
 }
@@ -184,11 +169,9 @@ double parse_count(std::string_view text) {
   const std::string_view s = trim(text);
   double value = 0;
   const std::size_t used = read_number(s, value);
-  if (used == 0)
-    throw UnitError(fmt::format("expected a number, got '{}'", text));
+  if (used == 0) throw UnitError(fmt::format("expected a number, got '{}'", text));
   const std::string_view rest = trim(s.substr(used));
-  if (!rest.empty())
-    throw UnitError(fmt::format("expected a plain number without a unit, got '{}'", text));
+  if (!rest.empty()) throw UnitError(fmt::format("expected a plain number without a unit, got '{}'", text));
   return value;
 }
 
@@ -198,16 +181,14 @@ double parse_count(std::string_view text) {
 // the largest unit that keeps the number >= 1 is chosen.
 std::string format_quantity(double si_value, Dimension dim) {
   const std::string decimal = format_in_family(si_value, dim, Family::DECIMAL);
-  if (dim != Dimension::BYTES)
-    return decimal;
+  if (dim != Dimension::BYTES) return decimal;
   const std::string binary = format_in_family(si_value, dim, Family::BINARY);
   return significant_digits(binary) < significant_digits(decimal) ? binary : decimal;
 }
 
 std::string format_quantity(double si_value, std::string_view unit) {
   for (const Unit& u : UNITS) {
-    if (u.name == unit)
-      return fmt::format("{} {}", number_text(si_value / u.factor), u.name);
+    if (u.name == unit) return fmt::format("{} {}", number_text(si_value / u.factor), u.name);
   }
   throw UnitError(fmt::format("unknown unit '{}'", unit));
 }

@@ -17,8 +17,7 @@ namespace odyssey {
 namespace {
 
 SourceLocation location_of(const YAML::Mark& mark, const std::string& file) {
-  if (mark.is_null() || mark.line < 0)
-    return SourceLocation{.file = file};
+  if (mark.is_null() || mark.line < 0) return SourceLocation{.file = file};
   return SourceLocation{.file = file, .line = mark.line + 1, .column = mark.column + 1};
 }
 
@@ -28,15 +27,11 @@ std::string child_path(const std::string& parent, std::string_view key) {
 
 const char* kind_name(const YAML::Node& node) {
   switch (node.Type()) {
-  case YAML::NodeType::Map:
-    return "a mapping";
-  case YAML::NodeType::Sequence:
-    return "a list";
+  case YAML::NodeType::Map: return "a mapping";
+  case YAML::NodeType::Sequence: return "a list";
   case YAML::NodeType::Null:
-  case YAML::NodeType::Undefined:
-    return "nothing";
-  case YAML::NodeType::Scalar:
-    return "a value";
+  case YAML::NodeType::Undefined: return "nothing";
+  case YAML::NodeType::Scalar: return "a value";
   }
   return "nothing";
 }
@@ -45,12 +40,10 @@ const char* kind_name(const YAML::Node& node) {
 void check_duplicates(const YAML::Node& node, const std::string& file, const std::string& path) {
   if (node.IsSequence()) {
     std::size_t i = 0;
-    for (const auto& item : node)
-      check_duplicates(item, file, fmt::format("{}[{}]", path, i++));
+    for (const auto& item : node) check_duplicates(item, file, fmt::format("{}[{}]", path, i++));
     return;
   }
-  if (!node.IsMap())
-    return;
+  if (!node.IsMap()) return;
   std::set<std::string> seen;
   for (const auto& entry : node) {
     const std::string key = entry.first.Scalar();
@@ -70,10 +63,8 @@ YamlValue checked_root(const YAML::Node& root, const std::string& file) {
 /// neighbours each cost 1, so "layres" is one edit from "layers".
 std::size_t edit_distance(std::string_view a, std::string_view b) {
   std::vector<std::vector<std::size_t>> d(a.size() + 1, std::vector<std::size_t>(b.size() + 1));
-  for (std::size_t i = 0; i <= a.size(); ++i)
-    d[i][0] = i;
-  for (std::size_t j = 0; j <= b.size(); ++j)
-    d[0][j] = j;
+  for (std::size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (std::size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
   for (std::size_t i = 1; i <= a.size(); ++i) {
     for (std::size_t j = 1; j <= b.size(); ++j) {
       const bool same = std::tolower(static_cast<unsigned char>(a[i - 1])) ==
@@ -89,8 +80,7 @@ std::size_t edit_distance(std::string_view a, std::string_view b) {
 std::string join(const std::vector<std::string>& names) {
   std::string out;
   for (const auto& n : names) {
-    if (!out.empty())
-      out += ", ";
+    if (!out.empty()) out += ", ";
     out += n;
   }
   return out;
@@ -99,11 +89,9 @@ std::string join(const std::vector<std::string>& names) {
 bool parse_integer(const std::string& text, long& value) {
   const char* first = text.data();
   const char* last = text.data() + text.size();
-  if (first != last && *first == '+')
-    ++first;
+  if (first != last && *first == '+') ++first;
   const auto [end, ec] = std::from_chars(first, last, value);
-  if (ec == std::errc() && end == last)
-    return true;
+  if (ec == std::errc() && end == last) return true;
   // Scientific notation that names a whole number ("1e3") is an integer too.
   double d = 0;
   const auto [dend, dec] = std::from_chars(first, last, d);
@@ -149,8 +137,7 @@ void YamlValue::fail_choice(const std::string& got, const std::vector<std::strin
 }
 
 void YamlValue::require_map() const {
-  if (!is_map())
-    fail(fmt::format("expected a mapping, got {}", kind_name(node_)));
+  if (!is_map()) fail(fmt::format("expected a mapping, got {}", kind_name(node_)));
 }
 
 void YamlValue::check_keys(std::initializer_list<std::string_view> allowed) const {
@@ -161,8 +148,7 @@ void YamlValue::check_keys(const std::vector<std::string>& allowed) const {
   require_map();
   for (const auto& entry : node_) {
     const std::string key = entry.first.Scalar();
-    if (std::find(allowed.begin(), allowed.end(), key) != allowed.end())
-      continue;
+    if (std::find(allowed.begin(), allowed.end(), key) != allowed.end()) continue;
     const SourceLocation at = location_of(entry.first.Mark(), file_);
     const std::string suggestion = did_you_mean(key, allowed);
     if (!suggestion.empty())
@@ -174,11 +160,9 @@ void YamlValue::check_keys(const std::vector<std::string>& allowed) const {
 }
 
 std::optional<YamlValue> YamlValue::get(std::string_view key) const {
-  if (!is_map())
-    return std::nullopt;
+  if (!is_map()) return std::nullopt;
   for (const auto& entry : node_) {
-    if (entry.first.Scalar() == key)
-      return YamlValue(entry.second, file_, child_path(path_, key));
+    if (entry.first.Scalar() == key) return YamlValue(entry.second, file_, child_path(path_, key));
   }
   return std::nullopt;
 }
@@ -186,18 +170,15 @@ std::optional<YamlValue> YamlValue::get(std::string_view key) const {
 YamlValue YamlValue::require(std::string_view key) const {
   require_map();
   auto value = get(key);
-  if (!value)
-    fail(fmt::format("missing required key '{}'", key));
+  if (!value) fail(fmt::format("missing required key '{}'", key));
   return *value;
 }
 
 std::vector<YamlValue> YamlValue::items() const {
-  if (!is_sequence())
-    fail(fmt::format("expected a list, got {}", kind_name(node_)));
+  if (!is_sequence()) fail(fmt::format("expected a list, got {}", kind_name(node_)));
   std::vector<YamlValue> out;
   std::size_t i = 0;
-  for (const auto& item : node_)
-    out.emplace_back(item, file_, fmt::format("{}[{}]", path_, i++));
+  for (const auto& item : node_) out.emplace_back(item, file_, fmt::format("{}[{}]", path_, i++));
   return out;
 }
 
@@ -212,17 +193,14 @@ std::vector<std::pair<std::string, YamlValue>> YamlValue::entries() const {
 }
 
 std::string YamlValue::as_string() const {
-  if (!is_scalar())
-    fail(fmt::format("expected a value, got {}", kind_name(node_)));
+  if (!is_scalar()) fail(fmt::format("expected a value, got {}", kind_name(node_)));
   return node_.Scalar();
 }
 
 bool YamlValue::as_bool() const {
   const std::string s = as_string();
-  if (s == "true")
-    return true;
-  if (s == "false")
-    return false;
+  if (s == "true") return true;
+  if (s == "false") return false;
   fail(fmt::format("expected true or false, got '{}'", s));
 }
 
@@ -237,23 +215,20 @@ double YamlValue::as_number() const {
 
 long YamlValue::as_positive_count() const {
   const long v = as_count_or_negative();
-  if (v < 1)
-    fail(fmt::format("must be a positive integer, got {}", v));
+  if (v < 1) fail(fmt::format("must be a positive integer, got {}", v));
   return v;
 }
 
 long YamlValue::as_count() const {
   const long v = as_count_or_negative();
-  if (v < 0)
-    fail(fmt::format("must be zero or a positive integer, got {}", v));
+  if (v < 0) fail(fmt::format("must be zero or a positive integer, got {}", v));
   return v;
 }
 
 long YamlValue::as_count_or_negative() const {
   const std::string s = as_string();
   long v = 0;
-  if (!parse_integer(s, v))
-    fail(fmt::format("expected a positive integer, got '{}'", s));
+  if (!parse_integer(s, v)) fail(fmt::format("expected a positive integer, got '{}'", s));
   return v;
 }
 
@@ -265,8 +240,7 @@ double YamlValue::as_quantity(Dimension dim) const {
   } catch (const UnitError& e) {
     fail(e.what());
   }
-  if (!(v > 0))
-    fail(fmt::format("must be greater than zero, got '{}'", s));
+  if (!(v > 0)) fail(fmt::format("must be greater than zero, got '{}'", s));
   return v;
 }
 
@@ -277,8 +251,7 @@ YamlValue load_yaml_file(const std::string& path) {
   if (std::filesystem::is_directory(path, ec))
     throw InputError(SourceLocation{.file = path}, "", "is a folder, not a file");
   std::ifstream in(path);
-  if (!in)
-    throw InputError(SourceLocation{.file = path}, "", "cannot open file");
+  if (!in) throw InputError(SourceLocation{.file = path}, "", "cannot open file");
   try {
     return checked_root(YAML::Load(in), path);
   } catch (const YAML::ParserException& e) {
@@ -308,8 +281,7 @@ std::string did_you_mean(std::string_view word, const std::vector<std::string>& 
   }
   // Close enough to be a typo: at most a third of the word's letters, and never the whole word.
   const std::size_t limit = std::max<std::size_t>(1, word.size() / 3);
-  if (best.empty() || best_distance > limit || best_distance >= word.size())
-    return {};
+  if (best.empty() || best_distance > limit || best_distance >= word.size()) return {};
   return best;
 }
 

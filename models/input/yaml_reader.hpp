@@ -24,9 +24,9 @@ class YamlValue {
 public:
   YamlValue(YAML::Node node, std::string file, std::string path);
 
-  [[nodiscard]] const std::string& path() const { return path_; }   ///< dotted key path, "" for the root
+  [[nodiscard]] const std::string& path() const { return path_; } ///< dotted key path, "" for the root
   [[nodiscard]] const std::string& file() const { return file_; }
-  [[nodiscard]] SourceLocation where() const;                       ///< 1-based line and column
+  [[nodiscard]] SourceLocation where() const; ///< 1-based line and column
   [[nodiscard]] const YAML::Node& node() const { return node_; }
 
   [[nodiscard]] bool is_map() const;
@@ -43,19 +43,23 @@ public:
   [[nodiscard]] std::optional<YamlValue> get(std::string_view key) const;
   /// Throws "missing required key 'k'" at this node when absent.
   [[nodiscard]] YamlValue require(std::string_view key) const;
-  [[nodiscard]] std::vector<YamlValue> items() const;                          ///< sequence elements
+  [[nodiscard]] std::vector<YamlValue> items() const;                           ///< sequence elements
   [[nodiscard]] std::vector<std::pair<std::string, YamlValue>> entries() const; ///< mapping in file order
 
   [[nodiscard]] std::string as_string() const;
   [[nodiscard]] bool as_bool() const;
-  [[nodiscard]] double as_number() const;        ///< plain number, no unit
-  [[nodiscard]] long as_positive_count() const;  ///< integer >= 1 ("must be a positive integer, got 0")
-  [[nodiscard]] long as_count() const;           ///< integer >= 0
-  [[nodiscard]] double as_quantity(Dimension dim) const;  ///< unit string -> SI value, > 0
+  [[nodiscard]] double as_number() const;       ///< plain number, no unit
+  [[nodiscard]] long as_positive_count() const; ///< integer >= 1 ("must be a positive integer, got 0")
+  [[nodiscard]] long as_count() const;          ///< integer >= 0
+  [[nodiscard]] double as_quantity(Dimension dim) const; ///< unit string -> SI value, > 0
   [[nodiscard]] Seconds as_seconds() const { return Seconds(as_quantity(Dimension::TIME)); }
   [[nodiscard]] Bytes as_bytes() const { return Bytes(as_quantity(Dimension::BYTES)); }
-  [[nodiscard]] BytesPerSecond as_byte_rate() const { return BytesPerSecond(as_quantity(Dimension::BYTE_RATE)); }
-  [[nodiscard]] FlopsPerSecond as_flop_rate() const { return FlopsPerSecond(as_quantity(Dimension::FLOP_RATE)); }
+  [[nodiscard]] BytesPerSecond as_byte_rate() const {
+    return BytesPerSecond(as_quantity(Dimension::BYTE_RATE));
+  }
+  [[nodiscard]] FlopsPerSecond as_flop_rate() const {
+    return FlopsPerSecond(as_quantity(Dimension::FLOP_RATE));
+  }
 
   /// Maps a scalar through `choices`; error lists the accepted names (with did-you-mean).
   template <class E> E as_enum(std::initializer_list<std::pair<std::string_view, E>> choices) const {
@@ -73,7 +77,7 @@ public:
 
 private:
   [[noreturn]] void fail_choice(const std::string& got, const std::vector<std::string>& names) const;
-  [[nodiscard]] long as_count_or_negative() const;  ///< any integer; "expected a positive integer" otherwise
+  [[nodiscard]] long as_count_or_negative() const; ///< any integer; "expected a positive integer" otherwise
   YAML::Node node_;
   std::string file_;
   std::string path_;

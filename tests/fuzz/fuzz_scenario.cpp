@@ -30,7 +30,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     out.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
   }
   try {
-    const odyssey::Scenario s = odyssey::load_scenario(scenario_path(), {.data_dir = ODYSSEY_DATA_DIR, .overrides = {}});
+    const odyssey::Scenario s =
+        odyssey::load_scenario(scenario_path(), {.data_dir = ODYSSEY_DATA_DIR, .overrides = {}});
     (void)odyssey::render_scenario(s);
     (void)odyssey::load_profile(s.calibration);
     // The loader's checks must be enough for the workload model (it throws std::invalid_argument

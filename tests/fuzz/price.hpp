@@ -25,11 +25,14 @@ inline void price(const Profile& p) {
         if (!(e > 0 && e <= 1)) std::abort();
       }
   }
-  for (const CollectiveKind kind : {CollectiveKind::ALL_REDUCE, CollectiveKind::ALL_GATHER, CollectiveKind::ALL_TO_ALL})
+  for (const CollectiveKind kind :
+       {CollectiveKind::ALL_REDUCE, CollectiveKind::ALL_GATHER, CollectiveKind::ALL_TO_ALL})
     for (const double bytes : {8.0, 1048576.0, 4294967296.0}) {
-      check(cost.collective_time(kind, Bytes(bytes), {.ranks = 8, .servers = 1}, p.nvlink.bandwidth, p.net.bandwidth)
+      check(cost.collective_time(kind, Bytes(bytes), {.ranks = 8, .servers = 1}, p.nvlink.bandwidth,
+                                 p.net.bandwidth)
                 .value());
-      check(cost.collective_time(kind, Bytes(bytes), {.ranks = 64, .servers = 8}, p.nvlink.bandwidth, p.net.bandwidth)
+      check(cost.collective_time(kind, Bytes(bytes), {.ranks = 64, .servers = 8}, p.nvlink.bandwidth,
+                                 p.net.bandwidth)
                 .value());
     }
 }

@@ -4,9 +4,9 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <cmath>
 #include <map>
 #include <set>
 #include <tuple>
@@ -19,8 +19,8 @@
 #include "models/input/diagnostics.hpp"
 #include "models/workload.hpp"
 #include "sim/report.hpp"
-#include "tools/scenario.hpp"
 #include "tests/unit/scratch.hpp"
+#include "tools/scenario.hpp"
 
 using namespace odyssey;
 using odyssey::test::input_error;
@@ -31,12 +31,12 @@ namespace {
 
 const fs::path ROOT = fs::path(ODYSSEY_DATA_DIR);
 const fs::path FIXTURES = ROOT / "tests" / "calibration";
-constexpr double H100_BF16_PEAK = 989.4e12;  // the datasheet profile's, which the import keeps
+constexpr double H100_BF16_PEAK = 989.4e12; // the datasheet profile's, which the import keeps
 
 std::vector<std::string> fixture_files() {
   std::vector<std::string> files;
-  for (const char* name : {"fixture-gemm.json", "fixture-attention.json", "fixture-memory.json", "fixture-nccl.json",
-                           "fixture-nccl-2nodes.json"})
+  for (const char* name : {"fixture-gemm.json", "fixture-attention.json", "fixture-memory.json",
+                           "fixture-nccl.json", "fixture-nccl-2nodes.json"})
     files.push_back((FIXTURES / name).string());
   return files;
 }
@@ -118,7 +118,8 @@ TEST_CASE("calibrate::import: recorded raw files become a measured profile", "[c
     CHECK(p.peak.at(Precision::FP8).value() == base.peak.at(Precision::FP8).value());
   }
   SECTION("a measured profile wins over the datasheet one for its GPU") {
-    fs::copy_file(ROOT / "calibration/profiles/h100-sxm5-80gb-datasheet.yaml", dir.path / "h100-sxm5-80gb-datasheet.yaml");
+    fs::copy_file(ROOT / "calibration/profiles/h100-sxm5-80gb-datasheet.yaml",
+                  dir.path / "h100-sxm5-80gb-datasheet.yaml");
     CHECK(find_profile(dir.path.string(), "H100-SXM5-80GB") == out.string());
   }
 }
@@ -208,17 +209,20 @@ TEST_CASE("calibrate::import: rejected raw files", "[calibration]") {
   }
   SECTION("non-positive time") {
     write(replaced("\"median_s\": ", "\"median_s\": -"));
-    CHECK_THAT(input_error([&] { import_profile(o); }), Catch::Contains("time.median_s: must be a positive time"));
+    CHECK_THAT(input_error([&] { import_profile(o); }),
+               Catch::Contains("time.median_s: must be a positive time"));
   }
   SECTION("unknown GPU without --gpu") {
     o.gpu.clear();
-    CHECK_THAT(input_error([&] { import_profile(o); }), Catch::Contains("GPU 'fixture' is not one Odyssey knows"));
+    CHECK_THAT(input_error([&] { import_profile(o); }),
+               Catch::Contains("GPU 'fixture' is not one Odyssey knows"));
   }
   SECTION("the scenario's machine has another GPU") {
     o.machine_gpu = "A100-SXM4-80GB";
     o.machine_name = "dgx-a100-superpod";
-    CHECK_THAT(input_error([&] { import_profile(o); }),
-               Catch::Contains("measured on H100-SXM5-80GB but machine 'dgx-a100-superpod' has A100-SXM4-80GB"));
+    CHECK_THAT(
+        input_error([&] { import_profile(o); }),
+        Catch::Contains("measured on H100-SXM5-80GB but machine 'dgx-a100-superpod' has A100-SXM4-80GB"));
   }
   CHECK_FALSE(fs::exists(out));
 }
@@ -230,7 +234,8 @@ TEST_CASE("calibrate::gpu_type_of_device: CUDA device names of the preset GPUs",
 }
 
 TEST_CASE("calibrate::scenario_shapes: the GEMM and attention shapes a scenario prices", "[calibration]") {
-  const Scenario s = load_scenario((ROOT / "scenarios/llama3-70b-dgx-h100.yaml").string(), {.data_dir = ROOT.string()});
+  const Scenario s =
+      load_scenario((ROOT / "scenarios/llama3-70b-dgx-h100.yaml").string(), {.data_dir = ROOT.string()});
   const Workload w(s.model, s.training, s.parallelism);
   const std::string shapes = scenario_shapes(w);
   // Llama 3 70B, tp 8, 8192 tokens per micro-batch: QKV of 64 + 2 x 8 heads of 128 over 8 ranks.
@@ -259,7 +264,9 @@ TEST_CASE("calibrate::report: GEMMs priced by extrapolation are listed", "[calib
   const Report r = make_report(s.name, s.machine, w, measured, result, Fidelity::FAST);
   REQUIRE_FALSE(r.extrapolated_gemms.empty());
   CHECK(r.extrapolated_gemms.front() == "qkv 512x1280x8192 bf16");
-  CHECK_THAT(render_text(r), Catch::Contains("GEMM shapes outside the profile's measured range, extrapolated conservatively"));
+  CHECK_THAT(
+      render_text(r),
+      Catch::Contains("GEMM shapes outside the profile's measured range, extrapolated conservatively"));
   CHECK_THAT(render_json(r), Catch::Contains("\"extrapolated_gemms\""));
 
   const CostModel datasheet(load_profile(s.calibration));

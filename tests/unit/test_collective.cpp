@@ -20,7 +20,8 @@ CollectiveRun run(const std::string& machine_name, CollectiveKind kind, int gpus
 
 } // namespace
 
-TEST_CASE("sim::Collective: large all-reduce bus bandwidth within 15% of NVIDIA's nccl-tests figures", "[collective]") {
+TEST_CASE("sim::Collective: large all-reduce bus bandwidth within 15% of NVIDIA's nccl-tests figures",
+          "[collective]") {
   // ../shared/reference/hardware.yaml, collectives_busbw (NVIDIA GTC24 S62129), GB/s.
   struct Case {
     const char* machine;
@@ -28,11 +29,11 @@ TEST_CASE("sim::Collective: large all-reduce bus bandwidth within 15% of NVIDIA'
     double published;
   };
   const Case cases[] = {
-      {"azure-openai-2020", 8, 122},   // NVLink2 V100, inside a server
-      {"dgx-a100-superpod", 8, 232},   // NVLink3 A100
-      {"dgx-a100-superpod", 64, 192},  // DGX A100: NVLink3 + 8 x 200 Gb/s, across servers
-      {"dgx-h100-superpod", 8, 370},   // NVLink4 H100
-      {"dgx-h100-superpod", 64, 380},  // DGX H100: NVLink4 + 8 x 400 Gb/s, across servers
+      {"azure-openai-2020", 8, 122},  // NVLink2 V100, inside a server
+      {"dgx-a100-superpod", 8, 232},  // NVLink3 A100
+      {"dgx-a100-superpod", 64, 192}, // DGX A100: NVLink3 + 8 x 200 Gb/s, across servers
+      {"dgx-h100-superpod", 8, 370},  // NVLink4 H100
+      {"dgx-h100-superpod", 64, 380}, // DGX H100: NVLink4 + 8 x 400 Gb/s, across servers
   };
   for (const Case& c : cases) {
     const CollectiveRun r = run(c.machine, CollectiveKind::ALL_REDUCE, c.gpus, {Bytes(4.0 * (1L << 30))});
@@ -59,7 +60,8 @@ TEST_CASE("sim::Collective: nccl-tests' algbw and busbw definitions", "[collecti
   CHECK(bus_factor(CollectiveKind::REDUCE_SCATTER, 4) == Approx(0.75));
   CHECK(bus_factor(CollectiveKind::ALL_TO_ALL, 8) == Approx(0.875));
   CHECK(bus_factor(CollectiveKind::BROADCAST, 8) == Approx(1.0));
-  const CollectiveRun r = run("dgx-h100-superpod", CollectiveKind::ALL_GATHER, 16, {Bytes(1 << 20), Bytes(1 << 21)});
+  const CollectiveRun r =
+      run("dgx-h100-superpod", CollectiveKind::ALL_GATHER, 16, {Bytes(1 << 20), Bytes(1 << 21)});
   REQUIRE(r.rows.size() == 2);
   for (const CollectiveRow& row : r.rows) {
     CHECK(row.algbw.value() == Approx(row.bytes.value() / row.time.value()));
@@ -67,11 +69,13 @@ TEST_CASE("sim::Collective: nccl-tests' algbw and busbw definitions", "[collecti
   }
 }
 
-TEST_CASE("sim::Collective: all-to-all slows with oversubscription in proportion to the bisection", "[collective]") {
+TEST_CASE("sim::Collective: all-to-all slows with oversubscription in proportion to the bisection",
+          "[collective]") {
   // Leaves of 4 servers keep the all-to-all small (every GPU pair is a flow).
   const MachineSpec base =
-      load_machine("dgx-a100-superpod", {.data_dir = DATA, .overrides = {"machine.fabric.servers_per_leaf=4",
-                                                                         "machine.fabric.leaves_per_pod=384"}});
+      load_machine("dgx-a100-superpod",
+                   {.data_dir = DATA,
+                    .overrides = {"machine.fabric.servers_per_leaf=4", "machine.fabric.leaves_per_pod=384"}});
   const CostModel cost(load_profile(find_profile(DATA + "/calibration/profiles", base.gpu.type)));
   // Two full leaves: half of every server's all-to-all traffic crosses its leaf's trunk, so once
   // the trunk (injection / oversubscription) is the bottleneck, time grows with oversubscription.
@@ -79,7 +83,9 @@ TEST_CASE("sim::Collective: all-to-all slows with oversubscription in proportion
   auto time_with = [&](double oversubscription) {
     MachineSpec m = base;
     m.fabric.leaf_oversubscription = oversubscription;
-    return simulate_collective(m, cost, CollectiveKind::ALL_TO_ALL, gpus, {Bytes(1L << 28)}).rows.front().time.value();
+    return simulate_collective(m, cost, CollectiveKind::ALL_TO_ALL, gpus, {Bytes(1L << 28)})
+        .rows.front()
+        .time.value();
   };
   const double t1 = time_with(1.0);
   const double t4 = time_with(4.0);
@@ -99,7 +105,9 @@ TEST_CASE("sim::Collective: NCCL's tuning picks trees for small all-reduces acro
   // Over 8 servers a large message goes round the ring (its bandwidth term is 0.92 / (2(n-1)/n)
   // better than the tree's); at 1,024 GPUs the ring's 2,046 steps cost ~10 ms and NCCL's model
   // keeps the tree even at 4 GiB.
-  CHECK(run("dgx-a100-superpod", CollectiveKind::ALL_REDUCE, 64, {Bytes(4.0 * (1L << 30))}).rows[0].algorithm == "ring");
+  CHECK(
+      run("dgx-a100-superpod", CollectiveKind::ALL_REDUCE, 64, {Bytes(4.0 * (1L << 30))}).rows[0].algorithm ==
+      "ring");
   // Within one server NCCL's tree is a chain; Odyssey keeps the ring there.
   CHECK(run("dgx-a100-superpod", CollectiveKind::ALL_REDUCE, 8, {Bytes(8)}).rows[0].algorithm == "ring");
 }

@@ -27,14 +27,24 @@ Profile h100_like() {
   p.memory_bandwidth = BytesPerSecond(3.35e12);
   p.memory_efficiency = 0.85;
   p.launch_overhead = Seconds(4e-6);
-  p.collective_base_latency_by_protocol = {.ll = Seconds(6.6e-6), .ll128 = Seconds(14e-6), .simple = Seconds(8.4e-6)};
+  p.collective_base_latency_by_protocol = {
+      .ll = Seconds(6.6e-6), .ll128 = Seconds(14e-6), .simple = Seconds(8.4e-6)};
   p.collective_base_latency = Seconds(8.4e-6);
-  p.nvlink = {.bandwidth = BytesPerSecond(450e9), .bus_efficiency = 370.0 / 450.0, .step_latency = Seconds(3.4e-6),
-              .step_latency_by_protocol = {.ll = Seconds(0.6e-6), .ll128 = Seconds(1.9e-6), .simple = Seconds(3.4e-6)}};
-  p.pcie = {.bandwidth = BytesPerSecond(64e9), .bus_efficiency = 0.75, .step_latency = Seconds(5.7e-6),
-            .step_latency_by_protocol = {.ll = Seconds(1e-6), .ll128 = Seconds(2.5e-6), .simple = Seconds(5.7e-6)}};
-  p.net = {.bandwidth = BytesPerSecond(50e9), .bus_efficiency = 0.96, .step_latency = Seconds(14e-6),
-           .step_latency_by_protocol = {.ll = Seconds(2.7e-6), .ll128 = Seconds(4e-6), .simple = Seconds(14e-6)}};
+  p.nvlink = {.bandwidth = BytesPerSecond(450e9),
+              .bus_efficiency = 370.0 / 450.0,
+              .step_latency = Seconds(3.4e-6),
+              .step_latency_by_protocol = {
+                  .ll = Seconds(0.6e-6), .ll128 = Seconds(1.9e-6), .simple = Seconds(3.4e-6)}};
+  p.pcie = {
+      .bandwidth = BytesPerSecond(64e9),
+      .bus_efficiency = 0.75,
+      .step_latency = Seconds(5.7e-6),
+      .step_latency_by_protocol = {.ll = Seconds(1e-6), .ll128 = Seconds(2.5e-6), .simple = Seconds(5.7e-6)}};
+  p.net = {
+      .bandwidth = BytesPerSecond(50e9),
+      .bus_efficiency = 0.96,
+      .step_latency = Seconds(14e-6),
+      .step_latency_by_protocol = {.ll = Seconds(2.7e-6), .ll128 = Seconds(4e-6), .simple = Seconds(14e-6)}};
   return p;
 }
 
@@ -70,7 +80,8 @@ double time_per_flop(const CostModel& model, long m, long n, long k) {
 }
 
 /// nccl-tests bus bandwidth of an all-reduce: size / time x 2(n-1)/n.
-double allreduce_busbw(const CostModel& model, Bytes size, GroupShape g, BytesPerSecond intra, BytesPerSecond inter) {
+double allreduce_busbw(const CostModel& model, Bytes size, GroupShape g, BytesPerSecond intra,
+                       BytesPerSecond inter) {
   const Seconds t = model.collective_time(CollectiveKind::ALL_REDUCE, size, g, intra, inter);
   return size.value() / t.value() * 2.0 * (g.ranks - 1) / g.ranks;
 }
@@ -180,8 +191,8 @@ TEST_CASE("calibration::CostModel: memory-bound time is linear in bytes", "[cali
     CHECK(t3.value() == Approx(3.0 * t1.value()));
     CHECK(t1.value() == Approx(1e9 / (3.35e12 * 0.85)));
   }
-  CHECK(model.compute_time(std::vector<ComputeOp>{gemm_op(1024, 1024, 1024), gemm_op(1024, 1024, 1024)}).value() ==
-        Approx(2.0 * model.compute_time(gemm_op(1024, 1024, 1024)).value()));
+  CHECK(model.compute_time(std::vector<ComputeOp>{gemm_op(1024, 1024, 1024), gemm_op(1024, 1024, 1024)})
+            .value() == Approx(2.0 * model.compute_time(gemm_op(1024, 1024, 1024)).value()));
 }
 
 TEST_CASE("calibration::CostModel: large all-reduce reaches NVLink bus bandwidth", "[calibration]") {
@@ -210,10 +221,12 @@ TEST_CASE("calibration::CostModel: ring across servers is bound by the slower li
   const GroupShape two_servers{.ranks = 16, .servers = 2};
   const BytesPerSecond nvlink(450e9), net(50e9);
   // One GPU per server: its NIC bounds the ring.
-  CHECK(allreduce_busbw(model, 4_GiB, {.ranks = 2, .servers = 2}, nvlink, net) == Approx(50e9 * 0.96).epsilon(0.01));
+  CHECK(allreduce_busbw(model, 4_GiB, {.ranks = 2, .servers = 2}, nvlink, net) ==
+        Approx(50e9 * 0.96).epsilon(0.01));
   // Eight GPUs per server: eight channels leave through eight NICs (NCCL's busBw = channels x
   // per-channel bandwidth, 8 x 48 GB/s), so NVLink's 370 GB/s is the slower class.
-  CHECK(allreduce_busbw(model, 4_GiB, two_servers, nvlink, net) == Approx(450e9 * 370.0 / 450.0).epsilon(0.01));
+  CHECK(allreduce_busbw(model, 4_GiB, two_servers, nvlink, net) ==
+        Approx(450e9 * 370.0 / 450.0).epsilon(0.01));
   const CollectivePlan plan = model.collective(CollectiveKind::ALL_REDUCE, 4_GiB, two_servers, nvlink, net);
   // NCCL's ring: 2(n-1) steps, 2(nodes-1) of them cross the network.
   CHECK(plan.latency.value() == Approx(8.4e-6 + 28 * 3.4e-6 + 2 * 14e-6));
@@ -260,7 +273,8 @@ TEST_CASE("calibration::CostModel: collective steps and bytes per kind", "[calib
   CHECK(alone.steps == 0);
   CHECK(alone.latency.value() == 0.0);
   CHECK(alone.edge_bytes_factor == 0.0);
-  CHECK(model.collective_time(CollectiveKind::ALL_REDUCE, 1_GiB, {.ranks = 1}, BytesPerSecond(450e9),
-                              BytesPerSecond(50e9))
+  CHECK(model
+            .collective_time(CollectiveKind::ALL_REDUCE, 1_GiB, {.ranks = 1}, BytesPerSecond(450e9),
+                             BytesPerSecond(50e9))
             .value() == 0.0);
 }

@@ -37,7 +37,9 @@ MachineSpec small_machine(int servers) {
   return m;
 }
 
-Profile a100_profile() { return load_profile(std::string(ODYSSEY_DATA_DIR) + "/calibration/profiles/a100-sxm4-80gb-datasheet.yaml"); }
+Profile a100_profile() {
+  return load_profile(std::string(ODYSSEY_DATA_DIR) + "/calibration/profiles/a100-sxm4-80gb-datasheet.yaml");
+}
 
 /// A profile whose communication costs nothing but bandwidth, and whose kernels launch for free.
 Profile free_latency_profile() {
@@ -53,8 +55,15 @@ Profile free_latency_profile() {
 }
 
 ModelSpec gpt(int layers, int hidden, int heads, int vocab) {
-  return {.name = "test-gpt", .layers = layers, .hidden = hidden, .heads = heads, .kv_heads = heads,
-          .ffn_hidden = 4 * hidden, .activation = Activation::GELU, .vocab = vocab, .seq_len = 1024};
+  return {.name = "test-gpt",
+          .layers = layers,
+          .hidden = hidden,
+          .heads = heads,
+          .kv_heads = heads,
+          .ffn_hidden = 4 * hidden,
+          .activation = Activation::GELU,
+          .vocab = vocab,
+          .seq_len = 1024};
 }
 
 } // namespace
@@ -77,13 +86,15 @@ TEST_CASE("sim::Engine: with free communication the 1F1B bubble is (p-1)/(m+p-1)
   // A bubble of 3/11 of the iteration is the report's first suggestion.
   const Report report = make_report("bubble", machine, w, cost, r, Fidelity::FULL);
   REQUIRE_FALSE(report.suggestions.empty());
-  CHECK(report.suggestions[0].text.starts_with(fmt::format("pipeline bubble is {:.1f}% of the iteration (8 micro-batches per replica over 4 stages)",
-                                                           100 * r.breakdown.pp_bubble.value() / r.iteration_time.value())));
+  CHECK(report.suggestions[0].text.starts_with(
+      fmt::format("pipeline bubble is {:.1f}% of the iteration (8 micro-batches per replica over 4 stages)",
+                  100 * r.breakdown.pp_bubble.value() / r.iteration_time.value())));
 }
 
 TEST_CASE("sim::Engine: more link bandwidth never slows an iteration", "[engine]") {
   const CostModel cost(a100_profile());
-  const Workload w(gpt(8, 2048, 16, 51200), {.global_batch = 32, .micro_batch = 1, .precision = Precision::FP16},
+  const Workload w(gpt(8, 2048, 16, 51200),
+                   {.global_batch = 32, .micro_batch = 1, .precision = Precision::FP16},
                    {.tp = 2, .pp = 2, .dp = 8, .schedule = PipelineScheduleKind::ONE_F_ONE_B});
   double previous = 1e300;
   for (double gbps : {5.0, 12.5, 25.0, 50.0, 100.0}) {
@@ -99,7 +110,8 @@ TEST_CASE("sim::Engine: more link bandwidth never slows an iteration", "[engine]
 TEST_CASE("sim::Engine: data-parallel replicas finish together and the run is deterministic", "[engine]") {
   const CostModel cost(a100_profile());
   const MachineSpec machine = small_machine(4);
-  const Workload w(gpt(4, 1024, 16, 51200), {.global_batch = 64, .micro_batch = 2, .precision = Precision::FP16},
+  const Workload w(gpt(4, 1024, 16, 51200),
+                   {.global_batch = 64, .micro_batch = 2, .precision = Precision::FP16},
                    {.tp = 1, .pp = 1, .dp = 32});
   SimulationOptions options;
   options.record_trace = true;
@@ -118,19 +130,21 @@ TEST_CASE("sim::Engine: the whole machine is in the platform, every job GPU simu
   const CostModel cost(a100_profile());
   MachineSpec machine = small_machine(16);
   machine.cpu_hosts = {.count = 10, .cores_per_host = 64};
-  const Workload w(gpt(4, 1024, 16, 51200), {.global_batch = 16, .micro_batch = 1, .precision = Precision::FP16},
+  const Workload w(gpt(4, 1024, 16, 51200),
+                   {.global_batch = 16, .micro_batch = 1, .precision = Precision::FP16},
                    {.tp = 8, .pp = 2, .dp = 2});
   const SimulationResult r = simulate(machine, w, cost, {});
   CHECK(r.platform_gpus == 128);
   CHECK(r.platform_cpu_hosts == 10);
   CHECK(r.simulated_gpus == 32);
-  CHECK(r.actors == 2 * 2 + 2);  // one per (stage, replica) TP group, one DP driver per stage
+  CHECK(r.actors == 2 * 2 + 2); // one per (stage, replica) TP group, one DP driver per stage
 }
 
 TEST_CASE("sim::Engine: fast fidelity folds replicas and agrees with full where uncontended", "[engine]") {
   const CostModel cost(a100_profile());
   const MachineSpec machine = small_machine(8);
-  const Workload w(gpt(8, 2048, 16, 51200), {.global_batch = 64, .micro_batch = 1, .precision = Precision::FP16},
+  const Workload w(gpt(8, 2048, 16, 51200),
+                   {.global_batch = 64, .micro_batch = 1, .precision = Precision::FP16},
                    {.tp = 8, .pp = 2, .dp = 4, .schedule = PipelineScheduleKind::ONE_F_ONE_B});
   const SimulationResult full = simulate(machine, w, cost, {.fidelity = Fidelity::FULL});
   const SimulationResult fast = simulate(machine, w, cost, {.fidelity = Fidelity::FAST});
@@ -140,15 +154,18 @@ TEST_CASE("sim::Engine: fast fidelity folds replicas and agrees with full where 
   CHECK(fast.iteration_time.value() == Approx(full.iteration_time.value()).epsilon(0.01));
 }
 
-TEST_CASE("sim::Report: the trace is Chrome trace-event JSON with named tracks, flows and link counters", "[engine]") {
+TEST_CASE("sim::Report: the trace is Chrome trace-event JSON with named tracks, flows and link counters",
+          "[engine]") {
   const CostModel cost(a100_profile());
   const MachineSpec machine = small_machine(4);
   // tp 4 leaves each server's other GPUs to another stage: TP comm runs as flows on NVLink and
   // the pipeline crosses servers, so every link role the job uses has a counter.
   const bool pp_overlap = GENERATE(false, true);
-  ParallelismSpec p{.tp = 4, .pp = 4, .dp = 2, .schedule = PipelineScheduleKind::INTERLEAVED_1F1B, .virtual_stages = 2};
+  ParallelismSpec p{
+      .tp = 4, .pp = 4, .dp = 2, .schedule = PipelineScheduleKind::INTERLEAVED_1F1B, .virtual_stages = 2};
   p.pp_overlap = pp_overlap;
-  const Workload w(gpt(8, 1024, 16, 51200), {.global_batch = 16, .micro_batch = 1, .precision = Precision::FP16}, p);
+  const Workload w(gpt(8, 1024, 16, 51200),
+                   {.global_batch = 16, .micro_batch = 1, .precision = Precision::FP16}, p);
   SimulationOptions options;
   options.record_trace = true;
   const SimulationResult r = simulate(machine, w, cost, options);
@@ -166,12 +183,13 @@ TEST_CASE("sim::Report: the trace is Chrome trace-event JSON with named tracks, 
   for (const auto& e : doc.at("traceEvents")) {
     if (e.at("ph") == "M" && e.at("name") == "thread_name")
       tracks.insert({e.at("pid").get<int>(), e.at("args").at("name").get<std::string>()});
-    if (e.at("ph") == "M" && e.at("name") == "process_name") processes.insert(e.at("args").at("name").get<std::string>());
+    if (e.at("ph") == "M" && e.at("name") == "process_name")
+      processes.insert(e.at("args").at("name").get<std::string>());
     if (e.at("ph") == "M") {
-      CHECK(last < 0);  // metadata first
+      CHECK(last < 0); // metadata first
       continue;
     }
-    CHECK(e.at("ts").get<double>() >= last);  // every timed event sorted by time
+    CHECK(e.at("ts").get<double>() >= last); // every timed event sorted by time
     last = e.at("ts").get<double>();
     if (e.at("ph") == "C") {
       counters.insert(e.at("name").get<std::string>());
@@ -200,7 +218,8 @@ TEST_CASE("sim::Report: the trace is Chrome trace-event JSON with named tracks, 
   CHECK(complete > 0);
   for (int s = 0; s < 4; ++s) {
     CHECK(processes.count(fmt::format("stage {}", s)) == 1);
-    for (const char* stream : {"compute", "TP comm", "PP send/recv", "DP comm"}) CHECK(tracks.count({s, stream}) == 1);
+    for (const char* stream : {"compute", "TP comm", "PP send/recv", "DP comm"})
+      CHECK(tracks.count({s, stream}) == 1);
   }
   // Every pipeline message: one send, one receive, the receive ending no earlier than the send.
   // Interleaved 1F1B over 4 stages x 2 chunks: 7 hops forward and 7 back per micro-batch.
@@ -233,7 +252,8 @@ TEST_CASE("sim::Engine: ZeRO-1 reduce-scatters gradients and gathers parameters"
   const CostModel cost(a100_profile());
   const MachineSpec machine = small_machine(4);
   auto run = [&](int zero) {
-    const Workload w(gpt(4, 2048, 16, 51200), {.global_batch = 32, .micro_batch = 1, .precision = Precision::BF16},
+    const Workload w(gpt(4, 2048, 16, 51200),
+                     {.global_batch = 32, .micro_batch = 1, .precision = Precision::BF16},
                      {.tp = 1, .pp = 1, .dp = 32, .zero = zero, .dp_overlap = false});
     return simulate(machine, w, cost, {});
   };
@@ -251,7 +271,8 @@ TEST_CASE("sim::Engine: ZeRO-2 reduce-scatters gradients every micro-batch", "[e
   const CostModel cost(free_latency_profile());
   const MachineSpec machine = small_machine(4);
   auto run = [&](int zero) {
-    const Workload w(gpt(4, 2048, 16, 51200), {.global_batch = 128, .micro_batch = 1, .precision = Precision::BF16},
+    const Workload w(gpt(4, 2048, 16, 51200),
+                     {.global_batch = 128, .micro_batch = 1, .precision = Precision::BF16},
                      {.tp = 1, .pp = 1, .dp = 32, .zero = zero, .dp_overlap = false});
     return simulate(machine, w, cost, {});
   };

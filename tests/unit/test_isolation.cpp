@@ -37,8 +37,6 @@ TEST_CASE("sim::run_isolated: the child's text, or its failure as an exception",
   CHECK(sim::run_isolated([] { return std::string("done"); }) == "done");
   CHECK_THROWS_WITH(sim::run_isolated([]() -> std::string { throw std::runtime_error("engine failed"); }),
                     "engine failed");
-  CHECK_THROWS_WITH(sim::run_isolated([]() -> std::string {
-                      std::abort();
-                    }),
+  CHECK_THROWS_WITH(sim::run_isolated([]() -> std::string { std::abort(); }),
                     "the process running it died with signal 6");
 }

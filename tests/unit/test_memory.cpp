@@ -43,13 +43,15 @@ Workload gpt3(const Setting& x) {
 TEST_CASE("models::Memory: per-layer activations equal Korthikanti Table 2", "[models]") {
   const double sbh = S * B * H, t = 8;
   SECTION("tensor parallel, no recompute") {
-    CHECK(gpt3({}).layer_activations().value() == Approx(sbh * (10 + 24 / t + 5 * A * S / (H * t))).epsilon(1e-12));
+    CHECK(gpt3({}).layer_activations().value() ==
+          Approx(sbh * (10 + 24 / t + 5 * A * S / (H * t))).epsilon(1e-12));
   }
   SECTION("no parallelism") {
     CHECK(gpt3({.tp = 1}).layer_activations().value() == Approx(sbh * (34 + 5 * A * S / H)).epsilon(1e-12));
   }
   SECTION("tensor + sequence parallel") {
-    CHECK(gpt3({.sp = true}).layer_activations().value() == Approx(sbh * (34 + 5 * A * S / H) / t).epsilon(1e-12));
+    CHECK(gpt3({.sp = true}).layer_activations().value() ==
+          Approx(sbh * (34 + 5 * A * S / H) / t).epsilon(1e-12));
   }
   SECTION("selective recompute with sequence parallelism") {
     CHECK(gpt3({.sp = true, .recompute = Recompute::SELECTIVE}).layer_activations().value() ==
@@ -64,7 +66,8 @@ TEST_CASE("models::Memory: per-layer activations equal Korthikanti Table 2", "[m
   }
   SECTION("flash attention removes the 5*a*s^2*b term") {
     CHECK(gpt3({.flash = true}).layer_activations().value() == Approx(sbh * (10 + 24 / t)).epsilon(1e-12));
-    CHECK(gpt3({.sp = true, .flash = true}).layer_activations().value() == Approx(34 * sbh / t).epsilon(1e-12));
+    CHECK(gpt3({.sp = true, .flash = true}).layer_activations().value() ==
+          Approx(34 * sbh / t).epsilon(1e-12));
   }
 }
 
@@ -172,7 +175,9 @@ TEST_CASE("models::Memory: context parallelism divides activations by cp", "[mod
 }
 
 TEST_CASE("models::Memory: ZB-H1 holds pp micro-batches on every stage", "[models]") {
-  const Workload w = gpt3({.sp = true, .recompute = Recompute::SELECTIVE, .pp = 4,
+  const Workload w = gpt3({.sp = true,
+                           .recompute = Recompute::SELECTIVE,
+                           .pp = 4,
                            .schedule = PipelineScheduleKind::ZERO_BUBBLE});
   const Workload one = gpt3({.sp = true, .recompute = Recompute::SELECTIVE, .pp = 4});
   for (int s = 0; s < 4; ++s) CHECK(w.inflight_microbatches(s) == 4);

@@ -24,8 +24,8 @@ MachineSpec machine(const std::string& name, std::vector<std::string> sets = {})
   return load_machine(name, {.data_dir = DATA, .overrides = std::move(sets)});
 }
 
-CollectiveRow one(const MachineSpec& m, CollectiveKind kind, int gpus, Bytes size, const std::string& algo = "all",
-                  const std::string& proto = "all") {
+CollectiveRow one(const MachineSpec& m, CollectiveKind kind, int gpus, Bytes size,
+                  const std::string& algo = "all", const std::string& proto = "all") {
   const CostModel cost(load_profile(find_profile(DATA + "/calibration/profiles", m.gpu.type)),
                        nccl_config(m, parse_algorithms(algo), parse_protocols(proto)));
   return simulate_collective(m, cost, kind, gpus, {size}).rows.front();
@@ -56,7 +56,8 @@ TEST_CASE("sim::Network: in-network reduction halves what an all-reduce puts on 
   // CollNet on A100 (no NVLS): each server sends its buffer once up and gets it back once,
   // where a ring sends 2(n-1)/n of it. With NICs the bottleneck (2 x 100 Gb/s per server of 8
   // GPUs), the all-reduce nearly doubles its bus bandwidth.
-  const std::vector<std::string> slow_nics = {"machine.server.nics=2", "machine.fabric.in_network_reduction=true"};
+  const std::vector<std::string> slow_nics = {"machine.server.nics=2",
+                                              "machine.fabric.in_network_reduction=true"};
   const MachineSpec m = machine("dgx-a100-superpod", slow_nics);
   const CollectiveRow ring = one(m, CollectiveKind::ALL_REDUCE, 64, GIB4, "ring");
   const CollectiveRow collnet = one(m, CollectiveKind::ALL_REDUCE, 64, GIB4, "collnet");
@@ -66,8 +67,9 @@ TEST_CASE("sim::Network: in-network reduction halves what an all-reduce puts on 
   CHECK(one(m, CollectiveKind::ALL_REDUCE, 64, GIB4).algorithm == "collnet");
 }
 
-TEST_CASE("sim::Network: PAT for all-gather at one GPU per server, its latency growing with log2 of the ranks",
-          "[network]") {
+TEST_CASE(
+    "sim::Network: PAT for all-gather at one GPU per server, its latency growing with log2 of the ranks",
+    "[network]") {
   const MachineSpec m = machine("dgx-h100-superpod", {"machine.server.gpus=1", "machine.server.nics=1"});
   const CollectiveRow r8 = one(m, CollectiveKind::ALL_GATHER, 8, Bytes(8));
   const CollectiveRow r64 = one(m, CollectiveKind::ALL_GATHER, 64, Bytes(8));
@@ -86,7 +88,8 @@ TEST_CASE("sim::Network: PAT for all-gather at one GPU per server, its latency g
   CHECK(one(machine("dgx-h100-superpod"), CollectiveKind::ALL_GATHER, 64, Bytes(8)).algorithm == "ring");
 }
 
-TEST_CASE("sim::Network: --algo and --proto restrict NCCL's choice as NCCL_ALGO and NCCL_PROTO do", "[network]") {
+TEST_CASE("sim::Network: --algo and --proto restrict NCCL's choice as NCCL_ALGO and NCCL_PROTO do",
+          "[network]") {
   const MachineSpec h100 = machine("dgx-h100-superpod");
   CHECK(one(h100, CollectiveKind::ALL_REDUCE, 8, GIB4, "ring").algorithm == "ring");
   CHECK(one(h100, CollectiveKind::ALL_REDUCE, 8, GIB4, "^nvls").algorithm == "ring");
@@ -104,15 +107,17 @@ TEST_CASE("sim::Network: --algo and --proto restrict NCCL's choice as NCCL_ALGO 
     const MachineSpec a100 = machine("dgx-a100-superpod");
     const CostModel cost(load_profile(find_profile(DATA + "/calibration/profiles", a100.gpu.type)),
                          nccl_config(a100, parse_algorithms("nvls"), ALL_PROTOCOLS));
-    CHECK_THROWS_AS(simulate_collective(a100, cost, CollectiveKind::ALL_REDUCE, 8, {GIB4}), std::invalid_argument);
+    CHECK_THROWS_AS(simulate_collective(a100, cost, CollectiveKind::ALL_REDUCE, 8, {GIB4}),
+                    std::invalid_argument);
   }
 }
 
 TEST_CASE("sim::Network: every collective of nccl-tests runs", "[network]") {
   const MachineSpec h100 = machine("dgx-h100-superpod");
-  for (CollectiveKind kind : {CollectiveKind::ALL_REDUCE, CollectiveKind::ALL_GATHER, CollectiveKind::REDUCE_SCATTER,
-                              CollectiveKind::BROADCAST, CollectiveKind::REDUCE, CollectiveKind::ALL_TO_ALL,
-                              CollectiveKind::SEND_RECV}) {
+  for (CollectiveKind kind :
+       {CollectiveKind::ALL_REDUCE, CollectiveKind::ALL_GATHER, CollectiveKind::REDUCE_SCATTER,
+        CollectiveKind::BROADCAST, CollectiveKind::REDUCE, CollectiveKind::ALL_TO_ALL,
+        CollectiveKind::SEND_RECV}) {
     const CollectiveRow r = one(h100, kind, 16, Bytes(1 << 26));
     INFO(to_string(kind) << ": " << r.busbw.value() / 1e9 << " GB/s " << r.algorithm);
     CHECK(r.time.value() > 0);
@@ -154,10 +159,14 @@ TEST_CASE("sim::Network: a dragonfly's traffic between groups is bound by its gl
 }
 
 TEST_CASE("sim::Network: PCIe links between GPUs and NICs bound traffic leaving the server", "[network]") {
-  const std::vector<std::string> pcie = {"machine.server.pcie_switches=4", "machine.server.pcie_bandwidth=5 GB/s"};
-  const CollectiveRow fast = one(machine("dgx-a100-superpod"), CollectiveKind::ALL_REDUCE, 16, Bytes(1 << 30));
-  const CollectiveRow slow = one(machine("dgx-a100-superpod", pcie), CollectiveKind::ALL_REDUCE, 16, Bytes(1 << 30));
-  INFO("without " << fast.busbw.value() / 1e9 << " GB/s, with 5 GB/s PCIe " << slow.busbw.value() / 1e9 << " GB/s");
+  const std::vector<std::string> pcie = {"machine.server.pcie_switches=4",
+                                         "machine.server.pcie_bandwidth=5 GB/s"};
+  const CollectiveRow fast =
+      one(machine("dgx-a100-superpod"), CollectiveKind::ALL_REDUCE, 16, Bytes(1 << 30));
+  const CollectiveRow slow =
+      one(machine("dgx-a100-superpod", pcie), CollectiveKind::ALL_REDUCE, 16, Bytes(1 << 30));
+  INFO("without " << fast.busbw.value() / 1e9 << " GB/s, with 5 GB/s PCIe " << slow.busbw.value() / 1e9
+                  << " GB/s");
   // Eight channels leave through eight 5 GB/s PCIe links: at most 40 GB/s of bus bandwidth.
   CHECK(slow.busbw < BytesPerSecond(41e9));
   CHECK(fast.busbw > BytesPerSecond(150e9));
@@ -173,7 +182,10 @@ TEST_CASE("sim::Network: NCCL's rings on a hybrid cube-mesh use all six NVLinks 
                                      CollectiveKind::ALL_REDUCE, 8, GIB4);
   CHECK(mesh.busbw.value() == Approx(nvswitch.busbw.value()).epsilon(0.01));
   // Four GPUs of the mesh are not all neighbours: their ring forwards over two links.
-  CHECK(one(azure, CollectiveKind::ALL_REDUCE, 4, GIB4).busbw < one(machine("azure-openai-2020", {"machine.server.intra=nvswitch"}), CollectiveKind::ALL_REDUCE, 4, GIB4).busbw);
+  CHECK(one(azure, CollectiveKind::ALL_REDUCE, 4, GIB4).busbw <
+        one(machine("azure-openai-2020", {"machine.server.intra=nvswitch"}), CollectiveKind::ALL_REDUCE, 4,
+            GIB4)
+            .busbw);
 }
 
 TEST_CASE("sim::Network: collectives that share links slow each other as max-min sharing says", "[network]") {
@@ -191,13 +203,15 @@ TEST_CASE("sim::Network: collectives that share links slow each other as max-min
   const Bytes size(1L << 30);
   auto seconds = [&](const std::vector<std::vector<long>>& groups) {
     std::vector<double> out;
-    for (Seconds t : simulate_concurrent(m, cost, CollectiveKind::ALL_REDUCE, groups, size)) out.push_back(t.value());
+    for (Seconds t : simulate_concurrent(m, cost, CollectiveKind::ALL_REDUCE, groups, size))
+      out.push_back(t.value());
     return out;
   };
   const double alone = seconds({ring_of(0, 0)}).front();
   const std::vector<double> shared = seconds({ring_of(0, 0), ring_of(0, 1)});
   const std::vector<double> apart = seconds({ring_of(0, 0), ring_of(8, 0)});
-  INFO("alone " << alone << " s, sharing NICs " << shared[0] << " / " << shared[1] << " s, apart " << apart[0]);
+  INFO("alone " << alone << " s, sharing NICs " << shared[0] << " / " << shared[1] << " s, apart "
+                << apart[0]);
   CHECK(shared[0] == Approx(2 * alone).epsilon(0.02));
   CHECK(shared[1] == Approx(shared[0]).epsilon(0.001));
   CHECK(apart[0] == Approx(alone).epsilon(0.001));
@@ -220,11 +234,11 @@ TEST_CASE("sim::Network: placements are permutations, and spreading TP over serv
 
 TEST_CASE("sim::Network: a scenario's placement moves its collectives onto other links", "[network]") {
   auto iteration = [](const std::string& placement) {
-    const Scenario s = load_scenario(DATA + "/scenarios/llama3-70b-dgx-h100.yaml",
-                                     {.data_dir = DATA,
-                                      .overrides = {"parallelism.dp=4", "training.global_batch=64",
-                                                    "parallelism.placement=" + placement,
-                                                    "machine.fabric.leaf_oversubscription=4"}});
+    const Scenario s = load_scenario(
+        DATA + "/scenarios/llama3-70b-dgx-h100.yaml",
+        {.data_dir = DATA,
+         .overrides = {"parallelism.dp=4", "training.global_batch=64", "parallelism.placement=" + placement,
+                       "machine.fabric.leaf_oversubscription=4"}});
     return simulate(s.machine, scenario_workload(s), scenario_cost_model(s), simulation_options(s));
   };
   const SimulationResult in_server = iteration("tp-in-server");
@@ -256,7 +270,9 @@ TEST_CASE("sim::Network: PCIe servers and single-NIC RDMA within 15% of NVIDIA's
   const std::vector<Case> cases = {
       {"dgx-a100-superpod", {"machine.server.intra=pcie", "machine.server.nvlink_bandwidth=32 GB/s"}, 8, 24},
       {"dgx-h100-superpod",
-       {"machine.server.intra=pcie", "machine.server.nvlink_bandwidth=64 GB/s", "machine.server.nvls=false"}, 8, 48},
+       {"machine.server.intra=pcie", "machine.server.nvlink_bandwidth=64 GB/s", "machine.server.nvls=false"},
+       8,
+       48},
       {"dgx-a100-superpod", {"machine.server.gpus=1", "machine.server.nics=1"}, 2, 24},
       {"dgx-h100-superpod", {"machine.server.gpus=1", "machine.server.nics=1"}, 2, 48},
   };

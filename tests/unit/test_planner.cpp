@@ -36,7 +36,9 @@ Scenario gpt3_a100(std::vector<std::string> sets = {}) {
   return scenario("gpt3-175b-azure-2020.yaml", sets);
 }
 
-Strategy strategy_of(const Scenario& sc) { return Strategy{.parallelism = sc.parallelism, .micro_batch = sc.training.micro_batch}; }
+Strategy strategy_of(const Scenario& sc) {
+  return Strategy{.parallelism = sc.parallelism, .micro_batch = sc.training.micro_batch};
+}
 
 double fast_iteration(const Scenario& sc, const Strategy& s, const CostModel& cost) {
   TrainingSpec t = sc.training;
@@ -57,7 +59,8 @@ bool well_formed(const std::string& text) {
     if (tag.starts_with("?") || tag.starts_with("!")) continue;
     if (std::count(tag.begin(), tag.end(), '"') % 2 != 0) return false;
     if (tag.ends_with("/")) continue;
-    const std::string name = tag.substr(tag.starts_with("/") ? 1 : 0, tag.find_first_of(" /", 1) - (tag.starts_with("/") ? 1 : 0));
+    const std::string name =
+        tag.substr(tag.starts_with("/") ? 1 : 0, tag.find_first_of(" /", 1) - (tag.starts_with("/") ? 1 : 0));
     if (tag.starts_with("/")) {
       if (open.empty() || open.back() != name) return false;
       open.pop_back();
@@ -112,7 +115,8 @@ TEST_CASE("tools::AnalyticalScreen: agrees with fast fidelity on uncontended str
 }
 
 TEST_CASE("tools::AnalyticalScreen: memory matches the memory model's peak", "[planner]") {
-  for (const std::string file : {"megatron-145.6b-dgx-a100.yaml", "gpt3-175b-azure-2020.yaml", "llama3-70b-dgx-h100.yaml"}) {
+  for (const std::string file :
+       {"megatron-145.6b-dgx-a100.yaml", "gpt3-175b-azure-2020.yaml", "llama3-70b-dgx-h100.yaml"}) {
     const Scenario sc = scenario(file);
     const CostModel cost = scenario_cost_model(sc);
     AnalyticalScreen screen(sc.machine, sc.model, sc.training, cost);
@@ -120,7 +124,8 @@ TEST_CASE("tools::AnalyticalScreen: memory matches the memory model's peak", "[p
     Bytes peak;
     for (int s = 0; s < w.stages(); ++s) peak = std::max(peak, w.memory(s).total());
     const Bytes estimate = screen.evaluate(strategy_of(sc)).memory;
-    INFO(file << ": screen " << estimate.value() / (1 << 30) << " GiB, memory model " << peak.value() / (1 << 30) << " GiB");
+    INFO(file << ": screen " << estimate.value() / (1 << 30) << " GiB, memory model "
+              << peak.value() / (1 << 30) << " GiB");
     CHECK(std::abs(estimate / peak - 1) < 0.05);
   }
 }
@@ -141,7 +146,8 @@ TEST_CASE("tools::plan: GPT-3 175B on 1,024 A100 keeps TP inside a server and fi
   CHECK(r.pruned_by_rule.count("parallelism.pp") == 1);
 }
 
-TEST_CASE("tools::plan: a slower network moves the best plan toward less data-parallel traffic", "[planner]") {
+TEST_CASE("tools::plan: a slower network moves the best plan toward less data-parallel traffic",
+          "[planner]") {
   auto best_of = [](const Scenario& sc) {
     const CostModel cost = scenario_cost_model(sc);
     const PlanResult r = plan(sc, cost, {.min_gpus = 1024, .max_gpus = 1024, .fast = 0, .full = 0});
@@ -167,7 +173,8 @@ TEST_CASE("tools::plan: a slower network moves the best plan toward less data-pa
   CHECK(b.parallelism.dp * b.parallelism.cp <= a.parallelism.dp * a.parallelism.cp);
 }
 
-TEST_CASE("tools::plan: the best plan is never worse than the plan of a shipped scenario", "[planner][slow]") {
+TEST_CASE("tools::plan: the best plan is never worse than the plan of a shipped scenario",
+          "[planner][slow]") {
   for (const auto& entry : std::filesystem::directory_iterator(DATA + "/scenarios")) {
     if (entry.path().extension() != ".yaml") continue;
     const Scenario sc = load_scenario(entry.path().string(), {.data_dir = DATA, .overrides = {}});
@@ -175,18 +182,19 @@ TEST_CASE("tools::plan: the best plan is never worse than the plan of a shipped 
     const Workload w(sc.model, sc.training, sc.parallelism);
     Bytes peak;
     for (int s = 0; s < w.stages(); ++s) peak = std::max(peak, w.memory(s).total());
-    if (peak > sc.machine.gpu.memory) continue;  // the scenario's own plan does not fit: nothing to beat
+    if (peak > sc.machine.gpu.memory) continue; // the scenario's own plan does not fit: nothing to beat
     const double own = fast_iteration(sc, strategy_of(sc), cost);
     const PlanResult r = plan(sc, cost, {.fast = 4, .full = 0, .jobs = 2});
     REQUIRE(!r.ranked.empty());
-    INFO(sc.name << ": scenario " << describe(strategy_of(sc)) << " " << own << " s; plan " << describe(r.ranked.front().strategy)
-                 << " " << r.ranked.front().iteration.value() << " s");
+    INFO(sc.name << ": scenario " << describe(strategy_of(sc)) << " " << own << " s; plan "
+                 << describe(r.ranked.front().strategy) << " " << r.ranked.front().iteration.value() << " s");
     CHECK(r.ranked.front().fidelity == "fast");
     CHECK(r.ranked.front().iteration.value() <= own);
   }
 }
 
-TEST_CASE("tools::plan: a GPU range gives the best plan of each count and the fewest GPUs for a deadline", "[planner]") {
+TEST_CASE("tools::plan: a GPU range gives the best plan of each count and the fewest GPUs for a deadline",
+          "[planner]") {
   const Scenario sc = gpt3_a100();
   const CostModel cost = scenario_cost_model(sc);
   const PlanResult r =
@@ -218,13 +226,14 @@ TEST_CASE("tools::plot: the SVG is well-formed and has the expected series", "[p
   std::vector<nlohmann::json> rows;
   for (int gpus : {64, 128, 256})
     for (const char* nic : {"100 Gb/s", "200 Gb/s"})
-      rows.push_back({{"status", "ok"},
-                      {"values", {{"machine.servers", std::to_string(gpus / 8)}, {"machine.server.nic_bandwidth", nic}}},
-                      {"gpus", gpus},
-                      {"tokens_per_s", gpus * (nic[1] == '0' ? 100.0 : 200.0)},
-                      {"compute", 1.0},
-                      {"pp_bubble", 0.5},
-                      {"memory_per_gpu_bytes", 40e9}});
+      rows.push_back(
+          {{"status", "ok"},
+           {"values", {{"machine.servers", std::to_string(gpus / 8)}, {"machine.server.nic_bandwidth", nic}}},
+           {"gpus", gpus},
+           {"tokens_per_s", gpus * (nic[1] == '0' ? 100.0 : 200.0)},
+           {"compute", 1.0},
+           {"pp_bubble", 0.5},
+           {"memory_per_gpu_bytes", 40e9}});
   const std::string svg = plot_sweep(rows);
   CHECK(well_formed(svg));
   const std::vector<std::string> names = series_names(svg);
@@ -242,14 +251,17 @@ TEST_CASE("tools::sweep: a grid runs every point once, and a re-run skips the fi
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   const std::string file = (dir / "sweep.yaml").string();
-  std::ofstream(file) << "scenario: " << DATA << "/scenarios/megatron-145.6b-dgx-a100.yaml\n"
-                      << "grid:\n  simulation.fidelity: [fast]\n  parallelism.dp: {from: 6, to: 24, times: 2}\n"
-                      << "  machine.server.nic_bandwidth: [\"100 Gb/s\", \"200 Gb/s\"]\n";
+  std::ofstream(file)
+      << "scenario: " << DATA << "/scenarios/megatron-145.6b-dgx-a100.yaml\n"
+      << "grid:\n  simulation.fidelity: [fast]\n  parallelism.dp: {from: 6, to: 24, times: 2}\n"
+      << "  machine.server.nic_bandwidth: [\"100 Gb/s\", \"200 Gb/s\"]\n";
   const SweepSpec spec = load_sweep(file, DATA);
-  REQUIRE(spec.points.size() == 6);  // dp 6, 12, 24 x two bandwidths
-  CHECK(spec.points[1].label() == "simulation.fidelity=fast; parallelism.dp=6; machine.server.nic_bandwidth=200 Gb/s");
+  REQUIRE(spec.points.size() == 6); // dp 6, 12, 24 x two bandwidths
+  CHECK(spec.points[1].label() ==
+        "simulation.fidelity=fast; parallelism.dp=6; machine.server.nic_bandwidth=200 Gb/s");
   const std::string out = (dir / "rows.csv").string();
-  CHECK(run_sweep(spec, {.out = out, .jobs = 2, .shard = 0, .shards = 2, .progress = false}, DATA).points == 3);
+  CHECK(run_sweep(spec, {.out = out, .jobs = 2, .shard = 0, .shards = 2, .progress = false}, DATA).points ==
+        3);
   CHECK(run_sweep(spec, {.out = out, .jobs = 2, .progress = false}, DATA).points == 3);
   CHECK(run_sweep(spec, {.out = out, .jobs = 2, .progress = false}, DATA).points == 0);
   std::ifstream in(out);
@@ -293,7 +305,8 @@ TEST_CASE("tools::merge_sweep: shard outputs become the file one run writes", "[
   REQUIRE(spec.points.size() == 4);
   for (const char* ext : {".csv", ".jsonl"}) {
     const bool csv = std::string(ext) == ".csv";
-    const std::string a = path("a") + ext, b = path("b") + ext, all = path("all") + ext, whole = path("whole") + ext;
+    const std::string a = path("a") + ext, b = path("b") + ext, all = path("all") + ext,
+                      whole = path("whole") + ext;
     run_sweep(spec, {.out = a, .jobs = 2, .shard = 0, .shards = 2, .progress = false}, DATA);
     run_sweep(spec, {.out = b, .jobs = 2, .shard = 1, .shards = 2, .progress = false}, DATA);
     run_sweep(spec, {.out = whole, .jobs = 2, .progress = false}, DATA);
@@ -342,8 +355,9 @@ TEST_CASE("tools::merge_sweep: shard outputs become the file one run writes", "[
   const SweepSpec other = load_sweep(path("other.yaml"), DATA);
   CHECK(message([&] { merge_sweep(other, {path("a.jsonl")}, path("o.jsonl")); }).find("is not a point of") !=
         std::string::npos);
-  CHECK(message([&] { merge_sweep(spec, {path("a.jsonl")}, path("o.csv")); }).find("all be CSV or all JSON lines") !=
-        std::string::npos);
+  CHECK(message([&] {
+          merge_sweep(spec, {path("a.jsonl")}, path("o.csv"));
+        }).find("all be CSV or all JSON lines") != std::string::npos);
   CHECK(!std::filesystem::exists(path("o.csv")));
   std::filesystem::remove_all(dir);
 }
@@ -353,7 +367,8 @@ TEST_CASE("tools::sweep: keys and ranges are checked before anything runs", "[pl
   std::filesystem::create_directories(dir);
   const std::string file = (dir / "sweep.yaml").string();
   auto message = [&](const std::string& grid) {
-    std::ofstream(file) << "scenario: " << DATA << "/scenarios/megatron-145.6b-dgx-a100.yaml\ngrid:\n" << grid;
+    std::ofstream(file) << "scenario: " << DATA << "/scenarios/megatron-145.6b-dgx-a100.yaml\ngrid:\n"
+                        << grid;
     try {
       load_sweep(file, DATA);
     } catch (const InputError& e) {
@@ -361,11 +376,17 @@ TEST_CASE("tools::sweep: keys and ranges are checked before anything runs", "[pl
     }
     return std::string("no error");
   };
-  SECTION("unknown key") { CHECK(message("  parallelism.tpp: [1, 2]\n").find("did you mean 'tp'") != std::string::npos); }
+  SECTION("unknown key") {
+    CHECK(message("  parallelism.tpp: [1, 2]\n").find("did you mean 'tp'") != std::string::npos);
+  }
   SECTION("empty range") {
     CHECK(message("  parallelism.dp: {from: 8, to: 2, step: 2}\n").find("empty range") != std::string::npos);
   }
-  SECTION("bad value") { CHECK(message("  machine.server.nic_bandwidth: [\"100 Gbs\"]\n").find("sweep.yaml:3:34: error: machine.server.nic_bandwidth: unknown unit") != std::string::npos); }
+  SECTION("bad value") {
+    CHECK(message("  machine.server.nic_bandwidth: [\"100 Gbs\"]\n")
+              .find("sweep.yaml:3:34: error: machine.server.nic_bandwidth: unknown unit") !=
+          std::string::npos);
+  }
   std::filesystem::remove_all(dir);
 }
 
@@ -374,7 +395,7 @@ TEST_CASE("models::check_strategy: the loader's cross-field rules, as problems a
   CHECK_FALSE(check_strategy(sc.model, sc.training, sc.parallelism, job_capacity(sc.machine)).has_value());
   ParallelismSpec p = sc.parallelism;
   SECTION("heads not divisible by tp") {
-    p.tp = 5;  // 96 heads
+    p.tp = 5; // 96 heads
     const auto problem = check_strategy(sc.model, sc.training, p, job_capacity(sc.machine));
     REQUIRE(problem.has_value());
     CHECK(problem->key == "parallelism.tp");
@@ -387,11 +408,11 @@ TEST_CASE("models::check_strategy: the loader's cross-field rules, as problems a
     CHECK(problem->key == "parallelism.dp");
   }
   SECTION("interleaving needs micro-batches in multiples of pp") {
-    p.dp = 96;  // 2304 / 96 = 24 micro-batches, a multiple of pp 8
+    p.dp = 96; // 2304 / 96 = 24 micro-batches, a multiple of pp 8
     CHECK_FALSE(check_strategy(sc.model, sc.training, p, job_capacity(sc.machine)).has_value());
-    p.dp = 72;  // 32 micro-batches, pp 8 divides
+    p.dp = 72; // 32 micro-batches, pp 8 divides
     CHECK_FALSE(check_strategy(sc.model, sc.training, p, job_capacity(sc.machine)).has_value());
-    p.dp = 192;  // 12 micro-batches
+    p.dp = 192; // 12 micro-batches
     const auto problem = check_strategy(sc.model, sc.training, p, job_capacity(sc.machine));
     REQUIRE(problem.has_value());
     CHECK(problem->key == "parallelism.schedule");

@@ -38,7 +38,9 @@ std::string replace_once(std::string text, const std::string& from, const std::s
   return text.replace(at, from.size(), to);
 }
 
-std::string h100_text() { return read_text(PROFILE_DIR / "h100-sxm5-80gb-datasheet.yaml"); }
+std::string h100_text() {
+  return read_text(PROFILE_DIR / "h100-sxm5-80gb-datasheet.yaml");
+}
 
 } // namespace
 
@@ -87,7 +89,8 @@ TEST_CASE("calibration::Profile: datasheet values", "[calibration]") {
   op.gemm = {.m = 1024, .n = 1024, .k = 1024};
   op.flops = Flops(2.0 * 1024 * 1024 * 1024);
   CHECK_THROWS_WITH(model.compute_time(op),
-                    Catch::StartsWith("GPU V100-SXM2-32GB has no bf16 peak in profile ") && Catch::Contains("fp16"));
+                    Catch::StartsWith("GPU V100-SXM2-32GB has no bf16 peak in profile ") &&
+                        Catch::Contains("fp16"));
   CHECK_THROWS_AS(model.compute_time(op), std::invalid_argument);
 }
 
@@ -98,7 +101,8 @@ TEST_CASE("calibration::Profile: rejected profiles", "[calibration]") {
   SECTION("unsupported format version") {
     write_text(file, replace_once(h100_text(), "format: odyssey-profile/1", "format: odyssey-profile/2"));
     const std::string msg = input_error([&] { load_profile(file.string()); });
-    CHECK_THAT(msg, Catch::Contains("unsupported profile format 'odyssey-profile/2' (expected odyssey-profile/1)"));
+    CHECK_THAT(
+        msg, Catch::Contains("unsupported profile format 'odyssey-profile/2' (expected odyssey-profile/1)"));
     CHECK_THAT(msg, Catch::Contains("bad.yaml:6:"));
   }
   SECTION("missing table names it") {
@@ -128,8 +132,8 @@ TEST_CASE("calibration::Profile: rejected profiles", "[calibration]") {
 TEST_CASE("calibration::find_profile: measured beats datasheet, then newest, then name", "[calibration]") {
   ScratchDir dir("test-profile-find");
   const std::string base = h100_text();
-  const std::string measured_old =
-      replace_once(replace_once(base, "kind: datasheet", "kind: measured"), "date: \"2026-11-25\"", "date: \"2024-01-01\"");
+  const std::string measured_old = replace_once(replace_once(base, "kind: datasheet", "kind: measured"),
+                                                "date: \"2026-11-25\"", "date: \"2024-01-01\"");
   const std::string datasheet_new = replace_once(base, "date: \"2026-11-25\"", "date: \"2027-06-01\"");
   write_text(dir.path / "a-datasheet.yaml", datasheet_new);
   write_text(dir.path / "b-measured.yaml", measured_old);
@@ -147,7 +151,7 @@ TEST_CASE("calibration::find_profile: measured beats datasheet, then newest, the
   }
   SECTION("no profile for the GPU lists the available ones") {
     const std::string msg = input_error([&] { find_profile(dir.path.string(), "B200-SXM-192GB"); });
-    CHECK_THAT(msg, Catch::Contains("no calibration profile for GPU 'B200-SXM-192GB' in " + dir.path.string() +
-                                    " (available: H100-SXM5-80GB)"));
+    CHECK_THAT(msg, Catch::Contains("no calibration profile for GPU 'B200-SXM-192GB' in " +
+                                    dir.path.string() + " (available: H100-SXM5-80GB)"));
   }
 }

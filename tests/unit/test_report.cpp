@@ -12,12 +12,15 @@ Report report_with(Breakdown b, double memory_gib) {
   Report r;
   r.iteration_time = b.total();
   r.breakdown = b;
-  r.parallelism = {.tp = 8, .pp = 8, .dp = 4, .schedule = PipelineScheduleKind::ONE_F_ONE_B, .recompute = Recompute::NONE};
+  r.parallelism = {
+      .tp = 8, .pp = 8, .dp = 4, .schedule = PipelineScheduleKind::ONE_F_ONE_B, .recompute = Recompute::NONE};
   r.microbatches = 16;
   r.gpu_memory = Bytes(80.0 * (1 << 30));
-  MemoryBreakdown m{.weights = Bytes(memory_gib * 0.2 * (1 << 30)), .gradients = Bytes(memory_gib * 0.2 * (1 << 30)),
+  MemoryBreakdown m{.weights = Bytes(memory_gib * 0.2 * (1 << 30)),
+                    .gradients = Bytes(memory_gib * 0.2 * (1 << 30)),
                     .optimizer_states = Bytes(memory_gib * 0.4 * (1 << 30)),
-                    .activations = Bytes(memory_gib * 0.2 * (1 << 30)), .workspace = Bytes(0)};
+                    .activations = Bytes(memory_gib * 0.2 * (1 << 30)),
+                    .workspace = Bytes(0)};
   r.memory_per_stage = {m};
   r.memory_per_gpu = m.total();
   r.fits_memory = r.memory_per_gpu <= r.gpu_memory;
@@ -27,30 +30,38 @@ Report report_with(Breakdown b, double memory_gib) {
 
 } // namespace
 
-TEST_CASE("sim::Report: a bubble-heavy pipeline suggests more micro-batches or interleaving first", "[report]") {
-  const Report r = report_with({.compute = Seconds(5), .pp_bubble = Seconds(4), .dp_comm_exposed = Seconds(1)}, 60);
+TEST_CASE("sim::Report: a bubble-heavy pipeline suggests more micro-batches or interleaving first",
+          "[report]") {
+  const Report r =
+      report_with({.compute = Seconds(5), .pp_bubble = Seconds(4), .dp_comm_exposed = Seconds(1)}, 60);
   const auto s = suggest(r);
   REQUIRE(s.size() == 2);
-  CHECK(s[0].text.starts_with("pipeline bubble is 40.0% of the iteration (16 micro-batches per replica over 8 stages)"));
+  CHECK(s[0].text.starts_with(
+      "pipeline bubble is 40.0% of the iteration (16 micro-batches per replica over 8 stages)"));
   CHECK(s[0].text.find("interleav") != std::string::npos);
   CHECK(s[1].text.starts_with("data-parallel communication exposes 10.0%"));
 }
 
 TEST_CASE("sim::Report: a layout over capacity says so before anything else", "[report]") {
-  const Report r = report_with({.compute = Seconds(5), .tp_comm_exposed = Seconds(1), .pp_bubble = Seconds(4)}, 100);
+  const Report r =
+      report_with({.compute = Seconds(5), .tp_comm_exposed = Seconds(1), .pp_bubble = Seconds(4)}, 100);
   REQUIRE_FALSE(r.fits_memory);
   const auto s = suggest(r);
   REQUIRE(s.size() == 3);
   CHECK(s[0].text.starts_with("stage 0 needs 100.0 GiB of 80.0 GiB (125%)"));
-  CHECK(s[0].text.find("zero: 1") != std::string::npos);  // optimizer states are the largest part
+  CHECK(s[0].text.find("zero: 1") != std::string::npos); // optimizer states are the largest part
   CHECK(s[1].text.starts_with("pipeline bubble"));
   CHECK(s[2].text.starts_with("tensor-parallel communication exposes 10.0%"));
 }
 
 TEST_CASE("sim::Report: at most three suggestions, none for parts under 5%", "[report]") {
   SECTION("many notable parts") {
-    const Report r = report_with({.compute = Seconds(4), .tp_comm_exposed = Seconds(1), .pp_bubble = Seconds(2),
-                                  .pp_comm_exposed = Seconds(0.6), .dp_comm_exposed = Seconds(1.5), .optimizer = Seconds(0.9)},
+    const Report r = report_with({.compute = Seconds(4),
+                                  .tp_comm_exposed = Seconds(1),
+                                  .pp_bubble = Seconds(2),
+                                  .pp_comm_exposed = Seconds(0.6),
+                                  .dp_comm_exposed = Seconds(1.5),
+                                  .optimizer = Seconds(0.9)},
                                  60);
     const auto s = suggest(r);
     REQUIRE(s.size() == 3);
@@ -59,7 +70,8 @@ TEST_CASE("sim::Report: at most three suggestions, none for parts under 5%", "[r
     CHECK(s[0].text.starts_with("pipeline bubble is 20.0%"));
   }
   SECTION("compute-bound") {
-    const Report r = report_with({.compute = Seconds(9.8), .pp_bubble = Seconds(0.1), .dp_comm_exposed = Seconds(0.1)}, 60);
+    const Report r = report_with(
+        {.compute = Seconds(9.8), .pp_bubble = Seconds(0.1), .dp_comm_exposed = Seconds(0.1)}, 60);
     CHECK(suggest(r).empty());
     CHECK(render_text(r).find("nothing stands out") != std::string::npos);
   }

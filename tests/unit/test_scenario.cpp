@@ -24,8 +24,7 @@ LoadOptions options(std::vector<std::string> overrides = {}) {
 std::vector<fs::path> yaml_files(const fs::path& dir) {
   std::vector<fs::path> out;
   for (const auto& entry : fs::directory_iterator(dir)) {
-    if (entry.path().extension() == ".yaml")
-      out.push_back(entry.path());
+    if (entry.path().extension() == ".yaml") out.push_back(entry.path());
   }
   std::sort(out.begin(), out.end());
   return out;
@@ -82,7 +81,7 @@ TEST_CASE("tools::Scenario: the default scenario is GPT-3 175B on the 2020 Azure
   CHECK_FALSE(s.training.flash_attention);
   CHECK(s.parallelism.gpus() == 9216);
   CHECK(s.parallelism.recompute == Recompute::FULL);
-  CHECK(s.parallelism.dp_bucket.value() == 0);  // auto: Megatron-core's bucket rule
+  CHECK(s.parallelism.dp_bucket.value() == 0); // auto: Megatron-core's bucket rule
   CHECK(s.parallelism.dp_overlap);
   CHECK_THAT(s.calibration, Contains("v100"));
 }
@@ -96,8 +95,7 @@ TEST_CASE("tools::Scenario: every machine preset loads and checks", "[scenario]"
     CHECK(s.machine.name == name);
     CHECK(s.machine.servers > 0);
     const auto& f = s.machine.fabric;
-    if (f.levels < 3)
-      CHECK(static_cast<long>(f.servers_per_leaf) * f.leaves_per_pod >= s.machine.servers);
+    if (f.levels < 3) CHECK(static_cast<long>(f.servers_per_leaf) * f.leaves_per_pod >= s.machine.servers);
   }
 }
 
@@ -318,8 +316,9 @@ TEST_CASE("tools::Scenario: rejected scenarios", "[scenario]") {
                       Contains("parallelism.cp: seq_len (2048) must be divisible by 2 x cp (2 x 3 = 6)"));
   }
   SECTION("sequence parallelism with cp") {
-    CHECK_THROWS_WITH(load("  tp: 8\n  cp: 2\n  sequence_parallel: true\n", 64, "{preset: llama3-8b, seq_len: 2056}"),
-                      Contains("sequence_parallel needs seq_len / cp (2056 / 2 = 1028) divisible by tp (8)"));
+    CHECK_THROWS_WITH(
+        load("  tp: 8\n  cp: 2\n  sequence_parallel: true\n", 64, "{preset: llama3-8b, seq_len: 2056}"),
+        Contains("sequence_parallel needs seq_len / cp (2056 / 2 = 1028) divisible by tp (8)"));
   }
   SECTION("zero-bubble with model chunks") {
     CHECK_THROWS_WITH(
@@ -402,10 +401,11 @@ TEST_CASE("tools::Scenario: render_schema lists every key once with its default"
   const std::string schema = render_schema();
   for (const char* key :
        {"machine.fabric.core_oversubscription", "model.kv_heads", "training.flash_attention",
-        "parallelism.overlap.dp", "parallelism.overlap.tp", "parallelism.overlap.pp", "parallelism.overlap.zero",
-        "parallelism.dp_bucket", "parallelism.cp_kind", "parallelism.first_stage_layers",
-        "parallelism.last_stage_layers", "model.moe.experts", "model.moe.top_k", "model.moe.capacity_factor",
-        "model.moe.expert_ffn_hidden", "model.moe.every", "simulation.seed", "calibration"}) {
+        "parallelism.overlap.dp", "parallelism.overlap.tp", "parallelism.overlap.pp",
+        "parallelism.overlap.zero", "parallelism.dp_bucket", "parallelism.cp_kind",
+        "parallelism.first_stage_layers", "parallelism.last_stage_layers", "model.moe.experts",
+        "model.moe.top_k", "model.moe.capacity_factor", "model.moe.expert_ffn_hidden", "model.moe.every",
+        "simulation.seed", "calibration"}) {
     INFO(key);
     CHECK_THAT(schema, Contains(key));
   }
@@ -415,7 +415,8 @@ TEST_CASE("tools::Scenario: render_schema lists every key once with its default"
 
 TEST_CASE("tools::Scenario: mixture-of-experts models", "[scenario]") {
   SECTION("the Mixtral preset") {
-    const Scenario s = load_scenario((DATA_DIR / "scenarios" / "mixtral-8x7b-dgx-h100.yaml").string(), options());
+    const Scenario s =
+        load_scenario((DATA_DIR / "scenarios" / "mixtral-8x7b-dgx-h100.yaml").string(), options());
     REQUIRE(s.model.moe.has_value());
     CHECK(s.model.moe->experts == 8);
     CHECK(s.model.moe->top_k == 2);
@@ -426,8 +427,8 @@ TEST_CASE("tools::Scenario: mixture-of-experts models", "[scenario]") {
     CHECK(s.parallelism.dp % s.parallelism.ep == 0);
   }
   SECTION("the GPT-style preset: every other layer, top-1") {
-    TempScenario t("odyssey-gpt-moe.yaml", scenario_with("dgx-h100-superpod", "gpt-moe-1.3b-128e",
-                                                         "  dp: 128\n  ep: 64\n", 512));
+    TempScenario t("odyssey-gpt-moe.yaml",
+                   scenario_with("dgx-h100-superpod", "gpt-moe-1.3b-128e", "  dp: 128\n  ep: 64\n", 512));
     const Scenario s = load_scenario(t.path(), options());
     REQUIRE(s.model.moe.has_value());
     CHECK(s.model.moe->experts == 128);
@@ -440,8 +441,9 @@ TEST_CASE("tools::Scenario: mixture-of-experts models", "[scenario]") {
     CHECK_THAT(render_scenario(s), !Contains("moe"));
   }
   SECTION("inline moe keys take the defaults for the rest") {
-    TempScenario t("odyssey-moe-inline.yaml",
-                   scenario_with("dgx-h100-superpod", "{preset: llama3-8b, moe: {experts: 16}}", "  tp: 1\n", 64));
+    TempScenario t(
+        "odyssey-moe-inline.yaml",
+        scenario_with("dgx-h100-superpod", "{preset: llama3-8b, moe: {experts: 16}}", "  tp: 1\n", 64));
     const Scenario s = load_scenario(t.path(), options());
     REQUIRE(s.model.moe.has_value());
     CHECK(s.model.moe->experts == 16);
@@ -455,9 +457,9 @@ TEST_CASE("tools::Scenario: mixture-of-experts models", "[scenario]") {
 TEST_CASE("tools::Scenario: --set reaches the strategy keys", "[scenario]") {
   SECTION("moe keys turn a dense model into a mixture of experts") {
     const Scenario s = load_scenario(
-        DEFAULT_SCENARIO, options({"model.moe.experts=64", "model.moe.top_k=1", "model.moe.capacity_factor=2",
-                                   "model.moe.expert_ffn_hidden=24576", "model.moe.every=2",
-                                   "parallelism.ep=8"}));
+        DEFAULT_SCENARIO,
+        options({"model.moe.experts=64", "model.moe.top_k=1", "model.moe.capacity_factor=2",
+                 "model.moe.expert_ffn_hidden=24576", "model.moe.every=2", "parallelism.ep=8"}));
     REQUIRE(s.model.moe.has_value());
     CHECK(s.model.moe->experts == 64);
     CHECK(s.model.moe->top_k == 1);
@@ -467,9 +469,9 @@ TEST_CASE("tools::Scenario: --set reaches the strategy keys", "[scenario]") {
     CHECK(s.parallelism.ep == 8);
   }
   SECTION("overlap switches") {
-    const Scenario s = load_scenario(DEFAULT_SCENARIO,
-                                     options({"parallelism.overlap.dp=false", "parallelism.overlap.tp=true",
-                                              "parallelism.overlap.pp=true", "parallelism.overlap.zero=false"}));
+    const Scenario s = load_scenario(
+        DEFAULT_SCENARIO, options({"parallelism.overlap.dp=false", "parallelism.overlap.tp=true",
+                                   "parallelism.overlap.pp=true", "parallelism.overlap.zero=false"}));
     CHECK_FALSE(s.parallelism.dp_overlap);
     CHECK(s.parallelism.tp_overlap);
     CHECK(s.parallelism.pp_overlap);
@@ -487,8 +489,8 @@ TEST_CASE("tools::Scenario: --set reaches the strategy keys", "[scenario]") {
   }
   SECTION("context parallelism and its kind") {
     const Scenario s =
-        load_scenario(DEFAULT_SCENARIO, options({"parallelism.cp=2", "parallelism.cp_kind=all-gather",
-                                                 "parallelism.dp=24"}));
+        load_scenario(DEFAULT_SCENARIO,
+                      options({"parallelism.cp=2", "parallelism.cp_kind=all-gather", "parallelism.dp=24"}));
     CHECK(s.parallelism.cp == 2);
     CHECK(s.parallelism.cp_kind == ContextParallelKind::ALL_GATHER);
     CHECK(s.parallelism.gpus() == 8 * 24 * 24 * 2);
@@ -496,7 +498,7 @@ TEST_CASE("tools::Scenario: --set reaches the strategy keys", "[scenario]") {
   SECTION("uneven stages") {
     const Scenario s = load_scenario(
         DEFAULT_SCENARIO, options({"parallelism.first_stage_layers=3", "parallelism.last_stage_layers=5"}));
-    CHECK(s.parallelism.first_stage_layers == 3);  // 96 = 3 + 22 x 4 + 5 over pp 24
+    CHECK(s.parallelism.first_stage_layers == 3); // 96 = 3 + 22 x 4 + 5 over pp 24
     CHECK(s.parallelism.last_stage_layers == 5);
   }
   SECTION("zero-bubble") {
@@ -516,7 +518,8 @@ TEST_CASE("tools::Scenario: --set reaches the strategy keys", "[scenario]") {
 TEST_CASE("tools::Scenario: the published Llama 3 and MLPerf layouts load", "[scenario]") {
   SECTION("Llama 3 405B, 128k context") {
     const Scenario s = load_scenario(
-        (DATA_DIR / "tests" / "validation" / "llama3-2024" / "llama3-405b-128k-16384gpu.yaml").string(), options());
+        (DATA_DIR / "tests" / "validation" / "llama3-2024" / "llama3-405b-128k-16384gpu.yaml").string(),
+        options());
     CHECK(s.parallelism.gpus() == 16384);
     CHECK(s.parallelism.cp == 16);
     CHECK(s.parallelism.cp_kind == ContextParallelKind::ALL_GATHER);

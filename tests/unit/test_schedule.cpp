@@ -42,7 +42,7 @@ std::vector<std::vector<PipelineStep>> all_stages(const Case& c) {
 /// of j+1 (the last virtual stage for its own forward). Returns false on deadlock.
 bool runs_to_completion(const Case& c, const std::vector<std::vector<PipelineStep>>& schedules) {
   const int last = c.pp * c.v - 1;
-  std::set<std::pair<int, int>> fwd_done, bwd_done;  // (virtual stage, micro-batch)
+  std::set<std::pair<int, int>> fwd_done, bwd_done; // (virtual stage, micro-batch)
   std::vector<size_t> next(size_t(c.pp), 0);
   for (;;) {
     std::vector<std::pair<bool, std::pair<int, int>>> finished;
@@ -53,8 +53,11 @@ bool runs_to_completion(const Case& c, const std::vector<std::vector<PipelineSte
       const PipelineStep& step = schedules[size_t(s)][next[size_t(s)]];
       const int j = step.chunk * c.pp + s;
       bool ready = false;
-      if (step.kind == StepKind::FORWARD) ready = j == 0 || fwd_done.count({j - 1, step.microbatch});
-      else ready = j == last ? fwd_done.count({j, step.microbatch}) > 0 : bwd_done.count({j + 1, step.microbatch}) > 0;
+      if (step.kind == StepKind::FORWARD)
+        ready = j == 0 || fwd_done.count({j - 1, step.microbatch});
+      else
+        ready = j == last ? fwd_done.count({j, step.microbatch}) > 0
+                          : bwd_done.count({j + 1, step.microbatch}) > 0;
       if (ready) {
         finished.push_back({step.kind == StepKind::FORWARD, {j, step.microbatch}});
         ++next[size_t(s)];
@@ -142,7 +145,8 @@ TEST_CASE("models::Pipeline: rejected schedules", "[models]") {
                       Catch::Contains("virtual_stages = 2"));
   }
   SECTION("interleaving with micro-batches not divisible by pp") {
-    CHECK_THROWS_AS(pipeline_schedule(PipelineScheduleKind::INTERLEAVED_1F1B, 4, 2, 6, 0), std::invalid_argument);
+    CHECK_THROWS_AS(pipeline_schedule(PipelineScheduleKind::INTERLEAVED_1F1B, 4, 2, 6, 0),
+                    std::invalid_argument);
   }
   SECTION("1F1B with several chunks") {
     CHECK_THROWS_AS(pipeline_schedule(PipelineScheduleKind::ONE_F_ONE_B, 4, 2, 8, 0), std::invalid_argument);
@@ -157,7 +161,7 @@ namespace {
 int makespan(int pp, int m, PipelineScheduleKind kind) {
   std::vector<std::vector<PipelineStep>> s;
   for (int stage = 0; stage < pp; ++stage) s.push_back(pipeline_schedule(kind, pp, 1, m, stage));
-  std::map<std::pair<int, int>, int> fwd_end, bwd_end;  // (stage, micro-batch) -> finish time
+  std::map<std::pair<int, int>, int> fwd_end, bwd_end; // (stage, micro-batch) -> finish time
   std::vector<size_t> next(size_t(pp), 0);
   std::vector<int> clock(size_t(pp), 0);
   for (bool progress = true; progress;) {
@@ -187,7 +191,7 @@ int makespan(int pp, int m, PipelineScheduleKind kind) {
       }
     }
   }
-  for (int st = 0; st < pp; ++st) REQUIRE(next[size_t(st)] == s[size_t(st)].size());  // no deadlock
+  for (int st = 0; st < pp; ++st) REQUIRE(next[size_t(st)] == s[size_t(st)].size()); // no deadlock
   return *std::max_element(clock.begin(), clock.end());
 }
 

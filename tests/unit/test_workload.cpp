@@ -20,15 +20,16 @@ struct TableOneRow {
 };
 
 const std::vector<TableOneRow> TABLE_ONE = {
-    {24, 2304, 24, 1, 1, 32, 512},     {32, 3072, 30, 2, 1, 32, 512},    {32, 4096, 36, 4, 1, 32, 512},
-    {48, 6144, 40, 8, 1, 32, 1024},    {64, 8192, 48, 8, 2, 32, 1536},   {80, 10240, 60, 8, 4, 32, 1792},
+    {24, 2304, 24, 1, 1, 32, 512},     {32, 3072, 30, 2, 1, 32, 512},     {32, 4096, 36, 4, 1, 32, 512},
+    {48, 6144, 40, 8, 1, 32, 1024},    {64, 8192, 48, 8, 2, 32, 1536},    {80, 10240, 60, 8, 4, 32, 1792},
     {96, 12288, 80, 8, 8, 24, 2304},   {128, 16384, 96, 8, 16, 15, 2160}, {128, 20480, 105, 8, 35, 9, 2520},
     {160, 25600, 128, 8, 64, 6, 3072},
 };
 
 using test::gpt;
 
-ModelSpec llama(int layers, int hidden, int heads, int kv_heads, int ffn, int vocab = 128256, int seq = 8192) {
+ModelSpec llama(int layers, int hidden, int heads, int kv_heads, int ffn, int vocab = 128256,
+                int seq = 8192) {
   ModelSpec m;
   m.name = "llama";
   m.layers = layers;
@@ -43,7 +44,8 @@ ModelSpec llama(int layers, int hidden, int heads, int kv_heads, int ffn, int vo
 }
 
 Workload table_one_workload(const TableOneRow& r, Recompute recompute) {
-  TrainingSpec t{.global_batch = r.global_batch, .micro_batch = 1, .precision = Precision::FP16, .tokens = {}};
+  TrainingSpec t{
+      .global_batch = r.global_batch, .micro_batch = 1, .precision = Precision::FP16, .tokens = {}};
   ParallelismSpec p;
   p.tp = r.tp;
   p.pp = r.pp;
@@ -53,13 +55,15 @@ Workload table_one_workload(const TableOneRow& r, Recompute recompute) {
 }
 
 const ComputeOp& find_op(const WorkBlock& w, const std::string& name) {
-  auto it = std::find_if(w.compute.begin(), w.compute.end(), [&](const ComputeOp& op) { return op.name == name; });
+  auto it =
+      std::find_if(w.compute.begin(), w.compute.end(), [&](const ComputeOp& op) { return op.name == name; });
   REQUIRE(it != w.compute.end());
   return *it;
 }
 
 int count_comm(const WorkBlock& w, const std::string& name) {
-  return int(std::count_if(w.comm.begin(), w.comm.end(), [&](const CollectiveOp& c) { return c.name == name; }));
+  return int(
+      std::count_if(w.comm.begin(), w.comm.end(), [&](const CollectiveOp& c) { return c.name == name; }));
 }
 
 double flops_of(const WorkBlock& w) {
@@ -102,7 +106,8 @@ TEST_CASE("models::Workload: parameters equal Narayanan eq. 2 plus the final Lay
     CHECK(w.parameters() == Approx(eq2 + 2 * h).epsilon(1e-12));
   }
   SECTION("Llama 3 405B: untied head, GQA, SwiGLU, no biases") {
-    const Workload w(llama(126, 16384, 128, 8, 53248), TrainingSpec{.global_batch = 2048, .tokens = {}}, ParallelismSpec{});
+    const Workload w(llama(126, 16384, 128, 8, 53248), TrainingSpec{.global_batch = 2048, .tokens = {}},
+                     ParallelismSpec{});
     const double h = 16384, kv = 8 * 128, f = 53248, V = 128256;
     const double layer = h * (h + 2 * kv) + h * h + 3 * h * f + 2 * h;
     CHECK(w.parameters() == Approx(126 * layer + 2 * V * h + h).epsilon(1e-12));
@@ -150,7 +155,8 @@ TEST_CASE("models::Workload: GPT layer ops on one GPU of a TP group", "[models]"
       if (c.name == "tp_attn_out") CHECK(c.bytes.value() == bsh_bytes);
   }
   SECTION("backward is recompute + dX + dW, split into the two halves") {
-    CHECK(flops_of(first.backward) == Approx(flops_of(first.backward_input) + flops_of(first.backward_weight)));
+    CHECK(flops_of(first.backward) ==
+          Approx(flops_of(first.backward_input) + flops_of(first.backward_weight)));
     CHECK(first.backward.comm.size() == first.backward_input.comm.size() + first.backward_weight.comm.size());
     for (const auto& op : first.backward_weight.compute) CHECK(op.pass == Pass::BACKWARD_WEIGHT);
     // The layers' dX + dW GEMM FLOPs are twice their forward GEMM FLOPs.
@@ -206,7 +212,8 @@ TEST_CASE("models::Workload: GQA and SwiGLU shapes", "[models]") {
   p.tp = 16;
   p.pp = 2;
   p.dp = 1;
-  const Workload w(llama(8, 8192, 64, 8, 28672), TrainingSpec{.global_batch = 4, .precision = Precision::FP8, .tokens = {}}, p);
+  const Workload w(llama(8, 8192, 64, 8, 28672),
+                   TrainingSpec{.global_batch = 4, .precision = Precision::FP8, .tokens = {}}, p);
   const ChunkWork& c = w.chunk(0, 0);
   const ComputeOp& qkv = find_op(c.forward, "qkv");
   // 64/16 = 4 query heads; 8 KV heads over 16 ranks: each rank keeps one.
@@ -216,7 +223,7 @@ TEST_CASE("models::Workload: GQA and SwiGLU shapes", "[models]") {
   CHECK(find_op(c.forward, "mlp_gate_up").gemm.n == 2 * 28672 / 16);
   CHECK(find_op(c.forward, "rmsnorm").dtype == Precision::BF16);
   CHECK(find_op(c.forward, "swiglu").kind == OpKind::MEMORY_BOUND);
-  CHECK(find_op(w.chunk(1, 0).forward, "lm_head").gemm.n == 129024 / 16);  // vocab padded to 128*t
+  CHECK(find_op(w.chunk(1, 0).forward, "lm_head").gemm.n == 129024 / 16); // vocab padded to 128*t
 }
 
 TEST_CASE("models::Workload: unfused attention adds the score-matrix ops", "[models]") {
@@ -226,7 +233,7 @@ TEST_CASE("models::Workload: unfused attention adds the score-matrix ops", "[mod
   const ComputeOp& softmax = find_op(w.chunk(0, 0).forward, "scale_mask_softmax");
   CHECK(softmax.bytes.value() == 2.0 * 16 * 2048 * 2048 * 2);
   CHECK(find_op(w.chunk(0, 0).forward, "attn_dropout").bytes.value() == 16.0 * 2048 * 2048 * 5);
-  CHECK(w.chunk(0, 0).forward.comm.empty());  // t == 1: no TP collectives
+  CHECK(w.chunk(0, 0).forward.comm.empty()); // t == 1: no TP collectives
 }
 
 TEST_CASE("models::Workload: rejects what it cannot model", "[models]") {
@@ -331,7 +338,8 @@ ModelSpec mixtral() {
 
 } // namespace
 
-TEST_CASE("models::Workload: ZeRO-3 gathers each chunk's parameters before forward and backward", "[models]") {
+TEST_CASE("models::Workload: ZeRO-3 gathers each chunk's parameters before forward and backward",
+          "[models]") {
   const TrainingSpec t{.global_batch = 64, .micro_batch = 1, .precision = Precision::BF16, .tokens = {}};
   ParallelismSpec p;
   p.tp = 2;
@@ -380,14 +388,14 @@ TEST_CASE("models::Workload: uneven pipeline stages (Llama 3 405B: 126 layers on
   CHECK(next == 126);
   double sum = 0;
   for (int s = 0; s < 16; ++s) sum += w.local_parameters(s) * 8;
-  CHECK(sum == Approx(w.parameters()).epsilon(1e-3));  // replicated norm gains counted on every TP rank
+  CHECK(sum == Approx(w.parameters()).epsilon(1e-3)); // replicated norm gains counted on every TP rank
   CHECK(w.chunk_activations(1, 0).value() == Approx(8 * w.layer_activations().value()));
   SECTION("interleaved (v = 8): only the first and the last model chunk are shortened") {
     p.virtual_stages = 8;
     p.schedule = PipelineScheduleKind::INTERLEAVED_1F1B;
-    const Workload v(llama(126, 16384, 128, 8, 53248), TrainingSpec{.global_batch = 64, .micro_batch = 1,
-                                                                     .precision = Precision::BF16, .tokens = {}},
-                     p);
+    const Workload v(
+        llama(126, 16384, 128, 8, 53248),
+        TrainingSpec{.global_batch = 64, .micro_batch = 1, .precision = Precision::BF16, .tokens = {}}, p);
     CHECK(v.chunk(0, 0).layers == 0);
     CHECK(v.chunk(0, 0).has_embedding);
     CHECK(v.chunk(15, 7).layers == 0);
@@ -500,7 +508,7 @@ TEST_CASE("models::Workload: Mixtral 8x7B parameters and expert parallelism", "[
     CHECK(up.gemm.m == 4096 * 2);
   }
   SECTION("expert gradients are kept apart from the dense ones") {
-    const double expert = 32 * 3.0 * 4096 * 14336;  // one local expert per layer
+    const double expert = 32 * 3.0 * 4096 * 14336; // one local expert per layer
     CHECK(w.expert_gradient_bytes(0).value() == Approx(expert * 4));
     CHECK(w.gradient_bytes(0).value() + w.expert_gradient_bytes(0).value() ==
           Approx(w.local_parameters(0) * 4));
@@ -536,7 +544,7 @@ TEST_CASE("models::Workload: Mixtral 8x7B parameters and expert parallelism", "[
     p.zero_overlap = false;
     const Workload w3(mixtral(), t, p);
     const ChunkWork& c = w3.chunk(0, 0);
-    const double experts = c.expert_parameters.value() / 4;  // gradient bytes (fp32) -> elements
+    const double experts = c.expert_parameters.value() / 4; // gradient bytes (fp32) -> elements
     const double dense = c.parameters.value() / 4;
     const CollectiveOp* gather = find_comm(c.forward, "zero3_expert_gather");
     REQUIRE(gather != nullptr);

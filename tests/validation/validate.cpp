@@ -44,9 +44,10 @@ int main(int argc, char** argv) {
       const auto group_tol = group.get("tolerance");
       const double row_tol = group_tol ? group_tol->require("row").as_number() : default_row_tol;
       const double mean_tol = group_tol ? group_tol->require("mean").as_number() : default_mean_tol;
-      std::cout << fmt::format("\n### {}\n\n| run | GPUs | published | predicted | error | iteration (s) | fits | sim wall (s) |\n"
-                               "|---|---:|---:|---:|---:|---:|---|---:|\n",
-                               group.require("name").as_string());
+      std::cout << fmt::format(
+          "\n### {}\n\n| run | GPUs | published | predicted | error | iteration (s) | fits | sim wall (s) |\n"
+          "|---|---:|---:|---:|---:|---:|---|---:|\n",
+          group.require("name").as_string());
       double sum = 0.0;
       double worst = 0.0;
       int n = 0;
@@ -65,8 +66,8 @@ int main(int argc, char** argv) {
         } catch (const std::exception& e) {
           // A layout the engine cannot run yet fails its row; the other rows still report.
           ok = false;
-          std::cout << fmt::format("| {} | {} | {:.4g} | not simulated: {} | FAIL | | | |\n", id, s.parallelism.gpus(),
-                                   published, e.what());
+          std::cout << fmt::format("| {} | {} | {:.4g} | not simulated: {} | FAIL | | | |\n", id,
+                                   s.parallelism.gpus(), published, e.what());
           std::cout.flush();
           continue;
         }
@@ -77,18 +78,19 @@ int main(int argc, char** argv) {
         ++n;
         const bool row_ok = std::abs(err) <= row_tol;
         ok = ok && row_ok;
-        std::cout << fmt::format("| {} | {} | {:.4g} | {:.4g} | {:+.1f}%{} | {:.3f} | {} | {:.1f} |\n", id, r.gpus, published,
-                                 predicted, err * 100, row_ok ? "" : " FAIL", r.iteration_time.value(),
-                                 r.fits_memory ? "yes" : "no", r.simulation.wall_seconds);
+        std::cout << fmt::format("| {} | {} | {:.4g} | {:.4g} | {:+.1f}%{} | {:.3f} | {} | {:.1f} |\n", id,
+                                 r.gpus, published, predicted, err * 100, row_ok ? "" : " FAIL",
+                                 r.iteration_time.value(), r.fits_memory ? "yes" : "no",
+                                 r.simulation.wall_seconds);
         std::cout.flush();
       }
       const double mean = n > 0 ? sum / n : 0.0;
       const bool mean_ok = mean <= mean_tol;
       ok = ok && mean_ok;
-      std::cout << fmt::format("\nmean absolute error {:.1f}% (tolerance {:.0f}%), worst {:.1f}% (tolerance {:.0f}%){}{}\n",
-                               mean * 100, mean_tol * 100, worst * 100, row_tol * 100, mean_ok ? "" : " FAIL",
-                               n < rows ? fmt::format(" over {} of {} rows; the others were not simulated FAIL", n, rows)
-                                        : "");
+      std::cout << fmt::format(
+          "\nmean absolute error {:.1f}% (tolerance {:.0f}%), worst {:.1f}% (tolerance {:.0f}%){}{}\n",
+          mean * 100, mean_tol * 100, worst * 100, row_tol * 100, mean_ok ? "" : " FAIL",
+          n < rows ? fmt::format(" over {} of {} rows; the others were not simulated FAIL", n, rows) : "");
     }
   } catch (const std::exception& e) {
     std::cerr << e.what() << "\n";
