@@ -306,7 +306,7 @@ int main(int argc, char** argv) {
       }
       const odyssey::Scenario s =
           odyssey::load_scenario(validate_path, {.data_dir = ODYSSEY_DATA_DIR, .overrides = validate_sets});
-      odyssey::scenario_profile(s);
+      odyssey::scenario_profile(s);  // the profile must load and describe the machine's GPU
       std::cout << odyssey::render_scenario(s);
       return 0;
     }
