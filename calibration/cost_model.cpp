@@ -543,9 +543,9 @@ Seconds CostModel::compute_time(const std::vector<ComputeOp>& ops) const {
 CollectivePlan CostModel::collective(CollectiveKind kind, Bytes size, GroupShape group) const {
   BytesPerSecond inter = links_.net.bandwidth;
   if (nccl_.nics_per_server > 0 && group.ranks >= group.servers && group.servers >= 1) {
-    // The channels of a server leave through min(k, nics) NICs: per rank, that share of them.
+    // The channels of a server each leave through their own NIC: per rank, that share of them.
     const int k = (group.ranks + group.servers - 1) / group.servers;
-    inter = nccl_.nic_bandwidth * (static_cast<double>(std::min(k, nccl_.nics_per_server)) / k);
+    inter = nccl_.nic_bandwidth * (static_cast<double>(nccl_net_channels(k, nccl_.nics_per_server)) / k);
   }
   return collective(kind, size, group, links_.nvlink.bandwidth, inter);
 }

@@ -3,6 +3,7 @@
 // edge and protocol efficiency) that sim/ turns into flows, or an analytic time for the screen.
 #pragma once
 
+#include <algorithm>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -23,6 +24,14 @@ using AlgorithmSet = unsigned;
 using ProtocolSet = unsigned;
 inline constexpr AlgorithmSet ALL_ALGORITHMS = ~0U;
 inline constexpr ProtocolSet ALL_PROTOCOLS = ~0U;
+
+/// NCCL's channels between servers for a communicator with `ranks_per_server` of its ranks in each
+/// server: one per rank, each leaving through its own NIC, so at most one per NIC (and at least
+/// one). The cost model prices a rank's share of the network with it, the flow builders lay that
+/// many rings or trees.
+constexpr int nccl_net_channels(int ranks_per_server, int nics) {
+  return std::max(1, std::min(ranks_per_server, nics));
+}
 
 /// What the machine offers NCCL and what the user lets it use (NCCL_ALGO, NCCL_PROTO).
 struct NcclConfig {

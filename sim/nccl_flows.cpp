@@ -61,7 +61,7 @@ std::vector<Flow> nccl_rings(const std::vector<long>& members, const ServerSpec&
   const std::vector<std::vector<long>> by_server = group_by_server(members, gpus_per_server);
   const int servers = static_cast<int>(by_server.size());
   const int per_server = static_cast<int>(by_server.front().size());
-  const int channels = servers > 1 ? std::max(1, std::min(per_server, server.nics)) : 1;
+  const int channels = servers > 1 ? nccl_net_channels(per_server, server.nics) : 1;
   const std::vector<IntraOrder> orders = intra_orders(server.intra, by_server, gpus_per_server);
   std::vector<long> order;
   order.reserve(members.size());
@@ -98,7 +98,7 @@ std::vector<Flow> nccl_trees(const std::vector<long>& members, const ServerSpec&
   const std::vector<std::vector<long>> by_server = group_by_server(members, server.gpus);
   const int servers = static_cast<int>(by_server.size());
   const int per_server = static_cast<int>(by_server.front().size());
-  const int channels = std::max(1, std::min(per_server, server.nics));
+  const int channels = nccl_net_channels(per_server, server.nics);
   const Bytes tree_bytes = tree.size / 2 / channels / tree.efficiency_net;
   for (int c = 0; c < channels; ++c) {
     std::vector<long> head(static_cast<size_t>(servers));
@@ -148,7 +148,7 @@ void sharp_flows(const std::vector<std::vector<long>>& by_server, int nics, Byte
                  std::vector<Flow>& out) {
   const int servers = static_cast<int>(by_server.size());
   const int k = static_cast<int>(by_server.front().size());
-  const int channels = std::max(1, std::min(k, nics));
+  const int channels = nccl_net_channels(k, nics);
   for (int c = 0; c < channels; ++c)
     for (int s = 0; s < servers; ++s) {
       const auto& a = by_server[static_cast<size_t>(s)];
