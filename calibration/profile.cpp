@@ -118,6 +118,7 @@ Seconds ProtocolLatency::at(Protocol p) const {
 const char* to_string(ProfileKind k) {
   switch (k) {
   case ProfileKind::DATASHEET: return "datasheet";
+  case ProfileKind::PUBLISHED: return "published";
   case ProfileKind::MEASURED: return "measured";
   }
   return "datasheet";
@@ -154,7 +155,9 @@ Profile load_profile(const std::string& path) {
   if (p.gpu.empty()) gpu.fail("must name a GPU type, e.g. H100-SXM5-80GB");
 
   p.provenance.kind = root.require("kind").as_enum<ProfileKind>(
-      {{"datasheet", ProfileKind::DATASHEET}, {"measured", ProfileKind::MEASURED}});
+      {{"datasheet", ProfileKind::DATASHEET},
+       {"published", ProfileKind::PUBLISHED},
+       {"measured", ProfileKind::MEASURED}});
   const YamlValue prov = root.require("provenance");
   prov.require_map();
   prov.check_keys({"source", "date", "notes"});
@@ -227,9 +230,10 @@ std::string find_profile(const std::string& directory, const std::string& gpu) {
 
   std::vector<std::string> available;
   std::optional<Profile> best;
-  // measured > datasheet, then the newest date, then the first name: a tuple compares in that order.
+  // measured > published > datasheet (the enum's order), then the newest date, then the first
+  // name: a tuple compares in that order.
   auto rank = [](const Profile& p) {
-    return std::make_tuple(p.provenance.kind == ProfileKind::MEASURED, p.provenance.date);
+    return std::make_tuple(static_cast<int>(p.provenance.kind), p.provenance.date);
   };
   for (const std::string& file : files) {
     Profile p = load_profile(file);

@@ -1,6 +1,7 @@
 // A calibration profile: the rates and overheads of one GPU type and its links, with provenance.
 // Stored as YAML in calibration/profiles/; `datasheet` profiles come from published peaks and
-// published achievable fractions, `measured` ones from kernels/ benchmarks.
+// published achievable fractions, `published` ones add per-shape tables measured by others on the
+// real GPU (each table names its source), `measured` ones come from our own kernels/ benchmarks.
 #pragma once
 
 #include <map>
@@ -13,7 +14,8 @@
 
 namespace odyssey {
 
-enum class ProfileKind { DATASHEET, MEASURED };
+/// Where a profile's numbers come from, weakest first: `find_profile` prefers the strongest.
+enum class ProfileKind { DATASHEET, PUBLISHED, MEASURED };
 
 struct Provenance {
   ProfileKind kind = ProfileKind::DATASHEET;
@@ -27,8 +29,31 @@ struct GemmPoint {
   long m = 0;
   long n = 0;
   long k = 0;
+  long batch = 1; ///< strided-batched count (OpenXLA's table records b = 1, 2, 4)
   Precision dtype = Precision::FP16;
   double efficiency = 0.0; ///< achieved FLOP/s over the dtype's peak
+};
+
+/// Which pass of fused attention a point measures.
+enum class AttentionPass { FORWARD, BACKWARD };
+
+/// One recorded fused-attention (FlashAttention) point: query length = key length = `seq`,
+/// `head_dim`, causal or not. `efficiency` is the achieved rate over the dtype's peak in the
+/// FlashAttention papers' FLOP convention (`flash_attention_flops` in cost_model.hpp): forward
+/// 4 x seq^2 x head_dim x heads per sequence, halved when causal; backward 2.5 x the forward.
+struct AttentionPoint {
+  AttentionPass pass = AttentionPass::FORWARD;
+  int head_dim = 128;
+  long seq = 0;
+  bool causal = false;
+  Precision dtype = Precision::BF16;
+  double efficiency = 0.0;
+};
+
+/// A table of points measured by others, named with its source (published profiles).
+struct TableSource {
+  std::string table;  ///< "gemm bf16", "attention forward bf16", ...
+  std::string source; ///< citation: repository@commit path, or paper and table/figure
 };
 
 /// NCCL's three protocols, in NCCL's order.
@@ -69,7 +94,9 @@ struct Profile {
   long gemm_tile_m = 128;             ///< output tile rows of the typical cuBLAS kernel
   long gemm_tile_n = 128;             ///< output tile columns of the typical cuBLAS kernel
   std::vector<GemmPoint> gemm_points; ///< measured or modelled points to interpolate over
-  double attention_efficiency = 0.5;  ///< fused attention, fraction of peak
+  double attention_efficiency = 0.5;  ///< fused attention, fraction of peak, where no points
+  std::vector<AttentionPoint> attention_points; ///< fused attention, forward and backward
+  std::vector<TableSource> tables;              ///< where each table of points comes from
   BytesPerSecond memory_bandwidth;    ///< HBM peak
   double memory_efficiency = 0.85;    ///< achievable fraction for streaming kernels
   Seconds launch_overhead;            ///< per kernel
@@ -88,8 +115,8 @@ Profile load_profile(const std::string& path);
 /// GPU of machine `machine`: a profile never prices a GPU it was not made for.
 void check_profile_gpu(const Profile& profile, const std::string& gpu, const std::string& machine);
 
-/// Finds the best profile for `gpu` among the *.yaml in `directory`: measured beats datasheet,
-/// then newest date, then name. Throws InputError when none matches.
+/// Finds the best profile for `gpu` among the *.yaml in `directory`: measured beats published,
+/// published beats datasheet, then newest date, then name. Throws InputError when none matches.
 std::string find_profile(const std::string& directory, const std::string& gpu);
 
 const char* to_string(ProfileKind k);
