@@ -3,6 +3,7 @@
 // ../shared/reference/nccl-cost-model.md) predicts them. Sources of every number live in the
 // profiles; this file only holds the model's structure.
 #include "calibration/cost_model.hpp"
+#include "calibration/gemm_model.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -29,10 +30,6 @@ const char* dtype_name(Precision p) {
   case Precision::FP8: return "fp8";
   }
   return "fp32";
-}
-
-long ceil_div(long a, long b) {
-  return (a + b - 1) / b;
 }
 
 /// Payload fraction of each NCCL protocol. LL moves 4 B of data per 8 B flag+data word; LL128
@@ -383,40 +380,6 @@ FlopsPerSecond CostModel::peak(Precision dtype) const {
 
 namespace {
 
-/// Best fraction of peak for large GEMMs of a dtype: the dtype's own figure where published,
-/// else the profile's overall best.
-double best_fraction(const Profile& p, Precision dtype) {
-  auto it = p.gemm_max_efficiency_by_dtype.find(dtype);
-  return it != p.gemm_max_efficiency_by_dtype.end() ? it->second : p.gemm_max_efficiency;
-}
-
-/// Analytic GEMM shape model, used where the profile records no points for the dtype:
-///  - best fraction: the published best achievable fraction (MAMF) for large square-ish GEMMs;
-///  - tile padding: cuBLAS computes whole output tiles, so m=1 wastes 127/128 of a 128-row tile;
-///  - wave quantization: tiles run in waves of one per SM, and the last partial wave idles SMs;
-///  - roofline: the GEMM cannot run faster than its operands stream from HBM (A, B read once,
-///    C written once), which is what makes small-k and skinny GEMMs memory bound.
-/// The result is FLOPs over peak x time, so it never exceeds the best fraction.
-double analytic_gemm_efficiency(const Profile& p, const GemmShape& s, Precision dtype, FlopsPerSecond peak) {
-  const double best = best_fraction(p, dtype);
-  if (s.m <= 0 || s.n <= 0 || s.k <= 0 || p.sms <= 0) return best;
-  const long batch = std::max(1L, s.batch);
-  const long tiles_m = ceil_div(s.m, p.gemm_tile_m);
-  const long tiles_n = ceil_div(s.n, p.gemm_tile_n);
-  const double tile_util = (static_cast<double>(s.m) * s.n) /
-                           (static_cast<double>(tiles_m * p.gemm_tile_m) * (tiles_n * p.gemm_tile_n));
-  const long tiles = tiles_m * tiles_n * batch;
-  const long waves = ceil_div(tiles, p.sms);
-  const double wave_util = static_cast<double>(tiles) / (static_cast<double>(waves) * p.sms);
-
-  const double m = s.m, n = s.n, k = s.k;
-  const Flops flops(2.0 * m * n * k * batch);
-  const Bytes bytes(bytes_per_element(dtype) * (m * k + k * n + m * n) * batch);
-  const Seconds compute = flops / (peak * (best * tile_util * wave_util));
-  const Seconds memory = bytes / (p.memory_bandwidth * p.memory_efficiency);
-  return flops / (peak * std::max(compute, memory));
-}
-
 /// Position of a shape in the interpolation space: log2 of m (batch folded into rows, as a
 /// strided-batched GEMM fills the GPU like a taller one), n and k. Log space because GEMM
 /// efficiency varies with the order of magnitude of a dimension, not with its absolute size.
@@ -468,13 +431,15 @@ double CostModel::gemm_efficiency(const GemmShape& shape, Precision dtype) const
 }
 
 GemmEstimate CostModel::gemm_estimate(const GemmShape& shape, Precision dtype) const {
-  const FlopsPerSecond pk = peak(dtype);
+  static_cast<void>(peak(dtype)); // a dtype the profile has no peak for is an error, points or not
+  // Points of single products only: a batched point at (m, n, k, b) would sit where the
+  // single product (m x b, n, k) does, with another efficiency.
   std::vector<const GemmPoint*> points;
   for (const GemmPoint& g : profile_.gemm_points) {
-    if (g.dtype == dtype) points.push_back(&g);
+    if (g.dtype == dtype && g.batch == 1) points.push_back(&g);
   }
   if (points.empty() || shape.m <= 0 || shape.n <= 0 || shape.k <= 0) {
-    return {.efficiency = analytic_gemm_efficiency(profile_, shape, dtype, pk)};
+    return {.efficiency = analytic_gemm(profile_, shape, dtype).efficiency};
   }
 
   // Inverse-distance weighting (power 2) in log-shape space: exact at a recorded point, and a
@@ -510,9 +475,8 @@ GemmEstimate CostModel::gemm_estimate(const GemmShape& shape, Precision dtype) c
 
   // Beyond the measured range: never above the nearest measured point, and lower still where the
   // analytic shape model says the query is worse than that point (smaller or skinnier shapes).
-  const double at_query = analytic_gemm_efficiency(profile_, shape, dtype, pk);
-  const double at_nearest = analytic_gemm_efficiency(
-      profile_, GemmShape{.m = nearest->m, .n = nearest->n, .k = nearest->k}, dtype, pk);
+  const double at_query = analytic_gemm(profile_, shape, dtype).efficiency;
+  const double at_nearest = analytic_gemm(profile_, GemmShape{.m = nearest->m, .n = nearest->n, .k = nearest->k}, dtype).efficiency;
   const double shape_ratio = std::min(1.0, at_query / at_nearest);
   return {.efficiency = std::min(idw, nearest->efficiency) * shape_ratio, .extrapolated = true};
 }
@@ -522,16 +486,100 @@ Seconds CostModel::compute_time(const ComputeOp& op) const {
   switch (op.kind) {
   case OpKind::GEMM: return op.flops / (peak(op.dtype) * gemm_efficiency(op.gemm, op.dtype)) + launches;
   case OpKind::ATTENTION: {
-    // The workload emits the full s x s score FLOPs. Fused (flash) kernels skip fully masked
-    // tiles of a causal mask, doing about half; unfused kernels compute everything and mask after.
-    const double work = op.attention.causal && op.attention.fused ? 0.5 : 1.0;
-    return op.flops * work / (peak(op.dtype) * profile_.attention_efficiency) + launches;
+    // Fused attention is priced on its shape, in the kernels' own FLOP convention; the op's
+    // `flops` stay the model's (full score matrix, backward 2x), which MFU and HFU count.
+    const AttentionPass pass = op.pass == Pass::FORWARD ? AttentionPass::FORWARD : AttentionPass::BACKWARD;
+    return flash_attention_flops(op.attention, pass) /
+               (peak(op.dtype) * attention_efficiency(op.attention, pass, op.dtype)) +
+           launches;
   }
   case OpKind::MEMORY_BOUND:
   case OpKind::OPTIMIZER:
     return op.bytes / (profile_.memory_bandwidth * profile_.memory_efficiency) + launches;
   }
   return launches;
+}
+
+Flops flash_attention_flops(const AttentionShape& a, AttentionPass pass) {
+  // Unfused kernels (2021 Megatron) compute the whole score matrix and mask after.
+  const double mask = a.causal && a.fused ? 0.5 : 1.0;
+  const double forward = 4.0 * double(a.batch) * double(a.heads) * double(a.seq_q) * double(a.seq_kv) *
+                         double(a.head_dim) * mask;
+  return Flops(pass == AttentionPass::FORWARD ? forward : 2.5 * forward);
+}
+
+namespace {
+
+/// The attention points of one dtype, pass and mask.
+std::vector<const AttentionPoint*> attention_points_of(const Profile& p, AttentionPass pass, bool causal,
+                                                       Precision dtype) {
+  std::vector<const AttentionPoint*> out;
+  for (const AttentionPoint& a : p.attention_points) {
+    if (a.pass == pass && a.causal == causal && a.dtype == dtype) out.push_back(&a);
+  }
+  return out;
+}
+
+/// Efficiency at `seq` along the points of one head dimension: linear in log2(seq) between the
+/// two recorded lengths around it, the nearest recorded one beyond them (FlashAttention's rate
+/// flattens out at long sequences and the tables stop at 16k).
+double along_sequence(const std::vector<const AttentionPoint*>& points, int head_dim, long seq) {
+  const AttentionPoint* below = nullptr;
+  const AttentionPoint* above = nullptr;
+  for (const AttentionPoint* a : points) {
+    if (a->head_dim != head_dim) continue;
+    if (a->seq <= seq && (!below || a->seq > below->seq)) below = a;
+    if (a->seq >= seq && (!above || a->seq < above->seq)) above = a;
+  }
+  if (!below) return above->efficiency;
+  if (!above || above->seq == below->seq) return below->efficiency;
+  const double t = (std::log2(double(seq)) - std::log2(double(below->seq))) /
+                   (std::log2(double(above->seq)) - std::log2(double(below->seq)));
+  return below->efficiency + t * (above->efficiency - below->efficiency);
+}
+
+} // namespace
+
+double CostModel::attention_efficiency(const AttentionShape& shape, AttentionPass pass, Precision dtype) const {
+  const std::vector<const AttentionPoint*> points = attention_points_of(profile_, pass, shape.causal, dtype);
+  if (points.empty()) {
+    const double fwd = profile_.attention_efficiency;
+    const double bwd = profile_.attention_backward_efficiency > 0 ? profile_.attention_backward_efficiency : fwd;
+    return pass == AttentionPass::FORWARD ? fwd : bwd;
+  }
+  // Head dimensions recorded around the query's; linear between them, the nearest beyond.
+  int lower = 0;
+  int upper = 0;
+  for (const AttentionPoint* a : points) {
+    if (a->head_dim <= shape.head_dim && a->head_dim > lower) lower = a->head_dim;
+    if (a->head_dim >= shape.head_dim && (upper == 0 || a->head_dim < upper)) upper = a->head_dim;
+  }
+  const long seq = std::max(1L, shape.seq_kv);
+  if (lower == 0) return along_sequence(points, upper, seq);
+  if (upper == 0 || upper == lower) return along_sequence(points, lower, seq);
+  const double t = double(shape.head_dim - lower) / double(upper - lower);
+  return (1 - t) * along_sequence(points, lower, seq) + t * along_sequence(points, upper, seq);
+}
+
+ProfileKind price_source_of(const Profile& p, const ComputeOp& op) {
+  switch (op.kind) {
+  case OpKind::GEMM:
+    for (const GemmPoint& g : p.gemm_points) {
+      if (g.dtype == op.dtype && g.batch == 1) return p.provenance.kind;
+    }
+    return ProfileKind::DATASHEET;
+  case OpKind::ATTENTION: {
+    const AttentionPass pass = op.pass == Pass::FORWARD ? AttentionPass::FORWARD : AttentionPass::BACKWARD;
+    return attention_points_of(p, pass, op.attention.causal, op.dtype).empty() ? ProfileKind::DATASHEET
+                                                                               : p.provenance.kind;
+  }
+  case OpKind::MEMORY_BOUND:
+  case OpKind::OPTIMIZER:
+    // A measured profile's HBM efficiency comes from our own stream benchmark; a published
+    // profile keeps the datasheet's.
+    return p.provenance.kind == ProfileKind::MEASURED ? ProfileKind::MEASURED : ProfileKind::DATASHEET;
+  }
+  return ProfileKind::DATASHEET;
 }
 
 Seconds CostModel::compute_time(const std::vector<ComputeOp>& ops) const {

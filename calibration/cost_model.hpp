@@ -84,6 +84,17 @@ struct GemmEstimate {
   bool extrapolated = false;
 };
 
+/// FLOPs of a fused attention pass in the FlashAttention papers' convention (Dao 2023, arXiv
+/// 2307.08691 sec. 4.1; Shah et al. 2024, arXiv 2407.08608 sec. 4.1), the convention of the
+/// profiles' attention efficiencies: forward 4 x seq_q x seq_kv x head_dim x heads per sequence,
+/// halved for a causal mask (masked tiles are skipped); backward 2.5 x the forward (it recomputes
+/// the scores: five matmuls against the forward's two).
+[[nodiscard]] Flops flash_attention_flops(const AttentionShape& shape, AttentionPass pass);
+
+/// Which kind of data priced an operation: a profile's own points for it (the profile's kind,
+/// `measured` or `published`), or the datasheet model (peaks, best fractions, assumptions).
+[[nodiscard]] ProfileKind price_source_of(const Profile& profile, const ComputeOp& op);
+
 class CostModel {
 public:
   explicit CostModel(Profile profile, NcclConfig nccl = {});
@@ -98,6 +109,14 @@ public:
   [[nodiscard]] double gemm_efficiency(const GemmShape& shape, Precision dtype) const;
   /// The same, saying whether the shape is outside the measured range.
   [[nodiscard]] GemmEstimate gemm_estimate(const GemmShape& shape, Precision dtype) const;
+
+  /// Achieved fraction of peak of a fused attention pass, in flash_attention_flops' convention:
+  /// interpolated over the profile's attention points of the dtype, pass and mask where it has
+  /// them, else its `attention` efficiencies.
+  [[nodiscard]] double attention_efficiency(const AttentionShape& shape, AttentionPass pass,
+                                            Precision dtype) const;
+  /// Where the price of `op` comes from (measured, published or datasheet data).
+  [[nodiscard]] ProfileKind price_source(const ComputeOp& op) const { return price_source_of(profile_, op); }
 
   /// Dense peak of a dtype; throws std::invalid_argument when the profile lists none.
   [[nodiscard]] FlopsPerSecond peak(Precision dtype) const;

@@ -64,13 +64,30 @@ void parse_peak(const YamlValue& v, Profile& p) {
 
 void parse_gemm(const YamlValue& v, Profile& p) {
   v.require_map();
-  v.check_keys({"sms", "tile", "max_efficiency"});
+  v.check_keys({"sms", "tile", "tiles", "k_block", "fill", "max_split_k", "max_efficiency"});
   p.sms = static_cast<int>(v.require("sms").as_positive_count());
-  const YamlValue tile = v.require("tile");
-  tile.require_map();
-  tile.check_keys({"m", "n"});
-  p.gemm_tile_m = tile.require("m").as_positive_count();
-  p.gemm_tile_n = tile.require("n").as_positive_count();
+  auto read_tile = [](const YamlValue& t) {
+    t.require_map();
+    t.check_keys({"m", "n"});
+    return GemmTile{.m = t.require("m").as_positive_count(), .n = t.require("n").as_positive_count()};
+  };
+  const GemmTile usual = read_tile(v.require("tile"));
+  p.gemm_tile_m = usual.m;
+  p.gemm_tile_n = usual.n;
+  if (auto tiles = v.get("tiles")) {
+    if (!tiles->is_sequence() || tiles->items().empty()) tiles->fail("expected a list of {m, n} tiles");
+    for (const YamlValue& t : tiles->items()) p.gemm_tiles.push_back(read_tile(t));
+  }
+  if (auto kb = v.get("k_block")) p.gemm_k_block = kb->as_positive_count();
+  if (auto fill = v.get("fill")) {
+    p.gemm_fill = fill->as_number();
+    if (p.gemm_fill < 0 || p.gemm_fill > 64) fill->fail("expected 0 to 64 main-loop iterations");
+  }
+  if (auto split = v.get("max_split_k")) {
+    const long s = split->as_positive_count();
+    if (s > 64) split->fail("expected at most 64 slices");
+    p.gemm_max_split_k = static_cast<int>(s);
+  }
   const YamlValue best = v.require("max_efficiency");
   best.require_map();
   best.check_keys({"fp32", "fp16", "bf16", "fp8"});
@@ -177,8 +194,9 @@ Profile load_profile(const std::string& path) {
 
   const YamlValue attention = root.require("attention");
   attention.require_map();
-  attention.check_keys({"efficiency"});
+  attention.check_keys({"efficiency", "backward_efficiency"});
   p.attention_efficiency = parse_fraction(attention.require("efficiency"));
+  if (auto bwd = attention.get("backward_efficiency")) p.attention_backward_efficiency = parse_fraction(*bwd);
 
   const YamlValue memory = root.require("memory");
   memory.require_map();

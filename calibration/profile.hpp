@@ -56,6 +56,12 @@ struct TableSource {
   std::string source; ///< citation: repository@commit path, or paper and table/figure
 };
 
+/// An output tile of a GEMM kernel: rows x columns of C one thread block (CTA) computes.
+struct GemmTile {
+  long m = 128;
+  long n = 128;
+};
+
 /// NCCL's three protocols, in NCCL's order.
 enum class Protocol { LL, LL128, SIMPLE };
 
@@ -93,8 +99,18 @@ struct Profile {
   int sms = 0;                        ///< streaming multiprocessors (wave quantization)
   long gemm_tile_m = 128;             ///< output tile rows of the typical cuBLAS kernel
   long gemm_tile_n = 128;             ///< output tile columns of the typical cuBLAS kernel
+  /// Output tiles the GPU's cuBLAS kernels offer (`gemm.tiles`); empty: the one tile above.
+  std::vector<GemmTile> gemm_tiles;
+  long gemm_k_block = 64; ///< K elements one main-loop iteration of a tile consumes
+  /// Fixed time per tile in main-loop iterations: filling the software pipeline before the first
+  /// multiply-accumulate and writing the tile out after the last (`gemm.fill`); 0: none.
+  double gemm_fill = 0.0;
+  int gemm_max_split_k = 1; ///< most slices cuBLAS splits K into for a GEMM with few tiles
   std::vector<GemmPoint> gemm_points; ///< measured or modelled points to interpolate over
-  double attention_efficiency = 0.5;  ///< fused attention, fraction of peak, where no points
+  /// Fused attention forward, fraction of peak in flash_attention_flops' convention, where no points.
+  double attention_efficiency = 0.5;
+  /// The same for the backward pass; 0: the forward's (`attention.backward_efficiency`).
+  double attention_backward_efficiency = 0.0;
   std::vector<AttentionPoint> attention_points; ///< fused attention, forward and backward
   std::vector<TableSource> tables;              ///< where each table of points comes from
   BytesPerSecond memory_bandwidth;    ///< HBM peak
