@@ -147,7 +147,7 @@ TEST_CASE("calibrate::read_xla_matmul_table: malformed text-proto", "[calibratio
   const std::string file = (dir.path / "t.textproto").string();
   SECTION("an unknown field, with a did-you-mean") {
     CHECK(error_of("    entries { b: 1 m: 2 n: 3 kk: 4 flops { key: \"x\" value: 1 } }\n") ==
-          file + ":5:29: error: entries.value.entries.kk: unknown field 'kk' (did you mean 'k'?)");
+          file + ":5:30: error: entries.value.entries.kk: unknown field 'kk' (did you mean 'k'?)");
   }
   SECTION("a missing dimension") {
     CHECK(error_of("    entries { b: 1 m: 2 n: 3 flops { key: \"x\" value: 1 } }\n") ==
@@ -155,7 +155,7 @@ TEST_CASE("calibrate::read_xla_matmul_table: malformed text-proto", "[calibratio
   }
   SECTION("a value that is not a positive number") {
     CHECK(error_of("    entries { b: 1 m: 2 n: 3 k: 4 flops { key: \"x\" value: -5 } }\n") ==
-          file + ":5:58: error: entries.value.entries.flops.value: expected a positive number, got -5");
+          file + ":5:59: error: entries.value.entries.flops.value: expected a positive number, got -5");
   }
   SECTION("an unclosed message") {
     const fs::path f = write(dir.path, "t.textproto", head + "    entries { b: 1\n");
@@ -190,7 +190,7 @@ TEST_CASE("calibrate::read_flash_attention_table: malformed rows", "[calibration
   CHECK(error_of(header + "H100-SXM5-80GB,FA3,sideways,bf16,128,512,false,300,src\n") ==
         f.string() + ":2:20: error: pass: unknown value 'sideways' (expected one of forward, backward)");
   CHECK(error_of(header + "H100-SXM5-80GB,FA3,forward,bf16,128,512,false,300,\n") ==
-        f.string() + ":2:48: error: source: every row must cite its source");
+        f.string() + ":2:51: error: source: every row must cite its source");
   CHECK_THAT(error_of("gpu,pass\n"), Catch::StartsWith(f.string() + ":1:1: error: expected the header"));
 }
 
