@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 
 #include "calibration/profile.hpp"
+#include "calibration/published.hpp"
 #include "models/input/diagnostics.hpp"
 #include "models/input/files.hpp"
 #include "models/input/yaml_reader.hpp"
@@ -122,14 +123,20 @@ double median_time(const YamlValue& result) {
   return result.require("time").require("median_s").as_number();
 }
 
-/// Known CUDA device names (as cudaGetDeviceProperties reports them) of the GPU types the
-/// machine presets use.
-const std::vector<std::pair<std::string, std::string>>& device_names() {
-  static const std::vector<std::pair<std::string, std::string>> names = {
-      {"Tesla V100-SXM2-32GB", "V100-SXM2-32GB"},
-      {"NVIDIA A100-SXM4-80GB", "A100-SXM4-80GB"},
-      {"NVIDIA H100 80GB HBM3", "H100-SXM5-80GB"},
-      {"NVIDIA H200", "H200-SXM-141GB"},
+/// How others name a GPU type the machine presets use.
+struct GpuNames {
+  std::string device; ///< CUDA device name, as cudaGetDeviceProperties reports it
+  std::string type;   ///< Odyssey's GPU type
+  std::string xla;    ///< OpenXLA's performance-table key; "" where the key is not this GPU's alone
+};
+
+const std::vector<GpuNames>& gpu_names() {
+  static const std::vector<GpuNames> names = {
+      {.device = "Tesla V100-SXM2-32GB", .type = "V100-SXM2-32GB", .xla = "sm_70"},
+      {.device = "NVIDIA A100-SXM4-80GB", .type = "A100-SXM4-80GB", .xla = "sm_80"},
+      {.device = "NVIDIA H100 80GB HBM3", .type = "H100-SXM5-80GB", .xla = "sm_90"},
+      // sm_90 too, but OpenXLA's sm_90 table was measured on an H100, with less and slower memory.
+      {.device = "NVIDIA H200", .type = "H200-SXM-141GB", .xla = ""},
   };
   return names;
 }
@@ -152,6 +159,22 @@ std::string find_datasheet(const std::string& dir, const std::string& gpu) {
     }
   }
   return best;
+}
+
+/// The profile an import takes peaks and everything it does not derive from: --base, else the
+/// GPU's newest datasheet profile.
+Profile load_base(const ImportOptions& o, const std::string& gpu) {
+  const std::string base_path = o.base.empty() ? find_datasheet(o.profiles_dir, gpu) : o.base;
+  if (base_path.empty())
+    throw InputError({.file = o.profiles_dir}, "",
+                     fmt::format("no datasheet profile for GPU '{}' to take peaks and unmeasured values from "
+                                 "(give one with --base PROFILE)",
+                                 gpu));
+  Profile base = load_profile(base_path);
+  if (base.gpu != gpu)
+    throw InputError(base.gpu_where, "gpu",
+                     fmt::format("base profile describes GPU '{}', not {}", base.gpu, gpu));
+  return base;
 }
 
 std::string yaml_quote(const std::string& s) {
@@ -191,6 +214,53 @@ std::optional<Precision> precision_of(const std::string& dtype) {
   return std::nullopt; // tf32: Odyssey prices fp32 training at the fp32 peak, so tf32 has no op to price
 }
 
+/// The profile as the YAML load_profile reads, every value from `p`; `header` (comment lines)
+/// goes first. Both imports write through here, so a profile field is written in one place.
+std::string profile_yaml(const Profile& p, const std::string& header) {
+  std::string y = header;
+  y += fmt::format("format: {}\ngpu: {}\nkind: {}\n", PROFILE_FORMAT, p.gpu, to_string(p.provenance.kind));
+  y += fmt::format("provenance:\n  source: {}\n  date: \"{}\"\n  notes: {}\n", yaml_quote(p.provenance.source),
+                   p.provenance.date, yaml_quote(p.provenance.notes));
+  y += "peak:\n";
+  for (const auto& [d, rate] : p.peak) y += fmt::format("  {}: {}\n", dtype_key(d), flop_rate(rate));
+  if (p.tf32_peak.value() > 0) y += fmt::format("  tf32: {}\n", flop_rate(p.tf32_peak));
+  y += fmt::format("gemm:\n  sms: {}\n  tile: {{m: {}, n: {}}}\n  max_efficiency:\n", p.sms, p.gemm_tile_m,
+                   p.gemm_tile_n);
+  for (const auto& [d, e] : p.gemm_max_efficiency_by_dtype) y += fmt::format("    {}: {}\n", dtype_key(d), num(e));
+  if (!p.tables.empty()) {
+    y += "tables:\n";
+    for (const TableSource& t : p.tables)
+      y += fmt::format("  - {{table: {}, source: {}}}\n", yaml_quote(t.table), yaml_quote(t.source));
+  }
+  if (!p.gemm_points.empty()) {
+    y += "gemm_points:\n";
+    for (const GemmPoint& g : p.gemm_points)
+      y += fmt::format("  - {{m: {}, n: {}, k: {}, {}dtype: {}, efficiency: {}}}\n", g.m, g.n, g.k,
+                       g.batch == 1 ? "" : fmt::format("batch: {}, ", g.batch), dtype_key(g.dtype),
+                       num(g.efficiency));
+  }
+  y += fmt::format("attention:\n  efficiency: {}\n", num(p.attention_efficiency));
+  if (!p.attention_points.empty()) {
+    y += "attention_points:\n";
+    for (const AttentionPoint& a : p.attention_points)
+      y += fmt::format("  - {{pass: {}, head_dim: {}, seq: {}, causal: {}, dtype: {}, efficiency: {}}}\n",
+                       a.pass == AttentionPass::FORWARD ? "forward" : "backward", a.head_dim, a.seq, a.causal,
+                       dtype_key(a.dtype), num(a.efficiency));
+  }
+  y += fmt::format("memory:\n  bandwidth: {}\n  efficiency: {}\n", byte_rate(p.memory_bandwidth),
+                   num(p.memory_efficiency));
+  y += fmt::format("kernel:\n  launch_overhead: {}\n", micro(p.launch_overhead));
+  y += fmt::format("collective:\n  base_latency: {}\n", latencies(p.collective_base_latency_by_protocol));
+  y += "links:\n";
+  for (const auto& [name, link] : {std::pair{"nvlink", &p.nvlink}, std::pair{"pcie", &p.pcie}, std::pair{"net", &p.net}}) {
+    y += fmt::format("  {}:\n    bandwidth: {}\n    bus_efficiency: {}\n    step_latency: {}\n", name,
+                     byte_rate(link->bandwidth), num(link->bus_efficiency),
+                     latencies(link->step_latency_by_protocol));
+    if (link->nvls_efficiency > 0) y += fmt::format("    nvls_efficiency: {}\n", num(link->nvls_efficiency));
+  }
+  return y;
+}
+
 /// A fraction of peak from a measurement; above 1 (boost clocks over the datasheet's) is capped,
 /// and counted, because the profile format holds fractions of the datasheet peak.
 double capped_fraction(double x, int& capped) {
@@ -210,12 +280,25 @@ struct GemmKey {
 } // namespace
 
 std::string gpu_type_of_device(const std::string& device_name) {
-  for (const auto& [name, type] : device_names())
-    if (name == device_name) return type;
+  for (const GpuNames& g : gpu_names())
+    if (g.device == device_name) return g.type;
+  return "";
+}
+
+std::string xla_arch_of_gpu_type(const std::string& gpu) {
+  for (const GpuNames& g : gpu_names())
+    if (g.type == gpu) return g.xla;
   return "";
 }
 
 ImportSummary import_profile(const ImportOptions& o) {
+  if (!o.published.empty()) {
+    if (!o.raw_files.empty())
+      throw InputError({.file = o.raw_files.front()}, "",
+                       "raw files (a measured profile) and published tables (a published profile) make different "
+                       "profiles: import them separately");
+    return import_published(o);
+  }
   if (o.raw_files.empty()) throw InputError({.file = "calibrate import"}, "", "no raw files given");
   std::vector<RawFile> raws;
   for (const std::string& f : o.raw_files) raws.push_back(load_raw(f));
@@ -232,7 +315,7 @@ ImportSummary import_profile(const ImportOptions& o) {
   std::string gpu = o.gpu.empty() ? detected : o.gpu;
   if (gpu.empty()) {
     std::string known;
-    for (const auto& [name, type] : device_names()) known += (known.empty() ? "" : ", ") + type;
+    for (const GpuNames& g : gpu_names()) known += (known.empty() ? "" : ", ") + g.type;
     first.gpu_node->fail(fmt::format(
         "GPU '{}' is not one Odyssey knows; name its type with --gpu TYPE (e.g. {})", first.gpu_name, known));
   }
@@ -243,16 +326,7 @@ ImportSummary import_profile(const ImportOptions& o) {
     first.gpu_node->fail(fmt::format("the raw files were measured on {} but machine '{}' has {}", gpu,
                                      o.machine_name, o.machine_gpu));
 
-  const std::string base_path = o.base.empty() ? find_datasheet(o.profiles_dir, gpu) : o.base;
-  if (base_path.empty())
-    throw InputError({.file = o.profiles_dir}, "",
-                     fmt::format("no datasheet profile for GPU '{}' to take peaks and unmeasured values from "
-                                 "(give one with --base PROFILE)",
-                                 gpu));
-  const Profile base = load_profile(base_path);
-  if (base.gpu != gpu)
-    throw InputError(base.gpu_where, "gpu",
-                     fmt::format("base profile describes GPU '{}', not {}", base.gpu, gpu));
+  const Profile base = load_base(o, gpu);
 
   ImportSummary summary{.gpu = gpu, .base = base.name};
   int capped = 0;
@@ -463,38 +537,188 @@ ImportSummary import_profile(const ImportOptions& o) {
                   join(summary.kept, ", "), notes.empty() ? "" : "; raw notes: " + join(notes, "; "));
 
   // ---- the profile ----
-  std::string y;
-  y += "# Measured profile written by `odyssey calibrate import` from:\n";
-  for (const RawFile& r : raws) y += fmt::format("#   {}\n", fs::path(r.path).filename().string());
-  y += fmt::format("# Values not measured come from {} (datasheet).\n", base.name);
-  y += fmt::format("format: {}\ngpu: {}\nkind: measured\n", PROFILE_FORMAT, gpu);
-  y += fmt::format("provenance:\n  source: {}\n  date: \"{}\"\n  notes: {}\n", yaml_quote(source),
-                   *dates.rbegin(), yaml_quote(note_text));
-  y += "peak:\n";
-  for (const auto& [d, rate] : base.peak) y += fmt::format("  {}: {}\n", dtype_key(d), flop_rate(rate));
-  if (base.tf32_peak.value() > 0) y += fmt::format("  tf32: {}\n", flop_rate(base.tf32_peak));
-  y += fmt::format("gemm:\n  sms: {}\n  tile: {{m: {}, n: {}}}\n  max_efficiency:\n", first.sms,
-                   base.gemm_tile_m, base.gemm_tile_n);
-  for (const auto& [d, e] : best) y += fmt::format("    {}: {}\n", dtype_key(d), num(e));
-  if (!points.empty()) {
-    y += "gemm_points:\n";
-    for (const GemmPoint& g : points)
-      y += fmt::format("  - {{m: {}, n: {}, k: {}, dtype: {}, efficiency: {}}}\n", g.m, g.n, g.k,
-                       dtype_key(g.dtype), num(g.efficiency));
-  }
-  y += fmt::format("attention:\n  efficiency: {}\n", num(attention));
-  y += fmt::format("memory:\n  bandwidth: {}\n  efficiency: {}\n", byte_rate(base.memory_bandwidth),
-                   num(memory));
-  y += fmt::format("kernel:\n  launch_overhead: {}\n", micro(launch_overhead));
-  y += fmt::format("collective:\n  base_latency: {}\n", latencies(base.collective_base_latency_by_protocol));
-  y += "links:\n";
-  for (const auto& [name, link] :
-       {std::pair{"nvlink", nvlink}, std::pair{"pcie", base.pcie}, std::pair{"net", net}})
-    y += fmt::format("  {}:\n    bandwidth: {}\n    bus_efficiency: {}\n    step_latency: {}\n", name,
-                     byte_rate(link.bandwidth), num(link.bus_efficiency),
-                     latencies(link.step_latency_by_protocol));
+  Profile out = base;
+  out.provenance = {.kind = ProfileKind::MEASURED, .source = source, .date = *dates.rbegin(), .notes = note_text};
+  out.sms = static_cast<int>(first.sms);
+  out.gemm_max_efficiency_by_dtype = best;
+  out.gemm_points = points;
+  out.attention_efficiency = attention;
+  out.memory_efficiency = memory;
+  out.launch_overhead = launch_overhead;
+  out.nvlink = nvlink;
+  out.net = net;
+  std::string header = "# Measured profile written by `odyssey calibrate import` from:\n";
+  for (const RawFile& r : raws) header += fmt::format("#   {}\n", fs::path(r.path).filename().string());
+  header += fmt::format("# Values not measured come from {} (datasheet).\n", base.name);
+  const std::string y = profile_yaml(out, header);
 
   write_file_atomically(o.out, y);
+  load_profile(o.out); // what was written must read back
+  return summary;
+}
+
+PublishedTable parse_published_table(const std::string& spec) {
+  static const std::vector<std::pair<std::string, PublishedFormat>> formats = {
+      {"xla-matmul", PublishedFormat::XLA_MATMUL}, {"flash-attention", PublishedFormat::FLASH_ATTENTION}};
+  const std::size_t eq = spec.find('=');
+  const std::string name = spec.substr(0, eq);
+  for (const auto& [key, format] : formats)
+    if (key == name && eq != std::string::npos && eq + 1 < spec.size())
+      return {.format = format, .path = spec.substr(eq + 1)};
+  throw InputError({.file = "--published"}, "",
+                   fmt::format("expected FORMAT=FILE with FORMAT one of xla-matmul, flash-attention, got '{}'", spec));
+}
+
+ImportSummary import_published(const ImportOptions& o) {
+  if (o.published.empty()) throw InputError({.file = "calibrate import"}, "", "no published tables given");
+  std::string gpu = o.gpu;
+  if (gpu.empty()) {
+    if (o.base.empty())
+      throw InputError({.file = "calibrate import"}, "",
+                       "name the GPU the tables are for with --gpu TYPE or --base PROFILE");
+    gpu = load_profile(o.base).gpu;
+  }
+  if (!o.machine_gpu.empty() && o.machine_gpu != gpu)
+    throw InputError({.file = o.published.front().path}, "",
+                     fmt::format("the profile would describe {} but machine '{}' has {}", gpu, o.machine_name,
+                                 o.machine_gpu));
+  const Profile base = load_base(o, gpu);
+  ImportSummary summary{.gpu = gpu, .base = base.name};
+  Profile out = base;
+  out.gemm_points.clear();
+  out.attention_points.clear();
+  out.tables.clear();
+  std::vector<std::string> sources;
+  int capped = 0;
+
+  for (const PublishedTable& t : o.published) {
+    const std::string file = fs::path(t.path).filename().string();
+    if (t.format == PublishedFormat::XLA_MATMUL) {
+      const std::string arch = xla_arch_of_gpu_type(gpu);
+      if (arch.empty())
+        throw InputError({.file = t.path}, "",
+                         fmt::format("OpenXLA's tables have no key for {} alone (see xla_arch_of_gpu_type)", gpu));
+      const XlaMatmulTable table = read_xla_matmul_table(t.path);
+      // OpenXLA's dtype combinations Odyssey prices: both inputs and the output in one precision
+      // (fp8 inputs accumulate to bf16).
+      static const std::map<std::string, Precision> priced = {{"bf16xbf16->bf16", Precision::BF16},
+                                                              {"f16xf16->f16", Precision::FP16},
+                                                              {"f32xf32->f32", Precision::FP32},
+                                                              {"f8e4m3fnxf8e4m3fn->bf16", Precision::FP8}};
+      std::map<std::string, std::vector<GemmPoint>> by_dtypes;
+      std::set<std::string> other_archs;
+      for (const XlaMatmulEntry& e : table.entries) {
+        if (e.arch != arch) {
+          other_archs.insert(e.arch);
+          continue;
+        }
+        for (const XlaMatmulRate& r : e.rates) {
+          const auto p = priced.find(r.dtypes);
+          GemmPoint g{.m = e.m, .n = e.n, .k = e.k, .batch = e.b};
+          if (p != priced.end()) {
+            g.dtype = p->second;
+            if (base.peak.contains(g.dtype)) g.efficiency = r.flops_per_second / base.peak.at(g.dtype).value();
+          }
+          by_dtypes[r.dtypes].push_back(g);
+        }
+      }
+      if (by_dtypes.empty())
+        throw InputError({.file = t.path}, "",
+                         fmt::format("no entries under '{}' ({}); the table has {}", arch, gpu,
+                                     other_archs.empty() ? "none" : *other_archs.begin()));
+      for (auto& [dtypes, points] : by_dtypes) {
+        const auto p = priced.find(dtypes);
+        if (p == priced.end()) {
+          summary.skipped.push_back(fmt::format("{}: {} '{}' rates: a dtype combination Odyssey does not price",
+                                                file, points.size(), dtypes));
+          continue;
+        }
+        const char* key = dtype_key(p->second);
+        if (!base.peak.contains(p->second)) {
+          summary.skipped.push_back(
+              fmt::format("{}: {} '{}' rates: no {} peak in {}", file, points.size(), dtypes, key, base.name));
+          continue;
+        }
+        // A rate above the peak it would be a fraction of was measured on another path (XLA runs
+        // f32 matmuls on TF32 tensor cores by default): the whole dtype is left out, not capped.
+        const auto fastest = std::max_element(points.begin(), points.end(), [](const GemmPoint& a, const GemmPoint& b) {
+          return a.efficiency < b.efficiency;
+        });
+        if (fastest->efficiency > 1.0) {
+          summary.skipped.push_back(fmt::format(
+              "{}: {} '{}' rates: up to {:.4g} TFLOP/s, above the {} peak of {} ({}), so not {} rates", file,
+              points.size(), dtypes, fastest->efficiency * base.peak.at(p->second).value() / 1e12, key,
+              base.name, flop_rate(base.peak.at(p->second)), key));
+          continue;
+        }
+        out.gemm_max_efficiency_by_dtype[p->second] = fastest->efficiency;
+        out.gemm_points.insert(out.gemm_points.end(), points.begin(), points.end());
+        out.tables.push_back({.table = fmt::format("gemm {}", key),
+                              .source = fmt::format("{} ('{}' under {}; {})", table.source, dtypes, arch, file)});
+        summary.measured.push_back(fmt::format(
+            "gemm_points: {} {} shapes from {} ({}); gemm.max_efficiency.{} {} (the best of them)",
+            points.size(), key, file, arch, key, num(fastest->efficiency)));
+      }
+      sources.push_back(table.source);
+    } else {
+      const std::vector<FlashAttentionRow> rows = read_flash_attention_table(t.path);
+      std::map<std::string, std::set<std::string>> table_sources; // "attention forward bf16" -> sources
+      std::map<std::string, int> table_rows;
+      int other_gpu = 0;
+      for (const FlashAttentionRow& r : rows) {
+        if (r.gpu != gpu) {
+          ++other_gpu;
+          continue;
+        }
+        const Precision dtype = r.dtype == "fp16" ? Precision::FP16 : r.dtype == "bf16" ? Precision::BF16 : Precision::FP8;
+        if (!base.peak.contains(dtype))
+          throw InputError(r.where, "dtype", fmt::format("no {} peak in {} to take a fraction of", r.dtype, base.name));
+        const AttentionPoint a{.pass = r.pass == "forward" ? AttentionPass::FORWARD : AttentionPass::BACKWARD,
+                               .head_dim = r.head_dim,
+                               .seq = r.seq,
+                               .causal = r.causal,
+                               .dtype = dtype,
+                               .efficiency = capped_fraction(r.tflops * 1e12 / base.peak.at(dtype).value(), capped)};
+        out.attention_points.push_back(a);
+        const std::string name = fmt::format("attention {} {}", r.pass, r.dtype);
+        table_sources[name].insert(fmt::format("{}: {}", r.kernel, r.source));
+        ++table_rows[name];
+      }
+      for (const auto& [name, srcs] : table_sources) {
+        std::string joined;
+        for (const std::string& src : srcs) joined += (joined.empty() ? "" : "; ") + src;
+        out.tables.push_back({.table = name, .source = joined});
+        summary.measured.push_back(fmt::format("attention_points: {} {} from {}", table_rows[name], name, file));
+        sources.push_back(joined);
+      }
+      if (other_gpu > 0) summary.skipped.push_back(fmt::format("{}: {} rows for other GPUs", file, other_gpu));
+    }
+  }
+  if (out.tables.empty())
+    throw InputError({.file = o.published.front().path}, "",
+                     fmt::format("none of the tables has a row Odyssey can price on {}", gpu));
+  if (capped > 0)
+    summary.skipped.push_back(fmt::format("{} rates above the datasheet peak capped at 1", capped));
+  summary.kept.insert(summary.kept.end(), {"peak", "gemm.sms", "gemm.tile", "attention.efficiency", "memory",
+                                           "kernel", "collective", "links"});
+
+  auto join = [](const std::vector<std::string>& items, const char* sep) {
+    std::string joined;
+    for (const std::string& s : items) joined += (joined.empty() ? "" : sep) + s;
+    return joined;
+  };
+  // The date is the base's: the import adds no measurement of its own, and a rerun writes the
+  // same file.
+  out.provenance = {.kind = ProfileKind::PUBLISHED,
+                    .source = "odyssey calibrate import of published tables: " + join(sources, "; ") +
+                              "; everything else from " + base.name,
+                    .date = base.provenance.date,
+                    .notes = fmt::format("published (measured by others, not here): {}; from {}: {}",
+                                         join(summary.measured, "; "), base.name, join(summary.kept, ", "))};
+  std::string header = "# Published profile written by `odyssey calibrate import` from tables measured by others:\n";
+  for (const PublishedTable& t : o.published) header += fmt::format("#   {}\n", fs::path(t.path).filename().string());
+  header += fmt::format("# Values not in those tables come from {} ({}).\n", base.name, to_string(base.provenance.kind));
+  write_file_atomically(o.out, profile_yaml(out, header));
   load_profile(o.out); // what was written must read back
   return summary;
 }

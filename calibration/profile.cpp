@@ -105,19 +105,55 @@ void parse_gemm(const YamlValue& v, Profile& p) {
 }
 
 void parse_gemm_points(const YamlValue& v, Profile& p) {
-  if (!v.is_sequence()) v.fail("expected a list of {m, n, k, dtype, efficiency}");
+  if (!v.is_sequence()) v.fail("expected a list of {m, n, k, dtype, efficiency} (optional batch, default 1)");
   for (const YamlValue& item : v.items()) {
     item.require_map();
-    item.check_keys({"m", "n", "k", "dtype", "efficiency"});
+    item.check_keys({"m", "n", "k", "batch", "dtype", "efficiency"});
     GemmPoint g;
     g.m = item.require("m").as_positive_count();
     g.n = item.require("n").as_positive_count();
     g.k = item.require("k").as_positive_count();
+    if (auto batch = item.get("batch")) g.batch = batch->as_positive_count();
     const YamlValue dtype = item.require("dtype");
     g.dtype = parse_dtype(dtype);
     if (!p.peak.contains(g.dtype)) dtype.fail("the profile has no peak for " + dtype.as_string());
     g.efficiency = parse_fraction(item.require("efficiency"));
     p.gemm_points.push_back(g);
+  }
+}
+
+void parse_attention_points(const YamlValue& v, Profile& p) {
+  if (!v.is_sequence()) v.fail("expected a list of {pass, head_dim, seq, causal, dtype, efficiency}");
+  for (const YamlValue& item : v.items()) {
+    item.require_map();
+    item.check_keys({"pass", "head_dim", "seq", "causal", "dtype", "efficiency"});
+    AttentionPoint a;
+    a.pass = item.require("pass").as_enum<AttentionPass>(
+        {{"forward", AttentionPass::FORWARD}, {"backward", AttentionPass::BACKWARD}});
+    a.head_dim = static_cast<int>(item.require("head_dim").as_positive_count());
+    a.seq = item.require("seq").as_positive_count();
+    a.causal = item.require("causal").as_bool();
+    const YamlValue dtype = item.require("dtype");
+    a.dtype = parse_dtype(dtype);
+    if (!p.peak.contains(a.dtype)) dtype.fail("the profile has no peak for " + dtype.as_string());
+    a.efficiency = parse_fraction(item.require("efficiency"));
+    p.attention_points.push_back(a);
+  }
+}
+
+void parse_tables(const YamlValue& v, Profile& p) {
+  if (!v.is_sequence()) v.fail("expected a list of {table, source}");
+  for (const YamlValue& item : v.items()) {
+    item.require_map();
+    item.check_keys({"table", "source"});
+    TableSource t;
+    const YamlValue table = item.require("table");
+    t.table = table.as_string();
+    if (t.table.empty()) table.fail("must name the table, e.g. \"gemm bf16\"");
+    const YamlValue source = item.require("source");
+    t.source = source.as_string();
+    if (t.source.empty()) source.fail("must cite where the table comes from");
+    p.tables.push_back(std::move(t));
   }
 }
 
@@ -154,7 +190,7 @@ Profile load_profile(const std::string& path) {
   const YamlValue root = load_yaml_file(path);
   root.require_map();
   root.check_keys({"format", "gpu", "kind", "provenance", "peak", "gemm", "gemm_points", "attention",
-                   "memory", "kernel", "collective", "links"});
+                   "attention_points", "tables", "memory", "kernel", "collective", "links"});
 
   // The version is checked before anything else so that a newer file fails on its version, not
   // on whichever key it renamed.
@@ -171,7 +207,8 @@ Profile load_profile(const std::string& path) {
   p.gpu_where = gpu.where();
   if (p.gpu.empty()) gpu.fail("must name a GPU type, e.g. H100-SXM5-80GB");
 
-  p.provenance.kind = root.require("kind").as_enum<ProfileKind>(
+  const YamlValue kind = root.require("kind");
+  p.provenance.kind = kind.as_enum<ProfileKind>(
       {{"datasheet", ProfileKind::DATASHEET},
        {"published", ProfileKind::PUBLISHED},
        {"measured", ProfileKind::MEASURED}});
@@ -197,6 +234,11 @@ Profile load_profile(const std::string& path) {
   attention.check_keys({"efficiency", "backward_efficiency"});
   p.attention_efficiency = parse_fraction(attention.require("efficiency"));
   if (auto bwd = attention.get("backward_efficiency")) p.attention_backward_efficiency = parse_fraction(*bwd);
+  if (auto points = root.get("attention_points")) parse_attention_points(*points, p);
+  if (auto tables = root.get("tables")) parse_tables(*tables, p);
+  // A published profile rests on others' measurements: it must say whose, table by table.
+  if (p.provenance.kind == ProfileKind::PUBLISHED && p.tables.empty())
+    kind.fail("a published profile must list its tables and their sources under 'tables'");
 
   const YamlValue memory = root.require("memory");
   memory.require_map();

@@ -1,4 +1,5 @@
-// `odyssey calibrate import RAW... --out PROFILE` and `odyssey calibrate shapes SCENARIO`.
+// `odyssey calibrate import RAW... --out PROFILE` (measured), `odyssey calibrate import --published
+// FORMAT=FILE... --out PROFILE` (published) and `odyssey calibrate shapes SCENARIO`.
 #include "tools/calibrate_cli.hpp"
 
 #include <filesystem>
@@ -19,8 +20,15 @@ CalibrateCommand::CalibrateCommand(CLI::App& app) {
   calibrate_ =
       app.add_subcommand("calibrate", "measured calibration profiles from kernels/ benchmark results");
   calibrate_->require_subcommand(1);
-  import_ = calibrate_->add_subcommand("import", "turn raw benchmark results into a measured profile");
-  import_->add_option("raw", raw_files_, "raw result files written by the kernels/ benchmarks")->required();
+  import_ = calibrate_->add_subcommand(
+      "import", "turn raw benchmark results into a measured profile, or published tables into a published one");
+  auto* raw = import_->add_option("raw", raw_files_, "raw result files written by the kernels/ benchmarks");
+  auto* published = import_->add_option(
+      "--published", published_,
+      "a table measured by others, FORMAT=FILE with FORMAT xla-matmul (OpenXLA's GEMM text-proto) or "
+      "flash-attention (CSV); repeatable; makes a published profile (see calibration/published/README.md)");
+  raw->excludes(published);
+  published->excludes(raw);
   import_
       ->add_option("--out", out_, "profile to write, e.g. calibration/profiles/h100-sxm5-80gb-measured.yaml")
       ->required();
@@ -56,7 +64,12 @@ int CalibrateCommand::run() const {
     }
     return 0;
   }
+  if (raw_files_.empty() && published_.empty())
+    throw InputError({.file = "calibrate import"}, "", "give raw result files or --published FORMAT=FILE tables");
+  std::vector<PublishedTable> tables;
+  for (const std::string& spec : published_) tables.push_back(parse_published_table(spec));
   ImportOptions o{.raw_files = raw_files_,
+                  .published = tables,
                   .out = out_,
                   .gpu = gpu_,
                   .base = base_,
@@ -67,12 +80,13 @@ int CalibrateCommand::run() const {
     o.machine_name = s.machine.name;
   }
   const ImportSummary summary = import_profile(o);
-  std::cout << fmt::format("wrote {}: measured profile for {} (values not measured from {})\n", out_,
-                           summary.gpu, summary.base);
-  for (const std::string& m : summary.measured) std::cout << "  measured   " << m << "\n";
+  const char* kind = tables.empty() ? "measured" : "published";
+  std::cout << fmt::format("wrote {}: {} profile for {} (other values from {})\n", out_, kind, summary.gpu,
+                           summary.base);
+  for (const std::string& m : summary.measured) std::cout << fmt::format("  {:<10} {}\n", kind, m);
   std::string kept;
   for (const std::string& k : summary.kept) kept += (kept.empty() ? "" : ", ") + k;
-  std::cout << "  datasheet  " << kept << "\n";
+  std::cout << "  base       " << kept << "\n";
   for (const std::string& s : summary.skipped) std::cout << "  not used   " << s << "\n";
   return 0;
 }

@@ -25,6 +25,7 @@ private:
   CLI::App* import_ = nullptr;
   CLI::App* shapes_ = nullptr;
   std::vector<std::string> raw_files_;
+  std::vector<std::string> published_; ///< FORMAT=FILE
   std::string out_;
   std::string gpu_;
   std::string base_;

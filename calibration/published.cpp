@@ -1,0 +1,361 @@
+// Readers of published tables: a small text-proto parser for OpenXLA's matmul table (only the
+// syntax that table uses: fields, nested messages, strings, numbers, comments) and a CSV reader.
+#include "calibration/published.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "models/input/yaml_reader.hpp"
+
+namespace odyssey {
+
+namespace {
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw InputError({.file = path}, "", "cannot open the file");
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// ---- text-proto ----
+
+/// A text-proto field: `name: scalar` or `name { ... }` (`name: { ... }` too).
+struct ProtoField {
+  std::string name;
+  SourceLocation where; ///< of the name
+  bool is_message = false;
+  bool is_string = false;
+  std::string scalar; ///< the token's text; strings without their quotes
+  SourceLocation scalar_where;
+  std::vector<ProtoField> fields;
+};
+
+class ProtoParser {
+public:
+  ProtoParser(std::string text, std::string file) : text_(std::move(text)), file_(std::move(file)) {}
+
+  std::vector<ProtoField> parse() {
+    std::vector<ProtoField> top = fields("");
+    skip_space();
+    if (pos_ < text_.size()) fail("", fmt::format("unexpected '{}'", text_[pos_]));
+    return top;
+  }
+
+private:
+  SourceLocation here() const { return {.file = file_, .line = line_, .column = column_}; }
+
+  [[noreturn]] void fail(const std::string& path, const std::string& message) const {
+    throw InputError(here(), path, message);
+  }
+
+  void advance() {
+    if (text_[pos_] == '\n') {
+      ++line_;
+      column_ = 1;
+    } else {
+      ++column_;
+    }
+    ++pos_;
+  }
+
+  void skip_space() {
+    while (pos_ < text_.size()) {
+      const char c = text_[pos_];
+      if (c == '#') {
+        while (pos_ < text_.size() && text_[pos_] != '\n') advance();
+      } else if (std::isspace(static_cast<unsigned char>(c))) {
+        advance();
+      } else {
+        return;
+      }
+    }
+  }
+
+  bool peek(char c) {
+    skip_space();
+    return pos_ < text_.size() && text_[pos_] == c;
+  }
+
+  static bool ident_char(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; }
+
+  std::string token_text() const {
+    if (pos_ >= text_.size()) return "end of file";
+    std::size_t end = pos_;
+    while (end < text_.size() && !std::isspace(static_cast<unsigned char>(text_[end])) && end - pos_ < 20) ++end;
+    return "'" + text_.substr(pos_, std::max<std::size_t>(end - pos_, 1)) + "'";
+  }
+
+  /// Fields until a closing brace (not consumed) or the end of the text.
+  std::vector<ProtoField> fields(const std::string& path) {
+    std::vector<ProtoField> out;
+    while (true) {
+      skip_space();
+      if (pos_ >= text_.size() || text_[pos_] == '}') return out;
+      ProtoField f;
+      f.where = here();
+      if (!std::isalpha(static_cast<unsigned char>(text_[pos_])) && text_[pos_] != '_')
+        fail(path, "expected a field name, got " + token_text());
+      while (pos_ < text_.size() && ident_char(text_[pos_])) f.name += text_[pos_], advance();
+      const std::string field_path = path.empty() ? f.name : path + "." + f.name;
+      const bool colon = peek(':');
+      if (colon) advance();
+      if (peek('{')) {
+        advance();
+        f.is_message = true;
+        f.fields = fields(field_path);
+        if (!peek('}')) fail(field_path, "expected '}' to close '" + f.name + "', got " + token_text());
+        advance();
+      } else if (!colon) {
+        fail(field_path, "expected ':' or '{' after '" + f.name + "', got " + token_text());
+      } else {
+        skip_space();
+        f.scalar_where = here();
+        if (pos_ < text_.size() && text_[pos_] == '"') {
+          f.is_string = true;
+          advance();
+          while (pos_ < text_.size() && text_[pos_] != '"' && text_[pos_] != '\n') {
+            if (text_[pos_] == '\\' && pos_ + 1 < text_.size()) advance();
+            f.scalar += text_[pos_];
+            advance();
+          }
+          if (pos_ >= text_.size() || text_[pos_] != '"') fail(field_path, "unterminated string");
+          advance();
+        } else {
+          while (pos_ < text_.size() && (ident_char(text_[pos_]) || text_[pos_] == '.' || text_[pos_] == '-' ||
+                                         text_[pos_] == '+'))
+            f.scalar += text_[pos_], advance();
+          if (f.scalar.empty()) fail(field_path, "expected a value after ':', got " + token_text());
+        }
+      }
+      out.push_back(std::move(f));
+    }
+  }
+
+  std::string text_;
+  std::string file_;
+  std::size_t pos_ = 0;
+  int line_ = 1;
+  int column_ = 1;
+};
+
+std::string join_names(const std::vector<std::string>& names) {
+  std::string out;
+  for (const std::string& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out;
+}
+
+/// Rejects a field not in `allowed`, with a did-you-mean.
+void check_fields(const ProtoField& message, const std::string& path, const std::vector<std::string>& allowed) {
+  for (const ProtoField& f : message.fields) {
+    if (std::find(allowed.begin(), allowed.end(), f.name) != allowed.end()) continue;
+    const std::string suggestion = did_you_mean(f.name, allowed);
+    throw InputError(f.where, path + "." + f.name,
+                     suggestion.empty()
+                         ? fmt::format("unknown field '{}' (expected {})", f.name, join_names(allowed))
+                         : fmt::format("unknown field '{}' (did you mean '{}'?)", f.name, suggestion));
+  }
+}
+
+const ProtoField& only(const ProtoField& message, const std::string& path, const std::string& name,
+                       bool message_kind) {
+  const ProtoField* found = nullptr;
+  for (const ProtoField& f : message.fields) {
+    if (f.name != name) continue;
+    if (found) throw InputError(f.where, path + "." + name, "appears twice");
+    found = &f;
+  }
+  if (!found) throw InputError(message.where, path, "missing field '" + name + "'");
+  if (found->is_message != message_kind)
+    throw InputError(found->where, path + "." + name, message_kind ? "expected a message { ... }" : "expected a value");
+  return *found;
+}
+
+std::string string_field(const ProtoField& message, const std::string& path, const std::string& name) {
+  const ProtoField& f = only(message, path, name, false);
+  if (!f.is_string) throw InputError(f.scalar_where, path + "." + name, "expected a quoted string, got " + f.scalar);
+  return f.scalar;
+}
+
+long positive_integer(const ProtoField& f, const std::string& path) {
+  long v = 0;
+  const char* end = f.scalar.data() + f.scalar.size();
+  const auto [ptr, ec] = std::from_chars(f.scalar.data(), end, v);
+  if (f.is_string || ec != std::errc() || ptr != end || v <= 0)
+    throw InputError(f.scalar_where, path, "expected a positive integer, got " + f.scalar);
+  return v;
+}
+
+double positive_number(const ProtoField& f, const std::string& path) {
+  double v = 0;
+  const char* end = f.scalar.data() + f.scalar.size();
+  const auto [ptr, ec] = std::from_chars(f.scalar.data(), end, v);
+  if (f.is_string || ec != std::errc() || ptr != end || !(v > 0))
+    throw InputError(f.scalar_where, path, "expected a positive number, got " + f.scalar);
+  return v;
+}
+
+// ---- CSV ----
+
+struct CsvField {
+  std::string text;
+  int column = 1;
+};
+
+/// Splits one CSV line; a field may be quoted with "..." ("" inside is a quote).
+std::vector<CsvField> split_csv(const std::string& line, const SourceLocation& where) {
+  std::vector<CsvField> out;
+  std::size_t i = 0;
+  while (true) {
+    CsvField f{.column = static_cast<int>(i) + 1};
+    if (i < line.size() && line[i] == '"') {
+      ++i;
+      while (true) {
+        if (i >= line.size())
+          throw InputError({.file = where.file, .line = where.line, .column = f.column}, "", "unterminated quote");
+        if (line[i] == '"' && i + 1 < line.size() && line[i + 1] == '"') {
+          f.text += '"';
+          i += 2;
+        } else if (line[i] == '"') {
+          ++i;
+          break;
+        } else {
+          f.text += line[i++];
+        }
+      }
+      if (i < line.size() && line[i] != ',')
+        throw InputError({.file = where.file, .line = where.line, .column = static_cast<int>(i) + 1}, "",
+                         "expected ',' after a quoted field");
+    } else {
+      while (i < line.size() && line[i] != ',') f.text += line[i++];
+    }
+    out.push_back(std::move(f));
+    if (i >= line.size()) return out;
+    ++i; // the comma
+  }
+}
+
+} // namespace
+
+XlaMatmulTable read_xla_matmul_table(const std::string& path) {
+  const std::string text = read_text(path);
+  XlaMatmulTable table{};
+  {
+    // The citation is a comment of the leading block, so that the file carries its own origin.
+    std::istringstream lines(text);
+    std::string line;
+    constexpr std::string_view TAG = "# source:";
+    while (std::getline(lines, line) && (line.empty() || line[0] == '#')) {
+      if (line.rfind(TAG, 0) != 0) continue;
+      table.source = line.substr(TAG.size());
+      table.source.erase(0, table.source.find_first_not_of(' '));
+      break;
+    }
+  }
+  if (table.source.empty())
+    throw InputError({.file = path, .line = 1, .column = 1}, "",
+                     "name the table's origin in a '# source: ...' comment line before the first entry");
+  const std::vector<ProtoField> top = ProtoParser(text, path).parse();
+  std::vector<XlaMatmulEntry>& out = table.entries;
+  if (top.empty()) throw InputError({.file = path, .line = 1, .column = 1}, "entries", "no entries");
+  for (const ProtoField& arch : top) {
+    if (arch.name != "entries")
+      throw InputError(arch.where, arch.name, "unknown field '" + arch.name + "' (expected entries)");
+    if (!arch.is_message) throw InputError(arch.where, "entries", "expected a message { ... }");
+    check_fields(arch, "entries", {"key", "value"});
+    const std::string key = string_field(arch, "entries", "key");
+    const ProtoField& value = only(arch, "entries", "value", true);
+    check_fields(value, "entries.value", {"entries"});
+    for (const ProtoField& e : value.fields) {
+      const std::string p = "entries.value.entries";
+      if (!e.is_message) throw InputError(e.where, p, "expected a message { ... }");
+      check_fields(e, p, {"b", "m", "n", "k", "flops"});
+      XlaMatmulEntry entry{.arch = key, .where = e.where};
+      entry.b = positive_integer(only(e, p, "b", false), p + ".b");
+      entry.m = positive_integer(only(e, p, "m", false), p + ".m");
+      entry.n = positive_integer(only(e, p, "n", false), p + ".n");
+      entry.k = positive_integer(only(e, p, "k", false), p + ".k");
+      for (const ProtoField& f : e.fields) {
+        if (f.name != "flops") continue;
+        if (!f.is_message) throw InputError(f.where, p + ".flops", "expected a message { key: ... value: ... }");
+        check_fields(f, p + ".flops", {"key", "value"});
+        const std::string dtypes = string_field(f, p + ".flops", "key");
+        for (const XlaMatmulRate& r : entry.rates)
+          if (r.dtypes == dtypes) throw InputError(f.where, p + ".flops", "'" + dtypes + "' appears twice");
+        entry.rates.push_back({.dtypes = dtypes,
+                               .flops_per_second = positive_number(only(f, p + ".flops", "value", false),
+                                                                   p + ".flops.value"),
+                               .where = f.where});
+      }
+      if (entry.rates.empty()) throw InputError(e.where, p, "has no flops");
+      out.push_back(std::move(entry));
+    }
+  }
+  return table;
+}
+
+std::vector<FlashAttentionRow> read_flash_attention_table(const std::string& path) {
+  std::istringstream in(read_text(path));
+  std::vector<FlashAttentionRow> rows;
+  std::string line;
+  int line_no = 0;
+  bool header = false;
+  while (std::getline(in, line)) {
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty() || line[0] == '#') continue;
+    const SourceLocation where{.file = path, .line = line_no, .column = 1};
+    if (!header) {
+      if (line != FLASH_ATTENTION_HEADER)
+        throw InputError(where, "", fmt::format("expected the header '{}'", FLASH_ATTENTION_HEADER));
+      header = true;
+      continue;
+    }
+    const std::vector<CsvField> f = split_csv(line, where);
+    if (f.size() != 9) throw InputError(where, "", fmt::format("expected 9 fields, got {}", f.size()));
+    auto at = [&](int i) { return SourceLocation{.file = path, .line = line_no, .column = f[i].column}; };
+    auto one_of = [&](int i, const char* column, std::vector<std::string> allowed) {
+      if (std::find(allowed.begin(), allowed.end(), f[i].text) == allowed.end())
+        throw InputError(at(i), column,
+                         fmt::format("unknown value '{}' (expected one of {})", f[i].text, join_names(allowed)));
+      return f[i].text;
+    };
+    auto number = [&](int i, const char* column) {
+      double v = 0;
+      const std::string& s = f[i].text;
+      const auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+      if (ec != std::errc() || ptr != s.data() + s.size() || !(v > 0))
+        throw InputError(at(i), column, "expected a positive number, got '" + s + "'");
+      return v;
+    };
+    auto integer = [&](int i, const char* column) {
+      const double v = number(i, column);
+      if (v != static_cast<double>(static_cast<long>(v)))
+        throw InputError(at(i), column, "expected a positive integer, got '" + f[i].text + "'");
+      return static_cast<long>(v);
+    };
+    FlashAttentionRow r{.gpu = f[0].text, .kernel = f[1].text, .where = where};
+    if (r.gpu.empty()) throw InputError(at(0), "gpu", "must name a GPU type, e.g. H100-SXM5-80GB");
+    if (r.kernel.empty()) throw InputError(at(1), "kernel", "must name the kernel, e.g. FlashAttention-2");
+    r.pass = one_of(2, "pass", {"forward", "backward"});
+    r.dtype = one_of(3, "dtype", {"fp16", "bf16", "fp8"});
+    r.head_dim = static_cast<int>(integer(4, "head_dim"));
+    r.seq = integer(5, "seq");
+    r.causal = one_of(6, "causal", {"true", "false"}) == "true";
+    r.tflops = number(7, "tflops");
+    r.source = f[8].text;
+    if (r.source.empty()) throw InputError(at(8), "source", "every row must cite its source");
+    rows.push_back(std::move(r));
+  }
+  if (!header) throw InputError({.file = path, .line = 1, .column = 1}, "", "empty table (no header)");
+  return rows;
+}
+
+} // namespace odyssey

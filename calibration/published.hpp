@@ -1,0 +1,64 @@
+// Readers of tables measured by others (calibration/published/): OpenXLA's GEMM throughput
+// table (text-proto) and FlashAttention throughput rows (CSV). They only read and check; turning
+// rows into a profile is import.cpp's. Throws InputError with file:line:col for bad input.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "models/input/diagnostics.hpp"
+
+namespace odyssey {
+
+/// One achieved rate of an OpenXLA table entry, per dtype combination ("bf16xbf16->bf16").
+struct XlaMatmulRate {
+  std::string dtypes;
+  double flops_per_second = 0.0;
+  SourceLocation where;
+};
+
+/// One entry of OpenXLA's matmul table: b x (m x k) x (k x n) under a GPU architecture key.
+struct XlaMatmulEntry {
+  std::string arch; ///< "sm_90", the table's key
+  long b = 0;
+  long m = 0;
+  long n = 0;
+  long k = 0;
+  std::vector<XlaMatmulRate> rates;
+  SourceLocation where;
+};
+
+/// A copy of OpenXLA's matmul table and where it was copied from.
+struct XlaMatmulTable {
+  std::string source; ///< the file's `# source: ...` comment line
+  std::vector<XlaMatmulEntry> entries;
+};
+
+/// Reads OpenXLA's `kDefaultMatmulPTable` text-proto: `entries { key: "sm_90" value { entries {
+/// b m n k flops { key value } ... } } }`. `#` starts a comment; a comment line `# source: ...`
+/// before the first entry must cite the copy's origin. Any other field, a repeated or missing
+/// b/m/n/k, a non-positive number or a syntax error is an InputError.
+XlaMatmulTable read_xla_matmul_table(const std::string& path);
+
+/// One row of a FlashAttention throughput table (calibration/published/flash-attention.csv).
+struct FlashAttentionRow {
+  std::string gpu;    ///< Odyssey GPU type, e.g. "H100-SXM5-80GB"
+  std::string kernel; ///< "FlashAttention-2", "FlashAttention-3"
+  std::string pass;   ///< "forward" or "backward"
+  std::string dtype;  ///< "fp16", "bf16", "fp8"
+  int head_dim = 0;
+  long seq = 0;
+  bool causal = false;
+  double tflops = 0.0; ///< TFLOP/s in the papers' convention (causal: half the FLOPs)
+  std::string source;
+  SourceLocation where;
+};
+
+/// The columns a FlashAttention table must have, in this order.
+inline constexpr const char* FLASH_ATTENTION_HEADER = "gpu,kernel,pass,dtype,head_dim,seq,causal,tflops,source";
+
+/// Reads a FlashAttention throughput CSV (header FLASH_ATTENTION_HEADER; fields may be quoted
+/// with "..."; `#` lines are comments). A bad field is an InputError at its line and column.
+std::vector<FlashAttentionRow> read_flash_attention_table(const std::string& path);
+
+} // namespace odyssey

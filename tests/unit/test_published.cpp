@@ -1,0 +1,236 @@
+// Published profiles: the readers of tables measured by others (calibration/published/), the
+// import that turns them into a `kind: published` profile, the loader's checks of the published
+// fields and find_profile's ranking of the three kinds.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <tuple>
+
+#include "calibration/import.hpp"
+#include "calibration/profile.hpp"
+#include "calibration/published.hpp"
+#include "tests/unit/scratch.hpp"
+
+using namespace odyssey;
+using odyssey::test::input_error;
+using odyssey::test::ScratchDir;
+namespace fs = std::filesystem;
+
+namespace {
+
+const fs::path ROOT = fs::path(ODYSSEY_DATA_DIR);
+const fs::path PROFILES = ROOT / "calibration" / "profiles";
+const fs::path XLA_SM90 = ROOT / "calibration" / "published" / "xla-matmul-sm90.textproto";
+const fs::path H100_DATASHEET = PROFILES / "h100-sxm5-80gb-datasheet.yaml";
+
+ImportOptions published_import(const fs::path& out, std::vector<PublishedTable> tables) {
+  return ImportOptions{.published = std::move(tables),
+                       .out = out.string(),
+                       .base = H100_DATASHEET.string(),
+                       .profiles_dir = PROFILES.string()};
+}
+
+fs::path write(const fs::path& dir, const std::string& name, const std::string& text) {
+  const fs::path p = dir / name;
+  std::ofstream(p) << text;
+  return p;
+}
+
+} // namespace
+
+TEST_CASE("calibrate::import: OpenXLA's sm_90 GEMM table becomes a published H100 profile", "[calibration]") {
+  ScratchDir dir("published-xla");
+  const fs::path out = dir.path / "h100-published.yaml";
+  const ImportSummary summary =
+      import_published(published_import(out, {{.format = PublishedFormat::XLA_MATMUL, .path = XLA_SM90.string()}}));
+  const Profile p = load_profile(out.string());
+  const Profile base = load_profile(H100_DATASHEET.string());
+  CHECK(p.provenance.kind == ProfileKind::PUBLISHED);
+  CHECK(p.gpu == "H100-SXM5-80GB");
+
+  SECTION("every bf16 entry, and its rate back within rounding") {
+    const XlaMatmulTable table = read_xla_matmul_table(XLA_SM90.string());
+    CHECK(table.entries.size() == 375); // b in {1, 2, 4} x m, n, k in {256, ..., 4096}
+    std::map<std::tuple<long, long, long, long>, double> bf16;
+    for (const XlaMatmulEntry& e : table.entries)
+      for (const XlaMatmulRate& r : e.rates)
+        if (r.dtypes == "bf16xbf16->bf16") bf16[{e.b, e.m, e.n, e.k}] = r.flops_per_second;
+    REQUIRE(bf16.size() == 375);
+    REQUIRE(p.gemm_points.size() == 375);
+    const double peak = base.peak.at(Precision::BF16).value();
+    for (const GemmPoint& g : p.gemm_points) {
+      CHECK(g.dtype == Precision::BF16);
+      CHECK(g.efficiency * peak == Approx(bf16.at({g.batch, g.m, g.n, g.k})).epsilon(1e-5));
+    }
+  }
+  SECTION("the copy is whole: every rate is 2 b m n k over a whole number of nanoseconds") {
+    // OpenXLA's generator divides by an integer time in ns, so a miscopied digit breaks this.
+    const XlaMatmulTable table = read_xla_matmul_table(XLA_SM90.string());
+    int checked = 0;
+    for (const XlaMatmulEntry& e : table.entries) {
+      for (const XlaMatmulRate& r : e.rates) {
+        const double work_ns = 2.0 * double(e.b) * double(e.m) * double(e.n) * double(e.k) * 1e9;
+        const double ns = std::round(work_ns / r.flops_per_second);
+        INFO("b " << e.b << " m " << e.m << " n " << e.n << " k " << e.k << " " << r.dtypes);
+        CHECK(std::abs(work_ns / ns - r.flops_per_second) <= 1.0);
+        ++checked;
+      }
+    }
+    CHECK(checked == 750);
+  }
+  SECTION("each table names its source; the base's other values are kept") {
+    REQUIRE(p.tables.size() == 1);
+    CHECK(p.tables[0].table == "gemm bf16");
+    CHECK_THAT(p.tables[0].source, Catch::Contains("372d578bb861cc5804e56d37d93aec931a59762c") &&
+                                       Catch::Contains("matmul_interpolator_data.h"));
+    CHECK(p.attention_efficiency == base.attention_efficiency);
+    CHECK(p.nvlink.nvls_efficiency == base.nvlink.nvls_efficiency);
+    CHECK(p.peak.at(Precision::FP8).value() == base.peak.at(Precision::FP8).value());
+  }
+  SECTION("f32 rates are left out, not priced at a peak they are not a fraction of") {
+    // The H100 datasheet profile has no fp32 peak (only tf32, which Odyssey does not price).
+    REQUIRE(summary.skipped.size() == 1);
+    CHECK_THAT(summary.skipped[0], Catch::Contains("375 'f32xf32->f32' rates") && Catch::Contains("no fp32 peak"));
+  }
+}
+
+TEST_CASE("calibrate::import: FlashAttention rows become attention points of their GPU", "[calibration]") {
+  ScratchDir dir("published-fa");
+  const fs::path out = dir.path / "h100-published.yaml";
+  const fs::path csv = ROOT / "tests" / "calibration" / "fixture-flash-attention.csv";
+  import_published(published_import(out, {{.format = PublishedFormat::FLASH_ATTENTION, .path = csv.string()}}));
+  const Profile p = load_profile(out.string());
+  REQUIRE(p.attention_points.size() == 3); // the A100 row is not this GPU's
+  const double peak = 989.4e12;
+  CHECK(p.attention_points[0].pass == AttentionPass::FORWARD);
+  CHECK_FALSE(p.attention_points[0].causal);
+  CHECK(p.attention_points[0].efficiency * peak == Approx(500e12).epsilon(1e-5));
+  CHECK(p.attention_points[1].causal);
+  CHECK(p.attention_points[1].efficiency * peak == Approx(400e12).epsilon(1e-5));
+  CHECK(p.attention_points[2].pass == AttentionPass::BACKWARD);
+  CHECK(p.attention_points[2].efficiency * peak == Approx(450e12).epsilon(1e-5));
+  REQUIRE(p.tables.size() == 2);
+  CHECK(p.tables[0].table == "attention backward bf16");
+  CHECK(p.tables[1].table == "attention forward bf16");
+  CHECK_THAT(p.tables[1].source, Catch::Contains("synthetic test fixture"));
+}
+
+TEST_CASE("calibrate::import: find_profile prefers measured over published over datasheet", "[calibration]") {
+  ScratchDir dir("published-rank");
+  fs::copy_file(H100_DATASHEET, dir.path / "h100-sxm5-80gb-datasheet.yaml");
+  CHECK(find_profile(dir.path.string(), "H100-SXM5-80GB") == (dir.path / "h100-sxm5-80gb-datasheet.yaml").string());
+  // Named to sort first, so that only the kind can make it win.
+  const fs::path published = dir.path / "a-published.yaml";
+  import_published(published_import(published, {{.format = PublishedFormat::XLA_MATMUL, .path = XLA_SM90.string()}}));
+  CHECK(find_profile(dir.path.string(), "H100-SXM5-80GB") == published.string());
+  // The measured fixture's date is the datasheet's too; its kind decides.
+  const fs::path fixtures = ROOT / "tests" / "calibration";
+  const fs::path measured = dir.path / "z-measured.yaml";
+  import_profile(ImportOptions{.raw_files = {(fixtures / "fixture-gemm.json").string()},
+                               .out = measured.string(),
+                               .gpu = "H100-SXM5-80GB",
+                               .base = H100_DATASHEET.string()});
+  CHECK(find_profile(dir.path.string(), "H100-SXM5-80GB") == measured.string());
+}
+
+TEST_CASE("calibrate::read_xla_matmul_table: malformed text-proto", "[calibration]") {
+  ScratchDir dir("published-bad-proto");
+  const std::string head = "# source: test\nentries {\n  key: \"sm_90\"\n  value {\n";
+  const std::string tail = "  }\n}\n";
+  auto error_of = [&](const std::string& body) {
+    const fs::path f = write(dir.path, "t.textproto", head + body + tail);
+    return input_error([&] { read_xla_matmul_table(f.string()); });
+  };
+  const std::string file = (dir.path / "t.textproto").string();
+  SECTION("an unknown field, with a did-you-mean") {
+    CHECK(error_of("    entries { b: 1 m: 2 n: 3 kk: 4 flops { key: \"x\" value: 1 } }\n") ==
+          file + ":5:30: error: entries.value.entries.kk: unknown field 'kk' (did you mean 'k'?)");
+  }
+  SECTION("a missing dimension") {
+    CHECK(error_of("    entries { b: 1 m: 2 n: 3 flops { key: \"x\" value: 1 } }\n") ==
+          file + ":5:5: error: entries.value.entries: missing field 'k'");
+  }
+  SECTION("a value that is not a positive number") {
+    CHECK(error_of("    entries { b: 1 m: 2 n: 3 k: 4 flops { key: \"x\" value: -5 } }\n") ==
+          file + ":5:59: error: entries.value.entries.flops.value: expected a positive number, got -5");
+  }
+  SECTION("an unclosed message") {
+    const fs::path f = write(dir.path, "t.textproto", head + "    entries { b: 1\n");
+    CHECK(input_error([&] { read_xla_matmul_table(f.string()); }) ==
+          file + ":6:1: error: entries.value.entries: expected '}' to close 'entries', got end of file");
+  }
+  SECTION("no source") {
+    const fs::path f = write(dir.path, "t.textproto", "entries { key: \"sm_90\" value { } }\n");
+    CHECK_THAT(input_error([&] { read_xla_matmul_table(f.string()); }),
+               Catch::StartsWith(file + ":1:1: error: ") && Catch::Contains("# source:"));
+  }
+  SECTION("no entries for the profile's GPU") {
+    const fs::path f = write(dir.path, "t.textproto",
+                             "# source: test\nentries { key: \"sm_100\" value { entries { b: 1 m: 2 n: 3 k: 4 "
+                             "flops { key: \"bf16xbf16->bf16\" value: 1 } } } }\n");
+    CHECK_THAT(input_error([&] {
+                 import_published(published_import(dir.path / "out.yaml",
+                                                   {{.format = PublishedFormat::XLA_MATMUL, .path = f.string()}}));
+               }),
+               Catch::Contains("no entries under 'sm_90' (H100-SXM5-80GB); the table has sm_100"));
+  }
+}
+
+TEST_CASE("calibrate::read_flash_attention_table: malformed rows", "[calibration]") {
+  ScratchDir dir("published-bad-csv");
+  const std::string header = std::string(FLASH_ATTENTION_HEADER) + "\n";
+  const fs::path f = dir.path / "fa.csv";
+  auto error_of = [&](const std::string& text) {
+    std::ofstream(f) << text;
+    return input_error([&] { read_flash_attention_table(f.string()); });
+  };
+  CHECK(error_of(header + "H100-SXM5-80GB,FA3,sideways,bf16,128,512,false,300,src\n") ==
+        f.string() + ":2:20: error: pass: unknown value 'sideways' (expected one of forward, backward)");
+  CHECK(error_of(header + "H100-SXM5-80GB,FA3,forward,bf16,128,512,false,300,\n") ==
+        f.string() + ":2:51: error: source: every row must cite its source");
+  CHECK_THAT(error_of("gpu,pass\n"), Catch::StartsWith(f.string() + ":1:1: error: expected the header"));
+}
+
+TEST_CASE("profile::load_profile: published fields", "[calibration]") {
+  ScratchDir dir("published-load");
+  std::ifstream in(H100_DATASHEET);
+  const std::string datasheet((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto with = [&](const std::string& from, const std::string& to, const std::string& extra = "") {
+    std::string text = datasheet;
+    const auto at = text.find(from);
+    REQUIRE(at != std::string::npos);
+    text.replace(at, from.size(), to);
+    return write(dir.path, "p.yaml", text + extra).string();
+  };
+  SECTION("a published profile must list its tables") {
+    const std::string f = with("kind: datasheet", "kind: published");
+    CHECK(input_error([&] { load_profile(f); }) ==
+          f + ":8:7: error: kind: a published profile must list its tables and their sources under 'tables'");
+  }
+  SECTION("tables, attention points and batched GEMM points are read") {
+    const std::string f = with("kind: datasheet", "kind: published",
+                               "tables:\n  - {table: gemm bf16, source: \"somewhere@abc\"}\n"
+                               "gemm_points:\n  - {m: 256, n: 512, k: 1024, batch: 4, dtype: bf16, efficiency: 0.5}\n"
+                               "attention_points:\n  - {pass: backward, head_dim: 64, seq: 4096, causal: true, "
+                               "dtype: bf16, efficiency: 0.4}\n");
+    const Profile p = load_profile(f);
+    REQUIRE(p.tables.size() == 1);
+    CHECK(p.tables[0].source == "somewhere@abc");
+    REQUIRE(p.gemm_points.size() == 1);
+    CHECK(p.gemm_points[0].batch == 4);
+    REQUIRE(p.attention_points.size() == 1);
+    CHECK(p.attention_points[0].pass == AttentionPass::BACKWARD);
+    CHECK(p.attention_points[0].causal);
+    CHECK(p.attention_points[0].seq == 4096);
+  }
+  SECTION("a bad attention point") {
+    const std::string f = with("kind: datasheet", "kind: datasheet",
+                               "attention_points:\n  - {pass: sideways, head_dim: 64, seq: 4096, causal: true, "
+                               "dtype: bf16, efficiency: 0.4}\n");
+    CHECK_THAT(input_error([&] { load_profile(f); }),
+               Catch::Contains("attention_points[0].pass: unknown value 'sideways'"));
+  }
+}
