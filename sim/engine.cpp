@@ -117,15 +117,6 @@ DpRequest dp_request(const CollectiveOp& op) {
   return {.kind = op.kind, .group = dp_group_of(op.group), .bytes = op.bytes, .label = op.name};
 }
 
-struct BlockState;
-
-/// A pipeline send not yet received (parallelism.pipeline_sync): the receiving block and its slot.
-struct PendingSend {
-  BlockState* peer = nullptr;
-  size_t slot = 0;
-  bool activation = true;
-};
-
 /// Per-(stage, expert-group replica) actor state; touched only from SimGrid actors (one thread).
 struct BlockState {
   int stage = 0;
@@ -133,8 +124,6 @@ struct BlockState {
   long base = 0;                      ///< first global GPU index of the block
   std::vector<char> activation_ready; ///< [chunk * m + mb]: sender finished its forward
   std::vector<char> gradient_ready;   ///< [chunk * m + mb]: sender finished its backward
-  std::vector<char> activation_taken; ///< [chunk * m + mb]: this block received it (pipeline_sync)
-  std::vector<char> gradient_taken;
   std::vector<std::vector<sg4::CommPtr>> incoming_activation; ///< with pp overlap: flows in flight
   std::vector<std::vector<sg4::CommPtr>> incoming_gradient;
   sg4::MutexPtr mutex;
@@ -204,7 +193,7 @@ private:
             const std::string& what);
   std::vector<sim::Flow> pp_edges(long from_base, long to_base, Bytes bytes) const;
   void run_block(BlockState& b, const PricedBlock& block, const std::string& name);
-  void finish_p2p_call(BlockState& b, std::vector<PendingSend>& sends);
+  void synchronize(BlockState& b);
   Seconds analytic_tp(const CollectiveOp& op) const;
 
   const MachineSpec& machine_;
@@ -589,7 +578,9 @@ void Simulation::pull(BlockState& b, int from_stage, size_t slot, bool activatio
   }
   record(b, Category::PP_WAIT, t0, "pp", "wait");
   t0 = sg4::Engine::get_clock();
-  if (p_.pp_overlap) {
+  if (p_.pipeline_sync) {
+    // The blocking send moved the data before it marked the message ready.
+  } else if (p_.pp_overlap) {
     auto& incoming = (activation ? b.incoming_activation : b.incoming_gradient)[slot];
     sg4::Comm::wait_all(incoming);
     incoming.clear();
@@ -603,31 +594,17 @@ void Simulation::pull(BlockState& b, int from_stage, size_t slot, bool activatio
     }
   }
   record(b, Category::PP_TRANSFER, t0, "pp", what, flow_id(b.stage, slot, activation));
-  if (p_.pipeline_sync) {
-    std::unique_lock lock(*b.mutex);
-    (activation ? b.activation_taken : b.gradient_taken)[slot] = 1;
-    b.cv->notify_all();
-  }
+  if (p_.pipeline_sync) synchronize(b);
 }
 
-/// Megatron-LM 2021's p2p_communication: every batched send/recv call waits for its sends to be
-/// received (blocking, no overlap with compute) and ends with torch.cuda.synchronize(), which
-/// drains the GPU queue, so the next kernel starts only when the host has launched it again: one
-/// kernel launch overhead per call.
-void Simulation::finish_p2p_call(BlockState& b, std::vector<PendingSend>& sends) {
+/// Megatron-LM 2021's p2p_communication ends every send/recv call with torch.cuda.synchronize(),
+/// which drains the GPU queue: the next kernel starts only when the host has launched it again,
+/// one kernel launch overhead per call.
+void Simulation::synchronize(BlockState& b) {
   const double t0 = sg4::Engine::get_clock();
-  for (const PendingSend& send : sends) {
-    BlockState& peer = *send.peer;
-    std::unique_lock lock(*peer.mutex);
-    const std::vector<char>& taken = send.activation ? peer.activation_taken : peer.gradient_taken;
-    while (taken[send.slot] == 0) peer.cv->wait(lock);
-  }
-  sends.clear();
-  record(b, Category::PP_WAIT, t0, "pp", "wait for send");
-  const double t1 = sg4::Engine::get_clock();
   sg4::this_actor::sleep_for(cost_.profile().launch_overhead.value());
   ++result_.activities;
-  record(b, Category::PP_TRANSFER, t1, "pp", "device synchronize");
+  record(b, Category::PP_TRANSFER, t0, "pp", "device synchronize");
 }
 
 void Simulation::stage_actor(BlockState& b) {
@@ -680,13 +657,20 @@ void Simulation::stage_actor(BlockState& b) {
                                      .label = fmt::format("expert gradients bucket {}", k),
                                      .deferred_wait = true}));
   };
-  // pipeline_sync: sends wait to be received at the end of the p2p call they belong to, the
-  // receive that follows them (Megatron's send_forward_recv_backward and the like) or alone.
-  std::vector<PendingSend> unreceived;
   auto notify = [&](int stage, int chunk, int mb, bool activation, Bytes bytes) {
     BlockState& peer = *blocks_[static_cast<size_t>(stage)][static_cast<size_t>(b.replica)];
     const size_t slot = static_cast<size_t>(chunk * m + mb);
-    if (p_.pipeline_sync) unreceived.push_back({.peer = &peer, .slot = slot, .activation = activation});
+    if (p_.pipeline_sync) {
+      // Blocking send (Megatron-LM 2021): this stage moves the message before it goes on.
+      const double t0 = sg4::Engine::get_clock();
+      run_flows(pp_edges(b.base, peer.base, bytes));
+      const CollectivePlan inter =
+          cost_.collective(CollectiveKind::SEND_RECV, bytes, GroupShape{.ranks = 2, .servers = 2});
+      if (inter.latency.value() > 0) sg4::this_actor::sleep_for(inter.latency.value());
+      ++result_.activities;
+      record(b, Category::PP_TRANSFER, t0, "pp", fmt::format("send {} mb{}", activation ? "act" : "grad", mb));
+      synchronize(b);
+    }
     if (p_.pp_overlap) {
       // The send is asynchronous: its flows start now and this stage goes on computing.
       (activation ? peer.incoming_activation : peer.incoming_gradient)[slot] =
@@ -717,17 +701,12 @@ void Simulation::stage_actor(BlockState& b) {
                                           : step.kind == StepKind::BACKWARD_WEIGHT ? "W"
                                                                                    : "B",
                                           step.microbatch, step.chunk);
-    const bool receives = step.kind == StepKind::FORWARD ? j > 0
-                          : step.kind == StepKind::BACKWARD_WEIGHT ? false
-                                                                   : j < last_virtual;
-    if (p_.pipeline_sync && !receives && !unreceived.empty()) finish_p2p_call(b, unreceived);
     if (step.kind == StepKind::FORWARD) {
       if (j > 0) {
         const int from = (j - 1) % pp;
         pull(b, from, slot, true,
              priced_[static_cast<size_t>(from)][static_cast<size_t>((j - 1) / pp)].activation,
              fmt::format("recv act mb{}", step.microbatch));
-        if (p_.pipeline_sync) finish_p2p_call(b, unreceived);
       }
       run_block(b, step.microbatch == 0 ? pc.first_forward : pc.forward, label);
       if (j < last_virtual) notify((j + 1) % pp, (j + 1) / pp, step.microbatch, true, pc.activation);
@@ -736,7 +715,6 @@ void Simulation::stage_actor(BlockState& b) {
     if (step.kind == StepKind::BACKWARD || step.kind == StepKind::BACKWARD_INPUT) {
       if (j < last_virtual) {
         pull(b, (j + 1) % pp, slot, false, pc.activation, fmt::format("recv grad mb{}", step.microbatch));
-        if (p_.pipeline_sync) finish_p2p_call(b, unreceived);
       }
     }
     const PricedBlock& work = step.kind == StepKind::BACKWARD         ? pc.backward
@@ -769,7 +747,6 @@ void Simulation::stage_actor(BlockState& b) {
     }
   }
 
-  if (!unreceived.empty()) finish_p2p_call(b, unreceived);
   for (const PricedChunk* pc : deferred) release(*pc, 0, 1);
   double t0 = sg4::Engine::get_clock();
   for (int seq : pending) wait_dp(b, seq);
@@ -912,8 +889,6 @@ SimulationResult Simulation::run() {
       b->base = block_base(s, e);
       b->activation_ready.assign(static_cast<size_t>(v * m), 0);
       b->gradient_ready.assign(static_cast<size_t>(v * m), 0);
-      b->activation_taken.assign(static_cast<size_t>(v * m), 0);
-      b->gradient_taken.assign(static_cast<size_t>(v * m), 0);
       b->incoming_activation.resize(static_cast<size_t>(v * m));
       b->incoming_gradient.resize(static_cast<size_t>(v * m));
       b->mutex = sg4::Mutex::create();
