@@ -12,13 +12,13 @@
 // Activations follow Korthikanti et al. 2022 sec. 4 (Table 2), derived tensor by tensor so that
 // GQA and SwiGLU shapes get their own coefficient and GPT shapes get exactly the paper's:
 //   kept whole on every TP rank (split by t with sequence parallelism): both norm inputs, the QKV
-//   input, the MLP input (d bytes each: 4*d*s*b*h) and the two dropout masks (1 byte each: 2*s*b*h)
-//   -> 10*s*b*h for GPT in fp16;
+//   input, the MLP input (d bytes each: 4*d*s*b*h) and, when the model trains with dropout, the
+//   two dropout masks (1 byte each: 2*s*b*h) -> 10*s*b*h for GPT in fp16;
 //   split by t: Q (d*s*b*q), K and V (d*s*b*kv each), the output-projection input (d*s*b*q), the
 //   MLP activation input (GELU: d*s*b*f; SwiGLU gate and up: 2*d*s*b*f) and the down-projection
 //   input (d*s*b*f) -> 24*s*b*h/t for GPT (q = kv = h, f = 4h, d = 2);
 //   the attention scores (softmax output d, dropout mask 1, dropout output d bytes per element of
-//   the b*(a/t)*s*s matrix) -> 5*a*s^2*b/t; no dropout (Llama) keeps only the softmax output.
+//   the b*(a/t)*s*s matrix) -> 5*a*s^2*b/t; without dropout (Llama) only the softmax output.
 // Flash attention stores none of the scores (its fp32 log-sum-exp, 4*b*a*s/t bytes, is left out:
 // below 0.1% of a layer for s >= 2048). Selective recomputation drops the scores; full
 // recomputation keeps the layer input (d*s*b*h, split by t with sequence parallelism since the
@@ -28,6 +28,8 @@
 // scores are (s/cp) x s per head. An MoE layer keeps, instead of the dense MLP's split tensors,
 // the routed token copies (T = b*s/cp*top_k*capacity_factor rows: the expert input, d*T*h, and the
 // expert FFN's, d*T*(2|3)*f_e/t) and the fp32 router probabilities with int64 top-k indices.
+// FP8 training adds Transformer Engine's cached FP8 copy of each FP8 GEMM's weight and its
+// transpose (1 byte each per element) to the weights, kept for the whole iteration.
 // Zero-bubble schedules free a micro-batch's activations after its weight-gradient pass, which
 // still needs the GEMM inputs (Qi et al. 2023 sec. 2 count M_B for B and W together).
 #include <algorithm>
@@ -40,14 +42,26 @@ namespace {
 
 constexpr double MIB = 1024.0 * 1024.0;
 
-/// cuBLAS workspace: cuBLAS recommends 32 MiB on Hopper (4 MiB before) and Transformer Engine
-/// allocates 32 MiB; take the larger so one figure serves every GPU.
+/// cuBLAS workspace: the cuBLAS documentation (cublasSetWorkspace) recommends 32 MiB on Hopper and
+/// 4 MiB on earlier GPUs, which PyTorch allocates per handle and stream (CUBLAS_WORKSPACE_CONFIG
+/// default, pytorch/pytorch#120925), and Transformer Engine allocates 32 MiB per stream. The
+/// memory model does not know the GPU: take the larger, at most 28 MiB too much on an A100.
 constexpr double CUBLAS_WORKSPACE = 32 * MIB;
-/// NCCL buffers per communicator: NCCL_BUFFSIZE (4 MiB, Simple protocol) per channel per ring
-/// neighbour (2), for 16 channels, a typical count on NVSwitch and multi-rail InfiniBand systems.
-constexpr double NCCL_BUFFERS_PER_COMMUNICATOR = 4 * MIB * 2 * 16;
-/// CUDA context, kernel images and NCCL/cuBLAS handles: about 0.5 GiB in nvidia-smi for a PyTorch
-/// process on A100/H100, outside the caching allocator but on the GPU.
+/// NCCL buffers of one connection of one channel, one per protocol, at NCCL's defaults (src/init.cc):
+/// Simple DEFAULT_BUFFSIZE 4 MiB (NCCL_BUFFSIZE), LL DEFAULT_LL_BUFFSIZE = 8 lines per thread x 512
+/// threads x 8 steps x 16 B = 512 KiB, LL128 DEFAULT_LL128_BUFFSIZE = 120 elements per thread x
+/// 640 threads x 8 steps x 8 B = 4.6875 MiB.
+constexpr double NCCL_BUFFERS_PER_CONNECTION = 4 * MIB + 0.5 * MIB + 4.6875 * MIB;
+/// NCCL channels of a communicator. ASSUMPTION: 16, a typical count on NVSwitch and multi-rail
+/// InfiniBand systems (NCCL_MIN_NCHANNELS/NCCL_MAX_NCHANNELS tune it).
+constexpr double NCCL_CHANNELS = 16;
+/// Connections each GPU holds per channel: a ring's two neighbours (send and receive).
+constexpr double NCCL_CONNECTIONS_PER_CHANNEL = 2;
+constexpr double NCCL_BUFFERS_PER_COMMUNICATOR =
+    NCCL_BUFFERS_PER_CONNECTION * NCCL_CHANNELS * NCCL_CONNECTIONS_PER_CHANNEL;
+/// CUDA context, kernel images and the NCCL/cuBLAS handles, outside the caching allocator but on
+/// the GPU. ASSUMPTION: 512 MiB, within the 300-600 MiB that nvidia-smi shows for a PyTorch
+/// process with CUDA 11/12 on A100/H100 (less with CUDA_MODULE_LOADING=LAZY, CUDA 11.7+).
 constexpr double CUDA_CONTEXT = 512 * MIB;
 /// Allocator fragmentation as a fraction of activation memory. ZeRO-R (Rajbhandari et al. 2020
 /// sec. 6.3) traces fragmentation to interleaved short- and long-lived activation buffers, while
@@ -63,11 +77,11 @@ double activation_bytes_per_element(Precision p) {
 
 Bytes Workload::attention_score_activations() const {
   if (training_.flash_attention) return Bytes(0);
-  const bool llama = model_.activation == Activation::SWIGLU;
+  const bool dropout = dropout_probability(model_) > 0;
   const double d = activation_bytes_per_element(training_.precision);
   const double elements = double(training_.micro_batch) * (model_.heads / parallelism_.tp) *
                           double(model_.seq_len / parallelism_.cp) * double(model_.seq_len);
-  return Bytes(elements * (llama ? d : 2 * d + 1));
+  return Bytes(elements * (dropout ? 2 * d + 1 : d));
 }
 
 Bytes Workload::layer_activation_bytes(bool moe, Recompute r) const {
@@ -78,7 +92,7 @@ Bytes Workload::layer_activation_bytes(bool moe, Recompute r) const {
   const double sb = double(training_.micro_batch) * (model_.seq_len / parallelism_.cp);
   const double h = model_.hidden;
   if (r == Recompute::FULL) return Bytes(sb * h * d / (sp ? t : 1.0));
-  const double mask = llama ? 0.0 : 1.0;
+  const double mask = dropout_probability(model_) > 0 ? 1.0 : 0.0;
   const double hd = model_.head_dim();
   const double q = double(model_.heads / parallelism_.tp) * hd;
   const double kv = double(std::max(model_.kv_heads / parallelism_.tp, 1)) * hd;
@@ -123,10 +137,10 @@ Bytes Workload::chunk_activations(int stage, int chunk_index) const {
     bytes += moe ? moe_layer_activations() : layer_activations();
   }
   // Korthikanti et al. 2022 sec. 4.3: the first stage keeps the embedding-dropout mask (1 byte
-  // per element; Llama-style models have no dropout); the last keeps the final-norm input and the
+  // per element, when the model trains with dropout); the last keeps the final-norm input and the
   // LM-head input (d bytes each) and the fp32 logits of the cross-entropy (4*s*b*V/t), which is
   // 4*s*b*h/t*(1 + V/h) with sequence parallelism in fp16.
-  if (c.has_embedding && model_.activation != Activation::SWIGLU) bytes += Bytes(sbh);
+  if (c.has_embedding && dropout_probability(model_) > 0) bytes += Bytes(sbh);
   if (c.has_lm_head) {
     const double logits = sb * double(vocab_padded() / parallelism_.tp);
     bytes += Bytes(2 * d * sbh + 4 * logits);
@@ -224,6 +238,7 @@ MemoryBreakdown Workload::memory(int stage) const {
     }
     m.weights += Bytes(largest * (parallelism_.zero_overlap ? 2 : 1));
   }
+  m.weights += fp8_weight_cache_bytes(stage);
   m.gradients = sharded(gradient_bytes, 2);
   m.optimizer_states = sharded(optimizer_bytes, 1);
   m.activations = peak_activations(stage);

@@ -47,6 +47,14 @@ const std::vector<Field<ModelSpec>>& model_fields() {
       {"seq_len", "positive integer", REQUIRED, "sequence length in tokens",
        [](ModelSpec& m, const YamlValue& v) { m.seq_len = positive_int(v); },
        [](const ModelSpec& m) { return std::to_string(m.seq_len); }},
+      {"dropout", "number in [0, 1)", "0.1 (gelu), 0 (swiglu)",
+       "dropout probability of hidden states and attention probabilities; 0: no dropout kernels or masks",
+       [](ModelSpec& m, const YamlValue& v) {
+         const double p = v.as_number();
+         if (!(p >= 0 && p < 1)) v.fail(fmt::format("must be at least 0 and below 1, got '{}'", v.as_string()));
+         m.dropout = p;
+       },
+       [](const ModelSpec& m) { return yaml_number(dropout_probability(m)); }},
       {"moe.experts", "positive integer", "none (dense)",
        "experts per MoE layer; any moe key makes the model mixture-of-experts and requires this one",
        [](ModelSpec& m, const YamlValue& v) { moe_of(m).experts = positive_int(v); },

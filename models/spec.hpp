@@ -40,8 +40,24 @@ struct ModelSpec {
   int vocab = 0;
   int seq_len = 0;
   std::optional<MoeSpec> moe; ///< absent: dense
+  /// Dropout probability of the hidden states and the attention probabilities (Megatron-LM's
+  /// --hidden-dropout and --attention-dropout); unset: default_dropout(activation).
+  std::optional<double> dropout;
   [[nodiscard]] int head_dim() const { return hidden / heads; }
 };
+
+/// Dropout of a model that does not set it: 0.1 for GPT-style (GELU) models, Megatron-LM's default
+/// --hidden-dropout and --attention-dropout (megatron/arguments.py), which GPT-3 and the Megatron
+/// 2021 runs train with; 0 for Llama-style (SwiGLU) models, which train without dropout (Meta's
+/// llama/model.py has no dropout layer).
+constexpr double default_dropout(Activation a) {
+  return a == Activation::GELU ? 0.1 : 0.0;
+}
+
+/// The dropout probability `m` trains with.
+inline double dropout_probability(const ModelSpec& m) {
+  return m.dropout.value_or(default_dropout(m.activation));
+}
 
 struct TrainingSpec {
   int global_batch = 0; ///< sequences per iteration
@@ -49,6 +65,10 @@ struct TrainingSpec {
   Precision precision = Precision::FP16;
   bool flash_attention = true;  ///< fused memory-efficient attention (no s^2 score matrix in memory);
                                 ///< Megatron-LM 2021 predates it
+  /// The weight-gradient GEMM accumulates into the fp32 main gradient (Megatron-LM
+  /// --gradient-accumulation-fusion, 2022); false: it writes a 16-bit gradient that a separate
+  /// kernel adds to the main gradient, every micro-batch (Megatron-LM 2021).
+  bool gradient_accumulation_fusion = true;
   std::optional<double> tokens; ///< token budget for time-to-train
 };
 
@@ -71,6 +91,9 @@ struct ParallelismSpec {
   bool tp_overlap = false;    ///< TP communication overlapped with GEMMs (userbuffers-style)
   bool pp_overlap = false;    ///< pipeline send/recv overlapped with compute
   bool zero_overlap = true;   ///< ZeRO-3 parameter all-gather prefetched during compute
+  /// Megatron-LM 2021's p2p_communication: blocking batched send/recv followed by
+  /// torch.cuda.synchronize() (the next kernel waits for the host to launch it).
+  bool pipeline_sync = false;
   [[nodiscard]] int gpus() const { return tp * pp * dp * cp; }
 };
 

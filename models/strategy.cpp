@@ -155,6 +155,10 @@ std::optional<StrategyProblem> check_strategy(const ModelSpec& m, const Training
                    fmt::format("sequence_parallel needs seq_len / cp ({} / {} = {}) divisible by tp ({})",
                                m.seq_len, p.cp, m.seq_len / p.cp, p.tp));
 
+  if (p.pipeline_sync && p.pp_overlap)
+    return problem("parallelism.pipeline_sync",
+                   "pipeline_sync makes pipeline send/recv blocking: it cannot be combined with overlap.pp");
+
   if (p.ep > 1 && !m.moe)
     return problem(
         "parallelism.ep",

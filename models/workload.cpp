@@ -54,7 +54,9 @@ struct LocalShape {
   long routed = 0;        ///< token copies this GPU dispatches: tokens*top_k*capacity
   long top_k = 0;
   int ep = 1;
-  bool llama = false; ///< RMSNorm, SwiGLU, rotary embeddings, no bias, no dropout
+  bool llama = false;   ///< RMSNorm, SwiGLU, rotary embeddings, no bias
+  bool dropout = false; ///< dropout probability > 0: dropout kernels and their 1-byte masks
+  bool accumulation_fusion = true; ///< dW GEMMs accumulate into the main gradient
   bool flash = true;
   bool sp = false;
   Precision gemm_dtype = Precision::FP16;
@@ -62,6 +64,7 @@ struct LocalShape {
   double d = 2;    ///< bytes per activation element
   double g = 2;    ///< bytes per GEMM operand element
   double grad = 4; ///< bytes per gradient element (accumulation and reduction)
+  double w = 2;    ///< bytes per weight element (the dtype of an unfused weight gradient)
 };
 
 /// An op with its identity set; the caller fills in shape, FLOPs, bytes and kernels.
@@ -85,10 +88,12 @@ public:
     const double count = double(batch);
     op.flops = Flops(2.0 * double(m) * double(n) * double(k) * count);
     if (pass == Pass::BACKWARD_WEIGHT) {
-      // dW = X^T dY accumulated into the gradient buffer (Megatron-LM gradient_accumulation_fusion):
-      // read both operands, read-modify-write the gradient.
-      op.bytes = Bytes(count * ((double(k) * double(m) + double(k) * double(n)) * x_.g +
-                                double(m) * double(n) * 2 * x_.grad));
+      // dW = X^T dY: read both operands; accumulated into the gradient buffer (Megatron-LM
+      // gradient_accumulation_fusion) it read-modify-writes the gradient, else it writes a
+      // gradient in the weight dtype that add_gradient_accumulation adds to the main gradient.
+      const double out = x_.accumulation_fusion ? 2 * x_.grad : x_.w;
+      op.bytes =
+          Bytes(count * ((double(k) * double(m) + double(k) * double(n)) * x_.g + double(m) * double(n) * out));
     } else {
       op.bytes = Bytes(
           count * ((double(m) * double(k) + double(k) * double(n)) * x_.g + double(m) * double(n) * x_.d));
@@ -222,7 +227,7 @@ public:
     w.compute.push_back(batched_gemm("attn_scores", Pass::FORWARD, x_.s, x_.s_kv, x_.head_dim));
     w.compute.push_back(batched_gemm("attn_values", Pass::FORWARD, x_.s, x_.head_dim, x_.s_kv));
     w.compute.push_back(memory_bound("scale_mask_softmax", Pass::FORWARD, 2 * n * x_.d));
-    if (!x_.llama) w.compute.push_back(memory_bound("attn_dropout", Pass::FORWARD, n * (2 * x_.d + 1)));
+    if (x_.dropout) w.compute.push_back(memory_bound("attn_dropout", Pass::FORWARD, n * (2 * x_.d + 1)));
   }
 
   /// Norm, QKV, attention core, output projection and residual of one layer's forward.
@@ -340,13 +345,14 @@ public:
     w.compute.push_back(router_gemm("moe_router_wgrad", p, x_.h, x_.experts, x_.tokens));
   }
 
-  /// Bias-dropout-add (GPT: read output and residual, write sum and 1-byte mask) or the plain
-  /// residual add of Llama-style models, which train without dropout.
+  /// Bias-dropout-add (read output and residual, write sum and 1-byte mask) or, without dropout,
+  /// the plain residual add. Its backward (only with dropout: the add's gradient passes through)
+  /// reads the gradient and the mask and writes the masked gradient.
   ComputeOp residual(Pass pass) const {
     const double n = double(x_.rows) * double(x_.h);
     if (pass == Pass::FORWARD)
-      return x_.llama ? memory_bound("residual_add", pass, 3 * n * x_.d)
-                      : memory_bound("dropout_add", pass, n * (3 * x_.d + 1));
+      return x_.dropout ? memory_bound("dropout_add", pass, n * (3 * x_.d + 1))
+                        : memory_bound("residual_add", pass, 3 * n * x_.d);
     return memory_bound("dropout_add_bwd", pass, n * (2 * x_.d + 1));
   }
 
@@ -371,7 +377,7 @@ public:
       else
         w.comm.push_back(tp("tp_" + what + "_grad", CollectiveKind::ALL_REDUCE, hidden_bytes()));
     };
-    if (!x_.llama) w.compute.push_back(residual(p));
+    if (x_.dropout) w.compute.push_back(residual(p));
     backward_gather("mlp_down");
     if (moe) {
       moe_backward_input(w);
@@ -387,7 +393,7 @@ public:
     backward_reduce("mlp_up");
     // Norm backward (read x and dy, write dx) plus the residual-gradient accumulation.
     w.compute.push_back(memory_bound(std::string(norm_name()) + "_bwd", p, 6 * hidden_rows * x_.d, 2));
-    if (!x_.llama) w.compute.push_back(residual(p));
+    if (x_.dropout) w.compute.push_back(residual(p));
     backward_gather("attn_out");
     w.compute.push_back(gemm("attn_out_dgrad", p, x_.tokens, x_.q, x_.h));
     context_parallel_backward(w);
@@ -402,7 +408,7 @@ public:
       w.compute.push_back(batched_gemm("attn_values_dgrad_p", p, x_.s, x_.s_kv, x_.head_dim));
       w.compute.push_back(batched_gemm("attn_scores_dgrad_q", p, x_.s, x_.head_dim, x_.s_kv));
       w.compute.push_back(batched_gemm("attn_scores_dgrad_k", p, x_.s_kv, x_.head_dim, x_.s));
-      if (!x_.llama) w.compute.push_back(memory_bound("attn_dropout_bwd", p, n * (2 * x_.d + 1)));
+      if (x_.dropout) w.compute.push_back(memory_bound("attn_dropout_bwd", p, n * (2 * x_.d + 1)));
       w.compute.push_back(memory_bound("scale_mask_softmax_bwd", p, 3 * n * x_.d));
     }
     if (x_.llama) w.compute.push_back(memory_bound("rope_bwd", p, 2 * tok * double(x_.q + x_.kv) * x_.d));
@@ -450,7 +456,7 @@ public:
       else
         w.comm.push_back(tp("tp_embedding", CollectiveKind::ALL_REDUCE, hidden_bytes()));
     }
-    if (!x_.llama)
+    if (x_.dropout)
       w.compute.push_back(
           memory_bound("embedding_dropout", Pass::FORWARD, double(x_.rows) * double(x_.h) * (2 * x_.d + 1)));
     return w;
@@ -458,7 +464,7 @@ public:
 
   void embedding_backward(WorkBlock& input, WorkBlock& weight) const {
     const double tok_h = double(x_.tokens) * double(x_.h);
-    if (!x_.llama)
+    if (x_.dropout)
       input.compute.push_back(memory_bound("embedding_dropout_bwd", Pass::BACKWARD_INPUT,
                                            double(x_.rows) * double(x_.h) * (2 * x_.d + 1)));
     if (x_.t > 1 && x_.sp)
@@ -525,37 +531,78 @@ double gemm_attention_flops(const WorkBlock& w) {
   return f;
 }
 
-/// Which casts a block's FP8 GEMMs need (Transformer Engine, Micikevicius et al. 2022 "FP8
-/// formats for deep learning" sec. 4 for the per-tensor scaling).
-enum class WeightCasts { CAST, CACHED };
+/// Bytes of the amax (absolute maximum, fp32) each FP8 cast also writes for the tensor's scale.
+constexpr double FP8_AMAX_BYTES = 4;
 
-/// Transformer-Engine-style FP8 casts before each FP8 GEMM of `w`: a memory-bound kernel reads the
-/// BF16 tensor and writes its FP8 copy plus an amax. Forward GEMMs cast their activation input
-/// and, once per micro-batch, their weight (TE caches the FP8 weight and its transpose for the
-/// backward, and for recomputation: `WeightCasts::CACHED`); dX GEMMs cast the incoming gradient;
-/// dW GEMMs reuse the FP8 input saved by the forward and the gradient cast by dX.
-void add_fp8_casts(WorkBlock& w, Precision act_dtype, WeightCasts weights) {
+/// Whether `op` is a GEMM with weights that runs in FP8 (batched GEMMs without weights run in the
+/// activation dtype, the MoE router too).
+bool fp8_weight_gemm(const ComputeOp& op) {
+  return op.kind == OpKind::GEMM && op.dtype == Precision::FP8 && op.pass == Pass::FORWARD;
+}
+
+/// Transformer-Engine-style FP8 casts before each FP8 GEMM of `w` (Micikevicius et al. 2022 "FP8
+/// formats for deep learning" sec. 4 for the per-tensor scaling): a memory-bound kernel reads the
+/// BF16 tensor and writes its FP8 copy plus an amax. Forward GEMMs cast their activation input,
+/// dX GEMMs the incoming gradient; dW GEMMs reuse the FP8 input saved by the forward and the
+/// gradient cast by dX. Weights are cast once per iteration (fp8_weight_casts), not here.
+void add_fp8_casts(WorkBlock& w, Precision act_dtype) {
   const double read = bytes_per_element(act_dtype);
   const double write = bytes_per_element(Precision::FP8);
-  constexpr double AMAX = 4;
   std::vector<ComputeOp> out;
-  out.reserve(w.compute.size() * 3);
+  out.reserve(w.compute.size() * 2);
   for (const ComputeOp& op : w.compute) {
     if (op.kind == OpKind::GEMM && op.dtype == Precision::FP8 && op.pass != Pass::BACKWARD_WEIGHT) {
-      const double batch = double(op.gemm.batch);
-      const double input = double(op.gemm.m) * double(op.gemm.k) * batch;
+      const double input = double(op.gemm.m) * double(op.gemm.k) * double(op.gemm.batch);
       ComputeOp cast = make_op("fp8_cast_" + op.name, OpKind::MEMORY_BOUND, op.pass, act_dtype);
-      cast.bytes = Bytes(input * (read + write) + AMAX);
+      cast.bytes = Bytes(input * (read + write) + FP8_AMAX_BYTES);
       out.push_back(cast);
-      if (op.pass == Pass::FORWARD && weights == WeightCasts::CAST) {
-        const double weight = double(op.gemm.k) * double(op.gemm.n) * batch;
-        ComputeOp wcast =
-            make_op("fp8_cast_" + op.name + "_weight", OpKind::MEMORY_BOUND, op.pass, act_dtype);
-        wcast.bytes = Bytes(weight * (read + write) + AMAX);
-        out.push_back(wcast);
-      }
     }
     out.push_back(op);
+  }
+  w.compute = std::move(out);
+}
+
+/// Weight elements of the FP8 GEMMs of a forward block (k x n per GEMM of the batch).
+double fp8_weight_elements(const WorkBlock& forward) {
+  double elements = 0;
+  for (const ComputeOp& op : forward.compute)
+    if (fp8_weight_gemm(op)) elements += double(op.gemm.k) * double(op.gemm.n) * double(op.gemm.batch);
+  return elements;
+}
+
+/// The weight casts of a chunk's FP8 GEMMs, run once per iteration in the forward of micro-batch
+/// 0: Transformer Engine casts a weight to FP8 when `is_first_microbatch` is true and reuses the
+/// cached FP8 copy and its transpose (for the dX GEMM) in every later forward, backward and
+/// recomputation of the iteration (transformer_engine/pytorch/module/linear.py). Each cast reads
+/// the BF16 weight and writes the copy and the transpose.
+WorkBlock fp8_weight_casts(const WorkBlock& forward, Precision act_dtype) {
+  WorkBlock w;
+  const double read = bytes_per_element(act_dtype);
+  const double write = bytes_per_element(Precision::FP8);
+  for (const ComputeOp& op : forward.compute) {
+    if (!fp8_weight_gemm(op)) continue;
+    const double weight = double(op.gemm.k) * double(op.gemm.n) * double(op.gemm.batch);
+    ComputeOp cast = make_op("fp8_cast_" + op.name + "_weight", OpKind::MEMORY_BOUND, op.pass, act_dtype);
+    cast.bytes = Bytes(weight * (read + 2 * write) + FP8_AMAX_BYTES);
+    w.compute.push_back(cast);
+  }
+  return w;
+}
+
+/// Without gradient accumulation fusion every weight-gradient GEMM of `w` is followed by
+/// main_grad += grad (Megatron-LM before --gradient-accumulation-fusion, and PyTorch DDP's
+/// AccumulateGrad): read the GEMM's gradient (weight dtype) and the main gradient, write the main
+/// gradient, every micro-batch.
+void add_gradient_accumulation(WorkBlock& w, double weight_bytes, double grad_bytes, Precision act_dtype) {
+  std::vector<ComputeOp> out;
+  out.reserve(w.compute.size() * 2);
+  for (const ComputeOp& op : w.compute) {
+    out.push_back(op);
+    if (op.kind != OpKind::GEMM || op.pass != Pass::BACKWARD_WEIGHT) continue;
+    const double elements = double(op.gemm.m) * double(op.gemm.n) * double(op.gemm.batch);
+    ComputeOp add = make_op("grad_accum_" + op.name, OpKind::MEMORY_BOUND, op.pass, act_dtype);
+    add.bytes = Bytes(elements * (weight_bytes + 2 * grad_bytes));
+    out.push_back(add);
   }
   w.compute = std::move(out);
 }
@@ -673,6 +720,8 @@ Workload::Workload(ModelSpec model, TrainingSpec training, ParallelismSpec paral
                       "virtual_stages = {})",
                       par.tp, par.pp, par.dp, par.cp, par.ep, par.virtual_stages));
   require(par.zero >= 0 && par.zero <= 3, fmt::format("zero stage must be 0..3 (got {})", par.zero));
+  require(dropout_probability(m) >= 0 && dropout_probability(m) < 1,
+          fmt::format("dropout must be in [0, 1) (got {})", dropout_probability(m)));
   if (m.moe) {
     const MoeSpec& e = *m.moe;
     require(
@@ -717,6 +766,9 @@ Workload::Workload(ModelSpec model, TrainingSpec training, ParallelismSpec paral
   x.d = bytes_per_element(x.act_dtype);
   x.g = bytes_per_element(x.gemm_dtype);
   x.grad = gradient_element_bytes(training_.precision);
+  x.w = weight_element_bytes(training_.precision);
+  x.dropout = dropout_probability(m) > 0;
+  x.accumulation_fusion = training_.gradient_accumulation_fusion;
   x.ep = par.ep;
   if (m.moe) {
     const MoeSpec& e = *m.moe;
@@ -741,10 +793,11 @@ Workload::Workload(ModelSpec model, TrainingSpec training, ParallelismSpec paral
     LayerBlocks l{layer.forward(moe), layer.recompute(par.recompute, moe), layer.backward_input(moe),
                   layer.backward_weight(moe)};
     if (fp8) {
-      add_fp8_casts(l.fwd, x.act_dtype, WeightCasts::CAST);
-      add_fp8_casts(l.rec, x.act_dtype, WeightCasts::CACHED);
-      add_fp8_casts(l.dx, x.act_dtype, WeightCasts::CACHED);
+      add_fp8_casts(l.fwd, x.act_dtype);
+      add_fp8_casts(l.rec, x.act_dtype);
+      add_fp8_casts(l.dx, x.act_dtype);
     }
+    if (!x.accumulation_fusion) add_gradient_accumulation(l.dw, x.w, x.grad, x.act_dtype);
     return l;
   };
   const LayerBlocks dense_layer = layer_blocks(false);
@@ -773,13 +826,15 @@ Workload::Workload(ModelSpec model, TrainingSpec training, ParallelismSpec paral
       WorkBlock head = layer.head_forward(), input, weight;
       layer.head_backward(input, weight);
       if (fp8) {
-        add_fp8_casts(head, x.act_dtype, WeightCasts::CAST);
-        add_fp8_casts(input, x.act_dtype, WeightCasts::CACHED);
+        add_fp8_casts(head, x.act_dtype);
+        add_fp8_casts(input, x.act_dtype);
       }
+      if (!x.accumulation_fusion) add_gradient_accumulation(weight, x.w, x.grad, x.act_dtype);
       append(c.forward, head);
       append(c.backward_input, input);
       append(c.backward_weight, weight);
     }
+    if (fp8) c.weight_casts = fp8_weight_casts(c.forward, x.act_dtype);
     c.backward = c.backward_input;
     append(c.backward, c.backward_weight);
     for (int l = first_layer + layers - 1; l >= first_layer; --l) {
@@ -960,6 +1015,12 @@ Bytes Workload::expert_gradient_bytes(int stage) const {
 
 Bytes Workload::parameter_bytes(int stage) const {
   return Bytes(local_parameters_.at(size_t(stage)) * weight_element_bytes(training_.precision));
+}
+
+Bytes Workload::fp8_weight_cache_bytes(int stage) const {
+  double elements = 0;
+  for (int c = 0; c < chunks_per_stage(); ++c) elements += fp8_weight_elements(chunk(stage, c).forward);
+  return Bytes(2 * elements * bytes_per_element(Precision::FP8));
 }
 
 const std::vector<ComputeOp>& Workload::optimizer(int stage) const {

@@ -27,6 +27,8 @@ struct ChunkWork {
   WorkBlock backward;        ///< the whole backward pass, including recomputation when enabled
   WorkBlock backward_input;  ///< dX half of `backward` (zero-bubble schedules)
   WorkBlock backward_weight; ///< dW half of `backward`
+  WorkBlock weight_casts;    ///< FP8 training: the weight casts run once per iteration, in the
+                             ///< forward of micro-batch 0 before `forward` (empty otherwise)
   Bytes activation_out;      ///< bytes each GPU of the stage sends to the next stage per micro-batch
                              ///< (the gradient sent back has the same size)
   Bytes parameters;          ///< bytes of this chunk's dense (non-expert) parameters on one GPU, in the
@@ -80,6 +82,9 @@ public:
   /// Local parameters of one GPU of `stage` (expert ones included) in the weight dtype: what a
   /// ZeRO >= 1 all-gather after the optimizer step moves.
   [[nodiscard]] Bytes parameter_bytes(int stage) const;
+  /// FP8 training: the cached FP8 copies of the FP8 GEMMs' weights on one GPU of `stage`, the
+  /// weight and its transpose at 1 byte per element each (zero otherwise).
+  [[nodiscard]] Bytes fp8_weight_cache_bytes(int stage) const;
   /// Optimizer step of one GPU of `stage`.
   [[nodiscard]] const std::vector<ComputeOp>& optimizer(int stage) const;
 

@@ -80,6 +80,7 @@ struct PricedBlock {
 
 struct PricedChunk {
   PricedBlock forward;
+  PricedBlock first_forward; ///< forward of micro-batch 0: with the once-per-iteration weight casts
   PricedBlock backward;
   PricedBlock backward_input;
   PricedBlock backward_weight;
@@ -192,6 +193,7 @@ private:
             const std::string& what);
   std::vector<sim::Flow> pp_edges(long from_base, long to_base, Bytes bytes) const;
   void run_block(BlockState& b, const PricedBlock& block, const std::string& name);
+  void synchronize(BlockState& b);
   Seconds analytic_tp(const CollectiveOp& op) const;
 
   const MachineSpec& machine_;
@@ -223,7 +225,10 @@ void Simulation::price() {
   for (int s = 0; s < pp; ++s) {
     for (int c = 0; c < v; ++c) {
       const ChunkWork& work = w_.chunk(s, c);
+      PricedBlock first_forward = price_block(work.forward);
+      first_forward.compute += cost_.compute_time(work.weight_casts.compute);
       priced_[static_cast<size_t>(s)].push_back({.forward = price_block(work.forward),
+                                                 .first_forward = std::move(first_forward),
                                                  .backward = price_block(work.backward),
                                                  .backward_input = price_block(work.backward_input),
                                                  .backward_weight = price_block(work.backward_weight),
@@ -573,7 +578,9 @@ void Simulation::pull(BlockState& b, int from_stage, size_t slot, bool activatio
   }
   record(b, Category::PP_WAIT, t0, "pp", "wait");
   t0 = sg4::Engine::get_clock();
-  if (p_.pp_overlap) {
+  if (p_.pipeline_sync) {
+    // The blocking send moved the data before it marked the message ready.
+  } else if (p_.pp_overlap) {
     auto& incoming = (activation ? b.incoming_activation : b.incoming_gradient)[slot];
     sg4::Comm::wait_all(incoming);
     incoming.clear();
@@ -587,6 +594,17 @@ void Simulation::pull(BlockState& b, int from_stage, size_t slot, bool activatio
     }
   }
   record(b, Category::PP_TRANSFER, t0, "pp", what, flow_id(b.stage, slot, activation));
+  if (p_.pipeline_sync) synchronize(b);
+}
+
+/// Megatron-LM 2021's p2p_communication ends every send/recv call with torch.cuda.synchronize(),
+/// which drains the GPU queue: the next kernel starts only when the host has launched it again,
+/// one kernel launch overhead per call.
+void Simulation::synchronize(BlockState& b) {
+  const double t0 = sg4::Engine::get_clock();
+  sg4::this_actor::sleep_for(cost_.profile().launch_overhead.value());
+  ++result_.activities;
+  record(b, Category::PP_TRANSFER, t0, "pp", "device synchronize");
 }
 
 void Simulation::stage_actor(BlockState& b) {
@@ -642,6 +660,17 @@ void Simulation::stage_actor(BlockState& b) {
   auto notify = [&](int stage, int chunk, int mb, bool activation, Bytes bytes) {
     BlockState& peer = *blocks_[static_cast<size_t>(stage)][static_cast<size_t>(b.replica)];
     const size_t slot = static_cast<size_t>(chunk * m + mb);
+    if (p_.pipeline_sync) {
+      // Blocking send (Megatron-LM 2021): this stage moves the message before it goes on.
+      const double t0 = sg4::Engine::get_clock();
+      run_flows(pp_edges(b.base, peer.base, bytes));
+      const CollectivePlan inter =
+          cost_.collective(CollectiveKind::SEND_RECV, bytes, GroupShape{.ranks = 2, .servers = 2});
+      if (inter.latency.value() > 0) sg4::this_actor::sleep_for(inter.latency.value());
+      ++result_.activities;
+      record(b, Category::PP_TRANSFER, t0, "pp", fmt::format("send {} mb{}", activation ? "act" : "grad", mb));
+      synchronize(b);
+    }
     if (p_.pp_overlap) {
       // The send is asynchronous: its flows start now and this stage goes on computing.
       (activation ? peer.incoming_activation : peer.incoming_gradient)[slot] =
@@ -679,13 +708,14 @@ void Simulation::stage_actor(BlockState& b) {
              priced_[static_cast<size_t>(from)][static_cast<size_t>((j - 1) / pp)].activation,
              fmt::format("recv act mb{}", step.microbatch));
       }
-      run_block(b, pc.forward, label);
+      run_block(b, step.microbatch == 0 ? pc.first_forward : pc.forward, label);
       if (j < last_virtual) notify((j + 1) % pp, (j + 1) / pp, step.microbatch, true, pc.activation);
       continue;
     }
     if (step.kind == StepKind::BACKWARD || step.kind == StepKind::BACKWARD_INPUT) {
-      if (j < last_virtual)
+      if (j < last_virtual) {
         pull(b, (j + 1) % pp, slot, false, pc.activation, fmt::format("recv grad mb{}", step.microbatch));
+      }
     }
     const PricedBlock& work = step.kind == StepKind::BACKWARD         ? pc.backward
                               : step.kind == StepKind::BACKWARD_INPUT ? pc.backward_input

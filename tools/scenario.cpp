@@ -243,6 +243,11 @@ const std::vector<Field<Draft>>& scenario_fields() {
        "fused memory-efficient attention; Megatron-LM 2021 runs predate it and set false",
        [](Draft& d, const YamlValue& v) { d.scenario.training.flash_attention = v.as_bool(); },
        [](const Draft& d) { return yaml_bool(d.scenario.training.flash_attention); }},
+      {"training.gradient_accumulation_fusion", "bool", "true",
+       "weight-gradient GEMMs accumulate into the fp32 main gradient (Megatron-LM 2022+); false: a "
+       "separate add per weight every micro-batch, as Megatron-LM 2021 ran",
+       [](Draft& d, const YamlValue& v) { d.scenario.training.gradient_accumulation_fusion = v.as_bool(); },
+       [](const Draft& d) { return yaml_bool(d.scenario.training.gradient_accumulation_fusion); }},
       {"parallelism.tp", "positive integer", "1", "tensor-parallel degree",
        [](Draft& d, const YamlValue& v) { d.scenario.parallelism.tp = positive_int(v); },
        [](const Draft& d) { return std::to_string(d.scenario.parallelism.tp); }},
@@ -327,6 +332,11 @@ const std::vector<Field<Draft>>& scenario_fields() {
       {"parallelism.overlap.zero", "bool", "true", "prefetch ZeRO-3 parameter all-gathers during compute",
        [](Draft& d, const YamlValue& v) { d.scenario.parallelism.zero_overlap = v.as_bool(); },
        [](const Draft& d) { return yaml_bool(d.scenario.parallelism.zero_overlap); }},
+      {"parallelism.pipeline_sync", "bool", "false",
+       "blocking pipeline send/recv followed by a device synchronize, as Megatron-LM 2021's "
+       "p2p_communication ran",
+       [](Draft& d, const YamlValue& v) { d.scenario.parallelism.pipeline_sync = v.as_bool(); },
+       [](const Draft& d) { return yaml_bool(d.scenario.parallelism.pipeline_sync); }},
       {"parallelism.dp_bucket", "bytes | auto", "auto",
        "gradient bucket size; auto: Megatron-core's max(40M, 1M x dp) parameters, DeepSpeed's 5e8 for zero 2 "
        "and 3",

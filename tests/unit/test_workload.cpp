@@ -560,7 +560,8 @@ TEST_CASE("models::Workload: Mixtral 8x7B parameters and expert parallelism", "[
   }
 }
 
-TEST_CASE("models::Workload: FP8 adds Transformer Engine casts, FLOPs unchanged", "[models]") {
+TEST_CASE("models::Workload: FP8 adds Transformer Engine casts, weights cast once per iteration, FLOPs unchanged",
+          "[models]") {
   TrainingSpec t{.global_batch = 64, .micro_batch = 1, .precision = Precision::BF16, .tokens = {}};
   ParallelismSpec p;
   p.tp = 2;
@@ -574,15 +575,83 @@ TEST_CASE("models::Workload: FP8 adds Transformer Engine casts, FLOPs unchanged"
   const ChunkWork& c = fp8.chunk(0, 0);
   CHECK(casts(bf16.chunk(0, 0).forward) == 0);
   CHECK(casts(bf16.chunk(0, 0).backward) == 0);
-  // Forward: input and weight of qkv, attn_out, mlp_gate_up, mlp_down per layer, plus the LM head.
-  CHECK(casts(c.forward) == 2 * (4 * 2 + 1));
+  // Forward: the input of qkv, attn_out, mlp_gate_up, mlp_down per layer, plus the LM head's.
+  CHECK(casts(c.forward) == 4 * 2 + 1);
+  CHECK(casts(c.backward) == 4 * 2 + 1);
+  // The weights: cast once per iteration (micro-batch 0), cached with their transpose.
+  CHECK(casts(c.weight_casts) == 4 * 2 + 1);
+  CHECK(bf16.chunk(0, 0).weight_casts.compute.empty());
   // Backward: the incoming gradient of each dX GEMM; dW reuses the forward's FP8 input.
   CHECK(casts(c.backward_input) == 4 * 2 + 1);
   CHECK(casts(c.backward_weight) == 0);
-  const ComputeOp& cast = find_op(c.forward, "fp8_cast_qkv_weight");
+  const ComputeOp& cast = find_op(c.weight_casts, "fp8_cast_qkv_weight");
   CHECK(cast.kind == OpKind::MEMORY_BOUND);
   CHECK(cast.flops.value() == 0);
-  CHECK(cast.bytes.value() == Approx(1024.0 * (1024 / 2 + 2 * 256 / 2) * 3 + 4));
+  // Read the bf16 weight (2 B), write the FP8 copy and its transpose (1 B each), plus the amax.
+  CHECK(cast.bytes.value() == Approx(1024.0 * (1024 / 2 + 2 * 256 / 2) * 4 + 4));
+  // Memory: the cached copy and transpose of every FP8 GEMM weight, 2 bytes per element.
+  const double per_layer = 1024.0 * 768 + 512.0 * 1024 + 1024.0 * 2 * 1408 + 1408.0 * 1024;
+  const double elements = 2 * per_layer + 1024.0 * 16000;
+  CHECK(fp8.fp8_weight_cache_bytes(0).value() == Approx(2 * elements));
+  CHECK(bf16.fp8_weight_cache_bytes(0).value() == 0);
+  CHECK(fp8.memory(0).weights.value() - bf16.memory(0).weights.value() == Approx(2 * elements));
   CHECK(fp8.hardware_flops().value() == bf16.hardware_flops().value());
   CHECK(fp8.model_flops().value() == bf16.model_flops().value());
+}
+
+TEST_CASE("models::Workload: without gradient accumulation fusion each dW GEMM is followed by an add", "[models]") {
+  TrainingSpec t{.global_batch = 64, .micro_batch = 1, .precision = Precision::BF16, .tokens = {}};
+  ParallelismSpec p;
+  p.tp = 2;
+  const Workload fused(llama(2, 1024, 16, 4, 2816, 32000, 2048), t, p);
+  t.gradient_accumulation_fusion = false;
+  const Workload unfused(llama(2, 1024, 16, 4, 2816, 32000, 2048), t, p);
+  auto adds = [](const WorkBlock& w) {
+    return int(std::count_if(w.compute.begin(), w.compute.end(),
+                             [](const ComputeOp& op) { return op.name.rfind("grad_accum_", 0) == 0; }));
+  };
+  CHECK(adds(fused.chunk(0, 0).backward) == 0);
+  // qkv, attn_out, mlp_gate_up, mlp_down per layer, plus the LM head.
+  CHECK(adds(unfused.chunk(0, 0).backward_weight) == 4 * 2 + 1);
+  CHECK(adds(unfused.chunk(0, 0).backward) == 4 * 2 + 1);
+  CHECK(adds(unfused.chunk(0, 0).forward) == 0);
+  const double elements = 1024.0 * 768; // qkv weight on one of 2 TP ranks
+  const ComputeOp& add = find_op(unfused.chunk(0, 0).backward_weight, "grad_accum_qkv_wgrad");
+  // main_grad += grad: read the bf16 gradient (2 B), read and write the fp32 main gradient (4 B each).
+  CHECK(add.bytes.value() == Approx(elements * (2 + 4 + 4)));
+  // The GEMM writes its 2-byte gradient instead of read-modify-writing the 4-byte main gradient.
+  const double gemm_fused = find_op(fused.chunk(0, 0).backward_weight, "qkv_wgrad").bytes.value();
+  const double gemm_unfused = find_op(unfused.chunk(0, 0).backward_weight, "qkv_wgrad").bytes.value();
+  CHECK(gemm_fused - gemm_unfused == Approx(elements * (8 - 2)));
+  CHECK(unfused.hardware_flops().value() == fused.hardware_flops().value());
+}
+
+TEST_CASE("models::Workload: dropout kernels and masks only when the model trains with dropout", "[models]") {
+  TrainingSpec t{.global_batch = 64, .micro_batch = 1, .precision = Precision::FP16, .tokens = {}};
+  t.flash_attention = false;
+  ParallelismSpec p;
+  p.tp = 2;
+  ModelSpec m = gpt(2, 1024, 16, 2048);
+  REQUIRE(dropout_probability(m) == 0.1); // GPT default: Megatron-LM's
+  const Workload with(m, t, p);
+  m.dropout = 0.0;
+  const Workload without(m, t, p);
+  auto dropouts = [](const WorkBlock& w) {
+    return int(std::count_if(w.compute.begin(), w.compute.end(),
+                             [](const ComputeOp& op) { return op.name.find("dropout") != std::string::npos; }));
+  };
+  // Per layer: attention dropout and two bias-dropout-adds; the embedding dropout on stage 0.
+  CHECK(dropouts(with.chunk(0, 0).forward) == 2 * 3 + 1);
+  CHECK(dropouts(with.chunk(0, 0).backward) == 2 * 3 + 1);
+  CHECK(dropouts(without.chunk(0, 0).forward) == 0);
+  CHECK(dropouts(without.chunk(0, 0).backward) == 0);
+  // Masks: 2*s*b*h per layer plus the attention's a/t*s^2*b, and the embedding's s*b*h.
+  const double s = 2048, h = 1024, a_t = 8;
+  CHECK(with.layer_activations().value() - without.layer_activations().value() ==
+        Approx(2 * s * h + a_t * s * s * (1 + 2)));
+  CHECK(with.chunk_activations(0, 0).value() - without.chunk_activations(0, 0).value() ==
+        Approx(2 * (2 * s * h + a_t * s * s * 3) + s * h));
+  SECTION("Llama-style models default to no dropout") {
+    CHECK(dropout_probability(llama(2, 1024, 16, 4, 2816)) == 0.0);
+  }
 }
