@@ -224,8 +224,15 @@ std::string profile_yaml(const Profile& p, const std::string& header) {
   y += "peak:\n";
   for (const auto& [d, rate] : p.peak) y += fmt::format("  {}: {}\n", dtype_key(d), flop_rate(rate));
   if (p.tf32_peak.value() > 0) y += fmt::format("  tf32: {}\n", flop_rate(p.tf32_peak));
-  y += fmt::format("gemm:\n  sms: {}\n  tile: {{m: {}, n: {}}}\n  max_efficiency:\n", p.sms, p.gemm_tile_m,
-                   p.gemm_tile_n);
+  y += fmt::format("gemm:\n  sms: {}\n  tile: {{m: {}, n: {}}}\n", p.sms, p.gemm_tile_m, p.gemm_tile_n);
+  if (!p.gemm_tiles.empty()) {
+    y += "  tiles:";
+    for (size_t i = 0; i < p.gemm_tiles.size(); ++i)
+      y += fmt::format("{}{{m: {}, n: {}}}", i ? ", " : " [", p.gemm_tiles[i].m, p.gemm_tiles[i].n);
+    y += "]\n";
+  }
+  y += fmt::format("  k_block: {}\n  fill: {}\n  max_split_k: {}\n  max_efficiency:\n", p.gemm_k_block,
+                   num(p.gemm_fill), p.gemm_max_split_k);
   for (const auto& [d, e] : p.gemm_max_efficiency_by_dtype) y += fmt::format("    {}: {}\n", dtype_key(d), num(e));
   if (!p.tables.empty()) {
     y += "tables:\n";
@@ -240,6 +247,8 @@ std::string profile_yaml(const Profile& p, const std::string& header) {
                        num(g.efficiency));
   }
   y += fmt::format("attention:\n  efficiency: {}\n", num(p.attention_efficiency));
+  if (p.attention_backward_efficiency > 0)
+    y += fmt::format("  backward_efficiency: {}\n", num(p.attention_backward_efficiency));
   if (!p.attention_points.empty()) {
     y += "attention_points:\n";
     for (const AttentionPoint& a : p.attention_points)
