@@ -308,3 +308,42 @@ TEST_CASE("sim::Engine: context and expert parallel collectives run inside the l
     CHECK(r.breakdown.ep_comm_exposed.value() > 0);
   }
 }
+
+TEST_CASE("sim::Engine: ZeRO-3 pays each per-layer all-gather's latency", "[engine]") {
+  const MachineSpec machine = small_machine(4);
+  auto run = [&](const CostModel& cost, Zero3Unit unit) {
+    ParallelismSpec p{.tp = 1, .pp = 1, .dp = 32, .zero = 3, .dp_overlap = false, .zero_overlap = false};
+    p.zero3_unit = unit;
+    p.zero3_bucket = 1e12; // one bucket: the whole chunk in one all-gather
+    const Workload w(gpt(8, 2048, 16, 51200), {.global_batch = 64, .micro_batch = 1, .precision = Precision::BF16},
+                     p);
+    return simulate(machine, w, cost, {}).iteration_time.value();
+  };
+  // The same bytes in 8 all-gathers per pass instead of one: with free latency the same time...
+  const CostModel free(free_latency_profile());
+  CHECK(run(free, Zero3Unit::LAYER) == Approx(run(free, Zero3Unit::BUCKET)).epsilon(0.02));
+  // ...with NCCL's latencies, 7 more per pass, forward and backward, for each of 2 micro-batches.
+  const CostModel cost(a100_profile());
+  const CollectivePlan plan = cost.collective(CollectiveKind::ALL_GATHER, Bytes(1e6), {.ranks = 32, .servers = 4});
+  const double extra = run(cost, Zero3Unit::LAYER) - run(cost, Zero3Unit::BUCKET);
+  INFO("extra " << extra << " s, one gather's latency " << plan.latency.value() << " s");
+  CHECK(extra > 0.5 * 2 * 2 * 7 * plan.latency.value());
+}
+
+TEST_CASE("sim::Engine: overlapped communication slows the compute beside it", "[engine]") {
+  const MachineSpec machine = small_machine(1);
+  auto run = [&](int sms) {
+    Profile prof = a100_profile();
+    prof.sms = sms;
+    const CostModel cost(prof);
+    ParallelismSpec p{.tp = 8, .pp = 1, .dp = 1};
+    p.tp_overlap = true;
+    const Workload w(gpt(4, 4096, 32, 51200), {.global_batch = 4, .micro_batch = 1, .precision = Precision::BF16},
+                     p);
+    return simulate(machine, w, cost, {}).breakdown.compute.value();
+  };
+  // Without an SM count nothing is taken; with 108 SMs userbuffers take 16 of them while they run.
+  const double alone = run(0), beside = run(108);
+  CHECK(beside > alone);
+  CHECK(beside < alone / (1 - 16.0 / 108) * 1.0001);
+}
