@@ -508,6 +508,7 @@ void Simulation::run_block(BlockState& b, const PricedBlock& block, const std::s
   // compute did.
   const Seconds dp_overlap = dp_busy(b.stage, t0, sg4::Engine::get_clock());
   const double flows_started = t0;
+  const Seconds analytic_overlap = overlapped_analytic;
 
   // What the compute did not hide of the overlapped collectives.
   double flows_end = t0;
@@ -541,7 +542,7 @@ void Simulation::run_block(BlockState& b, const PricedBlock& block, const std::s
   // (compute_under_overlap), each source of interference counted apart.
   if (block.compute.value() > 0) {
     Seconds stretched = block.compute;
-    for (const auto& [overlap, share] : {std::pair{overlapped_analytic, analytic_share},
+    for (const auto& [overlap, share] : {std::pair{analytic_overlap, analytic_share},
                                          std::pair{Seconds(flows_end - flows_started), flow_share},
                                          std::pair{dp_overlap, dp_share_}})
       stretched += compute_under_overlap(block.compute, overlap, share) - block.compute;

@@ -2,6 +2,7 @@
 #include <catch2/catch.hpp>
 
 #include "calibration/cost_model.hpp"
+#include "calibration/overlap.hpp"
 #include "calibration/profile.hpp"
 #include "models/workload.hpp"
 #include "sim/engine.hpp"
@@ -332,18 +333,32 @@ TEST_CASE("sim::Engine: ZeRO-3 pays each per-layer all-gather's latency", "[engi
 
 TEST_CASE("sim::Engine: overlapped communication slows the compute beside it", "[engine]") {
   const MachineSpec machine = small_machine(1);
-  auto run = [&](int sms) {
-    Profile prof = a100_profile();
-    prof.sms = sms;
-    const CostModel cost(prof);
+  const CostModel cost(a100_profile()); // 108 SMs
+  auto compute = [&](bool overlap) {
     ParallelismSpec p{.tp = 8, .pp = 1, .dp = 1};
-    p.tp_overlap = true;
+    p.tp_overlap = overlap;
     const Workload w(gpt(4, 4096, 32, 51200), {.global_batch = 4, .micro_batch = 1, .precision = Precision::BF16},
                      p);
     return simulate(machine, w, cost, {}).breakdown.compute.value();
   };
-  // Without an SM count nothing is taken; with 108 SMs userbuffers take 16 of them while they run.
-  const double alone = run(0), beside = run(108);
+  // Userbuffers take 16 of the 108 SMs while they run: the compute beside them is slower, by at
+  // most 108/92.
+  const double alone = compute(false), beside = compute(true);
   CHECK(beside > alone);
   CHECK(beside < alone / (1 - 16.0 / 108) * 1.0001);
+}
+
+TEST_CASE("calibration::compute_under_overlap: slowed while the kernel runs, full speed after", "[engine]") {
+  const Seconds c(1.0);
+  CHECK(compute_under_overlap(c, Seconds(0.5), 0.0).value() == 1.0);
+  CHECK(compute_under_overlap(c, Seconds(0), 0.25).value() == 1.0);
+  // Half a second at 3/4 speed leaves 0.625 s of work at full speed.
+  CHECK(compute_under_overlap(c, Seconds(0.5), 0.25).value() == Approx(1.125));
+  // A kernel longer than the slowed compute: all of it at 3/4 speed.
+  CHECK(compute_under_overlap(c, Seconds(10), 0.25).value() == Approx(1 / 0.75));
+  CHECK(overlap_sm_share(USERBUFFERS_SMS, 132) == Approx(16.0 / 132));
+  // NCCL: two channels per ring leaving the server, one ring per NIC at most, 32 at most.
+  CHECK(nccl_kernel_sms(1, 8) == 2);
+  CHECK(nccl_kernel_sms(8, 8) == 16);
+  CHECK(nccl_kernel_sms(8, 4) == 8);
 }
