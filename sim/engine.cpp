@@ -548,7 +548,7 @@ void Simulation::run_block(BlockState& b, const PricedBlock& block, const std::s
       stretched += compute_under_overlap(block.compute, overlap, share) - block.compute;
     const double end = t0 + stretched.value();
     const double t1 = sg4::Engine::get_clock();
-    if (end > t1) {
+    if (end - t1 > 1e-9) { // SimGrid's numerical accuracy: below it the compute did not slow
       sg4::this_actor::sleep_for(end - t1);
       ++result_.activities;
       record(b, Category::COMPUTE, t1, "compute", name + " (beside communication)");
