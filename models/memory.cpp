@@ -227,16 +227,20 @@ MemoryBreakdown Workload::memory(int stage) const {
 
   MemoryBreakdown m;
   m.weights = sharded(weight_bytes, 3);
-  if (zero >= 3 && zero_shards() > 1) {
-    // The gathered weights of the chunk being computed, and of the next one prefetched when the
-    // gather overlaps compute (DeepSpeed ZeRO-3 prefetch, Rajbhandari et al. 2020 sec. 5.3).
+  if (zero >= 3) {
+    // The gathered weights live at once (zero3_gathers: the unit being computed and the
+    // prefetched one, not the whole chunk), dense and expert apart, for the chunk that holds most.
     double largest = 0;
     for (int c = 0; c < chunks_per_stage(); ++c) {
       const ChunkWork& w = chunk(stage, c);
-      largest =
-          std::max(largest, (w.parameters + w.expert_parameters).value() / gradient_bytes * weight_bytes);
+      double live = 0;
+      if (zero_shards() > 1)
+        live += zero3_gathers(parallelism_, w.parameters.value() / gradient_bytes, w.layers).live_elements;
+      if (expert_zero_shards() > 1)
+        live += zero3_gathers(parallelism_, w.expert_parameters.value() / gradient_bytes, w.layers).live_elements;
+      largest = std::max(largest, live * weight_bytes);
     }
-    m.weights += Bytes(largest * (parallelism_.zero_overlap ? 2 : 1));
+    m.weights += Bytes(largest);
   }
   m.weights += fp8_weight_cache_bytes(stage);
   m.gradients = sharded(gradient_bytes, 2);
@@ -249,13 +253,16 @@ MemoryBreakdown Workload::memory(int stage) const {
     // micro-batch: a chunk's unsharded gradients live until their buckets are reduced, at most
     // two buckets at a time when the reduction overlaps the backward (one filling, one in
     // flight), the whole chunk when it waits for the end of the backward.
-    double largest = 0;
+    double held = 0;
     for (int c = 0; c < chunks_per_stage(); ++c) {
       const ChunkWork& w = chunk(stage, c);
-      largest = std::max(largest, (w.parameters + w.expert_parameters).value());
+      const Bytes whole = w.parameters + w.expert_parameters;
+      const int buckets = gradient_buckets(parallelism_, training_.precision, whole, w.layers);
+      held = std::max(held, parallelism_.dp_overlap && buckets > 0
+                                ? std::min(whole.value(), 2 * whole.value() / buckets)
+                                : whole.value());
     }
-    m.workspace +=
-        Bytes(parallelism_.dp_overlap ? std::min(largest, 2 * dp_bucket_bytes().value()) : largest);
+    m.workspace += Bytes(held);
   }
   return m;
 }

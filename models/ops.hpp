@@ -70,6 +70,9 @@ struct CollectiveOp {
   /// Runs concurrently with the block's compute (ring-attention K/V passes, TP overlap); only the
   /// part the compute cannot hide is exposed. Otherwise blocking, as Megatron-LM's collectives are.
   bool overlap_with_compute = false;
+  /// The same collective issued `count` times back to back (ZeRO-3's per-layer or per-bucket
+  /// gathers): each pays its own latency and algorithm choice at `bytes`.
+  int count = 1;
 };
 
 const char* to_string(OpKind k);

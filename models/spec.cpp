@@ -48,4 +48,12 @@ const char* to_string(Fidelity f) {
   return "?";
 }
 
+const char* to_string(Zero3Unit u) {
+  switch (u) {
+  case Zero3Unit::LAYER: return "layer";
+  case Zero3Unit::BUCKET: return "bucket";
+  }
+  return "?";
+}
+
 } // namespace odyssey

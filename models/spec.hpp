@@ -18,6 +18,9 @@ enum class Fidelity { FULL, FAST };
 /// Context-parallel attention: K/V passed around a ring overlapped with attention compute
 /// (ring attention), or K/V all-gathered before attention (Llama 3, arXiv 2407.21783 sec. 3.3.2).
 enum class ContextParallelKind { RING, ALL_GATHER };
+/// What ZeRO-3 gathers at once: one transformer layer (PyTorch FSDP with one wrapped unit per
+/// layer) or a bucket of parameters (DeepSpeed ZeRO-3's prefetch bucket).
+enum class Zero3Unit { LAYER, BUCKET };
 
 /// Mixture-of-experts feed-forward layers (Switch/GShard/Mixtral style).
 struct MoeSpec {
@@ -94,6 +97,13 @@ struct ParallelismSpec {
   /// Megatron-LM 2021's p2p_communication: blocking batched send/recv followed by
   /// torch.cuda.synchronize() (the next kernel waits for the host to launch it).
   bool pipeline_sync = false;
+  Zero3Unit zero3_unit = Zero3Unit::BUCKET; ///< ZeRO-3 gather and release granularity
+  /// Parameters one ZeRO-3 bucket gathers: DeepSpeed's zero_optimization.stage3_prefetch_bucket_size
+  /// default, 5e7 (DeepSpeed config docs, "ZeRO optimizations").
+  double zero3_bucket = 5e7;
+  /// Gathered parameters DeepSpeed keeps live at most: stage3_max_live_parameters default, 1e9
+  /// (DeepSpeed config docs).
+  double zero3_max_live = 1e9;
   [[nodiscard]] int gpus() const { return tp * pp * dp * cp; }
 };
 
@@ -136,5 +146,6 @@ const char* to_string(Precision p);
 const char* to_string(PipelineScheduleKind s);
 const char* to_string(Recompute r);
 const char* to_string(Fidelity f);
+const char* to_string(Zero3Unit u);
 
 } // namespace odyssey

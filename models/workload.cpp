@@ -916,23 +916,32 @@ Workload::Workload(ModelSpec model, TrainingSpec training, ParallelismSpec paral
       }
       chunk.parameters = Bytes(dense * x.grad);
       chunk.expert_parameters = Bytes(experts * x.grad);
-      // ZeRO-3 (Rajbhandari et al. 2020 sec. 5.3): the chunk's parameters are all-gathered
-      // before its forward and again before its backward (DeepSpeed frees them in between),
-      // prefetched during the previous compute when zero_overlap is on. Expert weights are
-      // gathered over the expert-data-parallel group that shards them.
-      auto gather = [&](const char* name, GroupKind group, double bytes) {
-        if (bytes <= 0) return;
-        chunk.forward.comm.insert(
-            chunk.forward.comm.begin(),
-            layer.collective(name, CollectiveKind::ALL_GATHER, group, bytes, par.zero_overlap));
-        const CollectiveOp again = layer.collective(std::string(name) + "_bwd", CollectiveKind::ALL_GATHER,
-                                                    group, bytes, par.zero_overlap);
-        chunk.backward.comm.insert(chunk.backward.comm.begin(), again);
-        chunk.backward_input.comm.insert(chunk.backward_input.comm.begin(), again);
+      // ZeRO-3 (Rajbhandari et al. 2020 sec. 5.3): the chunk's parameters are all-gathered unit
+      // by unit (zero3_gathers: a layer or a bucket) before its forward and again before its
+      // backward (they are freed after use), each unit's gather prefetched under the previous
+      // unit's compute when zero_overlap is on; the first unit of a pass has nothing before it to
+      // hide under. Expert weights are gathered over the expert-data-parallel group.
+      auto gather = [&](const std::string& name, GroupKind group, double elements) {
+        const Zero3Gathers g = zero3_gathers(par, elements, count);
+        if (g.units == 0) return;
+        const double bytes = g.unit_elements * weight_bytes;
+        auto insert = [&](const std::string& pass) {
+          std::vector<CollectiveOp> ops{layer.collective(name + pass, CollectiveKind::ALL_GATHER, group, bytes)};
+          ops.front().count = par.zero_overlap ? 1 : g.units;
+          if (par.zero_overlap && g.units > 1) {
+            ops.push_back(layer.collective(name + pass + "_prefetch", CollectiveKind::ALL_GATHER, group, bytes,
+                                           par.zero_overlap));
+            ops.back().count = g.units - 1;
+          }
+          return ops;
+        };
+        const std::vector<CollectiveOp> fwd = insert(""), bwd = insert("_bwd");
+        chunk.forward.comm.insert(chunk.forward.comm.begin(), fwd.begin(), fwd.end());
+        chunk.backward.comm.insert(chunk.backward.comm.begin(), bwd.begin(), bwd.end());
+        chunk.backward_input.comm.insert(chunk.backward_input.comm.begin(), bwd.begin(), bwd.end());
       };
-      if (gather_parameters) gather("zero3_param_gather", GroupKind::DP, dense * weight_bytes);
-      if (gather_expert_parameters)
-        gather("zero3_expert_gather", GroupKind::EXPERT_DP, experts * weight_bytes);
+      if (gather_parameters) gather("zero3_param_gather", GroupKind::DP, dense);
+      if (gather_expert_parameters) gather("zero3_expert_gather", GroupKind::EXPERT_DP, experts);
       local_parameters_[size_t(s)] += dense + experts;
       local_expert_parameters_[size_t(s)] += experts;
       chunks_[size_t(s)].push_back(std::move(chunk));

@@ -162,6 +162,26 @@ private:
 /// Bytes of one data-parallel gradient bucket (Workload::dp_bucket_bytes).
 [[nodiscard]] Bytes dp_bucket_bytes(const ParallelismSpec& parallelism, Precision precision);
 
+/// How ZeRO-3 gathers and releases the parameters of one model chunk on one GPU.
+struct Zero3Gathers {
+  int units = 0;              ///< all-gathers per pass over the chunk (forward, and again backward)
+  double unit_elements = 0.0; ///< local parameters each all-gather collects (the GPU's TP shard)
+  double live_elements = 0.0; ///< gathered parameters held at once: the unit computed, the prefetched one
+};
+
+/// ZeRO-3's gather granularity for a chunk of `layers` layers holding `elements` local parameters
+/// (dense and expert parameters are gathered apart, each over its own group). The one rule the
+/// workload (its all-gathers), the memory model (the live gathered weights), the engine and the
+/// planner's screen read. Zero units when there is nothing to gather.
+[[nodiscard]] Zero3Gathers zero3_gathers(const ParallelismSpec& parallelism, double elements, int layers);
+
+/// Gradient reduce-scatters (or all-reduces) of one chunk's `gradients` bytes over `layers`
+/// layers: one per layer when ZeRO-3 gathers by layer and the bucket is automatic (FSDP
+/// reduce-scatters each unit's gradients after its backward), otherwise one per dp_bucket_bytes.
+/// Zero when there are no gradients.
+[[nodiscard]] int gradient_buckets(const ParallelismSpec& parallelism, Precision precision, Bytes gradients,
+                                   int layers);
+
 /// GPU memory besides model states and activations: the CUDA context, the cuBLAS workspace, NCCL's
 /// buffers for each communicator (one per parallel dimension above 1) and the allocator's
 /// fragmentation of the activations.

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "calibration/overlap.hpp"
+
 namespace odyssey {
 
 namespace {
@@ -14,7 +16,8 @@ Seconds pass_time(const AnalyticalScreen::Pass& x) {
     blocking += x.blocking[g];
     overlapped += x.overlapped[g];
   }
-  return x.compute + blocking + std::max(Seconds(0), overlapped - x.compute);
+  const Seconds compute = x.compute + x.interference;
+  return compute + blocking + std::max(Seconds(0), overlapped - compute);
 }
 
 } // namespace
@@ -23,6 +26,7 @@ Seconds pass_time(const AnalyticalScreen::Pass& x) {
 
 AnalyticalScreen::Pass& AnalyticalScreen::Pass::operator+=(const Pass& o) {
   compute += o.compute;
+  interference += o.interference;
   for (int g = 0; g < GROUPS; ++g) {
     blocking[g] += o.blocking[g];
     overlapped[g] += o.overlapped[g];
@@ -32,6 +36,7 @@ AnalyticalScreen::Pass& AnalyticalScreen::Pass::operator+=(const Pass& o) {
 AnalyticalScreen::Pass AnalyticalScreen::Pass::operator*(double k) const {
   Pass r = *this;
   r.compute *= k;
+  r.interference *= k;
   for (int g = 0; g < GROUPS; ++g) {
     r.blocking[g] *= k;
     r.overlapped[g] *= k;
@@ -109,7 +114,8 @@ Seconds AnalyticalScreen::collective_time(const CollectiveOp& op, const Parallel
     const double concurrent = std::max(1.0, double(gps) / k);
     inter = machine_.server.nic_bandwidth * std::min(channels, double(nics) / concurrent);
   }
-  return cost_.collective_time(op.kind, op.bytes, shape, machine_.server.nvlink_bandwidth, inter);
+  // An op issued `count` times back to back (ZeRO-3's gathers) pays each one's latency.
+  return op.count * cost_.collective_time(op.kind, op.bytes, shape, machine_.server.nvlink_bandwidth, inter);
 }
 
 AnalyticalScreen::Pass AnalyticalScreen::price(const std::vector<ComputeOp>& compute,
@@ -125,7 +131,18 @@ AnalyticalScreen::Pass AnalyticalScreen::price(const std::vector<ComputeOp>& com
     const bool gather_behind_buckets = op.group == GroupKind::DP || op.group == GroupKind::EXPERT_DP;
     const bool overlapped =
         !gather_behind_buckets && (op.overlap_with_compute || (op.group == GroupKind::TP && p.tp_overlap));
-    (overlapped ? x.overlapped : x.blocking)[int(op.group)] += collective_time(op, p);
+    const Seconds t = collective_time(op, p);
+    (overlapped ? x.overlapped : x.blocking)[int(op.group)] += t;
+    if (overlapped) {
+      // Its kernel takes SMs from the compute it runs beside (the engine's rule).
+      const GroupShape g = group_shape(op.group, p);
+      const int sms = cost_.profile().sms;
+      const double share =
+          op.group == GroupKind::TP && p.tp_overlap
+              ? overlap_sm_share(USERBUFFERS_SMS, sms)
+              : overlap_sm_share(nccl_kernel_sms((g.ranks + g.servers - 1) / g.servers, machine_.server.nics), sms);
+      x.interference += compute_under_overlap(x.compute, t, share) - x.compute;
+    }
   }
   return x;
 }
@@ -239,16 +256,16 @@ Estimate AnalyticalScreen::evaluate(const Strategy& s) {
       st.sum += part;
       const bool zb = p.schedule == PipelineScheduleKind::ZERO_BUBBLE;
       for (const Pass* x : {&part.forward, zb ? &part.backward_input : &part.backward}) {
-        st.compute += x->compute;
+        st.compute += x->compute + x->interference;
         Seconds over;
         for (int g = 0; g < GROUPS; ++g) over += x->overlapped[g];
-        const Seconds hidden = std::min(over, x->compute);
+        const Seconds hidden = std::min(over, x->compute + x->interference);
         for (int g = 0; g < GROUPS; ++g)
           st.group[g] +=
               x->blocking[g] + (over > Seconds(0) ? x->overlapped[g] * (1 - hidden / over) : Seconds(0));
       }
       if (zb) {
-        st.compute += part.backward_weight.compute;
+        st.compute += part.backward_weight.compute + part.backward_weight.interference;
         for (int g = 0; g < GROUPS; ++g)
           st.group[g] += part.backward_weight.blocking[g] + part.backward_weight.overlapped[g];
       }
@@ -271,7 +288,7 @@ Estimate AnalyticalScreen::evaluate(const Strategy& s) {
   const double weight_element = weight_element_bytes(training_.precision);
   const bool has_dp = long(p.dp) * p.cp > 1;
   const bool has_expert_dp = long(p.dp) * p.cp / p.ep > 1;
-  const double bucket = dp_bucket_bytes(p, training_.precision).value();
+  const int chunk_layers = std::max(1, int(std::lround(periods * period)));
   const CollectiveKind grad_kind = p.zero >= 1 ? CollectiveKind::REDUCE_SCATTER : CollectiveKind::ALL_REDUCE;
   const double shards = p.zero >= 1 ? double(p.dp) * p.cp : 1.0;
   // Under ZeRO-3 each micro-batch's parameter gathers wait in the data-parallel stream behind the
@@ -282,7 +299,7 @@ Estimate AnalyticalScreen::evaluate(const Strategy& s) {
     Seconds load;
     for (int c = 0; c < v; ++c) {
       const double bytes = st.chunk_gradients[size_t(c)] * grad_element;
-      const int buckets = std::max(1, int(std::ceil(bytes / bucket)));
+      const int buckets = std::max(1, gradient_buckets(p, training_.precision, Bytes(bytes), chunk_layers));
       load += buckets * collective_time(CollectiveOp{.name = "grad",
                                                      .kind = grad_kind,
                                                      .group = GroupKind::DP,
@@ -304,8 +321,15 @@ Estimate AnalyticalScreen::evaluate(const Strategy& s) {
   }
   const Seconds pipeline = m * w_max + (pp - 1) * bubble_per_stage;
 
-  auto finish = [&](const StageTime& st, Seconds end, Seconds* dp_exposed, Seconds* optimizer) {
+  // SM share of the data-parallel stream's kernels (the engine's rule).
+  const GroupShape dp_group = group_shape(GroupKind::DP, p);
+  const double dp_share = overlap_sm_share(
+      nccl_kernel_sms((dp_group.ranks + dp_group.servers - 1) / dp_group.servers, machine_.server.nics),
+      cost_.profile().sms);
+  auto finish = [&](const StageTime& st, Seconds end, Seconds* dp_exposed, Seconds* optimizer,
+                    Seconds* interference) {
     Seconds queue; // when the data-parallel stream is free
+    Seconds under; // stream work that runs while the stage computes
     if (has_dp || has_expert_dp) {
       // Chunk c's gradients are released during its last backward pass, c passes before the end
       // (interleaved drain), bucket by bucket; without overlap all at the end (Megatron-LM 2021).
@@ -318,8 +342,8 @@ Estimate AnalyticalScreen::evaluate(const Strategy& s) {
         const double bytes = st.chunk_gradients[size_t(c)] * grad_element;
         const double dense = has_dp ? bytes * (1 - sh.expert_fraction) : 0.0;
         const double expert = has_expert_dp ? bytes * sh.expert_fraction : 0.0;
-        const int dense_buckets = dense > 0 ? std::max(1, int(std::ceil(dense / bucket))) : 0;
-        const int expert_buckets = expert > 0 ? std::max(1, int(std::ceil(expert / bucket))) : 0;
+        const int dense_buckets = gradient_buckets(p, training_.precision, Bytes(dense), chunk_layers);
+        const int expert_buckets = gradient_buckets(p, training_.precision, Bytes(expert), chunk_layers);
         const int buckets = std::max({1, dense_buckets, expert_buckets});
         auto bucket_time = [&](double b, int n, GroupKind g) {
           return n > 0
@@ -336,7 +360,9 @@ Estimate AnalyticalScreen::evaluate(const Strategy& s) {
           const Seconds release = p.dp_overlap ? end - c * pass - pass * (buckets - 1 - k) / buckets : end;
           const Seconds work =
               (k < dense_buckets ? each_dense : Seconds(0)) + (k < expert_buckets ? each_expert : Seconds(0));
-          queue = std::max(queue, release) + work;
+          const Seconds begin = std::max(queue, release);
+          queue = begin + work;
+          under += std::max(Seconds(0), std::min(queue, end) - begin);
         }
       }
       if (p.zero >= 2 && m > 1) {
@@ -349,8 +375,14 @@ Estimate AnalyticalScreen::evaluate(const Strategy& s) {
           start = Seconds(0);
         }
         queue = std::max(queue, start + m * every_microbatch);
+        under += (m - 1) * every_microbatch;
       }
     }
+    // The stream's kernels slow the compute they run beside (compute_under_overlap).
+    const Seconds compute = m * st.compute;
+    *interference = compute_under_overlap(compute, std::min(under, compute), dp_share) - compute;
+    end += *interference;
+    queue += *interference;
     *dp_exposed = std::max(Seconds(0), queue - end);
     *optimizer = sh.optimizer_per_parameter * st.sum.parameters / shards + sh.optimizer_fixed;
     if (p.zero == 1 || p.zero == 2) {
@@ -370,17 +402,18 @@ Estimate AnalyticalScreen::evaluate(const Strategy& s) {
     }
     return end + *dp_exposed + *optimizer;
   };
-  Seconds dp0, opt0, dpl, optl;
-  const Seconds end0 = finish(first, pipeline, &dp0, &opt0);
+  Seconds dp0, opt0, dpl, optl, slow0, slowl;
+  const Seconds end0 = finish(first, pipeline, &dp0, &opt0, &slow0);
   const Seconds last_end = pipeline - (pp - 1) * (last.b + tp_recv) / v;
-  const Seconds endl = pp > 1 ? finish(last, last_end, &dpl, &optl) : end0;
+  const Seconds endl = pp > 1 ? finish(last, last_end, &dpl, &optl, &slowl) : end0;
+  if (pp <= 1) slowl = slow0;
   const bool last_critical = endl > end0;
   const StageTime& crit = last_critical ? last : first;
 
   Estimate e;
   e.iteration = std::max(end0, endl);
   Breakdown& bd = e.breakdown;
-  bd.compute = m * crit.compute;
+  bd.compute = m * crit.compute + (last_critical ? slowl : slow0);
   bd.tp_comm_exposed = m * crit.group[int(GroupKind::TP)];
   bd.cp_comm_exposed = m * crit.group[int(GroupKind::CP)];
   bd.ep_comm_exposed = m * crit.group[int(GroupKind::EP)];
@@ -400,13 +433,22 @@ Estimate AnalyticalScreen::evaluate(const Strategy& s) {
     const double held = inflight(p, int(m), stage);
     const double params = st.sum.parameters;
     double weights = params * weight_element / weights_shards;
-    if (p.zero >= 3 && weights_shards > 1) weights += params / v * weight_element * (p.zero_overlap ? 2 : 1);
+    if (p.zero >= 3) {
+      // The gathered weights live at once (zero3_gathers), dense and expert apart.
+      const double chunk = params / v;
+      double live = 0;
+      if (has_dp) live += zero3_gathers(p, chunk * (1 - sh.expert_fraction), chunk_layers).live_elements;
+      if (has_expert_dp) live += zero3_gathers(p, chunk * sh.expert_fraction, chunk_layers).live_elements;
+      weights += live * weight_element;
+    }
     const double activations = (held * st.sum.activations + sh.transient).value();
     // ZeRO-2/3 hold a chunk's whole gradients until reduced: two buckets of them with overlap.
     const double chunk_gradients = params / v * grad_element;
+    const int buckets = gradient_buckets(p, training_.precision, Bytes(chunk_gradients), chunk_layers);
     const double gradient_buffer =
-        p.zero >= 2 && has_dp ? (p.dp_overlap ? std::min(chunk_gradients, 2 * bucket) : chunk_gradients)
-                              : 0.0;
+        p.zero >= 2 && has_dp
+            ? (p.dp_overlap && buckets > 0 ? std::min(chunk_gradients, 2 * chunk_gradients / buckets) : chunk_gradients)
+            : 0.0;
     return weights + params * grad_element / grads_shards + params * optimizer_bytes / shards + activations +
            workspace_bytes(p, Bytes(activations)).value() + gradient_buffer;
   };

@@ -47,6 +47,7 @@ public:
     Seconds compute;
     Seconds blocking[GROUPS] = {};   ///< by GroupKind: collectives that block
     Seconds overlapped[GROUPS] = {}; ///< by GroupKind: collectives that run under the compute
+    Seconds interference;            ///< compute slowed by the SMs the overlapped kernels take
     Pass& operator+=(const Pass& o);
     Pass operator*(double k) const;
     Pass operator-(const Pass& o) const;

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <simgrid/s4u.hpp>
 
+#include "calibration/overlap.hpp"
 #include "models/strategy.hpp"
 #include "sim/isolation.hpp"
 #include "sim/nccl_flows.hpp"
@@ -87,6 +88,7 @@ struct PricedChunk {
   Bytes activation;       ///< per GPU, per micro-batch, to the next virtual stage
   Bytes gradients;        ///< dense gradient bytes of this chunk on one GPU
   Bytes expert_gradients; ///< expert gradient bytes of this chunk on one GPU
+  int layers = 0;         ///< transformer layers of this chunk
 };
 
 /// Which ranks of a stage a data-parallel collective spans.
@@ -110,11 +112,12 @@ struct DpRequest {
   /// Nothing waits for this request before the end of the iteration (gradient buckets), so the
   /// driver may run it together with the ones queued behind it.
   bool deferred_wait = false;
+  int count = 1; ///< the same collective this many times back to back (CollectiveOp::count)
 };
 
 /// The request that runs the data-parallel collective `op`.
 DpRequest dp_request(const CollectiveOp& op) {
-  return {.kind = op.kind, .group = dp_group_of(op.group), .bytes = op.bytes, .label = op.name};
+  return {.kind = op.kind, .group = dp_group_of(op.group), .bytes = op.bytes, .label = op.name, .count = op.count};
 }
 
 /// Per-(stage, expert-group replica) actor state; touched only from SimGrid actors (one thread).
@@ -137,6 +140,9 @@ struct DpState {
   std::vector<DpRequest> requests; ///< by sequence number, as first issued
   std::vector<int> posted;         ///< replicas that issued each request
   std::vector<char> done;
+  /// When the stream ran collectives (its kernels take SMs from the stage's compute), in order.
+  std::vector<std::pair<double, double>> busy;
+  double busy_since = -1.0; ///< start of the collective in flight; -1 when idle
   sg4::MutexPtr mutex;
   sg4::ConditionVariablePtr cv;
 };
@@ -148,6 +154,10 @@ public:
       : machine_(machine), w_(w), cost_(cost), options_(options), p_(w.parallelism()), order_(p_) {
     block_size_ = p_.tp * p_.cp * p_.ep;
     blocks_per_stage_ = p_.dp / p_.ep;
+    const int dp_ranks = order_.group_size(GroupKind::DP);
+    const int dp_servers = std::max(1, order_.servers_spanned(GroupKind::DP, machine_.server.gpus));
+    dp_share_ = overlap_sm_share(nccl_kernel_sms((dp_ranks + dp_servers - 1) / dp_servers, machine_.server.nics),
+                                 cost_.profile().sms);
   }
 
   SimulationResult run();
@@ -195,6 +205,10 @@ private:
   void run_block(BlockState& b, const PricedBlock& block, const std::string& name);
   void synchronize(BlockState& b);
   Seconds analytic_tp(const CollectiveOp& op) const;
+  /// Seconds in [t0, t1] during which the data-parallel stream of `stage` ran a collective.
+  [[nodiscard]] Seconds dp_busy(int stage, double t0, double t1) const;
+  /// SM share of a collective's kernel over `members` (global ranks).
+  [[nodiscard]] double nccl_share(const std::vector<long>& members) const;
 
   const MachineSpec& machine_;
   const Workload& w_;
@@ -214,6 +228,7 @@ private:
   /// stands for all (they run the same program), while data-parallel rings still put every
   /// replica's flows on the fabric.
   int replicas_ = 1;
+  double dp_share_ = 0.0; ///< SM share of the data-parallel stream's kernels
   std::unordered_map<const sg4::Link*, double> link_bytes_;
 };
 
@@ -234,7 +249,8 @@ void Simulation::price() {
                                                  .backward_weight = price_block(work.backward_weight),
                                                  .activation = work.activation_out,
                                                  .gradients = work.parameters,
-                                                 .expert_gradients = work.expert_parameters});
+                                                 .expert_gradients = work.expert_parameters,
+                                                 .layers = work.layers});
     }
     optimizer_time_[static_cast<size_t>(s)] = cost_.compute_time(w_.optimizer(s));
   }
@@ -255,8 +271,8 @@ PricedBlock Simulation::price_block(const WorkBlock& block) const {
 }
 
 Seconds Simulation::analytic_tp(const CollectiveOp& op) const {
-  return cost_.collective_time(op.kind, op.bytes, GroupShape{.ranks = p_.tp, .servers = 1},
-                               machine_.server.nvlink_bandwidth, machine_.server.nic_bandwidth);
+  return op.count * cost_.collective_time(op.kind, op.bytes, GroupShape{.ranks = p_.tp, .servers = 1},
+                                          machine_.server.nvlink_bandwidth, machine_.server.nic_bandwidth);
 }
 
 /// The flows of the algorithm NCCL's tuning picks for `members`, priced by the cost model.
@@ -279,10 +295,16 @@ std::vector<sim::Flow> Simulation::collective_edges(const std::vector<long>& ran
 }
 
 /// Flows of one collective over `members` (all-to-all: every pair, each rank sending size/n to
-/// each other rank, nccl-tests' convention).
+/// each other rank, nccl-tests' convention); an op issued `count` times carries count times the
+/// bytes on the same edges and reports count times the plan's latency.
 std::vector<sim::Flow> Simulation::group_edges(const std::vector<long>& members, const CollectiveOp& op,
                                                CollectivePlan* plan_out) const {
-  return collective_edges(members, op.kind, op.bytes, plan_out);
+  std::vector<sim::Flow> edges = collective_edges(members, op.kind, op.bytes, plan_out);
+  if (op.count != 1) {
+    for (sim::Flow& e : edges) e.bytes *= op.count;
+    if (plan_out != nullptr) plan_out->latency *= op.count;
+  }
+  return edges;
 }
 
 /// The instances of group `g` inside block `b`, as global GPU indices in rank order.
@@ -426,6 +448,22 @@ void Simulation::wait_dp(BlockState& b, int seq) {
   while (dp.done[static_cast<size_t>(seq)] == 0) dp.cv->wait(lock);
 }
 
+Seconds Simulation::dp_busy(int stage, double t0, double t1) const {
+  const DpState& dp = *dp_[static_cast<size_t>(stage)];
+  double busy = 0;
+  if (dp.busy_since >= 0) busy += std::max(0.0, t1 - std::max(t0, dp.busy_since));
+  for (auto it = dp.busy.rbegin(); it != dp.busy.rend() && it->second > t0; ++it)
+    busy += std::max(0.0, std::min(it->second, t1) - std::max(it->first, t0));
+  return Seconds(busy);
+}
+
+double Simulation::nccl_share(const std::vector<long>& members) const {
+  std::set<long> servers;
+  for (long r : members) servers.insert(server_of(gpu_of(r)));
+  const int per_server = static_cast<int>(members.size() / std::max<size_t>(1, servers.size()));
+  return overlap_sm_share(nccl_kernel_sms(per_server, machine_.server.nics), cost_.profile().sms);
+}
+
 /// Runs one pass of a chunk: collectives marked overlappable start with the compute and only
 /// their excess is exposed; the others are blocking (Megatron-LM's order does not change the
 /// sum of their times, so they run after the compute).
@@ -436,18 +474,27 @@ void Simulation::run_block(BlockState& b, const PricedBlock& block, const std::s
   std::vector<std::pair<GroupKind, Seconds>> overlapped_latency;
   std::vector<std::pair<GroupKind, int>> overlapped_dp;
   Seconds overlapped_analytic;
+  // SMs the overlapped kernels take from the compute (calibration/overlap.hpp): userbuffers for
+  // TP overlap, NCCL's channels otherwise; concurrent kernels add up.
+  double analytic_share = 0.0, flow_share = 0.0;
+  const int sms = cost_.profile().sms;
   for (const CollectiveOp& op : block.comm) {
     if (!op.overlap_with_compute) continue;
+    const double userbuffers = op.group == GroupKind::TP && p_.tp_overlap ? overlap_sm_share(USERBUFFERS_SMS, sms) : -1;
     if (data_parallel(op.group)) {
       overlapped_dp.emplace_back(op.group, issue_dp(b, dp_request(op)));
     } else if (op.group == GroupKind::TP && tp_links_private()) {
       overlapped_analytic += analytic_tp(op);
+      analytic_share = std::max(analytic_share,
+                                userbuffers >= 0 ? userbuffers
+                                                 : overlap_sm_share(nccl_kernel_sms(p_.tp, machine_.server.nics), sms));
     } else {
       for (const auto& members : block_groups(b, op.group)) {
         CollectivePlan plan;
         for (const sim::Flow& e : group_edges(members, op, &plan))
           overlapped_edges[{e.src, e.dst}] += e.bytes;
         overlapped_latency.emplace_back(op.group, plan.latency);
+        flow_share = std::max(flow_share, userbuffers >= 0 ? userbuffers : nccl_share(members));
       }
     }
   }
@@ -462,8 +509,14 @@ void Simulation::run_block(BlockState& b, const PricedBlock& block, const std::s
     ++result_.activities;
   }
   record(b, Category::COMPUTE, t0, "compute", name);
+  // The data-parallel stream's collectives (gradient buckets, ZeRO-3 gathers) that ran while this
+  // compute did.
+  const Seconds dp_overlap = dp_busy(b.stage, t0, sg4::Engine::get_clock());
+  const double flows_started = t0;
+  const Seconds analytic_overlap = overlapped_analytic;
 
   // What the compute did not hide of the overlapped collectives.
+  double flows_end = t0;
   for (const CollectiveOp& op : block.comm) {
     if (!op.overlap_with_compute) continue;
     const double t1 = sg4::Engine::get_clock();
@@ -479,6 +532,7 @@ void Simulation::run_block(BlockState& b, const PricedBlock& block, const std::s
       overlapped_analytic = Seconds(0);
     } else if (!overlapped.empty()) {
       sg4::Comm::wait_all(overlapped);
+      for (const auto& c : overlapped) flows_end = std::max(flows_end, c->get_finish_time());
       overlapped.clear();
       if (sg4::Engine::get_clock() > t1) {
         Seconds latency;
@@ -488,6 +542,22 @@ void Simulation::run_block(BlockState& b, const PricedBlock& block, const std::s
       }
     }
     record(b, category_of(op.group), t1, stream_of(op.group), name + " " + op.name + " (exposed)");
+  }
+  // The compute ran beside those kernels on fewer SMs: it ends later by what they took
+  // (compute_under_overlap), each source of interference counted apart.
+  if (block.compute.value() > 0) {
+    Seconds stretched = block.compute;
+    for (const auto& [overlap, share] : {std::pair{analytic_overlap, analytic_share},
+                                         std::pair{Seconds(flows_end - flows_started), flow_share},
+                                         std::pair{dp_overlap, dp_share_}})
+      stretched += compute_under_overlap(block.compute, overlap, share) - block.compute;
+    const double end = t0 + stretched.value();
+    const double t1 = sg4::Engine::get_clock();
+    if (end - t1 > 1e-9) { // SimGrid's numerical accuracy: below it the compute did not slow
+      sg4::this_actor::sleep_for(end - t1);
+      ++result_.activities;
+      record(b, Category::COMPUTE, t1, "compute", name + " (beside communication)");
+    }
   }
 
   // Blocking TP collectives priced in closed form: one timed activity for all of them.
@@ -613,7 +683,6 @@ void Simulation::stage_actor(BlockState& b) {
   const int v = w_.chunks_per_stage();
   const int last_virtual = pp * v - 1;
   const auto& steps = w_.schedule(b.stage);
-  const double bucket = w_.dp_bucket_bytes().value();
   const bool has_dp = w_.zero_shards() > 1;
   const bool has_expert_dp = w_.expert_zero_shards() > 1;
   const CollectiveKind grad_kind = p_.zero >= 1 ? CollectiveKind::REDUCE_SCATTER : CollectiveKind::ALL_REDUCE;
@@ -635,15 +704,15 @@ void Simulation::stage_actor(BlockState& b) {
     for (int i : last_grad_step)
       if (i >= 0) releases_at[static_cast<size_t>(i)] = 1;
   }
-  auto buckets_of = [&](Bytes bytes) {
-    return bytes.value() > 0 ? std::max(1, static_cast<int>(std::ceil(bytes.value() / bucket))) : 0;
+  auto buckets_of = [&](Bytes bytes, int layers) {
+    return gradient_buckets(p_, w_.training().precision, bytes, layers);
   };
   std::vector<int> pending;                 // DP requests to wait for at the end
   std::vector<const PricedChunk*> deferred; // chunks whose gradients wait for the flush
   auto release = [&](const PricedChunk& pc, int part, int parts) {
     // Gradients of the chunk become ready layer by layer; each part carries its share of the buckets.
-    const int dense = has_dp ? buckets_of(pc.gradients) : 0;
-    const int expert = has_expert_dp ? buckets_of(pc.expert_gradients) : 0;
+    const int dense = has_dp ? buckets_of(pc.gradients, pc.layers) : 0;
+    const int expert = has_expert_dp ? buckets_of(pc.expert_gradients, pc.layers) : 0;
     for (int k = dense * part / parts; k < dense * (part + 1) / parts; ++k)
       pending.push_back(issue_dp(b, {.kind = grad_kind,
                                      .group = DpGroup::DENSE,
@@ -723,7 +792,8 @@ void Simulation::stage_actor(BlockState& b) {
     const bool releases = releases_at[static_cast<size_t>(i)] != 0 && (has_dp || has_expert_dp);
     if (releases && p_.dp_overlap) {
       // Each full bucket is handed to the data-parallel stream while the rest of the pass runs.
-      const int parts = std::max(1, std::max(buckets_of(pc.gradients), buckets_of(pc.expert_gradients)));
+      const int parts =
+          std::max(1, std::max(buckets_of(pc.gradients, pc.layers), buckets_of(pc.expert_gradients, pc.layers)));
       PricedBlock slice{.compute = work.compute / parts, .comm = {}};
       const size_t n = work.comm.size();
       for (int k = 0; k < parts; ++k) {
@@ -799,6 +869,8 @@ std::vector<sim::Flow> Simulation::dp_edges(int stage, const DpRequest& request,
           for (int c = 0; c < p_.cp; ++c) members.push_back(block_base(stage, e) + local_index(t, c, k));
       std::sort(members.begin(), members.end());
       auto ring = collective_edges(members, request.kind, request.bytes, &plan);
+      // A request issued `count` times back to back: each pays the plan NCCL picks for its size.
+      for (sim::Flow& e : ring) e.bytes *= request.count;
       edges.insert(edges.end(), ring.begin(), ring.end());
     }
   }
@@ -810,7 +882,7 @@ std::vector<sim::Flow> Simulation::dp_edges(int stage, const DpRequest& request,
     for (long r = lo; r < lo + block_size_; ++r) block.insert(gpu_of(r));
     std::erase_if(edges, [&](const sim::Flow& e) { return !block.contains(e.src); });
   }
-  *latency += plan.latency;
+  *latency += plan.latency * request.count;
   return edges;
 }
 
@@ -840,6 +912,7 @@ void Simulation::dp_driver(int stage) {
       }
     }
     const double t0 = sg4::Engine::get_clock();
+    dp.busy_since = t0;
     Seconds latency;
     std::vector<sim::Flow> edges = dp_edges(stage, request, &latency);
     std::string label = request.label;
@@ -864,6 +937,8 @@ void Simulation::dp_driver(int stage) {
                                .name = label,
                                .start = t0,
                                .end = sg4::Engine::get_clock()});
+    dp.busy.emplace_back(t0, sg4::Engine::get_clock());
+    dp.busy_since = -1.0;
     std::unique_lock lock(*dp.mutex);
     for (int r = seq; r <= last; ++r) dp.done[static_cast<size_t>(r)] = 1;
     dp.cv->notify_all();

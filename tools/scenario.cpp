@@ -337,6 +337,32 @@ const std::vector<Field<Draft>>& scenario_fields() {
        "p2p_communication ran",
        [](Draft& d, const YamlValue& v) { d.scenario.parallelism.pipeline_sync = v.as_bool(); },
        [](const Draft& d) { return yaml_bool(d.scenario.parallelism.pipeline_sync); }},
+      {"parallelism.zero3_unit", "layer | bucket", "bucket",
+       "what ZeRO-3 gathers at once and frees after use: one layer (PyTorch FSDP, one wrapped unit per "
+       "layer; its gradients reduce-scattered per layer) or a bucket of zero3_bucket parameters "
+       "(DeepSpeed ZeRO-3)",
+       [](Draft& d, const YamlValue& v) {
+         d.scenario.parallelism.zero3_unit =
+             v.as_enum<Zero3Unit>({{"layer", Zero3Unit::LAYER}, {"bucket", Zero3Unit::BUCKET}});
+       },
+       [](const Draft& d) { return std::string(to_string(d.scenario.parallelism.zero3_unit)); }},
+      {"parallelism.zero3_bucket", "number", "5e7",
+       "parameters one ZeRO-3 bucket gathers (DeepSpeed stage3_prefetch_bucket_size, default 5e7)",
+       [](Draft& d, const YamlValue& v) {
+         const double n = v.as_number();
+         if (!(n >= 1)) v.fail(fmt::format("must be at least 1 parameter, got '{}'", v.as_string()));
+         d.scenario.parallelism.zero3_bucket = n;
+       },
+       [](const Draft& d) { return fmt::format("{:g}", d.scenario.parallelism.zero3_bucket); }},
+      {"parallelism.zero3_max_live", "number", "1e9",
+       "gathered parameters ZeRO-3 buckets keep live at most (DeepSpeed stage3_max_live_parameters, "
+       "default 1e9)",
+       [](Draft& d, const YamlValue& v) {
+         const double n = v.as_number();
+         if (!(n >= 1)) v.fail(fmt::format("must be at least 1 parameter, got '{}'", v.as_string()));
+         d.scenario.parallelism.zero3_max_live = n;
+       },
+       [](const Draft& d) { return fmt::format("{:g}", d.scenario.parallelism.zero3_max_live); }},
       {"parallelism.dp_bucket", "bytes | auto", "auto",
        "gradient bucket size; auto: Megatron-core's max(40M, 1M x dp) parameters, DeepSpeed's 5e8 for zero 2 "
        "and 3",

@@ -2,6 +2,7 @@
 #include <catch2/catch.hpp>
 
 #include "calibration/cost_model.hpp"
+#include "calibration/overlap.hpp"
 #include "calibration/profile.hpp"
 #include "models/workload.hpp"
 #include "sim/engine.hpp"
@@ -327,4 +328,57 @@ TEST_CASE("sim::Engine: pipeline_sync blocks sends and pays a launch after each 
   // At least one launch per micro-batch and pass on the critical path; never faster.
   const double launches = 2.0 * plain.microbatches() * cost.profile().launch_overhead.value();
   CHECK(b.iteration_time.value() >= a.iteration_time.value() + launches);
+}
+
+TEST_CASE("sim::Engine: ZeRO-3 pays each per-layer all-gather's latency", "[engine]") {
+  const MachineSpec machine = small_machine(4);
+  auto run = [&](const CostModel& cost, Zero3Unit unit) {
+    ParallelismSpec p{.tp = 1, .pp = 1, .dp = 32, .zero = 3, .dp_overlap = false, .zero_overlap = false};
+    p.zero3_unit = unit;
+    p.zero3_bucket = 1e12; // one bucket: the whole chunk in one all-gather
+    const Workload w(gpt(8, 2048, 16, 51200), {.global_batch = 64, .micro_batch = 1, .precision = Precision::BF16},
+                     p);
+    return simulate(machine, w, cost, {}).iteration_time.value();
+  };
+  // The same bytes in 8 all-gathers per pass instead of one: with free latency the same time...
+  const CostModel free(free_latency_profile());
+  CHECK(run(free, Zero3Unit::LAYER) == Approx(run(free, Zero3Unit::BUCKET)).epsilon(0.02));
+  // ...with NCCL's latencies, 7 more per pass, forward and backward, for each of 2 micro-batches.
+  const CostModel cost(a100_profile());
+  const CollectivePlan plan = cost.collective(CollectiveKind::ALL_GATHER, Bytes(1e6), {.ranks = 32, .servers = 4});
+  const double extra = run(cost, Zero3Unit::LAYER) - run(cost, Zero3Unit::BUCKET);
+  INFO("extra " << extra << " s, one gather's latency " << plan.latency.value() << " s");
+  CHECK(extra > 0.5 * 2 * 2 * 7 * plan.latency.value());
+}
+
+TEST_CASE("sim::Engine: overlapped communication slows the compute beside it", "[engine]") {
+  const MachineSpec machine = small_machine(1);
+  const CostModel cost(a100_profile()); // 108 SMs
+  auto compute = [&](bool overlap) {
+    ParallelismSpec p{.tp = 8, .pp = 1, .dp = 1};
+    p.tp_overlap = overlap;
+    const Workload w(gpt(4, 4096, 32, 51200), {.global_batch = 4, .micro_batch = 1, .precision = Precision::BF16},
+                     p);
+    return simulate(machine, w, cost, {}).breakdown.compute.value();
+  };
+  // Userbuffers take 16 of the 108 SMs while they run: the compute beside them is slower, by at
+  // most 108/92.
+  const double alone = compute(false), beside = compute(true);
+  CHECK(beside > alone);
+  CHECK(beside < alone / (1 - 16.0 / 108) * 1.0001);
+}
+
+TEST_CASE("calibration::compute_under_overlap: slowed while the kernel runs, full speed after", "[engine]") {
+  const Seconds c(1.0);
+  CHECK(compute_under_overlap(c, Seconds(0.5), 0.0).value() == 1.0);
+  CHECK(compute_under_overlap(c, Seconds(0), 0.25).value() == 1.0);
+  // Half a second at 3/4 speed leaves 0.625 s of work at full speed.
+  CHECK(compute_under_overlap(c, Seconds(0.5), 0.25).value() == Approx(1.125));
+  // A kernel longer than the slowed compute: all of it at 3/4 speed.
+  CHECK(compute_under_overlap(c, Seconds(10), 0.25).value() == Approx(1 / 0.75));
+  CHECK(overlap_sm_share(USERBUFFERS_SMS, 132) == Approx(16.0 / 132));
+  // NCCL: two channels per ring leaving the server, one ring per NIC at most, 32 at most.
+  CHECK(nccl_kernel_sms(1, 8) == 2);
+  CHECK(nccl_kernel_sms(8, 8) == 16);
+  CHECK(nccl_kernel_sms(8, 4) == 8);
 }

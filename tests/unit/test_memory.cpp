@@ -124,11 +124,21 @@ TEST_CASE("models::Memory: model states follow ZeRO (Rajbhandari et al. 2020)", 
   CHECK(states(0) == Approx(16 * psi));
   CHECK(states(1) == Approx(4 * psi + 12 * psi / n));
   CHECK(states(2) == Approx(2 * psi + 14 * psi / n));
-  // ZeRO-3 also holds the gathered weights of the chunk being computed and the prefetched next one.
-  CHECK(states(3) == Approx(16 * psi / n + 2 * (2 * psi)));
+  // ZeRO-3 also holds the gathered weights of the layer being computed and of the prefetched
+  // next one (4 layers; the embedding spread over them), or of the one being computed.
+  p.zero3_unit = Zero3Unit::LAYER;
+  CHECK(states(3) == Approx(16 * psi / n + 2 * (2 * psi / 4)));
   p.zero_overlap = false;
-  CHECK(states(3) == Approx(16 * psi / n + 2 * psi));
+  CHECK(states(3) == Approx(16 * psi / n + 2 * psi / 4));
   p.zero_overlap = true;
+  // DeepSpeed's buckets: two of them live, within stage3_max_live_parameters.
+  p.zero3_unit = Zero3Unit::BUCKET;
+  p.zero3_bucket = psi / 10;
+  CHECK(states(3) == Approx(16 * psi / n + 2 * (2 * psi / 10)));
+  p.zero3_max_live = psi / 8;
+  CHECK(states(3) == Approx(16 * psi / n + 2 * (psi / 8)));
+  p.zero3_max_live = 1e9;
+  p.zero3_bucket = 5e7;
   SECTION("bf16 reduces gradients in fp32; fp32 training keeps 16 bytes") {
     t.precision = Precision::BF16;
     CHECK(states(0) == Approx(18 * psi));
@@ -182,4 +192,83 @@ TEST_CASE("models::Memory: ZB-H1 holds pp micro-batches on every stage", "[model
   const Workload one = gpt3({.sp = true, .recompute = Recompute::SELECTIVE, .pp = 4});
   for (int s = 0; s < 4; ++s) CHECK(w.inflight_microbatches(s) == 4);
   CHECK(w.memory(0).activations.value() == Approx(one.memory(0).activations.value()));
+}
+
+namespace {
+
+const Bytes A100_MEMORY(80.0 * 1024 * 1024 * 1024);
+
+Bytes peak(const ModelSpec& m, const TrainingSpec& t, const ParallelismSpec& p) {
+  const Workload w(m, t, p);
+  Bytes most;
+  for (int s = 0; s < w.stages(); ++s) most = std::max(most, w.memory(s).total());
+  return most;
+}
+
+ModelSpec llama3_405b(int seq) {
+  ModelSpec m;
+  m.name = "llama3-405b"; // Dubey et al. 2024 Table 3
+  m.layers = 126;
+  m.hidden = 16384;
+  m.heads = 128;
+  m.kv_heads = 8;
+  m.ffn_hidden = 53248;
+  m.activation = Activation::SWIGLU;
+  m.vocab = 128256;
+  m.seq_len = seq;
+  return m;
+}
+
+} // namespace
+
+TEST_CASE("models::Memory: ZeRO-3 holds a few layers gathered, not the whole model (GPT-3 175B, dp 384)",
+          "[models]") {
+  const ModelSpec m = gpt(int(L), int(H), int(A), int(S));
+  const TrainingSpec t{.global_batch = 1536, .micro_batch = 1, .precision = Precision::BF16, .tokens = {}};
+  ParallelismSpec p;
+  p.dp = 384;
+  p.zero = 3;
+  p.recompute = Recompute::FULL;
+  const Workload w(m, t, p);
+  const double shard = w.parameters() * 2 / 384;
+  const double layer = (w.parameters() - 51200.0 * H - S * H) / L * 2; // bytes of one layer's bf16 weights
+  for (Zero3Unit unit : {Zero3Unit::LAYER, Zero3Unit::BUCKET}) {
+    p.zero3_unit = unit;
+    const MemoryBreakdown b = Workload(m, t, p).memory(0);
+    INFO("unit " << to_string(unit) << ": weights " << b.weights.value() / (1 << 30) << " GiB");
+    // The shard and at most the computed and the prefetched layer, far from 350 GB of weights.
+    CHECK(b.weights.value() > shard);
+    CHECK(b.weights.value() < shard + 2.1 * layer);
+    CHECK(b.total() < A100_MEMORY);
+  }
+}
+
+TEST_CASE("models::Memory: the impossible layouts stay impossible on 80 GiB", "[models]") {
+  SECTION("GPT-3 175B, pure data parallelism without ZeRO") {
+    ParallelismSpec p;
+    p.dp = 384;
+    p.recompute = Recompute::FULL;
+    CHECK(peak(gpt(int(L), int(H), int(A), int(S)),
+               {.global_batch = 1536, .micro_batch = 1, .precision = Precision::FP16, .tokens = {}},
+               p) > A100_MEMORY);
+  }
+  SECTION("Llama 3 405B with tp 8 alone") {
+    ParallelismSpec p;
+    p.tp = 8;
+    p.sequence_parallel = true;
+    p.dp = 2;
+    p.recompute = Recompute::FULL;
+    CHECK(peak(llama3_405b(8192), {.global_batch = 16, .micro_batch = 1, .precision = Precision::BF16, .tokens = {}},
+               p) > A100_MEMORY);
+  }
+  SECTION("Llama 3 405B at 128k context without context parallelism or recomputation") {
+    ParallelismSpec p;
+    p.tp = 8;
+    p.sequence_parallel = true;
+    p.pp = 14; // 9 layers a stage
+    p.dp = 1;
+    p.zero = 1;
+    TrainingSpec t{.global_batch = 16, .micro_batch = 1, .precision = Precision::BF16, .tokens = {}};
+    CHECK(peak(llama3_405b(131072), t, p) > A100_MEMORY);
+  }
 }

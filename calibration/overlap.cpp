@@ -1,0 +1,26 @@
+#include "calibration/overlap.hpp"
+
+#include "calibration/cost_model.hpp"
+
+namespace odyssey {
+
+int nccl_kernel_sms(int ranks_per_server, int nics_per_server) {
+  const int rings = nccl_net_channels(ranks_per_server, std::max(1, nics_per_server));
+  return std::min(NCCL_MAX_CHANNELS, 2 * rings);
+}
+
+double overlap_sm_share(int comm_sms, int gpu_sms) {
+  if (gpu_sms <= 0 || comm_sms <= 0) return 0.0;
+  return std::min(1.0, double(comm_sms) / double(gpu_sms));
+}
+
+Seconds compute_under_overlap(Seconds compute, Seconds overlap, double share) {
+  if (share <= 0 || compute.value() <= 0 || overlap.value() <= 0) return compute;
+  // Work done while the kernel runs: (1 - share) x X; a kernel that takes every SM stalls the
+  // compute until it ends.
+  if (share >= 1) return compute + overlap;
+  const Seconds slowed = compute / (1 - share);
+  return compute + share * std::min(overlap, slowed);
+}
+
+} // namespace odyssey

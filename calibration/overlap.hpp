@@ -1,0 +1,37 @@
+// What a communication kernel that overlaps compute takes from it. NCCL's kernels and Transformer
+// Engine's userbuffers kernels run on the GPU's SMs beside the GEMMs: while they run, the compute
+// has the remaining SMs. One rule, read by the engine (sim/engine.cpp) and the planner's screen
+// (sim/analytical.cpp).
+#pragma once
+
+#include <algorithm>
+
+#include "models/units.hpp"
+
+namespace odyssey {
+
+/// NCCL's largest channel count (MAXCHANNELS, src/include/device.h, NCCL 2.x).
+inline constexpr int NCCL_MAX_CHANNELS = 32;
+/// SMs Transformer Engine's userbuffers take for a tensor-parallel overlap: the default num_sm
+/// of its bulk and pipelined methods (transformer_engine/pytorch/module/base.py, initialize_ub's
+/// default config; the ring-exchange method takes 1 SM and copies with the copy engines).
+inline constexpr int USERBUFFERS_SMS = 16;
+
+/// SMs an NCCL collective's kernel occupies: one CTA per channel (NCCL launches its kernel with
+/// one block per channel, src/enqueue.cc). Channels: the rings that leave each server, one per
+/// rank of the server up to one per NIC (nccl_net_channels), each duplicated into two channels as
+/// NCCL's topology post-processing does (ncclTopoPostset, src/graph/connect.cc), at most
+/// NCCL_MAX_CHANNELS. ASSUMPTION: a group inside one server takes as many channels as if each of
+/// its ranks had a NIC of its own (NCCL's NVLink search finds more or fewer rings per system).
+[[nodiscard]] int nccl_kernel_sms(int ranks_per_server, int nics_per_server);
+
+/// Fraction of the GPU's `gpu_sms` SMs that a communication kernel of `comm_sms` SMs takes while it
+/// runs beside compute (0 when the profile gives no SM count).
+[[nodiscard]] double overlap_sm_share(int comm_sms, int gpu_sms);
+
+/// Duration of `compute` seconds of work (alone on the GPU) that runs beside a communication
+/// kernel taking `share` of the SMs for `overlap` seconds from its start: (1 - share) of the speed
+/// while the kernel runs, full speed after. C + share x min(X, C / (1 - share)).
+[[nodiscard]] Seconds compute_under_overlap(Seconds compute, Seconds overlap, double share);
+
+} // namespace odyssey
