@@ -234,6 +234,11 @@ std::string profile_yaml(const Profile& p, const std::string& header) {
   y += fmt::format("  k_block: {}\n  fill: {}\n  max_split_k: {}\n  max_efficiency:\n", p.gemm_k_block,
                    num(p.gemm_fill), p.gemm_max_split_k);
   for (const auto& [d, e] : p.gemm_max_efficiency_by_dtype) y += fmt::format("    {}: {}\n", dtype_key(d), num(e));
+  if (!p.gemm_best_shape.empty()) {
+    y += "  best_shape:\n";
+    for (const auto& [d, s] : p.gemm_best_shape)
+      y += fmt::format("    {}: {{m: {}, n: {}, k: {}}}\n", dtype_key(d), s[0], s[1], s[2]);
+  }
   if (!p.tables.empty()) {
     y += "tables:\n";
     for (const TableSource& t : p.tables)
@@ -249,6 +254,9 @@ std::string profile_yaml(const Profile& p, const std::string& header) {
   y += fmt::format("attention:\n  efficiency: {}\n", num(p.attention_efficiency));
   if (p.attention_backward_efficiency > 0)
     y += fmt::format("  backward_efficiency: {}\n", num(p.attention_backward_efficiency));
+  if (p.attention_fa2_efficiency > 0)
+    y += fmt::format("  flash_attention_2: {{efficiency: {}, backward_efficiency: {}}}\n",
+                     num(p.attention_fa2_efficiency), num(p.attention_fa2_backward_efficiency));
   if (!p.attention_points.empty()) {
     y += "attention_points:\n";
     for (const AttentionPoint& a : p.attention_points)
@@ -660,13 +668,24 @@ ImportSummary import_published(const ImportOptions& o) {
               base.name, flop_rate(base.peak.at(p->second)), key));
           continue;
         }
-        out.gemm_max_efficiency_by_dtype[p->second] = fastest->efficiency;
+        // The best single product and its shape: the GEMM model's main loop reproduces it there.
+        const GemmPoint* best = nullptr;
+        for (const GemmPoint& g : points) {
+          if (g.batch == 1 && (!best || g.efficiency > best->efficiency)) best = &g;
+        }
+        if (best) {
+          out.gemm_max_efficiency_by_dtype[p->second] = best->efficiency;
+          out.gemm_best_shape[p->second] = {best->m, best->n, best->k};
+        } else {
+          out.gemm_max_efficiency_by_dtype[p->second] = fastest->efficiency;
+          out.gemm_best_shape.erase(p->second);
+        }
         out.gemm_points.insert(out.gemm_points.end(), points.begin(), points.end());
         out.tables.push_back({.table = fmt::format("gemm {}", key),
                               .source = fmt::format("{} ('{}' under {}; {})", table.source, dtypes, arch, file)});
         summary.measured.push_back(fmt::format(
-            "gemm_points: {} {} shapes from {} ({}); gemm.max_efficiency.{} {} (the best of them)",
-            points.size(), key, file, arch, key, num(fastest->efficiency)));
+            "gemm_points: {} {} shapes from {} ({}); gemm.max_efficiency.{} {} and gemm.best_shape (the best of them)",
+            points.size(), key, file, arch, key, num(out.gemm_max_efficiency_by_dtype[p->second])));
       }
       sources.push_back(table.source);
     } else {

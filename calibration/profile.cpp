@@ -64,7 +64,7 @@ void parse_peak(const YamlValue& v, Profile& p) {
 
 void parse_gemm(const YamlValue& v, Profile& p) {
   v.require_map();
-  v.check_keys({"sms", "tile", "tiles", "k_block", "fill", "max_split_k", "max_efficiency"});
+  v.check_keys({"sms", "tile", "tiles", "k_block", "fill", "max_split_k", "max_efficiency", "best_shape"});
   p.sms = static_cast<int>(v.require("sms").as_positive_count());
   auto read_tile = [](const YamlValue& t) {
     t.require_map();
@@ -101,6 +101,19 @@ void parse_gemm(const YamlValue& v, Profile& p) {
       e->fail("has no matching peak: list " + std::string(key) + " under peak first");
   }
   if (highest == 0.0) best.fail("lists no dtype (expected at least one of fp32, fp16, bf16, fp8)");
+  if (auto shapes = v.get("best_shape")) {
+    shapes->require_map();
+    shapes->check_keys({"fp32", "fp16", "bf16", "fp8"});
+    for (const auto& [key, dtype] : DTYPE_KEYS) {
+      auto shape = shapes->get(key);
+      if (!shape) continue;
+      if (!best.get(key)) shape->fail("has no max_efficiency to go with: list " + std::string(key) + " there first");
+      shape->require_map();
+      shape->check_keys({"m", "n", "k"});
+      p.gemm_best_shape[dtype] = {shape->require("m").as_positive_count(), shape->require("n").as_positive_count(),
+                                  shape->require("k").as_positive_count()};
+    }
+  }
   p.gemm_max_efficiency = highest;
 }
 
@@ -231,9 +244,15 @@ Profile load_profile(const std::string& path) {
 
   const YamlValue attention = root.require("attention");
   attention.require_map();
-  attention.check_keys({"efficiency", "backward_efficiency"});
+  attention.check_keys({"efficiency", "backward_efficiency", "flash_attention_2"});
   p.attention_efficiency = parse_fraction(attention.require("efficiency"));
   if (auto bwd = attention.get("backward_efficiency")) p.attention_backward_efficiency = parse_fraction(*bwd);
+  if (auto fa2 = attention.get("flash_attention_2")) {
+    fa2->require_map();
+    fa2->check_keys({"efficiency", "backward_efficiency"});
+    p.attention_fa2_efficiency = parse_fraction(fa2->require("efficiency"));
+    p.attention_fa2_backward_efficiency = parse_fraction(fa2->require("backward_efficiency"));
+  }
   if (auto points = root.get("attention_points")) parse_attention_points(*points, p);
   if (auto tables = root.get("tables")) parse_tables(*tables, p);
   // A published profile rests on others' measurements: it must say whose, table by table.

@@ -4,6 +4,7 @@
 // real GPU (each table names its source), `measured` ones come from our own kernels/ benchmarks.
 #pragma once
 
+#include <array>
 #include <map>
 #include <string>
 #include <vector>
@@ -106,11 +107,19 @@ struct Profile {
   /// multiply-accumulate and writing the tile out after the last (`gemm.fill`); 0: none.
   double gemm_fill = 0.0;
   int gemm_max_split_k = 1; ///< most slices cuBLAS splits K into for a GEMM with few tiles
+  /// Shape at which a dtype's `max_efficiency` was measured (`gemm.best_shape`): the GEMM model's
+  /// main loop then runs at the rate that reproduces that measurement at that shape. Without it
+  /// `max_efficiency` is the main loop's rate itself.
+  std::map<Precision, std::array<long, 3>> gemm_best_shape;
   std::vector<GemmPoint> gemm_points; ///< measured or modelled points to interpolate over
   /// Fused attention forward, fraction of peak in flash_attention_flops' convention, where no points.
   double attention_efficiency = 0.5;
   /// The same for the backward pass; 0: the forward's (`attention.backward_efficiency`).
   double attention_backward_efficiency = 0.0;
+  /// FlashAttention-2's forward and backward figures on a GPU whose `attention` figures are a newer
+  /// kernel's (`attention.flash_attention_2`); 0: none, the newest kernel's are used.
+  double attention_fa2_efficiency = 0.0;
+  double attention_fa2_backward_efficiency = 0.0;
   std::vector<AttentionPoint> attention_points; ///< fused attention, forward and backward
   std::vector<TableSource> tables;              ///< where each table of points comes from
   BytesPerSecond memory_bandwidth;    ///< HBM peak

@@ -33,6 +33,7 @@ struct AttentionShape {
   /// Fused (flash) attention skips the masked half of a causal score matrix; the unfused kernels
   /// of 2021 Megatron compute all of it. Set from training.flash_attention.
   bool fused = true;
+  AttentionKernel kernel = AttentionKernel::NEWEST; ///< from training.attention_kernel
 };
 
 struct ComputeOp {

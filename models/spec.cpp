@@ -56,4 +56,12 @@ const char* to_string(Zero3Unit u) {
   return "?";
 }
 
+const char* to_string(AttentionKernel k) {
+  switch (k) {
+  case AttentionKernel::NEWEST: return "newest";
+  case AttentionKernel::FLASH_ATTENTION_2: return "flash-attention-2";
+  }
+  return "newest";
+}
+
 } // namespace odyssey

@@ -21,6 +21,10 @@ enum class ContextParallelKind { RING, ALL_GATHER };
 /// What ZeRO-3 gathers at once: one transformer layer (PyTorch FSDP with one wrapped unit per
 /// layer) or a bucket of parameters (DeepSpeed ZeRO-3's prefetch bucket).
 enum class Zero3Unit { LAYER, BUCKET };
+/// Which fused-attention kernel generation runs: the newest the GPU's profile prices (its
+/// `attention` figures: FlashAttention-3 on Hopper, -2 on Ampere), or FlashAttention-2, which
+/// runs trained before FlashAttention-3 (July 2024) used on Hopper.
+enum class AttentionKernel { NEWEST, FLASH_ATTENTION_2 };
 
 /// Mixture-of-experts feed-forward layers (Switch/GShard/Mixtral style).
 struct MoeSpec {
@@ -68,6 +72,7 @@ struct TrainingSpec {
   Precision precision = Precision::FP16;
   bool flash_attention = true;  ///< fused memory-efficient attention (no s^2 score matrix in memory);
                                 ///< Megatron-LM 2021 predates it
+  AttentionKernel attention_kernel = AttentionKernel::NEWEST;
   /// The weight-gradient GEMM accumulates into the fp32 main gradient (Megatron-LM
   /// --gradient-accumulation-fusion, 2022); false: it writes a 16-bit gradient that a separate
   /// kernel adds to the main gradient, every micro-batch (Megatron-LM 2021).
@@ -147,5 +152,6 @@ const char* to_string(PipelineScheduleKind s);
 const char* to_string(Recompute r);
 const char* to_string(Fidelity f);
 const char* to_string(Zero3Unit u);
+const char* to_string(AttentionKernel k);
 
 } // namespace odyssey

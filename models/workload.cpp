@@ -58,6 +58,7 @@ struct LocalShape {
   bool dropout = false; ///< dropout probability > 0: dropout kernels and their 1-byte masks
   bool accumulation_fusion = true; ///< dW GEMMs accumulate into the main gradient
   bool flash = true;
+  AttentionKernel attention_kernel = AttentionKernel::NEWEST;
   bool sp = false;
   Precision gemm_dtype = Precision::FP16;
   Precision act_dtype = Precision::FP16;
@@ -117,7 +118,8 @@ public:
                                   .seq_kv = x_.s_kv,
                                   .head_dim = int(x_.head_dim),
                                   .causal = true,
-                                  .fused = x_.flash};
+                                  .fused = x_.flash,
+                                  .kernel = x_.attention_kernel};
     op.flops = Flops(flops);
     op.bytes = Bytes(bytes);
     op.kernels = kernels;
@@ -761,6 +763,7 @@ Workload::Workload(ModelSpec model, TrainingSpec training, ParallelismSpec paral
   x.vocab = vocab_padded() / x.t;
   x.llama = m.activation == Activation::SWIGLU;
   x.flash = training_.flash_attention;
+  x.attention_kernel = training_.attention_kernel;
   x.gemm_dtype = training_.precision;
   x.act_dtype = activation_precision(training_.precision);
   x.d = bytes_per_element(x.act_dtype);

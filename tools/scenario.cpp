@@ -243,6 +243,14 @@ const std::vector<Field<Draft>>& scenario_fields() {
        "fused memory-efficient attention; Megatron-LM 2021 runs predate it and set false",
        [](Draft& d, const YamlValue& v) { d.scenario.training.flash_attention = v.as_bool(); },
        [](const Draft& d) { return yaml_bool(d.scenario.training.flash_attention); }},
+      {"training.attention_kernel", "newest | flash-attention-2", "newest",
+       "fused attention kernel: the newest the GPU's profile prices (FlashAttention-3 on Hopper), or "
+       "FlashAttention-2, which Hopper runs trained before FlashAttention-3 (July 2024) used",
+       [](Draft& d, const YamlValue& v) {
+         d.scenario.training.attention_kernel = v.as_enum<AttentionKernel>(
+             {{"newest", AttentionKernel::NEWEST}, {"flash-attention-2", AttentionKernel::FLASH_ATTENTION_2}});
+       },
+       [](const Draft& d) { return std::string(to_string(d.scenario.training.attention_kernel)); }},
       {"training.gradient_accumulation_fusion", "bool", "true",
        "weight-gradient GEMMs accumulate into the fp32 main gradient (Megatron-LM 2022+); false: a "
        "separate add per weight every micro-batch, as Megatron-LM 2021 ran",
