@@ -71,6 +71,27 @@ std::vector<std::string> extrapolated_gemms(const Workload& w, const CostModel& 
   return out;
 }
 
+/// Share of the job's compute time per kind of data that priced it (CostModel::price_source).
+std::map<std::string, double> price_sources(const Workload& w, const CostModel& cost) {
+  std::map<std::string, double> seconds;
+  double total = 0.0;
+  auto scan = [&](const std::vector<ComputeOp>& ops) {
+    for (const ComputeOp& op : ops) {
+      const double t = cost.compute_time(op).value();
+      seconds[to_string(cost.price_source(op))] += t;
+      total += t;
+    }
+  };
+  for (int s = 0; s < w.stages(); ++s)
+    for (int c = 0; c < w.chunks_per_stage(); ++c) {
+      scan(w.chunk(s, c).forward.compute);
+      scan(w.chunk(s, c).backward.compute);
+    }
+  if (total > 0)
+    for (auto& [kind, t] : seconds) t /= total;
+  return seconds;
+}
+
 } // namespace
 
 const std::vector<BreakdownPart>& breakdown_parts() {
@@ -160,6 +181,7 @@ Report make_report(const std::string& scenario_name, const MachineSpec& machine,
   r.fidelity = fidelity;
   r.profile = cost.profile();
   r.extrapolated_gemms = extrapolated_gemms(workload, cost);
+  r.price_sources = price_sources(workload, cost);
   r.simulation = result;
   r.suggestions = suggest(r);
   return r;
@@ -346,6 +368,16 @@ std::string render_text(const Report& r) {
   out += fmt::format("  profile      {} ({}{}): {}\n", r.profile.name, to_string(r.profile.provenance.kind),
                      datasheet ? ": published peak rates and achievable fractions, not measurements" : "",
                      r.profile.provenance.source);
+  if (!r.price_sources.empty()) {
+    std::string shares;
+    for (const char* kind : {"measured", "published", "datasheet"}) {
+      auto it = r.price_sources.find(kind);
+      if (it == r.price_sources.end() || it->second <= 0) continue;
+      shares += fmt::format("{}{:.0f}% {}", shares.empty() ? "" : ", ", 100 * it->second, kind);
+    }
+    out += fmt::format("  prices       compute time priced from {} data (odyssey run --explain: per operation)\n",
+                       shares);
+  }
   if (!r.extrapolated_gemms.empty()) {
     std::string list;
     for (size_t i = 0; i < std::min<size_t>(3, r.extrapolated_gemms.size()); ++i)
@@ -410,6 +442,7 @@ std::string render_json(const Report& r) {
   j["suggestions"] = suggestions;
   if (r.time_to_train) j["time_to_train_s"] = r.time_to_train->value();
   if (!r.extrapolated_gemms.empty()) j["simulation"]["profile"]["extrapolated_gemms"] = r.extrapolated_gemms;
+  if (!r.price_sources.empty()) j["simulation"]["profile"]["price_sources"] = r.price_sources;
   return j.dump(2) + "\n";
 }
 

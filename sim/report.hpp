@@ -3,6 +3,7 @@
 #pragma once
 
 #include <optional>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -53,6 +54,9 @@ struct Report {
   /// GEMMs ("qkv 4096x12288x4096 bf16") outside the profile's measured shapes, priced by
   /// conservative extrapolation; empty for profiles without measured points.
   std::vector<std::string> extrapolated_gemms;
+  /// Share of one micro-batch's compute time (every chunk's forward and backward, summed) priced
+  /// from each kind of data: "measured", "published", "datasheet".
+  std::map<std::string, double> price_sources;
   SimulationResult simulation;
 };
 

@@ -63,17 +63,17 @@ std::string explain(const odyssey::Workload& w, const odyssey::CostModel& cost) 
       it->bytes += op.bytes.value();
       total += t;
     }
-    out += fmt::format("\n  {}\n  {:<24} {:<12} {:>24} {:>5} {:>11} {:>6} {:>8} {:>7}\n", title, "op", "kind",
-                       "shape", "calls", "time", "share", "TFLOP/s", "GB/s");
+    out += fmt::format("\n  {}\n  {:<24} {:<12} {:>24} {:>5} {:>11} {:>6} {:>8} {:>7}  {}\n", title, "op", "kind",
+                       "shape", "calls", "time", "share", "TFLOP/s", "GB/s", "price");
     for (const Row& r : rows) {
       std::string shape;
       if (r.op->kind == odyssey::OpKind::GEMM)
         shape = fmt::format("{}x{}x{}{}", r.op->gemm.m, r.op->gemm.n, r.op->gemm.k,
                             r.op->gemm.batch > 1 ? fmt::format(" *{}", r.op->gemm.batch) : "");
-      out += fmt::format("  {:<24} {:<12} {:>24} {:>5} {:>8.3f} ms {:>5.1f}% {:>8.1f} {:>7.0f}\n", r.name,
+      out += fmt::format("  {:<24} {:<12} {:>24} {:>5} {:>8.3f} ms {:>5.1f}% {:>8.1f} {:>7.0f}  {}\n", r.name,
                          odyssey::to_string(r.op->kind), shape, r.count, r.time.value() * 1e3,
                          100 * r.time.value() / total.value(), r.flops / r.time.value() / 1e12,
-                         r.bytes / r.time.value() / 1e9);
+                         r.bytes / r.time.value() / 1e9, odyssey::to_string(cost.price_source(*r.op)));
     }
     for (const odyssey::CollectiveOp& op : b.comm)
       out += fmt::format("  {:<24} {:<12} {:>24}\n", op.name, odyssey::to_string(op.kind),

@@ -159,22 +159,55 @@ TEST_CASE("calibration::CostModel: interpolation over recorded GEMM points", "[c
   }
 }
 
-TEST_CASE("calibration::CostModel: attention halves causal work only when fused", "[calibration]") {
-  const CostModel model(h100_like());
+TEST_CASE("calibration::CostModel: fused attention in the FlashAttention papers' convention", "[calibration]") {
+  Profile p = h100_like();
+  p.attention_efficiency = 0.5;
+  p.attention_backward_efficiency = 0.4;
+  const CostModel model(p);
   ComputeOp op;
   op.name = "attn_core";
   op.kind = OpKind::ATTENTION;
   op.dtype = Precision::BF16;
   op.attention = {.batch = 1, .heads = 16, .kv_heads = 16, .seq_q = 4096, .seq_kv = 4096, .head_dim = 128};
-  op.flops = Flops(1e12);
+  op.flops = Flops(1e12); // the model's count; the price follows the shape
   const Seconds launch = model.profile().launch_overhead;
-  const Seconds fused = model.compute_time(op) - launch;
-  CHECK(fused.value() == Approx(0.5e12 / (989.4e12 * 0.5)));
-  op.attention.fused = false;
-  CHECK((model.compute_time(op) - launch).value() == Approx(2.0 * fused.value()));
-  op.attention.fused = true;
-  op.attention.causal = false;
-  CHECK((model.compute_time(op) - launch).value() == Approx(2.0 * fused.value()));
+  const double full = 4.0 * 16 * 4096.0 * 4096.0 * 128; // 4 s^2 d h
+  SECTION("causal: half the FLOPs, at the 1.75x speed-up FlashAttention-2 measured, not 2x") {
+    const Seconds causal = model.compute_time(op) - launch;
+    CHECK(causal.value() == Approx(0.5 * full / (989.4e12 * 0.5 * 1.75 / 2)));
+    op.attention.causal = false;
+    CHECK((model.compute_time(op) - launch).value() == Approx(1.75 * causal.value()));
+    op.attention.causal = true;
+    op.attention.fused = false; // unfused kernels compute the whole score matrix
+    CHECK((model.compute_time(op) - launch).value() == Approx(1.75 * causal.value()));
+  }
+  SECTION("backward: 2.5x the forward's FLOPs at the backward's own rate") {
+    op.attention.causal = false;
+    const Seconds forward = model.compute_time(op) - launch;
+    op.pass = Pass::BACKWARD_INPUT;
+    CHECK((model.compute_time(op) - launch).value() == Approx(2.5 * forward.value() * 0.5 / 0.4));
+  }
+  SECTION("FlashAttention-2's figures where the scenario asks for it and the profile has them") {
+    op.attention.kernel = AttentionKernel::FLASH_ATTENTION_2;
+    const Seconds newest = model.compute_time(op) - launch; // none listed: the newest kernel's
+    Profile with = p;
+    with.attention_fa2_efficiency = 0.25;
+    with.attention_fa2_backward_efficiency = 0.2;
+    CHECK((CostModel(with).compute_time(op) - launch).value() == Approx(2.0 * newest.value()));
+  }
+  SECTION("attention points are interpolated in log2(seq), per head dimension") {
+    Profile with = p;
+    with.attention_points = {
+        {.pass = AttentionPass::FORWARD, .head_dim = 128, .seq = 2048, .causal = true, .efficiency = 0.4},
+        {.pass = AttentionPass::FORWARD, .head_dim = 128, .seq = 8192, .causal = true, .efficiency = 0.6}};
+    const CostModel m(with);
+    CHECK(m.attention_efficiency(op.attention, AttentionPass::FORWARD, Precision::BF16) == Approx(0.5));
+    op.attention.seq_kv = 65536;
+    CHECK(m.attention_efficiency(op.attention, AttentionPass::FORWARD, Precision::BF16) == Approx(0.6));
+    CHECK(m.price_source(op) == with.provenance.kind);
+    op.pass = Pass::BACKWARD_INPUT; // no backward points: the profile's figure, a datasheet price
+    CHECK(m.price_source(op) == ProfileKind::DATASHEET);
+  }
 }
 
 TEST_CASE("calibration::CostModel: memory-bound time is linear in bytes", "[calibration]") {
