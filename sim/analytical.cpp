@@ -55,6 +55,8 @@ AnalyticalScreen::Part& AnalyticalScreen::Part::operator+=(const Part& o) {
   backward_weight += o.backward_weight;
   parameters += o.parameters;
   activations += o.activations;
+  fp8_weight_cache += o.fp8_weight_cache;
+  weight_casts += o.weight_casts;
   return *this;
 }
 AnalyticalScreen::Part AnalyticalScreen::Part::operator*(double k) const {
@@ -63,7 +65,9 @@ AnalyticalScreen::Part AnalyticalScreen::Part::operator*(double k) const {
               .backward_input = backward_input * k,
               .backward_weight = backward_weight * k,
               .parameters = parameters * k,
-              .activations = activations * k};
+              .activations = activations * k,
+              .fp8_weight_cache = fp8_weight_cache * k,
+              .weight_casts = weight_casts * k};
 }
 AnalyticalScreen::Part AnalyticalScreen::Part::operator-(const Part& o) const {
   Part r = *this;
@@ -189,7 +193,9 @@ const AnalyticalScreen::Shape& AnalyticalScreen::shape(const Strategy& s) {
                 .backward_input = price(c.backward_input.compute, c.backward_input.comm, q),
                 .backward_weight = price(c.backward_weight.compute, c.backward_weight.comm, q),
                 .parameters = w.local_parameters(stage),
-                .activations = w.chunk_activations(stage, 0)};
+                .activations = w.chunk_activations(stage, 0),
+                .fp8_weight_cache = w.fp8_weight_cache_bytes(stage),
+                .weight_casts = cost_.compute_time(c.weight_casts.compute)};
   };
   const Part a0 = part(a, 0), a1 = part(a, 1), a2 = part(a, 2);
   Shape sh;
@@ -384,7 +390,8 @@ Estimate AnalyticalScreen::evaluate(const Strategy& s) {
     end += *interference;
     queue += *interference;
     *dp_exposed = std::max(Seconds(0), queue - end);
-    *optimizer = sh.optimizer_per_parameter * st.sum.parameters / shards + sh.optimizer_fixed;
+    // The step's FP8 weight casts (the engine runs them in micro-batch 0's forward) count with it.
+    *optimizer = sh.optimizer_per_parameter * st.sum.parameters / shards + sh.optimizer_fixed + st.sum.weight_casts;
     if (p.zero == 1 || p.zero == 2) {
       const double params = st.sum.parameters * weight_element;
       if (has_dp)
@@ -449,6 +456,7 @@ Estimate AnalyticalScreen::evaluate(const Strategy& s) {
         p.zero >= 2 && has_dp
             ? (p.dp_overlap && buckets > 0 ? std::min(chunk_gradients, 2 * chunk_gradients / buckets) : chunk_gradients)
             : 0.0;
+    weights += st.sum.fp8_weight_cache.value();
     return weights + params * grad_element / grads_shards + params * optimizer_bytes / shards + activations +
            workspace_bytes(p, Bytes(activations)).value() + gradient_buffer;
   };
