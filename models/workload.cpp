@@ -963,21 +963,31 @@ Workload::Workload(ModelSpec model, TrainingSpec training, ParallelismSpec paral
     // every rank of the expert-data-parallel group (dp/ep) 1/(dp/ep) of the experts'.
     const double shard =
         par.zero >= 1 ? dense / zero_shards() + experts / expert_zero_shards() : dense + experts;
-    const int launches = std::max(1, int(std::ceil(shard / ELEMENTS_PER_MULTI_TENSOR_LAUNCH)));
     const bool fp32 = training_.precision == Precision::FP32;
-    // Fused Adam: read fp32 weights, m, v and the gradient; write weights, m, v and (mixed
-    // precision) the fp16/bf16 model copy. Gradient-norm clipping first reads every gradient.
-    const double adam_bytes = fp32 ? 7 * 4.0 : 6 * 4.0 + x.grad + 2.0;
-    ComputeOp norm = make_op("grad_norm", OpKind::MEMORY_BOUND, Pass::BACKWARD_WEIGHT,
-                             x.grad == 4.0 ? Precision::FP32 : Precision::FP16);
-    norm.flops = Flops(2 * shard);
-    norm.bytes = Bytes(shard * x.grad);
-    norm.kernels = launches;
-    ComputeOp adam = make_op("adam", OpKind::OPTIMIZER, Pass::BACKWARD_WEIGHT, Precision::FP32);
-    adam.flops = Flops(12 * shard);
-    adam.bytes = Bytes(shard * adam_bytes);
-    adam.kernels = launches;
-    optimizer_.push_back({norm, adam});
+    const bool loss_scaling = training_.precision == Precision::FP16;
+    // Megatron-LM's mixed-precision optimizer step (megatron/optimizer/optimizer.py,
+    // MixedPrecisionOptimizer.step), kernel by kernel over this rank's shard:
+    //  - fp16 only: unscale the main gradients and check them for inf/NaN (read, write);
+    //  - gradient-norm clipping reads every gradient;
+    //  - fused Adam reads the fp32 weights, m, v and the gradient and writes weights, m and v;
+    //  - mixed precision: copy the fp32 weights to the 16-bit model copy (read 4 B, write 2 B);
+    //  - the gradient buffer is zeroed for the next step (DistributedDataParallel.zero_grad_buffer),
+    //    every local gradient, sharded or not.
+    std::vector<ComputeOp> step;
+    auto streaming = [&](const char* name, OpKind kind, double bytes_per_element, double elements, double flops) {
+      ComputeOp op = make_op(name, kind, Pass::BACKWARD_WEIGHT,
+                             kind == OpKind::OPTIMIZER || x.grad == 4.0 ? Precision::FP32 : Precision::FP16);
+      op.flops = Flops(flops * elements);
+      op.bytes = Bytes(elements * bytes_per_element);
+      op.kernels = std::max(1, int(std::ceil(elements / ELEMENTS_PER_MULTI_TENSOR_LAUNCH)));
+      step.push_back(std::move(op));
+    };
+    if (loss_scaling) streaming("grad_unscale", OpKind::MEMORY_BOUND, 2 * x.grad, shard, 1);
+    streaming("grad_norm", OpKind::MEMORY_BOUND, x.grad, shard, 2);
+    streaming("adam", OpKind::OPTIMIZER, fp32 ? 7 * 4.0 : 6 * 4.0 + x.grad, shard, 12);
+    if (!fp32) streaming("main_to_model_copy", OpKind::MEMORY_BOUND, 4.0 + 2.0, shard, 0);
+    streaming("zero_grad", OpKind::MEMORY_BOUND, x.grad, dense + experts, 0);
+    optimizer_.push_back(std::move(step));
   }
 }
 

@@ -264,8 +264,9 @@ TEST_CASE("sim::Engine: ZeRO-1 reduce-scatters gradients and gathers parameters"
   // rank, the reduce-scatter 4 and the bf16 parameter all-gather 2, three quarters of it.
   const double ratio = zero1.breakdown.dp_comm_exposed.value() / plain.breakdown.dp_comm_exposed.value();
   CHECK(ratio == Approx(0.75).epsilon(0.1));
-  // The optimizer works on a 1/dp shard.
-  CHECK(zero1.breakdown.optimizer.value() < plain.breakdown.optimizer.value() / 8);
+  // The optimizer works on a 1/dp shard; only zeroing the whole gradient buffer (4 of the 42
+  // bytes per parameter of the step) is not sharded.
+  CHECK(zero1.breakdown.optimizer.value() < plain.breakdown.optimizer.value() / 4);
 }
 
 TEST_CASE("sim::Engine: ZeRO-2 reduce-scatters gradients every micro-batch", "[engine]") {
