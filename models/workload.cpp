@@ -60,6 +60,9 @@ struct LocalShape {
   bool flash = true;
   AttentionKernel attention_kernel = AttentionKernel::NEWEST;
   bool sp = false;
+  /// Transformer Engine's userbuffers overlap (parallelism.overlap.tp with sequence parallelism)
+  /// splits the GEMMs next to a TP collective into chunks (tp_overlap_chunks).
+  bool tp_overlap = false;
   Precision gemm_dtype = Precision::FP16;
   Precision act_dtype = Precision::FP16;
   double d = 2;    ///< bytes per activation element
@@ -99,6 +102,22 @@ public:
       op.bytes = Bytes(
           count * ((double(m) * double(k) + double(k) * double(n)) * x_.g + double(m) * double(n) * x_.d));
     }
+    return op;
+  }
+
+  /// A GEMM next to an overlapped TP collective, as Transformer Engine's userbuffers run it
+  /// (transformer_engine/pytorch/module/base.py, initialize_ub defaults): `ring_exchange`
+  /// (qkv and fc1 forward, proj and fc2 dgrad) computes one chunk of m/tp rows per ring step as
+  /// each shard arrives; `pipeline` (proj and fc2 forward) splits the GEMM into num_splits = 4
+  /// chunks whose reduce-scatters follow one another; `bulk` (qkv and fc1 dgrad and wgrad) runs
+  /// the GEMM whole. Each chunk is its own, smaller GEMM: priced at its shape, launched apart.
+  enum class Overlap { RING_EXCHANGE, PIPELINE };
+  ComputeOp overlapped(ComputeOp op, Overlap how) const {
+    if (!x_.tp_overlap) return op;
+    constexpr int PIPELINE_SPLITS = 4; // initialize_ub: num_splits=4 if method == "pipeline"
+    const long chunks = how == Overlap::RING_EXCHANGE ? x_.t : PIPELINE_SPLITS;
+    op.gemm.m = std::max(1L, op.gemm.m / chunks);
+    op.kernels *= int(chunks);
     return op;
   }
 
@@ -238,11 +257,12 @@ public:
     const double tok = double(x_.tokens);
     w.compute.push_back(memory_bound(norm_name(), Pass::FORWARD, 2 * hidden_rows * x_.d));
     forward_gather(w, "attn");
-    w.compute.push_back(gemm("qkv", Pass::FORWARD, x_.tokens, x_.q + 2 * x_.kv, x_.h));
+    w.compute.push_back(
+        overlapped(gemm("qkv", Pass::FORWARD, x_.tokens, x_.q + 2 * x_.kv, x_.h), Overlap::RING_EXCHANGE));
     if (x_.llama)
       w.compute.push_back(memory_bound("rope", Pass::FORWARD, 2 * tok * double(x_.q + x_.kv) * x_.d));
     attention_core_forward(w);
-    w.compute.push_back(gemm("attn_out", Pass::FORWARD, x_.tokens, x_.h, x_.q));
+    w.compute.push_back(overlapped(gemm("attn_out", Pass::FORWARD, x_.tokens, x_.h, x_.q), Overlap::PIPELINE));
     forward_reduce(w, "attn_out");
     w.compute.push_back(residual(Pass::FORWARD));
   }
@@ -256,13 +276,14 @@ public:
       moe_forward(w);
     } else {
       w.compute.push_back(
-          gemm(x_.llama ? "mlp_gate_up" : "mlp_up", Pass::FORWARD, x_.tokens, mlp_up_columns(), x_.h));
+          overlapped(gemm(x_.llama ? "mlp_gate_up" : "mlp_up", Pass::FORWARD, x_.tokens, mlp_up_columns(), x_.h),
+                     Overlap::RING_EXCHANGE));
       const double f = double(x_.tokens) * double(x_.ffn);
       if (x_.llama)
         w.compute.push_back(memory_bound("swiglu", Pass::FORWARD, 3 * f * x_.d));
       else
         w.compute.push_back(memory_bound("gelu", Pass::FORWARD, 2 * f * x_.d));
-      w.compute.push_back(gemm("mlp_down", Pass::FORWARD, x_.tokens, x_.h, x_.ffn));
+      w.compute.push_back(overlapped(gemm("mlp_down", Pass::FORWARD, x_.tokens, x_.h, x_.ffn), Overlap::PIPELINE));
     }
     forward_reduce(w, "mlp_down");
     w.compute.push_back(residual(Pass::FORWARD));
@@ -384,7 +405,7 @@ public:
     if (moe) {
       moe_backward_input(w);
     } else {
-      w.compute.push_back(gemm("mlp_down_dgrad", p, x_.tokens, x_.ffn, x_.h));
+      w.compute.push_back(overlapped(gemm("mlp_down_dgrad", p, x_.tokens, x_.ffn, x_.h), Overlap::RING_EXCHANGE));
       if (x_.llama)
         w.compute.push_back(memory_bound("swiglu_bwd", p, 5 * f * x_.d));
       else
@@ -397,7 +418,7 @@ public:
     w.compute.push_back(memory_bound(std::string(norm_name()) + "_bwd", p, 6 * hidden_rows * x_.d, 2));
     if (x_.dropout) w.compute.push_back(residual(p));
     backward_gather("attn_out");
-    w.compute.push_back(gemm("attn_out_dgrad", p, x_.tokens, x_.q, x_.h));
+    w.compute.push_back(overlapped(gemm("attn_out_dgrad", p, x_.tokens, x_.q, x_.h), Overlap::RING_EXCHANGE));
     context_parallel_backward(w);
     // q, o, dO read and dq written for this rank's tokens; k, v read and dk, dv written for the sequence.
     const double io = tok * double(4 * x_.q) * x_.d + 2 * kv_sequence_bytes();
@@ -753,6 +774,7 @@ Workload::Workload(ModelSpec model, TrainingSpec training, ParallelismSpec paral
   x.h = m.hidden;
   x.tokens = x.b * x.s;
   x.sp = par.sequence_parallel && par.tp > 1;
+  x.tp_overlap = x.sp && par.tp_overlap;
   x.rows = x.sp ? x.tokens / x.t : x.tokens;
   x.head_dim = m.head_dim();
   x.heads = m.heads / x.t;

@@ -679,3 +679,28 @@ TEST_CASE("models::Workload: dropout kernels and masks only when the model train
     CHECK(dropout_probability(llama(2, 1024, 16, 4, 2816)) == 0.0);
   }
 }
+
+TEST_CASE("models::Workload: userbuffers TP overlap splits the GEMMs beside its collectives", "[models]") {
+  const int b = 2, s = 1024, h = 2048, a = 16, t = 8;
+  const TrainingSpec training{.global_batch = 16, .micro_batch = b, .precision = Precision::BF16, .tokens = {}};
+  ParallelismSpec p;
+  p.tp = t;
+  p.sequence_parallel = true;
+  const Workload whole(gpt(2, h, a, s), training, p);
+  p.tp_overlap = true;
+  const Workload split(gpt(2, h, a, s), training, p);
+  const long tokens = long(b) * s;
+  // Transformer Engine's defaults: ring exchange in tp chunks, pipeline in 4, bulk whole.
+  for (const auto& [name, chunks] :
+       std::vector<std::pair<std::string, long>>{{"qkv", t}, {"mlp_up", t}, {"attn_out", 4}, {"mlp_down", 4}}) {
+    const ComputeOp& a_op = find_op(whole.chunk(0, 0).forward, name);
+    const ComputeOp& b_op = find_op(split.chunk(0, 0).forward, name);
+    INFO(name);
+    CHECK(a_op.gemm.m == tokens);
+    CHECK(b_op.gemm.m == tokens / chunks);
+    CHECK(b_op.kernels == a_op.kernels * chunks);
+    CHECK(b_op.flops.value() == a_op.flops.value()); // the same work, in smaller GEMMs
+  }
+  CHECK(find_op(split.chunk(0, 0).backward_input, "attn_out_dgrad").gemm.m == tokens / t);
+  CHECK(find_op(split.chunk(0, 0).backward_input, "qkv_dgrad").gemm.m == tokens); // bulk
+}
