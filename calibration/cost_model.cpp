@@ -428,8 +428,8 @@ std::optional<double> grid_interpolation(const std::vector<const GemmPoint*>& po
 /// recorded there; trilinear inside a fully recorded grid cell; otherwise inverse-distance
 /// weighting (power 2). All are convex combinations, so never outside the recorded range; chosen
 /// over a least-squares fit, which would neither reproduce points nor stay in range.
-double recorded_efficiency(const std::vector<const GemmPoint*>& points, const std::vector<Eigen::Vector3d>& at,
-                           const Eigen::Vector3d& x) {
+double recorded_efficiency(const std::vector<const GemmPoint*>& points,
+                           const std::vector<Eigen::Vector3d>& at, const Eigen::Vector3d& x) {
   double weight_sum = 0.0;
   double weighted = 0.0;
   for (size_t i = 0; i < at.size(); ++i) {
@@ -480,8 +480,8 @@ GemmEstimate CostModel::gemm_estimate(const GemmShape& shape, Precision dtype) c
   const auto size_at = [&](int axis) { return std::lround(std::exp2(edge[axis])); };
   const GemmShape edge_shape{.m = size_at(0), .n = size_at(1), .k = size_at(2)};
   const GemmShape query{.m = shape.m * std::max(1L, shape.batch), .n = shape.n, .k = shape.k};
-  const double shape_ratio = std::min(
-      1.0, analytic_gemm(profile_, query, dtype).efficiency / analytic_gemm(profile_, edge_shape, dtype).efficiency);
+  const double shape_ratio = std::min(1.0, analytic_gemm(profile_, query, dtype).efficiency /
+                                               analytic_gemm(profile_, edge_shape, dtype).efficiency);
   return {.efficiency = recorded_efficiency(points, at, edge) * shape_ratio, .extrapolated = true};
 }
 
@@ -544,10 +544,12 @@ double along_sequence(const std::vector<const AttentionPoint*>& points, int head
 
 } // namespace
 
-double CostModel::attention_efficiency(const AttentionShape& shape, AttentionPass pass, Precision dtype) const {
+double CostModel::attention_efficiency(const AttentionShape& shape, AttentionPass pass,
+                                       Precision dtype) const {
   const std::vector<const AttentionPoint*> points = attention_points_of(profile_, pass, shape.causal, dtype);
   if (points.empty()) {
-    const bool fa2 = shape.kernel == AttentionKernel::FLASH_ATTENTION_2 && profile_.attention_fa2_efficiency > 0;
+    const bool fa2 =
+        shape.kernel == AttentionKernel::FLASH_ATTENTION_2 && profile_.attention_fa2_efficiency > 0;
     const double fwd = fa2 ? profile_.attention_fa2_efficiency : profile_.attention_efficiency;
     const double newest_bwd =
         profile_.attention_backward_efficiency > 0 ? profile_.attention_backward_efficiency : fwd;

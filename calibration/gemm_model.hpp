@@ -11,9 +11,9 @@ namespace odyssey {
 /// The kernel the model picks for a shape and what it achieves.
 struct GemmKernel {
   GemmTile tile;
-  int split_k = 1;          ///< slices of K computed by separate CTAs and summed after
-  long waves = 0;           ///< rounds of one CTA per SM
-  double efficiency = 0.0;  ///< FLOPs over peak x time, time including the roofline
+  int split_k = 1;           ///< slices of K computed by separate CTAs and summed after
+  long waves = 0;            ///< rounds of one CTA per SM
+  double efficiency = 0.0;   ///< FLOPs over peak x time, time including the roofline
   bool memory_bound = false; ///< the operands' HBM traffic, not the tensor cores, sets the time
 };
 

@@ -219,8 +219,8 @@ std::optional<Precision> precision_of(const std::string& dtype) {
 std::string profile_yaml(const Profile& p, const std::string& header) {
   std::string y = header;
   y += fmt::format("format: {}\ngpu: {}\nkind: {}\n", PROFILE_FORMAT, p.gpu, to_string(p.provenance.kind));
-  y += fmt::format("provenance:\n  source: {}\n  date: \"{}\"\n  notes: {}\n", yaml_quote(p.provenance.source),
-                   p.provenance.date, yaml_quote(p.provenance.notes));
+  y += fmt::format("provenance:\n  source: {}\n  date: \"{}\"\n  notes: {}\n",
+                   yaml_quote(p.provenance.source), p.provenance.date, yaml_quote(p.provenance.notes));
   y += "peak:\n";
   for (const auto& [d, rate] : p.peak) y += fmt::format("  {}: {}\n", dtype_key(d), flop_rate(rate));
   if (p.tf32_peak.value() > 0) y += fmt::format("  tf32: {}\n", flop_rate(p.tf32_peak));
@@ -233,7 +233,8 @@ std::string profile_yaml(const Profile& p, const std::string& header) {
   }
   y += fmt::format("  k_block: {}\n  fill: {}\n  max_split_k: {}\n  max_efficiency:\n", p.gemm_k_block,
                    num(p.gemm_fill), p.gemm_max_split_k);
-  for (const auto& [d, e] : p.gemm_max_efficiency_by_dtype) y += fmt::format("    {}: {}\n", dtype_key(d), num(e));
+  for (const auto& [d, e] : p.gemm_max_efficiency_by_dtype)
+    y += fmt::format("    {}: {}\n", dtype_key(d), num(e));
   if (!p.gemm_best_shape.empty()) {
     y += "  best_shape:\n";
     for (const auto& [d, s] : p.gemm_best_shape)
@@ -269,7 +270,8 @@ std::string profile_yaml(const Profile& p, const std::string& header) {
   y += fmt::format("kernel:\n  launch_overhead: {}\n", micro(p.launch_overhead));
   y += fmt::format("collective:\n  base_latency: {}\n", latencies(p.collective_base_latency_by_protocol));
   y += "links:\n";
-  for (const auto& [name, link] : {std::pair{"nvlink", &p.nvlink}, std::pair{"pcie", &p.pcie}, std::pair{"net", &p.net}}) {
+  for (const auto& [name, link] :
+       {std::pair{"nvlink", &p.nvlink}, std::pair{"pcie", &p.pcie}, std::pair{"net", &p.net}}) {
     y += fmt::format("  {}:\n    bandwidth: {}\n    bus_efficiency: {}\n    step_latency: {}\n", name,
                      byte_rate(link->bandwidth), num(link->bus_efficiency),
                      latencies(link->step_latency_by_protocol));
@@ -311,9 +313,10 @@ std::string xla_arch_of_gpu_type(const std::string& gpu) {
 ImportSummary import_profile(const ImportOptions& o) {
   if (!o.published.empty()) {
     if (!o.raw_files.empty())
-      throw InputError({.file = o.raw_files.front()}, "",
-                       "raw files (a measured profile) and published tables (a published profile) make different "
-                       "profiles: import them separately");
+      throw InputError(
+          {.file = o.raw_files.front()}, "",
+          "raw files (a measured profile) and published tables (a published profile) make different "
+          "profiles: import them separately");
     return import_published(o);
   }
   if (o.raw_files.empty()) throw InputError({.file = "calibrate import"}, "", "no raw files given");
@@ -555,7 +558,8 @@ ImportSummary import_profile(const ImportOptions& o) {
 
   // ---- the profile ----
   Profile out = base;
-  out.provenance = {.kind = ProfileKind::MEASURED, .source = source, .date = *dates.rbegin(), .notes = note_text};
+  out.provenance = {
+      .kind = ProfileKind::MEASURED, .source = source, .date = *dates.rbegin(), .notes = note_text};
   out.sms = static_cast<int>(first.sms);
   out.gemm_max_efficiency_by_dtype = best;
   out.gemm_points = points;
@@ -582,8 +586,9 @@ PublishedTable parse_published_table(const std::string& spec) {
   for (const auto& [key, format] : formats)
     if (key == name && eq != std::string::npos && eq + 1 < spec.size())
       return {.format = format, .path = spec.substr(eq + 1)};
-  throw InputError({.file = "--published"}, "",
-                   fmt::format("expected FORMAT=FILE with FORMAT one of xla-matmul, flash-attention, got '{}'", spec));
+  throw InputError(
+      {.file = "--published"}, "",
+      fmt::format("expected FORMAT=FILE with FORMAT one of xla-matmul, flash-attention, got '{}'", spec));
 }
 
 ImportSummary import_published(const ImportOptions& o) {
@@ -613,8 +618,9 @@ ImportSummary import_published(const ImportOptions& o) {
     if (t.format == PublishedFormat::XLA_MATMUL) {
       const std::string arch = xla_arch_of_gpu_type(gpu);
       if (arch.empty())
-        throw InputError({.file = t.path}, "",
-                         fmt::format("OpenXLA's tables have no key for {} alone (see xla_arch_of_gpu_type)", gpu));
+        throw InputError(
+            {.file = t.path}, "",
+            fmt::format("OpenXLA's tables have no key for {} alone (see xla_arch_of_gpu_type)", gpu));
       const XlaMatmulTable table = read_xla_matmul_table(t.path);
       // OpenXLA's dtype combinations Odyssey prices: both inputs and the output in one precision
       // (fp8 inputs accumulate to bf16).
@@ -634,7 +640,8 @@ ImportSummary import_published(const ImportOptions& o) {
           GemmPoint g{.m = e.m, .n = e.n, .k = e.k, .batch = e.b};
           if (p != priced.end()) {
             g.dtype = p->second;
-            if (base.peak.contains(g.dtype)) g.efficiency = r.flops_per_second / base.peak.at(g.dtype).value();
+            if (base.peak.contains(g.dtype))
+              g.efficiency = r.flops_per_second / base.peak.at(g.dtype).value();
           }
           by_dtypes[r.dtypes].push_back(g);
         }
@@ -646,21 +653,22 @@ ImportSummary import_published(const ImportOptions& o) {
       for (auto& [dtypes, points] : by_dtypes) {
         const auto p = priced.find(dtypes);
         if (p == priced.end()) {
-          summary.skipped.push_back(fmt::format("{}: {} '{}' rates: a dtype combination Odyssey does not price",
-                                                file, points.size(), dtypes));
+          summary.skipped.push_back(fmt::format(
+              "{}: {} '{}' rates: a dtype combination Odyssey does not price", file, points.size(), dtypes));
           continue;
         }
         const char* key = dtype_key(p->second);
         if (!base.peak.contains(p->second)) {
-          summary.skipped.push_back(
-              fmt::format("{}: {} '{}' rates: no {} peak in {}", file, points.size(), dtypes, key, base.name));
+          summary.skipped.push_back(fmt::format("{}: {} '{}' rates: no {} peak in {}", file, points.size(),
+                                                dtypes, key, base.name));
           continue;
         }
         // A rate above the peak it would be a fraction of was measured on another path (XLA runs
         // f32 matmuls on TF32 tensor cores by default): the whole dtype is left out, not capped.
-        const auto fastest = std::max_element(points.begin(), points.end(), [](const GemmPoint& a, const GemmPoint& b) {
-          return a.efficiency < b.efficiency;
-        });
+        const auto fastest =
+            std::max_element(points.begin(), points.end(), [](const GemmPoint& a, const GemmPoint& b) {
+              return a.efficiency < b.efficiency;
+            });
         if (fastest->efficiency > 1.0) {
           summary.skipped.push_back(fmt::format(
               "{}: {} '{}' rates: up to {:.4g} TFLOP/s, above the {} peak of {} ({}), so not {} rates", file,
@@ -681,10 +689,12 @@ ImportSummary import_published(const ImportOptions& o) {
           out.gemm_best_shape.erase(p->second);
         }
         out.gemm_points.insert(out.gemm_points.end(), points.begin(), points.end());
-        out.tables.push_back({.table = fmt::format("gemm {}", key),
-                              .source = fmt::format("{} ('{}' under {}; {})", table.source, dtypes, arch, file)});
+        out.tables.push_back(
+            {.table = fmt::format("gemm {}", key),
+             .source = fmt::format("{} ('{}' under {}; {})", table.source, dtypes, arch, file)});
         summary.measured.push_back(fmt::format(
-            "gemm_points: {} {} shapes from {} ({}); gemm.max_efficiency.{} {} and gemm.best_shape (the best of them)",
+            "gemm_points: {} {} shapes from {} ({}); gemm.max_efficiency.{} {} and gemm.best_shape (the best "
+            "of them)",
             points.size(), key, file, arch, key, num(out.gemm_max_efficiency_by_dtype[p->second])));
       }
       sources.push_back(table.source);
@@ -698,15 +708,19 @@ ImportSummary import_published(const ImportOptions& o) {
           ++other_gpu;
           continue;
         }
-        const Precision dtype = r.dtype == "fp16" ? Precision::FP16 : r.dtype == "bf16" ? Precision::BF16 : Precision::FP8;
+        const Precision dtype = r.dtype == "fp16"   ? Precision::FP16
+                                : r.dtype == "bf16" ? Precision::BF16
+                                                    : Precision::FP8;
         if (!base.peak.contains(dtype))
-          throw InputError(r.where, "dtype", fmt::format("no {} peak in {} to take a fraction of", r.dtype, base.name));
+          throw InputError(r.where, "dtype",
+                           fmt::format("no {} peak in {} to take a fraction of", r.dtype, base.name));
         const AttentionPoint a{.pass = r.pass == "forward" ? AttentionPass::FORWARD : AttentionPass::BACKWARD,
                                .head_dim = r.head_dim,
                                .seq = r.seq,
                                .causal = r.causal,
                                .dtype = dtype,
-                               .efficiency = capped_fraction(r.tflops * 1e12 / base.peak.at(dtype).value(), capped)};
+                               .efficiency =
+                                   capped_fraction(r.tflops * 1e12 / base.peak.at(dtype).value(), capped)};
         out.attention_points.push_back(a);
         const std::string name = fmt::format("attention {} {}", r.pass, r.dtype);
         table_sources[name].insert(fmt::format("{}: {}", r.kernel, r.source));
@@ -716,10 +730,12 @@ ImportSummary import_published(const ImportOptions& o) {
         std::string joined;
         for (const std::string& src : srcs) joined += (joined.empty() ? "" : "; ") + src;
         out.tables.push_back({.table = name, .source = joined});
-        summary.measured.push_back(fmt::format("attention_points: {} {} from {}", table_rows[name], name, file));
+        summary.measured.push_back(
+            fmt::format("attention_points: {} {} from {}", table_rows[name], name, file));
         sources.push_back(joined);
       }
-      if (other_gpu > 0) summary.skipped.push_back(fmt::format("{}: {} rows for other GPUs", file, other_gpu));
+      if (other_gpu > 0)
+        summary.skipped.push_back(fmt::format("{}: {} rows for other GPUs", file, other_gpu));
     }
   }
   if (out.tables.empty())
@@ -743,9 +759,12 @@ ImportSummary import_published(const ImportOptions& o) {
                     .date = base.provenance.date,
                     .notes = fmt::format("published (measured by others, not here): {}; from {}: {}",
                                          join(summary.measured, "; "), base.name, join(summary.kept, ", "))};
-  std::string header = "# Published profile written by `odyssey calibrate import` from tables measured by others:\n";
-  for (const PublishedTable& t : o.published) header += fmt::format("#   {}\n", fs::path(t.path).filename().string());
-  header += fmt::format("# Values not in those tables come from {} ({}).\n", base.name, to_string(base.provenance.kind));
+  std::string header =
+      "# Published profile written by `odyssey calibrate import` from tables measured by others:\n";
+  for (const PublishedTable& t : o.published)
+    header += fmt::format("#   {}\n", fs::path(t.path).filename().string());
+  header += fmt::format("# Values not in those tables come from {} ({}).\n", base.name,
+                        to_string(base.provenance.kind));
   write_file_atomically(o.out, profile_yaml(out, header));
   load_profile(o.out); // what was written must read back
   return summary;

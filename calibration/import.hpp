@@ -31,9 +31,9 @@ struct PublishedTable {
 PublishedTable parse_published_table(const std::string& spec);
 
 struct ImportOptions {
-  std::vector<std::string> raw_files;       ///< measured import (kind: measured)
-  std::vector<PublishedTable> published;    ///< published import (kind: published); not with raw_files
-  std::string out;          ///< profile path to write
+  std::vector<std::string> raw_files;    ///< measured import (kind: measured)
+  std::vector<PublishedTable> published; ///< published import (kind: published); not with raw_files
+  std::string out;                       ///< profile path to write
   std::string gpu;          ///< GPU type; "" = from the raw files' GPU name (published: the base's)
   std::string base;         ///< datasheet profile for peaks and unmeasured values; "" = the GPU's own
   std::string profiles_dir; ///< where to look for the datasheet profile

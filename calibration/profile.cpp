@@ -107,10 +107,12 @@ void parse_gemm(const YamlValue& v, Profile& p) {
     for (const auto& [key, dtype] : DTYPE_KEYS) {
       auto shape = shapes->get(key);
       if (!shape) continue;
-      if (!best.get(key)) shape->fail("has no max_efficiency to go with: list " + std::string(key) + " there first");
+      if (!best.get(key))
+        shape->fail("has no max_efficiency to go with: list " + std::string(key) + " there first");
       shape->require_map();
       shape->check_keys({"m", "n", "k"});
-      p.gemm_best_shape[dtype] = {shape->require("m").as_positive_count(), shape->require("n").as_positive_count(),
+      p.gemm_best_shape[dtype] = {shape->require("m").as_positive_count(),
+                                  shape->require("n").as_positive_count(),
                                   shape->require("k").as_positive_count()};
     }
   }
@@ -221,10 +223,9 @@ Profile load_profile(const std::string& path) {
   if (p.gpu.empty()) gpu.fail("must name a GPU type, e.g. H100-SXM5-80GB");
 
   const YamlValue kind = root.require("kind");
-  p.provenance.kind = kind.as_enum<ProfileKind>(
-      {{"datasheet", ProfileKind::DATASHEET},
-       {"published", ProfileKind::PUBLISHED},
-       {"measured", ProfileKind::MEASURED}});
+  p.provenance.kind = kind.as_enum<ProfileKind>({{"datasheet", ProfileKind::DATASHEET},
+                                                 {"published", ProfileKind::PUBLISHED},
+                                                 {"measured", ProfileKind::MEASURED}});
   const YamlValue prov = root.require("provenance");
   prov.require_map();
   prov.check_keys({"source", "date", "notes"});

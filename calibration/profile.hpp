@@ -96,10 +96,10 @@ struct Profile {
   FlopsPerSecond tf32_peak; ///< TF32 tensor-core peak, 0 when not published (recorded, not priced yet)
   double gemm_max_efficiency = 0.8; ///< best achievable fraction of peak for large GEMMs (any dtype)
   std::map<Precision, double>
-      gemm_max_efficiency_by_dtype;   ///< per dtype where published; else gemm_max_efficiency
-  int sms = 0;                        ///< streaming multiprocessors (wave quantization)
-  long gemm_tile_m = 128;             ///< output tile rows of the typical cuBLAS kernel
-  long gemm_tile_n = 128;             ///< output tile columns of the typical cuBLAS kernel
+      gemm_max_efficiency_by_dtype; ///< per dtype where published; else gemm_max_efficiency
+  int sms = 0;                      ///< streaming multiprocessors (wave quantization)
+  long gemm_tile_m = 128;           ///< output tile rows of the typical cuBLAS kernel
+  long gemm_tile_n = 128;           ///< output tile columns of the typical cuBLAS kernel
   /// Output tiles the GPU's cuBLAS kernels offer (`gemm.tiles`); empty: the one tile above.
   std::vector<GemmTile> gemm_tiles;
   long gemm_k_block = 64; ///< K elements one main-loop iteration of a tile consumes
@@ -122,10 +122,10 @@ struct Profile {
   double attention_fa2_backward_efficiency = 0.0;
   std::vector<AttentionPoint> attention_points; ///< fused attention, forward and backward
   std::vector<TableSource> tables;              ///< where each table of points comes from
-  BytesPerSecond memory_bandwidth;    ///< HBM peak
-  double memory_efficiency = 0.85;    ///< achievable fraction for streaming kernels
-  Seconds launch_overhead;            ///< per kernel
-  Seconds collective_base_latency;    ///< per collective call (NCCL base latency, Ring Simple)
+  BytesPerSecond memory_bandwidth;              ///< HBM peak
+  double memory_efficiency = 0.85;              ///< achievable fraction for streaming kernels
+  Seconds launch_overhead;                      ///< per kernel
+  Seconds collective_base_latency;              ///< per collective call (NCCL base latency, Ring Simple)
   ProtocolLatency collective_base_latency_by_protocol; ///< NCCL base latency, Ring, per protocol
   LinkClassProfile nvlink;
   LinkClassProfile pcie;

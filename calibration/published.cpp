@@ -89,7 +89,8 @@ private:
   std::string token_text() const {
     if (pos_ >= text_.size()) return "end of file";
     std::size_t end = pos_;
-    while (end < text_.size() && !std::isspace(static_cast<unsigned char>(text_[end])) && end - pos_ < 20) ++end;
+    while (end < text_.size() && !std::isspace(static_cast<unsigned char>(text_[end])) && end - pos_ < 20)
+      ++end;
     return "'" + text_.substr(pos_, std::max<std::size_t>(end - pos_, 1)) + "'";
   }
 
@@ -129,8 +130,8 @@ private:
           if (pos_ >= text_.size() || text_[pos_] != '"') fail(field_path, "unterminated string");
           advance();
         } else {
-          while (pos_ < text_.size() && (ident_char(text_[pos_]) || text_[pos_] == '.' || text_[pos_] == '-' ||
-                                         text_[pos_] == '+'))
+          while (pos_ < text_.size() &&
+                 (ident_char(text_[pos_]) || text_[pos_] == '.' || text_[pos_] == '-' || text_[pos_] == '+'))
             f.scalar += text_[pos_], advance();
           if (f.scalar.empty()) fail(field_path, "expected a value after ':', got " + token_text());
         }
@@ -153,7 +154,8 @@ std::string join_names(const std::vector<std::string>& names) {
 }
 
 /// Rejects a field not in `allowed`, with a did-you-mean.
-void check_fields(const ProtoField& message, const std::string& path, const std::vector<std::string>& allowed) {
+void check_fields(const ProtoField& message, const std::string& path,
+                  const std::vector<std::string>& allowed) {
   for (const ProtoField& f : message.fields) {
     if (std::find(allowed.begin(), allowed.end(), f.name) != allowed.end()) continue;
     const std::string suggestion = did_you_mean(f.name, allowed);
@@ -174,13 +176,15 @@ const ProtoField& only(const ProtoField& message, const std::string& path, const
   }
   if (!found) throw InputError(message.where, path, "missing field '" + name + "'");
   if (found->is_message != message_kind)
-    throw InputError(found->where, path + "." + name, message_kind ? "expected a message { ... }" : "expected a value");
+    throw InputError(found->where, path + "." + name,
+                     message_kind ? "expected a message { ... }" : "expected a value");
   return *found;
 }
 
 std::string string_field(const ProtoField& message, const std::string& path, const std::string& name) {
   const ProtoField& f = only(message, path, name, false);
-  if (!f.is_string) throw InputError(f.scalar_where, path + "." + name, "expected a quoted string, got " + f.scalar);
+  if (!f.is_string)
+    throw InputError(f.scalar_where, path + "." + name, "expected a quoted string, got " + f.scalar);
   return f.scalar;
 }
 
@@ -219,7 +223,8 @@ std::vector<CsvField> split_csv(const std::string& line, const SourceLocation& w
       ++i;
       while (true) {
         if (i >= line.size())
-          throw InputError({.file = where.file, .line = where.line, .column = f.column}, "", "unterminated quote");
+          throw InputError({.file = where.file, .line = where.line, .column = f.column}, "",
+                           "unterminated quote");
         if (line[i] == '"' && i + 1 < line.size() && line[i + 1] == '"') {
           f.text += '"';
           i += 2;
@@ -284,15 +289,16 @@ XlaMatmulTable read_xla_matmul_table(const std::string& path) {
       entry.k = positive_integer(only(e, p, "k", false), p + ".k");
       for (const ProtoField& f : e.fields) {
         if (f.name != "flops") continue;
-        if (!f.is_message) throw InputError(f.where, p + ".flops", "expected a message { key: ... value: ... }");
+        if (!f.is_message)
+          throw InputError(f.where, p + ".flops", "expected a message { key: ... value: ... }");
         check_fields(f, p + ".flops", {"key", "value"});
         const std::string dtypes = string_field(f, p + ".flops", "key");
         for (const XlaMatmulRate& r : entry.rates)
           if (r.dtypes == dtypes) throw InputError(f.where, p + ".flops", "'" + dtypes + "' appears twice");
-        entry.rates.push_back({.dtypes = dtypes,
-                               .flops_per_second = positive_number(only(f, p + ".flops", "value", false),
-                                                                   p + ".flops.value"),
-                               .where = f.where});
+        entry.rates.push_back(
+            {.dtypes = dtypes,
+             .flops_per_second = positive_number(only(f, p + ".flops", "value", false), p + ".flops.value"),
+             .where = f.where});
       }
       if (entry.rates.empty()) throw InputError(e.where, p, "has no flops");
       out.push_back(std::move(entry));
@@ -323,8 +329,9 @@ std::vector<FlashAttentionRow> read_flash_attention_table(const std::string& pat
     auto at = [&](int i) { return SourceLocation{.file = path, .line = line_no, .column = f[i].column}; };
     auto one_of = [&](int i, const char* column, std::vector<std::string> allowed) {
       if (std::find(allowed.begin(), allowed.end(), f[i].text) == allowed.end())
-        throw InputError(at(i), column,
-                         fmt::format("unknown value '{}' (expected one of {})", f[i].text, join_names(allowed)));
+        throw InputError(
+            at(i), column,
+            fmt::format("unknown value '{}' (expected one of {})", f[i].text, join_names(allowed)));
       return f[i].text;
     };
     auto number = [&](int i, const char* column) {

@@ -55,7 +55,8 @@ struct FlashAttentionRow {
 };
 
 /// The columns a FlashAttention table must have, in this order.
-inline constexpr const char* FLASH_ATTENTION_HEADER = "gpu,kernel,pass,dtype,head_dim,seq,causal,tflops,source";
+inline constexpr const char* FLASH_ATTENTION_HEADER =
+    "gpu,kernel,pass,dtype,head_dim,seq,causal,tflops,source";
 
 /// Reads a FlashAttention throughput CSV (header FLASH_ATTENTION_HEADER; fields may be quoted
 /// with "..."; `#` lines are comments). A bad field is an InputError at its line and column.

@@ -237,7 +237,8 @@ MemoryBreakdown Workload::memory(int stage) const {
       if (zero_shards() > 1)
         live += zero3_gathers(parallelism_, w.parameters.value() / gradient_bytes, w.layers).live_elements;
       if (expert_zero_shards() > 1)
-        live += zero3_gathers(parallelism_, w.expert_parameters.value() / gradient_bytes, w.layers).live_elements;
+        live +=
+            zero3_gathers(parallelism_, w.expert_parameters.value() / gradient_bytes, w.layers).live_elements;
       largest = std::max(largest, live * weight_bytes);
     }
     m.weights += Bytes(largest);

@@ -51,7 +51,8 @@ const std::vector<Field<ModelSpec>>& model_fields() {
        "dropout probability of hidden states and attention probabilities; 0: no dropout kernels or masks",
        [](ModelSpec& m, const YamlValue& v) {
          const double p = v.as_number();
-         if (!(p >= 0 && p < 1)) v.fail(fmt::format("must be at least 0 and below 1, got '{}'", v.as_string()));
+         if (!(p >= 0 && p < 1))
+           v.fail(fmt::format("must be at least 0 and below 1, got '{}'", v.as_string()));
          m.dropout = p;
        },
        [](const ModelSpec& m) { return yaml_number(dropout_probability(m)); }},

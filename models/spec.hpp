@@ -70,8 +70,8 @@ struct TrainingSpec {
   int global_batch = 0; ///< sequences per iteration
   int micro_batch = 1;  ///< sequences per micro-batch
   Precision precision = Precision::FP16;
-  bool flash_attention = true;  ///< fused memory-efficient attention (no s^2 score matrix in memory);
-                                ///< Megatron-LM 2021 predates it
+  bool flash_attention = true; ///< fused memory-efficient attention (no s^2 score matrix in memory);
+                               ///< Megatron-LM 2021 predates it
   AttentionKernel attention_kernel = AttentionKernel::NEWEST;
   /// The weight-gradient GEMM accumulates into the fp32 main gradient (Megatron-LM
   /// --gradient-accumulation-fusion, 2022); false: it writes a 16-bit gradient that a separate

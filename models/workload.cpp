@@ -54,8 +54,8 @@ struct LocalShape {
   long routed = 0;        ///< token copies this GPU dispatches: tokens*top_k*capacity
   long top_k = 0;
   int ep = 1;
-  bool llama = false;   ///< RMSNorm, SwiGLU, rotary embeddings, no bias
-  bool dropout = false; ///< dropout probability > 0: dropout kernels and their 1-byte masks
+  bool llama = false;              ///< RMSNorm, SwiGLU, rotary embeddings, no bias
+  bool dropout = false;            ///< dropout probability > 0: dropout kernels and their 1-byte masks
   bool accumulation_fusion = true; ///< dW GEMMs accumulate into the main gradient
   bool flash = true;
   AttentionKernel attention_kernel = AttentionKernel::NEWEST;
@@ -96,8 +96,8 @@ public:
       // gradient_accumulation_fusion) it read-modify-writes the gradient, else it writes a
       // gradient in the weight dtype that add_gradient_accumulation adds to the main gradient.
       const double out = x_.accumulation_fusion ? 2 * x_.grad : x_.w;
-      op.bytes =
-          Bytes(count * ((double(k) * double(m) + double(k) * double(n)) * x_.g + double(m) * double(n) * out));
+      op.bytes = Bytes(
+          count * ((double(k) * double(m) + double(k) * double(n)) * x_.g + double(m) * double(n) * out));
     } else {
       op.bytes = Bytes(
           count * ((double(m) * double(k) + double(k) * double(n)) * x_.g + double(m) * double(n) * x_.d));
@@ -262,7 +262,8 @@ public:
     if (x_.llama)
       w.compute.push_back(memory_bound("rope", Pass::FORWARD, 2 * tok * double(x_.q + x_.kv) * x_.d));
     attention_core_forward(w);
-    w.compute.push_back(overlapped(gemm("attn_out", Pass::FORWARD, x_.tokens, x_.h, x_.q), Overlap::PIPELINE));
+    w.compute.push_back(
+        overlapped(gemm("attn_out", Pass::FORWARD, x_.tokens, x_.h, x_.q), Overlap::PIPELINE));
     forward_reduce(w, "attn_out");
     w.compute.push_back(residual(Pass::FORWARD));
   }
@@ -275,15 +276,16 @@ public:
     if (moe) {
       moe_forward(w);
     } else {
-      w.compute.push_back(
-          overlapped(gemm(x_.llama ? "mlp_gate_up" : "mlp_up", Pass::FORWARD, x_.tokens, mlp_up_columns(), x_.h),
-                     Overlap::RING_EXCHANGE));
+      w.compute.push_back(overlapped(
+          gemm(x_.llama ? "mlp_gate_up" : "mlp_up", Pass::FORWARD, x_.tokens, mlp_up_columns(), x_.h),
+          Overlap::RING_EXCHANGE));
       const double f = double(x_.tokens) * double(x_.ffn);
       if (x_.llama)
         w.compute.push_back(memory_bound("swiglu", Pass::FORWARD, 3 * f * x_.d));
       else
         w.compute.push_back(memory_bound("gelu", Pass::FORWARD, 2 * f * x_.d));
-      w.compute.push_back(overlapped(gemm("mlp_down", Pass::FORWARD, x_.tokens, x_.h, x_.ffn), Overlap::PIPELINE));
+      w.compute.push_back(
+          overlapped(gemm("mlp_down", Pass::FORWARD, x_.tokens, x_.h, x_.ffn), Overlap::PIPELINE));
     }
     forward_reduce(w, "mlp_down");
     w.compute.push_back(residual(Pass::FORWARD));
@@ -405,7 +407,8 @@ public:
     if (moe) {
       moe_backward_input(w);
     } else {
-      w.compute.push_back(overlapped(gemm("mlp_down_dgrad", p, x_.tokens, x_.ffn, x_.h), Overlap::RING_EXCHANGE));
+      w.compute.push_back(
+          overlapped(gemm("mlp_down_dgrad", p, x_.tokens, x_.ffn, x_.h), Overlap::RING_EXCHANGE));
       if (x_.llama)
         w.compute.push_back(memory_bound("swiglu_bwd", p, 5 * f * x_.d));
       else
@@ -951,11 +954,12 @@ Workload::Workload(ModelSpec model, TrainingSpec training, ParallelismSpec paral
         if (g.units == 0) return;
         const double bytes = g.unit_elements * weight_bytes;
         auto insert = [&](const std::string& pass) {
-          std::vector<CollectiveOp> ops{layer.collective(name + pass, CollectiveKind::ALL_GATHER, group, bytes)};
+          std::vector<CollectiveOp> ops{
+              layer.collective(name + pass, CollectiveKind::ALL_GATHER, group, bytes)};
           ops.front().count = par.zero_overlap ? 1 : g.units;
           if (par.zero_overlap && g.units > 1) {
-            ops.push_back(layer.collective(name + pass + "_prefetch", CollectiveKind::ALL_GATHER, group, bytes,
-                                           par.zero_overlap));
+            ops.push_back(layer.collective(name + pass + "_prefetch", CollectiveKind::ALL_GATHER, group,
+                                           bytes, par.zero_overlap));
             ops.back().count = g.units - 1;
           }
           return ops;
@@ -996,7 +1000,8 @@ Workload::Workload(ModelSpec model, TrainingSpec training, ParallelismSpec paral
     //  - the gradient buffer is zeroed for the next step (DistributedDataParallel.zero_grad_buffer),
     //    every local gradient, sharded or not.
     std::vector<ComputeOp> step;
-    auto streaming = [&](const char* name, OpKind kind, double bytes_per_element, double elements, double flops) {
+    auto streaming = [&](const char* name, OpKind kind, double bytes_per_element, double elements,
+                         double flops) {
       ComputeOp op = make_op(name, kind, Pass::BACKWARD_WEIGHT,
                              kind == OpKind::OPTIMIZER || x.grad == 4.0 ? Precision::FP32 : Precision::FP16);
       op.flops = Flops(flops * elements);

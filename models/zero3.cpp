@@ -38,8 +38,8 @@ Zero3Gathers zero3_gathers(const ParallelismSpec& p, double elements, int layers
   g.units = std::max(1, static_cast<int>(std::ceil(elements / p.zero3_bucket)));
   g.unit_elements = elements / g.units;
   // At most max_live gathered, but never less than the unit being computed.
-  g.live_elements = std::max(g.unit_elements,
-                             std::min(std::min(g.units, in_flight) * g.unit_elements, p.zero3_max_live));
+  g.live_elements =
+      std::max(g.unit_elements, std::min(std::min(g.units, in_flight) * g.unit_elements, p.zero3_max_live));
   return g;
 }
 

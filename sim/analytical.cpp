@@ -144,7 +144,8 @@ AnalyticalScreen::Pass AnalyticalScreen::price(const std::vector<ComputeOp>& com
       const double share =
           op.group == GroupKind::TP && p.tp_overlap
               ? overlap_sm_share(USERBUFFERS_SMS, sms)
-              : overlap_sm_share(nccl_kernel_sms((g.ranks + g.servers - 1) / g.servers, machine_.server.nics), sms);
+              : overlap_sm_share(nccl_kernel_sms((g.ranks + g.servers - 1) / g.servers, machine_.server.nics),
+                                 sms);
       x.interference += compute_under_overlap(x.compute, t, share) - x.compute;
     }
   }
@@ -391,7 +392,8 @@ Estimate AnalyticalScreen::evaluate(const Strategy& s) {
     queue += *interference;
     *dp_exposed = std::max(Seconds(0), queue - end);
     // The step's FP8 weight casts (the engine runs them in micro-batch 0's forward) count with it.
-    *optimizer = sh.optimizer_per_parameter * st.sum.parameters / shards + sh.optimizer_fixed + st.sum.weight_casts;
+    *optimizer =
+        sh.optimizer_per_parameter * st.sum.parameters / shards + sh.optimizer_fixed + st.sum.weight_casts;
     if (p.zero == 1 || p.zero == 2) {
       const double params = st.sum.parameters * weight_element;
       if (has_dp)
@@ -454,7 +456,8 @@ Estimate AnalyticalScreen::evaluate(const Strategy& s) {
     const int buckets = gradient_buckets(p, training_.precision, Bytes(chunk_gradients), chunk_layers);
     const double gradient_buffer =
         p.zero >= 2 && has_dp
-            ? (p.dp_overlap && buckets > 0 ? std::min(chunk_gradients, 2 * chunk_gradients / buckets) : chunk_gradients)
+            ? (p.dp_overlap && buckets > 0 ? std::min(chunk_gradients, 2 * chunk_gradients / buckets)
+                                           : chunk_gradients)
             : 0.0;
     weights += st.sum.fp8_weight_cache.value();
     return weights + params * grad_element / grads_shards + params * optimizer_bytes / shards + activations +

@@ -57,8 +57,9 @@ public:
     Pass forward, backward, backward_input, backward_weight;
     double parameters = 0.0; ///< local parameters
     Bytes activations;       ///< kept per micro-batch
-    Bytes fp8_weight_cache;  ///< FP8 copies of the weights, kept for the step (Workload::fp8_weight_cache_bytes)
-    Seconds weight_casts;    ///< casting them, once per step (ChunkWork::weight_casts)
+    Bytes
+        fp8_weight_cache; ///< FP8 copies of the weights, kept for the step (Workload::fp8_weight_cache_bytes)
+    Seconds weight_casts; ///< casting them, once per step (ChunkWork::weight_casts)
     Part& operator+=(const Part& o);
     Part operator*(double k) const;
     Part operator-(const Part& o) const;

@@ -117,7 +117,11 @@ struct DpRequest {
 
 /// The request that runs the data-parallel collective `op`.
 DpRequest dp_request(const CollectiveOp& op) {
-  return {.kind = op.kind, .group = dp_group_of(op.group), .bytes = op.bytes, .label = op.name, .count = op.count};
+  return {.kind = op.kind,
+          .group = dp_group_of(op.group),
+          .bytes = op.bytes,
+          .label = op.name,
+          .count = op.count};
 }
 
 /// Per-(stage, expert-group replica) actor state; touched only from SimGrid actors (one thread).
@@ -156,8 +160,8 @@ public:
     blocks_per_stage_ = p_.dp / p_.ep;
     const int dp_ranks = order_.group_size(GroupKind::DP);
     const int dp_servers = std::max(1, order_.servers_spanned(GroupKind::DP, machine_.server.gpus));
-    dp_share_ = overlap_sm_share(nccl_kernel_sms((dp_ranks + dp_servers - 1) / dp_servers, machine_.server.nics),
-                                 cost_.profile().sms);
+    dp_share_ = overlap_sm_share(
+        nccl_kernel_sms((dp_ranks + dp_servers - 1) / dp_servers, machine_.server.nics), cost_.profile().sms);
   }
 
   SimulationResult run();
@@ -480,14 +484,16 @@ void Simulation::run_block(BlockState& b, const PricedBlock& block, const std::s
   const int sms = cost_.profile().sms;
   for (const CollectiveOp& op : block.comm) {
     if (!op.overlap_with_compute) continue;
-    const double userbuffers = op.group == GroupKind::TP && p_.tp_overlap ? overlap_sm_share(USERBUFFERS_SMS, sms) : -1;
+    const double userbuffers =
+        op.group == GroupKind::TP && p_.tp_overlap ? overlap_sm_share(USERBUFFERS_SMS, sms) : -1;
     if (data_parallel(op.group)) {
       overlapped_dp.emplace_back(op.group, issue_dp(b, dp_request(op)));
     } else if (op.group == GroupKind::TP && tp_links_private()) {
       overlapped_analytic += analytic_tp(op);
-      analytic_share = std::max(analytic_share,
-                                userbuffers >= 0 ? userbuffers
-                                                 : overlap_sm_share(nccl_kernel_sms(p_.tp, machine_.server.nics), sms));
+      analytic_share =
+          std::max(analytic_share, userbuffers >= 0
+                                       ? userbuffers
+                                       : overlap_sm_share(nccl_kernel_sms(p_.tp, machine_.server.nics), sms));
     } else {
       for (const auto& members : block_groups(b, op.group)) {
         CollectivePlan plan;
@@ -547,9 +553,9 @@ void Simulation::run_block(BlockState& b, const PricedBlock& block, const std::s
   // (compute_under_overlap), each source of interference counted apart.
   if (block.compute.value() > 0) {
     Seconds stretched = block.compute;
-    for (const auto& [overlap, share] : {std::pair{analytic_overlap, analytic_share},
-                                         std::pair{Seconds(flows_end - flows_started), flow_share},
-                                         std::pair{dp_overlap, dp_share_}})
+    for (const auto& [overlap, share] :
+         {std::pair{analytic_overlap, analytic_share},
+          std::pair{Seconds(flows_end - flows_started), flow_share}, std::pair{dp_overlap, dp_share_}})
       stretched += compute_under_overlap(block.compute, overlap, share) - block.compute;
     const double end = t0 + stretched.value();
     const double t1 = sg4::Engine::get_clock();
@@ -737,7 +743,8 @@ void Simulation::stage_actor(BlockState& b) {
           cost_.collective(CollectiveKind::SEND_RECV, bytes, GroupShape{.ranks = 2, .servers = 2});
       if (inter.latency.value() > 0) sg4::this_actor::sleep_for(inter.latency.value());
       ++result_.activities;
-      record(b, Category::PP_TRANSFER, t0, "pp", fmt::format("send {} mb{}", activation ? "act" : "grad", mb));
+      record(b, Category::PP_TRANSFER, t0, "pp",
+             fmt::format("send {} mb{}", activation ? "act" : "grad", mb));
       synchronize(b);
     }
     if (p_.pp_overlap) {
@@ -792,8 +799,8 @@ void Simulation::stage_actor(BlockState& b) {
     const bool releases = releases_at[static_cast<size_t>(i)] != 0 && (has_dp || has_expert_dp);
     if (releases && p_.dp_overlap) {
       // Each full bucket is handed to the data-parallel stream while the rest of the pass runs.
-      const int parts =
-          std::max(1, std::max(buckets_of(pc.gradients, pc.layers), buckets_of(pc.expert_gradients, pc.layers)));
+      const int parts = std::max(
+          1, std::max(buckets_of(pc.gradients, pc.layers), buckets_of(pc.expert_gradients, pc.layers)));
       PricedBlock slice{.compute = work.compute / parts, .comm = {}};
       const size_t n = work.comm.size();
       for (int k = 0; k < parts; ++k) {

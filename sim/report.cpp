@@ -375,8 +375,8 @@ std::string render_text(const Report& r) {
       if (it == r.price_sources.end() || it->second <= 0) continue;
       shares += fmt::format("{}{:.0f}% {}", shares.empty() ? "" : ", ", 100 * it->second, kind);
     }
-    out += fmt::format("  prices       compute time priced from {} data (odyssey run --explain: per operation)\n",
-                       shares);
+    out += fmt::format(
+        "  prices       compute time priced from {} data (odyssey run --explain: per operation)\n", shares);
   }
   if (!r.extrapolated_gemms.empty()) {
     std::string list;

@@ -2,8 +2,8 @@
 // a terminal, as JSON (the contract in README's Architecture section) and as a Chrome/Perfetto trace.
 #pragma once
 
-#include <optional>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>

@@ -21,7 +21,8 @@ CalibrateCommand::CalibrateCommand(CLI::App& app) {
       app.add_subcommand("calibrate", "measured calibration profiles from kernels/ benchmark results");
   calibrate_->require_subcommand(1);
   import_ = calibrate_->add_subcommand(
-      "import", "turn raw benchmark results into a measured profile, or published tables into a published one");
+      "import",
+      "turn raw benchmark results into a measured profile, or published tables into a published one");
   auto* raw = import_->add_option("raw", raw_files_, "raw result files written by the kernels/ benchmarks");
   auto* published = import_->add_option(
       "--published", published_,
@@ -65,7 +66,8 @@ int CalibrateCommand::run() const {
     return 0;
   }
   if (raw_files_.empty() && published_.empty())
-    throw InputError({.file = "calibrate import"}, "", "give raw result files or --published FORMAT=FILE tables");
+    throw InputError({.file = "calibrate import"}, "",
+                     "give raw result files or --published FORMAT=FILE tables");
   std::vector<PublishedTable> tables;
   for (const std::string& spec : published_) tables.push_back(parse_published_table(spec));
   ImportOptions o{.raw_files = raw_files_,

@@ -63,8 +63,8 @@ std::string explain(const odyssey::Workload& w, const odyssey::CostModel& cost) 
       it->bytes += op.bytes.value();
       total += t;
     }
-    out += fmt::format("\n  {}\n  {:<24} {:<12} {:>24} {:>5} {:>11} {:>6} {:>8} {:>7}  {}\n", title, "op", "kind",
-                       "shape", "calls", "time", "share", "TFLOP/s", "GB/s", "price");
+    out += fmt::format("\n  {}\n  {:<24} {:<12} {:>24} {:>5} {:>11} {:>6} {:>8} {:>7}  {}\n", title, "op",
+                       "kind", "shape", "calls", "time", "share", "TFLOP/s", "GB/s", "price");
     for (const Row& r : rows) {
       std::string shape;
       if (r.op->kind == odyssey::OpKind::GEMM)
@@ -306,7 +306,7 @@ int main(int argc, char** argv) {
       }
       const odyssey::Scenario s =
           odyssey::load_scenario(validate_path, {.data_dir = ODYSSEY_DATA_DIR, .overrides = validate_sets});
-      odyssey::scenario_profile(s);  // the profile must load and describe the machine's GPU
+      odyssey::scenario_profile(s); // the profile must load and describe the machine's GPU
       std::cout << odyssey::render_scenario(s);
       return 0;
     }

@@ -247,8 +247,9 @@ const std::vector<Field<Draft>>& scenario_fields() {
        "fused attention kernel: the newest the GPU's profile prices (FlashAttention-3 on Hopper), or "
        "FlashAttention-2, which Hopper runs trained before FlashAttention-3 (July 2024) used",
        [](Draft& d, const YamlValue& v) {
-         d.scenario.training.attention_kernel = v.as_enum<AttentionKernel>(
-             {{"newest", AttentionKernel::NEWEST}, {"flash-attention-2", AttentionKernel::FLASH_ATTENTION_2}});
+         d.scenario.training.attention_kernel =
+             v.as_enum<AttentionKernel>({{"newest", AttentionKernel::NEWEST},
+                                         {"flash-attention-2", AttentionKernel::FLASH_ATTENTION_2}});
        },
        [](const Draft& d) { return std::string(to_string(d.scenario.training.attention_kernel)); }},
       {"training.gradient_accumulation_fusion", "bool", "true",

@@ -269,7 +269,8 @@ TEST_CASE("calibrate::report: GEMMs priced by extrapolation are listed", "[calib
       Catch::Contains("GEMM shapes outside the profile's measured range, extrapolated conservatively"));
   CHECK_THAT(render_json(r), Catch::Contains("\"extrapolated_gemms\""));
 
-  const CostModel datasheet(load_profile((ROOT / "calibration/profiles/h100-sxm5-80gb-datasheet.yaml").string()));
+  const CostModel datasheet(
+      load_profile((ROOT / "calibration/profiles/h100-sxm5-80gb-datasheet.yaml").string()));
   const Report d = make_report(s.name, s.machine, w, datasheet, result, Fidelity::FAST);
   CHECK(d.extrapolated_gemms.empty());
   CHECK_THAT(render_json(d), !Catch::Contains("extrapolated_gemms"));

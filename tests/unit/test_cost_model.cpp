@@ -159,7 +159,8 @@ TEST_CASE("calibration::CostModel: interpolation over recorded GEMM points", "[c
   }
 }
 
-TEST_CASE("calibration::CostModel: fused attention in the FlashAttention papers' convention", "[calibration]") {
+TEST_CASE("calibration::CostModel: fused attention in the FlashAttention papers' convention",
+          "[calibration]") {
   Profile p = h100_like();
   p.attention_efficiency = 0.5;
   p.attention_backward_efficiency = 0.4;

@@ -337,8 +337,8 @@ TEST_CASE("sim::Engine: ZeRO-3 pays each per-layer all-gather's latency", "[engi
     ParallelismSpec p{.tp = 1, .pp = 1, .dp = 32, .zero = 3, .dp_overlap = false, .zero_overlap = false};
     p.zero3_unit = unit;
     p.zero3_bucket = 1e12; // one bucket: the whole chunk in one all-gather
-    const Workload w(gpt(8, 2048, 16, 51200), {.global_batch = 64, .micro_batch = 1, .precision = Precision::BF16},
-                     p);
+    const Workload w(gpt(8, 2048, 16, 51200),
+                     {.global_batch = 64, .micro_batch = 1, .precision = Precision::BF16}, p);
     return simulate(machine, w, cost, {}).iteration_time.value();
   };
   // The same bytes in 8 all-gathers per pass instead of one: with free latency the same time...
@@ -346,7 +346,8 @@ TEST_CASE("sim::Engine: ZeRO-3 pays each per-layer all-gather's latency", "[engi
   CHECK(run(free, Zero3Unit::LAYER) == Approx(run(free, Zero3Unit::BUCKET)).epsilon(0.02));
   // ...with NCCL's latencies, 7 more per pass, forward and backward, for each of 2 micro-batches.
   const CostModel cost(a100_profile());
-  const CollectivePlan plan = cost.collective(CollectiveKind::ALL_GATHER, Bytes(1e6), {.ranks = 32, .servers = 4});
+  const CollectivePlan plan =
+      cost.collective(CollectiveKind::ALL_GATHER, Bytes(1e6), {.ranks = 32, .servers = 4});
   const double extra = run(cost, Zero3Unit::LAYER) - run(cost, Zero3Unit::BUCKET);
   INFO("extra " << extra << " s, one gather's latency " << plan.latency.value() << " s");
   CHECK(extra > 0.5 * 2 * 2 * 7 * plan.latency.value());
@@ -358,8 +359,8 @@ TEST_CASE("sim::Engine: overlapped communication slows the compute beside it", "
   auto compute = [&](bool overlap) {
     ParallelismSpec p{.tp = 8, .pp = 1, .dp = 1};
     p.tp_overlap = overlap;
-    const Workload w(gpt(4, 4096, 32, 51200), {.global_batch = 4, .micro_batch = 1, .precision = Precision::BF16},
-                     p);
+    const Workload w(gpt(4, 4096, 32, 51200),
+                     {.global_batch = 4, .micro_batch = 1, .precision = Precision::BF16}, p);
     return simulate(machine, w, cost, {}).breakdown.compute.value();
   };
   // Userbuffers take 16 of the 108 SMs while they run: the compute beside them is slower, by at

@@ -62,9 +62,10 @@ TEST_CASE("calibration::GemmModel: tiles and split K follow the shape", "[calibr
   CHECK(analytic_gemm(p, {.m = 65536, .n = 128, .k = 128}, Precision::BF16).memory_bound);
 }
 
-TEST_CASE("calibration::GemmModel: a best fraction measured at a shape is reproduced there", "[calibration]") {
+TEST_CASE("calibration::GemmModel: a best fraction measured at a shape is reproduced there",
+          "[calibration]") {
   Profile p = hopper();
-  p.gemm_max_efficiency_by_dtype[Precision::BF16] = 0.803; // MAMF's H100 best...
+  p.gemm_max_efficiency_by_dtype[Precision::BF16] = 0.803;  // MAMF's H100 best...
   p.gemm_best_shape[Precision::BF16] = {2048, 2048, 13312}; // ...measured at this shape
   CHECK(eff(p, 2048, 2048, 13312) == Approx(0.803).epsilon(1e-9));
   CHECK(eff(p, 16384, 16384, 16384) > 0.803); // the main loop runs faster than that shape shows

@@ -258,7 +258,8 @@ TEST_CASE("models::Memory: the impossible layouts stay impossible on 80 GiB", "[
     p.sequence_parallel = true;
     p.dp = 2;
     p.recompute = Recompute::FULL;
-    CHECK(peak(llama3_405b(8192), {.global_batch = 16, .micro_batch = 1, .precision = Precision::BF16, .tokens = {}},
+    CHECK(peak(llama3_405b(8192),
+               {.global_batch = 16, .micro_batch = 1, .precision = Precision::BF16, .tokens = {}},
                p) > A100_MEMORY);
   }
   SECTION("Llama 3 405B at 128k context without context parallelism or recomputation") {

@@ -44,8 +44,8 @@ fs::path write(const fs::path& dir, const std::string& name, const std::string& 
 TEST_CASE("calibrate::import: OpenXLA's sm_90 GEMM table becomes a published H100 profile", "[calibration]") {
   ScratchDir dir("published-xla");
   const fs::path out = dir.path / "h100-published.yaml";
-  const ImportSummary summary =
-      import_published(published_import(out, {{.format = PublishedFormat::XLA_MATMUL, .path = XLA_SM90.string()}}));
+  const ImportSummary summary = import_published(
+      published_import(out, {{.format = PublishedFormat::XLA_MATMUL, .path = XLA_SM90.string()}}));
   const Profile p = load_profile(out.string());
   const Profile base = load_profile(H100_DATASHEET.string());
   CHECK(p.provenance.kind == ProfileKind::PUBLISHED);
@@ -93,7 +93,8 @@ TEST_CASE("calibrate::import: OpenXLA's sm_90 GEMM table becomes a published H10
   SECTION("f32 rates are left out, not priced at a peak they are not a fraction of") {
     // The H100 datasheet profile has no fp32 peak (only tf32, which Odyssey does not price).
     REQUIRE(summary.skipped.size() == 1);
-    CHECK_THAT(summary.skipped[0], Catch::Contains("375 'f32xf32->f32' rates") && Catch::Contains("no fp32 peak"));
+    CHECK_THAT(summary.skipped[0],
+               Catch::Contains("375 'f32xf32->f32' rates") && Catch::Contains("no fp32 peak"));
   }
 }
 
@@ -101,7 +102,8 @@ TEST_CASE("calibrate::import: FlashAttention rows become attention points of the
   ScratchDir dir("published-fa");
   const fs::path out = dir.path / "h100-published.yaml";
   const fs::path csv = ROOT / "tests" / "calibration" / "fixture-flash-attention.csv";
-  import_published(published_import(out, {{.format = PublishedFormat::FLASH_ATTENTION, .path = csv.string()}}));
+  import_published(
+      published_import(out, {{.format = PublishedFormat::FLASH_ATTENTION, .path = csv.string()}}));
   const Profile p = load_profile(out.string());
   REQUIRE(p.attention_points.size() == 3); // the A100 row is not this GPU's
   const double peak = 989.4e12;
@@ -121,10 +123,12 @@ TEST_CASE("calibrate::import: FlashAttention rows become attention points of the
 TEST_CASE("calibrate::import: find_profile prefers measured over published over datasheet", "[calibration]") {
   ScratchDir dir("published-rank");
   fs::copy_file(H100_DATASHEET, dir.path / "h100-sxm5-80gb-datasheet.yaml");
-  CHECK(find_profile(dir.path.string(), "H100-SXM5-80GB") == (dir.path / "h100-sxm5-80gb-datasheet.yaml").string());
+  CHECK(find_profile(dir.path.string(), "H100-SXM5-80GB") ==
+        (dir.path / "h100-sxm5-80gb-datasheet.yaml").string());
   // Named to sort first, so that only the kind can make it win.
   const fs::path published = dir.path / "a-published.yaml";
-  import_published(published_import(published, {{.format = PublishedFormat::XLA_MATMUL, .path = XLA_SM90.string()}}));
+  import_published(
+      published_import(published, {{.format = PublishedFormat::XLA_MATMUL, .path = XLA_SM90.string()}}));
   CHECK(find_profile(dir.path.string(), "H100-SXM5-80GB") == published.string());
   // The measured fixture's date is the datasheet's too; its kind decides.
   const fs::path fixtures = ROOT / "tests" / "calibration";
@@ -168,12 +172,13 @@ TEST_CASE("calibrate::read_xla_matmul_table: malformed text-proto", "[calibratio
                Catch::StartsWith(file + ":1:1: error: ") && Catch::Contains("# source:"));
   }
   SECTION("no entries for the profile's GPU") {
-    const fs::path f = write(dir.path, "t.textproto",
-                             "# source: test\nentries { key: \"sm_100\" value { entries { b: 1 m: 2 n: 3 k: 4 "
-                             "flops { key: \"bf16xbf16->bf16\" value: 1 } } } }\n");
+    const fs::path f =
+        write(dir.path, "t.textproto",
+              "# source: test\nentries { key: \"sm_100\" value { entries { b: 1 m: 2 n: 3 k: 4 "
+              "flops { key: \"bf16xbf16->bf16\" value: 1 } } } }\n");
     CHECK_THAT(input_error([&] {
-                 import_published(published_import(dir.path / "out.yaml",
-                                                   {{.format = PublishedFormat::XLA_MATMUL, .path = f.string()}}));
+                 import_published(published_import(
+                     dir.path / "out.yaml", {{.format = PublishedFormat::XLA_MATMUL, .path = f.string()}}));
                }),
                Catch::Contains("no entries under 'sm_90' (H100-SXM5-80GB); the table has sm_100"));
   }
@@ -211,11 +216,12 @@ TEST_CASE("profile::load_profile: published fields", "[calibration]") {
           f + ":8:7: error: kind: a published profile must list its tables and their sources under 'tables'");
   }
   SECTION("tables, attention points and batched GEMM points are read") {
-    const std::string f = with("kind: datasheet", "kind: published",
-                               "tables:\n  - {table: gemm bf16, source: \"somewhere@abc\"}\n"
-                               "gemm_points:\n  - {m: 256, n: 512, k: 1024, batch: 4, dtype: bf16, efficiency: 0.5}\n"
-                               "attention_points:\n  - {pass: backward, head_dim: 64, seq: 4096, causal: true, "
-                               "dtype: bf16, efficiency: 0.4}\n");
+    const std::string f =
+        with("kind: datasheet", "kind: published",
+             "tables:\n  - {table: gemm bf16, source: \"somewhere@abc\"}\n"
+             "gemm_points:\n  - {m: 256, n: 512, k: 1024, batch: 4, dtype: bf16, efficiency: 0.5}\n"
+             "attention_points:\n  - {pass: backward, head_dim: 64, seq: 4096, causal: true, "
+             "dtype: bf16, efficiency: 0.4}\n");
     const Profile p = load_profile(f);
     REQUIRE(p.tables.size() == 1);
     CHECK(p.tables[0].source == "somewhere@abc");
@@ -227,9 +233,10 @@ TEST_CASE("profile::load_profile: published fields", "[calibration]") {
     CHECK(p.attention_points[0].seq == 4096);
   }
   SECTION("a bad attention point") {
-    const std::string f = with("kind: datasheet", "kind: datasheet",
-                               "attention_points:\n  - {pass: sideways, head_dim: 64, seq: 4096, causal: true, "
-                               "dtype: bf16, efficiency: 0.4}\n");
+    const std::string f =
+        with("kind: datasheet", "kind: datasheet",
+             "attention_points:\n  - {pass: sideways, head_dim: 64, seq: 4096, causal: true, "
+             "dtype: bf16, efficiency: 0.4}\n");
     CHECK_THAT(input_error([&] { load_profile(f); }),
                Catch::Contains("attention_points[0].pass: unknown value 'sideways'"));
   }

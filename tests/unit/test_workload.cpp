@@ -578,14 +578,16 @@ TEST_CASE("models::Workload: Mixtral 8x7B parameters and expert parallelism", "[
     const CollectiveOp* dense_gather = find_comm(c.forward, "zero3_param_gather");
     CHECK(dense_gather->bytes.value() * dense_gather->count == Approx(2 * dense));
     // bf16 weights: each shard plus one gathered bucket of each (zero3_gathers), not the chunk.
-    const double live = zero3_gathers(p, dense, c.layers).live_elements + zero3_gathers(p, experts, c.layers).live_elements;
+    const double live =
+        zero3_gathers(p, dense, c.layers).live_elements + zero3_gathers(p, experts, c.layers).live_elements;
     CHECK(live == Approx(dense / dense_gather->count + experts / gather->count));
     CHECK(w3.memory(0).weights.value() == Approx(2 * dense / 8 + 2 * experts / 4 + 2 * live));
   }
 }
 
-TEST_CASE("models::Workload: FP8 adds Transformer Engine casts, weights cast once per iteration, FLOPs unchanged",
-          "[models]") {
+TEST_CASE(
+    "models::Workload: FP8 adds Transformer Engine casts, weights cast once per iteration, FLOPs unchanged",
+    "[models]") {
   TrainingSpec t{.global_batch = 64, .micro_batch = 1, .precision = Precision::BF16, .tokens = {}};
   ParallelismSpec p;
   p.tp = 2;
@@ -623,7 +625,8 @@ TEST_CASE("models::Workload: FP8 adds Transformer Engine casts, weights cast onc
   CHECK(fp8.model_flops().value() == bf16.model_flops().value());
 }
 
-TEST_CASE("models::Workload: without gradient accumulation fusion each dW GEMM is followed by an add", "[models]") {
+TEST_CASE("models::Workload: without gradient accumulation fusion each dW GEMM is followed by an add",
+          "[models]") {
   TrainingSpec t{.global_batch = 64, .micro_batch = 1, .precision = Precision::BF16, .tokens = {}};
   ParallelismSpec p;
   p.tp = 2;
@@ -661,8 +664,9 @@ TEST_CASE("models::Workload: dropout kernels and masks only when the model train
   m.dropout = 0.0;
   const Workload without(m, t, p);
   auto dropouts = [](const WorkBlock& w) {
-    return int(std::count_if(w.compute.begin(), w.compute.end(),
-                             [](const ComputeOp& op) { return op.name.find("dropout") != std::string::npos; }));
+    return int(std::count_if(w.compute.begin(), w.compute.end(), [](const ComputeOp& op) {
+      return op.name.find("dropout") != std::string::npos;
+    }));
   };
   // Per layer: attention dropout and two bias-dropout-adds; the embedding dropout on stage 0.
   CHECK(dropouts(with.chunk(0, 0).forward) == 2 * 3 + 1);
@@ -682,7 +686,8 @@ TEST_CASE("models::Workload: dropout kernels and masks only when the model train
 
 TEST_CASE("models::Workload: userbuffers TP overlap splits the GEMMs beside its collectives", "[models]") {
   const int b = 2, s = 1024, h = 2048, a = 16, t = 8;
-  const TrainingSpec training{.global_batch = 16, .micro_batch = b, .precision = Precision::BF16, .tokens = {}};
+  const TrainingSpec training{
+      .global_batch = 16, .micro_batch = b, .precision = Precision::BF16, .tokens = {}};
   ParallelismSpec p;
   p.tp = t;
   p.sequence_parallel = true;
@@ -691,8 +696,8 @@ TEST_CASE("models::Workload: userbuffers TP overlap splits the GEMMs beside its 
   const Workload split(gpt(2, h, a, s), training, p);
   const long tokens = long(b) * s;
   // Transformer Engine's defaults: ring exchange in tp chunks, pipeline in 4, bulk whole.
-  for (const auto& [name, chunks] :
-       std::vector<std::pair<std::string, long>>{{"qkv", t}, {"mlp_up", t}, {"attn_out", 4}, {"mlp_down", 4}}) {
+  for (const auto& [name, chunks] : std::vector<std::pair<std::string, long>>{
+           {"qkv", t}, {"mlp_up", t}, {"attn_out", 4}, {"mlp_down", 4}}) {
     const ComputeOp& a_op = find_op(whole.chunk(0, 0).forward, name);
     const ComputeOp& b_op = find_op(split.chunk(0, 0).forward, name);
     INFO(name);
