@@ -280,7 +280,13 @@ Estimate AnalyticalScreen::evaluate(const Strategy& s) {
       st.b += pass_time(part.backward);
       st.bi += pass_time(part.backward_input);
       st.bw += pass_time(part.backward_weight);
-      st.recv += (j > 0 ? tp_recv : Seconds(0)) + (j < vstages - 1 ? tp_recv : Seconds(0));
+      const double neighbours = (j > 0 ? 1.0 : 0.0) + (j < vstages - 1 ? 1.0 : 0.0);
+      st.recv += tp_recv * neighbours;
+      if (p.pipeline_sync) {
+        // Megatron-LM 2021 (as the engine runs it): the sender moves each message itself, and
+        // every send and receive call ends with a device synchronise that costs a kernel launch.
+        st.recv += tp_recv * neighbours + cost_.profile().launch_overhead * (2 * neighbours);
+      }
       st.chunk_backward.push_back(pass_time(part.backward));
       st.chunk_gradients.push_back(part.parameters);
     }

@@ -101,6 +101,10 @@ TEST_CASE("tools::AnalyticalScreen: agrees with fast fidelity on uncontended str
         "parallelism.virtual_stages=1", "parallelism.zero=1", "training.micro_batch=2"}},
       {"llama3-70b-dgx-h100.yaml", {}},
       {"gpt3-175b-azure-2020.yaml", {}},
+      // Megatron-LM 2021's blocking, synchronised pipeline sends on an fp8 Hopper run with the
+      // once-per-step weight casts: the screen prices them as the engine does.
+      {"megatron-145.6b-dgx-a100.yaml", {"parallelism.pipeline_sync=true", "parallelism.overlap.pp=false"}},
+      {"llama3-70b-dgx-h100.yaml", {"training.precision=fp8"}},
   };
   for (const auto& [file, sets] : cases) {
     const Scenario sc = scenario(file, sets);
