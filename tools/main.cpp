@@ -33,8 +33,10 @@ namespace {
 
 constexpr const char* DEFAULT_SCENARIO = "scenarios/gpt3-175b-azure-2020.yaml";
 
-/// The priced operations of one micro-batch on stage 0, chunk 0 (ops of the same name, e.g.
-/// one per layer, are summed): what each costs and at what rate.
+/// The priced operations of one micro-batch on the first model chunk that holds transformer
+/// layers (stage 0, chunk 0 unless that one holds only the embedding, as Llama 3's uneven
+/// stages do); ops of the same name, e.g. one per layer, are summed: what each costs, at what
+/// rate, and from which kind of data.
 std::string explain(const odyssey::Workload& w, const odyssey::CostModel& cost) {
   struct Row {
     std::string name;
@@ -44,10 +46,18 @@ std::string explain(const odyssey::Workload& w, const odyssey::CostModel& cost) 
     double flops = 0;
     double bytes = 0;
   };
-  const odyssey::ChunkWork& c = w.chunk(0, 0);
-  std::string out =
-      fmt::format("operations of one micro-batch on one GPU of stage 0 ({} layers{}{})\n", c.layers,
-                  c.has_embedding ? ", embedding" : "", c.has_lm_head ? ", LM head" : "");
+  int stage = 0;
+  int chunk = 0;
+  for (int v = 0; v < w.chunks_per_stage() * w.stages() && w.chunk(stage, chunk).layers == 0; ++v) {
+    stage = (v + 1) % w.stages(); // the next virtual stage: chunk-major, as Megatron orders them
+    chunk = (v + 1) / w.stages();
+  }
+  if (w.chunk(stage, chunk).layers == 0) stage = chunk = 0;
+  const odyssey::ChunkWork& c = w.chunk(stage, chunk);
+  std::string out = fmt::format("operations of one micro-batch on one GPU of stage {}{} ({} layer{}{}{})\n",
+                                stage, w.chunks_per_stage() > 1 ? fmt::format(", model chunk {}", chunk) : "",
+                                c.layers, c.layers == 1 ? "" : "s", c.has_embedding ? ", embedding" : "",
+                                c.has_lm_head ? ", LM head" : "");
   auto block = [&](const char* title, const odyssey::WorkBlock& b) {
     std::vector<Row> rows;
     odyssey::Seconds total;
