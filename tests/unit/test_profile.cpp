@@ -127,6 +127,35 @@ TEST_CASE("calibration::Profile: rejected profiles", "[calibration]") {
     const std::string msg = input_error([&] { load_profile(file.string()); });
     CHECK_THAT(msg, Catch::Contains("kernel") && Catch::Contains("launch_overhead"));
   }
+  SECTION("the GEMM model's constants are checked where they stand") {
+    write_text(file, replace_once(h100_text(), "  fill: 3\n", "  fill: -1\n"));
+    CHECK_THAT(input_error([&] { load_profile(file.string()); }),
+               Catch::Contains("gemm.fill") && Catch::Contains("expected 0 to 64 main-loop iterations"));
+    write_text(file, replace_once(h100_text(), "  max_split_k: 4\n", "  max_split_k: 0\n"));
+    CHECK_THAT(input_error([&] { load_profile(file.string()); }), Catch::Contains("gemm.max_split_k"));
+    write_text(file, replace_once(h100_text(), "  tiles: [", "  tiles: []\n  old_tiles: ["));
+    CHECK_THAT(input_error([&] { load_profile(file.string()); }), Catch::Contains("gemm"));
+  }
+  SECTION("a best shape needs its best fraction") {
+    std::string text = h100_text();
+    const auto at = text.find("    fp8: 0.709");
+    REQUIRE(at != std::string::npos);
+    write_text(file,
+               text.erase(at, text.find('\n', at) + 1 - at)); // fp8's best fraction gone, its shape kept
+    CHECK_THAT(input_error([&] { load_profile(file.string()); }),
+               Catch::Contains("gemm.best_shape.fp8") && Catch::Contains("has no max_efficiency to go with"));
+    write_text(file, replace_once(h100_text(), "    fp8: {m: 1024, n: 9216, k: 14336}",
+                                  "    fp8: {m: 1024, n: 9216}"));
+    CHECK_THAT(input_error([&] { load_profile(file.string()); }),
+               Catch::Contains("gemm.best_shape.fp8") && Catch::Contains("k"));
+  }
+  SECTION("FlashAttention-2's figures come as a pair") {
+    write_text(file,
+               replace_once(h100_text(), "flash_attention_2: {efficiency: 0.35, backward_efficiency: 0.34}",
+                            "flash_attention_2: {efficiency: 0.35}"));
+    CHECK_THAT(input_error([&] { load_profile(file.string()); }),
+               Catch::Contains("attention.flash_attention_2") && Catch::Contains("backward_efficiency"));
+  }
   SECTION("efficiency above one") {
     write_text(file, replace_once(h100_text(), "efficiency: 0.85", "efficiency: 1.2"));
     CHECK_THAT(input_error([&] { load_profile(file.string()); }),

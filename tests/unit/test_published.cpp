@@ -243,7 +243,8 @@ TEST_CASE("profile::load_profile: published fields", "[calibration]") {
   }
 }
 
-TEST_CASE("calibration::GemmModel: the H100 datasheet profile against OpenXLA's measured table", "[calibration]") {
+TEST_CASE("calibration::GemmModel: the H100 datasheet profile against OpenXLA's measured table",
+          "[calibration]") {
   // The analytic model with the shipped H100 constants (no points: the datasheet profile), and
   // the launch overhead the cost model adds, against the 125 single GEMMs OpenXLA measured:
   // mean relative error of the time. README ("Calibration") quotes these figures.
