@@ -1013,7 +1013,7 @@ Workload::Workload(ModelSpec model, TrainingSpec training, ParallelismSpec paral
     streaming("grad_norm", OpKind::MEMORY_BOUND, x.grad, shard, 2);
     streaming("adam", OpKind::OPTIMIZER, fp32 ? 7 * 4.0 : 6 * 4.0 + x.grad, shard, 12);
     if (!fp32) streaming("main_to_model_copy", OpKind::MEMORY_BOUND, 4.0 + 2.0, shard, 0);
-    streaming("zero_grad", OpKind::MEMORY_BOUND, x.grad, dense + experts, 0);
+    streaming(ZERO_GRAD_OP, OpKind::MEMORY_BOUND, x.grad, dense + experts, 0);
     optimizer_.push_back(std::move(step));
   }
 }

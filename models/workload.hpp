@@ -58,6 +58,10 @@ struct MemoryBreakdown {
   }
 };
 
+/// The optimizer step's one operation over every local gradient rather than the rank's ZeRO shard:
+/// zeroing the gradient buffer for the next step.
+inline constexpr const char* ZERO_GRAD_OP = "zero_grad";
+
 class Workload {
 public:
   /// Builds the program; throws std::invalid_argument for combinations it cannot model

@@ -212,13 +212,23 @@ const AnalyticalScreen::Shape& AnalyticalScreen::shape(const Strategy& s) {
   if (p.recompute == Recompute::FULL) sh.transient = a.layer_activations_no_recompute();
   if (p.recompute == Recompute::SELECTIVE)
     sh.transient = a.layer_activations_no_recompute() - a.layer_activations();
-  // The optimizer step: launches plus a rate per local parameter of the rank's shard.
+  // The optimizer step: launches plus a rate per parameter of the rank's shard, and one per local
+  // parameter for the work over the whole gradient buffer (the proxy's shards are not the job's).
   const double shards = p.zero >= 1 ? a.zero_shards() : 1;
-  const Seconds t0 = cost_.compute_time(a.optimizer(0));
-  const Seconds t1 = cost_.compute_time(a.optimizer(1));
-  const double dparams = (a0.parameters - a1.parameters) / shards;
-  sh.optimizer_per_parameter = dparams != 0 ? (t0 - t1) / dparams : Seconds(0);
-  sh.optimizer_fixed = t1 - sh.optimizer_per_parameter * a1.parameters / shards;
+  auto step_time = [&](int stage, bool whole_buffer) {
+    Seconds t;
+    for (const ComputeOp& op : a.optimizer(stage))
+      if ((op.name == ZERO_GRAD_OP) == whole_buffer) t += cost_.compute_time(op);
+    return t;
+  };
+  const double dlocal = a0.parameters - a1.parameters;
+  sh.optimizer_per_parameter =
+      dlocal != 0 ? (step_time(0, false) - step_time(1, false)) / (dlocal / shards) : Seconds(0);
+  sh.optimizer_per_local_parameter =
+      dlocal != 0 ? (step_time(0, true) - step_time(1, true)) / dlocal : Seconds(0);
+  sh.optimizer_fixed = step_time(1, false) + step_time(1, true) -
+                       sh.optimizer_per_parameter * a1.parameters / shards -
+                       sh.optimizer_per_local_parameter * a1.parameters;
   const Flops fa = a.model_flops() / a.training().global_batch;
   const Flops fb = b.model_flops() / b.training().global_batch;
   sh.model_flops_per_period = (fb - fa) / 3;
@@ -398,8 +408,9 @@ Estimate AnalyticalScreen::evaluate(const Strategy& s) {
     queue += *interference;
     *dp_exposed = std::max(Seconds(0), queue - end);
     // The step's FP8 weight casts (the engine runs them in micro-batch 0's forward) count with it.
-    *optimizer =
-        sh.optimizer_per_parameter * st.sum.parameters / shards + sh.optimizer_fixed + st.sum.weight_casts;
+    *optimizer = sh.optimizer_per_parameter * st.sum.parameters / shards +
+                 sh.optimizer_per_local_parameter * st.sum.parameters + sh.optimizer_fixed +
+                 st.sum.weight_casts;
     if (p.zero == 1 || p.zero == 2) {
       const double params = st.sum.parameters * weight_element;
       if (has_dp)

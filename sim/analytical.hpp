@@ -66,17 +66,18 @@ public:
   };
   /// Priced operations of one local shape.
   struct Shape {
-    Part period;                     ///< one period of layers (moe.every layers; 1 for a dense model)
-    Part first;                      ///< the first chunk's extra (embedding, minus one boundary)
-    Part last;                       ///< the last chunk's extra (LM head, minus one boundary)
-    Part boundary;                   ///< a middle chunk's extra (the boundary gathers)
-    Bytes activation_out;            ///< to the next stage per micro-batch
-    double expert_fraction = 0.0;    ///< of a layer period's gradients, the experts' (reduced apart)
-    Bytes transient;                 ///< activations a backward re-creates at once
-    Seconds optimizer_per_parameter; ///< of the optimizer step, per local parameter
-    Seconds optimizer_fixed;         ///< of the optimizer step's launches
-    Flops model_flops_per_period;    ///< per sequence
-    Flops model_flops_fixed;         ///< per sequence
+    Part period;                           ///< one period of layers (moe.every layers; 1 for a dense model)
+    Part first;                            ///< the first chunk's extra (embedding, minus one boundary)
+    Part last;                             ///< the last chunk's extra (LM head, minus one boundary)
+    Part boundary;                         ///< a middle chunk's extra (the boundary gathers)
+    Bytes activation_out;                  ///< to the next stage per micro-batch
+    double expert_fraction = 0.0;          ///< of a layer period's gradients, the experts' (reduced apart)
+    Bytes transient;                       ///< activations a backward re-creates at once
+    Seconds optimizer_per_parameter;       ///< of the optimizer step, per parameter of the rank's shard
+    Seconds optimizer_per_local_parameter; ///< of its work over every local gradient (ZERO_GRAD_OP)
+    Seconds optimizer_fixed;               ///< of the optimizer step's launches
+    Flops model_flops_per_period;          ///< per sequence
+    Flops model_flops_fixed;               ///< per sequence
   };
 
 private:
