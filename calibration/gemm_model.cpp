@@ -16,37 +16,7 @@ long ceil_div(long a, long b) {
 /// Bytes of one fp32 partial-sum element that split K writes and reads back.
 constexpr double SPLIT_K_PARTIAL_BYTES = 4.0;
 
-} // namespace
-
-double gemm_best_fraction(const Profile& p, Precision dtype) {
-  auto it = p.gemm_max_efficiency_by_dtype.find(dtype);
-  return it != p.gemm_max_efficiency_by_dtype.end() ? it->second : p.gemm_max_efficiency;
-}
-
-namespace {
-
-GemmKernel run_model(const Profile& p, const GemmShape& s, Precision dtype, double best);
-
-/// The main loop's fraction of peak: `max_efficiency` itself, or, where the profile says at which
-/// shape it was measured, the rate that reproduces it there (the measured best includes that
-/// shape's tile, wave and pipeline-fill losses).
-double main_loop_fraction(const Profile& p, Precision dtype) {
-  const double best = gemm_best_fraction(p, dtype);
-  auto at = p.gemm_best_shape.find(dtype);
-  if (at == p.gemm_best_shape.end()) return best;
-  const auto [m, n, k] = at->second;
-  const double losses = run_model(p, GemmShape{.m = m, .n = n, .k = k}, dtype, 1.0).efficiency;
-  return losses > 0 ? std::min(1.0, best / losses) : best;
-}
-
-} // namespace
-
-GemmKernel analytic_gemm(const Profile& p, const GemmShape& s, Precision dtype) {
-  return run_model(p, s, dtype, main_loop_fraction(p, dtype));
-}
-
-namespace {
-
+/// The model with the main loop at `best` of peak (see analytic_gemm).
 GemmKernel run_model(const Profile& p, const GemmShape& s, Precision dtype, double best) {
   GemmKernel none{.tile = {p.gemm_tile_m, p.gemm_tile_n}, .efficiency = best};
   auto peak_it = p.peak.find(dtype);
@@ -88,6 +58,27 @@ GemmKernel run_model(const Profile& p, const GemmShape& s, Precision dtype, doub
   return chosen;
 }
 
+/// The main loop's fraction of peak: `max_efficiency` itself, or, where the profile says at which
+/// shape it was measured, the rate that reproduces it there (the measured best includes that
+/// shape's tile, wave and pipeline-fill losses).
+double main_loop_fraction(const Profile& p, Precision dtype) {
+  const double best = gemm_best_fraction(p, dtype);
+  auto at = p.gemm_best_shape.find(dtype);
+  if (at == p.gemm_best_shape.end()) return best;
+  const auto [m, n, k] = at->second;
+  const double losses = run_model(p, GemmShape{.m = m, .n = n, .k = k}, dtype, 1.0).efficiency;
+  return losses > 0 ? std::min(1.0, best / losses) : best;
+}
+
 } // namespace
+
+double gemm_best_fraction(const Profile& p, Precision dtype) {
+  auto it = p.gemm_max_efficiency_by_dtype.find(dtype);
+  return it != p.gemm_max_efficiency_by_dtype.end() ? it->second : p.gemm_max_efficiency;
+}
+
+GemmKernel analytic_gemm(const Profile& p, const GemmShape& s, Precision dtype) {
+  return run_model(p, s, dtype, main_loop_fraction(p, dtype));
+}
 
 } // namespace odyssey
