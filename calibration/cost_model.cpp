@@ -20,7 +20,16 @@
 
 namespace odyssey {
 
+struct GemmTable {
+  std::vector<Eigen::Vector3d> at; ///< each point's (log2 m, log2 n, log2 k)
+  std::vector<double> efficiency;  ///< each point's, in the same order (the profile's)
+  Eigen::Vector3d lo;              ///< the points' span, per axis
+  Eigen::Vector3d hi;
+};
+
 namespace {
+
+std::map<Precision, GemmTable> gemm_tables(const Profile& p);
 
 const char* dtype_name(Precision p) {
   switch (p) {
@@ -334,7 +343,8 @@ template <size_t N> std::string set_text(unsigned set, const Named (&names)[N]) 
 } // namespace
 
 CostModel::CostModel(Profile profile, NcclConfig nccl)
-    : profile_(std::move(profile)), nccl_(nccl), links_(profile_) {
+    : profile_(std::move(profile)), nccl_(nccl), links_(profile_),
+      gemm_tables_(std::make_shared<const std::map<Precision, GemmTable>>(gemm_tables(profile_))) {
   if (nccl_.intra == LinkClass::PCIE) {
     links_.nvlink = profile_.pcie;
     links_.nvlink.nvls_efficiency = 0.0;
@@ -393,7 +403,7 @@ Eigen::Vector3d log_shape(long m, long n, long k) {
 /// it follows the recorded trend along each axis, where inverse-distance weighting is pulled
 /// towards the mean of far points (at the cell centres of tests/calibration's fixture, a grid
 /// with steps of 4x: at worst 18% off the fixture's own formula by weighting, 7% by this).
-std::optional<double> grid_interpolation(const std::vector<const GemmPoint*>& points,
+std::optional<double> grid_interpolation(const std::vector<double>& efficiency,
                                          const std::vector<Eigen::Vector3d>& at, const Eigen::Vector3d& q) {
   Eigen::Vector3d lo = Eigen::Vector3d::Constant(-std::numeric_limits<double>::infinity());
   Eigen::Vector3d hi = -lo;
@@ -419,7 +429,7 @@ std::optional<double> grid_interpolation(const std::vector<const GemmPoint*>& po
     const auto found = std::find_if(
         at.begin(), at.end(), [&](const Eigen::Vector3d& x) { return (x - c).cwiseAbs().maxCoeff() < 1e-9; });
     if (found == at.end()) return std::nullopt;
-    value += weight * points[static_cast<std::size_t>(found - at.begin())]->efficiency;
+    value += weight * efficiency[static_cast<std::size_t>(found - at.begin())];
   }
   return value;
 }
@@ -428,17 +438,35 @@ std::optional<double> grid_interpolation(const std::vector<const GemmPoint*>& po
 /// recorded there; trilinear inside a fully recorded grid cell; otherwise inverse-distance
 /// weighting (power 2). All are convex combinations, so never outside the recorded range; chosen
 /// over a least-squares fit, which would neither reproduce points nor stay in range.
-double recorded_efficiency(const std::vector<const GemmPoint*>& points,
-                           const std::vector<Eigen::Vector3d>& at, const Eigen::Vector3d& x) {
+double recorded_efficiency(const GemmTable& t, const Eigen::Vector3d& x) {
   double weight_sum = 0.0;
   double weighted = 0.0;
-  for (size_t i = 0; i < at.size(); ++i) {
-    const double d2 = (at[i] - x).squaredNorm();
-    if (d2 == 0.0) return points[i]->efficiency; // the first in file order, deterministically
+  for (size_t i = 0; i < t.at.size(); ++i) {
+    const double d2 = (t.at[i] - x).squaredNorm();
+    if (d2 == 0.0) return t.efficiency[i]; // the first in file order, deterministically
     weight_sum += 1.0 / d2;
-    weighted += points[i]->efficiency / d2;
+    weighted += t.efficiency[i] / d2;
   }
-  return grid_interpolation(points, at, x).value_or(weighted / weight_sum);
+  return grid_interpolation(t.efficiency, t.at, x).value_or(weighted / weight_sum);
+}
+
+/// The profile's points by dtype. Points of single products only: a batched point at
+/// (m, n, k, b) would sit where the single product (m x b, n, k) does, with another efficiency.
+std::map<Precision, GemmTable> gemm_tables(const Profile& p) {
+  std::map<Precision, GemmTable> tables;
+  for (const GemmPoint& g : p.gemm_points) {
+    if (g.batch != 1) continue;
+    GemmTable& t = tables[g.dtype];
+    if (t.at.empty()) {
+      t.lo = Eigen::Vector3d::Constant(std::numeric_limits<double>::infinity());
+      t.hi = -t.lo;
+    }
+    t.at.push_back(log_shape(g.m, g.n, g.k));
+    t.efficiency.push_back(g.efficiency);
+    t.lo = t.lo.cwiseMin(t.at.back());
+    t.hi = t.hi.cwiseMax(t.at.back());
+  }
+  return tables;
 }
 
 } // namespace
@@ -449,40 +477,26 @@ double CostModel::gemm_efficiency(const GemmShape& shape, Precision dtype) const
 
 GemmEstimate CostModel::gemm_estimate(const GemmShape& shape, Precision dtype) const {
   static_cast<void>(peak(dtype)); // a dtype the profile has no peak for is an error, points or not
-  // Points of single products only: a batched point at (m, n, k, b) would sit where the
-  // single product (m x b, n, k) does, with another efficiency.
-  std::vector<const GemmPoint*> points;
-  for (const GemmPoint& g : profile_.gemm_points) {
-    if (g.dtype == dtype && g.batch == 1) points.push_back(&g);
-  }
-  if (points.empty() || shape.m <= 0 || shape.n <= 0 || shape.k <= 0) {
+  const auto table = gemm_tables_->find(dtype);
+  if (table == gemm_tables_->end() || shape.m <= 0 || shape.n <= 0 || shape.k <= 0) {
     return {.efficiency = analytic_gemm(profile_, shape, dtype).efficiency};
   }
-
+  const GemmTable& t = table->second;
   const Eigen::Vector3d q = log_shape(shape.m * std::max(1L, shape.batch), shape.n, shape.k);
-  Eigen::Vector3d lo = Eigen::Vector3d::Constant(std::numeric_limits<double>::infinity());
-  Eigen::Vector3d hi = -lo;
-  std::vector<Eigen::Vector3d> at; // the points' positions
-  at.reserve(points.size());
-  for (const GemmPoint* g : points) {
-    at.push_back(log_shape(g->m, g->n, g->k));
-    lo = lo.cwiseMin(at.back());
-    hi = hi.cwiseMax(at.back());
-  }
-  const bool inside = (q.array() >= lo.array()).all() && (q.array() <= hi.array()).all();
-  if (inside) return {.efficiency = recorded_efficiency(points, at, q)};
+  const bool inside = (q.array() >= t.lo.array()).all() && (q.array() <= t.hi.array()).all();
+  if (inside) return {.efficiency = recorded_efficiency(t, q)};
 
   // Beyond the measured range: the recorded value at the edge of the range (the query with each
   // log dimension clamped into the points' span), times the analytic model's ratio between the
   // query and that edge shape when the model says the query is worse (smaller, skinnier or
   // shorter in K), never better: no point beyond what was measured.
-  const Eigen::Vector3d edge = q.cwiseMax(lo).cwiseMin(hi);
+  const Eigen::Vector3d edge = q.cwiseMax(t.lo).cwiseMin(t.hi);
   const auto size_at = [&](int axis) { return std::lround(std::exp2(edge[axis])); };
   const GemmShape edge_shape{.m = size_at(0), .n = size_at(1), .k = size_at(2)};
   const GemmShape query{.m = shape.m * std::max(1L, shape.batch), .n = shape.n, .k = shape.k};
   const double shape_ratio = std::min(1.0, analytic_gemm(profile_, query, dtype).efficiency /
                                                analytic_gemm(profile_, edge_shape, dtype).efficiency);
-  return {.efficiency = recorded_efficiency(points, at, edge) * shape_ratio, .extrapolated = true};
+  return {.efficiency = recorded_efficiency(t, edge) * shape_ratio, .extrapolated = true};
 }
 
 Seconds CostModel::compute_time(const ComputeOp& op) const {

@@ -4,6 +4,8 @@
 #pragma once
 
 #include <algorithm>
+#include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -95,6 +97,9 @@ struct GemmEstimate {
 /// `measured` or `published`), or the datasheet model (peaks, best fractions, assumptions).
 [[nodiscard]] ProfileKind price_source_of(const Profile& profile, const ComputeOp& op);
 
+/// A profile's GEMM points of one dtype, placed for interpolation (built once per cost model).
+struct GemmTable;
+
 class CostModel {
 public:
   explicit CostModel(Profile profile, NcclConfig nccl = {});
@@ -140,6 +145,8 @@ private:
   /// The profile with the server's intra link class in place of NVLink (a PCIe-only server
   /// prices its intra-server steps with the pcie class), for collectives.
   Profile links_;
+  /// profile_.gemm_points by dtype, derived once: the planner prices thousands of shapes.
+  std::shared_ptr<const std::map<Precision, GemmTable>> gemm_tables_;
 };
 
 } // namespace odyssey
