@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <set>
 #include <string>
 #include <vector>
@@ -228,8 +229,12 @@ int bench(int argc, char** argv) {
 #ifdef ODYSSEY_BENCH_MPI
   int world = 1;
   int rank = 0;
-  ODY_MPI(MPI_Comm_size(MPI_COMM_WORLD, &world));
-  ODY_MPI(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
+  int mpi_started = 0;
+  ODY_MPI(MPI_Initialized(&mpi_started));
+  if (mpi_started) {
+    ODY_MPI(MPI_Comm_size(MPI_COMM_WORLD, &world));
+    ODY_MPI(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
+  }
   if (world > 1) {
     // One GPU per rank, chosen by the rank's index among the processes of its node.
     MPI_Comm node_comm;
@@ -328,18 +333,33 @@ int bench(int argc, char** argv) {
 } // namespace
 } // namespace odyssey::bench
 
-int main(int argc, char** argv) {
 #ifdef ODYSSEY_BENCH_MPI
+namespace {
+/// True when a process manager started this process as one rank of a job (mpirun, srun, hydra).
+/// A process started by hand runs on its node's GPUs without MPI: Open MPI's singleton start
+/// forks a helper daemon, and where that is refused (containers, CI sandboxes) MPI_Init aborts
+/// the process with a page of messages instead of our one-line error.
+bool launched_as_rank() {
+  for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"})
+    if (std::getenv(var) != nullptr) return true;
+  return false;
+}
+} // namespace
+#endif
+
+int main(int argc, char** argv) {
+  const auto body = [&] { return odyssey::bench::bench(argc, argv); };
+#ifdef ODYSSEY_BENCH_MPI
+  if (!launched_as_rank()) return odyssey::bench::run_main("odyssey_bench_nccl", body);
   MPI_Init(&argc, &argv);
   int world = 1;
   MPI_Comm_size(MPI_COMM_WORLD, &world);
-  const int rc =
-      odyssey::bench::run_main("odyssey_bench_nccl", [&] { return odyssey::bench::bench(argc, argv); });
+  const int rc = odyssey::bench::run_main("odyssey_bench_nccl", body);
   // A rank that failed alone would leave the others waiting in a collective.
   if (rc != 0 && world > 1) MPI_Abort(MPI_COMM_WORLD, rc);
   MPI_Finalize();
   return rc;
 #else
-  return odyssey::bench::run_main("odyssey_bench_nccl", [&] { return odyssey::bench::bench(argc, argv); });
+  return odyssey::bench::run_main("odyssey_bench_nccl", body);
 #endif
 }
