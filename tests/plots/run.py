@@ -128,8 +128,10 @@ def main():
         sweeps.append(HERE / "long-keys.yaml")
         plots = []
         for sweep in sweeps:
+            # The long keys' rows as JSON lines, which carry memory per stage: one chart more.
+            out = work / (sweep.stem + (".jsonl" if sweep.parent == HERE else ".csv"))
             svg = work / f"sweep-{sweep.stem}.svg"
-            odyssey(binary, "sweep", sweep, "--out", work / f"{sweep.stem}.csv", "--plot", svg, "--no-progress")
+            odyssey(binary, "sweep", sweep, "--out", out, "--plot", svg, "--no-progress")
             plots.append(svg)
         # The README's plan (GPU range, deadline), over 256 to 2048 GPUs rather than 10240 and with
         # one fast run per GPU count.
