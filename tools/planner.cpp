@@ -260,6 +260,7 @@ PlanResult plan(const Scenario& sc, const CostModel& cost, const PlanOptions& op
   r.machine = sc.machine.name;
   r.min_gpus = options.min_gpus > 0 ? options.min_gpus : sc.parallelism.gpus();
   r.max_gpus = options.max_gpus > 0 ? options.max_gpus : r.min_gpus;
+  r.gpu_memory = sc.machine.gpu.memory;
   r.tokens = sc.training.tokens;
   r.deadline_days = options.deadline_days;
   const bool range = r.min_gpus != r.max_gpus;
@@ -560,6 +561,8 @@ std::string render_plan_json(const PlanResult& r, int top) {
   j["fast_seconds"] = r.fast_seconds;
   j["full_runs"] = r.full_runs;
   j["full_seconds"] = r.full_seconds;
+  j["gpu_memory_bytes"] = r.gpu_memory.value();
+  if (r.tokens) j["tokens"] = *r.tokens;
   j["ranked"] = nlohmann::json::array();
   for (int i = 0; i < std::min<int>(top, int(r.ranked.size())); ++i)
     j["ranked"].push_back(row_json(r.ranked[size_t(i)]));

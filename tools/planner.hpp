@@ -68,6 +68,7 @@ struct PlanResult {
   std::map<std::string, long> pruned_by_rule;      ///< rule key -> candidates
   std::map<std::string, std::string> rule_example; ///< rule key -> one message
   std::vector<PlanRow> pruned_memory;              ///< the fastest that did not fit, with by how much
+  Bytes gpu_memory;                                ///< of the machine's GPU: what every plan must fit in
   std::optional<double> tokens;
   std::optional<double> deadline_days;
   std::optional<PlanRow> deadline_answer; ///< fewest GPUs meeting the deadline

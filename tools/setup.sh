@@ -8,7 +8,8 @@ PACKAGES=(build-essential cmake ninja-build pkg-config libsimgrid-dev libyaml-cp
           libeigen3-dev catch2 nlohmann-json3-dev python3 time
           libopenmpi-dev openmpi-bin  # MPI: the NCCL calibration benchmark across nodes and odyssey sweep --mpi
                                       # (both optional in CMake)
-          clang libclang-rt-14-dev)   # clang and its compiler-rt: the libFuzzer target (tools/test.sh --fuzz)
+          clang libclang-rt-14-dev    # clang and its compiler-rt: the libFuzzer target (tools/test.sh --fuzz)
+          chromium)                   # headless, for the plots test (tests/plots/): text laid out by a browser
 
 missing=()
 for p in "${PACKAGES[@]}"; do

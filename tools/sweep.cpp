@@ -188,6 +188,7 @@ const std::vector<std::string>& metric_columns() {
     for (const ReportMetric& m : report_metrics())
       if (m.in_rows) c.emplace_back(m.key);
     c.emplace_back("fits_memory");
+    c.emplace_back("gpu_memory_bytes");
     for (const BreakdownPart& part : breakdown_parts()) c.emplace_back(part.key);
     for (const char* key : {"time_to_train_s", "fidelity", "sim_wall_s"}) c.emplace_back(key);
     return c;
@@ -216,6 +217,7 @@ nlohmann::json run_point(const SweepSpec& sweep, const SweepPoint& point, const 
   for (const ReportMetric& m : report_metrics())
     if (m.in_rows) row[std::string(m.key)] = m.read(report);
   row["fits_memory"] = report.fits_memory;
+  row["gpu_memory_bytes"] = report.gpu_memory.value();
   for (const BreakdownPart& part : breakdown_parts())
     row[std::string(part.key)] = (report.breakdown.*part.member).value();
   if (report.time_to_train) row["time_to_train_s"] = report.time_to_train->value();

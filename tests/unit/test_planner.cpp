@@ -7,6 +7,7 @@
 #include <vector>
 
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "calibration/cost_model.hpp"
@@ -244,13 +245,87 @@ TEST_CASE("tools::plot: the SVG is well-formed and has the expected series", "[p
   const std::string svg = plot_sweep(rows);
   CHECK(well_formed(svg));
   const std::vector<std::string> names = series_names(svg);
-  CHECK(std::count(names.begin(), names.end(), "machine.server.nic_bandwidth=100 Gb/s") == 1);
-  CHECK(std::count(names.begin(), names.end(), "machine.server.nic_bandwidth=200 Gb/s") == 1);
+  CHECK(std::count(names.begin(), names.end(), "100 Gb/s") == 1);
+  CHECK(std::count(names.begin(), names.end(), "200 Gb/s") == 1);
+  CHECK(svg.find(">machine.server.nic_bandwidth</text>") != std::string::npos); // the legend's title
   CHECK(std::count(names.begin(), names.end(), "compute") == 1);
   CHECK(std::count(names.begin(), names.end(), "pp_bubble") == 1);
-  CHECK(std::count(names.begin(), names.end(), "memory per GPU") == 1);
+  CHECK(std::count(names.begin(), names.end(), "memory_per_gpu") == 1);
   CHECK(svg.find("<path d=\"M") != std::string::npos);
   CHECK(!well_formed("<svg><g></svg>"));
+}
+
+TEST_CASE("tools::plot: numeric order, a log2 axis of GPU counts, the GPU's memory marked", "[planner]") {
+  std::vector<nlohmann::json> rows;
+  for (const char* nic : {"200 Gb/s", "50 Gb/s", "1 Tb/s", "100 Gb/s"}) // out of order on purpose
+    for (int dp : {8, 16, 32, 64})
+      rows.push_back(
+          {{"status", "ok"},
+           {"overrides", fmt::format("machine.server.nic_bandwidth={}; parallelism.dp={}", nic, dp)},
+           {"values", {{"machine.server.nic_bandwidth", nic}, {"parallelism.dp", std::to_string(dp)}}},
+           {"gpus", 64 * dp},
+           {"tokens_per_s", 1000.0 * dp},
+           {"compute", 1.0},
+           {"memory_per_gpu_bytes", 70e9},
+           {"gpu_memory_bytes", 80.0 * (1 << 30)}});
+  const std::string svg = plot_sweep(rows);
+  const std::vector<std::string> names = series_names(svg);
+  REQUIRE(names.size() >= 4);
+  CHECK(std::vector<std::string>(names.begin(), names.begin() + 4) ==
+        std::vector<std::string>{"50 Gb/s", "100 Gb/s", "200 Gb/s", "1 Tb/s"});
+  // 512 to 4096 GPUs: ticks at the powers of two, not at a quarter of the range each.
+  CHECK(svg.find("GPUs (log scale)") != std::string::npos);
+  for (const char* tick : {">512<", ">1024<", ">2048<", ">4096<"}) CHECK(svg.find(tick) != std::string::npos);
+  CHECK(svg.find(">1.41k<") == std::string::npos);
+  // Bars top to bottom in the same order, the GPU count's key the fastest.
+  const std::size_t a = svg.find(">nic_bandwidth 50 Gb/s, dp 8<"),
+                    b = svg.find(">nic_bandwidth 50 Gb/s, dp 16<"),
+                    c = svg.find(">nic_bandwidth 100 Gb/s, dp 8<"),
+                    d = svg.find(">nic_bandwidth 1 Tb/s, dp 64<");
+  CHECK(a < b);
+  CHECK(b < c);
+  CHECK(c < d);
+  CHECK(d != std::string::npos);
+  CHECK(svg.find(">GPU memory 80 GiB<") != std::string::npos);
+  // Text is dark; colour is for lines, markers and blocks only.
+  for (std::size_t at = svg.find("<text"); at != std::string::npos; at = svg.find("<text", at + 1))
+    CHECK(svg.substr(at, svg.find('>', at) - at).find("fill=\"#222222\"") != std::string::npos);
+}
+
+TEST_CASE("tools::plot: a plan's bars are named by their strategy, with its deadline and memory",
+          "[planner]") {
+  nlohmann::json plan = {{"tokens", 3e11}, {"deadline_days", 30}, {"gpu_memory_bytes", 80.0 * (1 << 30)}};
+  plan["ranked"] = nlohmann::json::array();
+  plan["best_per_gpus"] = nlohmann::json::array();
+  for (int i = 0; i < 15; ++i) {
+    nlohmann::json row = {
+        {"strategy", fmt::format("tp 8 pp {} dp 16 cp 1 ep 1 mb 1 1f1b zero 1 recompute full sp", i + 1)},
+        {"fidelity", "fast"},
+        {"gpus", 128 * (i + 1)},
+        {"tokens_per_s", 1e5 + 1e4 * i},
+        {"breakdown", {{"compute", 1.0}, {"dp_comm_exposed", 0.2}}},
+        {"memory_per_stage", nlohmann::json::array({{{"weights", 1e10}, {"activations", 3e10}}})}};
+    plan["ranked"].push_back(row);
+    plan["best_per_gpus"].push_back(row);
+  }
+  const std::string svg = plot_plan(plan);
+  CHECK(well_formed(svg));
+  // The plans differ in size, so each label says how many GPUs; it wraps over two lines, and a
+  // bar's tooltip has it whole.
+  CHECK(
+      svg.find(
+          ">#1 128 GPUs: tp 8 pp 1 dp 16 cp 1 ep 1 mb 1 1f1b zero 1 recompute full sp (fast), compute: 1<") !=
+      std::string::npos);
+  CHECK(svg.find(">#15 1920 GPUs: tp 8 pp 15 dp 16") != std::string::npos);
+  CHECK(svg.find("30-day deadline: 116k tokens/s") != std::string::npos); // 3e11 tokens / 30 days
+  CHECK(svg.find(">GPU memory 80 GiB<") != std::string::npos);
+}
+
+TEST_CASE("tools::plot: estimated text widths grow with the text and its letters' widths", "[planner]") {
+  CHECK(text_width("", 12) == 0.0);
+  CHECK(text_width("mmmm", 12) > text_width("iiii", 12));
+  CHECK(text_width("machine.server.nic_bandwidth", 12) > text_width("machine.server", 12));
+  CHECK(text_width("1024", 22) == Approx(text_width("1024", 11) * 2));
 }
 
 TEST_CASE("tools::sweep: a grid runs every point once, and a re-run skips the finished ones", "[planner]") {
