@@ -349,7 +349,8 @@ std::unique_ptr<sg4::Engine> make_engine(const std::vector<std::string>& args) {
   // default 1e-5 is below the rounding residue of such sums over the thousands of flows a
   // 10k-GPU fabric puts on one link, which aborted a 12,288-GPU run ("Cannot saturate more a
   // constraint that has no active element", usage 1.09e-5). 1e-3 stays 9 orders of magnitude
-  // below one flow's weight; the goldens do not move at 1e-9.
+  // below one flow's weight; the same value also makes a link count as full within 0.1% of its
+  // capacity. The goldens do not move at 1e-9.
   engine->set_config("maxmin/precision:1e-3");
   return engine;
 }
