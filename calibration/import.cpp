@@ -270,6 +270,9 @@ std::string profile_yaml(const Profile& p, const std::string& header) {
                    num(p.memory_efficiency));
   y += fmt::format("kernel:\n  launch_overhead: {}\n", micro(p.launch_overhead));
   y += fmt::format("collective:\n  base_latency: {}\n", latencies(p.collective_base_latency_by_protocol));
+  if (const TreeChannelCap& cap = p.tree_channel_bandwidth; cap.one_server.value() > 0)
+    y += fmt::format("  tree_channel_bandwidth: {{one_server: {}, two_servers: {}, more_servers: {}}}\n",
+                     byte_rate(cap.one_server), byte_rate(cap.two_servers), byte_rate(cap.more_servers));
   y += "links:\n";
   for (const auto& [name, link] :
        {std::pair{"nvlink", &p.nvlink}, std::pair{"pcie", &p.pcie}, std::pair{"net", &p.net}}) {

@@ -116,6 +116,41 @@ TEST_CASE("sim::Collective: NCCL's tuning picks trees for small all-reduces acro
   CHECK(run("dgx-a100-superpod", CollectiveKind::ALL_REDUCE, 8, {Bytes(8)}).rows[0].algorithm == "ring");
 }
 
+TEST_CASE("sim::Collective: over two servers the tree carries the buffer once through the network and wins",
+          "[collective]") {
+  // "2 nodes is a special case": each server is the root of one tree and a leaf of the other, so
+  // the network carries half a ring's bytes and "NCCL should use Tree on 2 nodes for large sizes"
+  // (NVIDIA/nccl#946; nccl-tests#196: "On two nodes, NCCL uses the tree"). 16 A100 in 2 DGX A100.
+  const MachineSpec machine = load_machine("dgx-a100-superpod", {.data_dir = DATA, .overrides = {}});
+  const CostModel cost(load_profile(find_profile(DATA + "/calibration/profiles", machine.gpu.type)),
+                       nccl_config(machine, ALL_ALGORITHMS, ALL_PROTOCOLS));
+  std::vector<Bytes> sizes;
+  for (double mib = 1; mib <= 1024; mib *= 2) sizes.emplace_back(mib * (1 << 20));
+  const CollectiveRun r = simulate_collective(machine, cost, CollectiveKind::ALL_REDUCE, 16, sizes);
+  double previous = 0;
+  for (const CollectiveRow& row : r.rows) {
+    const double busbw = row.busbw.value() / 1e9;
+    INFO(row.bytes.value() << " B: " << row.algorithm << "/" << row.protocol << ", " << busbw << " GB/s");
+    // The tree from 2 MiB (where ring LL128 used to win) to 64 MiB; beyond, the ring's bus
+    // bandwidth (192 GB/s through the NICs) beats the tree's, capped at 8 channels x 23.6 GB/s.
+    if (row.bytes.value() >= 2 * (1 << 20) && row.bytes.value() <= 64 * (1 << 20))
+      CHECK(row.algorithm == "tree");
+    CHECK(busbw >= previous); // no dip where a choice changes
+    previous = busbw;
+    // The simulated flows move what the cost model prices: the trees between the servers and the
+    // chains inside them (each NVLink port carries 2(k-1)/k x the buffer each way).
+    const Seconds priced =
+        cost.collective_time(CollectiveKind::ALL_REDUCE, row.bytes, GroupShape{.ranks = 16, .servers = 2},
+                             machine.server.nvlink_bandwidth, machine.server.nic_bandwidth);
+    CHECK(row.time.value() == Approx(priced.value()).epsilon(0.05));
+  }
+  // Published: 183.82 GB/s at 1 GiB on two 8-A100 NDmv4 servers, NCCL 2.17.1
+  // (microsoft/mscclpp docs/performance-ndmv4.md).
+  const double busbw = r.rows.back().busbw.value() / 1e9;
+  INFO("1 GiB: " << busbw << " GB/s");
+  CHECK(std::abs(busbw - 183.82) / 183.82 <= 0.10);
+}
+
 TEST_CASE("sim::Collective: rings and trees leave a server through every NIC", "[collective]") {
   // Azure's servers have 4 NICs for 8 GPUs: 400 Gb/s per server, so a large all-reduce across
   // servers reaches about 50 GB/s x the protocol's efficiency of bus bandwidth, not half of it.
