@@ -4,6 +4,7 @@
 // profiles; this file only holds the model's structure.
 #include "calibration/cost_model.hpp"
 #include "calibration/gemm_model.hpp"
+#include "models/wording.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -85,11 +86,15 @@ struct BusBandwidth {
   double intra = 0.0;
   double inter = 0.0;
   int per_server = 1;
+  int channels = 1; ///< channels between servers (nccl_net_channels; k when the NICs are unknown)
 };
 
-BusBandwidth bus_bandwidth(GroupShape g, BytesPerSecond intra, BytesPerSecond inter_per_gpu) {
+BusBandwidth bus_bandwidth(GroupShape g, BytesPerSecond intra, BytesPerSecond inter_per_gpu, int nics) {
   const int k = (g.ranks + g.servers - 1) / g.servers;
-  return {.intra = intra.value(), .inter = inter_per_gpu.value() * k, .per_server = k};
+  return {.intra = intra.value(),
+          .inter = inter_per_gpu.value() * k,
+          .per_server = k,
+          .channels = nics > 0 ? nccl_net_channels(k, nics) : k};
 }
 
 /// Time to push the plan's bytes through the ring: each edge carries factor x size, at the
@@ -154,10 +159,28 @@ Seconds us(double microseconds) {
   return Seconds(microseconds * 1e-6);
 }
 
+/// How many times a double binary tree moves the whole buffer through each server's NICs, each
+/// way. With three or more servers, twice: a server interior in one tree sends half the buffer up
+/// to its parent and half down to each of two children, and is a leaf of the other tree. With two
+/// servers, once: each is the root of one tree and the leaf of the other, so the network carries
+/// half a ring's bytes and the tree beats the ring where the network is the bottleneck ("2 nodes is
+/// a special case", NVIDIA/nccl#946; NCCL's tuning gives NVLSTree bwInter on up to 2 nodes and
+/// bwInter / 2 beyond, src/graph/tuning.cc).
+double tree_network_passes(int servers) {
+  return servers == 2 ? 1.0 : 2.0;
+}
+
 /// NCCL's double binary tree all-reduce across servers (a chain inside each server): latency
 /// base + 2 x ((ranks per server - 1) x intra hop + log2(servers) x inter hop); bandwidth at
-/// NCCL's tree cap of 0.92 x the bus bandwidth, and algorithm bandwidth half the bus bandwidth
-/// (every rank moves the data up and down the tree).
+/// NCCL's tree cap of 0.92 x the bus bandwidth. Every rank of a chain but its ends moves the
+/// buffer up (reduce) and down (broadcast): with the chains' ends spread over the channels, each
+/// NVLink port carries 2(k-1)/k x the buffer each way (sim::nccl_tree_chains); the network carries
+/// it tree_network_passes times. NCCL caps each tree channel's bus bandwidth (the profile's
+/// tree_channel_bandwidth) and a tree's algorithm bandwidth is half its bus bandwidth, so the
+/// channels move at most channels x cap / 2 of the buffer per second; the chain's NVLink efficiency
+/// carries that cap, so that the chain's flows (sim::nccl_tree_chains) run at it. Without a chain
+/// (one rank per server) NCCL runs several channels through each NIC, which Odyssey's one channel
+/// per rank does not count, and no cap is applied.
 ProtocolChoice price_tree(const Profile& prof, Protocol proto, Bytes size, GroupShape g,
                           const BusBandwidth& bw) {
   const int i = static_cast<int>(proto);
@@ -169,9 +192,14 @@ ProtocolChoice price_tree(const Profile& prof, Protocol proto, Bytes size, Group
   plan.efficiency_nvlink *= 0.92;
   plan.efficiency_net *= 0.92;
   plan.latency = us(TREE_BASE_US[i] + 2 * ((per_server - 1) * TREE_NVLINK_US[i] + depth * TREE_NET_US[i]));
-  double bottleneck = bw.inter * plan.efficiency_net;
-  if (per_server > 1) bottleneck = std::min(bottleneck, bw.intra * plan.efficiency_nvlink);
-  return {plan, plan.latency + Seconds(2.0 * size.value() / bottleneck)};
+  if (const double cap = prof.tree_channel_bandwidth.over(g.servers).value(); per_server > 1 && cap > 0)
+    plan.efficiency_nvlink =
+        std::min(plan.efficiency_nvlink, (per_server - 1) / per_server * bw.channels * cap / bw.intra);
+  double transfer = tree_network_passes(g.servers) * size.value() / (bw.inter * plan.efficiency_net);
+  if (per_server > 1)
+    transfer = std::max(transfer, 2.0 * (per_server - 1) / per_server * size.value() /
+                                      (bw.intra * plan.efficiency_nvlink));
+  return {plan, plan.latency + Seconds(transfer)};
 }
 
 /// Bytes through one GPU's NVLink port, each way, for the part of an all-reduce inside a server:
@@ -203,7 +231,7 @@ ProtocolChoice price_in_switch(const Profile& prof, Algorithm algo, Bytes size, 
     break;
   case Algorithm::NVLS_TREE:
     latency_us = NVLS_NVLINK_US + 2 * depth * NVLS_TREE_NET_US;
-    net_time = 2.0 * size.value() / (bw.inter * plan.efficiency_net * 0.92);
+    net_time = tree_network_passes(g.servers) * size.value() / (bw.inter * plan.efficiency_net * 0.92);
     plan.steps = 1 + 2 * static_cast<int>(depth);
     break;
   default: // COLLNET
@@ -640,7 +668,7 @@ CollectivePlan CostModel::collective(CollectiveKind kind, Bytes size, GroupShape
     return none;
   }
   const RingSteps rs = ring_steps(kind, group.ranks, group.servers);
-  const BusBandwidth bw = bus_bandwidth(group, intra, inter);
+  const BusBandwidth bw = bus_bandwidth(group, intra, inter, nccl_.nics_per_server);
   // NCCL's tuning: predict every allowed (algorithm, protocol) time and keep the least; ties keep
   // NCCL's order (tree before ring, ..., LL before LL128 before Simple). NCCL_ALGO does not
   // restrict point-to-point transfers.
@@ -672,10 +700,10 @@ CollectivePlan CostModel::collective(CollectiveKind kind, Bytes size, GroupShape
       if (applicable(algo, kind, group, nccl_, links_))
         available += (available.empty() ? "" : ", ") + std::string(to_string(algo));
     throw std::invalid_argument(fmt::format("no allowed algorithm and protocol can run {} over {} ranks in "
-                                            "{} server{} (allowed algorithms {}, protocols "
+                                            "{} (allowed algorithms {}, protocols "
                                             "{}; this group can use {})",
-                                            to_string(kind), group.ranks, group.servers,
-                                            group.servers == 1 ? "" : "s", algorithms_text(nccl_.algorithms),
+                                            to_string(kind), group.ranks, counted(group.servers, "server"),
+                                            algorithms_text(nccl_.algorithms),
                                             protocols_text(nccl_.protocols), available));
   }
   return best.plan;
@@ -685,7 +713,7 @@ Seconds CostModel::collective_time(CollectiveKind kind, Bytes size, GroupShape g
                                    BytesPerSecond inter) const {
   const CollectivePlan plan = collective(kind, size, group, intra, inter);
   if (plan.steps == 0) return Seconds(0.0);
-  const BusBandwidth bw = bus_bandwidth(group, intra, inter);
+  const BusBandwidth bw = bus_bandwidth(group, intra, inter, nccl_.nics_per_server);
   switch (plan.algo) {
   case Algorithm::TREE: return price_tree(links_, protocol_named(plan.protocol), size, group, bw).time;
   case Algorithm::PAT:

@@ -18,6 +18,7 @@
 #include "models/input/diagnostics.hpp"
 #include "models/input/files.hpp"
 #include "models/input/yaml_reader.hpp"
+#include "models/wording.hpp"
 
 namespace odyssey {
 
@@ -269,6 +270,9 @@ std::string profile_yaml(const Profile& p, const std::string& header) {
                    num(p.memory_efficiency));
   y += fmt::format("kernel:\n  launch_overhead: {}\n", micro(p.launch_overhead));
   y += fmt::format("collective:\n  base_latency: {}\n", latencies(p.collective_base_latency_by_protocol));
+  if (const TreeChannelCap& cap = p.tree_channel_bandwidth; cap.one_server.value() > 0)
+    y += fmt::format("  tree_channel_bandwidth: {{one_server: {}, two_servers: {}, more_servers: {}}}\n",
+                     byte_rate(cap.one_server), byte_rate(cap.two_servers), byte_rate(cap.more_servers));
   y += "links:\n";
   for (const auto& [name, link] :
        {std::pair{"nvlink", &p.nvlink}, std::pair{"pcie", &p.pcie}, std::pair{"net", &p.net}}) {
@@ -370,7 +374,7 @@ ImportSummary import_profile(const ImportOptions& o) {
   for (const RawFile& raw : raws) {
     if (raw.not_ok > 0)
       summary.skipped.push_back(
-          fmt::format("{}: {} cases the benchmark could not run", raw.path, raw.not_ok));
+          fmt::format("{}: {} the benchmark could not run", raw.path, counted(raw.not_ok, "case")));
     for (const YamlValue& r : raw.results) {
       switch (raw.benchmark) {
       case Benchmark::GEMM: {
@@ -439,7 +443,7 @@ ImportSummary import_profile(const ImportOptions& o) {
     }
   }
   for (const auto& [dtype, count] : gemm_unpriced)
-    summary.skipped.push_back(fmt::format("{} {} GEMMs: {}", count, dtype,
+    summary.skipped.push_back(fmt::format("{} {} {}: {}", count, dtype, noun_for(double(count), "GEMM"),
                                           dtype == "tf32" ? "Odyssey prices fp32 training at the fp32 peak"
                                                           : "no " + dtype + " peak in " + base.name));
 
@@ -461,8 +465,8 @@ ImportSummary import_profile(const ImportOptions& o) {
     std::string by;
     for (const auto& [d, c] : per_dtype)
       by += fmt::format("{}{} {}", by.empty() ? "" : ", ", dtype_key(d), c);
-    summary.measured.push_back(
-        fmt::format("gemm_points: {} shapes ({}); gemm.max_efficiency of those dtypes", points.size(), by));
+    summary.measured.push_back(fmt::format("gemm_points: {} ({}); gemm.max_efficiency of those dtypes",
+                                           counted(long(points.size()), "shape"), by));
   } else {
     summary.kept.push_back("gemm.max_efficiency (no GEMM measured)");
   }
@@ -519,8 +523,8 @@ ImportSummary import_profile(const ImportOptions& o) {
     return out;
   };
   const LinkClassProfile nvlink =
-      link_from(base.nvlink, nvlink_busbw, "nvlink", fmt::format("{} GPUs", nvlink_ranks));
-  const LinkClassProfile net = link_from(base.net, net_busbw, "net", fmt::format("{} nodes", net_nodes));
+      link_from(base.nvlink, nvlink_busbw, "nvlink", counted(nvlink_ranks, "GPU"));
+  const LinkClassProfile net = link_from(base.net, net_busbw, "net", counted(net_nodes, "node"));
   summary.kept.insert(summary.kept.end(), {"peak", "gemm.tile", "memory.bandwidth", "links.pcie",
                                            "latencies (NCCL's tuning constants)"});
   if (capped > 0)
@@ -735,14 +739,16 @@ ImportSummary import_published(const ImportOptions& o) {
         sources.push_back(joined);
       }
       if (other_gpu > 0)
-        summary.skipped.push_back(fmt::format("{}: {} rows for other GPUs", file, other_gpu));
+        summary.skipped.push_back(
+            fmt::format("{}: {} for other GPUs", file, counted(long(other_gpu), "row")));
     }
   }
   if (out.tables.empty())
     throw InputError({.file = o.published.front().path}, "",
                      fmt::format("none of the tables has a row Odyssey can price on {}", gpu));
   if (capped > 0)
-    summary.skipped.push_back(fmt::format("{} rates above the datasheet peak capped at 1", capped));
+    summary.skipped.push_back(
+        fmt::format("{} above the datasheet peak capped at 1", counted(long(capped), "rate")));
   summary.kept.insert(summary.kept.end(), {"peak", "gemm.sms", "gemm.tile", "attention.efficiency", "memory",
                                            "kernel", "collective", "links"});
 

@@ -273,8 +273,15 @@ Profile load_profile(const std::string& path) {
 
   const YamlValue collective = root.require("collective");
   collective.require_map();
-  collective.check_keys({"base_latency"});
+  collective.check_keys({"base_latency", "tree_channel_bandwidth"});
   p.collective_base_latency_by_protocol = parse_protocol_latency(collective.require("base_latency"));
+  if (auto cap = collective.get("tree_channel_bandwidth")) {
+    cap->require_map();
+    cap->check_keys({"one_server", "two_servers", "more_servers"});
+    p.tree_channel_bandwidth = {.one_server = cap->require("one_server").as_byte_rate(),
+                                .two_servers = cap->require("two_servers").as_byte_rate(),
+                                .more_servers = cap->require("more_servers").as_byte_rate()};
+  }
   p.collective_base_latency = p.collective_base_latency_by_protocol.simple;
 
   const YamlValue links = root.require("links");

@@ -87,6 +87,19 @@ struct LinkClassProfile {
   double nvls_efficiency = 0.0;
 };
 
+/// NCCL's cap on one tree channel's bus bandwidth for this GPU generation (perChMaxTreeBws,
+/// src/graph/tuning.cc) over one server, two, and three or more; zero: no cap (optional key
+/// `collective.tree_channel_bandwidth`).
+struct TreeChannelCap {
+  BytesPerSecond one_server;
+  BytesPerSecond two_servers;
+  BytesPerSecond more_servers;
+  /// The cap of a tree over `servers` servers (NCCL's index: 1, 2, more).
+  [[nodiscard]] BytesPerSecond over(int servers) const {
+    return servers <= 1 ? one_server : servers == 2 ? two_servers : more_servers;
+  }
+};
+
 struct Profile {
   std::string name;         ///< file stem, e.g. "h100-sxm5-80gb-datasheet"
   std::string gpu;          ///< GPU type it describes, e.g. "H100-SXM5-80GB"
@@ -127,6 +140,7 @@ struct Profile {
   Seconds launch_overhead;                      ///< per kernel
   Seconds collective_base_latency;              ///< per collective call (NCCL base latency, Ring Simple)
   ProtocolLatency collective_base_latency_by_protocol; ///< NCCL base latency, Ring, per protocol
+  TreeChannelCap tree_channel_bandwidth;               ///< NCCL's per-channel tree cap
   LinkClassProfile nvlink;
   LinkClassProfile pcie;
   LinkClassProfile net;

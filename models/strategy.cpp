@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "models/input/diagnostics.hpp"
+#include "models/wording.hpp"
 
 namespace odyssey {
 namespace {
@@ -179,12 +180,12 @@ std::optional<StrategyProblem> check_strategy(const ModelSpec& m, const Training
     const long per_server = capacity->gpus_per_server;
     const long servers = (gpus + per_server - 1) / per_server;
     if (servers > capacity->servers)
-      return problem(
-          dp_choice == DpChoice::AUTO ? "parallelism.pp" : "parallelism.dp",
-          fmt::format("job needs {} servers (tp {} x pp {} x dp {}{} = {} GPUs, {} per server) but "
-                      "machine '{}' has {}",
-                      grouped(servers), p.tp, p.pp, p.dp, p.cp > 1 ? fmt::format(" x cp {}", p.cp) : "",
-                      grouped(gpus), per_server, capacity->machine, grouped(capacity->servers)));
+      return problem(dp_choice == DpChoice::AUTO ? "parallelism.pp" : "parallelism.dp",
+                     fmt::format("job needs {} {} (tp {} x pp {} x dp {}{} = {} GPUs, {} per server) but "
+                                 "machine '{}' has {}",
+                                 grouped(servers), noun_for(double(servers), "server"), p.tp, p.pp, p.dp,
+                                 p.cp > 1 ? fmt::format(" x cp {}", p.cp) : "", grouped(gpus), per_server,
+                                 capacity->machine, grouped(capacity->servers)));
   }
   if (p.dp % p.ep != 0)
     return problem("parallelism.ep",

@@ -40,6 +40,12 @@ public:
   [[nodiscard]] Estimate evaluate(const Strategy& s);
   /// Distinct shapes priced so far.
   [[nodiscard]] std::size_t shapes() const { return cache_.size(); }
+  /// Uncontended time of `op` (all its `count` issues) in its group under `p`: the rates the
+  /// screen gives each group kind, the cost model's algorithm choice. `odyssey run --explain`
+  /// prints it.
+  [[nodiscard]] Seconds collective_time(const CollectiveOp& op, const ParallelismSpec& p) const;
+  /// Ranks of a group of kind `g` under `p`, and the servers they span.
+  [[nodiscard]] GroupShape group_shape(GroupKind g, const ParallelismSpec& p) const;
 
   /// Time of one pass (forward or backward) of a part of a chunk; linear in its parts.
   struct Pass {
@@ -85,8 +91,6 @@ private:
   const Shape& shape(const Strategy& s);
   [[nodiscard]] Pass price(const std::vector<ComputeOp>& compute, const std::vector<CollectiveOp>& comm,
                            const ParallelismSpec& p) const;
-  [[nodiscard]] Seconds collective_time(const CollectiveOp& op, const ParallelismSpec& p) const;
-  [[nodiscard]] GroupShape group_shape(GroupKind g, const ParallelismSpec& p) const;
   /// Workload::inflight_microbatches of `stage`, counted once per pipeline layout.
   double inflight(const ParallelismSpec& p, int microbatches, int stage);
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <memory>
 #include <set>
 #include <stdexcept>
@@ -10,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <simgrid/s4u.hpp>
 
+#include "models/wording.hpp"
 #include "sim/isolation.hpp"
 #include "sim/nccl_flows.hpp"
 #include "sim/platform.hpp"
@@ -69,8 +71,8 @@ CollectiveRun simulate_collective(const MachineSpec& machine, const CostModel& c
                                   int gpus, const std::vector<Bytes>& sizes) {
   if (gpus < 2) throw std::invalid_argument(fmt::format("a collective needs at least 2 GPUs, got {}", gpus));
   if (gpus > machine.total_gpus())
-    throw std::invalid_argument(
-        fmt::format("{} GPUs asked for but machine '{}' has {}", gpus, machine.name, machine.total_gpus()));
+    throw std::invalid_argument(fmt::format("{} asked for but machine '{}' has {}", counted(gpus, "GPU"),
+                                            machine.name, machine.total_gpus()));
   if (kind == CollectiveKind::ALL_TO_ALL && gpus > MAX_ALL_TO_ALL_GPUS)
     throw std::invalid_argument(fmt::format(
         "all-to-all is simulated as every pair of GPUs; at most {} GPUs, got {}", MAX_ALL_TO_ALL_GPUS, gpus));
@@ -186,27 +188,109 @@ std::vector<Seconds> simulate_concurrent(const MachineSpec& machine, const CostM
   return times;
 }
 
+namespace {
+
+/// What nccl-tests' `<op>_perf` prints in its `redop`, `root` and `count` columns for `kind`
+/// (NVIDIA/nccl-tests src/*.cu): the reduction ("none" for data movement), the root rank (-1 for
+/// rootless collectives) and how many ranks' shares the buffer holds (count = size / 4 B / that, the
+/// per-rank element count of all-gather, reduce-scatter and all-to-all).
+struct NcclTestsColumns {
+  const char* redop;
+  int root;
+  bool per_rank_count;
+};
+
+NcclTestsColumns nccl_tests_columns(CollectiveKind kind) {
+  switch (kind) {
+  case CollectiveKind::ALL_REDUCE: return {"sum", -1, false};
+  case CollectiveKind::REDUCE_SCATTER: return {"sum", -1, true};
+  case CollectiveKind::ALL_GATHER: return {"none", -1, true};
+  case CollectiveKind::ALL_TO_ALL: return {"none", -1, true};
+  case CollectiveKind::BROADCAST: return {"none", 0, false};
+  case CollectiveKind::REDUCE: return {"sum", 0, false};
+  case CollectiveKind::SEND_RECV: return {"sum", -1, false};
+  }
+  return {"sum", -1, false};
+}
+
+/// The collective whose to_string is `op` (CollectiveRun keeps the name).
+CollectiveKind kind_named(const std::string& op) {
+  for (CollectiveKind k : {CollectiveKind::ALL_REDUCE, CollectiveKind::ALL_GATHER,
+                           CollectiveKind::REDUCE_SCATTER, CollectiveKind::BROADCAST, CollectiveKind::REDUCE,
+                           CollectiveKind::ALL_TO_ALL, CollectiveKind::SEND_RECV})
+    if (op == to_string(k)) return k;
+  throw std::invalid_argument(fmt::format("unknown collective '{}'", op));
+}
+
+/// A figure in `width` characters, as many decimals (2, 1, 0) as fit, as nccl-tests prints them.
+std::string figure(double value, int width) {
+  for (int decimals = 2; decimals > 0; --decimals) {
+    std::string text = fmt::format("{:.{}f}", value, decimals);
+    if (static_cast<int>(text.size()) <= width) return fmt::format("{:>{}}", text, width);
+  }
+  return fmt::format("{:>{}.0f}", value, width);
+}
+
+/// Consecutive sizes that ran the same algorithm and protocol, as one line each.
+std::string choices(const CollectiveRun& run) {
+  std::string out;
+  for (size_t i = 0; i < run.rows.size();) {
+    size_t j = i;
+    while (j + 1 < run.rows.size() && run.rows[j + 1].algorithm == run.rows[i].algorithm &&
+           run.rows[j + 1].protocol == run.rows[i].protocol)
+      ++j;
+    const std::string sizes =
+        i == j ? fmt::format("{:.0f} B", run.rows[i].bytes.value())
+               : fmt::format("{:.0f} B to {:.0f} B", run.rows[i].bytes.value(), run.rows[j].bytes.value());
+    out += fmt::format("#   {:<30} {}/{}\n", sizes, run.rows[i].algorithm, run.rows[i].protocol);
+    i = j + 1;
+  }
+  return out;
+}
+
+} // namespace
+
 std::string render_collective_text(const CollectiveRun& run) {
-  std::string out = fmt::format("# odyssey collective: {} over {} GPUs ({} servers) of {}, profile {}\n",
-                                run.op, run.gpus, run.servers, run.machine, run.profile);
+  // The layout of nccl-tests' `<op>_perf` (src/util.cu writeResultHeader, writeBenchmarkLine*):
+  // '#' comment lines, then one row per size with the same columns in the same order, so that
+  // scripts that read nccl-tests output by whitespace-separated column read this too.
+  const NcclTestsColumns c = nccl_tests_columns(kind_named(run.op));
+  std::string out =
+      fmt::format("# odyssey collective: {} over {} ({}) of {}, simulated; profile {}\n", run.op,
+                  counted(run.gpus, "GPU"), counted(run.servers, "server"), run.machine, run.profile);
   out += fmt::format("# busbw = algbw x {:.4f} (nccl-tests' definition for {} ranks)\n", run.bus_factor,
                      run.gpus);
+  out += "# in-place figures equal out-of-place ones: the simulation moves the same bytes either way;\n"
+         "# #wrong is N/A: no data is checked\n";
   if (run.algorithms != "all" || run.protocols != "all")
     out += fmt::format("# restricted as NCCL_ALGO={} NCCL_PROTO={}\n", run.algorithms, run.protocols);
   out += "#\n";
-  out += fmt::format("# {:>12} {:>12} {:>6} {:>6} {:>12} {:>9} {:>9}  {:<9} {}\n", "size", "count", "type",
-                     "redop", "time", "algbw", "busbw", "algorithm", "protocol");
-  out += fmt::format("# {:>12} {:>12} {:>6} {:>6} {:>12} {:>9} {:>9}\n", "(B)", "(elements)", "", "", "(us)",
-                     "(GB/s)", "(GB/s)");
-  for (const CollectiveRow& r : run.rows)
-    out += fmt::format("  {:>12.0f} {:>12.0f} {:>6} {:>6} {:>12.2f} {:>9.2f} {:>9.2f}  {:<9} {}\n",
-                       r.bytes.value(), r.bytes.value() / 4, "float", "sum", r.time.value() * 1e6,
-                       r.algbw.value() / 1e9, r.busbw.value() / 1e9, r.algorithm, r.protocol);
+  out += fmt::format(
+      "# {:>10}  {:>12}  {:>8}  {:>6}  {:>6}           out-of-place                       in-place\n", "", "",
+      "", "", "");
+  out += fmt::format(
+      "# {:>10}  {:>12}  {:>8}  {:>6}  {:>6}  {:>7}  {:>6}  {:>6}  {:>6}  {:>7}  {:>6}  {:>6}  {:>6}\n",
+      "size", "count", "type", "redop", "root", "time", "algbw", "busbw", "#wrong", "time", "algbw", "busbw",
+      "#wrong");
+  out += fmt::format(
+      "# {:>10}  {:>12}  {:>8}  {:>6}  {:>6}  {:>7}  {:>6}  {:>6}  {:>6}  {:>7}  {:>6}  {:>6}  {:>6}\n",
+      "(B)", "(elements)", "", "", "", "(us)", "(GB/s)", "(GB/s)", "", "(us)", "(GB/s)", "(GB/s)", "");
+  constexpr double FLOAT_BYTES = 4; // nccl-tests' default type, float
+  const double shares = c.per_rank_count ? run.gpus : 1;
+  for (const CollectiveRow& r : run.rows) {
+    const std::string result =
+        fmt::format("  {}  {}  {}  {:>6}", figure(r.time.value() * 1e6, 7), figure(r.algbw.value() / 1e9, 6),
+                    figure(r.busbw.value() / 1e9, 6), "N/A");
+    out += fmt::format("{:>12.0f}  {:>12.0f}  {:>8}  {:>6}  {:>6}{}{}\n", r.bytes.value(),
+                       std::floor(r.bytes.value() / FLOAT_BYTES / shares), "float", c.redop, c.root, result,
+                       result);
+  }
   double sum = 0;
   for (const CollectiveRow& r : run.rows) sum += r.busbw.value();
-  out += fmt::format("# Avg bus bandwidth    : {:.3f} GB/s\n",
+  out += fmt::format("# {:<20} : {:g}\n", "Avg bus bandwidth",
                      run.rows.empty() ? 0.0 : sum / run.rows.size() / 1e9);
-  out += fmt::format("# simulated with {} flows in {:.2f} s wall\n", run.flows, run.wall_seconds);
+  out += "#\n# algorithm/protocol NCCL's tuning chose, by size\n" + choices(run);
+  out += fmt::format("# simulated with {} in {:.2f} s wall\n", counted(run.flows, "flow"), run.wall_seconds);
   return out;
 }
 

@@ -122,6 +122,21 @@ std::vector<Flow> nccl_trees(const std::vector<long>& members, const ServerSpec&
   return edges;
 }
 
+std::vector<Flow> nccl_tree_chains(const std::vector<long>& members, const ServerSpec& server, Bytes size,
+                                   double efficiency_nvlink) {
+  std::vector<Flow> edges;
+  for (const auto& group : group_by_server(members, server.gpus)) {
+    const int k = static_cast<int>(group.size());
+    if (k < 2) continue;
+    const Bytes bytes = size * (2.0 * (k - 1) / k) / efficiency_nvlink;
+    for (int i = 0; i < k; ++i)
+      edges.push_back({.src = group[static_cast<size_t>(i)],
+                       .dst = group[static_cast<size_t>((i + 1) % k)],
+                       .bytes = bytes});
+  }
+  return edges;
+}
+
 namespace {
 
 /// NVLink SHARP inside each server: every GPU sends size x (1 + 1/k) to the switch and reads as
@@ -173,7 +188,10 @@ std::vector<Flow> nccl_flows(const CollectivePlan& plan, CollectiveKind kind,
   const auto same_server = [&](long a, long b) { return a / gpus_per_server == b / gpus_per_server; };
   const std::vector<std::vector<long>> by_server = group_by_server(members, gpus_per_server);
   switch (plan.algo) {
-  case Algorithm::TREE: return nccl_trees(members, server, tree);
+  case Algorithm::TREE:
+    flows = nccl_trees(members, server, tree);
+    for (const Flow& f : nccl_tree_chains(members, server, size, plan.efficiency_nvlink)) flows.push_back(f);
+    return flows;
   case Algorithm::NVLS:
     nvls_flows(by_server, size, plan.efficiency_nvls, flows);
     if (by_server.size() > 1) sharp_flows(by_server, nics, size, plan.efficiency_net, flows);

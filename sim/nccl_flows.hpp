@@ -46,11 +46,20 @@ std::vector<Flow> nccl_rings(const std::vector<long>& members, const ServerSpec&
 /// trees (heap order and its mirror, so a server that is interior in one is a leaf in the other)
 /// between the GPUs that carry each channel's network traffic, each tree moving half of the data
 /// up (reduce) and down (broadcast); min(k, nics) channels as for rings. The chain inside each
-/// server runs pipelined with the tree at NVLink speed, several times the NIC's; it is left to the
-/// plan's latency term rather than simulated, which keeps every flow of the tree the same size
-/// (flows that finish together cost SimGrid one solve; staggered ones are what make it slow).
+/// server is nccl_tree_chains': the tree's own flows are between the servers' head GPUs only, all of
+/// the same size (flows that finish together cost SimGrid one solve; staggered ones are what make
+/// it slow).
 std::vector<Flow> nccl_trees(const std::vector<long>& members, const ServerSpec& server,
                              const TreeSpec& tree);
+
+/// The chains of NCCL's tree inside each server (the GPUs of a server in a line, the channel's head
+/// at the top): every GPU sends the buffer up the chain (reduce) and down it (broadcast), so each
+/// GPU's NVLink port carries 2 x `size` x (k-1)/k each way over the channels, k the server's
+/// members. One flow from each member to the next of its server loads every port with exactly
+/// that (as nvls_flows does for the switch); with two servers the chain, not the network, is what
+/// bounds the tree on NVLink servers.
+std::vector<Flow> nccl_tree_chains(const std::vector<long>& members, const ServerSpec& server, Bytes size,
+                                   double efficiency_nvlink);
 
 /// The flows of `plan` (the algorithm NCCL's tuning chose) for a collective of `size` over
 /// `members`: rings, double binary trees, NVLS (each GPU to the NVSwitch and back, modelled as

@@ -9,6 +9,7 @@
 
 #include "models/input/units_parse.hpp"
 #include "models/strategy.hpp"
+#include "models/wording.hpp"
 
 namespace odyssey {
 namespace {
@@ -231,9 +232,9 @@ std::vector<Suggestion> suggest(const Report& r) {
     }
     out.push_back(
         {.weight = s,
-         .text = fmt::format("pipeline bubble is {:.1f}% of the iteration ({} micro-batches per replica "
-                             "over {} stages): {}",
-                             s * 100, r.microbatches, p.pp, fix)});
+         .text = fmt::format("pipeline bubble is {:.1f}% of the iteration ({} per replica over {}): {}",
+                             s * 100, counted(r.microbatches, "micro-batch", "micro-batches"),
+                             counted(p.pp, "stage"), fix)});
   }
   if (const double s = share(b.dp_comm_exposed); s > NOTABLE) {
     const std::string fix =
@@ -249,8 +250,8 @@ std::vector<Suggestion> suggest(const Report& r) {
   if (const double s = share(b.tp_comm_exposed); s > NOTABLE) {
     const std::string fix =
         p.tp > r.gpus_per_server
-            ? fmt::format("tp {} spans servers of {} GPUs: keep tensor parallelism inside a server", p.tp,
-                          r.gpus_per_server)
+            ? fmt::format("tp {} spans servers of {}: keep tensor parallelism inside a server", p.tp,
+                          counted(r.gpus_per_server, "GPU"))
         : !p.tp_overlap
             ? std::string("overlap it with the GEMMs (overlap.tp: true)") +
                   (p.sequence_parallel ? "" : " or sequence parallelism (sequence_parallel: true)")
@@ -314,9 +315,9 @@ std::vector<Suggestion> suggest(const Report& r) {
 std::string render_text(const Report& r) {
   std::string out;
   const bool datasheet = r.profile.provenance.kind == ProfileKind::DATASHEET;
-  out += fmt::format("{}: {} on {} GPUs of {} - {:.3f} s per iteration, {:.0f} tokens/s, MFU {:.1f}%{}\n",
-                     r.scenario, r.model, r.gpus, r.machine, r.iteration_time.value(), r.tokens_per_s,
-                     r.mfu * 100, r.fits_memory ? "" : " - DOES NOT FIT in GPU memory");
+  out += fmt::format("{}: {} on {} of {} - {:.3f} s per iteration, {:.0f} tokens/s, MFU {:.1f}%{}\n",
+                     r.scenario, r.model, counted(r.gpus, "GPU"), r.machine, r.iteration_time.value(),
+                     r.tokens_per_s, r.mfu * 100, r.fits_memory ? "" : " - DOES NOT FIT in GPU memory");
   out += fmt::format("  strategy     {}\n", r.strategy);
   out += fmt::format(
       "  throughput   {:.1f} model TFLOP/s per GPU ({:.1f} hardware, recompute included; peak {:.1f})\n",
@@ -492,10 +493,12 @@ std::string render_markdown(const Report& r) {
       out += fmt::format("| {} | {} | {:.1f}% | {:.2f} GB |\n", l.name, l.role, l.utilisation * 100,
                          l.bytes / 1e9);
   }
-  out += fmt::format("\n{} fidelity, {} GPUs simulated, {} actors, {} activities ({} flows), {:.2f} s wall. "
+  out += fmt::format("\n{} fidelity, {} simulated, {}, {} ({}), {:.2f} s wall. "
                      "Profile {} ({}).\n",
-                     to_string(r.fidelity), r.simulation.simulated_gpus, r.simulation.actors,
-                     r.simulation.activities, r.simulation.flows, r.simulation.wall_seconds, r.profile.name,
+                     to_string(r.fidelity), counted(r.simulation.simulated_gpus, "GPU"),
+                     counted(r.simulation.actors, "actor"),
+                     counted(r.simulation.activities, "activity", "activities"),
+                     counted(r.simulation.flows, "flow"), r.simulation.wall_seconds, r.profile.name,
                      to_string(r.profile.provenance.kind));
   return out;
 }
@@ -520,6 +523,14 @@ std::string render_trace(const Report& r) {
       if (stream == STREAMS[i]) return i;
     return TRACKS;
   };
+  // A communication track whose parallel dimension is 1 can carry nothing: left out unless an
+  // event lands on it after all.
+  const ParallelismSpec& p = r.parallelism;
+  const int dimension[TRACKS] = {0, p.tp, p.cp, p.ep, p.pp, p.dp, 0};
+  bool shown[TRACKS];
+  for (int t = 0; t < TRACKS; ++t) shown[t] = dimension[t] != 1;
+  for (const auto& e : r.simulation.trace)
+    if (const int t = tid_of(e.stream); t < TRACKS) shown[t] = true;
   json events = json::array();
   const auto stages = static_cast<int>(r.memory_per_stage.size());
   for (int s = 0; s < stages; ++s) {
@@ -530,6 +541,7 @@ std::string render_trace(const Report& r) {
     events.push_back(
         {{"ph", "M"}, {"name", "process_sort_index"}, {"pid", s}, {"args", {{"sort_index", s}}}});
     for (int t = 0; t < TRACKS; ++t) {
+      if (!shown[t]) continue;
       events.push_back({{"ph", "M"},
                         {"name", "thread_name"},
                         {"pid", s},

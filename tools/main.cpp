@@ -33,76 +33,13 @@ namespace {
 
 constexpr const char* DEFAULT_SCENARIO = "scenarios/gpt3-175b-azure-2020.yaml";
 
-/// The priced operations of one micro-batch on the first model chunk that holds transformer
-/// layers (stage 0, chunk 0 unless that one holds only the embedding, as Llama 3's uneven
-/// stages do); ops of the same name, e.g. one per layer, are summed: what each costs, at what
-/// rate, and from which kind of data.
-std::string explain(const odyssey::Workload& w, const odyssey::CostModel& cost) {
-  struct Row {
-    std::string name;
-    const odyssey::ComputeOp* op = nullptr;
-    int count = 0;
-    odyssey::Seconds time;
-    double flops = 0;
-    double bytes = 0;
-  };
-  int stage = 0;
-  int chunk = 0;
-  for (int v = 0; v < w.chunks_per_stage() * w.stages() && w.chunk(stage, chunk).layers == 0; ++v) {
-    stage = (v + 1) % w.stages(); // the next virtual stage: chunk-major, as Megatron orders them
-    chunk = (v + 1) / w.stages();
-  }
-  if (w.chunk(stage, chunk).layers == 0) stage = chunk = 0;
-  const odyssey::ChunkWork& c = w.chunk(stage, chunk);
-  std::string out = fmt::format("operations of one micro-batch on one GPU of stage {}{} ({} layer{}{}{})\n",
-                                stage, w.chunks_per_stage() > 1 ? fmt::format(", model chunk {}", chunk) : "",
-                                c.layers, c.layers == 1 ? "" : "s", c.has_embedding ? ", embedding" : "",
-                                c.has_lm_head ? ", LM head" : "");
-  auto block = [&](const char* title, const odyssey::WorkBlock& b) {
-    std::vector<Row> rows;
-    odyssey::Seconds total;
-    for (const odyssey::ComputeOp& op : b.compute) {
-      auto it = std::find_if(rows.begin(), rows.end(), [&](const Row& r) { return r.name == op.name; });
-      if (it == rows.end())
-        it = rows.insert(rows.end(),
-                         Row{.name = op.name, .op = &op, .count = 0, .time = {}, .flops = 0, .bytes = 0});
-      const odyssey::Seconds t = cost.compute_time(op);
-      ++it->count;
-      it->time += t;
-      it->flops += op.flops.value();
-      it->bytes += op.bytes.value();
-      total += t;
-    }
-    out += fmt::format("\n  {}\n  {:<24} {:<12} {:>24} {:>5} {:>11} {:>6} {:>8} {:>7}  {}\n", title, "op",
-                       "kind", "shape", "calls", "time", "share", "TFLOP/s", "GB/s", "price");
-    for (const Row& r : rows) {
-      std::string shape;
-      if (r.op->kind == odyssey::OpKind::GEMM)
-        shape = fmt::format("{}x{}x{}{}", r.op->gemm.m, r.op->gemm.n, r.op->gemm.k,
-                            r.op->gemm.batch > 1 ? fmt::format(" *{}", r.op->gemm.batch) : "");
-      out += fmt::format("  {:<24} {:<12} {:>24} {:>5} {:>8.3f} ms {:>5.1f}% {:>8.1f} {:>7.0f}  {}\n", r.name,
-                         odyssey::to_string(r.op->kind), shape, r.count, r.time.value() * 1e3,
-                         100 * r.time.value() / total.value(), r.flops / r.time.value() / 1e12,
-                         r.bytes / r.time.value() / 1e9, odyssey::to_string(cost.price_source(*r.op)));
-    }
-    for (const odyssey::CollectiveOp& op : b.comm)
-      out += fmt::format("  {:<24} {:<12} {:>24}\n", op.name, odyssey::to_string(op.kind),
-                         fmt::format("{:.1f} MB {}", op.bytes.value() / 1e6, odyssey::to_string(op.group)));
-    out += fmt::format("  {:<24} {:<12} {:>24} {:>5} {:>8.3f} ms\n", "total compute", "", "", "",
-                       total.value() * 1e3);
-  };
-  block("forward", c.forward);
-  block("backward (recomputation included)", c.backward);
-  return out;
-}
-
 int run(const std::string& path, const std::vector<std::string>& sets, odyssey::ReportFormat format,
         const std::string& trace, const std::vector<std::string>& simgrid_args, bool explain_ops) {
   const odyssey::Scenario scenario =
       odyssey::load_scenario(path, {.data_dir = ODYSSEY_DATA_DIR, .overrides = sets});
   const odyssey::CostModel cost = odyssey::scenario_cost_model(scenario);
   if (explain_ops) {
-    std::cout << explain(odyssey::scenario_workload(scenario), cost);
+    std::cout << odyssey::explain_operations(scenario, cost);
     return 0;
   }
   const odyssey::Report report =

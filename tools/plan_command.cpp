@@ -10,6 +10,7 @@
 #include "calibration/cost_model.hpp"
 #include "models/input/diagnostics.hpp"
 #include "models/input/files.hpp"
+#include "models/wording.hpp"
 #include "tools/planner.hpp"
 #include "tools/plot.hpp"
 #include "tools/run.hpp"
@@ -28,6 +29,8 @@ void add_planner_commands(CLI::App& app, PlannerCommands& c) {
   c.plan->add_option("--full", c.full, "candidates simulated at full fidelity (default 3, or 1 for a range)");
   c.plan->add_option("--jobs", c.jobs, "simulations at once (default: every core)");
   c.plan->add_option("--deadline", c.deadline, "days: the fewest GPUs that train training.tokens in time");
+  c.plan->add_option("--memory-margin", c.memory_margin,
+                     "share of GPU memory a plan leaves free, in percent (default 5%)");
   c.plan->add_flag("--json", c.json, "print the plan as JSON");
   c.plan->add_flag("--csv", c.csv, "print the plan as CSV");
   c.plan->add_option("--plot", c.plot_out, "also draw the plan as SVG into this file");
@@ -74,9 +77,9 @@ std::pair<long, long> parse_gpus(const std::string& text, long machine_gpus, con
   if (lo < 1 || hi < lo)
     throw InputError({.file = where}, "", fmt::format("empty GPU range {}:{} (need 1 <= A <= B)", lo, hi));
   if (hi > machine_gpus)
-    throw InputError(
-        {.file = where}, "",
-        fmt::format("GPU range reaches {} but machine '{}' has {} GPUs", hi, machine, machine_gpus));
+    throw InputError({.file = where}, "",
+                     fmt::format("GPU range reaches {} but machine '{}' has {}", hi, machine,
+                                 counted(machine_gpus, "GPU")));
   return {lo, hi};
 }
 
@@ -92,6 +95,24 @@ int plan_command(const PlannerCommands& c, const std::string& data_dir) {
       throw InputError({.file = c.scenario}, "training.tokens",
                        "--deadline needs the scenario's training.tokens");
     options.deadline_days = c.deadline;
+  }
+  {
+    const std::string where = "--memory-margin " + c.memory_margin;
+    std::string text = c.memory_margin;
+    if (!text.empty() && text.back() == '%') text.pop_back();
+    double percent = -1;
+    try {
+      std::size_t used = 0;
+      percent = std::stod(text, &used);
+      if (used != text.size()) percent = -1;
+    } catch (const std::exception&) {
+      percent = -1;
+    }
+    if (!(percent >= 0 && percent < 100))
+      throw InputError(
+          {.file = where}, "",
+          fmt::format("expected a percentage of GPU memory from 0 to below 100, got '{}'", c.memory_margin));
+    options.memory_margin = percent / 100;
   }
   if (c.json && c.csv) throw InputError({.file = "--csv"}, "", "choose one of --json and --csv");
   const PlanResult result = plan(sc, cost, options);
@@ -110,9 +131,11 @@ int merge_command(const PlannerCommands& c, const SweepSpec& spec) {
   if (out.empty())
     throw InputError({.file = spec.file}, "out", "no output file: give --out FILE or 'out' in the sweep");
   const SweepMerge m = merge_sweep(spec, c.merge, out);
-  std::cerr << fmt::format("sweep: {} of {} points merged into {}", m.rows, spec.points.size(), out);
-  if (m.duplicates > 0) std::cerr << fmt::format(", {} duplicate rows dropped", m.duplicates);
-  if (m.damaged > 0) std::cerr << fmt::format(", {} damaged lines left out", m.damaged);
+  std::cerr << fmt::format("sweep: {} of {} merged into {}", m.rows,
+                           counted(long(spec.points.size()), "point"), out);
+  if (m.duplicates > 0)
+    std::cerr << fmt::format(", {} dropped", counted(long(m.duplicates), "duplicate row"));
+  if (m.damaged > 0) std::cerr << fmt::format(", {} left out", counted(long(m.damaged), "damaged line"));
   std::cerr << "\n";
   if (!c.plot_out.empty()) write_file_atomically(c.plot_out, plot_file(out));
   if (m.missing.empty()) return 0;
@@ -120,8 +143,9 @@ int merge_command(const PlannerCommands& c, const SweepSpec& spec) {
   for (std::size_t i = 0; i < m.missing.size() && i < 20; ++i)
     list += (i > 0 ? ", " : "") + std::to_string(m.missing[i]);
   if (m.missing.size() > 20) list += fmt::format(" and {} more", m.missing.size() - 20);
-  std::cerr << fmt::format("sweep: {} points missing ({}); `odyssey sweep {} --out {}` runs just those\n",
-                           m.missing.size(), list, spec.file, out);
+  std::cerr << fmt::format("sweep: {} missing ({}); `odyssey sweep {} --out {}` runs {}\n",
+                           counted(long(m.missing.size()), "point"), list, spec.file, out,
+                           m.missing.size() == 1 ? "just that one" : "just those");
   return 1;
 }
 
@@ -142,8 +166,8 @@ int sweep_command(const PlannerCommands& c, const std::string& data_dir) {
   const SweepRun ran = run_sweep(spec, options, data_dir);
   if (!ran.writer) return 0;
   const std::string out = options.out.empty() ? spec.out : options.out;
-  std::cerr << fmt::format("sweep: {} points, {} run by this process, results in {}\n", spec.points.size(),
-                           ran.points, out);
+  std::cerr << fmt::format("sweep: {}, {} run by this process, results in {}\n",
+                           counted(long(spec.points.size()), "point"), ran.points, out);
   if (!c.plot_out.empty()) write_file_atomically(c.plot_out, plot_file(out));
   return 0;
 }

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "models/wording.hpp"
 #include "models/workload.hpp"
 #include "sim/isolation.hpp"
 #include "sim/report.hpp"
@@ -165,7 +166,19 @@ Scenario scenario_of(const Scenario& sc, const Strategy& s, Fidelity fidelity) {
   return x;
 }
 
-PlanRow analytical_row(const Scenario& sc, const CostModel& cost, const Scored& x) {
+/// Why a layout that needs `need` per GPU does not fit the plan's limit, with the numbers.
+std::string over_limit(Bytes need, const PlanMemoryLimit& limit, const std::string& gpu_type,
+                       std::string_view how) {
+  constexpr double GIB = 1 << 30;
+  return fmt::format(
+      "memory: needs {:.2f} GiB per GPU{}, {:.2f} GiB over the {:.2f} GiB a plan may use of {}'s "
+      "{:.0f} GiB ({:.3g}% margin)",
+      need.value() / GIB, how, (need - limit.usable()).value() / GIB, limit.usable().value() / GIB,
+      with_article(gpu_type), limit.gpu.value() / GIB, limit.margin * 100);
+}
+
+PlanRow analytical_row(const Scenario& sc, const CostModel& cost, const PlanMemoryLimit& limit,
+                       const Scored& x) {
   PlanRow r;
   r.strategy = x.strategy;
   r.fidelity = "analytical";
@@ -176,7 +189,7 @@ PlanRow analytical_row(const Scenario& sc, const CostModel& cost, const Scored& 
   r.mfu = x.estimate.model_flops.value() /
           (double(x.strategy.gpus()) * r.iteration.value() * cost.peak(sc.training.precision).value());
   r.memory = x.estimate.memory;
-  r.fits = x.estimate.memory <= sc.machine.gpu.memory;
+  r.fits = limit.fits(x.estimate.memory);
   r.breakdown = x.estimate.breakdown;
   if (sc.training.tokens) r.time_to_train = Seconds(*sc.training.tokens / r.tokens_per_s);
   return r;
@@ -184,8 +197,8 @@ PlanRow analytical_row(const Scenario& sc, const CostModel& cost, const Scored& 
 
 /// Simulates the rows at `fidelity` in parallel processes and replaces their figures; a row
 /// whose exact memory model does not fit is marked pruned and not simulated.
-void simulate_rows(const Scenario& sc, const CostModel& cost, std::vector<PlanRow>& rows, Fidelity fidelity,
-                   int jobs) {
+void simulate_rows(const Scenario& sc, const CostModel& cost, const PlanMemoryLimit& limit,
+                   std::vector<PlanRow>& rows, Fidelity fidelity, int jobs) {
   std::vector<std::size_t> todo;
   for (std::size_t i = 0; i < rows.size(); ++i) {
     const Workload w = scenario_workload(scenario_of(sc, rows[i].strategy, fidelity));
@@ -196,12 +209,9 @@ void simulate_rows(const Scenario& sc, const CostModel& cost, std::vector<PlanRo
       peak = std::max(peak, w.memory(s).total());
     }
     rows[i].memory = peak;
-    if (peak > sc.machine.gpu.memory) {
+    if (!limit.fits(peak)) {
       rows[i].fits = false;
-      rows[i].pruned =
-          fmt::format("memory: needs {:.2f} GiB per GPU, {:.2f} GiB over the {:.0f} GiB of a {}",
-                      peak.value() / (1 << 30), (peak - sc.machine.gpu.memory).value() / (1 << 30),
-                      sc.machine.gpu.memory.value() / (1 << 30), sc.machine.gpu.type);
+      rows[i].pruned = over_limit(peak, limit, sc.machine.gpu.type, "");
       continue;
     }
     todo.push_back(i);
@@ -226,7 +236,7 @@ void simulate_rows(const Scenario& sc, const CostModel& cost, std::vector<PlanRo
         row.tokens_per_s = metric("tokens_per_s");
         row.mfu = metric("mfu");
         row.memory = Bytes(metric("memory_per_gpu_bytes"));
-        row.fits = j.at("fits_memory").get<bool>();
+        row.fits = limit.fits(row.memory);
         for (const BreakdownPart& part : breakdown_parts())
           row.breakdown.*part.member = Seconds(j.at("breakdown").at(std::string(part.key)).get<double>());
         if (sc.training.tokens) row.time_to_train = Seconds(*sc.training.tokens / row.tokens_per_s);
@@ -260,9 +270,10 @@ PlanResult plan(const Scenario& sc, const CostModel& cost, const PlanOptions& op
   r.machine = sc.machine.name;
   r.min_gpus = options.min_gpus > 0 ? options.min_gpus : sc.parallelism.gpus();
   r.max_gpus = options.max_gpus > 0 ? options.max_gpus : r.min_gpus;
-  r.gpu_memory = sc.machine.gpu.memory;
   r.tokens = sc.training.tokens;
   r.deadline_days = options.deadline_days;
+  r.memory_limit = PlanMemoryLimit{.gpu = sc.machine.gpu.memory, .margin = options.memory_margin};
+  const PlanMemoryLimit& limit = r.memory_limit;
   const bool range = r.min_gpus != r.max_gpus;
   const int full = options.full >= 0 ? options.full : range ? 1 : 3;
 
@@ -284,7 +295,7 @@ PlanResult plan(const Scenario& sc, const CostModel& cost, const PlanOptions& op
     }
     ++r.screened;
     Scored x{.strategy = s, .estimate = screen.evaluate(s)};
-    if (x.estimate.memory > sc.machine.gpu.memory) {
+    if (!limit.fits(x.estimate.memory)) {
       too_big.push_back(x);
       keep_best(too_big, keep_pruned);
       continue;
@@ -310,7 +321,7 @@ PlanResult plan(const Scenario& sc, const CostModel& cost, const PlanOptions& op
       if (std::any_of(taken.begin(), taken.end(), [&](const Scored* t) { return same_but_zero(*t, x); }))
         continue;
       taken.push_back(&x);
-      rows.push_back(analytical_row(sc, cost, x));
+      rows.push_back(analytical_row(sc, cost, limit, x));
     }
   }
   // The scenario's own strategy is always simulated when its GPU count is searched: the search
@@ -323,7 +334,8 @@ PlanResult plan(const Scenario& sc, const CostModel& cost, const PlanOptions& op
                              [&](const PlanRow& row) { return describe(row.strategy) == describe(own); });
     const bool uneven = own.parallelism.first_stage_layers > 0 || own.parallelism.last_stage_layers > 0;
     if (same == rows.end() || uneven) {
-      rows.push_back(analytical_row(sc, cost, Scored{.strategy = own, .estimate = screen.evaluate(own)}));
+      rows.push_back(
+          analytical_row(sc, cost, limit, Scored{.strategy = own, .estimate = screen.evaluate(own)}));
       same = rows.end() - 1;
     }
     same->scenario_plan = true;
@@ -331,7 +343,7 @@ PlanResult plan(const Scenario& sc, const CostModel& cost, const PlanOptions& op
 
   const auto t1 = std::chrono::steady_clock::now();
   if (options.fast != 0) {
-    simulate_rows(sc, cost, rows, Fidelity::FAST, options.jobs);
+    simulate_rows(sc, cost, limit, rows, Fidelity::FAST, options.jobs);
     for (const PlanRow& row : rows) r.fast_runs += row.fidelity == "fast";
   }
   r.fast_seconds = seconds_since(t1);
@@ -364,7 +376,7 @@ PlanResult plan(const Scenario& sc, const CostModel& cost, const PlanOptions& op
         if (row.strategy.gpus() != b.strategy.gpus() || describe(row.strategy) != describe(b.strategy))
           continue;
         std::vector<PlanRow> one{row};
-        simulate_rows(sc, cost, one, Fidelity::FULL, options.jobs);
+        simulate_rows(sc, cost, limit, one, Fidelity::FULL, options.jobs);
         row = one.front();
         ++r.full_runs;
         break;
@@ -383,7 +395,7 @@ PlanResult plan(const Scenario& sc, const CostModel& cost, const PlanOptions& op
         chosen.push_back(i);
         top.push_back(rows[i]);
       }
-    simulate_rows(sc, cost, top, Fidelity::FULL, options.jobs);
+    simulate_rows(sc, cost, limit, top, Fidelity::FULL, options.jobs);
     for (std::size_t k = 0; k < chosen.size(); ++k) rows[chosen[k]] = top[k];
     r.full_runs = long(chosen.size());
   }
@@ -399,12 +411,8 @@ PlanResult plan(const Scenario& sc, const CostModel& cost, const PlanOptions& op
   if (range) r.best_per_gpus = best_of_counts();
   sort_best(too_big, keep_pruned);
   for (const Scored& x : too_big) {
-    PlanRow row = analytical_row(sc, cost, x);
-    row.pruned =
-        fmt::format("memory: needs {:.1f} GiB per GPU (analytical), {:.1f} GiB over the {:.0f} GiB of a {}",
-                    x.estimate.memory.value() / (1 << 30),
-                    (x.estimate.memory - sc.machine.gpu.memory).value() / (1 << 30),
-                    sc.machine.gpu.memory.value() / (1 << 30), sc.machine.gpu.type);
+    PlanRow row = analytical_row(sc, cost, limit, x);
+    row.pruned = over_limit(x.estimate.memory, limit, sc.machine.gpu.type, " (analytical)");
     r.pruned_memory.push_back(row);
   }
   if (options.deadline_days && sc.training.tokens) {
@@ -414,6 +422,10 @@ PlanResult plan(const Scenario& sc, const CostModel& cost, const PlanOptions& op
         r.deadline_answer = b;
         break;
       }
+    if (!r.deadline_answer)
+      for (const PlanRow& b : best_of_counts())
+        if (b.time_to_train && (!r.deadline_closest || *b.time_to_train < *r.deadline_closest->time_to_train))
+          r.deadline_closest = b;
   }
   return r;
 }
@@ -443,8 +455,17 @@ std::string table_row(int rank, const PlanRow& r) {
       100 * r.mfu, r.memory.value() / (1 << 30), r.fidelity + (r.scenario_plan ? " *" : ""));
 }
 
+/// A span of time in days, or in hours under a day: "30 days", "1.5 days", "12 hours".
+std::string span(double seconds) {
+  const double days = seconds / 86400;
+  if (days >= 1)
+    return fmt::format("{:.3g} {}", days, noun_for(std::stod(fmt::format("{:.3g}", days)), "day"));
+  const double hours = seconds / 3600;
+  return fmt::format("{:.3g} {}", hours, noun_for(std::stod(fmt::format("{:.3g}", hours)), "hour"));
+}
+
 std::string days(const Seconds& s) {
-  return fmt::format("{:.1f} days", s.value() / 86400);
+  return span(s.value());
 }
 
 nlohmann::json row_json(const PlanRow& r) {
@@ -494,28 +515,42 @@ nlohmann::json row_json(const PlanRow& r) {
 } // namespace
 
 std::string render_plan_text(const PlanResult& r, int top) {
-  std::string out = fmt::format("plan: {} on {} GPUs of {}\n  {} strategies enumerated, {} within the rules, "
-                                "{} fit in memory; {} operation "
-                                "shapes priced\n  screen {:.2f} s ({:.0f} candidates/s), fast fidelity {} "
-                                "runs in {:.1f} s, full fidelity {} "
-                                "runs in {:.1f} s\n\n",
-                                r.model,
-                                r.min_gpus == r.max_gpus ? std::to_string(r.min_gpus)
-                                                         : fmt::format("{} to {}", r.min_gpus, r.max_gpus),
-                                r.machine, r.candidates, r.screened, r.fitting, r.shapes, r.screen_seconds,
-                                r.screen_seconds > 0 ? double(r.candidates) / r.screen_seconds : 0.0,
-                                r.fast_runs, r.fast_seconds, r.full_runs, r.full_seconds);
+  constexpr double GIB = 1 << 30;
+  std::string out = fmt::format(
+      "plan: {} on {} of {}\n  {} enumerated, {} within the rules, {} in memory; {} priced\n"
+      "  memory limit {:.2f} GiB per GPU: {:.0f} GiB less a {:.3g}% margin (--memory-margin)\n"
+      "  screen {:.2f} s ({:.0f} candidates/s), fast fidelity {} in {:.1f} s, full fidelity {} in {:.1f} "
+      "s\n\n",
+      r.model,
+      r.min_gpus == r.max_gpus ? counted(r.min_gpus, "GPU")
+                               : fmt::format("{} to {} GPUs", r.min_gpus, r.max_gpus),
+      r.machine, counted(r.candidates, "strategy", "strategies"), r.screened,
+      r.fitting == 1 ? "fits" : fmt::format("{} fit", r.fitting), counted(long(r.shapes), "operation shape"),
+      r.memory_limit.usable().value() / GIB, r.memory_limit.gpu.value() / GIB, r.memory_limit.margin * 100,
+      r.screen_seconds, r.screen_seconds > 0 ? double(r.candidates) / r.screen_seconds : 0.0,
+      counted(r.fast_runs, "run"), r.fast_seconds, counted(r.full_runs, "run"), r.full_seconds);
   if (r.deadline_days) {
     if (r.deadline_answer) {
       const PlanRow& a = *r.deadline_answer;
-      out += fmt::format(
-          "deadline {:.0f} days for {:.3g} tokens: fewest GPUs {} ({}), {} to train, {:.0f} GPU-hours "
-          "({} fidelity)\n\n",
-          *r.deadline_days, r.tokens.value_or(0), a.strategy.gpus(), describe(a.strategy),
-          days(*a.time_to_train), a.time_to_train->value() / 3600 * double(a.strategy.gpus()), a.fidelity);
+      out += fmt::format("deadline {} for {:.3g} tokens: fewest GPUs {} ({}), {} to train, {:.0f} GPU-hours "
+                         "({} fidelity)\n\n",
+                         span(*r.deadline_days * 86400), r.tokens.value_or(0), a.strategy.gpus(),
+                         describe(a.strategy), days(*a.time_to_train),
+                         a.time_to_train->value() / 3600 * double(a.strategy.gpus()), a.fidelity);
     } else {
-      out += fmt::format("deadline {:.0f} days: no GPU count from {} to {} meets it\n\n", *r.deadline_days,
-                         r.min_gpus, r.max_gpus);
+      const std::string counts =
+          r.min_gpus == r.max_gpus
+              ? fmt::format("{} does not meet it", counted(r.min_gpus, "GPU"))
+              : fmt::format("no GPU count from {} to {} meets it", r.min_gpus, r.max_gpus);
+      out += fmt::format("deadline {} for {:.3g} tokens: {}", span(*r.deadline_days * 86400),
+                         r.tokens.value_or(0), counts);
+      if (r.deadline_closest) {
+        const PlanRow& c = *r.deadline_closest;
+        out += fmt::format("; the closest, {} ({}), trains in {}: {:.2f}x the deadline ({} fidelity)",
+                           counted(c.strategy.gpus(), "GPU"), describe(c.strategy), days(*c.time_to_train),
+                           c.time_to_train->value() / (*r.deadline_days * 86400), c.fidelity);
+      }
+      out += "\n\n";
     }
   }
   if (!r.best_per_gpus.empty()) {
@@ -561,7 +596,9 @@ std::string render_plan_json(const PlanResult& r, int top) {
   j["fast_seconds"] = r.fast_seconds;
   j["full_runs"] = r.full_runs;
   j["full_seconds"] = r.full_seconds;
-  j["gpu_memory_bytes"] = r.gpu_memory.value();
+  j["gpu_memory_bytes"] = r.memory_limit.gpu.value();
+  j["memory_limit_bytes"] = r.memory_limit.usable().value();
+  j["memory_margin"] = r.memory_limit.margin;
   if (r.tokens) j["tokens"] = *r.tokens;
   j["ranked"] = nlohmann::json::array();
   for (int i = 0; i < std::min<int>(top, int(r.ranked.size())); ++i)
@@ -577,6 +614,7 @@ std::string render_plan_json(const PlanResult& r, int top) {
   if (r.deadline_days) {
     j["deadline_days"] = *r.deadline_days;
     j["deadline_answer"] = r.deadline_answer ? row_json(*r.deadline_answer) : nlohmann::json(nullptr);
+    j["deadline_closest"] = r.deadline_closest ? row_json(*r.deadline_closest) : nlohmann::json(nullptr);
   }
   return j.dump(2) + "\n";
 }

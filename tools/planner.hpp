@@ -29,6 +29,19 @@ struct PlanOptions {
   int full = -1; ///< candidates simulated at full fidelity (-1: 3 for one GPU count, 1 for a range)
   int jobs = 0;  ///< simulations at once (0: every core)
   std::optional<double> deadline_days;
+  /// Share of each GPU's memory a plan leaves free, for what the memory model's workspace estimate
+  /// misses (allocator peaks, fragmentation beyond its assumption, framework buffers): a planning
+  /// choice; `odyssey run` still reports fit against the whole memory.
+  double memory_margin = 0.05;
+};
+
+/// The memory a plan may use per GPU: the GPU's less the planner's margin. The one place the
+/// planner decides whether a layout fits.
+struct PlanMemoryLimit {
+  Bytes gpu;           ///< the GPU's memory
+  double margin = 0.0; ///< PlanOptions::memory_margin
+  [[nodiscard]] Bytes usable() const { return gpu * (1.0 - margin); }
+  [[nodiscard]] bool fits(Bytes need) const { return need <= usable(); }
 };
 
 /// One ranked (or pruned) strategy.
@@ -68,10 +81,11 @@ struct PlanResult {
   std::map<std::string, long> pruned_by_rule;      ///< rule key -> candidates
   std::map<std::string, std::string> rule_example; ///< rule key -> one message
   std::vector<PlanRow> pruned_memory;              ///< the fastest that did not fit, with by how much
-  Bytes gpu_memory;                                ///< of the machine's GPU: what every plan must fit in
   std::optional<double> tokens;
   std::optional<double> deadline_days;
-  std::optional<PlanRow> deadline_answer; ///< fewest GPUs meeting the deadline
+  std::optional<PlanRow> deadline_answer;  ///< fewest GPUs meeting the deadline
+  std::optional<PlanRow> deadline_closest; ///< when none meets it: the shortest time to train
+  PlanMemoryLimit memory_limit;
 };
 
 /// Searches every strategy of `scenario`'s model on its machine.

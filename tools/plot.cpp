@@ -230,7 +230,7 @@ std::string cut_text(double x, double y, Font font, const std::string& shown, co
 
 /// A point's marker: a circle, square, diamond or triangle by series, so that series differ in
 /// shape as well as colour.
-std::string marker(std::size_t series, double x, double y, const char* colour, const std::string& tooltip) {
+std::string marker(std::size_t series, double x, double y, const std::string& colour, const std::string& tooltip) {
   const std::string title = "<title>" + escape(tooltip) + "</title>";
   switch (series % 4) {
   case 0:
@@ -250,11 +250,16 @@ std::string marker(std::size_t series, double x, double y, const char* colour, c
   }
 }
 
-std::string dashed_line(double x1, double y1, double x2, double y2) {
+/// A reference line's colour: the text's ink unless it has one of its own.
+std::string colour_of(const Reference& r) {
+  return r.colour.empty() ? INK : r.colour;
+}
+
+std::string dashed_line(double x1, double y1, double x2, double y2, const std::string& colour) {
   return fmt::format(
       "<line x1=\"{:.1f}\" y1=\"{:.1f}\" x2=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"{}\" stroke-width=\"1.5\" "
       "stroke-dasharray=\"6 4\"/>\n",
-      x1, y1, x2, y2, INK);
+      x1, y1, x2, y2, colour);
 }
 
 std::string solid_line(double x1, double y1, double x2, double y2, const char* colour) {
@@ -267,7 +272,7 @@ struct Legend {
   enum class Mark { LINE, BLOCK, DASHED };
   struct Entry {
     std::string label;
-    const char* colour;
+    std::string colour;
     Mark mark;
     std::size_t shape; ///< the marker of a LINE entry
   };
@@ -309,7 +314,7 @@ struct Legend {
         o += fmt::format("<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{}\" height=\"10\" fill=\"{}\"/>\n", x + 3,
                          mid - 5, SWATCH - 14, e.colour);
         break;
-      case Mark::DASHED: o += dashed_line(x, mid, x + SWATCH - 8, mid); break;
+      case Mark::DASHED: o += dashed_line(x, mid, x + SWATCH - 8, mid, e.colour); break;
       }
       o += cut_text(x + SWATCH, mid + LABEL.size * 0.36, LABEL, ellipsize(e.label, LEGEND_TEXT, LABEL),
                     e.label);
@@ -380,7 +385,8 @@ void SvgDocument::line_chart(const LineChart& c) {
   if (c.series.size() > 1 || !c.legend_title.empty() || !c.references.empty()) {
     for (std::size_t i = 0; i < c.series.size(); ++i)
       legend.entries.push_back({c.series[i].name, COLOURS[i % std::size(COLOURS)], Legend::Mark::LINE, i});
-    for (const Reference& r : c.references) legend.entries.push_back({r.label, INK, Legend::Mark::DASHED, 0});
+    for (const Reference& r : c.references)
+      legend.entries.push_back({r.label, colour_of(r), Legend::Mark::DASHED, 0});
   }
   double tick_w = 0;
   for (double t : y_ticks) tick_w = std::max(tick_w, TICK.width(short_number(t)));
@@ -419,7 +425,8 @@ void SvgDocument::line_chart(const LineChart& c) {
   o += svg_text(y_x, y_mid, LABEL, ellipsize(c.y_label, ph, LABEL), "middle",
                 fmt::format(" transform=\"rotate(-90 {:.1f} {:.1f})\"", y_x, y_mid));
 
-  for (const Reference& r : c.references) o += dashed_line(left, py(r.value), left + pw, py(r.value));
+  for (const Reference& r : c.references)
+    o += dashed_line(left, py(r.value), left + pw, py(r.value), colour_of(r));
   for (std::size_t i = 0; i < c.series.size(); ++i) {
     const LineSeries& s = c.series[i];
     const char* colour = COLOURS[i % std::size(COLOURS)];
@@ -470,7 +477,8 @@ void SvgDocument::stacked_bars(const StackedBars& b) {
       legend.entries.push_back(
           {b.parts[part].label, COLOURS[part % std::size(COLOURS)], Legend::Mark::BLOCK, 0});
   }
-  for (const Reference& r : b.references) legend.entries.push_back({r.label, INK, Legend::Mark::DASHED, 0});
+  for (const Reference& r : b.references)
+    legend.entries.push_back({r.label, colour_of(r), Legend::Mark::DASHED, 0});
   if (b.parts.size() == 1 && b.references.empty()) legend.entries.clear(); // the value axis names it
 
   const double left = PAD + label_w + 10;
@@ -522,7 +530,8 @@ void SvgDocument::stacked_bars(const StackedBars& b) {
   }
   o += solid_line(left, top, left, bottom, INK);
   o += solid_line(left, bottom, left + pw, bottom, INK);
-  for (const Reference& r : b.references) o += dashed_line(px(r.value), top - 4, px(r.value), bottom);
+  for (const Reference& r : b.references)
+    o += dashed_line(px(r.value), top - 4, px(r.value), bottom, colour_of(r));
   if (!legend.empty()) o += legend.draw(left + pw + PAD, top);
   o += "</g>\n";
   width_ = std::max(width_, width);
@@ -804,9 +813,18 @@ std::string plot_plan(const nlohmann::json& plan) {
   }
   doc.stacked_bars(breakdown_bars(
       "where the time goes, ranked plans" + more_than_drawn(ranked.size(), "plans"), ranked, labels));
-  if (!ranked.empty())
-    memory_per_stage(doc, ranked.front(), "best plan: " + ranked.front().value("strategy", ""),
-                     memory_capacity(std::vector<nlohmann::json>(1, plan)));
+  if (!ranked.empty()) {
+    std::vector<Reference> lines = memory_capacity(std::vector<nlohmann::json>(1, plan));
+    // The planner's limit, when its safety margin puts it below the GPU's memory.
+    const double limit = number(plan, "memory_limit_bytes");
+    if (limit > 0 && limit < number(plan, "gpu_memory_bytes"))
+      lines.push_back(
+          {.value = limit / GIB,
+           .colour = COLOURS[3],
+           .label = fmt::format("plan limit {} ({:g}% margin)", format_quantity(limit, Dimension::BYTES),
+                                number(plan, "memory_margin") * 100)});
+    memory_per_stage(doc, ranked.front(), "best plan: " + ranked.front().value("strategy", ""), lines);
+  }
   return doc.str();
 }
 

@@ -20,6 +20,7 @@ namespace odyssey {
 /// throughput a deadline needs), drawn dashed and named in the legend.
 struct Reference {
   double value = 0.0;
+  std::string colour; ///< empty: the text's ink; a palette colour tells a second line apart
   std::string label;
 };
 

@@ -19,6 +19,7 @@
 
 #include "models/input/files.hpp"
 #include "models/input/yaml_reader.hpp"
+#include "models/wording.hpp"
 #include "sim/report.hpp"
 
 // Last: <signal.h> (through <spawn.h>) defines `si_value` as a macro, a parameter name above.
@@ -214,9 +215,8 @@ std::string render_changes(const std::vector<MetricChange>& rows) {
     missing += c.verdict == Verdict::NEW;
   }
   out += fmt::format(
-      "\n{} scenarios: {} regression{}, {} improvement{}, {} metric{} without a baseline{}\n",
-      scenarios.size(), regressed, regressed == 1 ? "" : "s", improved, improved == 1 ? "" : "s", missing,
-      missing == 1 ? "" : "s",
+      "\n{}: {}, {}, {} without a baseline{}\n", counted(long(scenarios.size()), "scenario"),
+      counted(regressed, "regression"), counted(improved, "improvement"), counted(missing, "metric"),
       regressed + missing + improved > 0 ? " (odyssey regress --update records the new figures)" : "");
   return out;
 }

@@ -1,5 +1,11 @@
 #include "tools/run.hpp"
 
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "models/wording.hpp"
+#include "sim/analytical.hpp"
 #include "sim/collective.hpp"
 
 namespace odyssey {
@@ -36,6 +42,91 @@ Report run_scenario(const Scenario& scenario, const CostModel& cost, const RunOp
 
 Report run_scenario(const Scenario& scenario, const RunOptions& options) {
   return run_scenario(scenario, scenario_cost_model(scenario), options);
+}
+
+std::string explain_operations(const Scenario& scenario, const CostModel& cost) {
+  const Workload w = scenario_workload(scenario);
+  int stage = 0;
+  int chunk = 0;
+  for (int v = 0; v < w.chunks_per_stage() * w.stages() && w.chunk(stage, chunk).layers == 0; ++v) {
+    stage = (v + 1) % w.stages(); // the next virtual stage: chunk-major, as Megatron orders them
+    chunk = (v + 1) / w.stages();
+  }
+  if (w.chunk(stage, chunk).layers == 0) stage = chunk = 0;
+  const ChunkWork& c = w.chunk(stage, chunk);
+  const AnalyticalScreen screen(scenario.machine, scenario.model, scenario.training, cost);
+  std::string out = fmt::format("operations of one micro-batch on one GPU of stage {}{} ({}{}{})\n", stage,
+                                w.chunks_per_stage() > 1 ? fmt::format(", model chunk {}", chunk) : "",
+                                counted(c.layers, "layer"), c.has_embedding ? ", embedding" : "",
+                                c.has_lm_head ? ", LM head" : "");
+  out += "collectives: uncontended time in their group, as the planner's screen prices them; the "
+         "simulation adds contention, and overlapped ones hide under the compute\n";
+  struct ComputeRow {
+    const ComputeOp* op = nullptr;
+    int calls = 0;
+    Seconds time;
+    double flops = 0;
+    double bytes = 0;
+  };
+  struct CommRow {
+    const CollectiveOp* op = nullptr;
+    int calls = 0;
+    Seconds time;
+  };
+  auto block = [&](const char* title, const WorkBlock& b) {
+    std::vector<ComputeRow> rows;
+    Seconds total;
+    for (const ComputeOp& op : b.compute) {
+      auto it =
+          std::find_if(rows.begin(), rows.end(), [&](const ComputeRow& r) { return r.op->name == op.name; });
+      if (it == rows.end()) it = rows.insert(rows.end(), ComputeRow{.op = &op});
+      const Seconds t = cost.compute_time(op);
+      ++it->calls;
+      it->time += t;
+      it->flops += op.flops.value();
+      it->bytes += op.bytes.value();
+      total += t;
+    }
+    std::vector<CommRow> comm;
+    for (const CollectiveOp& op : b.comm) {
+      auto it = std::find_if(comm.begin(), comm.end(), [&](const CommRow& r) {
+        return r.op->name == op.name && r.op->kind == op.kind && r.op->group == op.group &&
+               r.op->bytes == op.bytes && r.op->overlap_with_compute == op.overlap_with_compute;
+      });
+      if (it == comm.end()) it = comm.insert(comm.end(), CommRow{.op = &op});
+      it->calls += op.count;
+      it->time += screen.collective_time(op, scenario.parallelism);
+    }
+    out += fmt::format("\n  {}\n  {:<28} {:<12} {:>24} {:>5} {:>11} {:>6} {:>8} {:>7}  {}\n", title, "op",
+                       "kind", "shape", "calls", "time", "share", "TFLOP/s", "GB/s", "price");
+    for (const ComputeRow& r : rows) {
+      std::string shape;
+      if (r.op->kind == OpKind::GEMM)
+        shape = fmt::format("{}x{}x{}{}", r.op->gemm.m, r.op->gemm.n, r.op->gemm.k,
+                            r.op->gemm.batch > 1 ? fmt::format(" *{}", r.op->gemm.batch) : "");
+      out += fmt::format("  {:<28} {:<12} {:>24} {:>5} {:>8.3f} ms {:>5.1f}% {:>8.1f} {:>7.0f}  {}\n",
+                         r.op->name, to_string(r.op->kind), shape, r.calls, r.time.value() * 1e3,
+                         100 * r.time.value() / total.value(), r.flops / r.time.value() / 1e12,
+                         r.bytes / r.time.value() / 1e9, to_string(cost.price_source(*r.op)));
+    }
+    out += fmt::format("  {:<28} {:<12} {:>24} {:>5} {:>8.3f} ms\n", "total compute", "", "", "",
+                       total.value() * 1e3);
+    Seconds comm_total;
+    for (const CommRow& r : comm) {
+      out += fmt::format("  {:<28} {:<12} {:>24} {:>5} {:>8.3f} ms {:>6} {:>8} {:>7}  {}\n", r.op->name,
+                         to_string(r.op->kind),
+                         fmt::format("{:.1f} MB {}", r.op->bytes.value() / 1e6, to_string(r.op->group)),
+                         r.calls, r.time.value() * 1e3, "", "", "",
+                         r.op->overlap_with_compute ? "overlapped" : "blocking");
+      comm_total += r.time;
+    }
+    if (!comm.empty())
+      out += fmt::format("  {:<28} {:<12} {:>24} {:>5} {:>8.3f} ms\n", "total collectives", "", "", "",
+                         comm_total.value() * 1e3);
+  };
+  block("forward", c.forward);
+  block("backward (recomputation included)", c.backward);
+  return out;
 }
 
 } // namespace odyssey

@@ -42,4 +42,11 @@ Report run_scenario(const Scenario& scenario, const CostModel& cost, const RunOp
 /// The same, building the cost model from the scenario.
 Report run_scenario(const Scenario& scenario, const RunOptions& options = {});
 
+/// `odyssey run --explain`: the priced operations of one micro-batch on the first model chunk that
+/// holds transformer layers (stage 0, chunk 0 unless that one holds only the embedding, as Llama
+/// 3's uneven stages do). Compute ops of one name (one per layer) are summed into one row: what
+/// they cost, at what rate, from which kind of data. Collectives equal in name, kind, bytes and
+/// group are merged the same way, with their uncontended time (AnalyticalScreen::collective_time).
+std::string explain_operations(const Scenario& scenario, const CostModel& cost);
+
 } // namespace odyssey

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "models/input/diagnostics.hpp"
+#include "models/wording.hpp"
 
 namespace odyssey {
 namespace {
@@ -72,10 +73,10 @@ void check_machine(const MachineSpec& m) {
               d.groups, d.routers_per_group, d.servers_per_router, slots, m.servers));
     if (d.groups - 1 > static_cast<long>(d.routers_per_group) * d.global_links_per_router)
       reject("fabric.dragonfly.groups",
-             fmt::format("{} groups need {} global links per group to reach each other, but a group has only "
+             fmt::format("{} need {} global links per group to reach each other, but a group has only "
                          "routers_per_group x global_links_per_router = {} x {} = {}",
-                         d.groups, d.groups - 1, d.routers_per_group, d.global_links_per_router,
-                         d.routers_per_group * d.global_links_per_router));
+                         counted(d.groups, "group"), d.groups - 1, d.routers_per_group,
+                         d.global_links_per_router, d.routers_per_group * d.global_links_per_router));
   }
   if (m.fabric.kind == FabricKind::TORUS) {
     const TorusSpec& t = m.fabric.torus;
@@ -86,8 +87,9 @@ void check_machine(const MachineSpec& m) {
     require_positive(t.link_bandwidth.value(), "fabric.torus.link_bandwidth");
     const long nodes = static_cast<long>(t.dims[0]) * t.dims[1] * t.dims[2];
     if (nodes != m.servers)
-      reject("fabric.torus.dims", fmt::format("a {} x {} x {} torus has {} servers, but the machine has {}",
-                                              t.dims[0], t.dims[1], t.dims[2], nodes, m.servers));
+      reject("fabric.torus.dims",
+             fmt::format("a {} x {} x {} torus has {}, but the machine has {}", t.dims[0], t.dims[1],
+                         t.dims[2], counted(nodes, "server"), m.servers));
   }
   // A 1-level fabric is one leaf and a 2-level one is one pod: they must hold every server.
   const long per_leaf = m.fabric.servers_per_leaf;

@@ -1,6 +1,10 @@
 // `odyssey collective`: simulated nccl-tests figures against the public ones.
 #include <catch2/catch.hpp>
 
+#include <sstream>
+#include <string>
+#include <vector>
+
 #include "calibration/cost_model.hpp"
 #include "calibration/profile.hpp"
 #include "sim/collective.hpp"
@@ -112,9 +116,104 @@ TEST_CASE("sim::Collective: NCCL's tuning picks trees for small all-reduces acro
   CHECK(run("dgx-a100-superpod", CollectiveKind::ALL_REDUCE, 8, {Bytes(8)}).rows[0].algorithm == "ring");
 }
 
+TEST_CASE("sim::Collective: over two servers the tree carries the buffer once through the network and wins",
+          "[collective]") {
+  // "2 nodes is a special case": each server is the root of one tree and a leaf of the other, so
+  // the network carries half a ring's bytes and "NCCL should use Tree on 2 nodes for large sizes"
+  // (NVIDIA/nccl#946; nccl-tests#196: "On two nodes, NCCL uses the tree"). 16 A100 in 2 DGX A100.
+  const MachineSpec machine = load_machine("dgx-a100-superpod", {.data_dir = DATA, .overrides = {}});
+  const CostModel cost(load_profile(find_profile(DATA + "/calibration/profiles", machine.gpu.type)),
+                       nccl_config(machine, ALL_ALGORITHMS, ALL_PROTOCOLS));
+  std::vector<Bytes> sizes;
+  for (double mib = 1; mib <= 1024; mib *= 2) sizes.emplace_back(mib * (1 << 20));
+  const CollectiveRun r = simulate_collective(machine, cost, CollectiveKind::ALL_REDUCE, 16, sizes);
+  double previous = 0;
+  for (const CollectiveRow& row : r.rows) {
+    const double busbw = row.busbw.value() / 1e9;
+    INFO(row.bytes.value() << " B: " << row.algorithm << "/" << row.protocol << ", " << busbw << " GB/s");
+    // The tree from 2 MiB (where ring LL128 used to win) to 64 MiB; beyond, the ring's bus
+    // bandwidth (192 GB/s through the NICs) beats the tree's, capped at 8 channels x 23.6 GB/s.
+    if (row.bytes.value() >= 2 * (1 << 20) && row.bytes.value() <= 64 * (1 << 20))
+      CHECK(row.algorithm == "tree");
+    CHECK(busbw >= previous); // no dip where a choice changes
+    previous = busbw;
+    // The simulated flows move what the cost model prices: the trees between the servers and the
+    // chains inside them (each NVLink port carries 2(k-1)/k x the buffer each way).
+    const Seconds priced =
+        cost.collective_time(CollectiveKind::ALL_REDUCE, row.bytes, GroupShape{.ranks = 16, .servers = 2},
+                             machine.server.nvlink_bandwidth, machine.server.nic_bandwidth);
+    CHECK(row.time.value() == Approx(priced.value()).epsilon(0.05));
+  }
+  // Published: 183.82 GB/s at 1 GiB on two 8-A100 NDmv4 servers, NCCL 2.17.1
+  // (microsoft/mscclpp docs/performance-ndmv4.md).
+  const double busbw = r.rows.back().busbw.value() / 1e9;
+  INFO("1 GiB: " << busbw << " GB/s");
+  CHECK(std::abs(busbw - 183.82) / 183.82 <= 0.10);
+}
+
 TEST_CASE("sim::Collective: rings and trees leave a server through every NIC", "[collective]") {
   // Azure's servers have 4 NICs for 8 GPUs: 400 Gb/s per server, so a large all-reduce across
   // servers reaches about 50 GB/s x the protocol's efficiency of bus bandwidth, not half of it.
   const CollectiveRun r = run("azure-openai-2020", CollectiveKind::ALL_REDUCE, 64, {Bytes(1L << 30)});
   CHECK(r.rows[0].busbw.value() / 1e9 > 40);
+}
+
+TEST_CASE("sim::Collective: the table reads as nccl-tests' output, column by column", "[collective]") {
+  // What scripts that parse nccl-tests' `<op>_perf` output do: skip '#' lines, split the rest on
+  // whitespace, read the columns by position (NVIDIA/nccl-tests src/util.cu: size count type redop
+  // root | out-of-place time algbw busbw #wrong | in-place time algbw busbw #wrong).
+  struct Case {
+    CollectiveKind kind;
+    const char* redop;
+    const char* root;
+    double count_per_byte; // elements per byte of the size column
+  };
+  const Case cases[] = {{CollectiveKind::ALL_REDUCE, "sum", "-1", 1.0 / 4},
+                        {CollectiveKind::ALL_GATHER, "none", "-1", 1.0 / 4 / 16},
+                        {CollectiveKind::BROADCAST, "none", "0", 1.0 / 4}};
+  for (const Case& c : cases) {
+    const CollectiveRun r =
+        run("dgx-a100-superpod", c.kind, 16, {Bytes(1 << 10), Bytes(1 << 20), Bytes(64.0 * (1 << 20))});
+    const std::string text = render_collective_text(r);
+    INFO(text);
+    std::istringstream lines(text);
+    std::vector<std::vector<std::string>> rows;
+    std::vector<std::string> header;
+    double average = -1;
+    for (std::string line; std::getline(lines, line);) {
+      std::istringstream in(line);
+      std::vector<std::string> words;
+      for (std::string w; in >> w;) words.push_back(w);
+      if (line.starts_with("#")) {
+        if (line.find("#wrong") != std::string::npos) header = words;
+        if (line.starts_with("# Avg bus bandwidth")) average = std::stod(line.substr(line.find(':') + 1));
+        continue;
+      }
+      if (!words.empty()) rows.push_back(words);
+    }
+    const std::vector<std::string> expected_header = {"#",    "size",  "count", "type",  "redop",
+                                                      "root", "time",  "algbw", "busbw", "#wrong",
+                                                      "time", "algbw", "busbw", "#wrong"};
+    CHECK(header == expected_header);
+    REQUIRE(rows.size() == r.rows.size());
+    double sum = 0;
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const std::vector<std::string>& w = rows[i];
+      const CollectiveRow& row = r.rows[i];
+      REQUIRE(w.size() == 13);
+      CHECK(std::stod(w[0]) == row.bytes.value());
+      CHECK(std::stod(w[1]) == row.bytes.value() * c.count_per_byte);
+      CHECK(w[2] == "float");
+      CHECK(w[3] == c.redop);
+      CHECK(w[4] == c.root);
+      CHECK(std::stod(w[5]) == Approx(row.time.value() * 1e6).epsilon(0.01));
+      CHECK(std::stod(w[6]) == Approx(row.algbw.value() / 1e9).margin(0.006));
+      CHECK(std::stod(w[7]) == Approx(row.busbw.value() / 1e9).margin(0.006));
+      CHECK(w[8] == "N/A");
+      for (int k = 5; k < 8; ++k) CHECK(w[static_cast<size_t>(k + 4)] == w[static_cast<size_t>(k)]);
+      CHECK(w[12] == "N/A");
+      sum += row.busbw.value() / 1e9;
+    }
+    CHECK(average == Approx(sum / static_cast<double>(rows.size())).epsilon(1e-5));
+  }
 }

@@ -221,6 +221,8 @@ TEST_CASE("sim::Report: the trace is Chrome trace-event JSON with named tracks, 
     CHECK(processes.count(fmt::format("stage {}", s)) == 1);
     for (const char* stream : {"compute", "TP comm", "PP send/recv", "DP comm"})
       CHECK(tracks.count({s, stream}) == 1);
+    // cp and ep are 1: no track can carry anything, so none is drawn.
+    for (const char* stream : {"CP comm", "EP comm"}) CHECK(tracks.count({s, stream}) == 0);
   }
   // Every pipeline message: one send, one receive, the receive ending no earlier than the send.
   // Interleaved 1F1B over 4 stages x 2 chunks: 7 hops forward and 7 back per micro-batch.

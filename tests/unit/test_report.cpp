@@ -1,7 +1,14 @@
-// The report's suggestions: derived from the breakdown and memory, each with its number.
+// The report's suggestions, derived from the breakdown and memory, each with its number; and
+// `odyssey run --explain`'s table of priced operations.
 #include <catch2/catch.hpp>
 
+#include <sstream>
+#include <string>
+#include <vector>
+
 #include "sim/report.hpp"
+#include "tools/run.hpp"
+#include "tools/scenario.hpp"
 
 using namespace odyssey;
 
@@ -74,5 +81,35 @@ TEST_CASE("sim::Report: at most three suggestions, none for parts under 5%", "[r
         {.compute = Seconds(9.8), .pp_bubble = Seconds(0.1), .dp_comm_exposed = Seconds(0.1)}, 60);
     CHECK(suggest(r).empty());
     CHECK(render_text(r).find("nothing stands out") != std::string::npos);
+  }
+}
+
+TEST_CASE("tools::explain_operations: equal collectives are one row with their calls and time", "[report]") {
+  // Llama 3 70B with context parallelism: each of the chunk's 4 layers (80 layers over pp 4 x v 5)
+  // passes its K/V around the CP ring once forward.
+  const std::string data = ODYSSEY_DATA_DIR;
+  const Scenario sc =
+      load_scenario(data + "/scenarios/llama3-70b-dgx-h100.yaml",
+                    {.data_dir = data, .overrides = {"parallelism.cp=2", "parallelism.dp=16"}});
+  const std::string text = explain_operations(sc, scenario_cost_model(sc));
+  std::istringstream lines(text);
+  std::vector<std::vector<std::string>> rows;
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream words(line);
+    std::vector<std::string> row;
+    for (std::string word; words >> word;) row.push_back(word);
+    if (!row.empty() && row.front() == "cp_kv_ring") rows.push_back(row);
+  }
+  INFO(text);
+  // One row in the forward and one in the backward (its recomputation of the forward), not one per layer.
+  REQUIRE(rows.size() == 2);
+  for (const std::vector<std::string>& r : rows) {
+    // name, kind, "<bytes> MB cp", calls, time "ms", how it runs
+    REQUIRE(r.size() == 9);
+    CHECK(r[4] == "cp");
+    CHECK(r[5] == "4");
+    CHECK(std::stod(r[6]) > 0);
+    CHECK(r[7] == "ms");
+    CHECK(r[8] == "overlapped");
   }
 }

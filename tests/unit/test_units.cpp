@@ -4,6 +4,7 @@
 
 #include "models/input/units_parse.hpp"
 #include "models/input/yaml_reader.hpp"
+#include "models/wording.hpp"
 
 using namespace odyssey;
 using Catch::Matchers::Equals;
@@ -178,4 +179,23 @@ TEST_CASE("models::did_you_mean: suggests only close names", "[units][yaml]") {
   CHECK(did_you_mean("layres", {"layers", "hidden"}) == "layers");
   CHECK(did_you_mean("Gbs", {"Gb/s", "GB/s"}) == "Gb/s");
   CHECK(did_you_mean("zzzzzz", {"layers", "hidden"}).empty());
+}
+
+TEST_CASE("models::wording: a count takes its noun's number, a name its article", "[units]") {
+  CHECK(counted(1, "server") == "1 server");
+  CHECK(counted(8, "server") == "8 servers");
+  CHECK(counted(0, "run") == "0 runs");
+  CHECK(counted(1, "strategy", "strategies") == "1 strategy");
+  CHECK(counted(3, "strategy", "strategies") == "3 strategies");
+  CHECK(noun_for(1.0, "day") == "day");
+  CHECK(noun_for(0.5, "day") == "days");
+  // GPU names are read letter by letter: "an A100", "an H100", "an MI300X", "a V100", "a B200".
+  CHECK(with_article("A100") == "an A100");
+  CHECK(with_article("H100") == "an H100");
+  CHECK(with_article("MI300X") == "an MI300X");
+  CHECK(with_article("V100") == "a V100");
+  CHECK(with_article("B200") == "a B200");
+  CHECK(with_article("GB200") == "a GB200");
+  CHECK(with_article("optimizer") == "an optimizer");
+  CHECK(with_article("server") == "a server");
 }
