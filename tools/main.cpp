@@ -22,6 +22,7 @@
 #include "models/workload.hpp"
 #include "sim/collective.hpp"
 #include "sim/engine.hpp"
+#include "sim/isolation.hpp"
 #include "sim/report.hpp"
 #include "tools/calibrate_cli.hpp"
 #include "tools/plan_command.hpp"
@@ -202,6 +203,7 @@ int collective(const std::string& machine_name, const std::string& op, int gpus,
 } // namespace
 
 int main(int argc, char** argv) {
+  odyssey::stop_on_interrupt(); // SIGTERM / SIGINT: one line, exit 128 + signal, children with it
   CLI::App app{"Odyssey: discrete-event simulator and capacity planner for AI supercomputers", "odyssey"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "odyssey 0.1.0");

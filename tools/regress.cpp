@@ -19,11 +19,11 @@
 
 #include "models/input/files.hpp"
 #include "models/input/yaml_reader.hpp"
+#include "sim/isolation.hpp"
 #include "sim/report.hpp"
 
-// Last: <signal.h> (through <spawn.h>) defines `si_value` as a macro, a parameter name above.
+// Last: <signal.h> (through <sys/wait.h>) defines `si_value` as a macro, a parameter name above.
 #include <fcntl.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -230,41 +230,67 @@ struct ChildRun {
   std::string err;
 };
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
+/// An anonymous temporary file (unlinked at once: nothing is left behind, however regress ends);
+/// -1 when none can be made.
+int anonymous_file() {
+  std::error_code ec;
+  std::string path = (std::filesystem::temp_directory_path(ec) / "odyssey-regress-XXXXXX").string();
+  const int fd = mkostemp(path.data(), O_CLOEXEC);
+  if (fd >= 0) ::unlink(path.c_str());
+  return fd;
 }
 
-ChildRun run_child(const std::string& odyssey, const std::string& scenario, const std::string& dir,
-                   size_t index) {
-  const std::string out_path = fmt::format("{}/{}.out", dir, index);
-  const std::string err_path = fmt::format("{}/{}.err", dir, index);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
-                                   0600);
-  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
-                                   0600);
+std::string slurp(int fd) {
+  std::string text;
+  char buffer[65536];
+  for (off_t at = 0;;) {
+    const ssize_t got = ::pread(fd, buffer, sizeof buffer, at);
+    if (got <= 0) break;
+    text.append(buffer, static_cast<size_t>(got));
+    at += got;
+  }
+  return text;
+}
+
+ChildRun run_child(const std::string& odyssey, const std::string& scenario) {
+  ChildRun r;
+  const int out = anonymous_file();
+  const int err = anonymous_file();
+  if (out < 0 || err < 0) {
+    if (out >= 0) ::close(out);
+    if (err >= 0) ::close(err);
+    r.err = fmt::format("cannot create a temporary file: {}", std::strerror(errno));
+    return r;
+  }
   std::vector<std::string> args = {odyssey, "run", scenario, "--json"};
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
-  pid_t pid = 0;
-  ChildRun r;
-  const int rc = posix_spawn(&pid, odyssey.c_str(), &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) {
-    r.err = fmt::format("cannot start {}: {}", odyssey, std::strerror(rc));
-    return r;
+  // fork() and exec() rather than posix_spawn(): the child must die with this process (a killed
+  // regress leaves no simulation running), which it arranges between the two. Only
+  // async-signal-safe calls in the child: the parent has other threads.
+  const pid_t parent = ::getpid();
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    die_with_parent(parent);
+    if (::dup2(out, STDOUT_FILENO) < 0 || ::dup2(err, STDERR_FILENO) < 0) ::_exit(127);
+    ::execve(odyssey.c_str(), argv.data(), environ);
+    ::_exit(127);
   }
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  if (pid < 0) {
+    r.err = fmt::format("cannot start {}: {}", odyssey, std::strerror(errno));
+  } else {
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    r.out = slurp(out);
+    r.err = slurp(err);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 127 && r.err.empty())
+      r.err = fmt::format("cannot start {}", odyssey);
   }
-  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.out = slurp(out_path);
-  r.err = slurp(err_path);
+  ::close(out);
+  ::close(err);
   return r;
 }
 
@@ -297,10 +323,6 @@ int regress(const RegressOptions& o) {
   Baseline baseline = load_baseline(o.baseline, /*must_exist=*/!o.update);
   const std::vector<std::string> files = scenario_files(o);
 
-  std::error_code ec;
-  std::string tmpl = (std::filesystem::temp_directory_path(ec) / "odyssey-regress-XXXXXX").string();
-  if (mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("cannot create a temporary directory");
-  const std::string dir = tmpl;
   std::vector<ChildRun> runs(files.size());
   std::atomic<size_t> next{0};
   const int jobs =
@@ -310,11 +332,9 @@ int regress(const RegressOptions& o) {
     std::vector<std::jthread> workers;
     for (int j = 0; j < jobs; ++j)
       workers.emplace_back([&] {
-        for (size_t i = next++; i < files.size(); i = next++)
-          runs[i] = run_child(o.odyssey, files[i], dir, i);
+        for (size_t i = next++; i < files.size(); i = next++) runs[i] = run_child(o.odyssey, files[i]);
       });
   }
-  std::filesystem::remove_all(dir, ec);
 
   std::vector<ScenarioMetrics> current;
   int worst = 0;

@@ -427,6 +427,9 @@ SweepRun run_sweep(const SweepSpec& sweep, const SweepOptions& options, const st
   int rank = 0;
   if (options.mpi) {
 #ifdef ODYSSEY_HAVE_MPI
+    // A rank dies with the process that launched it (mpirun, orted, slurmstepd), as its own
+    // children die with it: a killed mpirun leaves no rank simulating.
+    die_with_parent(::getppid());
     int initialized = 0;
     MPI_Initialized(&initialized);
     if (initialized == 0) MPI_Init(nullptr, nullptr);
