@@ -233,6 +233,9 @@ int main(int argc, char** argv) {
   validate_cmd->add_option("scenario", validate_path, "scenario YAML");
   validate_cmd->add_option("--set", validate_sets, "override a scenario key: KEY=VALUE (repeatable)");
   validate_cmd->add_flag("--schema", schema, "print every scenario key with its type, default and help");
+  bool strict = false;
+  validate_cmd->add_flag("--strict", strict,
+                         "a layout that does not fit in GPU memory is an error (exit 2), not a warning");
 
   std::string coll_machine;
   std::string coll_op;
@@ -318,7 +321,13 @@ int main(int argc, char** argv) {
       }
       const odyssey::Scenario s =
           odyssey::load_scenario(validate_path, {.data_dir = ODYSSEY_DATA_DIR, .overrides = validate_sets});
-      odyssey::scenario_profile(s); // the profile must load and describe the machine's GPU
+      // What run checks before it simulates: the profile (it must describe the machine's GPU and
+      // price every dtype the workload computes in), then the memory model run reports.
+      odyssey::scenario_cost_model(s);
+      const odyssey::Workload workload = odyssey::scenario_workload(s);
+      const std::string memory = odyssey::memory_fit_problem(s, odyssey::scenario_memory_fit(s, workload));
+      if (!memory.empty() && strict) throw odyssey::InputError({.file = validate_path}, "", memory);
+      if (!memory.empty()) std::cerr << odyssey::warning_text({.file = validate_path}, "", memory) << "\n";
       std::cout << odyssey::render_scenario(s);
       return 0;
     }
