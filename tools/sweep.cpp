@@ -107,7 +107,12 @@ SweepSpec load_sweep(const std::string& path, const std::string& data_dir) {
   spec.scenario = (fs::path(path).parent_path() / scenario.as_string()).lexically_normal().string();
   if (!fs::is_regular_file(spec.scenario))
     scenario.fail(fmt::format("cannot open scenario '{}'", scenario.as_string()));
-  if (auto out = root.get("out")) spec.out = (fs::path(path).parent_path() / out->as_string()).string();
+  if (auto out = root.get("out")) {
+    spec.out = (fs::path(path).parent_path() / out->as_string()).string();
+    spec.out_named = true;
+  } else {
+    spec.out = fs::path(path).stem().string() + ".csv";
+  }
 
   // Where each key=value came from, to point errors into the sweep file, and where each key is.
   std::map<std::string, SourceLocation> where;
@@ -442,8 +447,6 @@ SweepRun run_sweep(const SweepSpec& sweep, const SweepOptions& options, const st
 #endif
   }
   const std::string out = options.out.empty() ? sweep.out : options.out;
-  if (out.empty())
-    throw InputError({.file = sweep.file}, "out", "no output file: give --out FILE or 'out' in the sweep");
   const bool csv = is_csv(out);
   const std::set<std::string> done = finished_points(out);
   std::vector<const SweepPoint*> todo;
