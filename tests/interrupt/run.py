@@ -3,14 +3,16 @@
 
 Starts `run`, `sweep`, `plan` and `regress` on work that lasts many seconds, waits until their
 simulations run in child processes, then stops the odyssey process with SIGTERM, SIGINT and
-SIGKILL in turn. Requires that it exits within 2 s (SIGTERM and SIGINT: exit code 128 + signal and
+SIGKILL in turn (and, where mpirun is found, `mpirun ... sweep --mpi` with SIGKILL). Requires that it exits within 2 s (SIGTERM and SIGINT: exit code 128 + signal and
 one line on stderr) and that no process it started is left 2 s after the signal. Each odyssey runs
-in a process group of its own; whatever is left of it is killed at the end, pass or fail.
+in a process group of its own; whatever is left of it (its group, and every process seen below it)
+is killed at the end, pass or fail.
 
 Usage: tests/interrupt/run.py PATH/TO/odyssey   (from the repository root)
 """
 import ctypes
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,12 +34,19 @@ COMMANDS = [
     ("regress", ["regress", "--jobs", "1", "scenarios/llama3-405b-h100-roce.yaml"], 2),
 ]
 SIGNALS = [signal.SIGTERM, signal.SIGINT, signal.SIGKILL]
+# Under mpirun (where Open MPI is installed and this odyssey has MPI support): ranks sit in process
+# groups of their own, below mpirun; killed, mpirun must take them with it.
+MPIRUN = shutil.which("mpirun")
+MPI_SWEEP = ["--oversubscribe", "--allow-run-as-root", "-n", "2", ODYSSEY, "sweep",
+             "scenarios/sweeps/gpt3-a100-network.yaml", "--out", f"{TMP}/rows.csv", "--mpi", "--jobs", "1",
+             "--no-progress"]
 
 groups = []  # process groups started here: each odyssey's pid
+seen = {}  # every process seen below them: pid -> start time (a pid may be reused once it ends)
 
 
 def processes():
-    """pid -> (ppid, pgid, state) of every process."""
+    """pid -> (ppid, pgid, state, start time) of every process."""
     out = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -48,22 +57,37 @@ def processes():
         except OSError:
             continue
         fields = text[text.rfind(")") + 2:].split()
-        out[int(entry)] = (int(fields[1]), int(fields[2]), fields[0])
+        out[int(entry)] = (int(fields[1]), int(fields[2]), fields[0], int(fields[19]))
     return out
+
+
+def descendants(root, table):
+    """pid -> start time of every process below `root`."""
+    found, level = {}, {root}
+    while level:
+        level = {p for p, (ppid, _, _, _) in table.items() if ppid in level}
+        found.update({p: table[p][3] for p in level})
+    return found
+
+
+def running(pids):
+    """Those of `pids` (pid -> start time) that still run: the same processes, not zombies."""
+    table = processes()
+    return sorted(p for p, start in pids.items() if p in table and table[p][3] == start and table[p][2] not in "ZX")
 
 
 def depth_below(root, table):
     """How many generations of live descendants `root` has."""
     depth, level = 0, {root}
     while True:
-        level = {p for p, (ppid, _, state) in table.items() if ppid in level and state not in "ZX"}
+        level = {p for p, (ppid, _, state, _) in table.items() if ppid in level and state not in "ZX"}
         if not level:
             return depth
         depth += 1
 
 
 def left_in_group(pgid):
-    return sorted(p for p, (_, group, state) in processes().items() if group == pgid and state not in "ZX")
+    return sorted(p for p, (_, group, state, _) in processes().items() if group == pgid and state not in "ZX")
 
 
 def die_with_this_test():
@@ -71,24 +95,29 @@ def die_with_this_test():
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def check(name, args, depth, sig):
+def check(name, args, depth, sig, launcher=None):
     label = f"{name} {sig.name}"
     err_path = os.path.join(TMP, "stderr")
     if os.path.exists(f"{TMP}/rows.csv"):
         os.remove(f"{TMP}/rows.csv")  # a sweep resumes: each case starts it afresh
     with open(err_path, "w") as err:
-        proc = subprocess.Popen([ODYSSEY, *args], stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
-                                preexec_fn=die_with_this_test)
+        proc = subprocess.Popen([launcher or ODYSSEY, *args], stdout=subprocess.DEVNULL, stderr=err,
+                                start_new_session=True, preexec_fn=die_with_this_test)
     groups.append(proc.pid)
     deadline = time.monotonic() + 120
     while depth_below(proc.pid, processes()) < depth:
+        seen.update(descendants(proc.pid, processes()))
         if proc.poll() is not None:
+            if launcher:
+                return None  # Open MPI cannot start ranks here: nothing to test
             return [f"{label}: odyssey ended (exit code {proc.returncode}) before its simulations started: "
                     + open(err_path).read()[-400:]]
         if time.monotonic() > deadline:
             return [f"{label}: no simulation process after 120 s"]
         time.sleep(0.05)
     time.sleep(0.3)  # the simulations are under way
+    tracked = descendants(proc.pid, processes())
+    seen.update(tracked)
     problems = []
     os.kill(proc.pid, sig)
     killed = time.monotonic()
@@ -98,19 +127,21 @@ def check(name, args, depth, sig):
         rc = None
         problems.append(f"{label}: odyssey still running {GRACE_S:.0f} s after the signal")
     expected = -signal.SIGKILL if sig == signal.SIGKILL else 128 + sig
-    if rc is not None and rc != expected:
+    if rc is not None and rc != expected and not launcher:
         problems.append(f"{label}: exit code {rc}, expected {expected}")
-    if sig != signal.SIGKILL:
+    if sig != signal.SIGKILL and not launcher:
         lines = open(err_path).read().splitlines()
         want = f"odyssey: stopped by {sig.name}; its child processes stop with it"
         if lines != [want]:
             problems.append(f"{label}: stderr {lines}, expected ['{want}']")
-    left = left_in_group(proc.pid)
-    while left and time.monotonic() - killed < GRACE_S:
+    def left():
+        return sorted(set(left_in_group(proc.pid)) | set(running(tracked)))
+    still = left()
+    while still and time.monotonic() - killed < GRACE_S:
         time.sleep(0.05)
-        left = left_in_group(proc.pid)
-    if left:
-        problems.append(f"{label}: processes {left} still running {GRACE_S:.0f} s after the signal")
+        still = left()
+    if still:
+        problems.append(f"{label}: processes {still} still running {GRACE_S:.0f} s after the signal")
     return problems
 
 
@@ -118,6 +149,11 @@ def cleanup():
     for pgid in groups:
         try:
             os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    for pid in running(seen):
+        try:
+            os.kill(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
     for name in os.listdir(TMP):
@@ -130,17 +166,26 @@ def main():
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(s, lambda number, frame: sys.exit(128 + number))
     problems = []
+    cases = 0
     try:
         for name, args, depth in COMMANDS:
             for sig in SIGNALS:
                 found = check(name, args, depth, sig)
                 print(f"{'FAIL' if found else 'ok  '} {name}: {sig.name}")
                 problems += found
+                cases += 1
+        if MPIRUN:
+            # mpirun -> rank -> point -> simulation; SIGKILL, which mpirun cannot pass on.
+            found = check("mpirun sweep --mpi", MPI_SWEEP, 3, signal.SIGKILL, launcher=MPIRUN)
+            print(f"{'skip' if found is None else 'FAIL' if found else 'ok  '} mpirun sweep --mpi: SIGKILL"
+                  + (" (Open MPI could not start ranks here)" if found is None else ""))
+            problems += found or []
+            cases += found is not None
     finally:
         cleanup()
     for p in problems:
         print("  " + p)
-    print(f"interrupt: {len(COMMANDS) * len(SIGNALS)} cases, {len(problems)} problems")
+    print(f"interrupt: {cases} cases, {len(problems)} problems")
     return 1 if problems else 0
 
 
