@@ -34,5 +34,5 @@ YAML
 (cd "$tmp" && "$odyssey" sweep one-point.yaml --no-progress >"$tmp/out" 2>"$tmp/err")
 check "sweep without --out says where the rows go" 0 $? "no --out and no 'out' in one-point.yaml: the rows go to one-point.csv" "$tmp/err"
 check "sweep without --out says where the results are" 0 0 "results in one-point.csv" "$tmp/err"
-[[ $(wc -l <"$tmp/one-point.csv" 2>/dev/null) -eq 2 ]] || { echo "FAIL no one-point.csv with a header and one row"; fail=1; }
+[[ $(wc -l 2>/dev/null <"$tmp/one-point.csv") -eq 2 ]] || { echo "FAIL no one-point.csv with a header and one row"; fail=1; }
 exit $fail

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """A killed odyssey leaves nothing running.
 
-Starts `run`, `sweep`, `plan` and `regress` on work that lasts many seconds, waits until their
-simulations run in child processes, then stops the odyssey process with SIGTERM, SIGINT and
+Starts `run`, `sweep`, `plan` and `regress` on work that lasts minutes, waits until their
+simulations have run in child processes for a few seconds, then stops the odyssey process with SIGTERM, SIGINT and
 SIGKILL in turn (and, where mpirun is found, `mpirun ... sweep --mpi` with SIGKILL). Requires that it exits within 2 s (SIGTERM and SIGINT: exit code 128 + signal and
 one line on stderr) and that no process it started is left 2 s after the signal. Each odyssey runs
 in a process group of its own; whatever is left of it (its group, and every process seen below it)
@@ -25,21 +25,31 @@ TMP = tempfile.mkdtemp(prefix="odyssey-interrupt-")
 GRACE_S = 2.0
 PR_SET_PDEATHSIG = 1
 
-# (name, command, depth of the process tree that shows the simulation running)
+# A simulation that runs for minutes: Llama 3 405B at full fidelity (16,384 GPUs simulated), as a
+# scenario file for regress and as a one-point sweep.
+LONG = "scenarios/llama3-405b-h100-roce.yaml"
+with open(LONG) as f, open(f"{TMP}/long.yaml", "w") as out:
+    out.write(f.read().replace("fidelity: fast", "fidelity: full"))
+with open(f"{TMP}/long-sweep.yaml", "w") as out:
+    out.write(f"scenario: {os.path.abspath(LONG)}\npoints:\n  - {{simulation.fidelity: full}}\n")
+
+# (name, command, depth of the process tree that shows the simulation running). `plan` skips the
+# fast stage (a second or two per candidate) and simulates the screen's best at full fidelity.
 COMMANDS = [
-    ("run", ["run", "scenarios/llama3-405b-h100-roce.yaml"], 1),
-    ("sweep", ["sweep", "scenarios/sweeps/gpt3-a100-network.yaml", "--out", f"{TMP}/rows.csv", "--jobs", "1",
-               "--no-progress"], 2),
-    ("plan", ["plan", "scenarios/llama3-70b-dgx-h100.yaml", "--jobs", "1"], 1),
-    ("regress", ["regress", "--jobs", "1", "scenarios/llama3-405b-h100-roce.yaml"], 2),
+    ("run", ["run", LONG, "--set", "simulation.fidelity=full"], 1),
+    ("sweep", ["sweep", f"{TMP}/long-sweep.yaml", "--out", f"{TMP}/rows.csv", "--jobs", "1", "--no-progress"], 2),
+    ("plan", ["plan", LONG, "--fast", "0", "--full", "1", "--jobs", "1"], 2),
+    ("regress", ["regress", "--update", "--baseline", f"{TMP}/baseline.yaml", "--jobs", "1", f"{TMP}/long.yaml"], 2),
 ]
 SIGNALS = [signal.SIGTERM, signal.SIGINT, signal.SIGKILL]
+# A simulation process this old is a long one: one that ends of itself within the 2 s the test
+# allows would hide a process left running.
+MIN_AGE_S = 2.5
 # Under mpirun (where Open MPI is installed and this odyssey has MPI support): ranks sit in process
 # groups of their own, below mpirun; killed, mpirun must take them with it.
 MPIRUN = shutil.which("mpirun")
-MPI_SWEEP = ["--oversubscribe", "--allow-run-as-root", "-n", "2", ODYSSEY, "sweep",
-             "scenarios/sweeps/gpt3-a100-network.yaml", "--out", f"{TMP}/rows.csv", "--mpi", "--jobs", "1",
-             "--no-progress"]
+MPI_SWEEP = ["--oversubscribe", "--allow-run-as-root", "-n", "2", ODYSSEY, "sweep", f"{TMP}/long-sweep.yaml",
+             "--out", f"{TMP}/rows.csv", "--mpi", "--jobs", "1", "--no-progress"]
 
 groups = []  # process groups started here: each odyssey's pid
 seen = {}  # every process seen below them: pid -> start time (a pid may be reused once it ends)
@@ -76,14 +86,15 @@ def running(pids):
     return sorted(p for p, start in pids.items() if p in table and table[p][3] == start and table[p][2] not in "ZX")
 
 
-def depth_below(root, table):
-    """How many generations of live descendants `root` has."""
-    depth, level = 0, {root}
-    while True:
+def simulating(root, depth, table):
+    """Whether `root` has a live descendant `depth` generations down that has run MIN_AGE_S."""
+    level = {root}
+    for _ in range(depth):
         level = {p for p, (ppid, _, state, _) in table.items() if ppid in level and state not in "ZX"}
-        if not level:
-            return depth
-        depth += 1
+    with open("/proc/uptime") as f:
+        now = float(f.read().split()[0])
+    ticks = os.sysconf("SC_CLK_TCK")
+    return any(now - table[p][3] / ticks >= MIN_AGE_S for p in level)
 
 
 def left_in_group(pgid):
@@ -105,7 +116,7 @@ def check(name, args, depth, sig, launcher=None):
                                 start_new_session=True, preexec_fn=die_with_this_test)
     groups.append(proc.pid)
     deadline = time.monotonic() + 120
-    while depth_below(proc.pid, processes()) < depth:
+    while not simulating(proc.pid, depth, processes()):
         seen.update(descendants(proc.pid, processes()))
         if proc.poll() is not None:
             if launcher:
@@ -115,7 +126,6 @@ def check(name, args, depth, sig, launcher=None):
         if time.monotonic() > deadline:
             return [f"{label}: no simulation process after 120 s"]
         time.sleep(0.05)
-    time.sleep(0.3)  # the simulations are under way
     tracked = descendants(proc.pid, processes())
     seen.update(tracked)
     problems = []
