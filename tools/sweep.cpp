@@ -427,6 +427,8 @@ bool sweep_has_mpi() {
 }
 
 SweepRun run_sweep(const SweepSpec& sweep, const SweepOptions& options, const std::string& data_dir) {
+  // Not after the first point's simulation: every rank checks, before MPI starts.
+  check_writable(options.out.empty() ? sweep.out : options.out);
   int shard = options.shard;
   int shards = options.shards;
   int rank = 0;
