@@ -209,6 +209,20 @@ Bytes workspace_bytes(const ParallelismSpec& p, Bytes activations) {
          activations * FRAGMENTATION_OF_ACTIVATIONS;
 }
 
+MemoryFit memory_fit(const Workload& workload, Bytes capacity) {
+  MemoryFit fit;
+  fit.capacity = capacity;
+  for (int s = 0; s < workload.stages(); ++s) {
+    fit.per_stage.push_back(workload.memory(s));
+    if (fit.per_stage.back().total() > fit.peak) {
+      fit.peak = fit.per_stage.back().total();
+      fit.peak_stage = s;
+    }
+  }
+  fit.fits = fit.peak <= capacity;
+  return fit;
+}
+
 MemoryBreakdown Workload::memory(int stage) const {
   const double params = local_parameters(stage);
   const double experts = local_expert_parameters_.at(size_t(stage));

@@ -34,6 +34,15 @@ Precision activation_precision(Precision p) {
   return p == Precision::FP8 ? Precision::BF16 : p;
 }
 
+} // namespace
+
+std::vector<Precision> compute_precisions(Precision precision) {
+  if (activation_precision(precision) == precision) return {precision};
+  return {precision, activation_precision(precision)};
+}
+
+namespace {
+
 /// Everything one layer's ops need: sizes on one GPU of the TP group for one micro-batch.
 struct LocalShape {
   long b = 0, s = 0, h = 0; ///< s: this GPU's tokens of a sequence (seq_len / cp)

@@ -159,6 +159,24 @@ private:
   std::vector<double> local_expert_parameters_;      // [stage]
 };
 
+/// The memory of a layout against a GPU's capacity (Workload::memory of every stage).
+struct MemoryFit {
+  std::vector<MemoryBreakdown> per_stage;
+  Bytes peak;         ///< the largest stage's total: memory per GPU
+  int peak_stage = 0; ///< the first stage that needs `peak`
+  Bytes capacity;
+  bool fits = false; ///< peak <= capacity
+};
+
+/// Every stage's memory against `capacity`: what `odyssey run` reports as memory per GPU and
+/// `fits_memory`, and what `odyssey validate` warns about.
+[[nodiscard]] MemoryFit memory_fit(const Workload& workload, Bytes capacity);
+
+/// The dtypes a workload under training precision `precision` computes GEMMs and fused attention
+/// in, which the cost model prices against the GPU's peak for that dtype: the precision itself
+/// and the activations' (FP8 training keeps everything but its GEMMs in BF16).
+[[nodiscard]] std::vector<Precision> compute_precisions(Precision precision);
+
 /// Peak number of micro-batches whose activations a stage running `schedule` holds at once, in
 /// units of a whole stage of `virtual_stages` chunks (Workload::inflight_microbatches).
 [[nodiscard]] double inflight_microbatches(const std::vector<PipelineStep>& schedule, int virtual_stages);

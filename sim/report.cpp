@@ -161,15 +161,12 @@ Report make_report(const std::string& scenario_name, const MachineSpec& machine,
   const auto peak = cost.profile().peak.find(workload.training().precision);
   r.peak_tflops = peak != cost.profile().peak.end() ? peak->second.value() / 1e12 : 0.0;
   r.mfu = r.peak_tflops > 0 ? r.model_tflops_per_gpu / r.peak_tflops : 0.0;
-  for (int s = 0; s < workload.stages(); ++s) {
-    r.memory_per_stage.push_back(workload.memory(s));
-    if (r.memory_per_stage.back().total() > r.memory_per_gpu) {
-      r.memory_per_gpu = r.memory_per_stage.back().total();
-      r.memory_peak_stage = s;
-    }
-  }
-  r.gpu_memory = machine.gpu.memory;
-  r.fits_memory = r.memory_per_gpu <= r.gpu_memory;
+  MemoryFit fit = memory_fit(workload, machine.gpu.memory);
+  r.memory_per_stage = std::move(fit.per_stage);
+  r.memory_per_gpu = fit.peak;
+  r.memory_peak_stage = fit.peak_stage;
+  r.gpu_memory = fit.capacity;
+  r.fits_memory = fit.fits;
   r.breakdown = result.breakdown;
   if (workload.training().tokens) {
     r.tokens = *workload.training().tokens;

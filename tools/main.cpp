@@ -22,6 +22,7 @@
 #include "models/workload.hpp"
 #include "sim/collective.hpp"
 #include "sim/engine.hpp"
+#include "sim/isolation.hpp"
 #include "sim/report.hpp"
 #include "tools/calibrate_cli.hpp"
 #include "tools/plan_command.hpp"
@@ -139,6 +140,7 @@ int collective(const std::string& machine_name, const std::string& op, int gpus,
 } // namespace
 
 int main(int argc, char** argv) {
+  odyssey::stop_on_interrupt(); // SIGTERM / SIGINT: one line, exit 128 + signal, children with it
   CLI::App app{"Odyssey: discrete-event simulator and capacity planner for AI supercomputers", "odyssey"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "odyssey 0.1.0");
@@ -168,6 +170,9 @@ int main(int argc, char** argv) {
   validate_cmd->add_option("scenario", validate_path, "scenario YAML");
   validate_cmd->add_option("--set", validate_sets, "override a scenario key: KEY=VALUE (repeatable)");
   validate_cmd->add_flag("--schema", schema, "print every scenario key with its type, default and help");
+  bool strict = false;
+  validate_cmd->add_flag("--strict", strict,
+                         "a layout that does not fit in GPU memory is an error (exit 2), not a warning");
 
   std::string coll_machine;
   std::string coll_op;
@@ -253,7 +258,13 @@ int main(int argc, char** argv) {
       }
       const odyssey::Scenario s =
           odyssey::load_scenario(validate_path, {.data_dir = ODYSSEY_DATA_DIR, .overrides = validate_sets});
-      odyssey::scenario_profile(s); // the profile must load and describe the machine's GPU
+      // What run checks before it simulates: the profile (it must describe the machine's GPU and
+      // price every dtype the workload computes in), then the memory model run reports.
+      odyssey::scenario_cost_model(s);
+      const odyssey::Workload workload = odyssey::scenario_workload(s);
+      const std::string memory = odyssey::memory_fit_problem(s, odyssey::scenario_memory_fit(s, workload));
+      if (!memory.empty() && strict) throw odyssey::InputError({.file = validate_path}, "", memory);
+      if (!memory.empty()) std::cerr << odyssey::warning_text({.file = validate_path}, "", memory) << "\n";
       std::cout << odyssey::render_scenario(s);
       return 0;
     }

@@ -39,7 +39,9 @@ void add_planner_commands(CLI::App& app, PlannerCommands& c) {
   c.sweep =
       app.add_subcommand("sweep", "simulate every point of a grid over scenario keys, one row per point");
   c.sweep->add_option("sweep", c.sweep_file, "sweep YAML")->required();
-  c.sweep->add_option("--out", c.out, "results: FILE.csv or FILE.jsonl (default: the sweep's 'out')");
+  c.sweep->add_option(
+      "--out", c.out,
+      "results: FILE.csv or FILE.jsonl (default: the sweep's 'out', else SWEEP-NAME.csv here)");
   c.sweep->add_option("--jobs", c.jobs, "points at once (default: every core)");
   c.sweep->add_option("--shard", c.shard, "I/N: run the points of shard I of N (Slurm job arrays), 0-based");
   c.sweep->add_flag("--mpi", c.mpi, "under mpirun: ranks take shards, rank 0 writes the rows");
@@ -128,8 +130,6 @@ int merge_command(const PlannerCommands& c, const SweepSpec& spec) {
   if (!c.shard.empty() || c.mpi)
     throw InputError({.file = "--merge"}, "", "--merge runs nothing: give it without --shard and --mpi");
   const std::string out = c.out.empty() ? spec.out : c.out;
-  if (out.empty())
-    throw InputError({.file = spec.file}, "out", "no output file: give --out FILE or 'out' in the sweep");
   const SweepMerge m = merge_sweep(spec, c.merge, out);
   std::cerr << fmt::format("sweep: {} of {} merged into {}", m.rows,
                            counted(long(spec.points.size()), "point"), out);
@@ -163,6 +163,8 @@ int sweep_command(const PlannerCommands& c, const std::string& data_dir) {
     options.shard = i;
     options.shards = n;
   }
+  if (c.out.empty() && !spec.out_named && !c.mpi) // under MPI: rank 0 says where, at the end
+    std::cerr << fmt::format("sweep: no --out and no 'out' in {}: the rows go to {}\n", spec.file, spec.out);
   const SweepRun ran = run_sweep(spec, options, data_dir);
   if (!ran.writer) return 0;
   const std::string out = options.out.empty() ? spec.out : options.out;

@@ -20,11 +20,11 @@
 #include "models/input/files.hpp"
 #include "models/input/yaml_reader.hpp"
 #include "models/wording.hpp"
+#include "sim/isolation.hpp"
 #include "sim/report.hpp"
 
-// Last: <signal.h> (through <spawn.h>) defines `si_value` as a macro, a parameter name above.
+// Last: <signal.h> (through <sys/wait.h>) defines `si_value` as a macro, a parameter name above.
 #include <fcntl.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -77,7 +77,19 @@ Baseline load_baseline(const std::string& path, bool must_exist) {
   for (const RegressMetric& m : regress_metrics()) b.tolerances.push_back(m.default_tolerance);
   if (!std::filesystem::exists(path)) {
     if (!must_exist) return b;
-    throw InputError({.file = path}, "", "no such baseline (odyssey regress --update writes one)");
+    // A relative path starts from the working directory, the default one included: name both.
+    std::error_code ec;
+    const std::filesystem::path p(path);
+    const std::string looked =
+        p.is_relative()
+            ? fmt::format(": looked for {} (relative to the working directory{})",
+                          (std::filesystem::current_path(ec) / p).lexically_normal().string(),
+                          path == RegressOptions{}.baseline
+                              ? "; run odyssey regress from the repository root, or give --baseline FILE"
+                              : "")
+            : "";
+    throw InputError({.file = path}, "",
+                     fmt::format("no such baseline{}; odyssey regress --update writes one", looked));
   }
   const YamlValue root = load_yaml_file(path);
   root.require_map();
@@ -98,6 +110,7 @@ Baseline load_baseline(const std::string& path, bool must_exist) {
   }
   std::vector<std::string> entry_keys = keys;
   entry_keys.insert(entry_keys.begin(), "file");
+  entry_keys.emplace_back(FITS_MEMORY);
   if (auto list = root.get("scenarios")) {
     if (!list->is_sequence()) list->fail("expected a list of scenarios");
     for (const YamlValue& item : list->items()) {
@@ -106,6 +119,7 @@ Baseline load_baseline(const std::string& path, bool must_exist) {
       const YamlValue file = item.require("file");
       ScenarioMetrics s{.file = std::filesystem::path(file.as_string()).lexically_normal().string(),
                         .values = {},
+                        .fits_memory = std::nullopt,
                         .where = item.where()};
       if (!scenario_exists(s.file))
         file.fail(fmt::format(
@@ -114,6 +128,7 @@ Baseline load_baseline(const std::string& path, bool must_exist) {
                       [&](const ScenarioMetrics& o) { return o.file == s.file; }))
         file.fail(fmt::format("scenario '{}' is listed twice", s.file));
       for (const std::string& k : keys) s.values.push_back(non_negative(item.require(k)));
+      if (auto fits = item.get(std::string(FITS_MEMORY))) s.fits_memory = fits->as_bool();
       b.scenarios.push_back(std::move(s));
     }
   }
@@ -137,6 +152,7 @@ std::string render_baseline(const Baseline& b) {
     // fmt's shortest round-trip form: the file reads back to the same doubles, digit for digit.
     for (size_t i = 0; i < metrics.size(); ++i)
       out += fmt::format("    {}: {}\n", metrics[i].key, s.values[i]);
+    if (s.fits_memory) out += fmt::format("    {}: {}\n", FITS_MEMORY, *s.fits_memory);
   }
   return out;
 }
@@ -169,6 +185,21 @@ std::vector<MetricChange> compare(const Baseline& baseline, const std::vector<Sc
       }
       rows.push_back(c);
     }
+    if (!now.fits_memory) continue;
+    // Fitting is a yes or a no: 1 or 0, no tolerance. Fitting no longer is a regression.
+    MetricChange c{.file = now.file,
+                   .metric = FITS_MEMORY,
+                   .old_value = std::nullopt,
+                   .new_value = *now.fits_memory ? 1.0 : 0.0,
+                   .delta = 0.0,
+                   .tolerance = 0.0,
+                   .verdict = Verdict::NEW};
+    if (old != baseline.scenarios.end() && old->fits_memory) {
+      c.old_value = *old->fits_memory ? 1.0 : 0.0;
+      c.delta = c.new_value - *c.old_value;
+      c.verdict = c.delta == 0 ? Verdict::SAME : c.delta < 0 ? Verdict::REGRESSED : Verdict::IMPROVED;
+    }
+    rows.push_back(c);
   }
   return rows;
 }
@@ -176,6 +207,7 @@ std::vector<MetricChange> compare(const Baseline& baseline, const std::vector<Sc
 namespace {
 
 std::string metric_value(std::string_view metric, double v) {
+  if (metric == FITS_MEMORY) return v != 0 ? "fits" : "does not fit";
   if (metric == "iteration_time_s") return fmt::format("{:.6g} s", v);
   if (metric == "tokens_per_s") return fmt::format("{:.0f}", v);
   if (metric == "mfu") return fmt::format("{:.3f}%", v * 100);
@@ -205,11 +237,12 @@ std::string render_changes(const std::vector<MetricChange>& rows) {
   for (const MetricChange& c : rows) {
     const std::string name = std::filesystem::path(c.file).stem().string();
     if (scenarios.empty() || scenarios.back() != c.file) scenarios.push_back(c.file);
-    out += fmt::format("| {} | {} | {} | {} | {} | {:.2f}% | {} |\n", name, c.metric,
+    const bool fits = c.metric == FITS_MEMORY;
+    out += fmt::format("| {} | {} | {} | {} | {} | {} | {} |\n", name, c.metric,
                        c.old_value ? metric_value(c.metric, *c.old_value) : "-",
                        metric_value(c.metric, c.new_value),
-                       c.old_value ? fmt::format("{:+.3f}%", c.delta * 100) : "-", c.tolerance * 100,
-                       verdict_text(c.verdict));
+                       c.old_value && !fits ? fmt::format("{:+.3f}%", c.delta * 100) : "-",
+                       fits ? "-" : fmt::format("{:.2f}%", c.tolerance * 100), verdict_text(c.verdict));
     regressed += c.verdict == Verdict::REGRESSED;
     improved += c.verdict == Verdict::IMPROVED;
     missing += c.verdict == Verdict::NEW;
@@ -230,41 +263,67 @@ struct ChildRun {
   std::string err;
 };
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
+/// An anonymous temporary file (unlinked at once: nothing is left behind, however regress ends);
+/// -1 when none can be made.
+int anonymous_file() {
+  std::error_code ec;
+  std::string path = (std::filesystem::temp_directory_path(ec) / "odyssey-regress-XXXXXX").string();
+  const int fd = mkostemp(path.data(), O_CLOEXEC);
+  if (fd >= 0) ::unlink(path.c_str());
+  return fd;
 }
 
-ChildRun run_child(const std::string& odyssey, const std::string& scenario, const std::string& dir,
-                   size_t index) {
-  const std::string out_path = fmt::format("{}/{}.out", dir, index);
-  const std::string err_path = fmt::format("{}/{}.err", dir, index);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
-                                   0600);
-  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
-                                   0600);
+std::string slurp(int fd) {
+  std::string text;
+  char buffer[65536];
+  for (off_t at = 0;;) {
+    const ssize_t got = ::pread(fd, buffer, sizeof buffer, at);
+    if (got <= 0) break;
+    text.append(buffer, static_cast<size_t>(got));
+    at += got;
+  }
+  return text;
+}
+
+ChildRun run_child(const std::string& odyssey, const std::string& scenario) {
+  ChildRun r;
+  const int out = anonymous_file();
+  const int err = anonymous_file();
+  if (out < 0 || err < 0) {
+    if (out >= 0) ::close(out);
+    if (err >= 0) ::close(err);
+    r.err = fmt::format("cannot create a temporary file: {}", std::strerror(errno));
+    return r;
+  }
   std::vector<std::string> args = {odyssey, "run", scenario, "--json"};
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
-  pid_t pid = 0;
-  ChildRun r;
-  const int rc = posix_spawn(&pid, odyssey.c_str(), &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) {
-    r.err = fmt::format("cannot start {}: {}", odyssey, std::strerror(rc));
-    return r;
+  // fork() and exec() rather than posix_spawn(): the child must die with this process (a killed
+  // regress leaves no simulation running), which it arranges between the two. Only
+  // async-signal-safe calls in the child: the parent has other threads.
+  const pid_t parent = ::getpid();
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    die_with_parent(parent);
+    if (::dup2(out, STDOUT_FILENO) < 0 || ::dup2(err, STDERR_FILENO) < 0) ::_exit(127);
+    ::execve(odyssey.c_str(), argv.data(), environ);
+    ::_exit(127);
   }
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  if (pid < 0) {
+    r.err = fmt::format("cannot start {}: {}", odyssey, std::strerror(errno));
+  } else {
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    r.out = slurp(out);
+    r.err = slurp(err);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 127 && r.err.empty())
+      r.err = fmt::format("cannot start {}", odyssey);
   }
-  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.out = slurp(out_path);
-  r.err = slurp(err_path);
+  ::close(out);
+  ::close(err);
   return r;
 }
 
@@ -283,7 +342,17 @@ std::vector<std::string> scenario_files(const RegressOptions& o) {
   for (const auto& e : std::filesystem::directory_iterator(o.scenario_dir, ec))
     if (e.is_regular_file() && e.path().extension() == ".yaml")
       files.push_back(e.path().lexically_normal().string());
-  if (ec) throw InputError({.file = o.scenario_dir}, "", "cannot read scenario directory");
+  if (ec) {
+    const std::filesystem::path dir(o.scenario_dir);
+    std::error_code cwd;
+    throw InputError(
+        {.file = o.scenario_dir}, "",
+        dir.is_relative()
+            ? fmt::format("cannot read scenario directory {} (relative to the working directory): {}",
+                          (std::filesystem::current_path(cwd) / dir).lexically_normal().string(),
+                          ec.message())
+            : "cannot read scenario directory: " + ec.message());
+  }
   if (files.empty())
     throw InputError({.file = o.scenario_dir}, "", "no scenarios (*.yaml) in this directory");
   std::sort(files.begin(), files.end());
@@ -296,11 +365,8 @@ int regress(const RegressOptions& o) {
   // Everything that can be wrong with the input is found before any simulation runs.
   Baseline baseline = load_baseline(o.baseline, /*must_exist=*/!o.update);
   const std::vector<std::string> files = scenario_files(o);
+  if (o.update) check_writable(o.baseline); // not after minutes of simulation
 
-  std::error_code ec;
-  std::string tmpl = (std::filesystem::temp_directory_path(ec) / "odyssey-regress-XXXXXX").string();
-  if (mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("cannot create a temporary directory");
-  const std::string dir = tmpl;
   std::vector<ChildRun> runs(files.size());
   std::atomic<size_t> next{0};
   const int jobs =
@@ -310,11 +376,9 @@ int regress(const RegressOptions& o) {
     std::vector<std::jthread> workers;
     for (int j = 0; j < jobs; ++j)
       workers.emplace_back([&] {
-        for (size_t i = next++; i < files.size(); i = next++)
-          runs[i] = run_child(o.odyssey, files[i], dir, i);
+        for (size_t i = next++; i < files.size(); i = next++) runs[i] = run_child(o.odyssey, files[i]);
       });
   }
-  std::filesystem::remove_all(dir, ec);
 
   std::vector<ScenarioMetrics> current;
   int worst = 0;
@@ -327,7 +391,10 @@ int regress(const RegressOptions& o) {
       continue;
     }
     const nlohmann::json report = nlohmann::json::parse(r.out);
-    ScenarioMetrics m{.file = files[i], .values = {}, .where = {}};
+    ScenarioMetrics m{.file = files[i],
+                      .values = {},
+                      .fits_memory = report.at(std::string(FITS_MEMORY)).get<bool>(),
+                      .where = {}};
     for (const RegressMetric& metric : regress_metrics())
       m.values.push_back(report.at(std::string(metric.key)).get<double>());
     current.push_back(std::move(m));
@@ -340,10 +407,12 @@ int regress(const RegressOptions& o) {
     for (ScenarioMetrics& now : current) {
       auto old = std::find_if(baseline.scenarios.begin(), baseline.scenarios.end(),
                               [&](const ScenarioMetrics& s) { return s.file == now.file; });
-      if (old != baseline.scenarios.end())
+      if (old != baseline.scenarios.end()) {
         old->values = now.values;
-      else
+        old->fits_memory = now.fits_memory;
+      } else {
         baseline.scenarios.push_back(now);
+      }
     }
     std::sort(baseline.scenarios.begin(), baseline.scenarios.end(),
               [](const auto& x, const auto& y) { return x.file < y.file; });

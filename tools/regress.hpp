@@ -31,7 +31,8 @@ const std::vector<RegressMetric>& regress_metrics();
 struct ScenarioMetrics {
   std::string file; ///< scenario path as given (baseline: relative to the working directory)
   std::vector<double> values;
-  SourceLocation where; ///< the baseline entry, for messages
+  std::optional<bool> fits_memory; ///< `fits_memory` of the report; none in a baseline without it
+  SourceLocation where;            ///< the baseline entry, for messages
 };
 
 struct Baseline {
@@ -58,7 +59,11 @@ struct MetricChange {
   Verdict verdict = Verdict::SAME;
 };
 
-/// One row per scenario and metric, in `current` order.
+/// The key of the row that holds a scenario to fitting in GPU memory: a scenario that fit in the
+/// baseline and no longer does is a regression, whatever the tolerances.
+inline constexpr std::string_view FITS_MEMORY = "fits_memory";
+
+/// One row per scenario and metric, then one for `fits_memory`, in `current` order.
 std::vector<MetricChange> compare(const Baseline& baseline, const std::vector<ScenarioMetrics>& current);
 /// The markdown table of old / new / delta with a closing summary line.
 std::string render_changes(const std::vector<MetricChange>& changes);
@@ -73,8 +78,10 @@ struct RegressOptions {
 };
 
 /// Runs the scenarios, prints the table, and with `update` rewrites the baseline. Returns 0 when
-/// nothing regressed (or after an update), 1 when a metric regressed beyond its tolerance or a
-/// scenario has no baseline. Throws InputError for bad input (nothing is written then).
+/// nothing regressed (or after an update), 1 when a metric regressed beyond its tolerance, a
+/// scenario that fit in GPU memory no longer does, or a scenario has no baseline. Throws
+/// InputError for bad input, a baseline `update` could not write included, before any
+/// simulation runs (nothing is written then).
 int regress(const RegressOptions& options);
 
 } // namespace odyssey

@@ -22,10 +22,20 @@ Profile scenario_profile(const Scenario& scenario);
 
 /// The cost model the scenario runs under: its profile, and NCCL as the machine offers it
 /// (NVLS, in-network reduction, PCIe-only servers, NICs) restricted by `nccl.algo` / `nccl.proto`.
+/// Throws InputError at `training.precision` when the GPU has no peak for a dtype the workload
+/// computes in: what the profile decides is checked here, before anything simulates (`validate`
+/// and every command that simulates build the cost model through this function).
 CostModel scenario_cost_model(const Scenario& scenario);
 
 /// The per-rank program of the scenario's model, training and parallelism.
 Workload scenario_workload(const Scenario& scenario);
+
+/// The scenario's layout against its GPU's memory, by the memory model the report uses.
+MemoryFit scenario_memory_fit(const Scenario& scenario, const Workload& workload);
+
+/// One line saying by how much the layout does not fit (empty when it fits): what `validate`
+/// warns, and with `--strict` fails, on.
+std::string memory_fit_problem(const Scenario& scenario, const MemoryFit& fit);
 
 /// What a caller may add to a run; everything else comes from the scenario.
 struct RunOptions {

@@ -28,25 +28,27 @@
 #include "topologies/machine_schema.hpp"
 
 namespace odyssey {
+
+SourceLocation Scenario::at(std::string_view key) const {
+  const auto it = where.find(key);
+  return it != where.end() ? it->second : SourceLocation{.file = file};
+}
+
 namespace {
 
 namespace fs = std::filesystem;
 
 // ---- loading state ------------------------------------------------------------------------------
 
-/// Everything the loader knows while it works: the scenario so far, where each key was written
-/// (by scenario key path, e.g. "parallelism.tp" or "model.heads") and whether dp is `auto`.
+/// Everything the loader knows while it works: the scenario so far (with where each key was
+/// written) and whether dp is `auto`.
 struct Draft {
   Scenario scenario;
   const LoadOptions* options = nullptr;
   fs::path base_dir; ///< the scenario file's folder: relative machine and profile paths start here
   bool dp_auto = false;
-  std::map<std::string, SourceLocation, std::less<>> where;
 
-  [[nodiscard]] SourceLocation at(std::string_view key) const {
-    const auto it = where.find(key);
-    return it != where.end() ? it->second : SourceLocation{.file = scenario.file};
-  }
+  [[nodiscard]] SourceLocation at(std::string_view key) const { return scenario.at(key); }
   [[noreturn]] void fail(std::string_view key, const std::string& message) const {
     throw InputError(at(key), std::string(key), message);
   }
@@ -89,7 +91,7 @@ void apply_mapping(const YamlValue& map, std::span<const Field<T>> table, const 
     if (const Field<T>* field = find_field(table, full)) {
       field->parse(target, value);
       given.insert(full);
-      draft.where[section.empty() ? full : fmt::format("{}.{}", section, full)] = value.where();
+      draft.scenario.where[section.empty() ? full : fmt::format("{}.{}", section, full)] = value.where();
     } else {
       apply_mapping(value, table, full + ".", target, given, draft, section);
     }
@@ -509,11 +511,11 @@ void apply_override(Draft& draft, const std::string& text) {
     } else {
       resolve_override(std::span(model_fields()), inner, key, at).parse(draft.scenario.model, v);
     }
-    draft.where[key] = at;
+    draft.scenario.where[key] = at;
     return;
   }
   resolve_override(std::span(scenario_fields()), key, key, at).parse(draft, v);
-  draft.where[key] = at;
+  draft.scenario.where[key] = at;
 }
 
 // ---- cross-field rules --------------------------------------------------------------------------
@@ -541,8 +543,8 @@ void check_moe(const Draft& d) {
   const ModelSpec& m = d.scenario.model;
   const MoeSpec& e = *m.moe;
   if (e.experts == 0) {
-    const auto given = d.where.lower_bound(std::string_view("model.moe."));
-    throw InputError(given != d.where.end() ? given->second : d.at("model"), "model.moe",
+    const auto given = d.scenario.where.lower_bound(std::string_view("model.moe."));
+    throw InputError(given != d.scenario.where.end() ? given->second : d.at("model"), "model.moe",
                      "missing required key 'experts'");
   }
 }

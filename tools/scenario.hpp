@@ -2,11 +2,15 @@
 // strict keys with did-you-mean, cross-field checks. Produces plain values; throws InputError.
 #pragma once
 
+#include <functional>
+#include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "calibration/cost_model.hpp"
+#include "models/input/diagnostics.hpp"
 #include "models/spec.hpp"
 #include "models/strategy.hpp"
 #include "topologies/machine.hpp"
@@ -30,6 +34,12 @@ struct Scenario {
   SimulationSpec simulation;
   NcclPolicy nccl;
   Placement placement = Placement::TP_IN_SERVER; ///< key parallelism.placement
+  /// Where each key was written, by key path ("parallelism.tp", "model.heads"): a file position,
+  /// or the `--set KEY=VALUE` that gave it.
+  std::map<std::string, SourceLocation, std::less<>> where;
+
+  /// Where `key` was written; the scenario file alone when it was not (a default).
+  [[nodiscard]] SourceLocation at(std::string_view key) const;
 };
 
 struct LoadOptions {

@@ -107,7 +107,12 @@ SweepSpec load_sweep(const std::string& path, const std::string& data_dir) {
   spec.scenario = (fs::path(path).parent_path() / scenario.as_string()).lexically_normal().string();
   if (!fs::is_regular_file(spec.scenario))
     scenario.fail(fmt::format("cannot open scenario '{}'", scenario.as_string()));
-  if (auto out = root.get("out")) spec.out = (fs::path(path).parent_path() / out->as_string()).string();
+  if (auto out = root.get("out")) {
+    spec.out = (fs::path(path).parent_path() / out->as_string()).string();
+    spec.out_named = true;
+  } else {
+    spec.out = fs::path(path).stem().string() + ".csv";
+  }
 
   // Where each key=value came from, to point errors into the sweep file, and where each key is.
   std::map<std::string, SourceLocation> where;
@@ -424,11 +429,16 @@ bool sweep_has_mpi() {
 }
 
 SweepRun run_sweep(const SweepSpec& sweep, const SweepOptions& options, const std::string& data_dir) {
+  // Not after the first point's simulation: every rank checks, before MPI starts.
+  check_writable(options.out.empty() ? sweep.out : options.out);
   int shard = options.shard;
   int shards = options.shards;
   int rank = 0;
   if (options.mpi) {
 #ifdef ODYSSEY_HAVE_MPI
+    // A rank dies with the process that launched it (mpirun, orted, slurmstepd), as its own
+    // children die with it: a killed mpirun leaves no rank simulating.
+    die_with_parent(::getppid());
     int initialized = 0;
     MPI_Initialized(&initialized);
     if (initialized == 0) MPI_Init(nullptr, nullptr);
@@ -441,8 +451,6 @@ SweepRun run_sweep(const SweepSpec& sweep, const SweepOptions& options, const st
 #endif
   }
   const std::string out = options.out.empty() ? sweep.out : options.out;
-  if (out.empty())
-    throw InputError({.file = sweep.file}, "out", "no output file: give --out FILE or 'out' in the sweep");
   const bool csv = is_csv(out);
   const std::set<std::string> done = finished_points(out);
   std::vector<const SweepPoint*> todo;

@@ -23,11 +23,14 @@ struct SweepSpec {
   std::string scenario;          ///< the base scenario (resolved against the sweep file's folder)
   std::vector<std::string> keys; ///< the swept keys, in order
   std::vector<SweepPoint> points;
-  std::string out; ///< default output (may be empty)
+  std::string out;        ///< output without --out: the sweep's `out`, else <sweep file's stem>.csv
+  bool out_named = false; ///< `out` came from the sweep file
 };
 
 /// Reads a sweep file: `scenario`, and `grid` (a mapping of key -> list or range, every
-/// combination, the first key varying slowest) or `points` (a list of mappings), optional `out`.
+/// combination, the first key varying slowest) or `points` (a list of mappings), optional `out`
+/// (relative to the sweep file's folder; without it, the sweep file's name with .csv, in the
+/// working directory).
 /// Ranges: {from: A, to: B, step: S} or {from: A, to: B, times: K}. Every key and value is checked
 /// against the scenario schema before anything runs; errors point into the sweep file.
 SweepSpec load_sweep(const std::string& path, const std::string& data_dir);

@@ -4,14 +4,16 @@
 
 namespace odyssey {
 namespace {
-std::string render(const SourceLocation& where, const std::string& key_path, const std::string& message) {
+std::string render(const SourceLocation& where, const std::string& key_path, const std::string& message,
+                   const char* severity = "error") {
   std::string out;
   if (!where.file.empty()) {
     out += where.file;
     if (where.line > 0) out += fmt::format(":{}:{}", where.line, where.column);
     out += ": ";
   }
-  out += "error: ";
+  out += severity;
+  out += ": ";
   if (!key_path.empty()) out += key_path + ": ";
   out += message;
   return out;
@@ -21,6 +23,11 @@ std::string render(const SourceLocation& where, const std::string& key_path, con
 InputError::InputError(SourceLocation where, std::string key_path, std::string message)
     : std::runtime_error(render(where, key_path, message)), where_(std::move(where)),
       key_path_(std::move(key_path)), message_(std::move(message)) {}
+
+std::string warning_text(const SourceLocation& where, const std::string& key_path,
+                         const std::string& message) {
+  return render(where, key_path, message, "warning");
+}
 
 std::string grouped(long v) {
   std::string digits = std::to_string(v < 0 ? -v : v);

@@ -29,6 +29,10 @@ private:
   std::string message_;
 };
 
+/// A warning about the input, in the errors' form: `file:line:col: warning: key.path: message`.
+std::string warning_text(const SourceLocation& where, const std::string& key_path,
+                         const std::string& message);
+
 /// A count with thousands separators, for messages: 10240 -> "10,240".
 std::string grouped(long v);
 

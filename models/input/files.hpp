@@ -11,4 +11,9 @@ namespace odyssey {
 /// (with the system's reason) when it cannot be written.
 void write_file_atomically(const std::string& path, std::string_view text);
 
+/// Throws InputError at `path` when write_file_atomically(path, ...) could not write it for want of
+/// its folder: the folder does not exist (the message says where it looked and how to create
+/// it), is not a folder, or cannot be written in. For commands that work long before they write.
+void check_writable(const std::string& path);
+
 } // namespace odyssey

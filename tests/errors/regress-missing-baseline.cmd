@@ -1,4 +1,4 @@
 regress
 --baseline
-tests/errors/regress-no-such-baseline.yaml
+/nonexistent-odyssey-folder/regress-no-such-baseline.yaml
 scenarios/mixtral-8x7b-dgx-h100.yaml

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # odyssey regress: the committed baseline holds (the CI guard), the same build gives the same
 # numbers to the last digit (--update on a copy rewrites it byte for byte), a slower iteration
-# is caught, a faster one is not a failure, and a rejected baseline is never overwritten.
+# is caught, a faster one is not a failure, a rejected baseline is never overwritten, a scenario
+# that stops fitting in GPU memory fails, and a baseline that cannot be found or written is
+# reported before anything simulates, saying where it looked.
 # Usage: tests/regress/run.sh PATH/TO/odyssey
 set -u
-odyssey=${1:?usage: tests/regress/run.sh PATH/TO/odyssey}
+odyssey=$(realpath "${1:?usage: tests/regress/run.sh PATH/TO/odyssey}")
 cd "$(dirname "$0")/../.." || exit 1
 baseline=tests/regress/baseline.yaml
 quick=scenarios/mixtral-8x7b-dgx-h100.yaml
@@ -54,4 +56,26 @@ for bad in tests/errors/regress-old-schema.yaml tests/errors/regress-missing-sce
   check "$(basename "$bad") is rejected" 2 $rc
   cmp -s "$bad" "$tmp/bad.yaml" || { echo "FAIL $(basename "$bad") was overwritten"; fail=1; }
 done
+# A scenario that fit in GPU memory and no longer does fails, whatever the tolerances: here the
+# GPU's memory shrinks under the same layout (same figures, the fit alone changes).
+sed 's|^machine: dgx-h100-superpod|machine: {preset: dgx-h100-superpod, gpu: {memory: "80 GiB"}}|' "$quick" >"$tmp/tight.yaml"
+"$odyssey" regress --update --baseline "$tmp/fit.yaml" "$tmp/tight.yaml" >/dev/null
+check "--update records whether a scenario fits" 0 $? "fits_memory: true" "$tmp/fit.yaml"
+sed -i 's|"80 GiB"|"40 GiB"|' "$tmp/tight.yaml"
+"$odyssey" regress --baseline "$tmp/fit.yaml" "$tmp/tight.yaml" >"$tmp/tight.md"
+check "a scenario that no longer fits in GPU memory is a regression" 1 $? "fits_memory | fits | does not fit .*REGRESSION" "$tmp/tight.md"
+
+# Outside the repository root: the default baseline is relative to the working directory; the
+# message says where it looked. --update into a folder that does not exist fails before
+# simulating anything (nothing on stdout) and says how to create it.
+mkdir "$tmp/elsewhere"
+here=$(cd "$tmp/elsewhere" && pwd -P)
+root=$(pwd -P)
+(cd "$tmp/elsewhere" && "$odyssey" regress >"$tmp/out" 2>"$tmp/err")
+check "outside the root, the missing default baseline names where it looked" 2 $? \
+  "looked for $here/tests/regress/baseline.yaml (relative to the working directory; run odyssey regress from the repository root" "$tmp/err"
+(cd "$tmp/elsewhere" && "$odyssey" regress --update --baseline ci/odyssey-baseline.yaml --scenarios "$root/scenarios" >"$tmp/out" 2>"$tmp/err")
+check "--update into a missing folder fails first, saying how to create it" 2 $? \
+  "folder 'ci' does not exist in the working directory $here (create it first: mkdir -p ci)" "$tmp/err"
+[[ -s $tmp/out ]] && { echo "FAIL --update into a missing folder simulated first:"; cat "$tmp/out"; fail=1; }
 exit $fail

@@ -709,3 +709,32 @@ TEST_CASE("models::Workload: userbuffers TP overlap splits the GEMMs beside its 
   CHECK(find_op(split.chunk(0, 0).backward_input, "attn_out_dgrad").gemm.m == tokens / t);
   CHECK(find_op(split.chunk(0, 0).backward_input, "qkv_dgrad").gemm.m == tokens); // bulk
 }
+
+TEST_CASE("models::compute_precisions: every GEMM and attention op of a workload runs in one of them",
+          "[models]") {
+  // The dtypes the scenario check asks the profile's peaks for must be the workload's own: an op
+  // in another dtype would reach the cost model without a peak in the middle of a simulation.
+  ParallelismSpec p;
+  p.tp = 2;
+  p.pp = 2;
+  p.dp = 2;
+  ModelSpec moe = llama(4, 1024, 16, 4, 3584, 32000, 2048);
+  moe.moe = MoeSpec{.experts = 4, .top_k = 2, .capacity_factor = 1.0, .expert_ffn_hidden = 0, .every = 2};
+  for (const Precision precision : {Precision::FP32, Precision::FP16, Precision::BF16, Precision::FP8}) {
+    for (const ModelSpec& model : {llama(4, 1024, 16, 4, 3584, 32000, 2048), moe}) {
+      CAPTURE(to_string(precision), model.moe.has_value());
+      const Workload w(model, TrainingSpec{.global_batch = 8, .precision = precision, .tokens = {}}, p);
+      const std::vector<Precision> allowed = compute_precisions(precision);
+      for (int s = 0; s < w.stages(); ++s) {
+        const ChunkWork& c = w.chunk(s, 0);
+        for (const WorkBlock* b :
+             {&c.forward, &c.backward, &c.backward_input, &c.backward_weight, &c.weight_casts})
+          for (const ComputeOp& op : b->compute)
+            if (op.kind == OpKind::GEMM || op.kind == OpKind::ATTENTION) {
+              CAPTURE(op.name);
+              CHECK(std::find(allowed.begin(), allowed.end(), op.dtype) != allowed.end());
+            }
+      }
+    }
+  }
+}
