@@ -197,7 +197,9 @@ PlanRow analytical_row(const Scenario& sc, const CostModel& cost, const PlanMemo
 
 /// Simulates the rows at `fidelity` in parallel processes and replaces their figures; a row
 /// whose exact memory model does not fit is marked pruned and not simulated.
-void simulate_rows(const Scenario& sc, const CostModel& cost, const PlanMemoryLimit& limit,
+/// Simulates the rows that fit the limit (the others are pruned without a run); returns how many
+/// simulations it started.
+long simulate_rows(const Scenario& sc, const CostModel& cost, const PlanMemoryLimit& limit,
                    std::vector<PlanRow>& rows, Fidelity fidelity, int jobs) {
   std::vector<std::size_t> todo;
   for (std::size_t i = 0; i < rows.size(); ++i) {
@@ -241,6 +243,7 @@ void simulate_rows(const Scenario& sc, const CostModel& cost, const PlanMemoryLi
           row.breakdown.*part.member = Seconds(j.at("breakdown").at(std::string(part.key)).get<double>());
         if (sc.training.tokens) row.time_to_train = Seconds(*sc.training.tokens / row.tokens_per_s);
       });
+  return long(todo.size());
 }
 
 /// Simulated rows first (full before fast), each group fastest first; pruned rows last.
@@ -376,9 +379,8 @@ PlanResult plan(const Scenario& sc, const CostModel& cost, const PlanOptions& op
         if (row.strategy.gpus() != b.strategy.gpus() || describe(row.strategy) != describe(b.strategy))
           continue;
         std::vector<PlanRow> one{row};
-        simulate_rows(sc, cost, limit, one, Fidelity::FULL, options.jobs);
+        r.full_runs += simulate_rows(sc, cost, limit, one, Fidelity::FULL, options.jobs);
         row = one.front();
-        ++r.full_runs;
         break;
       }
       const std::vector<PlanRow> now = best_of_counts();
@@ -388,16 +390,22 @@ PlanResult plan(const Scenario& sc, const CostModel& cost, const PlanOptions& op
         break;
     }
   } else {
-    std::vector<std::size_t> chosen;
-    std::vector<PlanRow> top;
-    for (std::size_t i = 0; i < rows.size() && int(chosen.size()) < full; ++i)
-      if (rows[i].pruned.empty()) {
-        chosen.push_back(i);
-        top.push_back(rows[i]);
-      }
-    simulate_rows(sc, cost, limit, top, Fidelity::FULL, options.jobs);
-    for (std::size_t k = 0; k < chosen.size(); ++k) rows[chosen[k]] = top[k];
-    r.full_runs = long(chosen.size());
+    // A row the screen let through may need more memory once its stages are laid out: it is
+    // pruned without a run, and the next row takes its place.
+    std::vector<char> tried(rows.size(), 0);
+    for (;;) {
+      std::vector<std::size_t> chosen;
+      std::vector<PlanRow> top;
+      for (std::size_t i = 0; i < rows.size() && r.full_runs + long(chosen.size()) < full; ++i)
+        if (rows[i].pruned.empty() && tried[i] == 0) {
+          tried[i] = 1;
+          chosen.push_back(i);
+          top.push_back(rows[i]);
+        }
+      if (chosen.empty()) break;
+      r.full_runs += simulate_rows(sc, cost, limit, top, Fidelity::FULL, options.jobs);
+      for (std::size_t k = 0; k < chosen.size(); ++k) rows[chosen[k]] = top[k];
+    }
   }
   r.full_seconds = seconds_since(t2);
   rank_rows(rows);
