@@ -10,12 +10,7 @@ cd "$(dirname "$0")/../.." || exit 1
 root=$(pwd -P)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-fail=0
-check() {  # check NAME EXPECTED_RC ACTUAL_RC [PATTERN FILE]
-  if [[ $3 -ne $2 ]]; then echo "FAIL $1: exit code $3, expected $2"; fail=1; return; fi
-  if [[ $# -ge 5 ]] && ! grep -q -- "$4" "$5"; then echo "FAIL $1: no '$4' in:"; cat "$5"; fail=1; return; fi
-  echo "ok   $1"
-}
+source tests/check.sh
 
 "$odyssey" validate tests/errors/validate-strict-does-not-fit.yaml >"$tmp/out" 2>"$tmp/err"
 check "validate passes a layout that does not fit" 0 $? "^tests/errors/validate-strict-does-not-fit.yaml: warning: the layout does not fit in GPU memory: each GPU needs" "$tmp/err"

@@ -12,12 +12,7 @@ baseline=tests/regress/baseline.yaml
 quick=scenarios/mixtral-8x7b-dgx-h100.yaml
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-fail=0
-check() {  # check NAME EXPECTED_RC ACTUAL_RC [PATTERN FILE]
-  if [[ $3 -ne $2 ]]; then echo "FAIL $1: exit code $3, expected $2"; fail=1; return; fi
-  if [[ $# -ge 5 ]] && ! grep -q -- "$4" "$5"; then echo "FAIL $1: no '$4' in output"; cat "$5"; fail=1; return; fi
-  echo "ok   $1"
-}
+source tests/check.sh
 
 "$odyssey" regress >"$tmp/all.md"
 check "every scenario matches the baseline" 0 $? "0 regressions" "$tmp/all.md"
