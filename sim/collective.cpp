@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <simgrid/s4u.hpp>
 
+#include "models/input/units_parse.hpp"
 #include "models/wording.hpp"
 #include "sim/isolation.hpp"
 #include "sim/nccl_flows.hpp"
@@ -239,9 +240,8 @@ std::string choices(const CollectiveRun& run) {
     while (j + 1 < run.rows.size() && run.rows[j + 1].algorithm == run.rows[i].algorithm &&
            run.rows[j + 1].protocol == run.rows[i].protocol)
       ++j;
-    const std::string sizes =
-        i == j ? fmt::format("{:.0f} B", run.rows[i].bytes.value())
-               : fmt::format("{:.0f} B to {:.0f} B", run.rows[i].bytes.value(), run.rows[j].bytes.value());
+    const auto size = [&](size_t k) { return format_quantity(run.rows[k].bytes.value(), Dimension::BYTES); };
+    const std::string sizes = i == j ? size(i) : size(i) + " to " + size(j);
     out += fmt::format("#   {:<30} {}/{}\n", sizes, run.rows[i].algorithm, run.rows[i].protocol);
     i = j + 1;
   }
