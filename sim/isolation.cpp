@@ -1,5 +1,6 @@
 #include "sim/isolation.hpp"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -7,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <stdexcept>
@@ -75,6 +77,71 @@ void stop_on_interrupt() {
   }
 }
 
+namespace {
+
+/// What a child writes to stderr, passed on line by line as it comes. SimGrid reports a fatal
+/// error as a "[time] file:line: [category/CRITICAL] message" line followed by a backtrace, then
+/// aborts: from such a line on the text is held back, and a child that dies with it gets the
+/// message as its one-line failure instead of the backtrace.
+struct ChildStderr {
+  int fd = -1;
+  std::string partial; ///< the line being read
+  std::string held;    ///< from a CRITICAL line on
+  void take(const char* data, std::size_t size) {
+    partial.append(data, size);
+    std::size_t end = 0;
+    while ((end = partial.find('\n')) != std::string::npos) {
+      line(partial.substr(0, end + 1));
+      partial.erase(0, end + 1);
+    }
+  }
+  void line(const std::string& text) {
+    if (held.empty() && text.find("/CRITICAL] ") == std::string::npos)
+      write_all(STDERR_FILENO, text);
+    else
+      held += text;
+  }
+  /// Reads what is there without waiting; false at the end of the stream.
+  bool drain() {
+    char buffer[65536];
+    for (;;) {
+      const ssize_t got = ::read(fd, buffer, sizeof buffer);
+      if (got > 0) {
+        take(buffer, std::size_t(got));
+        continue;
+      }
+      if (got < 0 && (errno == EAGAIN || errno == EINTR)) return true;
+      return false;
+    }
+  }
+  void close() {
+    if (fd >= 0) {
+      drain();
+      ::close(fd);
+      fd = -1;
+    }
+    if (!partial.empty()) line(partial + "\n");
+    partial.clear();
+  }
+  /// The held SimGrid failure as one line ("SimGrid stopped the simulation at 4.583 s of simulated
+  /// time: <message>"), or "" when there is none.
+  [[nodiscard]] std::string failure() const {
+    const std::size_t tag = held.find("/CRITICAL] ");
+    if (tag == std::string::npos) return "";
+    std::string message = held.substr(tag + 11, held.find('\n', tag) - tag - 11);
+    std::string when;
+    if (held.front() == '[') when = " at " + held.substr(1, held.find(']') - 1) + " s of simulated time";
+    return "SimGrid stopped the simulation" + when + ": " + message;
+  }
+  /// Text held back from a child that then ended normally is passed on as it was.
+  void release() {
+    write_all(STDERR_FILENO, held);
+    held.clear();
+  }
+};
+
+} // namespace
+
 void run_in_processes(std::size_t n, int jobs, const std::function<std::string(std::size_t)>& task,
                       const std::function<void(std::size_t, const std::string&, const std::string&)>& done) {
   if (jobs <= 0) jobs = int(std::max(1U, std::thread::hardware_concurrency()));
@@ -83,6 +150,7 @@ void run_in_processes(std::size_t n, int jobs, const std::function<std::string(s
     int fd;
     std::size_t index;
     std::string text;
+    ChildStderr err;
   };
   std::vector<Child> running;
   std::size_t next = 0;
@@ -92,7 +160,13 @@ void run_in_processes(std::size_t n, int jobs, const std::function<std::string(s
   while (next < n || !running.empty()) {
     while (next < n && int(running.size()) < jobs) {
       int fds[2];
-      if (::pipe(fds) != 0) throw std::runtime_error("cannot create a pipe");
+      int errs[2];
+      if (::pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("cannot create a pipe");
+      if (::pipe2(errs, O_CLOEXEC) != 0) {
+        ::close(fds[0]);
+        ::close(fds[1]);
+        throw std::runtime_error("cannot create a pipe");
+      }
       // SIGINT and SIGTERM wait until the child has its own handling of them: the parent's
       // handler must not run in the child.
       sigset_t before;
@@ -103,6 +177,9 @@ void run_in_processes(std::size_t n, int jobs, const std::function<std::string(s
         quiet_interrupts();
         ::sigprocmask(SIG_SETMASK, &before, nullptr);
         ::close(fds[0]);
+        ::close(errs[0]);
+        ::dup2(errs[1], STDERR_FILENO); // the copy is inherited by what this child starts
+        ::close(errs[1]);
         std::string out;
         try {
           out = "O" + task(next);
@@ -115,34 +192,61 @@ void run_in_processes(std::size_t n, int jobs, const std::function<std::string(s
       }
       ::sigprocmask(SIG_SETMASK, &before, nullptr);
       if (pid < 0) {
-        ::close(fds[0]);
-        ::close(fds[1]);
+        for (int fd : {fds[0], fds[1], errs[0], errs[1]}) ::close(fd);
         throw std::runtime_error("cannot fork");
       }
       ::close(fds[1]);
-      running.push_back({pid, fds[0], next, {}});
+      ::close(errs[1]);
+      ::fcntl(errs[0], F_SETFL, ::fcntl(errs[0], F_GETFL) | O_NONBLOCK);
+      running.push_back({pid, fds[0], next, {}, {}});
+      running.back().err.fd = errs[0];
       ++next;
     }
+    // Each child's result pipe, then its stderr where still open.
     std::vector<pollfd> polls;
-    for (const Child& c : running) polls.push_back({c.fd, POLLIN, 0});
+    std::vector<std::pair<std::size_t, bool>> owner; // (child, stderr)
+    for (std::size_t k = 0; k < running.size(); ++k) {
+      polls.push_back({running[k].fd, POLLIN, 0});
+      owner.emplace_back(k, false);
+      if (running[k].err.fd >= 0) {
+        polls.push_back({running[k].err.fd, POLLIN, 0});
+        owner.emplace_back(k, true);
+      }
+    }
     if (::poll(polls.data(), polls.size(), -1) < 0) continue;
-    for (std::size_t k = polls.size(); k-- > 0;) {
-      if (polls[k].revents == 0) continue;
-      Child& c = running[k];
+    std::vector<std::size_t> finished_children;
+    for (std::size_t p = 0; p < polls.size(); ++p) {
+      if (polls[p].revents == 0) continue;
+      Child& c = running[owner[p].first];
+      if (owner[p].second) {
+        if (!c.err.drain()) c.err.close();
+        continue;
+      }
       char buffer[65536];
       const ssize_t got = ::read(c.fd, buffer, sizeof buffer);
       if (got > 0) {
         c.text.append(buffer, std::size_t(got));
         continue;
       }
+      finished_children.push_back(owner[p].first);
+    }
+    std::sort(finished_children.rbegin(), finished_children.rend());
+    for (const std::size_t k : finished_children) {
+      Child& c = running[k];
       ::close(c.fd);
       int status = 0;
       ::waitpid(c.pid, &status, 0);
-      const Child finished = std::move(c);
+      c.err.close();
+      Child finished = std::move(c);
       running.erase(running.begin() + long(k));
-      if (WIFSIGNALED(status))
+      const std::string simgrid = finished.err.failure();
+      const bool failed = WIFSIGNALED(status) || finished.text.empty() || !WIFEXITED(status);
+      if (!failed) finished.err.release();
+      if (failed && !simgrid.empty())
+        done(finished.index, "", simgrid);
+      else if (WIFSIGNALED(status))
         done(finished.index, "", fmt::format("the process running it died with signal {}", WTERMSIG(status)));
-      else if (finished.text.empty() || !WIFEXITED(status))
+      else if (failed)
         done(finished.index, "", "the process running it died");
       else if (finished.text[0] == 'E')
         done(finished.index, "", finished.text.substr(1));
@@ -156,15 +260,25 @@ namespace sim {
 
 std::string run_isolated(const std::function<std::string()>& body) {
   std::string text;
-  std::string error;
+  std::string died;
   run_in_processes(
-      1, 1, [&](std::size_t) { return body(); },
+      1, 1,
+      [&](std::size_t) {
+        // The body's exception travels as text, so that any failure run_in_processes reports is
+        // the child's death.
+        try {
+          return "R" + body();
+        } catch (const std::exception& e) {
+          return "X" + std::string(e.what());
+        }
+      },
       [&](std::size_t, const std::string& out, const std::string& failure) {
         text = out;
-        error = failure;
+        died = failure;
       });
-  if (!error.empty()) throw std::runtime_error(error);
-  return text;
+  if (!died.empty()) throw ProcessDied(died);
+  if (text.front() == 'X') throw std::runtime_error(text.substr(1));
+  return text.substr(1);
 }
 
 double peak_memory_bytes() {

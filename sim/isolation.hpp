@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <functional>
+#include <stdexcept>
 #include <string>
 
 namespace odyssey {
@@ -32,9 +33,16 @@ void run_in_processes(std::size_t n, int jobs, const std::function<std::string(s
 
 namespace sim {
 
+/// The child process died before it produced a result: SimGrid aborted it (the message is
+/// SimGrid's, on one line) or a signal killed it.
+class ProcessDied : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
+
 /// Runs `body` in one forked child and returns the text it produced: many simulations per process
-/// (tests, planner), and a SimGrid failure becomes an exception. Throws std::runtime_error with the
-/// child's exception message, or saying how it died.
+/// (tests, planner), and a SimGrid failure becomes an exception. Throws ProcessDied when the child
+/// died, std::runtime_error with the message of an exception `body` threw.
 std::string run_isolated(const std::function<std::string()>& body);
 
 /// Peak resident memory of the calling process, in bytes.

@@ -274,6 +274,9 @@ int main(int argc, char** argv) {
   } catch (const std::invalid_argument& e) {
     std::cerr << "error: " << e.what() << "\n";
     return 2;
+  } catch (const odyssey::RunFailed& e) {
+    std::cerr << "odyssey: error: " << e.what() << "\n";
+    return 1;
   } catch (const std::exception& e) {
     std::cerr << "odyssey: internal error: " << e.what() << "\n";
     return 1;

@@ -9,6 +9,7 @@
 #include "models/wording.hpp"
 #include "sim/analytical.hpp"
 #include "sim/collective.hpp"
+#include "sim/isolation.hpp"
 
 namespace odyssey {
 
@@ -88,8 +89,15 @@ SimulationOptions simulation_options(const Scenario& scenario, const RunOptions&
 
 Report run_scenario(const Scenario& scenario, const CostModel& cost, const RunOptions& options) {
   const Workload workload = scenario_workload(scenario);
-  const SimulationResult result =
-      simulate(scenario.machine, workload, cost, simulation_options(scenario, options));
+  SimulationResult result;
+  try {
+    result = simulate(scenario.machine, workload, cost, simulation_options(scenario, options));
+  } catch (const sim::ProcessDied& e) {
+    const bool fast = scenario.simulation.fidelity == Fidelity::FAST;
+    throw RunFailed(fmt::format(
+        "{}: the simulation stopped: {}; {}please report it with the scenario", scenario.name, e.what(),
+        fast ? "" : "simulation.fidelity: fast (one replica per pipeline stage) may get past it; "));
+  }
   return make_report(scenario.name, scenario.machine, workload, cost, result, scenario.simulation.fidelity);
 }
 

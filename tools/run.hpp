@@ -4,6 +4,7 @@
 // it, so a layout is priced the same whichever command asks.
 #pragma once
 
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -46,7 +47,15 @@ struct RunOptions {
 /// The simulation options of the scenario (fidelity, seed, placement) with the caller's additions.
 SimulationOptions simulation_options(const Scenario& scenario, const RunOptions& options = {});
 
+/// A simulation that stopped without a result (SimGrid aborted it, or its process died): the
+/// message names the scenario, says what stopped it and what to try. Not bad input (exit 1).
+class RunFailed : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
+
 /// Simulates one iteration of `scenario` under `cost` (scenario_cost_model's) and reports it.
+/// Throws RunFailed when the simulation stops without a result.
 Report run_scenario(const Scenario& scenario, const CostModel& cost, const RunOptions& options = {});
 
 /// The same, building the cost model from the scenario.

@@ -4,7 +4,9 @@
 
 #include <chrono>
 #include <csignal>
+#include <cstdio>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <map>
 #include <stdexcept>
@@ -12,6 +14,7 @@
 #include <thread>
 
 #include <catch2/catch.hpp>
+#include <xbt/asserts.h>
 
 #include "sim/isolation.hpp"
 
@@ -44,7 +47,10 @@ TEST_CASE("sim::run_isolated: the child's text, or its failure as an exception",
   CHECK(sim::run_isolated([] { return std::string("done"); }) == "done");
   CHECK_THROWS_WITH(sim::run_isolated([]() -> std::string { throw std::runtime_error("engine failed"); }),
                     "engine failed");
-  CHECK_THROWS_WITH(sim::run_isolated([]() -> std::string { std::abort(); }),
+  CHECK_THROWS_WITH(sim::run_isolated([]() -> std::string {
+                      std::signal(SIGABRT, SIG_DFL); // not Catch2's handler, which the child inherits
+                      std::abort();
+                    }),
                     "the process running it died with signal 6");
 }
 
@@ -92,4 +98,71 @@ TEST_CASE("sim::run_in_processes: a child dies with its parent, even one killed 
   const bool orphan_left = running(child);
   if (orphan_left) ::kill(child, SIGKILL); // leave nothing behind, even when the test fails
   CHECK_FALSE(orphan_left);
+}
+
+namespace {
+
+/// What the calling process writes to stderr while `f` runs.
+std::string stderr_of(const std::function<void()>& f) {
+  std::fflush(stderr);
+  char path[] = "/tmp/odyssey-stderr-XXXXXX";
+  const int file = ::mkstemp(path);
+  REQUIRE(file >= 0);
+  ::unlink(path);
+  const int saved = ::dup(STDERR_FILENO);
+  ::dup2(file, STDERR_FILENO);
+  try {
+    f();
+  } catch (...) {
+    std::fflush(stderr);
+    ::dup2(saved, STDERR_FILENO);
+    ::close(saved);
+    ::close(file);
+    throw;
+  }
+  std::fflush(stderr);
+  ::dup2(saved, STDERR_FILENO);
+  ::close(saved);
+  std::string text(static_cast<std::size_t>(::lseek(file, 0, SEEK_END)), '\0');
+  ::pread(file, text.data(), text.size(), 0);
+  ::close(file);
+  return text;
+}
+
+} // namespace
+
+TEST_CASE("sim::run_isolated: SimGrid's fatal error is one line, its backtrace kept back", "[isolation]") {
+  std::string died;
+  const std::string seen = stderr_of([&] {
+    try {
+      sim::run_isolated([]() -> std::string {
+        std::fprintf(stderr, "a warning the child prints\n");
+        std::fflush(stderr);
+        std::signal(SIGABRT, SIG_DFL); // Catch2's handler, inherited, would report the abort itself
+        // SimGrid's own fatal path: a CRITICAL line, the backtrace, abort().
+        xbt_die("the solver gave up on a constraint");
+      });
+    } catch (const sim::ProcessDied& e) {
+      died = e.what();
+    }
+  });
+  INFO(seen);
+  CHECK(died.find("SimGrid stopped the simulation") == 0);
+  CHECK(died.find("the solver gave up on a constraint") != std::string::npos);
+  CHECK(died.find('\n') == std::string::npos);
+  CHECK(seen.find("a warning the child prints") != std::string::npos); // passed on as it came
+  CHECK(seen.find("Backtrace") == std::string::npos);
+  CHECK(seen.find("the solver gave up") == std::string::npos);
+}
+
+TEST_CASE("sim::run_isolated: the body's exception is a runtime_error, a killed child ProcessDied",
+          "[isolation]") {
+  CHECK_THROWS_MATCHES(sim::run_isolated([]() -> std::string { throw std::runtime_error("refused"); }),
+                       std::runtime_error, Catch::Message("refused"));
+  CHECK_THROWS_AS(sim::run_isolated([]() -> std::string {
+                    std::raise(SIGKILL);
+                    return "";
+                  }),
+                  sim::ProcessDied);
+  CHECK(sim::run_isolated([] { return std::string("text"); }) == "text");
 }
