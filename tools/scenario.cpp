@@ -38,6 +38,13 @@ namespace {
 
 namespace fs = std::filesystem;
 
+/// A count of parameters (ZeRO-3 bucket and live limits): a number of at least 1.
+double parameter_count(const YamlValue& v) {
+  const double n = v.as_number();
+  if (!(n >= 1)) v.fail(fmt::format("must be at least 1 parameter, got '{}'", v.as_string()));
+  return n;
+}
+
 // ---- loading state ------------------------------------------------------------------------------
 
 /// Everything the loader knows while it works: the scenario so far (with where each key was
@@ -360,18 +367,14 @@ const std::vector<Field<Draft>>& scenario_fields() {
       {"parallelism.zero3_bucket", "number", "5e7",
        "parameters one ZeRO-3 bucket gathers (DeepSpeed stage3_prefetch_bucket_size, default 5e7)",
        [](Draft& d, const YamlValue& v) {
-         const double n = v.as_number();
-         if (!(n >= 1)) v.fail(fmt::format("must be at least 1 parameter, got '{}'", v.as_string()));
-         d.scenario.parallelism.zero3_bucket = n;
+         d.scenario.parallelism.zero3_bucket = parameter_count(v);
        },
        [](const Draft& d) { return fmt::format("{:g}", d.scenario.parallelism.zero3_bucket); }},
       {"parallelism.zero3_max_live", "number", "1e9",
        "gathered parameters ZeRO-3 buckets keep live at most (DeepSpeed stage3_max_live_parameters, "
        "default 1e9)",
        [](Draft& d, const YamlValue& v) {
-         const double n = v.as_number();
-         if (!(n >= 1)) v.fail(fmt::format("must be at least 1 parameter, got '{}'", v.as_string()));
-         d.scenario.parallelism.zero3_max_live = n;
+         d.scenario.parallelism.zero3_max_live = parameter_count(v);
        },
        [](const Draft& d) { return fmt::format("{:g}", d.scenario.parallelism.zero3_max_live); }},
       {"parallelism.dp_bucket", "bytes | auto", "auto",
