@@ -9,6 +9,7 @@
 #include <set>
 #include <stdexcept>
 #include <unordered_map>
+#include <unordered_set>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -184,6 +185,11 @@ private:
     return p_.tp == machine_.server.gpus && options_.placement != Placement::TP_ACROSS_SERVERS;
   }
 
+  /// Whether flow `e` is left to its image on tensor position 0 (see fold_tensor_positions_).
+  [[nodiscard]] bool folded(const sim::Flow& e) const {
+    return fold_tensor_positions_ && server_of(e.src) != server_of(e.dst) && e.src % p_.tp != 0;
+  }
+
   void price();
   PricedBlock price_block(const WorkBlock& block) const;
   std::vector<sim::Flow> group_edges(const std::vector<long>& members, const CollectiveOp& op,
@@ -234,6 +240,15 @@ private:
   int replicas_ = 1;
   double dp_share_ = 0.0; ///< SM share of the data-parallel stream's kernels
   std::unordered_map<const sg4::Link*, double> link_bytes_;
+  std::unordered_set<const sg4::Link*> simulated_links_; ///< links that carried a started flow (trace)
+  /// Every flow between servers connects GPUs of the same tensor position t (pipeline messages,
+  /// data-parallel rings, context- and expert-parallel groups: all per t), and the program is the
+  /// same for every t. When the machine treats the positions alike too — one NIC per GPU, NVSwitch
+  /// ports, and every fabric link between servers either out of the sharing problem or on one
+  /// rail (Platform::rails_independent) — renumbering t maps the job's flows and links onto
+  /// themselves, so the flows of t != 0 get exactly the rates of their images on t = 0 and finish
+  /// with them. Only the images are put on SimGrid; every flow's bytes still count on its links.
+  bool fold_tensor_positions_ = false;
 };
 
 void Simulation::price() {
@@ -337,11 +352,13 @@ std::vector<sg4::CommPtr> Simulation::start_flows(const std::vector<sim::Flow>& 
   comms.reserve(edges.size());
   std::vector<sg4::Link*> route;
   for (const sim::Flow& e : edges) {
-    comms.push_back(platform_->start_flow(e));
     route.clear();
-    double latency = 0;
-    platform_->gpu(e.src)->route_to(platform_->gpu(e.dst), route, &latency);
+    platform_->route(e.src, e.dst, route);
     for (const auto* link : route) link_bytes_[link] += e.bytes.value();
+    if (folded(e)) continue;
+    comms.push_back(platform_->start_flow(e));
+    if (options_.record_trace)
+      for (const auto* link : route) simulated_links_.insert(link);
   }
   result_.activities += static_cast<long>(comms.size());
   result_.flows += static_cast<long>(comms.size());
@@ -393,11 +410,12 @@ void Simulation::sample_links() {
   std::vector<const sim::FabricLink*> used; // the links the job has used so far
   size_t used_known = 0;
   for (;;) {
-    if (link_bytes_.size() != used_known) {
+    if (simulated_links_.size() != used_known) {
       used.clear();
+      // With folded flows, the links their images crossed stand for the others.
       for (const sim::FabricLink& fl : platform_->links())
-        if (link_bytes_.contains(fl.link)) used.push_back(&fl);
-      used_known = link_bytes_.size();
+        if (simulated_links_.contains(fl.link)) used.push_back(&fl);
+      used_known = simulated_links_.size();
     }
     std::array<double, ROLES> usage{};
     std::array<double, ROLES> capacity{};
@@ -959,6 +977,16 @@ SimulationResult Simulation::run() {
 
   price();
   platform_ = std::make_unique<sim::Platform>(machine_);
+  if (options_.sharing_shortcuts) {
+    std::vector<long> job_gpus;
+    job_gpus.reserve(static_cast<size_t>(p_.gpus()));
+    for (long r = 0; r < static_cast<long>(p_.gpus()); ++r) job_gpus.push_back(gpu_of(r));
+    const long left_out = platform_->leave_out_unsaturable(job_gpus);
+    XBT_DEBUG("%ld links cannot saturate and stay out of the sharing problem", left_out);
+  }
+  fold_tensor_positions_ = options_.sharing_shortcuts && p_.tp > 1 &&
+                           options_.placement == Placement::TP_IN_SERVER &&
+                           machine_.server.gpus % p_.tp == 0 && platform_->rails_independent();
   const int m = w_.microbatches();
   const int v = w_.chunks_per_stage();
   replicas_ = options_.fidelity == Fidelity::FAST ? 1 : blocks_per_stage_;

@@ -18,6 +18,10 @@ struct SimulationOptions {
   bool record_trace = false;                     ///< keep timeline events for `--trace`
   std::vector<std::string> simgrid_args;         ///< extra SimGrid flags (`--log=...`, `--cfg=...`)
   Placement placement = Placement::TP_IN_SERVER; ///< ranks on GPUs
+  /// Exact shortcuts of the sharing problem: links no flow can saturate stay out of it, and
+  /// flows that are images of others under the machine's symmetry ride with them. They change no
+  /// answer (tests turn them off to check that); they only make large jobs fast.
+  bool sharing_shortcuts = true;
 };
 
 /// Where one GPU's iteration time goes, in seconds; sums to the iteration time of the critical rank.

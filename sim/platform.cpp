@@ -7,6 +7,7 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <unordered_set>
 #include <utility>
 
 #include <fmt/format.h>
@@ -108,8 +109,9 @@ public:
     const long a = static_cast<long>(src->id()) - first_host_id_;
     const long b = static_cast<long>(dst->id()) - first_host_id_;
     auto add = [&](sg4::Link* link) {
-      into->link_list_.push_back(link->get_impl());
       if (latency != nullptr) *latency += link->get_latency();
+      if (!every_link_ && left_out_.contains(link)) return;
+      into->link_list_.push_back(link->get_impl());
     };
     const int per_server = m_.server.gpus;
     const long sa = a / per_server;
@@ -147,6 +149,75 @@ public:
     }
     add(nic_down_[static_cast<size_t>(nic_b)]);
     if (!pcie_down_.empty()) add(pcie_down_[static_cast<size_t>(b)]);
+  }
+
+  /// Leaves out of the sharing problem the links that no traffic of the job can saturate: a trunk
+  /// or PCIe link whose capacity is at least the NIC bandwidth of the job's servers behind it (every
+  /// flow on it also crosses one of those NICs, so together they cannot exceed it). Max-min
+  /// sharing gives every flow the same rate with or without such a link, so the answer does not
+  /// change; but each flow's sharing problem shrinks to its own NICs instead of the whole fabric,
+  /// and a flow that finishes re-solves only the flows it shares a link with. The routes keep the
+  /// link's latency. Returns how many links were left out.
+  long leave_out_unsaturable(const std::vector<char>& server_in_job) {
+    const auto& srv = m_.server;
+    if (srv.pcie_switches > 0 && srv.pcie_bandwidth.value() >= srv.nic_bandwidth.value()) {
+      for (auto* l : pcie_up_) left_out_.insert(l);
+      for (auto* l : pcie_down_) left_out_.insert(l);
+    }
+    if (m_.fabric.kind == FabricKind::DRAGONFLY || m_.fabric.kind == FabricKind::TORUS)
+      return static_cast<long>(left_out_.size());
+    // NIC bandwidth of the job's servers under each leaf (per rail) and each pod.
+    const double per_rail = static_cast<double>(srv.nics) / rails_ * srv.nic_bandwidth.value();
+    std::vector<double> leaf_load(static_cast<size_t>(leaves_), 0.0);
+    std::vector<double> pod_load(static_cast<size_t>(pods_), 0.0);
+    for (long s = 0; s < m_.servers; ++s) {
+      if (server_in_job[static_cast<size_t>(s)] == 0) continue;
+      const long leaf = s / m_.fabric.servers_per_leaf;
+      leaf_load[static_cast<size_t>(leaf)] += per_rail;
+      if (m_.fabric.levels >= 3)
+        pod_load[static_cast<size_t>(leaf / m_.fabric.leaves_per_pod)] += per_rail * rails_;
+    }
+    for (long l = 0; l < leaves_; ++l)
+      for (int r = 0; r < rails_; ++r)
+        for (int u = 0; u < leaf_paths_; ++u) {
+          const size_t i = static_cast<size_t>((l * rails_ + r) * leaf_paths_ + u);
+          if (leaf_load[static_cast<size_t>(l)] <= leaf_up_[i]->get_bandwidth()) {
+            left_out_.insert(leaf_up_[i]);
+            left_out_.insert(leaf_down_[i]);
+          }
+        }
+    for (int p = 0; p < static_cast<int>(pod_up_.size()) / std::max(1, pod_paths_); ++p)
+      for (int u = 0; u < pod_paths_; ++u) {
+        const size_t i = static_cast<size_t>(p * pod_paths_ + u);
+        if (pod_load[static_cast<size_t>(p)] <= pod_up_[i]->get_bandwidth()) {
+          left_out_.insert(pod_up_[i]);
+          left_out_.insert(pod_down_[i]);
+        }
+      }
+    return static_cast<long>(left_out_.size());
+  }
+
+  /// Whether renumbering the GPUs inside every server (the same permutation in each) maps every
+  /// link of the sharing problem onto one of the same kind: one NIC per GPU behind NVSwitch ports,
+  /// and every fabric link between servers either left out or on one rail without hashing.
+  [[nodiscard]] bool rails_independent() const {
+    if (mesh_ || m_.server.nics != m_.server.gpus) return false;
+    if (m_.fabric.kind == FabricKind::DRAGONFLY || m_.fabric.kind == FabricKind::TORUS) return false;
+    auto all_left_out = [&](const std::vector<sg4::Link*>& links) {
+      return std::all_of(links.begin(), links.end(), [&](sg4::Link* l) { return left_out_.contains(l); });
+    };
+    const bool leaves_per_rail = rails_ == m_.server.nics && leaf_paths_ == 1;
+    return all_left_out(pod_up_) && all_left_out(pod_down_) &&
+           (leaves_per_rail || (all_left_out(leaf_up_) && all_left_out(leaf_down_)));
+  }
+
+  /// Every link of the route from GPU `src` to GPU `dst`, those left out of the sharing problem
+  /// included (for the bytes each link carried).
+  void full_route(sg4::Host* src, sg4::Host* dst, std::vector<sg4::Link*>& links) {
+    every_link_ = true;
+    double latency = 0;
+    src->route_to(dst, links, &latency);
+    every_link_ = false;
   }
 
 private:
@@ -313,7 +384,9 @@ private:
   int leaves_ = 1;
   int pods_ = 1;
   bool mesh_ = false;
-  int leaf_paths_ = 1; ///< parallel uplinks per leaf trunk (1: one aggregate link)
+  int leaf_paths_ = 1;                            ///< parallel uplinks per leaf trunk (1: one aggregate link)
+  std::unordered_set<const sg4::Link*> left_out_; ///< links no flow of the job can saturate
+  bool every_link_ = false;                       ///< routes include the links left out
   int pod_paths_ = 1;
   long first_host_id_ = 0;
   std::vector<sg4::Link*> gpu_up_, gpu_down_, pcie_up_, pcie_down_, nic_up_, nic_down_, leaf_up_, leaf_down_,
@@ -357,7 +430,8 @@ std::unique_ptr<sg4::Engine> make_engine(const std::vector<std::string>& args) {
 
 Platform::Platform(const MachineSpec& machine) : gpus_per_server_(machine.server.gpus) {
   auto* root = sg4::create_full_zone("machine");
-  auto* fabric = new FabricZone("fabric", machine); // owned by SimGrid once parented
+  fabric_ = new FabricZone("fabric", machine); // owned by SimGrid once parented
+  auto* fabric = fabric_;
   fabric->set_parent(root->get_impl());
   fabric->build(gpus_, links_);
   fabric->seal();
@@ -375,6 +449,20 @@ Platform::Platform(const MachineSpec& machine) : gpus_per_server_(machine.server
   }
   root->seal();
   XBT_DEBUG("platform: %ld GPUs, %zu links, %ld CPU hosts", gpu_count(), links_.size(), cpu_hosts_);
+}
+
+long Platform::leave_out_unsaturable(const std::vector<long>& job_gpus) {
+  std::vector<char> in_job(static_cast<size_t>(gpu_count() / gpus_per_server_), 0);
+  for (long g : job_gpus) in_job[static_cast<size_t>(server_of(g))] = 1;
+  return fabric_->leave_out_unsaturable(in_job);
+}
+
+bool Platform::rails_independent() const {
+  return fabric_->rails_independent();
+}
+
+void Platform::route(long src, long dst, std::vector<sg4::Link*>& links) const {
+  fabric_->full_route(gpu(src), gpu(dst), links);
 }
 
 sg4::CommPtr Platform::start_flow(const Flow& flow) const {

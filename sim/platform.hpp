@@ -42,8 +42,19 @@ public:
   /// Starts `flow` on the network: the one place a flow's size goes into SimGrid, as a whole
   /// number of bytes and at least one.
   [[nodiscard]] simgrid::s4u::CommPtr start_flow(const Flow& flow) const;
+  /// Leaves out of SimGrid's sharing problem the trunk and PCIe links that the traffic of the
+  /// job's GPUs cannot saturate (FabricZone::leave_out_unsaturable); call before any flow starts.
+  /// Returns how many links were left out.
+  long leave_out_unsaturable(const std::vector<long>& job_gpus);
+  /// Whether the same renumbering of the GPUs inside every server maps the links of the sharing
+  /// problem onto links of the same kind (one NIC per GPU, NVSwitch ports, fabric links between
+  /// servers left out or one per rail). Call after leave_out_unsaturable.
+  [[nodiscard]] bool rails_independent() const;
+  /// Every link from GPU `src` to GPU `dst`, those left out of the sharing problem included.
+  void route(long src, long dst, std::vector<simgrid::s4u::Link*>& links) const;
 
 private:
+  FabricZone* fabric_ = nullptr; ///< owned by SimGrid
   std::vector<simgrid::s4u::Host*> gpus_;
   std::vector<FabricLink> links_;
   long cpu_hosts_ = 0;
