@@ -152,7 +152,74 @@ TEST_CASE("sim::Engine: fast fidelity folds replicas and agrees with full where 
   CHECK(fast.actors < full.actors);
   CHECK(fast.simulated_gpus == 16);
   CHECK(full.simulated_gpus == 64);
-  CHECK(fast.iteration_time.value() == Approx(full.iteration_time.value()).epsilon(0.01));
+  CHECK(fast.iteration_time.value() == Approx(full.iteration_time.value()).epsilon(0.005));
+}
+
+TEST_CASE("sim::Engine: the sharing shortcuts change no answer, only the flows SimGrid moves", "[engine]") {
+  // Links no flow can saturate left out, flows of tensor positions t != 0 riding with their
+  // images on t = 0: exact by construction, so the iteration is the same to rounding.
+  const CostModel cost(a100_profile());
+  struct Case {
+    const char* what;
+    MachineSpec machine;
+    ParallelismSpec parallelism;
+    bool folds; ///< the machine treats tensor positions alike
+  };
+  MachineSpec rail = small_machine(8);
+  rail.fabric.kind = FabricKind::RAIL_OPTIMIZED;
+  MachineSpec oversubscribed = small_machine(8);
+  oversubscribed.fabric.leaf_oversubscription = 4;
+  MachineSpec pcie = small_machine(8);
+  pcie.server.pcie_switches = 4;
+  pcie.server.pcie_bandwidth = BytesPerSecond(32e9);
+  const ParallelismSpec tp8{.tp = 8, .pp = 2, .dp = 4, .schedule = PipelineScheduleKind::ONE_F_ONE_B};
+  const ParallelismSpec tp4{
+      .tp = 4, .pp = 2, .dp = 8, .cp = 1, .schedule = PipelineScheduleKind::ONE_F_ONE_B};
+  const std::vector<Case> cases = {{"non-blocking fat tree, tp 8", small_machine(8), tp8, true},
+                                   {"rail-optimized, tp 4", rail, tp4, true},
+                                   {"PCIe switches, tp 4", pcie, tp4, true},
+                                   {"4:1 oversubscribed leaves, tp 8", oversubscribed, tp8, false}};
+  for (const Case& c : cases) {
+    const Workload w(gpt(8, 2048, 16, 51200),
+                     {.global_batch = 64, .micro_batch = 1, .precision = Precision::FP16}, c.parallelism);
+    const SimulationResult with = simulate(c.machine, w, cost, {});
+    const SimulationResult without = simulate(c.machine, w, cost, {.sharing_shortcuts = false});
+    INFO(c.what << ": " << with.iteration_time.value() << " s with " << with.flows << " flows, "
+                << without.iteration_time.value() << " s with " << without.flows);
+    CHECK(with.iteration_time.value() == Approx(without.iteration_time.value()).epsilon(1e-9));
+    CHECK(with.breakdown.pp_comm_exposed.value() ==
+          Approx(without.breakdown.pp_comm_exposed.value()).epsilon(1e-9).margin(1e-12));
+    CHECK(with.busiest_links.front().bytes == Approx(without.busiest_links.front().bytes).epsilon(1e-9));
+    if (c.folds)
+      CHECK(with.flows < without.flows);
+    else
+      CHECK(with.flows == without.flows);
+  }
+}
+
+TEST_CASE("sim::Engine: on a 4:1 oversubscribed fabric full fidelity sees the contention fast cannot",
+          "[engine]") {
+  // Leaves of 2 servers whose uplinks carry a quarter of what the NICs under them can send: the
+  // 8 data-parallel rings of a stage (one per tensor position) each cross every leaf boundary,
+  // twice what an uplink can carry. Fast fidelity keeps the edges leaving replica 0's server,
+  // which stay inside its leaf, so it sees none of this.
+  const CostModel cost(a100_profile());
+  MachineSpec machine = small_machine(16);
+  machine.fabric.servers_per_leaf = 2;
+  machine.fabric.leaf_oversubscription = 4;
+  const Workload w(gpt(8, 2048, 16, 51200),
+                   {.global_batch = 64, .micro_batch = 1, .precision = Precision::FP16},
+                   {.tp = 8, .pp = 2, .dp = 8, .schedule = PipelineScheduleKind::ONE_F_ONE_B});
+  const SimulationResult full = simulate(machine, w, cost, {.fidelity = Fidelity::FULL});
+  const SimulationResult fast = simulate(machine, w, cost, {.fidelity = Fidelity::FAST});
+  INFO("full " << full.iteration_time.value() << " s (dp exposed " << full.breakdown.dp_comm_exposed.value()
+               << " s), fast " << fast.iteration_time.value() << " s (dp exposed "
+               << fast.breakdown.dp_comm_exposed.value() << " s), busiest "
+               << full.busiest_links.front().name);
+  CHECK(full.iteration_time.value() > 1.02 * fast.iteration_time.value());
+  CHECK(full.breakdown.dp_comm_exposed.value() > 1.5 * fast.breakdown.dp_comm_exposed.value());
+  // The busiest links say why: the oversubscribed leaf uplinks, nearly full.
+  CHECK(full.busiest_links.front().role == "leaf-trunk");
 }
 
 TEST_CASE("sim::Report: the trace is Chrome trace-event JSON with named tracks, flows and link counters",
