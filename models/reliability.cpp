@@ -323,4 +323,28 @@ IntervalSearch best_checkpoint_interval(const FailureModel& failures, const Reco
   return best;
 }
 
+Seconds FailureStudy::job_mtbf() const {
+  const double rate = failures.total_rate();
+  return Seconds(rate > 0 ? 1.0 / rate : 0.0);
+}
+
+FailureStudy study_failures(const ReliabilitySpec& spec, const JobComponents& job,
+                            const RecoveryPolicy& policy, Bytes checkpoint_size, Seconds failure_free,
+                            std::uint64_t seed, int trials) {
+  FailureStudy s{.job = job,
+                 .failures = failure_model(spec, job),
+                 .policy = policy,
+                 .checkpoint_size = checkpoint_size,
+                 .failure_free = failure_free,
+                 .seed = seed};
+  const RunLength run{.work = failure_free};
+  s.run = simulate_run(s.failures, policy, run, seed, trials);
+  const int search = std::min(trials, SEARCH_TRIALS);
+  s.run_as_searched = simulate_run(s.failures, policy, run, seed, search);
+  s.best = best_checkpoint_interval(s.failures, policy, run, seed, search);
+  const Seconds stall = policy.mode == CheckpointMode::SYNC ? policy.checkpoint_write : Seconds(0);
+  s.young_daly = young_daly_interval(stall, s.job_mtbf());
+  return s;
+}
+
 } // namespace odyssey

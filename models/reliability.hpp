@@ -75,6 +75,21 @@ Seconds checkpoint_transfer_time(Bytes size, BytesPerSecond storage_bandwidth);
 Bytes checkpoint_size(double parameters, double weight_bytes_per_parameter,
                       double optimizer_bytes_per_parameter);
 
+/// The scenario's `checkpoint:` block.
+struct CheckpointSpec {
+  Seconds interval = Seconds(1800); ///< training time between checkpoints (ASSUMPTION default: 30 min)
+  CheckpointMode mode = CheckpointMode::SYNC;
+};
+
+/// The scenario's `recovery:` block.
+struct RecoverySpec {
+  /// From a failure to the job stopped: heartbeats and collective timeouts (ASSUMPTION default: 2 min).
+  Seconds detection = Seconds(120);
+  /// Scheduler, process start and NCCL communicator set-up at scale (ASSUMPTION default: 5 min).
+  Seconds restart = Seconds(300);
+  long spares = -1; ///< hot spare servers; -1: every server of the machine the job does not use
+};
+
 /// What recovers a job after an interruption, and how often it checkpoints.
 struct RecoveryPolicy {
   Seconds checkpoint_interval; ///< training time between two checkpoints
@@ -154,6 +169,33 @@ struct IntervalSearch {
 };
 IntervalSearch best_checkpoint_interval(const FailureModel& failures, const RecoveryPolicy& policy,
                                         const RunLength& run, std::uint64_t seed, int trials);
+
+/// What a report says about failures over the run: the job's failures, the recovery policy, the
+/// run at the scenario's checkpoint interval, and that interval against the simulated optimum and
+/// Young/Daly's.
+struct FailureStudy {
+  JobComponents job;
+  FailureModel failures;
+  RecoveryPolicy policy;
+  Bytes checkpoint_size;
+  Seconds failure_free; ///< time to train with nothing failing (and no checkpoint stalls)
+  std::uint64_t seed = 0;
+  MonteCarloResult run; ///< the scenario's `trials` at its interval
+  /// The scenario's interval with the search's trials: what the optimum is compared with.
+  MonteCarloResult run_as_searched;
+  IntervalSearch best;
+  Seconds young_daly; ///< zero when a checkpoint stalls nothing (async)
+  [[nodiscard]] Seconds job_mtbf() const;
+};
+
+/// Trials per interval the optimum search runs (at most the scenario's own).
+inline constexpr int SEARCH_TRIALS = 200;
+
+/// The run of `failure_free` training time on `job` under `spec`'s failures and `policy`,
+/// `trials` times from `seed`, and the search for its best checkpoint interval.
+FailureStudy study_failures(const ReliabilitySpec& spec, const JobComponents& job,
+                            const RecoveryPolicy& policy, Bytes checkpoint_size, Seconds failure_free,
+                            std::uint64_t seed, int trials);
 
 /// Small, fast, portable generator (xoshiro256**, seeded through splitmix64) and our own
 /// distributions, so results are the same to the bit whatever the standard library.

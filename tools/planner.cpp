@@ -191,7 +191,7 @@ PlanRow analytical_row(const Scenario& sc, const CostModel& cost, const PlanMemo
   r.memory = x.estimate.memory;
   r.fits = limit.fits(x.estimate.memory);
   r.breakdown = x.estimate.breakdown;
-  if (sc.training.tokens) r.time_to_train = Seconds(*sc.training.tokens / r.tokens_per_s);
+  if (sc.training.tokens) r.time_to_train = time_to_train(*sc.training.tokens, r.tokens_per_s);
   return r;
 }
 
@@ -241,7 +241,7 @@ long simulate_rows(const Scenario& sc, const CostModel& cost, const PlanMemoryLi
         row.fits = limit.fits(row.memory);
         for (const BreakdownPart& part : breakdown_parts())
           row.breakdown.*part.member = Seconds(j.at("breakdown").at(std::string(part.key)).get<double>());
-        if (sc.training.tokens) row.time_to_train = Seconds(*sc.training.tokens / row.tokens_per_s);
+        if (sc.training.tokens) row.time_to_train = time_to_train(*sc.training.tokens, row.tokens_per_s);
       });
   return long(todo.size());
 }
