@@ -208,20 +208,6 @@ void parse_model(Draft& d, const YamlValue& v) {
 
 // ---- the scenario table -------------------------------------------------------------------------
 
-/// A duration greater than zero.
-Seconds positive_time(const YamlValue& v) {
-  const Seconds t = v.as_seconds();
-  if (!(t.value() > 0)) v.fail(fmt::format("must be greater than zero, got '{}'", v.as_string()));
-  return t;
-}
-
-/// A duration of zero or more.
-Seconds count_time(const YamlValue& v) {
-  const Seconds t = v.as_seconds();
-  if (!(t.value() >= 0)) v.fail(fmt::format("must not be negative, got '{}'", v.as_string()));
-  return t;
-}
-
 const std::vector<Field<Draft>>& scenario_fields() {
   static const std::vector<Field<Draft>> fields{
       {"name", "string", "file name", "scenario name used in reports",
@@ -431,7 +417,7 @@ const std::vector<Field<Draft>>& scenario_fields() {
        [](const Draft& d) { return std::to_string(d.scenario.simulation.trials); }},
       {"checkpoint.interval", "time", "\"30 min\"",
        "training time between two checkpoints (ASSUMPTION default)",
-       [](Draft& d, const YamlValue& v) { d.scenario.checkpoint.interval = positive_time(v); },
+       [](Draft& d, const YamlValue& v) { d.scenario.checkpoint.interval = v.as_seconds(); },
        [](const Draft& d) {
          return quoted_quantity(d.scenario.checkpoint.interval.value(), Dimension::TIME);
        }},
@@ -445,13 +431,13 @@ const std::vector<Field<Draft>>& scenario_fields() {
        [](const Draft& d) { return std::string(to_string(d.scenario.checkpoint.mode)); }},
       {"recovery.detection", "time", "\"2 min\"",
        "from a failure to the job stopped (heartbeats, collective timeouts; ASSUMPTION default)",
-       [](Draft& d, const YamlValue& v) { d.scenario.recovery.detection = count_time(v); },
+       [](Draft& d, const YamlValue& v) { d.scenario.recovery.detection = v.as_seconds(); },
        [](const Draft& d) {
          return quoted_quantity(d.scenario.recovery.detection.value(), Dimension::TIME);
        }},
       {"recovery.restart", "time", "\"5 min\"",
        "job restart: scheduler, process start, NCCL communicators at scale (ASSUMPTION default)",
-       [](Draft& d, const YamlValue& v) { d.scenario.recovery.restart = count_time(v); },
+       [](Draft& d, const YamlValue& v) { d.scenario.recovery.restart = v.as_seconds(); },
        [](const Draft& d) { return quoted_quantity(d.scenario.recovery.restart.value(), Dimension::TIME); }},
       {"recovery.spares", "auto | integer >= 0", "auto",
        "hot spare servers that replace a failed one at once (auto: every server the job does not use); "

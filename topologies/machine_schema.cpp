@@ -21,12 +21,9 @@ std::string optional_rate_text(BytesPerSecond r) {
   return r.value() > 0 ? quoted_quantity(r.value(), Dimension::BYTE_RATE) : std::string("none");
 }
 
-/// An optional duration: "none" (0) or a time greater than zero.
+/// An optional duration: "none" (0) or a time (greater than zero, as every quantity).
 Seconds optional_time(const YamlValue& v) {
-  if (v.is_scalar() && v.as_string() == "none") return Seconds(0);
-  const Seconds t = v.as_seconds();
-  if (!(t.value() > 0)) v.fail(fmt::format("must be greater than zero (or none), got '{}'", v.as_string()));
-  return t;
+  return v.is_scalar() && v.as_string() == "none" ? Seconds(0) : v.as_seconds();
 }
 std::string optional_time_text(Seconds t) {
   return t.value() > 0 ? quoted_quantity(t.value(), Dimension::TIME) : std::string("none");
