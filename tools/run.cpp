@@ -115,6 +115,15 @@ std::optional<FailureStudy> scenario_failures(const Scenario& scenario, long gpu
                         failure_free, scenario.simulation.seed, scenario.simulation.trials);
 }
 
+Seconds scenario_time_to_train_p90(const Scenario& scenario, long gpus, Seconds failure_free) {
+  const MachineSpec& m = scenario.machine;
+  if (!m.reliability.any()) return failure_free;
+  return simulate_run(failure_model(m.reliability, job_components(m, gpus)),
+                      scenario_recovery_policy(scenario, gpus), RunLength{.work = failure_free},
+                      scenario.simulation.seed, scenario.simulation.trials)
+      .wall_p90;
+}
+
 Report run_scenario(const Scenario& scenario, const CostModel& cost, const RunOptions& options) {
   const Workload workload = scenario_workload(scenario);
   SimulationResult result;

@@ -57,6 +57,12 @@ RecoveryPolicy scenario_recovery_policy(const Scenario& scenario, long gpus);
 /// fails: the scenario's trials from its seed. Nothing when the machine has no failure rates.
 std::optional<FailureStudy> scenario_failures(const Scenario& scenario, long gpus, Seconds failure_free);
 
+/// The time to train with failures at P90 of a job of `gpus` GPUs that trains in `failure_free`
+/// when nothing fails (the scenario's trials at its own checkpoint interval, no interval search):
+/// what `odyssey plan --deadline-p90` holds to the deadline. `failure_free` when the machine has no
+/// failure rates.
+Seconds scenario_time_to_train_p90(const Scenario& scenario, long gpus, Seconds failure_free);
+
 /// A simulation that stopped without a result (SimGrid aborted it, or its process died): the
 /// message names the scenario, says what stopped it and what to try. Not bad input (exit 1).
 class RunFailed : public std::runtime_error {
