@@ -304,12 +304,14 @@ Seconds young_daly_interval(Seconds cost, Seconds mtbf) {
 
 IntervalSearch best_checkpoint_interval(const FailureModel& failures, const RecoveryPolicy& policy,
                                         const RunLength& run, std::uint64_t seed, int trials) {
-  constexpr double STEP = 1.189207115002721; // 2^(1/4): four intervals per doubling
+  // A coarse pass, two intervals per doubling, then the quarter-doublings either side of its best.
+  constexpr double COARSE = 1.4142135623730951; // 2^(1/2)
+  constexpr double FINE = 1.189207115002721;    // 2^(1/4)
   constexpr double LONGEST = 2 * 86400.0;
   IntervalSearch best;
-  RecoveryPolicy p = policy;
   bool first = true;
-  for (double tau = std::max(60.0, policy.checkpoint_write.value()); tau <= LONGEST * 1.0001; tau *= STEP) {
+  RecoveryPolicy p = policy;
+  auto consider = [&](double tau) {
     p.checkpoint_interval = Seconds(tau);
     const MonteCarloResult r = simulate_run(failures, p, run, seed, trials);
     // With a horizon every trial lasts as long: goodput decides; without one, the wall time.
@@ -319,7 +321,12 @@ IntervalSearch best_checkpoint_interval(const FailureModel& failures, const Reco
       best = {.best = Seconds(tau), .at_best = r};
       first = false;
     }
-  }
+  };
+  const double shortest = std::max(60.0, policy.checkpoint_write.value());
+  for (double tau = shortest; tau <= LONGEST * 1.0001; tau *= COARSE) consider(tau);
+  const double coarse_best = best.best.value();
+  consider(coarse_best * FINE);
+  if (coarse_best / FINE >= shortest) consider(coarse_best / FINE);
   return best;
 }
 

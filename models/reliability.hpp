@@ -162,7 +162,8 @@ MonteCarloResult simulate_run(const FailureModel& failures, const RecoveryPolicy
 Seconds young_daly_interval(Seconds cost, Seconds mtbf);
 
 /// The checkpoint interval that minimises the mean wall time over a geometric grid (`trials`
-/// each, the same failures for every interval), from the write time (or a minute) to two days.
+/// each, the same failures for every interval), from the write time (or a minute) to two days:
+/// two intervals per doubling, then a quarter-doubling either side of the best.
 struct IntervalSearch {
   Seconds best;
   MonteCarloResult at_best;
