@@ -6,6 +6,8 @@
 #include <cmath>
 
 #include "models/reliability.hpp"
+#include "tools/run.hpp"
+#include "tools/scenario.hpp"
 
 using namespace odyssey;
 
@@ -149,4 +151,33 @@ TEST_CASE("models::Rng: our own generator and exponential draw are portable", "[
   for (int i = 0; i < N; ++i) sum += r.exponential(2.0);
   CHECK(sum / N == Approx(0.5).epsilon(0.01));
   CHECK(std::isinf(r.exponential(0.0)));
+}
+
+TEST_CASE("tools::Run: a scenario's recovery policy and its run with failures", "[reliability]") {
+  const std::string data = ODYSSEY_DATA_DIR;
+  const Scenario s = load_scenario(data + "/scenarios/llama3-405b-h100-roce.yaml", {.data_dir = data});
+  const long gpus = s.parallelism.gpus();
+  const RecoveryPolicy p = scenario_recovery_policy(s, gpus);
+  // 16,384 GPUs on 2,048 of the machine's 3,072 servers: 1,024 idle servers are the spares.
+  CHECK(p.spares == 1024);
+  // Weights in bf16 and Adam's fp32 states and master copy: 14 bytes a parameter, at 2 TB/s.
+  CHECK(p.checkpoint_write.value() == Approx(14 * 405e9 / 2e12).epsilon(0.02));
+  CHECK(p.checkpoint_write.value() == p.checkpoint_load.value());
+  const auto study = scenario_failures(s, gpus, Seconds(70 * DAY));
+  REQUIRE(study);
+  CHECK(study->run.trials == s.simulation.trials);
+  CHECK(study->run.wall_p90 >= study->run.wall_p50);
+  CHECK(study->run.wall_p50.value() > 70 * DAY);
+  // The planner's P90 is the same run's.
+  CHECK(scenario_time_to_train_p90(s, gpus, Seconds(70 * DAY)).value() == study->run.wall_p90.value());
+  // A machine without failure rates: no study, and the P90 is the failure-free time.
+  const Scenario quiet = load_scenario(
+      data + "/scenarios/llama3-405b-h100-roce.yaml",
+      {.data_dir = data,
+       .overrides = {"machine.reliability.gpu_mtbf=none", "machine.reliability.hbm_mtbf=none",
+                     "machine.reliability.host_mtbf=none", "machine.reliability.nic_mtbf=none",
+                     "machine.reliability.network_mtbf=none", "machine.reliability.software_mtbf=none",
+                     "machine.reliability.planned_interval=none"}});
+  CHECK_FALSE(scenario_failures(quiet, gpus, Seconds(70 * DAY)));
+  CHECK(scenario_time_to_train_p90(quiet, gpus, Seconds(70 * DAY)).value() == 70 * DAY);
 }
