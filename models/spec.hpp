@@ -115,6 +115,7 @@ struct ParallelismSpec {
 struct SimulationSpec {
   Fidelity fidelity = Fidelity::FULL;
   std::uint64_t seed = 1;
+  int trials = 1000; ///< Monte Carlo trials of the run with failures
 };
 
 /// Bytes per element of a precision's compute dtype.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <string_view>
 
 #include <fmt/format.h>
@@ -50,6 +51,102 @@ std::string duration(Seconds s) {
   if (v >= 3600) return fmt::format("{:.1f} h", v / 3600);
   if (v >= 1) return fmt::format("{:.3f} s", v);
   return fmt::format("{:.2f} ms", v * 1e3);
+}
+
+/// A time span of minutes to days: "45 s", "10 min", "3.1 h", "13.4 days".
+std::string span(Seconds s) {
+  const double v = s.value();
+  if (v < 120) return fmt::format("{:.0f} s", v);
+  if (v < 7200) return fmt::format("{:.0f} min", v / 60);
+  if (v < 86400 * 2) return fmt::format("{:.1f} h", v / 3600);
+  return fmt::format("{:.1f} days", v / 86400);
+}
+
+/// The figure `read` takes from the run with failures; NaN (absent) without one.
+double failure_figure(const Report& r, double (*read)(const FailureStudy&)) {
+  return r.failures ? read(*r.failures) : std::nan("");
+}
+
+/// The checkpoint interval far from the simulated optimum, when moving it gains goodput.
+std::optional<Suggestion> checkpoint_suggestion(const FailureStudy& f) {
+  // Worth saying when the interval is off by more than twice and it costs half a point of goodput.
+  constexpr double FAR = 2.0;
+  constexpr double GAIN = 0.005;
+  const double ratio = f.policy.checkpoint_interval / f.best.best;
+  const double gain = f.best.at_best.goodput_mean - f.run_as_searched.goodput_mean;
+  if ((ratio < FAR && ratio > 1 / FAR) || gain < GAIN) return std::nullopt;
+  const std::string yd =
+      f.young_daly.value() > 0 ? fmt::format(", Young/Daly {}", span(f.young_daly)) : std::string();
+  return Suggestion{
+      .weight = gain,
+      .text = fmt::format("checkpoint interval {} is far from the simulated optimum {}{}: "
+                          "checkpoint.interval: \"{:.0f} min\" raises goodput from {:.1f}% to {:.1f}%",
+                          span(f.policy.checkpoint_interval), span(f.best.best), yd, f.best.best.value() / 60,
+                          f.run_as_searched.goodput_mean * 100, f.best.at_best.goodput_mean * 100)};
+}
+
+/// The run with failures as JSON: figures in seconds, bytes and fractions.
+nlohmann::json failures_json(const FailureStudy& f) {
+  nlohmann::json lost = nlohmann::json::object();
+  for (std::size_t c = 0; c < FAILURE_CAUSES; ++c)
+    lost[to_string(ALL_FAILURE_CAUSES[c])] = f.run.lost_mean.by_cause[c].value();
+  lost["planned"] = f.run.lost_mean.planned.value();
+  lost["checkpoints"] = f.run.lost_mean.checkpoints.value();
+  return {{"trials", f.run.trials},
+          {"seed", f.seed},
+          {"time_to_train_p50_s", f.run.wall_p50.value()},
+          {"time_to_train_p90_s", f.run.wall_p90.value()},
+          {"time_to_train_mean_s", f.run.wall_mean.value()},
+          {"goodput", f.run.goodput_mean},
+          {"goodput_p10", f.run.goodput_p10},
+          {"interruptions", f.run.interruptions_mean},
+          {"interruptions_p90", f.run.interruptions_p90},
+          {"planned_interruptions", f.run.planned_mean},
+          {"job_mtbf_s", f.job_mtbf().value()},
+          {"job", {{"gpus", f.job.gpus}, {"servers", f.job.servers}, {"nics", f.job.nics}}},
+          {"checkpoint",
+           {{"interval_s", f.policy.checkpoint_interval.value()},
+            {"mode", to_string(f.policy.mode)},
+            {"size_bytes", f.checkpoint_size.value()},
+            {"write_s", f.policy.checkpoint_write.value()},
+            {"load_s", f.policy.checkpoint_load.value()},
+            {"optimum_interval_s", f.best.best.value()},
+            {"optimum_goodput", f.best.at_best.goodput_mean},
+            {"goodput_as_searched", f.run_as_searched.goodput_mean},
+            {"young_daly_interval_s", f.young_daly.value()}}},
+          {"recovery",
+           {{"detection_s", f.policy.detection.value()},
+            {"restart_s", f.policy.restart.value()},
+            {"spares", f.policy.spares}}},
+          {"lost_s", lost}};
+}
+
+/// The text report's lines on the run with failures.
+std::string failures_text(const FailureStudy& f) {
+  std::string out = fmt::format("\n  failures over the run ({} trials, seed {})\n", f.run.trials, f.seed);
+  out += fmt::format("    job MTBF {} ({} GPUs, {} servers, {} NICs); {:.1f} interruptions (P90 {:.0f}) and "
+                     "{:.1f} planned\n",
+                     span(f.job_mtbf()), f.job.gpus, f.job.servers, f.job.nics, f.run.interruptions_mean,
+                     f.run.interruptions_p90, f.run.planned_mean);
+  out +=
+      fmt::format("    checkpoint {:.2f} TB every {} ({}), written in {}, loaded in {}; restart {} after {} "
+                  "detection; {} spare servers\n",
+                  f.checkpoint_size.value() / 1e12, span(f.policy.checkpoint_interval),
+                  to_string(f.policy.mode), span(f.policy.checkpoint_write), span(f.policy.checkpoint_load),
+                  span(f.policy.restart), span(f.policy.detection), f.policy.spares);
+  std::string lost;
+  for (std::size_t c = 0; c < FAILURE_CAUSES; ++c)
+    if (f.run.lost_mean.by_cause[c].value() > 0)
+      lost += fmt::format("{} {}, ", to_string(ALL_FAILURE_CAUSES[c]), span(f.run.lost_mean.by_cause[c]));
+  lost += fmt::format("planned {}, checkpoint stalls {}", span(f.run.lost_mean.planned),
+                      span(f.run.lost_mean.checkpoints));
+  out += fmt::format("    time lost    {} (mean per run)\n", lost);
+  out += fmt::format(
+      "    interval     {}: simulated optimum {} (goodput {:.1f}% against {:.1f}%), Young/Daly {}\n",
+      span(f.policy.checkpoint_interval), span(f.best.best), f.best.at_best.goodput_mean * 100,
+      f.run_as_searched.goodput_mean * 100,
+      f.young_daly.value() > 0 ? span(f.young_daly) : std::string("none (async: no stall)"));
+  return out;
 }
 
 /// The distinct GEMMs of the job that the profile prices by extrapolation, in program order.
@@ -130,8 +227,27 @@ const std::vector<ReportMetric>& report_metrics() {
        .better = Better::HIGHER,
        .in_rows = true,
        .read = [](const Report& r) { return r.mfu; }},
-      {.key = "memory_per_gpu_bytes", .better = Better::LOWER, .in_rows = true, .read = [](const Report& r) {
-         return r.memory_per_gpu.value();
+      {.key = "memory_per_gpu_bytes",
+       .better = Better::LOWER,
+       .in_rows = true,
+       .read = [](const Report& r) { return r.memory_per_gpu.value(); }},
+      // The run with failures: absent (NaN, left out of the JSON) without a token budget.
+      {.key = "goodput",
+       .better = Better::HIGHER,
+       .in_rows = true,
+       .read =
+           [](const Report& r) {
+             return failure_figure(r, [](const FailureStudy& f) { return f.run.goodput_mean; });
+           }},
+      {.key = "time_to_train_p50_s",
+       .better = Better::LOWER,
+       .in_rows = true,
+       .read =
+           [](const Report& r) {
+             return failure_figure(r, [](const FailureStudy& f) { return f.run.wall_p50.value(); });
+           }},
+      {.key = "time_to_train_p90_s", .better = Better::LOWER, .in_rows = true, .read = [](const Report& r) {
+         return failure_figure(r, [](const FailureStudy& f) { return f.run.wall_p90.value(); });
        }}};
   return METRICS;
 }
@@ -170,7 +286,7 @@ Report make_report(const std::string& scenario_name, const MachineSpec& machine,
   r.breakdown = result.breakdown;
   if (workload.training().tokens) {
     r.tokens = *workload.training().tokens;
-    r.time_to_train = Seconds(*r.tokens / r.tokens_per_s);
+    r.time_to_train = odyssey::time_to_train(*r.tokens, r.tokens_per_s);
   }
   r.parallelism = workload.parallelism();
   r.microbatches = workload.microbatches();
@@ -183,6 +299,11 @@ Report make_report(const std::string& scenario_name, const MachineSpec& machine,
   r.simulation = result;
   r.suggestions = suggest(r);
   return r;
+}
+
+void add_failures(Report& report, FailureStudy study) {
+  report.failures = std::move(study);
+  report.suggestions = suggest(report);
 }
 
 std::vector<Suggestion> suggest(const Report& r) {
@@ -306,6 +427,14 @@ std::vector<Suggestion> suggest(const Report& r) {
   std::stable_sort(out.begin(), out.end(),
                    [](const Suggestion& x, const Suggestion& y) { return x.weight > y.weight; });
   if (out.size() > 3) out.resize(3);
+  // A checkpoint interval far from its optimum costs the whole run, not one iteration: it is
+  // always named, in its place by the share of time it recovers, else last.
+  if (const auto c = r.failures ? checkpoint_suggestion(*r.failures) : std::nullopt) {
+    if (out.size() == 3) out.pop_back();
+    const auto at =
+        std::find_if(out.begin(), out.end(), [&](const Suggestion& x) { return x.weight < c->weight; });
+    out.insert(at, *c);
+  }
   return out;
 }
 
@@ -321,6 +450,11 @@ std::string render_text(const Report& r) {
       r.model_tflops_per_gpu, r.hardware_tflops_per_gpu, r.peak_tflops);
   if (r.time_to_train)
     out += fmt::format("  time to train {} tokens: {}\n", count(*r.tokens), duration(*r.time_to_train));
+  if (r.failures)
+    out +=
+        fmt::format("  with failures: P50 {}, P90 {}; goodput {:.1f}%\n", duration(r.failures->run.wall_p50),
+                    duration(r.failures->run.wall_p90), r.failures->run.goodput_mean * 100);
+  if (r.failures) out += failures_text(*r.failures);
   out +=
       "\n  where the time goes (critical GPU: stage " + std::to_string(r.simulation.critical_stage) + ")\n";
   const double total = std::max(1e-12, r.iteration_time.value());
@@ -434,7 +568,9 @@ std::string render_json(const Report& r) {
           {"source", r.profile.provenance.source},
           {"date", r.profile.provenance.date}}}}},
   };
-  for (const ReportMetric& m : report_metrics()) j[std::string(m.key)] = m.read(r);
+  for (const ReportMetric& m : report_metrics())
+    if (const double v = m.read(r); std::isfinite(v)) j[std::string(m.key)] = v;
+  if (r.failures) j["failures"] = failures_json(*r.failures);
   json suggestions = json::array();
   for (const Suggestion& s : r.suggestions) suggestions.push_back(s.text);
   j["suggestions"] = suggestions;
@@ -455,6 +591,17 @@ std::string render_markdown(const Report& r) {
       r.strategy, r.model_tflops_per_gpu, r.hardware_tflops_per_gpu, r.peak_tflops);
   if (r.time_to_train)
     out += fmt::format("| time to train {} tokens | {} |\n", count(*r.tokens), duration(*r.time_to_train));
+  if (r.failures) {
+    const FailureStudy& f = *r.failures;
+    out += fmt::format("| with failures ({} trials) | P50 {}, P90 {}; goodput {:.1f}% |\n", f.run.trials,
+                       duration(f.run.wall_p50), duration(f.run.wall_p90), f.run.goodput_mean * 100);
+    out += fmt::format("| interruptions | {:.1f} (P90 {:.0f}) and {:.1f} planned; job MTBF {} |\n",
+                       f.run.interruptions_mean, f.run.interruptions_p90, f.run.planned_mean,
+                       span(f.job_mtbf()));
+    out += fmt::format("| checkpoint interval | {} ({}); simulated optimum {}, Young/Daly {} |\n",
+                       span(f.policy.checkpoint_interval), to_string(f.policy.mode), span(f.best.best),
+                       f.young_daly.value() > 0 ? span(f.young_daly) : std::string("none"));
+  }
   out += "\n### Things to try\n\n";
   if (r.suggestions.empty()) out += "Nothing stands out: no part but compute takes 5% of the iteration.\n";
   for (size_t i = 0; i < r.suggestions.size(); ++i)

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "calibration/cost_model.hpp"
+#include "models/reliability.hpp"
 #include "models/workload.hpp"
 #include "sim/engine.hpp"
 #include "topologies/machine.hpp"
@@ -44,6 +45,9 @@ struct Report {
   Breakdown breakdown;
   std::optional<Seconds> time_to_train;
   std::optional<double> tokens;
+  /// The whole run with failures, checkpoints and restarts (when the scenario has a token budget
+  /// and the machine failure rates).
+  std::optional<FailureStudy> failures;
   ParallelismSpec parallelism;
   int microbatches = 1; ///< per data-parallel replica per iteration
   int micro_batch = 1;  ///< sequences per micro-batch
@@ -86,6 +90,9 @@ const ReportMetric& report_metric(std::string_view key);
 
 Report make_report(const std::string& scenario_name, const MachineSpec& machine, const Workload& workload,
                    const CostModel& cost, const SimulationResult& result, Fidelity fidelity);
+
+/// Adds the run with failures to `report` (and what it suggests).
+void add_failures(Report& report, FailureStudy study);
 
 /// The three most promising changes, best first (fewer when little stands out).
 std::vector<Suggestion> suggest(const Report& report);

@@ -29,6 +29,10 @@ void add_planner_commands(CLI::App& app, PlannerCommands& c) {
   c.plan->add_option("--full", c.full, "candidates simulated at full fidelity (default 3, or 1 for a range)");
   c.plan->add_option("--jobs", c.jobs, "simulations at once (default: every core)");
   c.plan->add_option("--deadline", c.deadline, "days: the fewest GPUs that train training.tokens in time");
+  c.plan->add_flag(
+      "--deadline-p90", c.deadline_p90,
+      "with --deadline: the time to train with failures at P90 must meet it (machine.reliability, "
+      "checkpoint, recovery)");
   c.plan->add_option("--memory-margin", c.memory_margin,
                      "share of GPU memory a plan leaves free, in percent (default 5%)");
   c.plan->add_flag("--json", c.json, "print the plan as JSON");
@@ -97,6 +101,9 @@ int plan_command(const PlannerCommands& c, const std::string& data_dir) {
       throw InputError({.file = c.scenario}, "training.tokens",
                        "--deadline needs the scenario's training.tokens");
     options.deadline_days = c.deadline;
+    options.deadline_p90 = c.deadline_p90;
+  } else if (c.deadline_p90) {
+    throw InputError({.file = c.scenario}, "--deadline-p90", "needs --deadline DAYS");
   }
   {
     const std::string where = "--memory-margin " + c.memory_margin;

@@ -26,6 +26,7 @@ struct PlannerCommands {
   int full = -1;
   int jobs = 0;
   double deadline = 0;
+  bool deadline_p90 = false;        ///< --deadline-p90
   std::string memory_margin = "5%"; ///< plan --memory-margin: a percentage of GPU memory kept free
   bool json = false;
   bool csv = false;

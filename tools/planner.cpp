@@ -191,7 +191,7 @@ PlanRow analytical_row(const Scenario& sc, const CostModel& cost, const PlanMemo
   r.memory = x.estimate.memory;
   r.fits = limit.fits(x.estimate.memory);
   r.breakdown = x.estimate.breakdown;
-  if (sc.training.tokens) r.time_to_train = Seconds(*sc.training.tokens / r.tokens_per_s);
+  if (sc.training.tokens) r.time_to_train = time_to_train(*sc.training.tokens, r.tokens_per_s);
   return r;
 }
 
@@ -241,7 +241,7 @@ long simulate_rows(const Scenario& sc, const CostModel& cost, const PlanMemoryLi
         row.fits = limit.fits(row.memory);
         for (const BreakdownPart& part : breakdown_parts())
           row.breakdown.*part.member = Seconds(j.at("breakdown").at(std::string(part.key)).get<double>());
-        if (sc.training.tokens) row.time_to_train = Seconds(*sc.training.tokens / row.tokens_per_s);
+        if (sc.training.tokens) row.time_to_train = time_to_train(*sc.training.tokens, row.tokens_per_s);
       });
   return long(todo.size());
 }
@@ -370,11 +370,19 @@ PlanResult plan(const Scenario& sc, const CostModel& cost, const PlanOptions& op
   // of the fewest GPUs that meet it (a full run that misses it moves on to the next count).
   const auto t2 = std::chrono::steady_clock::now();
   rank_rows(rows);
+  // The time a row is held to the deadline: failure-free, or with failures at P90.
+  auto deadline_time = [&](const PlanRow& b) -> std::optional<Seconds> {
+    if (!b.time_to_train || !options.deadline_p90) return b.time_to_train;
+    return scenario_time_to_train_p90(sc, b.strategy.gpus(), *b.time_to_train);
+  };
+  auto meets_deadline = [&](const PlanRow& b) {
+    const auto t = deadline_time(b);
+    return t && t->value() <= *options.deadline_days * 86400.0;
+  };
   if (options.deadline_days && sc.training.tokens) {
-    const double deadline = *options.deadline_days * 86400.0;
     for (const PlanRow& b : best_of_counts()) {
       if (r.full_runs >= full) break;
-      if (!b.time_to_train || b.time_to_train->value() > deadline) continue;
+      if (!meets_deadline(b)) continue;
       for (PlanRow& row : rows) {
         if (row.strategy.gpus() != b.strategy.gpus() || describe(row.strategy) != describe(b.strategy))
           continue;
@@ -384,9 +392,8 @@ PlanResult plan(const Scenario& sc, const CostModel& cost, const PlanOptions& op
         break;
       }
       const std::vector<PlanRow> now = best_of_counts();
-      if (std::any_of(now.begin(), now.end(), [&](const PlanRow& x) {
-            return x.fidelity == "full" && x.time_to_train && x.time_to_train->value() <= deadline;
-          }))
+      if (std::any_of(now.begin(), now.end(),
+                      [&](const PlanRow& x) { return x.fidelity == "full" && meets_deadline(x); }))
         break;
     }
   } else {
@@ -424,16 +431,20 @@ PlanResult plan(const Scenario& sc, const CostModel& cost, const PlanOptions& op
     r.pruned_memory.push_back(row);
   }
   if (options.deadline_days && sc.training.tokens) {
-    const double deadline = *options.deadline_days * 86400.0;
     for (const PlanRow& b : best_of_counts())
-      if (b.time_to_train && b.time_to_train->value() <= deadline) {
+      if (meets_deadline(b)) {
         r.deadline_answer = b;
         break;
       }
+    std::optional<Seconds> closest;
     if (!r.deadline_answer)
       for (const PlanRow& b : best_of_counts())
-        if (b.time_to_train && (!r.deadline_closest || *b.time_to_train < *r.deadline_closest->time_to_train))
+        if (const auto t = deadline_time(b); t && (!closest || *t < *closest)) {
           r.deadline_closest = b;
+          closest = t;
+        }
+    for (auto* row : {&r.deadline_answer, &r.deadline_closest})
+      if (*row && options.deadline_p90) (*row)->time_to_train_p90 = deadline_time(**row);
   }
   return r;
 }
@@ -476,6 +487,11 @@ std::string days(const Seconds& s) {
   return span(s.value());
 }
 
+/// " (P90 with failures: 14.4 days)" for a row held to the deadline with failures.
+std::string with_failures(const PlanRow& r) {
+  return r.time_to_train_p90 ? fmt::format(" (P90 with failures: {})", days(*r.time_to_train_p90)) : "";
+}
+
 nlohmann::json row_json(const PlanRow& r) {
   const ParallelismSpec& p = r.strategy.parallelism;
   nlohmann::json j{{"strategy", describe(r.strategy)},
@@ -501,6 +517,7 @@ nlohmann::json row_json(const PlanRow& r) {
                    {"breakdown", nlohmann::json::object()}};
   for (const BreakdownPart& part : breakdown_parts())
     j["breakdown"][std::string(part.key)] = (r.breakdown.*part.member).value();
+  if (r.time_to_train_p90) j["time_to_train_p90_s"] = r.time_to_train_p90->value();
   if (r.time_to_train) {
     j["time_to_train_s"] = r.time_to_train->value();
     j["gpu_hours"] = r.time_to_train->value() / 3600.0 * double(r.strategy.gpus());
@@ -543,7 +560,7 @@ std::string render_plan_text(const PlanResult& r, int top) {
       out += fmt::format("deadline {} for {:.3g} tokens: fewest GPUs {} ({}), {} to train, {:.0f} GPU-hours "
                          "({} fidelity)\n\n",
                          span(*r.deadline_days * 86400), r.tokens.value_or(0), a.strategy.gpus(),
-                         describe(a.strategy), days(*a.time_to_train),
+                         describe(a.strategy), days(*a.time_to_train) + with_failures(a),
                          a.time_to_train->value() / 3600 * double(a.strategy.gpus()), a.fidelity);
     } else {
       const std::string counts =
@@ -554,9 +571,11 @@ std::string render_plan_text(const PlanResult& r, int top) {
                          r.tokens.value_or(0), counts);
       if (r.deadline_closest) {
         const PlanRow& c = *r.deadline_closest;
-        out += fmt::format("; the closest, {} ({}), trains in {}: {:.2f}x the deadline ({} fidelity)",
-                           counted(c.strategy.gpus(), "GPU"), describe(c.strategy), days(*c.time_to_train),
-                           c.time_to_train->value() / (*r.deadline_days * 86400), c.fidelity);
+        out += fmt::format(
+            "; the closest, {} ({}), trains in {}: {:.2f}x the deadline ({} fidelity)",
+            counted(c.strategy.gpus(), "GPU"), describe(c.strategy),
+            days(*c.time_to_train) + with_failures(c),
+            c.time_to_train_p90.value_or(*c.time_to_train).value() / (*r.deadline_days * 86400), c.fidelity);
       }
       out += "\n\n";
     }

@@ -29,6 +29,9 @@ struct PlanOptions {
   int full = -1; ///< candidates simulated at full fidelity (-1: 3 for one GPU count, 1 for a range)
   int jobs = 0;  ///< simulations at once (0: every core)
   std::optional<double> deadline_days;
+  /// With a deadline: the time to train with failures at P90 (the scenario's failure rates,
+  /// checkpoint and recovery) must meet it, not the failure-free time.
+  bool deadline_p90 = false;
   /// Share of each GPU's memory a plan leaves free, for what the memory model's workspace estimate
   /// misses (allocator peaks, fragmentation beyond its assumption, framework buffers): a planning
   /// choice; `odyssey run` still reports fit against the whole memory.
@@ -56,6 +59,7 @@ struct PlanRow {
   Breakdown breakdown;
   Seconds analytical; ///< the screen's iteration time, kept for comparison
   std::optional<Seconds> time_to_train;
+  std::optional<Seconds> time_to_train_p90;      ///< with failures, for a --deadline-p90 answer
   std::string pruned;                            ///< why it was set aside (empty: ranked)
   std::vector<MemoryBreakdown> memory_per_stage; ///< from the memory model, once simulated
   bool scenario_plan = false; ///< the scenario's own strategy (always simulated when in range)

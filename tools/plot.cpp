@@ -230,7 +230,8 @@ std::string cut_text(double x, double y, Font font, const std::string& shown, co
 
 /// A point's marker: a circle, square, diamond or triangle by series, so that series differ in
 /// shape as well as colour.
-std::string marker(std::size_t series, double x, double y, const std::string& colour, const std::string& tooltip) {
+std::string marker(std::size_t series, double x, double y, const std::string& colour,
+                   const std::string& tooltip) {
   const std::string title = "<title>" + escape(tooltip) + "</title>";
   switch (series % 4) {
   case 0:
@@ -762,6 +763,17 @@ std::string plot_sweep(const std::vector<nlohmann::json>& all) {
     memory.values.push_back({number(rows[i], "memory_per_gpu_bytes") / GIB});
   }
   doc.stacked_bars(memory);
+  // Runs with failures: the share of wall time that trains, per point (a checkpoint interval or
+  // spares sweep reads here).
+  StackedBars goodput{.title = "goodput with failures, per point" + more_than_drawn(rows.size(), "points"),
+                      .value_label = "% of wall time training",
+                      .parts = {{"goodput", "goodput"}}};
+  for (std::size_t i = 0; i < rows.size() && i < MOST_BARS; ++i) {
+    if (!rows[i].contains("goodput") || !rows[i].at("goodput").is_number()) continue;
+    goodput.labels.push_back(labels[i]);
+    goodput.values.push_back({100 * number(rows[i], "goodput")});
+  }
+  if (!goodput.values.empty()) doc.stacked_bars(goodput);
   for (std::size_t i = 0; i < rows.size(); ++i)
     if (rows[i].contains("memory_per_stage")) {
       memory_per_stage(doc, rows[i], labels[i], capacity);

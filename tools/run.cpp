@@ -42,6 +42,13 @@ void check_precision(const Scenario& scenario, const Profile& profile) {
                                supported.empty() ? "none" : supported));
 }
 
+/// The model's weights and optimizer states: what a checkpoint saves.
+Bytes scenario_checkpoint_size(const Scenario& scenario) {
+  const Precision precision = scenario.training.precision;
+  return checkpoint_size(scenario_workload(scenario).parameters(), weight_element_bytes(precision),
+                         optimizer_state_bytes(precision));
+}
+
 std::string gib(Bytes b) {
   return fmt::format("{:.2f} GiB", b.value() / 1073741824.0);
 }
@@ -87,6 +94,36 @@ SimulationOptions simulation_options(const Scenario& scenario, const RunOptions&
                            .placement = scenario.placement};
 }
 
+RecoveryPolicy scenario_recovery_policy(const Scenario& scenario, long gpus) {
+  const MachineSpec& m = scenario.machine;
+  const Seconds transfer = checkpoint_transfer_time(scenario_checkpoint_size(scenario), m.storage.bandwidth);
+  const long idle = m.servers - job_components(m, gpus).servers;
+  return RecoveryPolicy{.checkpoint_interval = scenario.checkpoint.interval,
+                        .mode = scenario.checkpoint.mode,
+                        .checkpoint_write = transfer,
+                        .checkpoint_load = transfer,
+                        .detection = scenario.recovery.detection,
+                        .restart = scenario.recovery.restart,
+                        .spares = scenario.recovery.spares < 0 ? idle : scenario.recovery.spares};
+}
+
+std::optional<FailureStudy> scenario_failures(const Scenario& scenario, long gpus, Seconds failure_free) {
+  const MachineSpec& m = scenario.machine;
+  if (!m.reliability.any()) return std::nullopt;
+  const RecoveryPolicy policy = scenario_recovery_policy(scenario, gpus);
+  return study_failures(m.reliability, job_components(m, gpus), policy, scenario_checkpoint_size(scenario),
+                        failure_free, scenario.simulation.seed, scenario.simulation.trials);
+}
+
+Seconds scenario_time_to_train_p90(const Scenario& scenario, long gpus, Seconds failure_free) {
+  const MachineSpec& m = scenario.machine;
+  if (!m.reliability.any()) return failure_free;
+  return simulate_run(failure_model(m.reliability, job_components(m, gpus)),
+                      scenario_recovery_policy(scenario, gpus), RunLength{.work = failure_free},
+                      scenario.simulation.seed, scenario.simulation.trials)
+      .wall_p90;
+}
+
 Report run_scenario(const Scenario& scenario, const CostModel& cost, const RunOptions& options) {
   const Workload workload = scenario_workload(scenario);
   SimulationResult result;
@@ -98,7 +135,12 @@ Report run_scenario(const Scenario& scenario, const CostModel& cost, const RunOp
         "{}: the simulation stopped: {}; {}please report it with the scenario", scenario.name, e.what(),
         fast ? "" : "simulation.fidelity: fast (one replica per pipeline stage) may get past it; "));
   }
-  return make_report(scenario.name, scenario.machine, workload, cost, result, scenario.simulation.fidelity);
+  Report report =
+      make_report(scenario.name, scenario.machine, workload, cost, result, scenario.simulation.fidelity);
+  if (report.time_to_train)
+    if (auto study = scenario_failures(scenario, report.gpus, *report.time_to_train))
+      add_failures(report, std::move(*study));
+  return report;
 }
 
 Report run_scenario(const Scenario& scenario, const RunOptions& options) {

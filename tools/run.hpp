@@ -4,6 +4,7 @@
 // it, so a layout is priced the same whichever command asks.
 #pragma once
 
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -46,6 +47,21 @@ struct RunOptions {
 
 /// The simulation options of the scenario (fidelity, seed, placement) with the caller's additions.
 SimulationOptions simulation_options(const Scenario& scenario, const RunOptions& options = {});
+
+/// The recovery policy of the scenario for a job of `gpus` GPUs: its checkpoint (the model's
+/// weights and optimizer states, written and loaded at the machine's storage bandwidth), its
+/// recovery times and spares (auto: the servers the job leaves idle).
+RecoveryPolicy scenario_recovery_policy(const Scenario& scenario, long gpus);
+
+/// The whole run with failures for a job of `gpus` GPUs that trains in `failure_free` when nothing
+/// fails: the scenario's trials from its seed. Nothing when the machine has no failure rates.
+std::optional<FailureStudy> scenario_failures(const Scenario& scenario, long gpus, Seconds failure_free);
+
+/// The time to train with failures at P90 of a job of `gpus` GPUs that trains in `failure_free`
+/// when nothing fails (the scenario's trials at its own checkpoint interval, no interval search):
+/// what `odyssey plan --deadline-p90` holds to the deadline. `failure_free` when the machine has no
+/// failure rates.
+Seconds scenario_time_to_train_p90(const Scenario& scenario, long gpus, Seconds failure_free);
 
 /// A simulation that stopped without a result (SimGrid aborted it, or its process died): the
 /// message names the scenario, says what stopped it and what to try. Not bad input (exit 1).

@@ -366,16 +366,12 @@ const std::vector<Field<Draft>>& scenario_fields() {
        [](const Draft& d) { return std::string(to_string(d.scenario.parallelism.zero3_unit)); }},
       {"parallelism.zero3_bucket", "number", "5e7",
        "parameters one ZeRO-3 bucket gathers (DeepSpeed stage3_prefetch_bucket_size, default 5e7)",
-       [](Draft& d, const YamlValue& v) {
-         d.scenario.parallelism.zero3_bucket = parameter_count(v);
-       },
+       [](Draft& d, const YamlValue& v) { d.scenario.parallelism.zero3_bucket = parameter_count(v); },
        [](const Draft& d) { return fmt::format("{:g}", d.scenario.parallelism.zero3_bucket); }},
       {"parallelism.zero3_max_live", "number", "1e9",
        "gathered parameters ZeRO-3 buckets keep live at most (DeepSpeed stage3_max_live_parameters, "
        "default 1e9)",
-       [](Draft& d, const YamlValue& v) {
-         d.scenario.parallelism.zero3_max_live = parameter_count(v);
-       },
+       [](Draft& d, const YamlValue& v) { d.scenario.parallelism.zero3_max_live = parameter_count(v); },
        [](const Draft& d) { return fmt::format("{:g}", d.scenario.parallelism.zero3_max_live); }},
       {"parallelism.dp_bucket", "bytes | auto", "auto",
        "gradient bucket size; auto: Megatron-core's max(40M, 1M x dp) parameters, DeepSpeed's 5e8 for zero 2 "
@@ -415,6 +411,44 @@ const std::vector<Field<Draft>>& scenario_fields() {
          d.scenario.simulation.seed = static_cast<std::uint64_t>(v.as_count());
        },
        [](const Draft& d) { return std::to_string(d.scenario.simulation.seed); }},
+      {"simulation.trials", "positive integer", "1000",
+       "Monte Carlo trials of the whole run with failures (time to train P50/P90, goodput)",
+       [](Draft& d, const YamlValue& v) { d.scenario.simulation.trials = positive_int(v); },
+       [](const Draft& d) { return std::to_string(d.scenario.simulation.trials); }},
+      {"checkpoint.interval", "time", "\"30 min\"",
+       "training time between two checkpoints (ASSUMPTION default)",
+       [](Draft& d, const YamlValue& v) { d.scenario.checkpoint.interval = v.as_seconds(); },
+       [](const Draft& d) {
+         return quoted_quantity(d.scenario.checkpoint.interval.value(), Dimension::TIME);
+       }},
+      {"checkpoint.mode", "sync | async", "sync",
+       "sync: training stalls while the checkpoint is written; async: it trains on, and the checkpoint "
+       "counts once written",
+       [](Draft& d, const YamlValue& v) {
+         d.scenario.checkpoint.mode =
+             v.as_enum<CheckpointMode>({{"sync", CheckpointMode::SYNC}, {"async", CheckpointMode::ASYNC}});
+       },
+       [](const Draft& d) { return std::string(to_string(d.scenario.checkpoint.mode)); }},
+      {"recovery.detection", "time", "\"2 min\"",
+       "from a failure to the job stopped (heartbeats, collective timeouts; ASSUMPTION default)",
+       [](Draft& d, const YamlValue& v) { d.scenario.recovery.detection = v.as_seconds(); },
+       [](const Draft& d) {
+         return quoted_quantity(d.scenario.recovery.detection.value(), Dimension::TIME);
+       }},
+      {"recovery.restart", "time", "\"5 min\"",
+       "job restart: scheduler, process start, NCCL communicators at scale (ASSUMPTION default)",
+       [](Draft& d, const YamlValue& v) { d.scenario.recovery.restart = v.as_seconds(); },
+       [](const Draft& d) { return quoted_quantity(d.scenario.recovery.restart.value(), Dimension::TIME); }},
+      {"recovery.spares", "auto | integer >= 0", "auto",
+       "hot spare servers that replace a failed one at once (auto: every server the job does not use); "
+       "without one the job waits for machine.reliability.repair",
+       [](Draft& d, const YamlValue& v) {
+         d.scenario.recovery.spares = v.is_scalar() && v.as_string() == "auto" ? -1 : count_int(v);
+       },
+       [](const Draft& d) {
+         return d.scenario.recovery.spares < 0 ? std::string("auto")
+                                               : std::to_string(d.scenario.recovery.spares);
+       }},
       {"nccl.algo", "NCCL_ALGO list", "all",
        "algorithms NCCL may use, as NCCL_ALGO: Ring, Tree, CollNetDirect, NVLS, NVLSTree, PAT; '^' excludes",
        [](Draft& d, const YamlValue& v) {
@@ -568,6 +602,13 @@ void check_scenario(Draft& d) {
   if (const auto p = check_strategy(s.model, s.training, s.parallelism, job_capacity(s.machine),
                                     d.dp_auto ? DpChoice::AUTO : DpChoice::GIVEN))
     d.fail(p->key, p->message);
+
+  const long used = job_components(s.machine, s.parallelism.gpus()).servers;
+  if (s.recovery.spares > s.machine.servers - used)
+    d.fail(
+        "recovery.spares",
+        fmt::format("{} spare servers, but the machine has {} servers and the job uses {}: at most {} spares",
+                    s.recovery.spares, s.machine.servers, used, s.machine.servers - used));
 }
 
 void resolve_calibration(Draft& d) {

@@ -11,6 +11,7 @@
 
 #include "calibration/cost_model.hpp"
 #include "models/input/diagnostics.hpp"
+#include "models/reliability.hpp"
 #include "models/spec.hpp"
 #include "models/strategy.hpp"
 #include "topologies/machine.hpp"
@@ -32,6 +33,8 @@ struct Scenario {
   ParallelismSpec parallelism;
   std::string calibration = "auto"; ///< "auto" or a profile path; resolved to a path by the loader
   SimulationSpec simulation;
+  CheckpointSpec checkpoint;
+  RecoverySpec recovery;
   NcclPolicy nccl;
   Placement placement = Placement::TP_IN_SERVER; ///< key parallelism.placement
   /// Where each key was written, by key path ("parallelism.tp", "model.heads"): a file position,

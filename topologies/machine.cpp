@@ -112,6 +112,11 @@ void check_machine(const MachineSpec& m) {
            fmt::format("must be a positive integer, got {}", m.cpu_hosts.cores_per_host));
 }
 
+JobComponents job_components(const MachineSpec& machine, long gpus) {
+  const long servers = (gpus + machine.server.gpus - 1) / machine.server.gpus;
+  return {.gpus = gpus, .servers = servers, .nics = servers * machine.server.nics};
+}
+
 JobCapacity job_capacity(const MachineSpec& machine) {
   return JobCapacity{
       .machine = machine.name, .gpus_per_server = machine.server.gpus, .servers = machine.servers};

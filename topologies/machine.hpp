@@ -5,6 +5,7 @@
 #include <array>
 #include <string>
 
+#include "models/reliability.hpp"
 #include "models/strategy.hpp"
 #include "models/units.hpp"
 
@@ -87,6 +88,11 @@ struct CpuHostsSpec {
   int cores_per_host = 0;
 };
 
+/// Where checkpoints are written and read: a sustained bandwidth until storage is modelled.
+struct StorageSpec {
+  BytesPerSecond bandwidth; ///< sustained, the whole job's; zero: checkpoints cost nothing
+};
+
 struct MachineSpec {
   std::string name;
   GpuSpec gpu;
@@ -94,6 +100,8 @@ struct MachineSpec {
   ServerSpec server;
   FabricSpec fabric;
   CpuHostsSpec cpu_hosts;
+  ReliabilitySpec reliability; ///< failure rates per component; zero: that kind never fails
+  StorageSpec storage;
   [[nodiscard]] long total_gpus() const { return static_cast<long>(servers) * server.gpus; }
   /// GPU-to-NIC affinity: GPUs are spread evenly over the server's NICs (GPU i uses NIC
   /// i * nics / gpus), as on DGX servers where each GPU shares a PCIe switch with its NIC; with
@@ -114,6 +122,10 @@ struct MachineSpec {
 /// position and the offending key's path inside the machine ("fabric.servers_per_leaf"); the
 /// scenario loader adds where that key was written.
 void check_machine(const MachineSpec& machine);
+
+/// The GPUs, servers and NICs a job of `gpus` GPUs runs on (whole servers): what its failure rates
+/// scale with.
+JobComponents job_components(const MachineSpec& machine, long gpus);
 
 /// The machine as the strategy rules see it (the job-size rule).
 JobCapacity job_capacity(const MachineSpec& machine);

@@ -21,6 +21,25 @@ std::string optional_rate_text(BytesPerSecond r) {
   return r.value() > 0 ? quoted_quantity(r.value(), Dimension::BYTE_RATE) : std::string("none");
 }
 
+/// An optional duration: "none" (0) or a time (greater than zero, as every quantity).
+Seconds optional_time(const YamlValue& v) {
+  return v.is_scalar() && v.as_string() == "none" ? Seconds(0) : v.as_seconds();
+}
+std::string optional_time_text(Seconds t) {
+  return t.value() > 0 ? quoted_quantity(t.value(), Dimension::TIME) : std::string("none");
+}
+
+/// A `reliability.*` duration of the machine, "none" when that kind never fails.
+template <Seconds ReliabilitySpec::*MEMBER>
+Field<MachineSpec> reliability_time(std::string_view key, std::string_view help) {
+  return {key,
+          "time | none",
+          "none",
+          help,
+          [](MachineSpec& m, const YamlValue& v) { m.reliability.*MEMBER = optional_time(v); },
+          [](const MachineSpec& m) { return optional_time_text(m.reliability.*MEMBER); }};
+}
+
 } // namespace
 
 const std::vector<Field<MachineSpec>>& machine_fields() {
@@ -176,6 +195,33 @@ const std::vector<Field<MachineSpec>>& machine_fields() {
       {"cpu_hosts.cores_per_host", "integer >= 0", "0", "CPU cores in each CPU-only server",
        [](MachineSpec& m, const YamlValue& v) { m.cpu_hosts.cores_per_host = count_int(v); },
        [](const MachineSpec& m) { return std::to_string(m.cpu_hosts.cores_per_host); }},
+      reliability_time<&ReliabilitySpec::gpu_mtbf>(
+          "reliability.gpu_mtbf",
+          "mean time between failures of one GPU (faulty GPU, SRAM, system processor, silent data "
+          "corruption, thermal) that interrupt a job"),
+      reliability_time<&ReliabilitySpec::hbm_mtbf>("reliability.hbm_mtbf",
+                                                   "mean time between HBM failures of one GPU"),
+      reliability_time<&ReliabilitySpec::host_mtbf>(
+          "reliability.host_mtbf",
+          "mean time between failures of one server's host (CPU, memory, SSD, power, chassis, unplanned "
+          "host maintenance)"),
+      reliability_time<&ReliabilitySpec::nic_mtbf>("reliability.nic_mtbf",
+                                                   "mean time between failures of one NIC"),
+      reliability_time<&ReliabilitySpec::network_mtbf>(
+          "reliability.network_mtbf",
+          "mean time between switch or cable failures that interrupt a job, per NIC link"),
+      reliability_time<&ReliabilitySpec::software_mtbf>(
+          "reliability.software_mtbf",
+          "mean time between software failures (bugs, NCCL watchdog timeouts, dependencies), per GPU "
+          "(one rank process each)"),
+      reliability_time<&ReliabilitySpec::planned_interval>(
+          "reliability.planned_interval", "mean time between planned interruptions (maintenance) of a job"),
+      reliability_time<&ReliabilitySpec::repair>(
+          "reliability.repair", "time before a failed server serves again (repair or replacement)"),
+      {"storage.bandwidth", "byte rate", "none",
+       "sustained bandwidth of the storage checkpoints are written to and read from",
+       [](MachineSpec& m, const YamlValue& v) { m.storage.bandwidth = optional_rate(v); },
+       [](const MachineSpec& m) { return optional_rate_text(m.storage.bandwidth); }},
   };
   return fields;
 }

@@ -2,6 +2,8 @@
 // `odyssey run --explain`'s table of priced operations.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <cmath>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -82,6 +84,33 @@ TEST_CASE("sim::Report: at most three suggestions, none for parts under 5%", "[r
     CHECK(suggest(r).empty());
     CHECK(render_text(r).find("nothing stands out") != std::string::npos);
   }
+}
+
+TEST_CASE("sim::Report: a checkpoint interval far from its optimum is always among the leads", "[report]") {
+  Report r = report_with({.compute = Seconds(5),
+                          .tp_comm_exposed = Seconds(1),
+                          .pp_bubble = Seconds(3),
+                          .dp_comm_exposed = Seconds(1)},
+                         100);
+  REQUIRE(suggest(r).size() == 3);
+  // A job failing every 3 h, a 3 s synchronous checkpoint: Young/Daly says 4 min, not 6 h.
+  ReliabilitySpec spec{.gpu_mtbf = Seconds(16384 * 3 * 3600.0)};
+  const RecoveryPolicy policy{.checkpoint_interval = Seconds(6 * 3600.0),
+                              .mode = CheckpointMode::SYNC,
+                              .checkpoint_write = Seconds(3),
+                              .checkpoint_load = Seconds(3),
+                              .spares = 1};
+  add_failures(r, study_failures(spec, {.gpus = 16384, .servers = 2048, .nics = 16384}, policy, Bytes(6e12),
+                                 Seconds(30 * 86400.0), 1, 200));
+  REQUIRE(r.suggestions.size() == 3);
+  CHECK(r.suggestions[0].text.starts_with("stage 0 needs")); // not fitting stays first
+  const bool named = std::any_of(r.suggestions.begin(), r.suggestions.end(), [](const Suggestion& x) {
+    return x.text.starts_with("checkpoint interval 6.0 h is far from the simulated optimum");
+  });
+  CHECK(named);
+  CHECK(report_metric("goodput").read(r) == r.failures->run.goodput_mean);
+  // Without the run with failures its metrics are absent (NaN, left out of the JSON).
+  CHECK(std::isnan(report_metric("time_to_train_p90_s").read(report_with({.compute = Seconds(5)}, 60))));
 }
 
 TEST_CASE("tools::explain_operations: equal collectives are one row with their calls and time", "[report]") {

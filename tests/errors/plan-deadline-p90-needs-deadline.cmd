@@ -1,0 +1,3 @@
+plan
+scenarios/llama3-70b-dgx-h100.yaml
+--deadline-p90
