@@ -185,9 +185,10 @@ private:
     return p_.tp == machine_.server.gpus && options_.placement != Placement::TP_ACROSS_SERVERS;
   }
 
-  /// Whether flow `e` is left to its image on tensor position 0 (see fold_tensor_positions_).
+  /// Whether flow `e` is left to its image on the tensor positions of NIC 0 (fold_tensor_positions_).
   [[nodiscard]] bool folded(const sim::Flow& e) const {
-    return fold_tensor_positions_ && server_of(e.src) != server_of(e.dst) && e.src % p_.tp != 0;
+    return fold_tensor_positions_ && server_of(e.src) != server_of(e.dst) &&
+           e.src % p_.tp >= machine_.server.gpus / machine_.server.nics;
   }
 
   void price();
@@ -243,11 +244,12 @@ private:
   std::unordered_set<const sg4::Link*> simulated_links_; ///< links that carried a started flow (trace)
   /// Every flow between servers connects GPUs of the same tensor position t (pipeline messages,
   /// data-parallel rings, context- and expert-parallel groups: all per t), and the program is the
-  /// same for every t. When the machine treats the positions alike too — one NIC per GPU, NVSwitch
-  /// ports, and every fabric link between servers either out of the sharing problem or on one
-  /// rail (Platform::rails_independent) — renumbering t maps the job's flows and links onto
-  /// themselves, so the flows of t != 0 get exactly the rates of their images on t = 0 and finish
-  /// with them. Only the images are put on SimGrid; every flow's bytes still count on its links.
+  /// same for every t. When the machine treats the NICs alike too — each shared by the same
+  /// number of GPUs, and every fabric link between servers either out of the sharing problem or
+  /// on one rail (Platform::rails_independent) — moving t by one NIC's worth of GPUs maps the
+  /// job's flows and links onto themselves, so the flows of the positions behind NICs other than
+  /// the block's first get exactly the rates of their images behind it and finish with them. Only
+  /// the images are put on SimGrid; every flow's bytes still count on its own links.
   bool fold_tensor_positions_ = false;
 };
 
@@ -984,9 +986,11 @@ SimulationResult Simulation::run() {
     const long left_out = platform_->leave_out_unsaturable(job_gpus);
     XBT_DEBUG("%ld links cannot saturate and stay out of the sharing problem", left_out);
   }
-  fold_tensor_positions_ = options_.sharing_shortcuts && p_.tp > 1 &&
-                           options_.placement == Placement::TP_IN_SERVER &&
-                           machine_.server.gpus % p_.tp == 0 && platform_->rails_independent();
+  // Positions move by one NIC's worth of GPUs (gpus_per_nic) and must stay inside the block.
+  const int gpus_per_nic = machine_.server.gpus / std::max(1, machine_.server.nics);
+  fold_tensor_positions_ =
+      options_.sharing_shortcuts && p_.tp > gpus_per_nic && options_.placement == Placement::TP_IN_SERVER &&
+      machine_.server.gpus % p_.tp == 0 && p_.tp % gpus_per_nic == 0 && platform_->rails_independent();
   const int m = w_.microbatches();
   const int v = w_.chunks_per_stage();
   replicas_ = options_.fidelity == Fidelity::FAST ? 1 : blocks_per_stage_;

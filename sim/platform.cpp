@@ -197,11 +197,13 @@ public:
     return static_cast<long>(left_out_.size());
   }
 
-  /// Whether renumbering the GPUs inside every server (the same permutation in each) maps every
-  /// link of the sharing problem onto one of the same kind: one NIC per GPU behind NVSwitch ports,
-  /// and every fabric link between servers either left out or on one rail without hashing.
+  /// Whether moving every GPU of every server by one NIC's worth of GPUs (GPU k -> k + gpus/nics,
+  /// the same in each server) maps every link of the sharing problem that flows between servers
+  /// cross onto one of the same kind: NICs shared alike by the GPUs, PCIe links per GPU, and every
+  /// fabric link either left out or on one rail without hashing. (Flows between servers never
+  /// cross NVLink, so an NVLink mesh does not matter.)
   [[nodiscard]] bool rails_independent() const {
-    if (mesh_ || m_.server.nics != m_.server.gpus) return false;
+    if (m_.server.gpus % m_.server.nics != 0) return false;
     if (m_.fabric.kind == FabricKind::DRAGONFLY || m_.fabric.kind == FabricKind::TORUS) return false;
     auto all_left_out = [&](const std::vector<sg4::Link*>& links) {
       return std::all_of(links.begin(), links.end(), [&](sg4::Link* l) { return left_out_.contains(l); });

@@ -172,12 +172,21 @@ TEST_CASE("sim::Engine: the sharing shortcuts change no answer, only the flows S
   MachineSpec pcie = small_machine(8);
   pcie.server.pcie_switches = 4;
   pcie.server.pcie_bandwidth = BytesPerSecond(32e9);
+  MachineSpec mesh = small_machine(8); // a DGX-1: NVLink cube-mesh, 2 GPUs per NIC behind PCIe switches
+  mesh.server.intra = IntraServer::NVLINK_MESH;
+  mesh.server.nvlink_bandwidth = BytesPerSecond(150e9);
+  mesh.server.nics = 4;
+  mesh.server.nic_bandwidth = BytesPerSecond(12.5e9);
+  mesh.server.pcie_switches = 4;
+  mesh.server.pcie_bandwidth = BytesPerSecond(16e9);
   const ParallelismSpec tp8{.tp = 8, .pp = 2, .dp = 4, .schedule = PipelineScheduleKind::ONE_F_ONE_B};
   const ParallelismSpec tp4{
       .tp = 4, .pp = 2, .dp = 8, .cp = 1, .schedule = PipelineScheduleKind::ONE_F_ONE_B};
   const std::vector<Case> cases = {{"non-blocking fat tree, tp 8", small_machine(8), tp8, true},
                                    {"rail-optimized, tp 4", rail, tp4, true},
                                    {"PCIe switches, tp 4", pcie, tp4, true},
+                                   {"cube-mesh, 2 GPUs per NIC, tp 8", mesh, tp8, true},
+                                   {"cube-mesh, 2 GPUs per NIC, tp 4", mesh, tp4, true},
                                    {"4:1 oversubscribed leaves, tp 8", oversubscribed, tp8, false}};
   for (const Case& c : cases) {
     const Workload w(gpt(8, 2048, 16, 51200),
