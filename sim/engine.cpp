@@ -181,8 +181,17 @@ private:
   [[nodiscard]] bool tp_links_private() const {
     // TP filling whole servers is the only traffic on their NVLink ports (every other group
     // leaves through the NICs), so its collectives can be priced in closed form without losing
-    // any contention. Otherwise they run as flows.
-    return p_.tp == machine_.server.gpus && options_.placement != Placement::TP_ACROSS_SERVERS;
+    // any contention. So is a smaller TP group behind an NVSwitch when its block fills whole
+    // servers (no other block's traffic reaches these ports; pipeline and data-parallel flows
+    // leave through the NICs) and nothing else of the block runs beside it on NVLink: its
+    // context- and expert-parallel collectives either do not exist or never overlap it (without
+    // TP overlap, TP collectives run after the overlapped ones have been waited for). Otherwise
+    // they run as flows.
+    if (options_.placement == Placement::TP_ACROSS_SERVERS) return false;
+    if (p_.tp == machine_.server.gpus) return true;
+    return options_.placement == Placement::TP_IN_SERVER && machine_.server.gpus % p_.tp == 0 &&
+           machine_.server.intra == IntraServer::NVSWITCH && block_size_ % machine_.server.gpus == 0 &&
+           (!p_.tp_overlap || p_.cp * p_.ep == 1);
   }
 
   /// Whether flow `e` is left to its image on the tensor positions of NIC 0 (fold_tensor_positions_).
