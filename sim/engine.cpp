@@ -8,6 +8,7 @@
 #include <memory>
 #include <set>
 #include <stdexcept>
+#include <tuple>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -44,6 +45,25 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(SimulationResult, iteration_time, breakdown, 
                                    link_counters, busiest_links)
 
 namespace {
+
+/// Flows that add up on the same edges (collectives run back to back on one stream): one flow
+/// per edge, carrying their bytes together.
+class MergedFlows {
+public:
+  void add(const sim::Flow& e) { bytes_[{e.src, e.dst, e.sim_dst}] += e.bytes; }
+  [[nodiscard]] bool empty() const { return bytes_.empty(); }
+  [[nodiscard]] std::vector<sim::Flow> flows() const {
+    std::vector<sim::Flow> out;
+    out.reserve(bytes_.size());
+    for (const auto& [key, bytes] : bytes_)
+      out.push_back(
+          {.src = std::get<0>(key), .dst = std::get<1>(key), .bytes = bytes, .sim_dst = std::get<2>(key)});
+    return out;
+  }
+
+private:
+  std::map<std::tuple<long, long, long>, Bytes> bytes_;
+};
 
 namespace sg4 = simgrid::s4u;
 
@@ -260,6 +280,9 @@ private:
   /// the block's first get exactly the rates of their images behind it and finish with them. Only
   /// the images are put on SimGrid; every flow's bytes still count on its own links.
   bool fold_tensor_positions_ = false;
+  /// Whether the flows of NCCL trees between servers move as rings with the same NIC loads
+  /// (sim::tree_edges_as_rings): where the fabric is out of the sharing problem.
+  bool trees_as_rings_ = false;
 };
 
 void Simulation::price() {
@@ -321,7 +344,10 @@ std::vector<sim::Flow> Simulation::collective_edges(const std::vector<long>& ran
   const CollectivePlan plan =
       cost_.collective(kind, size, GroupShape{.ranks = n, .servers = static_cast<int>(servers.size())});
   if (plan_out != nullptr) *plan_out = plan;
-  return sim::nccl_flows(plan, kind, members, machine_, size);
+  std::vector<sim::Flow> flows = sim::nccl_flows(plan, kind, members, machine_, size);
+  if (trees_as_rings_ && (plan.algo == Algorithm::TREE || plan.algo == Algorithm::NVLS_TREE))
+    sim::tree_edges_as_rings(flows, machine_.server.gpus);
+  return flows;
 }
 
 /// Flows of one collective over `members` (all-to-all: every pair, each rank sending size/n to
@@ -368,8 +394,13 @@ std::vector<sg4::CommPtr> Simulation::start_flows(const std::vector<sim::Flow>& 
     for (const auto* link : route) link_bytes_[link] += e.bytes.value();
     if (folded(e)) continue;
     comms.push_back(platform_->start_flow(e));
-    if (options_.record_trace)
+    if (options_.record_trace) {
+      if (e.sim_dst >= 0) {
+        route.clear();
+        platform_->route(e.src, e.sim_dst, route);
+      }
       for (const auto* link : route) simulated_links_.insert(link);
+    }
   }
   result_.activities += static_cast<long>(comms.size());
   result_.flows += static_cast<long>(comms.size());
@@ -503,7 +534,7 @@ double Simulation::nccl_share(const std::vector<long>& members) const {
 void Simulation::run_block(BlockState& b, const PricedBlock& block, const std::string& name) {
   const double t0 = sg4::Engine::get_clock();
   std::vector<sg4::CommPtr> overlapped;
-  std::map<std::pair<long, long>, Bytes> overlapped_edges;
+  MergedFlows overlapped_edges;
   std::vector<std::pair<GroupKind, Seconds>> overlapped_latency;
   std::vector<std::pair<GroupKind, int>> overlapped_dp;
   Seconds overlapped_analytic;
@@ -526,18 +557,14 @@ void Simulation::run_block(BlockState& b, const PricedBlock& block, const std::s
     } else {
       for (const auto& members : block_groups(b, op.group)) {
         CollectivePlan plan;
-        for (const sim::Flow& e : group_edges(members, op, &plan))
-          overlapped_edges[{e.src, e.dst}] += e.bytes;
+        for (const sim::Flow& e : group_edges(members, op, &plan)) overlapped_edges.add(e);
         overlapped_latency.emplace_back(op.group, plan.latency);
         flow_share = std::max(flow_share, userbuffers >= 0 ? userbuffers : nccl_share(members));
       }
     }
   }
   if (!overlapped_edges.empty()) {
-    std::vector<sim::Flow> edges;
-    for (const auto& [key, bytes] : overlapped_edges)
-      edges.push_back({.src = key.first, .dst = key.second, .bytes = bytes});
-    overlapped = start_flows(edges);
+    overlapped = start_flows(overlapped_edges.flows());
   }
   if (block.compute.value() > 0) {
     sg4::this_actor::execute(block.compute.value() * sim::GPU_HOST_SPEED);
@@ -611,7 +638,7 @@ void Simulation::run_block(BlockState& b, const PricedBlock& block, const std::s
   // and their latencies add up on the critical path), which keeps flows O(block) per pass.
   for (GroupKind g : {GroupKind::TP, GroupKind::CP, GroupKind::EP}) {
     if (g == GroupKind::TP && tp_links_private()) continue;
-    std::map<std::pair<long, long>, Bytes> merged;
+    MergedFlows merged;
     Seconds latency;
     std::string names;
     for (const CollectiveOp& op : block.comm) {
@@ -619,7 +646,7 @@ void Simulation::run_block(BlockState& b, const PricedBlock& block, const std::s
       Seconds op_latency;
       for (const auto& members : block_groups(b, g)) {
         CollectivePlan plan;
-        for (const sim::Flow& e : group_edges(members, op, &plan)) merged[{e.src, e.dst}] += e.bytes;
+        for (const sim::Flow& e : group_edges(members, op, &plan)) merged.add(e);
         op_latency = std::max(op_latency, plan.latency);
       }
       latency += op_latency;
@@ -627,11 +654,7 @@ void Simulation::run_block(BlockState& b, const PricedBlock& block, const std::s
     }
     if (merged.empty()) continue;
     const double t1 = sg4::Engine::get_clock();
-    std::vector<sim::Flow> edges;
-    edges.reserve(merged.size());
-    for (const auto& [key, bytes] : merged)
-      edges.push_back({.src = key.first, .dst = key.second, .bytes = bytes});
-    run_flows(edges);
+    run_flows(merged.flows());
     sg4::this_actor::sleep_for(latency.value());
     ++result_.activities;
     record(b, category_of(g), t1, stream_of(g), name + " " + names);
@@ -953,14 +976,12 @@ void Simulation::dp_driver(int stage) {
     std::vector<sim::Flow> edges = dp_edges(stage, request, &latency);
     std::string label = request.label;
     if (last > seq) {
-      std::map<std::pair<long, long>, Bytes> merged;
-      for (const sim::Flow& e : edges) merged[{e.src, e.dst}] += e.bytes;
+      MergedFlows merged;
+      for (const sim::Flow& e : edges) merged.add(e);
       for (int r = seq + 1; r <= last; ++r)
         for (const sim::Flow& e : dp_edges(stage, dp.requests[static_cast<size_t>(r)], &latency))
-          merged[{e.src, e.dst}] += e.bytes;
-      edges.clear();
-      for (const auto& [key, bytes] : merged)
-        edges.push_back({.src = key.first, .dst = key.second, .bytes = bytes});
+          merged.add(e);
+      edges = merged.flows();
       label += fmt::format(" (+{} queued)", last - seq);
     }
     run_flows(edges);
@@ -1000,6 +1021,10 @@ SimulationResult Simulation::run() {
   fold_tensor_positions_ =
       options_.sharing_shortcuts && p_.tp > gpus_per_nic && options_.placement == Placement::TP_IN_SERVER &&
       machine_.server.gpus % p_.tp == 0 && p_.tp % gpus_per_nic == 0 && platform_->rails_independent();
+  trees_as_rings_ = options_.sharing_shortcuts && platform_->fabric_out_of_sharing();
+  XBT_DEBUG("tensor positions folded: %s; trees as rings: %s; TP in closed form: %s",
+            fold_tensor_positions_ ? "yes" : "no", trees_as_rings_ ? "yes" : "no",
+            tp_links_private() ? "yes" : "no");
   const int m = w_.microbatches();
   const int v = w_.chunks_per_stage();
   replicas_ = options_.fidelity == Fidelity::FAST ? 1 : blocks_per_stage_;

@@ -1,6 +1,7 @@
 #include "sim/nccl_flows.hpp"
 
 #include <algorithm>
+#include <map>
 
 namespace odyssey::sim {
 
@@ -120,6 +121,39 @@ std::vector<Flow> nccl_trees(const std::vector<long>& members, const ServerSpec&
     }
   }
   return edges;
+}
+
+bool tree_edges_as_rings(std::vector<Flow>& flows, int gpus_per_server) {
+  const auto server = [&](long g) { return g / gpus_per_server; };
+  // Per size and position in the server (a channel's heads): the tree edges between them.
+  std::map<std::pair<double, long>, std::vector<size_t>> groups;
+  for (size_t i = 0; i < flows.size(); ++i)
+    if (server(flows[i].src) != server(flows[i].dst))
+      groups[{flows[i].bytes.value(), flows[i].src % gpus_per_server}].push_back(i);
+  std::vector<std::pair<size_t, long>> moves;
+  for (const auto& [key, group] : groups) {
+    std::map<long, int> out; // GPUs of one position: in server order
+    std::map<long, int> in;
+    for (size_t i : group) {
+      ++out[flows[i].src];
+      ++in[flows[i].dst];
+    }
+    if (in != out) return false;
+    int rings = 0;
+    for (const auto& [gpu, degree] : out) rings = std::max(rings, degree);
+    std::map<long, std::vector<long>> successors;
+    for (int k = 1; k <= rings; ++k) {
+      std::vector<long> ring;
+      for (const auto& [gpu, degree] : out)
+        if (degree >= k) ring.push_back(gpu);
+      if (ring.size() < 2) return false;
+      for (size_t j = 0; j < ring.size(); ++j) successors[ring[j]].push_back(ring[(j + 1) % ring.size()]);
+    }
+    std::map<long, size_t> used;
+    for (size_t i : group) moves.emplace_back(i, successors[flows[i].src][used[flows[i].src]++]);
+  }
+  for (const auto& [i, dst] : moves) flows[i].sim_dst = dst;
+  return true;
 }
 
 std::vector<Flow> nccl_tree_chains(const std::vector<long>& members, const ServerSpec& server, Bytes size,

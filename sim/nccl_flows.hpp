@@ -15,6 +15,9 @@ struct Flow {
   long src = 0;
   long dst = 0;
   Bytes bytes;
+  /// Where the flow moves in SimGrid when it stands in for src -> dst with the same load on both
+  /// GPUs' NICs (tree_edges_as_rings); -1: dst. Its bytes still count on the route to dst.
+  long sim_dst = -1;
 };
 
 /// What a ring carries: `edge_factor` x `size` on each ring edge in all, the bytes inflated by
@@ -58,6 +61,19 @@ std::vector<Flow> nccl_trees(const std::vector<long>& members, const ServerSpec&
 /// members. One flow from each member to the next of its server loads every port with exactly
 /// that (as nvls_flows does for the switch); with two servers the chain, not the network, is what
 /// bounds the tree on NVLink servers.
+/// Moves the flows between servers of a tree (nccl_trees) onto rings with the same load on every
+/// NIC: per size of flow and position in the server, ring k joins the GPUs that send at least k
+/// such flows (in server order), and each GPU's k-th flow goes to its successor on ring k
+/// (`sim_dst`). Every GPU keeps its number of flows of each size in and out, so where the fabric
+/// between servers is out of SimGrid's sharing problem (Platform::fabric_out_of_sharing) every link
+/// that is in it carries the same flows. The flows of a tree share their endpoints' NICs and chain
+/// every server of the group into one sharing problem, re-solved at each event; ring flows touch
+/// only their own two NICs. What can differ is the route latency by which CM02 weighs a flow's
+/// share against other traffic on a NIC (a tree edge and its stand-in cross different switches).
+/// Returns false, changing nothing, where a GPU's flows in and out differ in number or a ring
+/// would have one GPU.
+bool tree_edges_as_rings(std::vector<Flow>& flows, int gpus_per_server);
+
 std::vector<Flow> nccl_tree_chains(const std::vector<long>& members, const ServerSpec& server, Bytes size,
                                    double efficiency_nvlink);
 

@@ -213,6 +213,15 @@ public:
            (leaves_per_rail || (all_left_out(leaf_up_) && all_left_out(leaf_down_)));
   }
 
+  /// Whether every fabric link between servers is out of the sharing problem.
+  [[nodiscard]] bool fabric_out_of_sharing() const {
+    if (m_.fabric.kind == FabricKind::DRAGONFLY || m_.fabric.kind == FabricKind::TORUS) return false;
+    for (const auto* links : {&leaf_up_, &leaf_down_, &pod_up_, &pod_down_})
+      if (!std::all_of(links->begin(), links->end(), [&](sg4::Link* l) { return left_out_.contains(l); }))
+        return false;
+    return true;
+  }
+
   /// Every link of the route from GPU `src` to GPU `dst`, those left out of the sharing problem
   /// included (for the bytes each link carried).
   void full_route(sg4::Host* src, sg4::Host* dst, std::vector<sg4::Link*>& links) {
@@ -463,13 +472,17 @@ bool Platform::rails_independent() const {
   return fabric_->rails_independent();
 }
 
+bool Platform::fabric_out_of_sharing() const {
+  return fabric_->fabric_out_of_sharing();
+}
+
 void Platform::route(long src, long dst, std::vector<sg4::Link*>& links) const {
   fabric_->full_route(gpu(src), gpu(dst), links);
 }
 
 sg4::CommPtr Platform::start_flow(const Flow& flow) const {
   const auto size = static_cast<std::uint64_t>(std::max(1.0, flow.bytes.value()));
-  return sg4::Comm::sendto_async(gpu(flow.src), gpu(flow.dst), size);
+  return sg4::Comm::sendto_async(gpu(flow.src), gpu(flow.sim_dst >= 0 ? flow.sim_dst : flow.dst), size);
 }
 
 } // namespace odyssey::sim

@@ -50,6 +50,10 @@ public:
   /// problem onto links of the same kind (one NIC per GPU, NVSwitch ports, fabric links between
   /// servers left out or one per rail). Call after leave_out_unsaturable.
   [[nodiscard]] bool rails_independent() const;
+  /// Whether every fabric link between servers is out of the sharing problem (a fat tree whose
+  /// trunks the job cannot fill): only the GPUs' own NIC and PCIe links are in it. Call after
+  /// leave_out_unsaturable.
+  [[nodiscard]] bool fabric_out_of_sharing() const;
   /// Every link from GPU `src` to GPU `dst`, those left out of the sharing problem included.
   void route(long src, long dst, std::vector<simgrid::s4u::Link*>& links) const;
 

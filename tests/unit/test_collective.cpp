@@ -1,6 +1,7 @@
 // `odyssey collective`: simulated nccl-tests figures against the public ones.
 #include <catch2/catch.hpp>
 
+#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -8,6 +9,7 @@
 #include "calibration/cost_model.hpp"
 #include "calibration/profile.hpp"
 #include "sim/collective.hpp"
+#include "sim/nccl_flows.hpp"
 #include "tools/scenario.hpp"
 
 using namespace odyssey;
@@ -216,4 +218,44 @@ TEST_CASE("sim::Collective: the table reads as nccl-tests' output, column by col
     }
     CHECK(average == Approx(sum / static_cast<double>(rows.size())).epsilon(1e-5));
   }
+}
+
+TEST_CASE("sim::tree_edges_as_rings: every GPU keeps its flows in and out, none stays in a server",
+          "[collective]") {
+  // A double binary tree over 11 servers, two GPUs of each (two channels of heads).
+  const int gpus = 8;
+  std::vector<long> members;
+  for (long s = 0; s < 11; ++s)
+    for (long g : {s * gpus + 1, s * gpus + 5}) members.push_back(g);
+  const ServerSpec server{.gpus = gpus, .nics = 8};
+  std::vector<sim::Flow> flows =
+      sim::nccl_trees(members, server, {.size = Bytes(1e9), .efficiency_net = 1.0});
+  const std::vector<sim::Flow> tree = flows;
+  REQUIRE(sim::tree_edges_as_rings(flows, gpus));
+  REQUIRE(flows.size() == tree.size());
+  std::map<long, int> out_tree, in_tree, out_ring, in_ring;
+  int moved = 0;
+  for (size_t i = 0; i < flows.size(); ++i) {
+    CHECK(flows[i].src == tree[i].src); // what the report counts is the tree's own flow
+    CHECK(flows[i].dst == tree[i].dst);
+    CHECK(flows[i].bytes.value() == tree[i].bytes.value());
+    ++out_tree[tree[i].src];
+    ++in_tree[tree[i].dst];
+    const long to = flows[i].sim_dst >= 0 ? flows[i].sim_dst : flows[i].dst;
+    CHECK(to / gpus != flows[i].src / gpus);
+    CHECK(to % gpus == flows[i].src % gpus); // the same position, so the same rail
+    ++out_ring[flows[i].src];
+    ++in_ring[to];
+    moved += flows[i].sim_dst >= 0 ? 1 : 0;
+  }
+  CHECK(out_ring == out_tree);
+  CHECK(in_ring == in_tree);
+  CHECK(moved == static_cast<int>(flows.size()));
+
+  // A GPU that sends more than it receives is no tree: nothing moves.
+  std::vector<sim::Flow> lopsided = {{.src = 0, .dst = 8, .bytes = Bytes(1)},
+                                     {.src = 0, .dst = 16, .bytes = Bytes(1)},
+                                     {.src = 8, .dst = 0, .bytes = Bytes(1)}};
+  CHECK_FALSE(sim::tree_edges_as_rings(lopsided, gpus));
+  for (const sim::Flow& f : lopsided) CHECK(f.sim_dst == -1);
 }
