@@ -54,10 +54,6 @@ std::optional<StrategyProblem> check_offload(const ParallelismSpec& p, const Hos
     return StrategyProblem{"parallelism.offload.params",
                            "offloading parameters but not the optimizer is not modelled: set "
                            "parallelism.offload.optimizer too"};
-  if (o.delayed_update && o.optimizer == OffloadDevice::NONE)
-    return StrategyProblem{"parallelism.offload.delayed_update",
-                           "the delayed parameter update overlaps the host's optimizer step: it needs "
-                           "parallelism.offload.optimizer: cpu or nvme"};
   const std::string key =
       o.optimizer != OffloadDevice::NONE ? "parallelism.offload.optimizer" : "parallelism.offload.params";
   if (host.host.memory.value() <= 0)
