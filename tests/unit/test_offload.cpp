@@ -7,6 +7,7 @@
 #include "calibration/host_profile.hpp"
 #include "models/offload.hpp"
 #include "models/workload.hpp"
+#include "tools/planner.hpp"
 #include "tools/run.hpp"
 #include "tools/scenario.hpp"
 
@@ -174,4 +175,26 @@ TEST_CASE("models::offload: rules the offload keys must keep") {
     REQUIRE(check_offload(p, host));
     CHECK(check_offload(p, host)->key == "parallelism.offload.delayed_update");
   }
+}
+
+TEST_CASE("tools::plan: candidates too big for GPU memory get a ZeRO-Offload variant") {
+  // 10B on one V100 32 GB: no layout fits without offload.
+  const Scenario sc = offload_scenario({"parallelism.offload.optimizer=none", "parallelism.dp=1"});
+  const CostModel cost = scenario_cost_model(sc);
+  const PlanResult r =
+      plan(sc, cost, PlanOptions{.min_gpus = 1, .max_gpus = 1, .fast = 2, .full = 1, .jobs = 1});
+  CHECK(r.offload_variants > 0);
+  REQUIRE_FALSE(r.ranked.empty());
+  for (const PlanRow& row : r.ranked) {
+    CHECK(row.strategy.parallelism.offload.optimizer == OffloadDevice::CPU);
+    CHECK(row.fits);
+    CHECK(row.breakdown.host_optimizer.value() > 0);
+  }
+  // The variants are priced as `odyssey run` prices them: the best row's simulated memory is the
+  // run's memory model of that strategy.
+  const PlanRow& best = r.ranked.front();
+  Scenario x = sc;
+  x.parallelism = best.strategy.parallelism;
+  x.training.micro_batch = best.strategy.micro_batch;
+  CHECK(best.memory == memory_fit(scenario_workload(x), sc.machine.gpu.memory).peak);
 }
