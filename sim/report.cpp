@@ -469,7 +469,10 @@ std::vector<Suggestion> suggest(const Report& r) {
     out.push_back(
         {.weight = 1.0,
          .text = host_fit_problem(*r.host_fit, static_cast<int>(std::min<long>(r.gpus, r.gpus_per_server))) +
-                 ": offload to nvme, or spread the job over more servers"});
+                 (r.host_fit->nvme_capacity.value() > 0
+                      ? ": offload to nvme, or more data-parallel replicas (ZeRO shards the states over them)"
+                      : ": more data-parallel replicas (ZeRO shards the states over them, so each server "
+                        "holds less)")});
   if (const double s = share(b.optimizer); s > NOTABLE && p.zero == 0 && p.dp > 1)
     out.push_back(
         {.weight = s,
