@@ -38,7 +38,7 @@ HostResources server(double memory_gb, double nvme_gb) {
 
 } // namespace
 
-TEST_CASE("models::offload: optimizer states and gradients leave the GPU for the host") {
+TEST_CASE("models::offload: optimizer states and gradients leave the GPU for the host", "[offload][models]") {
   const Scenario on = offload_scenario();
   const Scenario off = offload_scenario({"parallelism.offload.optimizer=none"});
   const Workload w_on = scenario_workload(on), w_off = scenario_workload(off);
@@ -61,7 +61,7 @@ TEST_CASE("models::offload: optimizer states and gradients leave the GPU for the
   CHECK(offload_memory(w_nvme, 0).nvme.value() == Approx(12 * shard));
 }
 
-TEST_CASE("models::offload: host memory and NVMe get a fit verdict per server") {
+TEST_CASE("models::offload: host memory and NVMe get a fit verdict per server", "[offload][models]") {
   const Workload w = scenario_workload(offload_scenario());
   const double per_gpu = offload_memory(w, 0).host.value();
   const HostFit roomy = host_fit(w, server(1000, 0));
@@ -76,7 +76,7 @@ TEST_CASE("models::offload: host memory and NVMe get a fit verdict per server") 
   CHECK(host_fit(w, host_resources(offload_scenario().machine, 8)).fits());
 }
 
-TEST_CASE("models::offload: CPU-Adam is bound by cores or by DRAM bandwidth") {
+TEST_CASE("models::offload: CPU-Adam is bound by cores or by DRAM bandwidth", "[offload][models]") {
   const CpuAdamRate rate{.parameters_per_s_per_core = 1e9, .bytes_per_parameter = 28};
   HostResources h = server(1000, 0);
   h.cores = 4;
@@ -85,7 +85,8 @@ TEST_CASE("models::offload: CPU-Adam is bound by cores or by DRAM bandwidth") {
   CHECK(cpu_adam_rate(h, rate) == Approx(200e9 / 28)); // memory bound
 }
 
-TEST_CASE("models::offload: host step on the critical path, with and without the delayed update") {
+TEST_CASE("models::offload: host step on the critical path, with and without the delayed update",
+          "[offload][models]") {
   const Scenario s = offload_scenario();
   const Workload w = scenario_workload(s);
   const HostResources host = host_resources(s.machine, 8);
@@ -122,7 +123,7 @@ TEST_CASE("models::offload: host step on the critical path, with and without the
   }
 }
 
-TEST_CASE("sim::engine: the host optimizer row is the host step's exposed time") {
+TEST_CASE("sim::engine: the host optimizer row is the host step's exposed time", "[offload][engine]") {
   const Scenario s = offload_scenario();
   const Report r = run_scenario(s);
   REQUIRE(r.host_fit);
@@ -139,7 +140,7 @@ TEST_CASE("sim::engine: the host optimizer row is the host step's exposed time")
   CHECK(gpu.breakdown.optimizer.value() > 0);
 }
 
-TEST_CASE("models::offload: rules the offload keys must keep") {
+TEST_CASE("models::offload: rules the offload keys must keep", "[offload][models]") {
   ParallelismSpec p;
   p.zero = 2;
   const HostResources host = server(1000, 0);
@@ -177,7 +178,7 @@ TEST_CASE("models::offload: rules the offload keys must keep") {
   }
 }
 
-TEST_CASE("tools::plan: candidates too big for GPU memory get a ZeRO-Offload variant") {
+TEST_CASE("tools::plan: candidates too big for GPU memory get a ZeRO-Offload variant", "[offload][planner]") {
   // 10B on one V100 32 GB: no layout fits without offload.
   const Scenario sc = offload_scenario({"parallelism.offload.optimizer=none", "parallelism.dp=1"});
   const CostModel cost = scenario_cost_model(sc);
@@ -199,7 +200,8 @@ TEST_CASE("tools::plan: candidates too big for GPU memory get a ZeRO-Offload var
   CHECK(best.memory == memory_fit(scenario_workload(x), sc.machine.gpu.memory).peak);
 }
 
-TEST_CASE("models::offload: a 13B model trains on one V100 32 GB only with the optimizer offloaded") {
+TEST_CASE("models::offload: a 13B model trains on one V100 32 GB only with the optimizer offloaded",
+          "[offload][models]") {
   // ZeRO-Offload (Ren et al. 2021), abstract: "It can train models with over 13 billion parameters
   // on a single GPU". A GPT-like 13.5B shape (42 layers, hidden 5120: 13.2B in the layers), one
   // sequence per step, full recomputation. The memory model's own limit with this shape is about
