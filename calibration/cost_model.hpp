@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "calibration/profile.hpp"
+#include "models/offload.hpp"
 #include "models/ops.hpp"
 
 namespace odyssey {
@@ -106,6 +107,9 @@ public:
 
   [[nodiscard]] const Profile& profile() const { return profile_; }
   [[nodiscard]] const NcclConfig& nccl() const { return nccl_; }
+  /// CPU-Adam throughput from the host profile (ZeRO-Offload); zero when none was loaded.
+  [[nodiscard]] const CpuAdamRate& cpu_adam() const { return cpu_adam_; }
+  void set_cpu_adam(CpuAdamRate rate) { cpu_adam_ = std::move(rate); }
 
   /// Duration of one compute op on one GPU, launch overhead included.
   [[nodiscard]] Seconds compute_time(const ComputeOp& op) const;
@@ -142,6 +146,7 @@ public:
 private:
   Profile profile_;
   NcclConfig nccl_;
+  CpuAdamRate cpu_adam_;
   /// The profile with the server's intra link class in place of NVLink (a PCIe-only server
   /// prices its intra-server steps with the pcie class), for collectives.
   Profile links_;

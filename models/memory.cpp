@@ -260,10 +260,20 @@ MemoryBreakdown Workload::memory(int stage) const {
   m.weights += fp8_weight_cache_bytes(stage);
   m.gradients = sharded(gradient_bytes, 2);
   m.optimizer_states = sharded(optimizer_bytes, 1);
+  // ZeRO-Offload (models/offload.hpp): the optimizer states and the gradient partition they
+  // update live on the host; gradients stream out bucket by bucket as ZeRO-2 reduces them.
+  // ZeRO-Infinity's offloaded parameters leave only the gathered ones on the GPU.
+  const OffloadSpec& offload = parallelism_.offload;
+  const bool offloaded = offload.optimizer != OffloadDevice::NONE;
+  if (offloaded) {
+    m.optimizer_states = Bytes(0);
+    m.gradients = Bytes(0);
+  }
+  if (offload.params != OffloadDevice::NONE) m.weights -= sharded(weight_bytes, 3);
   m.activations = peak_activations(stage);
 
   m.workspace = workspace_bytes(parallelism_, m.activations);
-  if (zero >= 2 && (zero_shards() > 1 || expert_zero_shards() > 1)) {
+  if ((zero >= 2 && (zero_shards() > 1 || expert_zero_shards() > 1)) || offloaded) {
     // Sharded gradients are produced whole by each backward and reduce-scattered every
     // micro-batch: a chunk's unsharded gradients live until their buckets are reduced, at most
     // two buckets at a time when the reduction overlaps the backward (one filling, one in

@@ -64,4 +64,13 @@ const char* to_string(AttentionKernel k) {
   return "newest";
 }
 
+const char* to_string(OffloadDevice d) {
+  switch (d) {
+  case OffloadDevice::NONE: return "none";
+  case OffloadDevice::CPU: return "cpu";
+  case OffloadDevice::NVME: return "nvme";
+  }
+  return "none";
+}
+
 } // namespace odyssey

@@ -25,6 +25,21 @@ enum class Zero3Unit { LAYER, BUCKET };
 /// `attention` figures: FlashAttention-3 on Hopper, -2 on Ampere), or FlashAttention-2, which
 /// runs trained before FlashAttention-3 (July 2024) used on Hopper.
 enum class AttentionKernel { NEWEST, FLASH_ATTENTION_2 };
+/// Where DeepSpeed's ZeRO-Offload / ZeRO-Infinity keeps a kind of model state: on the GPU (NONE),
+/// in host memory (CPU) or on the server's local NVMe (NVME).
+enum class OffloadDevice { NONE, CPU, NVME };
+
+/// ZeRO-Offload (Ren et al., USENIX ATC 2021) and ZeRO-Infinity (Rajbhandari et al., SC 2021):
+/// optimizer states (with the gradient shard they update) and optionally the parameters leave GPU
+/// memory; the Adam step runs on the host cores (DeepSpeed's CPU-Adam).
+struct OffloadSpec {
+  OffloadDevice optimizer = OffloadDevice::NONE;
+  OffloadDevice params = OffloadDevice::NONE;
+  /// One-step delayed parameter update (ZeRO-Offload sec. 4.2): the CPU step and the parameter
+  /// copy back overlap the next step's forward and backward.
+  bool delayed_update = false;
+  [[nodiscard]] bool any() const { return optimizer != OffloadDevice::NONE || params != OffloadDevice::NONE; }
+};
 
 /// Mixture-of-experts feed-forward layers (Switch/GShard/Mixtral style).
 struct MoeSpec {
@@ -109,6 +124,7 @@ struct ParallelismSpec {
   /// Gathered parameters DeepSpeed keeps live at most: stage3_max_live_parameters default, 1e9
   /// (DeepSpeed config docs).
   double zero3_max_live = 1e9;
+  OffloadSpec offload;
   [[nodiscard]] int gpus() const { return tp * pp * dp * cp; }
 };
 
@@ -154,5 +170,6 @@ const char* to_string(Recompute r);
 const char* to_string(Fidelity f);
 const char* to_string(Zero3Unit u);
 const char* to_string(AttentionKernel k);
+const char* to_string(OffloadDevice d);
 
 } // namespace odyssey

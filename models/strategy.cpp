@@ -212,10 +212,14 @@ std::string describe(const Strategy& s) {
   const ParallelismSpec& p = s.parallelism;
   const bool uneven = p.first_stage_layers > 0 || p.last_stage_layers > 0;
   return fmt::format(
-      "tp {} pp {} dp {} cp {} ep {} mb {} {}{} zero {} recompute {}{}{}", p.tp, p.pp, p.dp, p.cp, p.ep,
+      "tp {} pp {} dp {} cp {} ep {} mb {} {}{} zero {} recompute {}{}{}{}", p.tp, p.pp, p.dp, p.cp, p.ep,
       s.micro_batch, to_string(p.schedule), p.virtual_stages > 1 ? fmt::format(" v{}", p.virtual_stages) : "",
       p.zero, to_string(p.recompute), p.sequence_parallel ? " sp" : "",
-      uneven ? fmt::format(" layers first {} last {}", p.first_stage_layers, p.last_stage_layers) : "");
+      uneven ? fmt::format(" layers first {} last {}", p.first_stage_layers, p.last_stage_layers) : "",
+      p.offload.optimizer != OffloadDevice::NONE
+          ? fmt::format(" offload {}{}", to_string(p.offload.optimizer),
+                        p.offload.delayed_update ? " delayed" : "")
+          : "");
 }
 
 std::string describe_layout(const ParallelismSpec& p) {
@@ -228,6 +232,9 @@ std::string describe_layout(const ParallelismSpec& p) {
   s += fmt::format(", recompute {}", to_string(p.recompute));
   if (p.sequence_parallel) s += ", sequence parallel";
   if (p.zero > 0) s += fmt::format(", zero {}", p.zero);
+  if (p.offload.optimizer != OffloadDevice::NONE)
+    s += fmt::format(", optimizer offloaded to {}{}", to_string(p.offload.optimizer),
+                     p.offload.delayed_update ? " (delayed update)" : "");
   return s;
 }
 

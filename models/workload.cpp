@@ -1071,6 +1071,13 @@ Bytes Workload::expert_gradient_bytes(int stage) const {
   return Bytes(local_expert_parameters_.at(size_t(stage)) * gradient_element_bytes(training_.precision));
 }
 
+double Workload::optimizer_shard_parameters(int stage) const {
+  const double experts = local_expert_parameters_.at(size_t(stage));
+  const double dense = local_parameters_.at(size_t(stage)) - experts;
+  if (parallelism_.zero < 1) return dense + experts;
+  return dense / zero_shards() + experts / expert_zero_shards();
+}
+
 Bytes Workload::parameter_bytes(int stage) const {
   return Bytes(local_parameters_.at(size_t(stage)) * weight_element_bytes(training_.precision));
 }

@@ -115,6 +115,9 @@ public:
   [[nodiscard]] Bytes dp_bucket_bytes() const;
   /// Peak memory of one GPU of `stage`.
   [[nodiscard]] MemoryBreakdown memory(int stage) const;
+  /// Parameters whose optimizer states one GPU of `stage` holds: its local parameters over the
+  /// ZeRO shards (dense over zero_shards, experts over expert_zero_shards) from ZeRO-1 on.
+  [[nodiscard]] double optimizer_shard_parameters(int stage) const;
 
   /// Parameters held by one GPU of `stage` (its TP shard of all its chunks, replicated norms and
   /// biases included, the tied word-embedding copy of the last stage included).

@@ -38,7 +38,7 @@ void from_json(const nlohmann::json& j, Seconds& s) {
   s = Seconds(j.get<double>());
 }
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Breakdown, compute, tp_comm_exposed, cp_comm_exposed, ep_comm_exposed,
-                                   pp_bubble, pp_comm_exposed, dp_comm_exposed, optimizer)
+                                   pp_bubble, pp_comm_exposed, dp_comm_exposed, optimizer, host_optimizer)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(SimulationResult, iteration_time, breakdown, critical_stage,
                                    critical_replica, simulated_gpus, platform_gpus, platform_cpu_hosts,
                                    actors, activities, flows, wall_seconds, peak_memory_bytes, trace,
@@ -68,7 +68,7 @@ private:
 namespace sg4 = simgrid::s4u;
 
 /// Time categories of one actor; they partition its time from 0 to its finish.
-enum class Category { COMPUTE, TP, CP, EP, PP_WAIT, PP_TRANSFER, DP_WAIT, OPTIMIZER, COUNT };
+enum class Category { COMPUTE, TP, CP, EP, PP_WAIT, PP_TRANSFER, DP_WAIT, OPTIMIZER, HOST_OPTIMIZER, COUNT };
 
 const char* stream_of(GroupKind g) {
   switch (g) {
@@ -230,6 +230,9 @@ private:
   std::vector<sim::Flow> dp_edges(int stage, const DpRequest& request, Seconds* latency) const;
   std::vector<sg4::CommPtr> start_flows(const std::vector<sim::Flow>& edges);
   void run_flows(const std::vector<sim::Flow>& edges);
+  /// ZeRO-Offload: waits for what of the host's optimizer step stays on the critical path, and
+  /// draws the host's copies and CPU-Adam on the server's host track.
+  void run_host_optimizer(BlockState& b);
   void record(BlockState& b, Category c, double start, const char* stream, const std::string& name,
               long flow = -1);
   [[nodiscard]] long flow_id(int stage, size_t slot, bool activation) const;
@@ -263,6 +266,7 @@ private:
   std::vector<std::vector<std::unique_ptr<BlockState>>> blocks_; // [stage][replica]
   std::vector<std::unique_ptr<DpState>> dp_;                     // [stage]
   std::vector<Seconds> optimizer_time_;                          // [stage]
+  std::vector<OffloadStep> offload_;                             // [stage] ZeRO-Offload's host side
   SimulationResult result_;
   /// Replicas with actors of their own: all of them at full fidelity; at fast fidelity replica 0
   /// stands for all (they run the same program), while data-parallel rings still put every
@@ -307,6 +311,15 @@ void Simulation::price() {
     }
     optimizer_time_[static_cast<size_t>(s)] = cost_.compute_time(w_.optimizer(s));
   }
+  // ZeRO-Offload: the Adam step leaves the GPU for the host cores (models/offload.hpp).
+  offload_.assign(static_cast<size_t>(pp), OffloadStep{});
+  if (p_.offload.optimizer != OffloadDevice::NONE)
+    for (int s = 0; s < pp; ++s) {
+      optimizer_time_[static_cast<size_t>(s)] = Seconds(0);
+      offload_[static_cast<size_t>(s)] = offload_step(
+          w_, s, host_resources(machine_, p_.gpus()), cost_.cpu_adam(),
+          overlap_windows(w_, s, [&](const WorkBlock& b) { return cost_.compute_time(b.compute); }));
+    }
 }
 
 PricedBlock Simulation::price_block(const WorkBlock& block) const {
@@ -410,6 +423,39 @@ std::vector<sg4::CommPtr> Simulation::start_flows(const std::vector<sim::Flow>& 
 void Simulation::run_flows(const std::vector<sim::Flow>& edges) {
   if (edges.empty()) return;
   sg4::Comm::wait_all(start_flows(edges));
+}
+
+void Simulation::run_host_optimizer(BlockState& b) {
+  const OffloadStep& step = offload_[static_cast<size_t>(b.stage)];
+  const double t0 = sg4::Engine::get_clock();
+  if (step.exposed.value() > 0) sg4::this_actor::sleep_for(step.exposed.value());
+  record(b, Category::HOST_OPTIMIZER, t0, "host", "host optimizer on the critical path");
+  if (!options_.record_trace || b.replica != 0) return;
+  // The host's own work, back to back from the end of the backward: gradients arrive over PCIe
+  // during the backward, so only their tail is drawn after it.
+  double at = t0;
+  for (const auto& [part, label] :
+       {std::pair{step.nvme, "NVMe optimizer states"}, std::pair{step.cpu_adam, "CPU-Adam"},
+        std::pair{step.parameters_to_device, "parameters host->device (PCIe)"}})
+    if (part.value() > 0) {
+      result_.trace.push_back(
+          {.stage = b.stage,
+           .replica = b.replica,
+           .stream = "host",
+           .name = std::string(label) + (p_.offload.delayed_update ? " (delayed update)" : ""),
+           .start = at,
+           .end = at + part.value(),
+           .flow = -1});
+      at += part.value();
+    }
+  if (step.gradients_to_host.value() > 0)
+    result_.trace.push_back({.stage = b.stage,
+                             .replica = b.replica,
+                             .stream = "host",
+                             .name = "gradients device->host (PCIe)",
+                             .start = std::max(0.0, t0 - step.gradients_to_host.value()),
+                             .end = t0,
+                             .flow = -1});
 }
 
 void Simulation::record(BlockState& b, Category c, double start, const char* stream, const std::string& name,
@@ -887,6 +933,7 @@ void Simulation::stage_actor(BlockState& b) {
     ++result_.activities;
   }
   record(b, Category::OPTIMIZER, t0, "optimizer", "optimizer step");
+  if (p_.offload.any()) run_host_optimizer(b);
   if ((p_.zero == 1 || p_.zero == 2) && (has_dp || has_expert_dp)) {
     // The distributed optimizer updates its shard; every rank then gathers the updated weights
     // (ZeRO-3 gathers them chunk by chunk before the next forward instead).
@@ -1080,6 +1127,7 @@ SimulationResult Simulation::run() {
   result_.breakdown.pp_comm_exposed = t(Category::PP_TRANSFER);
   result_.breakdown.dp_comm_exposed = t(Category::DP_WAIT);
   result_.breakdown.optimizer = t(Category::OPTIMIZER);
+  result_.breakdown.host_optimizer = t(Category::HOST_OPTIMIZER);
   result_.simulated_gpus = static_cast<long>(block_size_) * p_.pp * replicas_;
   result_.platform_gpus = platform_->gpu_count();
   result_.platform_cpu_hosts = platform_->cpu_host_count();

@@ -201,7 +201,8 @@ const std::vector<BreakdownPart>& breakdown_parts() {
       {.key = "pp_bubble", .label = "pp bubble", .member = &Breakdown::pp_bubble},
       {.key = "pp_comm_exposed", .label = "pp comm exposed", .member = &Breakdown::pp_comm_exposed},
       {.key = "dp_comm_exposed", .label = "dp comm exposed", .member = &Breakdown::dp_comm_exposed},
-      {.key = "optimizer", .label = "optimizer", .member = &Breakdown::optimizer}};
+      {.key = "optimizer", .label = "optimizer", .member = &Breakdown::optimizer},
+      {.key = "host_optimizer", .label = "host optimizer", .member = &Breakdown::host_optimizer}};
   return PARTS;
 }
 
@@ -284,6 +285,18 @@ Report make_report(const std::string& scenario_name, const MachineSpec& machine,
   r.gpu_memory = fit.capacity;
   r.fits_memory = fit.fits;
   r.breakdown = result.breakdown;
+  if (workload.parallelism().offload.any()) {
+    const HostResources host = host_resources(machine, r.gpus);
+    r.host_fit = odyssey::host_fit(workload, host);
+    r.host_cores = host.cores;
+    r.host_adam_rate = cpu_adam_rate(host, cost.cpu_adam());
+    r.cpu_adam = cost.cpu_adam();
+    r.host_dram = host.host.memory_bandwidth;
+    const int stage = result.critical_stage;
+    r.offload_step = offload_step(
+        workload, stage, host, cost.cpu_adam(),
+        overlap_windows(workload, stage, [&](const WorkBlock& b) { return cost.compute_time(b.compute); }));
+  }
   if (workload.training().tokens) {
     r.tokens = *workload.training().tokens;
     r.time_to_train = odyssey::time_to_train(*r.tokens, r.tokens_per_s);
@@ -304,6 +317,40 @@ Report make_report(const std::string& scenario_name, const MachineSpec& machine,
 void add_failures(Report& report, FailureStudy study) {
   report.failures = std::move(study);
   report.suggestions = suggest(report);
+}
+
+/// The host memory, NVMe and host step lines of a run with ZeRO-Offload.
+static std::string host_text(const Report& r) {
+  const HostFit& h = *r.host_fit;
+  const OffloadStep& o = r.offload_step;
+  const ParallelismSpec& p = r.parallelism;
+  std::string out = fmt::format("\n  host per server (ZeRO-Offload: optimizer {}, params {}{})\n",
+                                to_string(p.offload.optimizer), to_string(p.offload.params),
+                                p.offload.delayed_update ? ", delayed update" : "");
+  out +=
+      fmt::format("    host memory {:>9} of {} (per GPU {}){}\n", gib(h.host_per_server),
+                  gib(h.host_capacity), gib(h.host_per_gpu),
+                  h.host_fits ? "" : "  DOES NOT FIT, over by " + gib(h.host_per_server - h.host_capacity));
+  if (h.nvme_per_server.value() > 0)
+    out +=
+        fmt::format("    NVMe        {:>9} of {} (per GPU {}){}\n", gib(h.nvme_per_server),
+                    gib(h.nvme_capacity), gib(h.nvme_per_gpu),
+                    h.nvme_fits ? "" : "  DOES NOT FIT, over by " + gib(h.nvme_per_server - h.nvme_capacity));
+  out += fmt::format(
+      "    step of a GPU of stage {}: gradients to host {}, CPU-Adam {} ({} cores shared by the "
+      "server's GPUs), parameters to GPU {}{}{}; on the critical path {}\n",
+      r.simulation.critical_stage, duration(o.gradients_to_host), duration(o.cpu_adam), r.host_cores,
+      duration(o.parameters_to_device), o.nvme.value() > 0 ? ", NVMe " + duration(o.nvme) : std::string(),
+      o.parameter_fetch.value() > 0 ? ", parameter fetches " + duration(o.parameter_fetch) : std::string(),
+      duration(o.exposed));
+  const double cores = r.host_cores * r.cpu_adam.parameters_per_s_per_core;
+  out += fmt::format(
+      "    CPU-Adam {:.2f} G parameters/s per server: min({} cores x {:.2f} G/s, DRAM {:.0f} GB/s / {:g} B "
+      "per parameter) ({}); host profile {}\n",
+      r.host_adam_rate / 1e9, r.host_cores, r.cpu_adam.parameters_per_s_per_core / 1e9,
+      r.host_dram.value() / 1e9, r.cpu_adam.bytes_per_parameter,
+      cores <= r.host_adam_rate ? "core bound" : "memory-bandwidth bound", r.cpu_adam.source);
+  return out;
 }
 
 std::vector<Suggestion> suggest(const Report& r) {
@@ -399,6 +446,33 @@ std::vector<Suggestion> suggest(const Report& r) {
              "expert-parallel all-to-all exposes {:.1f}% of the iteration (ep {}): {}", s * 100, p.ep,
              p.tp * p.ep > r.gpus_per_server ? "keep tp x ep inside a server"
                                              : "a lower capacity factor or fewer experts per token")});
+  if (const double s = share(b.host_optimizer); s > NOTABLE) {
+    const OffloadStep& o = r.offload_step;
+    const bool cpu_bound = o.cpu_adam >= o.gradients_to_host + o.parameters_to_device + o.nvme;
+    std::string what = p.offload.delayed_update
+                           ? "the delayed update cannot hide it behind the forward and backward"
+                           : "parallelism.offload.delayed_update: true hides the CPU step behind the next "
+                             "forward and backward (one step of staleness, ZeRO-Offload sec. 4.2)";
+    out.push_back(
+        {.weight = s,
+         .text = fmt::format(
+             "the host's optimizer step is {:.1f}% of the iteration (CPU-Adam {}, PCIe copies {}): {}; {}; "
+             "or "
+             "no offload (parallelism.offload.optimizer: none) on more GPUs, with ZeRO sharding the states "
+             "over them",
+             s * 100, duration(o.cpu_adam), duration(o.gradients_to_host + o.parameters_to_device), what,
+             cpu_bound ? fmt::format("more host cores per GPU (the {} of a server are shared by its GPUs)",
+                                     r.host_cores)
+                       : "a faster GPU-host link (the PCIe copies are the larger part)")});
+  }
+  if (r.host_fit && !r.host_fit->fits())
+    out.push_back(
+        {.weight = 1.0,
+         .text = host_fit_problem(*r.host_fit, static_cast<int>(std::min<long>(r.gpus, r.gpus_per_server))) +
+                 (r.host_fit->nvme_capacity.value() > 0
+                      ? ": offload to nvme, or more data-parallel replicas (ZeRO shards the states over them)"
+                      : ": more data-parallel replicas (ZeRO shards the states over them, so each server "
+                        "holds less)")});
   if (const double s = share(b.optimizer); s > NOTABLE && p.zero == 0 && p.dp > 1)
     out.push_back(
         {.weight = s,
@@ -462,7 +536,9 @@ std::string render_text(const Report& r) {
     const std::string_view key = part.key, name = part.label;
     const Seconds t = r.breakdown.*part.member;
     // Context- and expert-parallel rows only for strategies that have them.
-    if ((key == "cp_comm_exposed" && r.cp == 1) || (key == "ep_comm_exposed" && r.ep == 1)) continue;
+    if ((key == "cp_comm_exposed" && r.cp == 1) || (key == "ep_comm_exposed" && r.ep == 1) ||
+        (key == "host_optimizer" && !r.host_fit))
+      continue;
     const double f = t.value() / total;
     const int width = static_cast<int>(std::lround(f * 40));
     out += fmt::format("    {:<16} {:>10} {:5.1f}% {}\n", name, duration(t), f * 100,
@@ -481,6 +557,7 @@ std::string render_text(const Report& r) {
         gib(m.optimizer_states), gib(m.activations), gib(m.workspace),
         m.total() > r.gpu_memory ? "  over by " + gib(m.total() - r.gpu_memory) : "");
   }
+  if (r.host_fit) out += host_text(r);
   out += "\n  things to try\n";
   if (r.suggestions.empty()) out += "    nothing stands out: no part but compute takes 5% of the iteration\n";
   for (size_t i = 0; i < r.suggestions.size(); ++i)
@@ -574,6 +651,22 @@ std::string render_json(const Report& r) {
   json suggestions = json::array();
   for (const Suggestion& s : r.suggestions) suggestions.push_back(s.text);
   j["suggestions"] = suggestions;
+  if (r.host_fit) {
+    const HostFit& h = *r.host_fit;
+    const OffloadStep& o = r.offload_step;
+    j["offload"] = {{"host_memory_per_server_bytes", h.host_per_server.value()},
+                    {"host_memory_capacity_bytes", h.host_capacity.value()},
+                    {"fits_host_memory", h.host_fits},
+                    {"nvme_per_server_bytes", h.nvme_per_server.value()},
+                    {"nvme_capacity_bytes", h.nvme_capacity.value()},
+                    {"fits_nvme", h.nvme_fits},
+                    {"gradients_to_host_s", o.gradients_to_host.value()},
+                    {"nvme_s", o.nvme.value()},
+                    {"cpu_adam_s", o.cpu_adam.value()},
+                    {"parameters_to_device_s", o.parameters_to_device.value()},
+                    {"parameter_fetch_s", o.parameter_fetch.value()},
+                    {"exposed_s", o.exposed.value()}};
+  }
   if (r.time_to_train) j["time_to_train_s"] = r.time_to_train->value();
   if (!r.extrapolated_gemms.empty()) j["simulation"]["profile"]["extrapolated_gemms"] = r.extrapolated_gemms;
   if (!r.price_sources.empty()) j["simulation"]["profile"]["price_sources"] = r.price_sources;
@@ -658,10 +751,11 @@ std::string render(const Report& r, ReportFormat format) {
 
 std::string render_trace(const Report& r) {
   using nlohmann::json;
-  static const char* const STREAMS[] = {"compute", "tp", "cp", "ep", "pp", "dp", "optimizer"};
+  static const char* const STREAMS[] = {"compute", "tp", "cp", "ep", "pp", "dp", "optimizer", "host"};
   constexpr int TRACKS = static_cast<int>(std::size(STREAMS));
-  const std::vector<std::string_view> labels = {"compute",      "TP comm", "CP comm",  "EP comm",
-                                                "PP send/recv", "DP comm", "optimizer"};
+  const std::vector<std::string_view> labels = {
+      "compute",      "TP comm", "CP comm",   "EP comm",
+      "PP send/recv", "DP comm", "optimizer", "host (CPU-Adam, PCIe)"};
   auto tid_of = [](const std::string& stream) {
     for (int i = 0; i < TRACKS; ++i)
       if (stream == STREAMS[i]) return i;
@@ -670,7 +764,7 @@ std::string render_trace(const Report& r) {
   // A communication track whose parallel dimension is 1 can carry nothing: left out unless an
   // event lands on it after all.
   const ParallelismSpec& p = r.parallelism;
-  const int dimension[TRACKS] = {0, p.tp, p.cp, p.ep, p.pp, p.dp, 0};
+  const int dimension[TRACKS] = {0, p.tp, p.cp, p.ep, p.pp, p.dp, 0, p.offload.any() ? 0 : 1};
   bool shown[TRACKS];
   for (int t = 0; t < TRACKS; ++t) shown[t] = dimension[t] != 1;
   for (const auto& e : r.simulation.trace)

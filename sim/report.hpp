@@ -42,6 +42,14 @@ struct Report {
   int memory_peak_stage = 0;
   Bytes gpu_memory;
   bool fits_memory = false;
+  /// ZeRO-Offload: host memory and NVMe per server against their capacity, and the host side of
+  /// the critical stage's optimizer step (models/offload.hpp); empty without offload.
+  std::optional<HostFit> host_fit;
+  OffloadStep offload_step;
+  int host_cores = 0;
+  double host_adam_rate = 0; ///< CPU-Adam parameters per second of one server
+  CpuAdamRate cpu_adam;      ///< the host profile's rate it scales from
+  BytesPerSecond host_dram;  ///< the server's DRAM bandwidth
   Breakdown breakdown;
   std::optional<Seconds> time_to_train;
   std::optional<double> tokens;

@@ -265,6 +265,17 @@ int main(int argc, char** argv) {
       const std::string memory = odyssey::memory_fit_problem(s, odyssey::scenario_memory_fit(s, workload));
       if (!memory.empty() && strict) throw odyssey::InputError({.file = validate_path}, "", memory);
       if (!memory.empty()) std::cerr << odyssey::warning_text({.file = validate_path}, "", memory) << "\n";
+      if (s.parallelism.offload.any()) {
+        const odyssey::HostResources host = odyssey::host_resources(s.machine, s.parallelism.gpus());
+        const std::string h = odyssey::host_fit_problem(odyssey::host_fit(workload, host), host.gpus);
+        if (!h.empty() && strict)
+          throw odyssey::InputError(s.at("parallelism.offload.optimizer"), "parallelism.offload.optimizer",
+                                    h);
+        if (!h.empty())
+          std::cerr << odyssey::warning_text(s.at("parallelism.offload.optimizer"),
+                                             "parallelism.offload.optimizer", h)
+                    << "\n";
+      }
       std::cout << odyssey::render_scenario(s);
       return 0;
     }

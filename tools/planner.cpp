@@ -195,6 +195,63 @@ PlanRow analytical_row(const Scenario& sc, const CostModel& cost, const PlanMemo
   return r;
 }
 
+/// Of the candidates too big for GPU memory, this many of the smallest are tried with ZeRO-Offload
+/// (a full Workload is built for each, so the count stays small), and at most OFFLOAD_VARIANTS of
+/// them, the fastest, join the ranking.
+constexpr std::size_t OFFLOAD_TRIES = 64;
+constexpr long OFFLOAD_VARIANTS = 16;
+
+bool smaller(const Scored& a, const Scored& b) {
+  if (a.estimate.memory != b.estimate.memory) return a.estimate.memory < b.estimate.memory;
+  return faster(a, b);
+}
+
+/// Keeps the `k` candidates needing least memory of a growing list.
+void keep_smallest(std::vector<Scored>& list, std::size_t k) {
+  if (list.size() < 2 * k + 64) return;
+  std::nth_element(list.begin(), list.begin() + long(k), list.end(), smaller);
+  list.resize(k);
+}
+
+/// ZeRO-Offload where GPU memory is the constraint: candidates that did not fit (ZeRO 1 or more,
+/// the smallest OFFLOAD_TRIES, fastest first) get a variant with the optimizer states and CPU-Adam on the
+/// host, when the machine describes a host to offload to. Its memory is the run's memory model's, its host
+/// step the run's offload_step (models/offload.hpp): the screen's time with the GPU's optimizer step replaced
+/// by the host step's exposed part. Variants that fit GPU and host memory join `best`; returns how many did.
+long add_offload_variants(const Scenario& sc, const CostModel& cost, const PlanMemoryLimit& limit,
+                          std::vector<Scored> too_big, std::map<long, std::vector<Scored>>& best) {
+  std::stable_sort(too_big.begin(), too_big.end(), smaller);
+  if (too_big.size() > OFFLOAD_TRIES) too_big.resize(OFFLOAD_TRIES);
+  std::stable_sort(too_big.begin(), too_big.end(), faster);
+  long added = 0;
+  for (const Scored& x : too_big) {
+    if (added >= OFFLOAD_VARIANTS) break;
+    Strategy v = x.strategy;
+    v.parallelism.offload.optimizer = OffloadDevice::CPU;
+    const HostResources host = host_resources(sc.machine, v.gpus());
+    if (v.parallelism.zero < 1 || check_offload(v.parallelism, host)) continue;
+    const Workload w = scenario_workload(scenario_of(sc, v, Fidelity::FAST));
+    const MemoryFit fit = memory_fit(w, sc.machine.gpu.memory);
+    if (!limit.fits(fit.peak) || !host_fit(w, host).fits()) continue;
+    Seconds exposed;
+    for (int s = 0; s < w.stages(); ++s)
+      exposed = std::max(
+          exposed, offload_step(w, s, host, cost.cpu_adam(),
+                                overlap_windows(
+                                    w, s, [&](const WorkBlock& b) { return cost.compute_time(b.compute); }))
+                       .exposed);
+    Scored y{.strategy = v, .estimate = x.estimate};
+    y.estimate.memory = fit.peak;
+    y.estimate.memory_stage = fit.peak_stage;
+    y.estimate.iteration = x.estimate.iteration - x.estimate.breakdown.optimizer + exposed;
+    y.estimate.breakdown.optimizer = Seconds(0);
+    y.estimate.breakdown.host_optimizer = exposed;
+    best[v.gpus()].push_back(y);
+    ++added;
+  }
+  return added;
+}
+
 /// Simulates the rows at `fidelity` in parallel processes and replaces their figures; a row
 /// whose exact memory model does not fit is marked pruned and not simulated.
 /// Simulates the rows that fit the limit (the others are pruned without a run); returns how many
@@ -286,6 +343,7 @@ PlanResult plan(const Scenario& sc, const CostModel& cost, const PlanOptions& op
   const std::size_t per_count = 4 * std::size_t(std::max({options.fast, FAST_ONE_GPU_COUNT, 1}));
   std::map<long, std::vector<Scored>> best; // by GPU count
   std::vector<Scored> too_big;
+  std::vector<Scored> offloadable; // too big, ZeRO >= 1: the smallest, for ZeRO-Offload variants
   const std::size_t keep_pruned = std::size_t(std::max(options.top, 1));
   for (const Strategy& s : enumerate_strategies(sc, r.min_gpus, r.max_gpus)) {
     ++r.candidates;
@@ -299,6 +357,10 @@ PlanResult plan(const Scenario& sc, const CostModel& cost, const PlanOptions& op
     ++r.screened;
     Scored x{.strategy = s, .estimate = screen.evaluate(s)};
     if (!limit.fits(x.estimate.memory)) {
+      if (s.parallelism.zero >= 1) {
+        offloadable.push_back(x);
+        keep_smallest(offloadable, OFFLOAD_TRIES);
+      }
       too_big.push_back(x);
       keep_best(too_big, keep_pruned);
       continue;
@@ -308,6 +370,8 @@ PlanResult plan(const Scenario& sc, const CostModel& cost, const PlanOptions& op
     list.push_back(x);
     keep_best(list, per_count);
   }
+  r.offload_variants = add_offload_variants(sc, cost, limit, std::move(offloadable), best);
+  r.fitting += r.offload_variants;
   r.shapes = screen.shapes();
   r.screen_seconds = seconds_since(t0);
 
@@ -469,7 +533,9 @@ std::string table_row(int rank, const PlanRow& r) {
   return fmt::format(
       "  {:>4} {:>6} {:>3} {:>3} {:>4} {:>3} {:>3} {:>3}  {:<19} {:>4} {:<9} {:>2} {:>9.3f} s {:>10.0f} "
       "{:>5.1f}% {:>4.1f} GiB {:>10}\n",
-      rank, r.strategy.gpus(), p.tp, p.pp, p.dp, p.cp, p.ep, r.strategy.micro_batch, schedule, p.zero,
+      rank, r.strategy.gpus(), p.tp, p.pp, p.dp, p.cp, p.ep, r.strategy.micro_batch, schedule,
+      // "2+o": ZeRO-2 with the optimizer offloaded to the host.
+      fmt::format("{}{}", p.zero, p.offload.optimizer != OffloadDevice::NONE ? "+o" : ""),
       to_string(p.recompute), p.sequence_parallel ? "y" : "n", r.iteration.value(), r.tokens_per_s,
       100 * r.mfu, r.memory.value() / (1 << 30), r.fidelity + (r.scenario_plan ? " *" : ""));
 }
@@ -550,10 +616,14 @@ std::string render_plan_text(const PlanResult& r, int top) {
       r.min_gpus == r.max_gpus ? counted(r.min_gpus, "GPU")
                                : fmt::format("{} to {} GPUs", r.min_gpus, r.max_gpus),
       r.machine, counted(r.candidates, "strategy", "strategies"), r.screened,
-      r.fitting == 1 ? "fits" : fmt::format("{} fit", r.fitting), counted(long(r.shapes), "operation shape"),
-      r.memory_limit.usable().value() / GIB, r.memory_limit.gpu.value() / GIB, r.memory_limit.margin * 100,
-      r.screen_seconds, r.screen_seconds > 0 ? double(r.candidates) / r.screen_seconds : 0.0,
-      counted(r.fast_runs, "run"), r.fast_seconds, counted(r.full_runs, "run"), r.full_seconds);
+      (r.fitting == 1 ? std::string("fits") : fmt::format("{} fit", r.fitting)) +
+          (r.offload_variants > 0
+               ? fmt::format(" ({} with the optimizer offloaded to the host)", r.offload_variants)
+               : std::string()),
+      counted(long(r.shapes), "operation shape"), r.memory_limit.usable().value() / GIB,
+      r.memory_limit.gpu.value() / GIB, r.memory_limit.margin * 100, r.screen_seconds,
+      r.screen_seconds > 0 ? double(r.candidates) / r.screen_seconds : 0.0, counted(r.fast_runs, "run"),
+      r.fast_seconds, counted(r.full_runs, "run"), r.full_seconds);
   if (r.deadline_days) {
     if (r.deadline_answer) {
       const PlanRow& a = *r.deadline_answer;
@@ -617,6 +687,7 @@ std::string render_plan_json(const PlanResult& r, int top) {
   j["candidates"] = r.candidates;
   j["screened"] = r.screened;
   j["fitting"] = r.fitting;
+  j["offload_variants"] = r.offload_variants;
   j["shapes"] = r.shapes;
   j["screen_seconds"] = r.screen_seconds;
   j["fast_runs"] = r.fast_runs;

@@ -71,10 +71,11 @@ struct PlanResult {
   std::string machine;
   long min_gpus = 0;
   long max_gpus = 0;
-  long candidates = 0;    ///< strategies enumerated
-  long screened = 0;      ///< passed the rules and priced in closed form
-  long fitting = 0;       ///< of those, fit in memory
-  std::size_t shapes = 0; ///< distinct operation shapes priced
+  long candidates = 0;       ///< strategies enumerated
+  long screened = 0;         ///< passed the rules and priced in closed form
+  long fitting = 0;          ///< of those, fit in memory
+  long offload_variants = 0; ///< of those, ZeRO-Offload variants of candidates too big for GPU memory
+  std::size_t shapes = 0;    ///< distinct operation shapes priced
   double screen_seconds = 0.0;
   double fast_seconds = 0.0;
   double full_seconds = 0.0;

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "calibration/host_profile.hpp"
 #include "models/input/diagnostics.hpp"
 #include "models/wording.hpp"
 #include "sim/analytical.hpp"
@@ -64,8 +65,10 @@ Profile scenario_profile(const Scenario& scenario) {
 CostModel scenario_cost_model(const Scenario& scenario) {
   Profile profile = scenario_profile(scenario);
   check_precision(scenario, profile);
-  return CostModel(std::move(profile),
-                   nccl_config(scenario.machine, scenario.nccl.algorithms, scenario.nccl.protocols));
+  CostModel cost(std::move(profile),
+                 nccl_config(scenario.machine, scenario.nccl.algorithms, scenario.nccl.protocols));
+  if (!scenario.host_calibration.empty()) cost.set_cpu_adam(load_cpu_adam_profile(scenario.host_calibration));
+  return cost;
 }
 
 Workload scenario_workload(const Scenario& scenario) {

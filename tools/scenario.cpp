@@ -45,6 +45,12 @@ double parameter_count(const YamlValue& v) {
   return n;
 }
 
+/// Where ZeRO-Offload keeps a kind of model state.
+OffloadDevice offload_device(const YamlValue& v) {
+  return v.as_enum<OffloadDevice>(
+      {{"none", OffloadDevice::NONE}, {"cpu", OffloadDevice::CPU}, {"nvme", OffloadDevice::NVME}});
+}
+
 // ---- loading state ------------------------------------------------------------------------------
 
 /// Everything the loader knows while it works: the scenario so far (with where each key was
@@ -350,6 +356,21 @@ const std::vector<Field<Draft>>& scenario_fields() {
       {"parallelism.overlap.zero", "bool", "true", "prefetch ZeRO-3 parameter all-gathers during compute",
        [](Draft& d, const YamlValue& v) { d.scenario.parallelism.zero_overlap = v.as_bool(); },
        [](const Draft& d) { return yaml_bool(d.scenario.parallelism.zero_overlap); }},
+      {"parallelism.offload.optimizer", "none | cpu | nvme", "none",
+       "ZeRO-Offload: optimizer states and their gradient partition in host memory (cpu) or on local NVMe "
+       "(nvme, ZeRO-Infinity); the Adam step runs on the server's host cores (CPU-Adam)",
+       [](Draft& d, const YamlValue& v) { d.scenario.parallelism.offload.optimizer = offload_device(v); },
+       [](const Draft& d) { return std::string(to_string(d.scenario.parallelism.offload.optimizer)); }},
+      {"parallelism.offload.params", "none | cpu | nvme", "none",
+       "ZeRO-Infinity: 16-bit parameters in host memory or on NVMe, fetched for every forward and backward "
+       "(zero: 3)",
+       [](Draft& d, const YamlValue& v) { d.scenario.parallelism.offload.params = offload_device(v); },
+       [](const Draft& d) { return std::string(to_string(d.scenario.parallelism.offload.params)); }},
+      {"parallelism.offload.delayed_update", "bool", "false",
+       "one-step delayed parameter update (ZeRO-Offload sec. 4.2): the host's optimizer step overlaps the "
+       "next step's forward and backward",
+       [](Draft& d, const YamlValue& v) { d.scenario.parallelism.offload.delayed_update = v.as_bool(); },
+       [](const Draft& d) { return yaml_bool(d.scenario.parallelism.offload.delayed_update); }},
       {"parallelism.pipeline_sync", "bool", "false",
        "blocking pipeline send/recv followed by a device synchronize, as Megatron-LM 2021's "
        "p2p_communication ran",
@@ -603,6 +624,9 @@ void check_scenario(Draft& d) {
                                     d.dp_auto ? DpChoice::AUTO : DpChoice::GIVEN))
     d.fail(p->key, p->message);
 
+  if (const auto p = check_offload(s.parallelism, host_resources(s.machine, s.parallelism.gpus())))
+    d.fail(p->key, p->message);
+
   const long used = job_components(s.machine, s.parallelism.gpus()).servers;
   if (s.recovery.spares > s.machine.servers - used)
     d.fail(
@@ -613,6 +637,7 @@ void check_scenario(Draft& d) {
 
 void resolve_calibration(Draft& d) {
   Scenario& s = d.scenario;
+  s.host_calibration = (fs::path(d.options->data_dir) / HOST_PROFILE).string();
   if (s.calibration == "auto") {
     try {
       s.calibration = find_profile((fs::path(d.options->data_dir) / "calibration" / "profiles").string(),

@@ -24,6 +24,9 @@ struct NcclPolicy {
   ProtocolSet protocols = ALL_PROTOCOLS;
 };
 
+/// The host CPU profile, relative to the data directory (calibration/README.md).
+inline constexpr const char* HOST_PROFILE = "calibration/profiles/host/cpu-adam.yaml";
+
 struct Scenario {
   std::string name;
   std::string file; ///< the scenario file as the user named it
@@ -32,6 +35,8 @@ struct Scenario {
   TrainingSpec training;
   ParallelismSpec parallelism;
   std::string calibration = "auto"; ///< "auto" or a profile path; resolved to a path by the loader
+  /// The host CPU profile (CPU-Adam throughput) under the data directory: HOST_PROFILE.
+  std::string host_calibration;
   SimulationSpec simulation;
   CheckpointSpec checkpoint;
   RecoverySpec recovery;

@@ -1,6 +1,8 @@
 // Names of the machine enums as the YAML spells them, and the machine's own consistency checks.
 #include "topologies/machine.hpp"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "models/input/diagnostics.hpp"
@@ -115,6 +117,18 @@ void check_machine(const MachineSpec& m) {
 JobComponents job_components(const MachineSpec& machine, long gpus) {
   const long servers = (gpus + machine.server.gpus - 1) / machine.server.gpus;
   return {.gpus = gpus, .servers = servers, .nics = servers * machine.server.nics};
+}
+
+HostResources host_resources(const MachineSpec& machine, long gpus) {
+  const ServerSpec& srv = machine.server;
+  const int on_server = static_cast<int>(std::min<long>(std::max<long>(gpus, 1), srv.gpus));
+  // With PCIe switches, the GPUs under one switch share its uplink to the CPU. ASSUMPTION: the
+  // uplink is as wide as one GPU's link (DGX-1 V100 white paper: one x16 link per switch to the CPU).
+  const int per_switch = srv.pcie_switches > 0 ? (on_server + srv.pcie_switches - 1) / srv.pcie_switches : 1;
+  return HostResources{.host = srv.host,
+                       .cores = srv.cpu_cores,
+                       .gpus = on_server,
+                       .pcie = srv.pcie_bandwidth / double(per_switch)};
 }
 
 JobCapacity job_capacity(const MachineSpec& machine) {

@@ -5,6 +5,7 @@
 #include <array>
 #include <string>
 
+#include "models/offload.hpp"
 #include "models/reliability.hpp"
 #include "models/strategy.hpp"
 #include "models/units.hpp"
@@ -38,7 +39,10 @@ struct ServerSpec {
   /// over them and a GPU uses a NIC under its own switch (GPU-to-NIC affinity); traffic leaving
   /// the server crosses the GPU's PCIe link.
   int pcie_switches = 0;
-  BytesPerSecond pcie_bandwidth; ///< per GPU PCIe link, per direction (with pcie_switches)
+  /// Per GPU PCIe link, per direction: the GPU-NIC path with pcie_switches, and the GPU-host path
+  /// that ZeRO-Offload's copies take.
+  BytesPerSecond pcie_bandwidth;
+  HostSpec host; ///< sockets, DRAM and local NVMe of the server (ZeRO-Offload)
 };
 
 /// Dragonfly (Kim et al. 2008): routers in groups, every router joined to every other of its
@@ -126,6 +130,10 @@ void check_machine(const MachineSpec& machine);
 /// The GPUs, servers and NICs a job of `gpus` GPUs runs on (whole servers): what its failure rates
 /// scale with.
 JobComponents job_components(const MachineSpec& machine, long gpus);
+
+/// The host resources of one server shared by the job's GPUs on it (a job of `gpus` GPUs fills
+/// whole servers, or part of one).
+HostResources host_resources(const MachineSpec& machine, long gpus);
 
 /// The machine as the strategy rules see it (the job-size rule).
 JobCapacity job_capacity(const MachineSpec& machine);

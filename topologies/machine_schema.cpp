@@ -21,6 +21,14 @@ std::string optional_rate_text(BytesPerSecond r) {
   return r.value() > 0 ? quoted_quantity(r.value(), Dimension::BYTE_RATE) : std::string("none");
 }
 
+/// An optional byte count: "none" (0) or a size (greater than zero, as every quantity).
+Bytes optional_bytes(const YamlValue& v) {
+  return v.is_scalar() && v.as_string() == "none" ? Bytes(0) : v.as_bytes();
+}
+std::string optional_bytes_text(Bytes b) {
+  return b.value() > 0 ? quoted_quantity(b.value(), Dimension::BYTES) : std::string("none");
+}
+
 /// An optional duration: "none" (0) or a time (greater than zero, as every quantity).
 Seconds optional_time(const YamlValue& v) {
   return v.is_scalar() && v.as_string() == "none" ? Seconds(0) : v.as_seconds();
@@ -99,9 +107,27 @@ const std::vector<Field<MachineSpec>>& machine_fields() {
        [](MachineSpec& m, const YamlValue& v) { m.server.pcie_switches = count_int(v); },
        [](const MachineSpec& m) { return std::to_string(m.server.pcie_switches); }},
       {"server.pcie_bandwidth", "byte rate", "none",
-       "PCIe link of one GPU, per direction (with pcie_switches)",
+       "PCIe link of one GPU, per direction (to its NIC with pcie_switches; to the host for ZeRO-Offload)",
        [](MachineSpec& m, const YamlValue& v) { m.server.pcie_bandwidth = optional_rate(v); },
        [](const MachineSpec& m) { return optional_rate_text(m.server.pcie_bandwidth); }},
+      {"server.sockets", "integer >= 0", "0", "CPU sockets in each GPU server",
+       [](MachineSpec& m, const YamlValue& v) { m.server.host.sockets = count_int(v); },
+       [](const MachineSpec& m) { return std::to_string(m.server.host.sockets); }},
+      {"server.host_memory", "bytes | none", "none",
+       "host DRAM of each GPU server (ZeRO-Offload's states live there)",
+       [](MachineSpec& m, const YamlValue& v) { m.server.host.memory = optional_bytes(v); },
+       [](const MachineSpec& m) { return optional_bytes_text(m.server.host.memory); }},
+      {"server.host_memory_bandwidth", "byte rate | none", "none",
+       "host DRAM bandwidth of each GPU server, all sockets (bounds CPU-Adam)",
+       [](MachineSpec& m, const YamlValue& v) { m.server.host.memory_bandwidth = optional_rate(v); },
+       [](const MachineSpec& m) { return optional_rate_text(m.server.host.memory_bandwidth); }},
+      {"server.nvme", "bytes | none", "none", "local NVMe capacity of each GPU server (ZeRO-Infinity)",
+       [](MachineSpec& m, const YamlValue& v) { m.server.host.nvme = optional_bytes(v); },
+       [](const MachineSpec& m) { return optional_bytes_text(m.server.host.nvme); }},
+      {"server.nvme_bandwidth", "byte rate | none", "none",
+       "local NVMe bandwidth of each GPU server, all drives",
+       [](MachineSpec& m, const YamlValue& v) { m.server.host.nvme_bandwidth = optional_rate(v); },
+       [](const MachineSpec& m) { return optional_rate_text(m.server.host.nvme_bandwidth); }},
       {"fabric.kind", "fat-tree | rail-optimized | dragonfly | torus", "fat-tree",
        "topology of the network between servers",
        [](MachineSpec& m, const YamlValue& v) {
