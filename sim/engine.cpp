@@ -226,6 +226,7 @@ private:
                                      CollectivePlan* plan) const;
   std::vector<sim::Flow> collective_edges(const std::vector<long>& members, CollectiveKind kind, Bytes size,
                                           CollectivePlan* plan) const;
+  void trees_as_rings(std::vector<sim::Flow>& flows) const;
   std::vector<std::vector<long>> block_groups(const BlockState& b, GroupKind g) const;
   std::vector<sim::Flow> dp_edges(int stage, const DpRequest& request, Seconds* latency) const;
   std::vector<sg4::CommPtr> start_flows(const std::vector<sim::Flow>& edges);
@@ -284,9 +285,6 @@ private:
   /// the block's first get exactly the rates of their images behind it and finish with them. Only
   /// the images are put on SimGrid; every flow's bytes still count on its own links.
   bool fold_tensor_positions_ = false;
-  /// Whether the flows of NCCL trees between servers move as rings with the same NIC loads
-  /// (sim::tree_edges_as_rings): where the fabric is out of the sharing problem.
-  bool trees_as_rings_ = false;
 };
 
 void Simulation::price() {
@@ -358,9 +356,22 @@ std::vector<sim::Flow> Simulation::collective_edges(const std::vector<long>& ran
       cost_.collective(kind, size, GroupShape{.ranks = n, .servers = static_cast<int>(servers.size())});
   if (plan_out != nullptr) *plan_out = plan;
   std::vector<sim::Flow> flows = sim::nccl_flows(plan, kind, members, machine_, size);
-  if (trees_as_rings_ && (plan.algo == Algorithm::TREE || plan.algo == Algorithm::NVLS_TREE))
-    sim::tree_edges_as_rings(flows, machine_.server.gpus);
+  if (options_.sharing_shortcuts && (plan.algo == Algorithm::TREE || plan.algo == Algorithm::NVLS_TREE))
+    trees_as_rings(flows);
   return flows;
+}
+
+/// NCCL tree flows between servers moved onto rings with the same NIC loads
+/// (sim::tree_edges_as_rings), where neither a tree edge nor its stand-in crosses a fabric link of
+/// the sharing problem: then every link either flow shares is its endpoints' own.
+void Simulation::trees_as_rings(std::vector<sim::Flow>& flows) const {
+  std::vector<sim::Flow> rings = flows;
+  if (!sim::tree_edges_as_rings(rings, machine_.server.gpus)) return;
+  for (const sim::Flow& f : rings)
+    if (f.sim_dst >= 0 && (platform_->crosses_shared_fabric(f.src, f.dst) ||
+                           platform_->crosses_shared_fabric(f.src, f.sim_dst)))
+      return;
+  flows = std::move(rings);
 }
 
 /// Flows of one collective over `members` (all-to-all: every pair, each rank sending size/n to
@@ -1068,9 +1079,7 @@ SimulationResult Simulation::run() {
   fold_tensor_positions_ =
       options_.sharing_shortcuts && p_.tp > gpus_per_nic && options_.placement == Placement::TP_IN_SERVER &&
       machine_.server.gpus % p_.tp == 0 && p_.tp % gpus_per_nic == 0 && platform_->rails_independent();
-  trees_as_rings_ = options_.sharing_shortcuts && platform_->fabric_out_of_sharing();
-  XBT_DEBUG("tensor positions folded: %s; trees as rings: %s; TP in closed form: %s",
-            fold_tensor_positions_ ? "yes" : "no", trees_as_rings_ ? "yes" : "no",
+  XBT_DEBUG("tensor positions folded: %s; TP in closed form: %s", fold_tensor_positions_ ? "yes" : "no",
             tp_links_private() ? "yes" : "no");
   const int m = w_.microbatches();
   const int v = w_.chunks_per_stage();

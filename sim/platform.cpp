@@ -65,6 +65,8 @@ public:
     auto make = [&](const std::string& name, BytesPerSecond bw, Seconds lat, LinkRole role) {
       auto* link = create_link(name, {bw.value()})->set_latency(lat.value())->seal();
       links.push_back({link, role});
+      if (role != LinkRole::NVLINK && role != LinkRole::NIC && role != LinkRole::PCIE)
+        fabric_links_.insert(link);
       return link;
     };
     if (mesh_) {
@@ -213,13 +215,12 @@ public:
            (leaves_per_rail || (all_left_out(leaf_up_) && all_left_out(leaf_down_)));
   }
 
-  /// Whether every fabric link between servers is out of the sharing problem.
-  [[nodiscard]] bool fabric_out_of_sharing() const {
-    if (m_.fabric.kind == FabricKind::DRAGONFLY || m_.fabric.kind == FabricKind::TORUS) return false;
-    for (const auto* links : {&leaf_up_, &leaf_down_, &pod_up_, &pod_down_})
-      if (!std::all_of(links->begin(), links->end(), [&](sg4::Link* l) { return left_out_.contains(l); }))
-        return false;
-    return true;
+  /// Whether the route from `src` to `dst` crosses a fabric link that is in the sharing problem.
+  [[nodiscard]] bool crosses_shared_fabric(sg4::Host* src, sg4::Host* dst) const {
+    std::vector<sg4::Link*> links;
+    double latency = 0;
+    src->route_to(dst, links, &latency);
+    return std::any_of(links.begin(), links.end(), [&](sg4::Link* l) { return fabric_links_.contains(l); });
   }
 
   /// Every link of the route from GPU `src` to GPU `dst`, those left out of the sharing problem
@@ -398,6 +399,7 @@ private:
   int leaf_paths_ = 1;                            ///< parallel uplinks per leaf trunk (1: one aggregate link)
   std::unordered_set<const sg4::Link*> left_out_; ///< links no flow of the job can saturate
   bool every_link_ = false;                       ///< routes include the links left out
+  std::unordered_set<const sg4::Link*> fabric_links_; ///< links between switches (not a GPU's or a NIC's own)
   int pod_paths_ = 1;
   long first_host_id_ = 0;
   std::vector<sg4::Link*> gpu_up_, gpu_down_, pcie_up_, pcie_down_, nic_up_, nic_down_, leaf_up_, leaf_down_,
@@ -472,8 +474,8 @@ bool Platform::rails_independent() const {
   return fabric_->rails_independent();
 }
 
-bool Platform::fabric_out_of_sharing() const {
-  return fabric_->fabric_out_of_sharing();
+bool Platform::crosses_shared_fabric(long src, long dst) const {
+  return fabric_->crosses_shared_fabric(gpu(src), gpu(dst));
 }
 
 void Platform::route(long src, long dst, std::vector<sg4::Link*>& links) const {

@@ -50,10 +50,10 @@ public:
   /// problem onto links of the same kind (one NIC per GPU, NVSwitch ports, fabric links between
   /// servers left out or one per rail). Call after leave_out_unsaturable.
   [[nodiscard]] bool rails_independent() const;
-  /// Whether every fabric link between servers is out of the sharing problem (a fat tree whose
-  /// trunks the job cannot fill): only the GPUs' own NIC and PCIe links are in it. Call after
-  /// leave_out_unsaturable.
-  [[nodiscard]] bool fabric_out_of_sharing() const;
+  /// Whether the route from GPU `src` to GPU `dst` crosses a link between switches that is in the
+  /// sharing problem (not left out by leave_out_unsaturable): if not, the flow shares only its
+  /// endpoints' own PCIe, NIC and NVLink links.
+  [[nodiscard]] bool crosses_shared_fabric(long src, long dst) const;
   /// Every link from GPU `src` to GPU `dst`, those left out of the sharing problem included.
   void route(long src, long dst, std::vector<simgrid::s4u::Link*>& links) const;
 
