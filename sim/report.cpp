@@ -1,6 +1,7 @@
 #include "sim/report.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <optional>
 #include <string_view>
@@ -136,6 +137,45 @@ std::string checkpoint_text(const CheckpointPlan& c, const CheckpointSpec& polic
                                         "until written",
                                         bytes_text(c.host_memory(policy.mode))));
   return out;
+}
+
+/// A checkpoint on the host tracks of the trace (process `pid`), as if written after the traced
+/// iteration ends at `after`: each GPU's copy to host memory over PCIe, then the server's write to
+/// storage; every server of the job does the same at once (one flow each on the storage network).
+void checkpoint_trace(const CheckpointPlan& c, const CheckpointSpec& policy, Seconds after, int pid,
+                      nlohmann::json& events, nlohmann::json& timed) {
+  using nlohmann::json;
+  events.push_back({{"ph", "M"},
+                    {"name", "process_name"},
+                    {"pid", pid},
+                    {"args",
+                     {{"name", fmt::format("host of each server: checkpoint ({}, every {})",
+                                           to_string(policy.mode), span(policy.interval))}}}});
+  events.push_back(
+      {{"ph", "M"}, {"name", "process_sort_index"}, {"pid", pid}, {"args", {{"sort_index", pid}}}});
+  const std::array<std::string_view, 2> tracks = {"PCIe: GPU -> host memory",
+                                                  "storage network: host -> storage"};
+  for (int t = 0; t < 2; ++t)
+    events.push_back({{"ph", "M"},
+                      {"name", "thread_name"},
+                      {"pid", pid},
+                      {"tid", t},
+                      {"args", {{"name", tracks[static_cast<size_t>(t)]}}}});
+  const double start = after.value();
+  const double copied = start + c.device_to_host.value();
+  const bool sync = policy.mode == CheckpointMode::SYNC;
+  auto slice = [&](int tid, std::string name, double from, double to, Bytes bytes) {
+    timed.push_back({{"ph", "X"},
+                     {"name", std::move(name)},
+                     {"cat", "checkpoint"},
+                     {"pid", pid},
+                     {"tid", tid},
+                     {"ts", from * 1e6},
+                     {"dur", (to - from) * 1e6},
+                     {"args", {{"bytes", bytes.value()}, {"stalls training", sync || tid == 0}}}});
+  };
+  if (c.device_to_host.value() > 0) slice(0, "checkpoint copy", start, copied, c.per_gpu);
+  slice(1, "checkpoint write", copied, copied + c.to_storage.value(), c.per_server);
 }
 
 /// The run with failures as JSON: figures in seconds, bytes and fractions.
@@ -796,6 +836,8 @@ std::string render_trace(const Report& r) {
                         {{"mean", counters[c].utilisation[i] * 100},
                          {"busiest", counters[c + 1].utilisation[i] * 100}}}});
   }
+  if (r.checkpoint)
+    checkpoint_trace(*r.checkpoint, r.checkpoint_policy, r.iteration_time, fabric + 1, events, timed);
   std::stable_sort(timed.begin(), timed.end(), [](const json& a, const json& b) {
     return a.at("ts").get<double>() < b.at("ts").get<double>();
   });

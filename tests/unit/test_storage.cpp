@@ -3,7 +3,12 @@
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 
+#include <map>
+
+#include <nlohmann/json.hpp>
+
 #include "models/input/diagnostics.hpp"
+#include "sim/report.hpp"
 #include "sim/storage.hpp"
 #include "tools/run.hpp"
 #include "tools/scenario.hpp"
@@ -104,4 +109,25 @@ TEST_CASE("tools::Run: the recovery policy takes its checkpoint from the storage
   const Scenario small = load_scenario(DATA + "/scenarios/megatron-145.6b-dgx-a100.yaml",
                                        {.data_dir = DATA, .overrides = {"machine.storage.capacity=1 TB"}});
   CHECK_THROWS_AS(scenario_checkpoint_plan(small, gpus), InputError);
+}
+
+TEST_CASE("sim::render_trace: a checkpoint on the host tracks after the iteration", "[storage]") {
+  Report r;
+  r.iteration_time = Seconds(2);
+  r.checkpoint = plan_checkpoint(machine(), Bytes(1e12), 512);
+  r.checkpoint_policy.mode = CheckpointMode::ASYNC;
+  const auto doc = nlohmann::json::parse(render_trace(r));
+  std::map<std::string, nlohmann::json> slices;
+  for (const auto& e : doc.at("traceEvents"))
+    if (e.at("ph") == "X" && e.at("cat") == "checkpoint") slices[e.at("name").get<std::string>()] = e;
+  REQUIRE(slices.size() == 2);
+  const auto& copy = slices.at("checkpoint copy");
+  const auto& write = slices.at("checkpoint write");
+  CHECK(copy.at("ts").get<double>() == Approx(2e6));
+  CHECK(copy.at("dur").get<double>() == Approx(r.checkpoint->device_to_host.value() * 1e6));
+  CHECK(write.at("ts").get<double>() == Approx(copy.at("ts").get<double>() + copy.at("dur").get<double>()));
+  CHECK(write.at("dur").get<double>() == Approx(r.checkpoint->to_storage.value() * 1e6));
+  // Async: the copy stalls training, the write does not.
+  CHECK(copy.at("args").at("stalls training") == true);
+  CHECK(write.at("args").at("stalls training") == false);
 }
