@@ -221,12 +221,10 @@ std::string failures_text(const FailureStudy& f) {
                      "{:.1f} planned\n",
                      span(f.job_mtbf()), f.job.gpus, f.job.servers, f.job.nics, f.run.interruptions_mean,
                      f.run.interruptions_p90, f.run.planned_mean);
-  out += fmt::format("    checkpoint {:.2f} TB every {} ({}), stalls {}, durable after {}, restored in {}; "
-                     "restart {} after {} detection; {} spare servers\n",
-                     f.checkpoint_size.value() / 1e12, span(f.policy.checkpoint_interval),
-                     to_string(f.policy.mode), duration(f.policy.stall()),
-                     duration(f.policy.checkpoint_write), duration(f.policy.checkpoint_load),
-                     span(f.policy.restart), span(f.policy.detection), f.policy.spares);
+  out += fmt::format("    recovery     {} to detect, {} to restart, {} to restore the checkpoint; {} spare "
+                     "servers\n",
+                     span(f.policy.detection), span(f.policy.restart), duration(f.policy.checkpoint_load),
+                     f.policy.spares);
   std::string lost;
   for (std::size_t c = 0; c < FAILURE_CAUSES; ++c)
     if (f.run.lost_mean.by_cause[c].value() > 0)
