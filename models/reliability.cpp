@@ -99,9 +99,8 @@ double failure_rate(const ReliabilitySpec& spec, const JobComponents& job) {
   return total;
 }
 
-Seconds checkpoint_transfer_time(Bytes size, BytesPerSecond storage_bandwidth) {
-  if (!(storage_bandwidth.value() > 0)) return Seconds(0);
-  return size / storage_bandwidth;
+Seconds checkpoint_stall(CheckpointMode mode, Seconds write, Seconds copy) {
+  return mode == CheckpointMode::SYNC ? write : copy;
 }
 
 Bytes checkpoint_size(double parameters, double weight_bytes_per_parameter,
@@ -159,7 +158,7 @@ Trial simulate_trial(const FailureModel& failures, const RecoveryPolicy& policy,
   const double tau = policy.checkpoint_interval.value();
   const double write = policy.checkpoint_write.value();
   const bool sync = policy.mode == CheckpointMode::SYNC;
-  const double stall = sync ? write : 0.0;
+  const double stall = policy.stall().value();
   const double durable_after = sync ? 0.0 : write; // after the checkpoint's place in training
   const double cycle = tau + stall;
   const double unplanned = failures.total_rate();
@@ -349,8 +348,7 @@ FailureStudy study_failures(const ReliabilitySpec& spec, const JobComponents& jo
   const int search = std::min(trials, SEARCH_TRIALS);
   s.run_as_searched = simulate_run(s.failures, policy, run, seed, search);
   s.best = best_checkpoint_interval(s.failures, policy, run, seed, search);
-  const Seconds stall = policy.mode == CheckpointMode::SYNC ? policy.checkpoint_write : Seconds(0);
-  s.young_daly = young_daly_interval(stall, s.job_mtbf());
+  s.young_daly = young_daly_interval(policy.stall(), s.job_mtbf());
   return s;
 }
 

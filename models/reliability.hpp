@@ -61,14 +61,16 @@ double failure_rate(const ReliabilitySpec& spec, const JobComponents& job, Failu
 double failure_rate(const ReliabilitySpec& spec, const JobComponents& job);
 
 /// How a checkpoint is written: SYNC stalls training for the whole write; ASYNC copies the state
-/// aside and writes it while training goes on (the stall is neglected), so it is durable only once
-/// the write completes and a failure before that falls back to the checkpoint before.
+/// to host memory (training stalls for that copy) and writes it to storage while training goes
+/// on, so it is durable only once the write completes and a failure before that falls back to the
+/// checkpoint before.
 enum class CheckpointMode { SYNC, ASYNC };
 const char* to_string(CheckpointMode mode);
 
-/// Time to write or to load a checkpoint of `size` bytes at the storage's sustained bandwidth: the
-/// one function a storage model replaces.
-Seconds checkpoint_transfer_time(Bytes size, BytesPerSecond storage_bandwidth);
+/// Training time a checkpoint stalls: the whole `write` (GPU -> host -> storage) when SYNC, the
+/// GPU -> host `copy` when ASYNC. The one rule the Monte Carlo, Young/Daly and the report use; the
+/// write and copy times come from the storage model (sim/storage.hpp, plan_checkpoint).
+Seconds checkpoint_stall(CheckpointMode mode, Seconds write, Seconds copy);
 
 /// Bytes of a checkpoint of `parameters` parameters: the weights in their dtype plus Adam's states
 /// and the FP32 master copy (the gradients are not saved).
@@ -94,11 +96,13 @@ struct RecoverySpec {
 struct RecoveryPolicy {
   Seconds checkpoint_interval; ///< training time between two checkpoints
   CheckpointMode mode = CheckpointMode::SYNC;
-  Seconds checkpoint_write; ///< checkpoint_transfer_time of a write
-  Seconds checkpoint_load;  ///< checkpoint_transfer_time of a load
+  Seconds checkpoint_write; ///< GPU -> host -> storage, until the checkpoint is durable
+  Seconds checkpoint_load;  ///< storage -> host -> GPU after a restart
+  Seconds checkpoint_copy;  ///< GPU -> host part of the write: what an async checkpoint stalls
   Seconds detection;        ///< from the failure to the job being stopped
   Seconds restart;          ///< scheduler, process start, NCCL communicators at scale
   long spares = 0;          ///< hot spare servers; without one a failed server is waited for
+  [[nodiscard]] Seconds stall() const { return checkpoint_stall(mode, checkpoint_write, checkpoint_copy); }
 };
 
 /// The run the Monte Carlo simulates: `work` of failure-free training, stopped early at `horizon`
@@ -185,7 +189,7 @@ struct FailureStudy {
   /// The scenario's interval with the search's trials: what the optimum is compared with.
   MonteCarloResult run_as_searched;
   IntervalSearch best;
-  Seconds young_daly; ///< zero when a checkpoint stalls nothing (async)
+  Seconds young_daly; ///< zero when a checkpoint stalls nothing
   [[nodiscard]] Seconds job_mtbf() const;
 };
 

@@ -1,6 +1,7 @@
 #include "sim/report.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <optional>
 #include <string_view>
@@ -85,6 +86,98 @@ std::optional<Suggestion> checkpoint_suggestion(const FailureStudy& f) {
                           f.run_as_searched.goodput_mean * 100, f.best.at_best.goodput_mean * 100)};
 }
 
+/// "2.44 TB", "305 MB": decimal units, three significant digits.
+std::string bytes_text(Bytes b) {
+  const double v = b.value();
+  if (v >= 1e15) return fmt::format("{:.3g} PB", v / 1e15);
+  if (v >= 1e12) return fmt::format("{:.3g} TB", v / 1e12);
+  if (v >= 1e9) return fmt::format("{:.3g} GB", v / 1e9);
+  return fmt::format("{:.3g} MB", v / 1e6);
+}
+
+std::string rate_text(BytesPerSecond r) {
+  return bytes_text(Bytes(r.value())) + "/s";
+}
+
+/// The checkpoint plan as JSON: seconds and bytes.
+nlohmann::json checkpoint_json(const CheckpointPlan& c, const CheckpointSpec& policy) {
+  return {{"interval_s", policy.interval.value()},
+          {"mode", to_string(policy.mode)},
+          {"size_bytes", c.total.value()},
+          {"per_gpu_bytes", c.per_gpu.value()},
+          {"per_server_bytes", c.per_server.value()},
+          {"servers", c.servers},
+          {"device_to_host_s", c.device_to_host.value()},
+          {"to_storage_s", c.to_storage.value()},
+          {"write_s", c.write().value()},
+          {"from_storage_s", c.from_storage.value()},
+          {"restore_s", c.restore().value()},
+          {"stall_s", c.stall(policy.mode).value()},
+          {"host_memory_per_server_bytes", c.host_memory(policy.mode).value()},
+          {"storage_rate_bytes_per_s", c.storage_rate().value()}};
+}
+
+/// The text report's lines on the checkpoint.
+std::string checkpoint_text(const CheckpointPlan& c, const CheckpointSpec& policy) {
+  const bool sync = policy.mode == CheckpointMode::SYNC;
+  std::string out = fmt::format("\n  checkpoint {} ({} per GPU) every {}, {}\n", bytes_text(c.total),
+                                bytes_text(c.per_gpu), span(policy.interval), to_string(policy.mode));
+  const std::string pcie = c.device_to_host.value() > 0
+                               ? duration(c.device_to_host) + " (PCIe)"
+                               : std::string("not modelled (no server.pcie_bandwidth)");
+  out +=
+      fmt::format("    write      {}: GPU -> host {}, host -> storage {} ({} servers at {} together; "
+                  "storage {}, {} per server)\n",
+                  duration(c.write()), pcie, duration(c.to_storage), c.servers, rate_text(c.storage_rate()),
+                  rate_text(c.storage_bandwidth), rate_text(c.client_bandwidth));
+  out += fmt::format("    restore    {}; stall per checkpoint {} ({})\n", duration(c.restore()),
+                     duration(c.stall(policy.mode)),
+                     sync ? "sync: the whole write"
+                          : fmt::format("async: the GPU -> host copy; it holds {} of host memory per server "
+                                        "until written",
+                                        bytes_text(c.host_memory(policy.mode))));
+  return out;
+}
+
+/// A checkpoint on the host tracks of the trace (process `pid`), as if written after the traced
+/// iteration ends at `after`: each GPU's copy to host memory over PCIe, then the server's write to
+/// storage; every server of the job does the same at once (one flow each on the storage network).
+void checkpoint_trace(const CheckpointPlan& c, const CheckpointSpec& policy, Seconds after, int pid,
+                      nlohmann::json& events, nlohmann::json& timed) {
+  using nlohmann::json;
+  events.push_back({{"ph", "M"},
+                    {"name", "process_name"},
+                    {"pid", pid},
+                    {"args",
+                     {{"name", fmt::format("host of each server: checkpoint ({}, every {})",
+                                           to_string(policy.mode), span(policy.interval))}}}});
+  events.push_back(
+      {{"ph", "M"}, {"name", "process_sort_index"}, {"pid", pid}, {"args", {{"sort_index", pid}}}});
+  const std::array<std::string_view, 2> tracks = {"PCIe: GPU -> host memory",
+                                                  "storage network: host -> storage"};
+  for (int t = 0; t < 2; ++t)
+    events.push_back({{"ph", "M"},
+                      {"name", "thread_name"},
+                      {"pid", pid},
+                      {"tid", t},
+                      {"args", {{"name", tracks[static_cast<size_t>(t)]}}}});
+  const double start = after.value();
+  const double copied = start + c.device_to_host.value();
+  const bool sync = policy.mode == CheckpointMode::SYNC;
+  auto slice = [&](int tid, std::string name, double from, double to, Bytes bytes) {
+    timed.push_back({{"ph", "X"},
+                     {"name", std::move(name)},
+                     {"cat", "checkpoint"},
+                     {"pid", pid},
+                     {"tid", tid},
+                     {"ts", from * 1e6},
+                     {"dur", (to - from) * 1e6},
+                     {"args", {{"bytes", bytes.value()}, {"stalls training", sync || tid == 0}}}});
+  };
+  if (c.device_to_host.value() > 0) slice(0, "checkpoint copy", start, copied, c.per_gpu);
+  slice(1, "checkpoint write", copied, copied + c.to_storage.value(), c.per_server);
+}
+
 /// The run with failures as JSON: figures in seconds, bytes and fractions.
 nlohmann::json failures_json(const FailureStudy& f) {
   nlohmann::json lost = nlohmann::json::object();
@@ -128,12 +221,10 @@ std::string failures_text(const FailureStudy& f) {
                      "{:.1f} planned\n",
                      span(f.job_mtbf()), f.job.gpus, f.job.servers, f.job.nics, f.run.interruptions_mean,
                      f.run.interruptions_p90, f.run.planned_mean);
-  out +=
-      fmt::format("    checkpoint {:.2f} TB every {} ({}), written in {}, loaded in {}; restart {} after {} "
-                  "detection; {} spare servers\n",
-                  f.checkpoint_size.value() / 1e12, span(f.policy.checkpoint_interval),
-                  to_string(f.policy.mode), span(f.policy.checkpoint_write), span(f.policy.checkpoint_load),
-                  span(f.policy.restart), span(f.policy.detection), f.policy.spares);
+  out += fmt::format("    recovery     {} to detect, {} to restart, {} to restore the checkpoint; {} spare "
+                     "servers\n",
+                     span(f.policy.detection), span(f.policy.restart), duration(f.policy.checkpoint_load),
+                     f.policy.spares);
   std::string lost;
   for (std::size_t c = 0; c < FAILURE_CAUSES; ++c)
     if (f.run.lost_mean.by_cause[c].value() > 0)
@@ -145,7 +236,7 @@ std::string failures_text(const FailureStudy& f) {
       "    interval     {}: simulated optimum {} (goodput {:.1f}% against {:.1f}%), Young/Daly {}\n",
       span(f.policy.checkpoint_interval), span(f.best.best), f.best.at_best.goodput_mean * 100,
       f.run_as_searched.goodput_mean * 100,
-      f.young_daly.value() > 0 ? span(f.young_daly) : std::string("none (async: no stall)"));
+      f.young_daly.value() > 0 ? span(f.young_daly) : std::string("none (no stall)"));
   return out;
 }
 
@@ -312,6 +403,11 @@ Report make_report(const std::string& scenario_name, const MachineSpec& machine,
   r.simulation = result;
   r.suggestions = suggest(r);
   return r;
+}
+
+void add_checkpoint(Report& report, const CheckpointPlan& plan, const CheckpointSpec& policy) {
+  report.checkpoint = plan;
+  report.checkpoint_policy = policy;
 }
 
 void add_failures(Report& report, FailureStudy study) {
@@ -528,6 +624,7 @@ std::string render_text(const Report& r) {
     out +=
         fmt::format("  with failures: P50 {}, P90 {}; goodput {:.1f}%\n", duration(r.failures->run.wall_p50),
                     duration(r.failures->run.wall_p90), r.failures->run.goodput_mean * 100);
+  if (r.checkpoint) out += checkpoint_text(*r.checkpoint, r.checkpoint_policy);
   if (r.failures) out += failures_text(*r.failures);
   out +=
       "\n  where the time goes (critical GPU: stage " + std::to_string(r.simulation.critical_stage) + ")\n";
@@ -648,6 +745,7 @@ std::string render_json(const Report& r) {
   for (const ReportMetric& m : report_metrics())
     if (const double v = m.read(r); std::isfinite(v)) j[std::string(m.key)] = v;
   if (r.failures) j["failures"] = failures_json(*r.failures);
+  if (r.checkpoint) j["checkpoint"] = checkpoint_json(*r.checkpoint, r.checkpoint_policy);
   json suggestions = json::array();
   for (const Suggestion& s : r.suggestions) suggestions.push_back(s.text);
   j["suggestions"] = suggestions;
@@ -830,6 +928,8 @@ std::string render_trace(const Report& r) {
                         {{"mean", counters[c].utilisation[i] * 100},
                          {"busiest", counters[c + 1].utilisation[i] * 100}}}});
   }
+  if (r.checkpoint)
+    checkpoint_trace(*r.checkpoint, r.checkpoint_policy, r.iteration_time, fabric + 1, events, timed);
   std::stable_sort(timed.begin(), timed.end(), [](const json& a, const json& b) {
     return a.at("ts").get<double>() < b.at("ts").get<double>();
   });

@@ -12,6 +12,7 @@
 #include "models/reliability.hpp"
 #include "models/workload.hpp"
 #include "sim/engine.hpp"
+#include "sim/storage.hpp"
 #include "topologies/machine.hpp"
 
 namespace odyssey {
@@ -56,6 +57,10 @@ struct Report {
   /// The whole run with failures, checkpoints and restarts (when the scenario has a token budget
   /// and the machine failure rates).
   std::optional<FailureStudy> failures;
+  /// The checkpoint on the machine's storage (when the machine has storage), and the scenario's
+  /// interval and mode for it.
+  std::optional<CheckpointPlan> checkpoint;
+  CheckpointSpec checkpoint_policy;
   ParallelismSpec parallelism;
   int microbatches = 1; ///< per data-parallel replica per iteration
   int micro_batch = 1;  ///< sequences per micro-batch
@@ -98,6 +103,9 @@ const ReportMetric& report_metric(std::string_view key);
 
 Report make_report(const std::string& scenario_name, const MachineSpec& machine, const Workload& workload,
                    const CostModel& cost, const SimulationResult& result, Fidelity fidelity);
+
+/// Adds the checkpoint plan to `report`.
+void add_checkpoint(Report& report, const CheckpointPlan& plan, const CheckpointSpec& policy);
 
 /// Adds the run with failures to `report` (and what it suggests).
 void add_failures(Report& report, FailureStudy study);

@@ -261,6 +261,7 @@ int main(int argc, char** argv) {
       // What run checks before it simulates: the profile (it must describe the machine's GPU and
       // price every dtype the workload computes in), then the memory model run reports.
       odyssey::scenario_cost_model(s);
+      odyssey::check_checkpoint_storage(s);
       const odyssey::Workload workload = odyssey::scenario_workload(s);
       const std::string memory = odyssey::memory_fit_problem(s, odyssey::scenario_memory_fit(s, workload));
       if (!memory.empty() && strict) throw odyssey::InputError({.file = validate_path}, "", memory);

@@ -97,25 +97,52 @@ SimulationOptions simulation_options(const Scenario& scenario, const RunOptions&
                            .placement = scenario.placement};
 }
 
-RecoveryPolicy scenario_recovery_policy(const Scenario& scenario, long gpus) {
+void check_checkpoint_storage(const Scenario& scenario) {
+  try {
+    check_checkpoint_fits(scenario.machine.storage, scenario_checkpoint_size(scenario));
+  } catch (const InputError& e) {
+    const std::string key = "machine." + e.key_path();
+    throw InputError(scenario.at(key), key, e.message());
+  }
+}
+
+CheckpointPlan scenario_checkpoint_plan(const Scenario& scenario, long gpus) {
+  check_checkpoint_storage(scenario);
+  return plan_checkpoint(scenario.machine, scenario_checkpoint_size(scenario), gpus);
+}
+
+namespace {
+
+RecoveryPolicy recovery_policy(const Scenario& scenario, long gpus, const CheckpointPlan& plan) {
   const MachineSpec& m = scenario.machine;
-  const Seconds transfer = checkpoint_transfer_time(scenario_checkpoint_size(scenario), m.storage.bandwidth);
   const long idle = m.servers - job_components(m, gpus).servers;
   return RecoveryPolicy{.checkpoint_interval = scenario.checkpoint.interval,
                         .mode = scenario.checkpoint.mode,
-                        .checkpoint_write = transfer,
-                        .checkpoint_load = transfer,
+                        .checkpoint_write = plan.write(),
+                        .checkpoint_load = plan.restore(),
+                        .checkpoint_copy = plan.device_to_host,
                         .detection = scenario.recovery.detection,
                         .restart = scenario.recovery.restart,
                         .spares = scenario.recovery.spares < 0 ? idle : scenario.recovery.spares};
 }
 
-std::optional<FailureStudy> scenario_failures(const Scenario& scenario, long gpus, Seconds failure_free) {
+std::optional<FailureStudy> failures_with(const Scenario& scenario, long gpus, Seconds failure_free,
+                                          const CheckpointPlan& plan) {
   const MachineSpec& m = scenario.machine;
   if (!m.reliability.any()) return std::nullopt;
-  const RecoveryPolicy policy = scenario_recovery_policy(scenario, gpus);
-  return study_failures(m.reliability, job_components(m, gpus), policy, scenario_checkpoint_size(scenario),
-                        failure_free, scenario.simulation.seed, scenario.simulation.trials);
+  return study_failures(m.reliability, job_components(m, gpus), recovery_policy(scenario, gpus, plan),
+                        plan.total, failure_free, scenario.simulation.seed, scenario.simulation.trials);
+}
+
+} // namespace
+
+RecoveryPolicy scenario_recovery_policy(const Scenario& scenario, long gpus) {
+  return recovery_policy(scenario, gpus, scenario_checkpoint_plan(scenario, gpus));
+}
+
+std::optional<FailureStudy> scenario_failures(const Scenario& scenario, long gpus, Seconds failure_free) {
+  if (!scenario.machine.reliability.any()) return std::nullopt;
+  return failures_with(scenario, gpus, failure_free, scenario_checkpoint_plan(scenario, gpus));
 }
 
 Seconds scenario_time_to_train_p90(const Scenario& scenario, long gpus, Seconds failure_free) {
@@ -140,8 +167,10 @@ Report run_scenario(const Scenario& scenario, const CostModel& cost, const RunOp
   }
   Report report =
       make_report(scenario.name, scenario.machine, workload, cost, result, scenario.simulation.fidelity);
+  const CheckpointPlan plan = scenario_checkpoint_plan(scenario, report.gpus);
+  if (plan.modelled) add_checkpoint(report, plan, scenario.checkpoint);
   if (report.time_to_train)
-    if (auto study = scenario_failures(scenario, report.gpus, *report.time_to_train))
+    if (auto study = failures_with(scenario, report.gpus, *report.time_to_train, plan))
       add_failures(report, std::move(*study));
   return report;
 }

@@ -14,6 +14,7 @@
 #include "models/workload.hpp"
 #include "sim/engine.hpp"
 #include "sim/report.hpp"
+#include "sim/storage.hpp"
 #include "tools/scenario.hpp"
 
 namespace odyssey {
@@ -48,9 +49,18 @@ struct RunOptions {
 /// The simulation options of the scenario (fidelity, seed, placement) with the caller's additions.
 SimulationOptions simulation_options(const Scenario& scenario, const RunOptions& options = {});
 
-/// The recovery policy of the scenario for a job of `gpus` GPUs: its checkpoint (the model's
-/// weights and optimizer states, written and loaded at the machine's storage bandwidth), its
-/// recovery times and spares (auto: the servers the job leaves idle).
+/// Throws InputError at `machine.storage.capacity` when the scenario's checkpoint does not fit the
+/// machine's storage: what `validate` checks without simulating.
+void check_checkpoint_storage(const Scenario& scenario);
+
+/// The checkpoint of the scenario's model (weights and optimizer states) for a job of `gpus`
+/// GPUs on the machine's storage (plan_checkpoint, simulated). Throws InputError at
+/// `machine.storage.capacity` when it does not fit the storage.
+CheckpointPlan scenario_checkpoint_plan(const Scenario& scenario, long gpus);
+
+/// The recovery policy of the scenario for a job of `gpus` GPUs: its checkpoint (written and
+/// restored as scenario_checkpoint_plan says), its recovery times and spares (auto: the servers the
+/// job leaves idle).
 RecoveryPolicy scenario_recovery_policy(const Scenario& scenario, long gpus);
 
 /// The whole run with failures for a job of `gpus` GPUs that trains in `failure_free` when nothing

@@ -92,9 +92,21 @@ struct CpuHostsSpec {
   int cores_per_host = 0;
 };
 
-/// Where checkpoints are written and read: a sustained bandwidth until storage is modelled.
+/// The storage system checkpoints are written to and read from (sim/storage.*): storage servers
+/// behind a storage network, reached by every GPU server through its storage NIC(s). Simulated as
+/// SimGrid hosts and links of their own, apart from the compute fabric.
 struct StorageSpec {
-  BytesPerSecond bandwidth; ///< sustained, the whole job's; zero: checkpoints cost nothing
+  /// Aggregate sustained bandwidth of the storage system, written or read by every client at
+  /// once; zero ("none"): no storage modelled, checkpoints cost nothing.
+  BytesPerSecond bandwidth;
+  Bytes capacity; ///< what it holds; zero ("none"): not checked
+  /// Per GPU server: its storage NIC(s); zero ("none"): the server's fabric NICs
+  /// (server.nics x server.nic_bandwidth) carry the storage traffic too.
+  BytesPerSecond client_bandwidth;
+  /// Metadata operations (create, open, commit) a client waits for before its data moves, once per
+  /// checkpoint write or read; zero ("none"): not modelled.
+  Seconds metadata_latency;
+  [[nodiscard]] bool modelled() const { return bandwidth.value() > 0; }
 };
 
 struct MachineSpec {

@@ -107,7 +107,8 @@ const std::vector<Field<MachineSpec>>& machine_fields() {
        [](MachineSpec& m, const YamlValue& v) { m.server.pcie_switches = count_int(v); },
        [](const MachineSpec& m) { return std::to_string(m.server.pcie_switches); }},
       {"server.pcie_bandwidth", "byte rate", "none",
-       "PCIe link of one GPU, per direction (to its NIC with pcie_switches; to the host for ZeRO-Offload)",
+       "PCIe link of one GPU, per direction: its copies to and from host memory (checkpoints, "
+       "ZeRO-Offload) and, with pcie_switches, its path to its NIC",
        [](MachineSpec& m, const YamlValue& v) { m.server.pcie_bandwidth = optional_rate(v); },
        [](const MachineSpec& m) { return optional_rate_text(m.server.pcie_bandwidth); }},
       {"server.sockets", "integer >= 0", "0", "CPU sockets in each GPU server",
@@ -244,10 +245,27 @@ const std::vector<Field<MachineSpec>>& machine_fields() {
           "reliability.planned_interval", "mean time between planned interruptions (maintenance) of a job"),
       reliability_time<&ReliabilitySpec::repair>(
           "reliability.repair", "time before a failed server serves again (repair or replacement)"),
-      {"storage.bandwidth", "byte rate", "none",
-       "sustained bandwidth of the storage checkpoints are written to and read from",
+      {"storage.bandwidth", "byte rate | none", "none",
+       "aggregate sustained bandwidth of the storage checkpoints are written to and read from (none: "
+       "no storage modelled, checkpoints cost nothing)",
        [](MachineSpec& m, const YamlValue& v) { m.storage.bandwidth = optional_rate(v); },
        [](const MachineSpec& m) { return optional_rate_text(m.storage.bandwidth); }},
+      {"storage.capacity", "bytes | none", "none", "what the storage holds (none: not checked)",
+       [](MachineSpec& m, const YamlValue& v) {
+         m.storage.capacity = v.is_scalar() && v.as_string() == "none" ? Bytes(0) : v.as_bytes();
+       },
+       [](const MachineSpec& m) {
+         return m.storage.capacity.value() > 0 ? quoted_quantity(m.storage.capacity.value(), Dimension::BYTES)
+                                               : std::string("none");
+       }},
+      {"storage.client_bandwidth", "byte rate | none", "none",
+       "per GPU server: its storage NIC(s) (none: its fabric NICs carry the storage traffic)",
+       [](MachineSpec& m, const YamlValue& v) { m.storage.client_bandwidth = optional_rate(v); },
+       [](const MachineSpec& m) { return optional_rate_text(m.storage.client_bandwidth); }},
+      {"storage.metadata_latency", "time | none", "none",
+       "metadata operations (create, open, commit) a client waits for before a checkpoint's data moves",
+       [](MachineSpec& m, const YamlValue& v) { m.storage.metadata_latency = optional_time(v); },
+       [](const MachineSpec& m) { return optional_time_text(m.storage.metadata_latency); }},
   };
   return fields;
 }

@@ -1,0 +1,130 @@
+#include "sim/storage.hpp"
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+#include <simgrid/kernel/routing/NetPoint.hpp>
+#include <simgrid/s4u.hpp>
+
+#include "models/input/diagnostics.hpp"
+#include "sim/isolation.hpp"
+#include "sim/platform.hpp"
+
+XBT_LOG_NEW_DEFAULT_CATEGORY(odyssey_storage, "Odyssey storage system and checkpoints");
+
+namespace odyssey {
+namespace {
+
+namespace sg4 = simgrid::s4u;
+
+/// Per server: its storage NIC(s), or its fabric NICs where the machine names none.
+BytesPerSecond client_bandwidth(const MachineSpec& m) {
+  if (m.storage.client_bandwidth.value() > 0) return m.storage.client_bandwidth;
+  return m.server.nic_bandwidth * static_cast<double>(m.server.nics);
+}
+
+/// Simulated times of one write to and one read from the storage, one flow per client.
+struct StorageTimes {
+  Seconds write;
+  Seconds read;
+};
+
+/// The storage network of `clients` GPU servers: a star whose centre is the storage network;
+/// each client host (the server's CPUs) reaches it through its storage NIC link, the storage
+/// system (one host) through a link of the aggregate bandwidth. Each client moves
+/// `bytes_per_client[i]` to the storage, all at once, after the metadata latency; then reads it
+/// back the same way.
+StorageTimes simulate_storage(const MachineSpec& m, const std::vector<Bytes>& bytes_per_client) {
+  const std::string text = sim::run_isolated([&] {
+    const auto engine = sim::make_engine({});
+    auto* zone = sg4::create_star_zone("storage-network");
+    const double client_bw = client_bandwidth(m).value();
+    auto attach = [&](sg4::Host* host, const std::string& name, double bandwidth) {
+      sg4::Link* link = zone->create_split_duplex_link(name, bandwidth)->set_latency(0)->seal();
+      zone->add_route(host->get_netpoint(), nullptr, nullptr, nullptr,
+                      {sg4::LinkInRoute(link, sg4::LinkInRoute::Direction::UP)}, true);
+    };
+    auto* storage = zone->create_host("storage", 1e9);
+    attach(storage, "storage-aggregate", m.storage.bandwidth.value());
+    std::vector<sg4::Host*> clients;
+    for (std::size_t c = 0; c < bytes_per_client.size(); ++c) {
+      auto* host =
+          zone->create_host(fmt::format("host-{}", c), 1e9)->set_core_count(std::max(1, m.server.cpu_cores));
+      attach(host, fmt::format("storage-nic-{}", c), client_bw);
+      clients.push_back(host);
+    }
+    zone->seal();
+
+    const double metadata = m.storage.metadata_latency.value();
+    std::vector<double> written(clients.size(), 0.0);
+    std::vector<double> read(clients.size(), 0.0);
+    auto barrier = sg4::Barrier::create(static_cast<unsigned>(clients.size()));
+    double read_start = 0.0;
+    for (std::size_t c = 0; c < clients.size(); ++c) {
+      const auto size = static_cast<std::uint64_t>(std::max(1.0, bytes_per_client[c].value()));
+      // One actor per client, as on the machine each server writes its own shards.
+      sg4::Actor::create(fmt::format("writer-{}", c), clients[c], [&, c, size] {
+        if (metadata > 0) sg4::this_actor::sleep_for(metadata);
+        sg4::Comm::sendto(clients[c], storage, size);
+        written[c] = sg4::Engine::get_clock();
+        barrier->wait();
+        if (c == 0) read_start = sg4::Engine::get_clock();
+        if (metadata > 0) sg4::this_actor::sleep_for(metadata);
+        sg4::Comm::sendto(storage, clients[c], size);
+        read[c] = sg4::Engine::get_clock();
+      });
+    }
+    engine->run();
+    const double w = *std::max_element(written.begin(), written.end());
+    const double r = *std::max_element(read.begin(), read.end()) - read_start;
+    XBT_DEBUG("storage: %zu clients, write %g s, read %g s", clients.size(), w, r);
+    return fmt::format("{} {}", w, r);
+  });
+  const auto space = text.find(' ');
+  return StorageTimes{.write = Seconds(std::stod(text.substr(0, space))),
+                      .read = Seconds(std::stod(text.substr(space + 1)))};
+}
+
+} // namespace
+
+Seconds host_copy_time(const ServerSpec& server, Bytes per_gpu) {
+  if (!(server.pcie_bandwidth.value() > 0)) return Seconds(0);
+  const int sharing = server.pcie_switches > 0 ? server.gpus / server.pcie_switches : 1;
+  return per_gpu * static_cast<double>(sharing) / server.pcie_bandwidth;
+}
+
+void check_checkpoint_fits(const StorageSpec& storage, Bytes size) {
+  const Bytes capacity = storage.capacity;
+  if (storage.modelled() && capacity.value() > 0 && size.value() > capacity.value())
+    throw InputError(SourceLocation{}, "storage.capacity",
+                     fmt::format("the checkpoint (weights and optimizer states, {:.3g} TB) does not fit the "
+                                 "storage's {:.3g} TB",
+                                 size.value() / 1e12, capacity.value() / 1e12));
+}
+
+CheckpointPlan plan_checkpoint(const MachineSpec& machine, Bytes size, long gpus) {
+  CheckpointPlan plan;
+  check_checkpoint_fits(machine.storage, size);
+  if (!machine.storage.modelled() || gpus <= 0) return plan;
+  const int per_server = machine.server.gpus;
+  plan.modelled = true;
+  plan.total = size;
+  plan.per_gpu = size / static_cast<double>(gpus);
+  plan.servers = (gpus + per_server - 1) / per_server;
+  plan.per_server = plan.per_gpu * static_cast<double>(std::min<long>(gpus, per_server));
+  plan.client_bandwidth = client_bandwidth(machine);
+  plan.storage_bandwidth = machine.storage.bandwidth;
+  std::vector<Bytes> clients(static_cast<std::size_t>(plan.servers), plan.per_server);
+  // A last server the job fills only in part writes only its GPUs' shards.
+  clients.back() = plan.per_gpu * static_cast<double>(gpus - (plan.servers - 1) * per_server);
+  const StorageTimes t = simulate_storage(machine, clients);
+  plan.device_to_host = host_copy_time(machine.server, plan.per_gpu);
+  plan.host_to_device = plan.device_to_host;
+  plan.to_storage = t.write;
+  plan.from_storage = t.read;
+  return plan;
+}
+
+} // namespace odyssey

@@ -1,0 +1,62 @@
+// The machine's storage system and what a checkpoint costs on it. The storage is a SimGrid
+// platform of its own: one host per GPU server of the job (its CPUs, with its storage NIC as a
+// link) and the storage system as a host behind a link of the storage's aggregate bandwidth, so
+// the servers' writes contend there as they do on a real file system. A checkpoint moves every
+// GPU's shard GPU -> host memory over PCIe, then host -> storage as one flow per server.
+#pragma once
+
+#include "models/reliability.hpp"
+#include "models/units.hpp"
+#include "topologies/machine.hpp"
+
+namespace odyssey {
+
+/// A checkpoint of a job as its machine writes and restores it. The state is spread evenly over
+/// the job's GPUs, each saving its own shard (Megatron-LM's distributed checkpoint, PyTorch DCP):
+/// the per-GPU figure of Llama 3's "1 MB-4 GB per GPU" (reference/reliability.yaml).
+struct CheckpointPlan {
+  bool modelled = false; ///< the machine has storage (machine.storage.bandwidth); else all zero
+  Bytes total;
+  Bytes per_gpu;
+  Bytes per_server;                 ///< what one GPU server writes (its GPUs' shards)
+  long servers = 0;                 ///< GPU servers of the job: the storage's clients
+  Seconds device_to_host;           ///< GPU -> host memory over PCIe (every GPU at once)
+  Seconds to_storage;               ///< host -> storage, simulated: metadata, then one flow per server
+  Seconds from_storage;             ///< storage -> host on restore, simulated the same way
+  Seconds host_to_device;           ///< host -> GPU on restore
+  BytesPerSecond client_bandwidth;  ///< per server: its storage NIC(s), or its fabric NICs
+  BytesPerSecond storage_bandwidth; ///< the storage system's aggregate (machine.storage.bandwidth)
+  [[nodiscard]] Seconds write() const { return device_to_host + to_storage; }
+  [[nodiscard]] Seconds restore() const { return from_storage + host_to_device; }
+  /// Training stalled per checkpoint (checkpoint_stall's rule).
+  [[nodiscard]] Seconds stall(CheckpointMode mode) const {
+    return checkpoint_stall(mode, write(), device_to_host);
+  }
+  /// Host memory of one server a checkpoint holds beyond training's own: an async checkpoint
+  /// keeps its GPUs' state in host memory until it is written; a sync one streams it.
+  [[nodiscard]] Bytes host_memory(CheckpointMode mode) const {
+    return mode == CheckpointMode::ASYNC ? per_server : Bytes(0);
+  }
+  /// The storage bandwidth the whole write saw: total over the host -> storage time.
+  [[nodiscard]] BytesPerSecond storage_rate() const {
+    return to_storage.value() > 0 ? total / to_storage : BytesPerSecond(0);
+  }
+};
+
+/// Time for every GPU of a server to copy `per_gpu` bytes to host memory (or back) over PCIe:
+/// each GPU's link (server.pcie_bandwidth), shared by the GPUs under one PCIe switch where the
+/// machine has them (the switch's uplink to the CPU is taken as fast as a GPU's link:
+/// ASSUMPTION, as DGX-1 and DGX A100 use x16 uplinks). Zero without a PCIe bandwidth.
+Seconds host_copy_time(const ServerSpec& server, Bytes per_gpu);
+
+/// Throws InputError at "storage.capacity" (a machine key, positionless as check_machine's) when a
+/// checkpoint of `size` bytes does not fit the storage.
+void check_checkpoint_fits(const StorageSpec& storage, Bytes size);
+
+/// The checkpoint of `size` bytes of a job of `gpus` GPUs on `machine`: the one function every
+/// command (run, sweep, plan, the validation) asks what a checkpoint costs. The storage part is
+/// simulated (a forked SimGrid run, sim::run_isolated). Without storage on the machine, an
+/// unmodelled plan (every time zero). Throws as check_checkpoint_fits.
+CheckpointPlan plan_checkpoint(const MachineSpec& machine, Bytes size, long gpus);
+
+} // namespace odyssey
