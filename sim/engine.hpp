@@ -34,9 +34,10 @@ struct Breakdown {
   Seconds pp_comm_exposed;
   Seconds dp_comm_exposed;
   Seconds optimizer;
+  Seconds data_stall; ///< waiting for the input pipeline (sim/storage.hpp, plan_data_loading)
   [[nodiscard]] Seconds total() const {
     return compute + tp_comm_exposed + cp_comm_exposed + ep_comm_exposed + pp_bubble + pp_comm_exposed +
-           dp_comm_exposed + optimizer;
+           dp_comm_exposed + optimizer + data_stall;
   }
 };
 
