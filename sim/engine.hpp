@@ -35,9 +35,10 @@ struct Breakdown {
   Seconds dp_comm_exposed;
   Seconds optimizer;
   Seconds host_optimizer; ///< ZeRO-Offload: the host's copies and CPU-Adam on the critical path
+  Seconds data_stall;     ///< waiting for the input pipeline (sim/storage.hpp, plan_data_loading)
   [[nodiscard]] Seconds total() const {
     return compute + tp_comm_exposed + cp_comm_exposed + ep_comm_exposed + pp_bubble + pp_comm_exposed +
-           dp_comm_exposed + optimizer + host_optimizer;
+           dp_comm_exposed + optimizer + host_optimizer + data_stall;
   }
 };
 

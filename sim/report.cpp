@@ -178,6 +178,75 @@ void checkpoint_trace(const CheckpointPlan& c, const CheckpointSpec& policy, Sec
   slice(1, "checkpoint write", copied, copied + c.to_storage.value(), c.per_server);
 }
 
+/// The input pipeline as JSON: seconds per iteration and counts.
+nlohmann::json data_loading_json(const DataLoading& d) {
+  return {{"format", to_string(d.spec.format)},
+          {"service", to_string(d.spec.service)},
+          {"workers", d.spec.workers},
+          {"prefetch", d.spec.prefetch},
+          {"loaders", d.loaders},
+          {"samples_per_loader", d.samples},
+          {"sample_bytes", d.sample_bytes.value()},
+          {"cpu_per_sample_s", d.cpu_per_sample.value()},
+          {"storage_s", d.storage.value()},
+          {"cpu_s", d.cpu.value()},
+          {"network_s", d.network.value()},
+          {"pcie_s", d.pcie.value()},
+          {"loader_s", d.loader().value()},
+          {"headroom", d.headroom()},
+          {"stall_s", d.stall().value()}};
+}
+
+/// The text report's line on the input pipeline: each stage's time as a share of the iteration.
+std::string data_loading_text(const DataLoading& d) {
+  const double it = std::max(1e-12, d.iteration.value());
+  auto pct = [&](Seconds t) {
+    const double p = t.value() / it * 100;
+    return p >= 10    ? fmt::format("{:.0f}%", p)
+           : p >= 0.1 ? fmt::format("{:.1f}%", p)
+                      : fmt::format("{:.2g}%", p);
+  };
+  std::string used = fmt::format("storage {}, cpu {}",
+                                 d.storage.value() > 0 ? pct(d.storage) : "none (local cache)", pct(d.cpu));
+  if (d.spec.service == DataService::CPU_HOSTS) used += fmt::format(", network {}", pct(d.network));
+  used += fmt::format(", pcie {}", pct(d.pcie));
+  const std::string who = d.spec.service == DataService::CPU_HOSTS
+                              ? fmt::format("{} CPU hosts prepare {:.3g} samples each for {} GPU servers",
+                                            d.loaders, d.samples, d.gpu_servers)
+                              : fmt::format("{} servers load {:.3g} samples each", d.loaders, d.samples);
+  const std::string what =
+      fmt::format("{}, {} workers, {} data, {:.3g} kB and {} CPU a sample", who, d.spec.workers,
+                  to_string(d.spec.format), d.sample_bytes.value() / 1e3, duration(d.cpu_per_sample));
+  if (d.stall().value() > 0)
+    return fmt::format("  data loader  cannot keep up: it needs {} per iteration, training {}; held by {} "
+                       "({} of the iteration); data stall {} per iteration\n               ({})\n",
+                       duration(d.loader()), duration(d.iteration), d.bottleneck(), used, duration(d.stall()),
+                       what);
+  const double h = d.headroom();
+  return fmt::format("  data loader  headroom {}x: {} of the iteration used\n               ({})\n",
+                     h >= 100 ? fmt::format("{:.0f}", h) : fmt::format("{:.3g}", h), used, what);
+}
+
+/// What to change when the loader stalls training, by the stage that holds it.
+std::string data_stall_suggestion(const DataLoading& d, double share) {
+  std::string fix;
+  if (d.bottleneck() == "cpu") {
+    const auto needed = static_cast<int>(std::ceil(d.spec.workers * (d.cpu / d.iteration)));
+    fix = fmt::format("the loader's CPU work ({} a sample on {} workers) is the limit: data.workers: {}{}",
+                      duration(d.cpu_per_sample), d.spec.workers, needed,
+                      d.spec.format == DataFormat::RAW ? ", or pre-tokenised data (data.format: tokenized)"
+                                                       : "");
+  } else if (d.bottleneck() == "storage") {
+    fix = fmt::format("reading {:.3g} samples a loader from storage takes {}: more storage bandwidth "
+                      "(machine.storage.bandwidth, machine.storage.client_bandwidth) or smaller samples "
+                      "(data.format: tokenized)",
+                      d.samples, duration(d.storage));
+  } else {
+    fix = fmt::format("the {} transfers of the samples are the limit", d.bottleneck());
+  }
+  return fmt::format("data stall is {:.1f}% of the iteration: {}", share * 100, fix);
+}
+
 /// The run with failures as JSON: figures in seconds, bytes and fractions.
 nlohmann::json failures_json(const FailureStudy& f) {
   nlohmann::json lost = nlohmann::json::object();
@@ -293,7 +362,8 @@ const std::vector<BreakdownPart>& breakdown_parts() {
       {.key = "pp_comm_exposed", .label = "pp comm exposed", .member = &Breakdown::pp_comm_exposed},
       {.key = "dp_comm_exposed", .label = "dp comm exposed", .member = &Breakdown::dp_comm_exposed},
       {.key = "optimizer", .label = "optimizer", .member = &Breakdown::optimizer},
-      {.key = "host_optimizer", .label = "host optimizer", .member = &Breakdown::host_optimizer}};
+      {.key = "host_optimizer", .label = "host optimizer", .member = &Breakdown::host_optimizer},
+      {.key = "data_stall", .label = "data stall", .member = &Breakdown::data_stall}};
   return PARTS;
 }
 
@@ -403,6 +473,22 @@ Report make_report(const std::string& scenario_name, const MachineSpec& machine,
   r.simulation = result;
   r.suggestions = suggest(r);
   return r;
+}
+
+void add_data_loading(Report& report, const DataLoading& loading) {
+  report.data_loading = loading;
+  const Seconds stall = loading.stall();
+  report.breakdown.data_stall = stall;
+  if (stall.value() > 0) {
+    const double slower = (report.iteration_time + stall) / report.iteration_time;
+    report.iteration_time += stall;
+    report.tokens_per_s /= slower;
+    report.model_tflops_per_gpu /= slower;
+    report.hardware_tflops_per_gpu /= slower;
+    report.mfu /= slower;
+    if (report.time_to_train) *report.time_to_train = *report.time_to_train * slower;
+  }
+  report.suggestions = suggest(report);
 }
 
 void add_checkpoint(Report& report, const CheckpointPlan& plan, const CheckpointSpec& policy) {
@@ -588,6 +674,8 @@ std::vector<Suggestion> suggest(const Report& r) {
                          p.recompute == Recompute::FULL ? "selective recomputation (recompute: selective)"
                                                         : "no recomputation (recompute: none)")});
   }
+  if (const double s = share(b.data_stall); s > 0 && r.data_loading)
+    out.push_back({.weight = s, .text = data_stall_suggestion(*r.data_loading, s)});
   if (r.fits_memory && memory_use < ROOMY && r.micro_batch == 1 && r.mfu < 0.35 && r.microbatches > 1)
     out.push_back(
         {.weight = NOTABLE,
@@ -624,6 +712,7 @@ std::string render_text(const Report& r) {
     out +=
         fmt::format("  with failures: P50 {}, P90 {}; goodput {:.1f}%\n", duration(r.failures->run.wall_p50),
                     duration(r.failures->run.wall_p90), r.failures->run.goodput_mean * 100);
+  if (r.data_loading) out += data_loading_text(*r.data_loading);
   if (r.checkpoint) out += checkpoint_text(*r.checkpoint, r.checkpoint_policy);
   if (r.failures) out += failures_text(*r.failures);
   out +=
@@ -636,6 +725,7 @@ std::string render_text(const Report& r) {
     if ((key == "cp_comm_exposed" && r.cp == 1) || (key == "ep_comm_exposed" && r.ep == 1) ||
         (key == "host_optimizer" && !r.host_fit))
       continue;
+    if (key == "data_stall" && t.value() == 0) continue; // the loader keeps up
     const double f = t.value() / total;
     const int width = static_cast<int>(std::lround(f * 40));
     out += fmt::format("    {:<16} {:>10} {:5.1f}% {}\n", name, duration(t), f * 100,
@@ -746,6 +836,7 @@ std::string render_json(const Report& r) {
     if (const double v = m.read(r); std::isfinite(v)) j[std::string(m.key)] = v;
   if (r.failures) j["failures"] = failures_json(*r.failures);
   if (r.checkpoint) j["checkpoint"] = checkpoint_json(*r.checkpoint, r.checkpoint_policy);
+  if (r.data_loading) j["data_loader"] = data_loading_json(*r.data_loading);
   json suggestions = json::array();
   for (const Suggestion& s : r.suggestions) suggestions.push_back(s.text);
   j["suggestions"] = suggestions;

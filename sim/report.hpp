@@ -61,6 +61,8 @@ struct Report {
   /// interval and mode for it.
   std::optional<CheckpointPlan> checkpoint;
   CheckpointSpec checkpoint_policy;
+  /// The input pipeline against the iteration; its stall is in the breakdown and the iteration.
+  std::optional<DataLoading> data_loading;
   ParallelismSpec parallelism;
   int microbatches = 1; ///< per data-parallel replica per iteration
   int micro_batch = 1;  ///< sequences per micro-batch
@@ -103,6 +105,10 @@ const ReportMetric& report_metric(std::string_view key);
 
 Report make_report(const std::string& scenario_name, const MachineSpec& machine, const Workload& workload,
                    const CostModel& cost, const SimulationResult& result, Fidelity fidelity);
+
+/// Adds the input pipeline to `report`: a loader slower than the iteration stalls it, which the
+/// iteration time, the breakdown's data stall and every figure derived from the time then include.
+void add_data_loading(Report& report, const DataLoading& loading);
 
 /// Adds the checkpoint plan to `report`.
 void add_checkpoint(Report& report, const CheckpointPlan& plan, const CheckpointSpec& policy);

@@ -127,4 +127,51 @@ CheckpointPlan plan_checkpoint(const MachineSpec& machine, Bytes size, long gpus
   return plan;
 }
 
+Seconds DataLoading::loader() const {
+  return std::max({storage, cpu, network, pcie});
+}
+
+Seconds DataLoading::stall() const {
+  return std::max(Seconds(0), loader() - iteration);
+}
+
+double DataLoading::headroom() const {
+  return loader().value() > 0 ? iteration / loader() : 0.0;
+}
+
+std::string DataLoading::bottleneck() const {
+  const Seconds slowest = loader();
+  if (slowest == storage) return "storage";
+  if (slowest == cpu) return "cpu";
+  if (slowest == network) return "network";
+  return "pcie";
+}
+
+DataLoading plan_data_loading(const MachineSpec& machine, const DataSpec& spec, const DataJob& job,
+                              Seconds iteration) {
+  constexpr double GPU_BYTES_PER_TOKEN = 16; // int64 tokens and labels
+  DataLoading d{.spec = spec, .iteration = iteration};
+  const int per_server = machine.server.gpus;
+  const long first_stage = job.gpus / std::max(1, job.pp);
+  d.gpu_servers = std::max(1L, (first_stage + per_server - 1) / per_server);
+  const bool service = spec.service == DataService::CPU_HOSTS;
+  d.loaders = service ? std::max(1, machine.cpu_hosts.count) : d.gpu_servers;
+  d.samples = static_cast<double>(job.global_batch) / static_cast<double>(d.loaders);
+  d.sample_bytes = data_bytes_per_token(spec, job.vocab) * static_cast<double>(job.seq_len + 1);
+  d.cpu_per_sample = data_cpu_per_sample(spec, d.sample_bytes);
+  if (machine.storage.modelled()) {
+    // Every loader reads at once: each gets its share of the storage, within its own NICs.
+    BytesPerSecond rate = machine.storage.bandwidth / static_cast<double>(d.loaders);
+    if (!service) rate = std::min(rate, client_bandwidth(machine));
+    d.storage = d.sample_bytes * d.samples / rate;
+  }
+  d.cpu = d.cpu_per_sample * d.samples / static_cast<double>(std::max(1, spec.workers));
+  const double server_samples = static_cast<double>(job.global_batch) / static_cast<double>(d.gpu_servers);
+  const Bytes to_gpus = Bytes(server_samples * job.seq_len * GPU_BYTES_PER_TOKEN);
+  if (service)
+    d.network = to_gpus / (machine.server.nic_bandwidth * static_cast<double>(machine.server.nics));
+  if (machine.server.pcie_bandwidth.value() > 0) d.pcie = to_gpus / machine.server.pcie_bandwidth;
+  return d;
+}
+
 } // namespace odyssey

@@ -5,6 +5,9 @@
 // GPU's shard GPU -> host memory over PCIe, then host -> storage as one flow per server.
 #pragma once
 
+#include <string>
+
+#include "models/data.hpp"
 #include "models/reliability.hpp"
 #include "models/units.hpp"
 #include "topologies/machine.hpp"
@@ -58,5 +61,47 @@ void check_checkpoint_fits(const StorageSpec& storage, Bytes size);
 /// simulated (a forked SimGrid run, sim::run_isolated). Without storage on the machine, an
 /// unmodelled plan (every time zero). Throws as check_checkpoint_fits.
 CheckpointPlan plan_checkpoint(const MachineSpec& machine, Bytes size, long gpus);
+
+/// The job as its data loader sees it.
+struct DataJob {
+  long gpus = 0;
+  int pp = 1;
+  int seq_len = 0;
+  long global_batch = 0; ///< sequences per iteration
+  long vocab = 0;
+};
+
+/// The input pipeline of one iteration, in closed form: each loader (a GPU server holding first
+/// pipeline stage GPUs, as Megatron-LM loads data on the first stage, or a CPU host with a data
+/// service) reads its samples from storage, prepares them on its worker cores, and the GPU servers
+/// copy them to their GPUs over PCIe (with a data service, after receiving them over the fabric).
+/// The stages are pipelined (the loader prefetches), so the slowest one sets the loader's time per
+/// iteration; training stalls by what that exceeds the iteration.
+struct DataLoading {
+  DataSpec spec;
+  long loaders = 0;       ///< loading GPU servers, or CPU hosts with a data service
+  long gpu_servers = 0;   ///< GPU servers that receive the samples (first pipeline stage)
+  double samples = 0;     ///< per loader per iteration
+  Bytes sample_bytes;     ///< stored bytes of one sample (seq_len + 1 tokens)
+  Seconds cpu_per_sample; ///< on one worker core
+  Seconds iteration;      ///< training's iteration, without a data stall
+  Seconds storage;        ///< reading a loader's samples (zero: no storage, a local cache)
+  Seconds cpu;            ///< preparing them on the workers
+  Seconds network;        ///< data service: the samples over the fabric to a GPU server
+  Seconds pcie;           ///< host -> GPU copies of a GPU server's samples
+  [[nodiscard]] Seconds loader() const;
+  [[nodiscard]] Seconds stall() const;
+  /// Iteration over the loader's time (above 1: it keeps up).
+  [[nodiscard]] double headroom() const;
+  /// "storage", "cpu", "network" or "pcie": the stage that sets the loader's time.
+  [[nodiscard]] std::string bottleneck() const;
+};
+
+/// The input pipeline of `job` on `machine` under `spec` for an iteration of `iteration`: the one
+/// function the report and every command use. Stored token ids move as `data_bytes_per_token`
+/// says; samples reach the GPUs as int64 tokens and labels (16 bytes a token, Megatron-LM's
+/// batch; the masks are built on the GPU).
+DataLoading plan_data_loading(const MachineSpec& machine, const DataSpec& spec, const DataJob& job,
+                              Seconds iteration);
 
 } // namespace odyssey

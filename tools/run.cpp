@@ -167,6 +167,13 @@ Report run_scenario(const Scenario& scenario, const CostModel& cost, const RunOp
   }
   Report report =
       make_report(scenario.name, scenario.machine, workload, cost, result, scenario.simulation.fidelity);
+  add_data_loading(report, plan_data_loading(scenario.machine, scenario.data,
+                                             DataJob{.gpus = report.gpus,
+                                                     .pp = scenario.parallelism.pp,
+                                                     .seq_len = scenario.model.seq_len,
+                                                     .global_batch = scenario.training.global_batch,
+                                                     .vocab = scenario.model.vocab},
+                                             report.iteration_time));
   const CheckpointPlan plan = scenario_checkpoint_plan(scenario, report.gpus);
   if (plan.modelled) add_checkpoint(report, plan, scenario.checkpoint);
   if (report.time_to_train)

@@ -450,6 +450,54 @@ const std::vector<Field<Draft>>& scenario_fields() {
              v.as_enum<CheckpointMode>({{"sync", CheckpointMode::SYNC}, {"async", CheckpointMode::ASYNC}});
        },
        [](const Draft& d) { return std::string(to_string(d.scenario.checkpoint.mode)); }},
+      {"data.format", "tokenized | raw", "tokenized",
+       "tokenized: pre-packed token ids (little CPU work); raw: text the loader tokenises",
+       [](Draft& d, const YamlValue& v) {
+         d.scenario.data.format =
+             v.as_enum<DataFormat>({{"tokenized", DataFormat::TOKENIZED}, {"raw", DataFormat::RAW}});
+       },
+       [](const Draft& d) { return std::string(to_string(d.scenario.data.format)); }},
+      {"data.bytes_per_token", "bytes | auto", "auto",
+       "stored bytes per token (auto: tokenized 2 B below a vocab of 65,500, else 4 B, as Megatron-LM "
+       "stores ids; raw text 4 B, ASSUMPTION)",
+       [](Draft& d, const YamlValue& v) {
+         d.scenario.data.bytes_per_token = v.is_scalar() && v.as_string() == "auto" ? Bytes(0) : v.as_bytes();
+       },
+       [](const Draft& d) {
+         return d.scenario.data.bytes_per_token.value() > 0
+                    ? quoted_quantity(d.scenario.data.bytes_per_token.value(), Dimension::BYTES)
+                    : std::string("auto");
+       }},
+      {"data.cpu_per_sample", "time | auto", "auto",
+       "CPU time of one sample on one loader worker core (auto: raw text 20 ns a byte, HuggingFace "
+       "tokenizers' published rate; tokenized 20 us, ASSUMPTION)",
+       [](Draft& d, const YamlValue& v) {
+         d.scenario.data.cpu_per_sample =
+             v.is_scalar() && v.as_string() == "auto" ? Seconds(0) : v.as_seconds();
+       },
+       [](const Draft& d) {
+         return d.scenario.data.cpu_per_sample.value() > 0
+                    ? quoted_quantity(d.scenario.data.cpu_per_sample.value(), Dimension::TIME)
+                    : std::string("auto");
+       }},
+      {"data.workers", "positive integer", "16",
+       "loader worker cores per loading server, or per CPU host with a data service (ASSUMPTION "
+       "default: Megatron-LM's 2 per rank for 8 GPUs)",
+       [](Draft& d, const YamlValue& v) { d.scenario.data.workers = positive_int(v); },
+       [](const Draft& d) { return std::to_string(d.scenario.data.workers); }},
+      {"data.prefetch", "positive integer", "2",
+       "batches a loader keeps ready (PyTorch DataLoader's prefetch_factor default); absorbs jitter, "
+       "not a steady shortfall",
+       [](Draft& d, const YamlValue& v) { d.scenario.data.prefetch = positive_int(v); },
+       [](const Draft& d) { return std::to_string(d.scenario.data.prefetch); }},
+      {"data.service", "local | cpu-hosts", "local",
+       "local: the GPU servers' host CPUs prepare the samples; cpu-hosts: the machine's CPU-only "
+       "servers do and send them over the fabric",
+       [](Draft& d, const YamlValue& v) {
+         d.scenario.data.service =
+             v.as_enum<DataService>({{"local", DataService::LOCAL}, {"cpu-hosts", DataService::CPU_HOSTS}});
+       },
+       [](const Draft& d) { return std::string(to_string(d.scenario.data.service)); }},
       {"recovery.detection", "time", "\"2 min\"",
        "from a failure to the job stopped (heartbeats, collective timeouts; ASSUMPTION default)",
        [](Draft& d, const YamlValue& v) { d.scenario.recovery.detection = v.as_seconds(); },
@@ -607,6 +655,26 @@ void check_moe(const Draft& d) {
   }
 }
 
+/// The loader's workers against the cores of the hosts they run on.
+void check_data(Draft& d) {
+  const Scenario& s = d.scenario;
+  const int workers = s.data.workers;
+  if (s.data.service == DataService::CPU_HOSTS) {
+    if (s.machine.cpu_hosts.count == 0)
+      d.fail(
+          "data.service",
+          fmt::format("machine '{}' has no CPU-only servers (machine.cpu_hosts.count is 0)", s.machine.name));
+    if (workers > s.machine.cpu_hosts.cores_per_host)
+      d.fail("data.workers",
+             fmt::format("{} loader workers per CPU host, but a CPU host of '{}' has {} cores", workers,
+                         s.machine.name, s.machine.cpu_hosts.cores_per_host));
+  } else if (s.machine.server.cpu_cores > 0 && workers > s.machine.server.cpu_cores) {
+    d.fail("data.workers", fmt::format("{} loader workers per server, but a server of '{}' has {} CPU cores "
+                                       "(machine.server.cpu_cores)",
+                                       workers, s.machine.name, s.machine.server.cpu_cores));
+  }
+}
+
 void check_scenario(Draft& d) {
   Scenario& s = d.scenario;
   try {
@@ -618,6 +686,7 @@ void check_scenario(Draft& d) {
 
   if (s.model.moe) check_moe(d);
   if (const auto p = check_model(s.model)) d.fail(p->key, p->message);
+  check_data(d);
 
   if (d.dp_auto) s.parallelism.dp = std::max(auto_dp(s), 1);
   if (const auto p = check_strategy(s.model, s.training, s.parallelism, job_capacity(s.machine),

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "calibration/cost_model.hpp"
+#include "models/data.hpp"
 #include "models/input/diagnostics.hpp"
 #include "models/reliability.hpp"
 #include "models/spec.hpp"
@@ -40,6 +41,7 @@ struct Scenario {
   SimulationSpec simulation;
   CheckpointSpec checkpoint;
   RecoverySpec recovery;
+  DataSpec data;
   NcclPolicy nccl;
   Placement placement = Placement::TP_IN_SERVER; ///< key parallelism.placement
   /// Where each key was written, by key path ("parallelism.tp", "model.heads"): a file position,

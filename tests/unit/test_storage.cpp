@@ -131,3 +131,64 @@ TEST_CASE("sim::render_trace: a checkpoint on the host tracks after the iteratio
   CHECK(copy.at("args").at("stalls training") == true);
   CHECK(write.at("args").at("stalls training") == false);
 }
+
+TEST_CASE("sim::plan_data_loading: the slowest stage sets the loader, and only a shortfall stalls",
+          "[storage]") {
+  const MachineSpec m = machine();
+  const DataJob job{.gpus = 64, .pp = 1, .seq_len = 2048, .global_batch = 512, .vocab = 51200};
+  DataSpec spec;
+  spec.format = DataFormat::RAW;
+  spec.cpu_per_sample = Seconds(8e-3);
+  spec.workers = 2;
+  const DataLoading d = plan_data_loading(m, spec, job, Seconds(0.2));
+  CHECK(d.loaders == 8);
+  CHECK(d.samples == Approx(64));
+  CHECK(d.sample_bytes.value() == Approx(2049 * 4));
+  CHECK(d.cpu.value() == Approx(64 * 8e-3 / 2));
+  CHECK(d.bottleneck() == "cpu");
+  CHECK(d.stall().value() == Approx(0.256 - 0.2));
+  CHECK(d.headroom() == Approx(0.2 / 0.256));
+  // Twice the workers halve the CPU stage; enough of them, and nothing stalls.
+  spec.workers = 4;
+  CHECK(plan_data_loading(m, spec, job, Seconds(0.2)).cpu.value() == Approx(d.cpu.value() / 2));
+  spec.workers = 8;
+  CHECK(plan_data_loading(m, spec, job, Seconds(0.2)).stall().value() == 0);
+  // Storage shares its bandwidth among the loaders, within each one's storage NICs.
+  spec.cpu_per_sample = Seconds(0);
+  const DataLoading slow =
+      plan_data_loading(machine({"machine.storage.bandwidth=8 MB/s"}), spec, job, Seconds(0.2));
+  CHECK(slow.storage.value() == Approx(64 * 2049 * 4 / 1e6));
+  CHECK(slow.bottleneck() == "storage");
+}
+
+TEST_CASE("sim::plan_data_loading: only the first pipeline stage's servers load; defaults by format",
+          "[storage]") {
+  const DataJob job{.gpus = 512, .pp = 8, .seq_len = 2048, .global_batch = 512, .vocab = 128256};
+  const DataLoading d = plan_data_loading(machine(), DataSpec{}, job, Seconds(1));
+  CHECK(d.loaders == 8);                             // 64 first-stage GPUs on 8 servers
+  CHECK(d.sample_bytes.value() == Approx(2049 * 4)); // ids above 16 bits: 4 bytes
+  CHECK(data_bytes_per_token(DataSpec{}, 51200).value() == 2);
+  DataSpec raw;
+  raw.format = DataFormat::RAW;
+  CHECK(data_cpu_per_sample(raw, Bytes(1e9)).value() == Approx(20)); // 20 s a GB
+}
+
+TEST_CASE("sim::add_data_loading: a stall lengthens the iteration and every figure derived from it",
+          "[storage]") {
+  Report r;
+  r.iteration_time = Seconds(1);
+  r.tokens_per_s = 1000;
+  r.mfu = 0.5;
+  r.time_to_train = Seconds(100);
+  DataLoading d;
+  d.iteration = Seconds(1);
+  d.cpu = Seconds(1.25);
+  add_data_loading(r, d);
+  CHECK(r.breakdown.data_stall.value() == Approx(0.25));
+  CHECK(r.iteration_time.value() == Approx(1.25));
+  CHECK(r.tokens_per_s == Approx(800));
+  CHECK(r.mfu == Approx(0.4));
+  CHECK(r.time_to_train->value() == Approx(125));
+  REQUIRE_FALSE(r.suggestions.empty());
+  CHECK(r.suggestions.front().text.find("data.workers") != std::string::npos);
+}
