@@ -279,11 +279,13 @@ private:
   /// Every flow between servers connects GPUs of the same tensor position t (pipeline messages,
   /// data-parallel rings, context- and expert-parallel groups: all per t), and the program is the
   /// same for every t. When the machine treats the NICs alike too — each shared by the same
-  /// number of GPUs, and every fabric link between servers either out of the sharing problem or
-  /// on one rail (Platform::rails_independent) — moving t by one NIC's worth of GPUs maps the
-  /// job's flows and links onto themselves, so the flows of the positions behind NICs other than
-  /// the block's first get exactly the rates of their images behind it and finish with them. Only
-  /// the images are put on SimGrid; every flow's bytes still count on its own links.
+  /// number of GPUs, and every fabric link between servers of the sharing problem either on one
+  /// rail or shared by all NICs of its servers, without hashing (Platform::fold_positions) —
+  /// moving t by one NIC's worth of GPUs maps the job's flows and links onto themselves, so the
+  /// flows of the positions behind NICs other than the block's first get exactly the rates of
+  /// their images behind it and finish with them. Only the images are put on SimGrid; links all
+  /// positions share keep the images' part of their capacity; every flow's bytes still count on
+  /// its own links.
   bool fold_tensor_positions_ = false;
 };
 
@@ -523,10 +525,11 @@ void Simulation::sample_links() {
       const sim::FabricLink& fl = *link;
       const auto r = static_cast<size_t>(fl.role);
       if (r >= ROLES) continue; // a role added to LinkRole after TORUS: extend ROLES
-      const double u = fl.link->get_usage();
+      const double u = fl.link->get_usage() / fl.simulated_share;
+      const double c = fl.link->get_bandwidth() / fl.simulated_share;
       usage[r] += u;
-      capacity[r] += fl.link->get_bandwidth();
-      busiest[r] = std::max(busiest[r], u / fl.link->get_bandwidth());
+      capacity[r] += c;
+      busiest[r] = std::max(busiest[r], u / c);
     }
     const double now = sg4::Engine::get_clock();
     for (size_t r = 0; r < ROLES; ++r) {
@@ -1078,7 +1081,8 @@ SimulationResult Simulation::run() {
   const int gpus_per_nic = machine_.server.gpus / std::max(1, machine_.server.nics);
   fold_tensor_positions_ =
       options_.sharing_shortcuts && p_.tp > gpus_per_nic && options_.placement == Placement::TP_IN_SERVER &&
-      machine_.server.gpus % p_.tp == 0 && p_.tp % gpus_per_nic == 0 && platform_->rails_independent();
+      machine_.server.gpus % p_.tp == 0 && p_.tp % gpus_per_nic == 0 &&
+      platform_->fold_positions(p_.tp / gpus_per_nic);
   XBT_DEBUG("tensor positions folded: %s; TP in closed form: %s", fold_tensor_positions_ ? "yes" : "no",
             tp_links_private() ? "yes" : "no");
   const int m = w_.microbatches();
@@ -1149,7 +1153,8 @@ SimulationResult Simulation::run() {
         {.name = fl.link->get_name(),
          .role = sim::to_string(fl.role),
          .bytes = it->second,
-         .utilisation = iteration > 0 ? it->second / (fl.link->get_bandwidth() * iteration) : 0.0});
+         .utilisation = iteration > 0 ? it->second * fl.simulated_share / (fl.link->get_bandwidth() * iteration)
+                                      : 0.0});
   }
   std::sort(result_.busiest_links.begin(), result_.busiest_links.end(),
             [](const LinkLoad& a, const LinkLoad& b) {

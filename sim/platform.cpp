@@ -199,20 +199,38 @@ public:
     return static_cast<long>(left_out_.size());
   }
 
-  /// Whether moving every GPU of every server by one NIC's worth of GPUs (GPU k -> k + gpus/nics,
-  /// the same in each server) maps every link of the sharing problem that flows between servers
-  /// cross onto one of the same kind: NICs shared alike by the GPUs, PCIe links per GPU, and every
-  /// fabric link either left out or on one rail without hashing. (Flows between servers never
-  /// cross NVLink, so an NVLink mesh does not matter.)
+  /// Whether moving every GPU of a block by one NIC's worth of GPUs (GPU k -> k + gpus/nics,
+  /// cyclic over the block's NIC positions, the same in each server) maps every link of the
+  /// sharing problem that flows between servers cross onto one of the same kind: NICs shared
+  /// alike by the GPUs, PCIe links per GPU, and every fabric link in the problem either on one
+  /// rail (mapped onto the next rail's) or shared by all NICs of its servers (mapped onto
+  /// itself), with no hashing among parallel uplinks where a level is in the problem (a hash
+  /// would send a flow and its image up different cables). (Flows between servers never cross
+  /// NVLink, so an NVLink mesh does not matter.) Links left out of the problem do not matter.
   [[nodiscard]] bool rails_independent() const {
     if (m_.server.gpus % m_.server.nics != 0) return false;
     if (m_.fabric.kind == FabricKind::DRAGONFLY || m_.fabric.kind == FabricKind::TORUS) return false;
-    auto all_left_out = [&](const std::vector<sg4::Link*>& links) {
-      return std::all_of(links.begin(), links.end(), [&](sg4::Link* l) { return left_out_.contains(l); });
+    const bool leaves_in = in_problem(leaf_up_) || in_problem(leaf_down_);
+    const bool pods_in = in_problem(pod_up_) || in_problem(pod_down_);
+    return !(leaves_in && leaf_paths_ > 1) && !(pods_in && pod_paths_ > 1);
+  }
+
+  /// The fabric links of the sharing problem that every NIC position of a server shares (the
+  /// links rails_independent maps onto themselves): leaf trunks of a fabric without rails, and
+  /// pod trunks.
+  [[nodiscard]] std::vector<sg4::Link*> links_shared_by_positions() const {
+    std::vector<sg4::Link*> shared;
+    auto add = [&](const std::vector<sg4::Link*>& links) {
+      for (auto* l : links)
+        if (!left_out_.contains(l)) shared.push_back(l);
     };
-    const bool leaves_per_rail = rails_ == m_.server.nics && leaf_paths_ == 1;
-    return all_left_out(pod_up_) && all_left_out(pod_down_) &&
-           (leaves_per_rail || (all_left_out(leaf_up_) && all_left_out(leaf_down_)));
+    if (rails_ == 1) {
+      add(leaf_up_);
+      add(leaf_down_);
+    }
+    add(pod_up_);
+    add(pod_down_);
+    return shared;
   }
 
   /// Whether the route from `src` to `dst` crosses a fabric link that is in the sharing problem.
@@ -233,6 +251,10 @@ public:
   }
 
 private:
+  [[nodiscard]] bool in_problem(const std::vector<sg4::Link*>& links) const {
+    return std::any_of(links.begin(), links.end(), [&](sg4::Link* l) { return !left_out_.contains(l); });
+  }
+
   template <class Make> void build_clos(Make& make) {
     const auto& srv = m_.server;
     // Injection bandwidth of one leaf (per rail on rail-optimized fabrics).
@@ -470,8 +492,18 @@ long Platform::leave_out_unsaturable(const std::vector<long>& job_gpus) {
   return fabric_->leave_out_unsaturable(in_job);
 }
 
-bool Platform::rails_independent() const {
-  return fabric_->rails_independent();
+bool Platform::fold_positions(int positions) {
+  if (!fabric_->rails_independent()) return false;
+  // Only one of the `positions` flows of each orbit moves on a link every position shares: it
+  // gets the orbit's share of the link when the link has 1/positions of its capacity.
+  std::unordered_set<const sg4::Link*> shared;
+  for (auto* link : fabric_->links_shared_by_positions()) {
+    link->set_bandwidth(link->get_bandwidth() / positions);
+    shared.insert(link);
+  }
+  for (FabricLink& fl : links_)
+    if (shared.contains(fl.link)) fl.simulated_share = 1.0 / positions;
+  return true;
 }
 
 bool Platform::crosses_shared_fabric(long src, long dst) const {

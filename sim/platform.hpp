@@ -23,6 +23,10 @@ const char* to_string(LinkRole role);
 struct FabricLink {
   simgrid::s4u::Link* link = nullptr;
   LinkRole role = LinkRole::NIC;
+  /// The share of the link's capacity and traffic that SimGrid sees: below 1 on links every
+  /// folded tensor position shares (Platform::fold_positions). Capacity and usage in SimGrid
+  /// divided by it are the link's own.
+  double simulated_share = 1.0;
 };
 
 /// Builds every GPU of the machine as a SimGrid host inside one custom routing zone whose routes
@@ -46,10 +50,14 @@ public:
   /// job's GPUs cannot saturate (FabricZone::leave_out_unsaturable); call before any flow starts.
   /// Returns how many links were left out.
   long leave_out_unsaturable(const std::vector<long>& job_gpus);
-  /// Whether the same renumbering of the GPUs inside every server maps the links of the sharing
-  /// problem onto links of the same kind (one NIC per GPU, NVSwitch ports, fabric links between
-  /// servers left out or one per rail). Call after leave_out_unsaturable.
-  [[nodiscard]] bool rails_independent() const;
+  /// Whether moving every GPU of a block by one NIC's worth of GPUs maps the job's flows between
+  /// servers and the links of the sharing problem onto themselves (FabricZone::rails_independent),
+  /// so that only the flows of the block's first NIC position need to move (the engine's fold of
+  /// tensor positions, `positions` of them per block). If so, the links every position shares
+  /// keep 1/positions of their capacity in SimGrid (each carries one flow of every orbit of
+  /// `positions` alike flows: max-min gives it the orbit's share) and true. Call after
+  /// leave_out_unsaturable, before any flow starts.
+  bool fold_positions(int positions);
   /// Whether the route from GPU `src` to GPU `dst` crosses a link between switches that is in the
   /// sharing problem (not left out by leave_out_unsaturable): if not, the flow shares only its
   /// endpoints' own PCIe, NIC and NVLink links.

@@ -158,7 +158,8 @@ TEST_CASE("sim::Engine: fast fidelity folds replicas and agrees with full where 
 
 TEST_CASE("sim::Engine: the sharing shortcuts change no answer, only the flows SimGrid moves", "[engine]") {
   // Links no flow can saturate left out, flows of tensor positions t != 0 riding with their
-  // images on t = 0: exact by construction, so the iteration is the same to rounding.
+  // images on t = 0 (on links all positions share, with their images' part of the capacity):
+  // exact by construction, so the iteration is the same to rounding.
   const CostModel cost(a100_profile());
   struct Case {
     const char* what;
@@ -170,6 +171,11 @@ TEST_CASE("sim::Engine: the sharing shortcuts change no answer, only the flows S
   rail.fabric.kind = FabricKind::RAIL_OPTIMIZED;
   MachineSpec oversubscribed = small_machine(8);
   oversubscribed.fabric.leaf_oversubscription = 4;
+  MachineSpec rail_spine = small_machine(8); // rails whose spine level carries a quarter
+  rail_spine.fabric.kind = FabricKind::RAIL_OPTIMIZED;
+  rail_spine.fabric.leaf_oversubscription = 4;
+  MachineSpec hashed = oversubscribed; // a flow and its image may hash onto different uplinks
+  hashed.fabric.ecmp = Ecmp::HASH;
   MachineSpec pcie = small_machine(8);
   pcie.server.pcie_switches = 4;
   pcie.server.pcie_bandwidth = BytesPerSecond(32e9);
@@ -188,7 +194,10 @@ TEST_CASE("sim::Engine: the sharing shortcuts change no answer, only the flows S
                                    {"PCIe switches, tp 4", pcie, tp4, true},
                                    {"cube-mesh, 2 GPUs per NIC, tp 8", mesh, tp8, true},
                                    {"cube-mesh, 2 GPUs per NIC, tp 4", mesh, tp4, true},
-                                   {"4:1 oversubscribed leaves, tp 8", oversubscribed, tp8, false}};
+                                   {"4:1 oversubscribed leaves, tp 8", oversubscribed, tp8, true},
+                                   {"4:1 oversubscribed leaves, tp 4", oversubscribed, tp4, true},
+                                   {"rails, 4:1 oversubscribed spine, tp 4", rail_spine, tp4, true},
+                                   {"4:1 oversubscribed leaves, hashed ECMP, tp 8", hashed, tp8, false}};
   for (const Case& c : cases) {
     const Workload w(gpt(8, 2048, 16, 51200),
                      {.global_batch = 64, .micro_batch = 1, .precision = Precision::FP16}, c.parallelism);
@@ -200,6 +209,8 @@ TEST_CASE("sim::Engine: the sharing shortcuts change no answer, only the flows S
     CHECK(with.breakdown.pp_comm_exposed.value() ==
           Approx(without.breakdown.pp_comm_exposed.value()).epsilon(1e-9).margin(1e-12));
     CHECK(with.busiest_links.front().bytes == Approx(without.busiest_links.front().bytes).epsilon(1e-9));
+    CHECK(with.busiest_links.front().utilisation ==
+          Approx(without.busiest_links.front().utilisation).epsilon(1e-9));
     if (c.folds)
       CHECK(with.flows < without.flows);
     else
