@@ -415,14 +415,21 @@ const std::vector<ReportMetric>& report_metrics() {
            [](const Report& r) {
              return failure_figure(r, [](const FailureStudy& f) { return f.run.wall_p90.value(); });
            }},
-      // The checkpoint's write (GPU -> host -> storage), as the report's checkpoint block prints it:
-      // absent (NaN) on a machine without storage.
+      // The checkpoint's write (GPU -> host -> storage) and restore, as the report's checkpoint
+      // block prints them: absent (NaN) on a machine without storage.
       {.key = "checkpoint.write_s",
        .better = Better::LOWER,
        .in_rows = false,
        .top_level = false,
        .read = [](const Report& r) {
          return r.checkpoint && r.checkpoint->modelled ? r.checkpoint->write().value() : std::nan("");
+       }},
+      {.key = "checkpoint.restore_s",
+       .better = Better::LOWER,
+       .in_rows = false,
+       .top_level = false,
+       .read = [](const Report& r) {
+         return r.checkpoint && r.checkpoint->modelled ? r.checkpoint->restore().value() : std::nan("");
        }}};
   return METRICS;
 }

@@ -143,7 +143,7 @@ TEST_CASE("tools::explain_operations: equal collectives are one row with their c
   }
 }
 
-TEST_CASE("sim::report_metric: the checkpoint's write time is the report's checkpoint block's", "[report]") {
+TEST_CASE("sim::report_metric: the checkpoint's write and restore times are the report's checkpoint block's", "[report]") {
   Report r = report_with({.compute = Seconds(5)}, 60);
   // A machine without storage: no checkpoint plan, the metric is absent (NaN).
   CHECK(std::isnan(report_metric("checkpoint.write_s").read(r)));
@@ -157,6 +157,8 @@ TEST_CASE("sim::report_metric: the checkpoint's write time is the report's check
   plan.to_storage = Seconds(12);
   add_checkpoint(r, plan, CheckpointSpec{});
   CHECK(report_metric("checkpoint.write_s").read(r) == 13.5);
+  CHECK(std::isnan(report_metric("checkpoint.restore_s").read(report_with({.compute = Seconds(5)}, 60))));
+  CHECK(report_metric("checkpoint.restore_s").read(r) == r.checkpoint->restore().value());
   // Its JSON home is the checkpoint block, not a second top-level key.
   const std::string json = render_json(r);
   CHECK(json.find("\"checkpoint.write_s\"") == std::string::npos);
