@@ -68,6 +68,11 @@ double failure_figure(const Report& r, double (*read)(const FailureStudy&)) {
   return r.failures ? read(*r.failures) : std::nan("");
 }
 
+/// A time of the report's checkpoint plan, or NaN (absent) on a machine without storage.
+double checkpoint_figure(const Report& r, Seconds (CheckpointPlan::*time)() const) {
+  return r.checkpoint && r.checkpoint->modelled ? ((*r.checkpoint).*time)().value() : std::nan("");
+}
+
 /// The checkpoint interval far from the simulated optimum, when moving it gains goodput.
 std::optional<Suggestion> checkpoint_suggestion(const FailureStudy& f) {
   // Worth saying when the interval is off by more than twice and it costs half a point of goodput.
@@ -421,16 +426,12 @@ const std::vector<ReportMetric>& report_metrics() {
        .better = Better::LOWER,
        .in_rows = false,
        .top_level = false,
-       .read = [](const Report& r) {
-         return r.checkpoint && r.checkpoint->modelled ? r.checkpoint->write().value() : std::nan("");
-       }},
+       .read = [](const Report& r) { return checkpoint_figure(r, &CheckpointPlan::write); }},
       {.key = "checkpoint.restore_s",
        .better = Better::LOWER,
        .in_rows = false,
        .top_level = false,
-       .read = [](const Report& r) {
-         return r.checkpoint && r.checkpoint->modelled ? r.checkpoint->restore().value() : std::nan("");
-       }}};
+       .read = [](const Report& r) { return checkpoint_figure(r, &CheckpointPlan::restore); }}};
   return METRICS;
 }
 
