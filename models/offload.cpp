@@ -94,6 +94,15 @@ OffloadMemory offload_memory(const Workload& w, int stage) {
   return m;
 }
 
+Bytes checkpoint_bytes_in_host_memory(const Workload& w) {
+  const OffloadSpec& o = w.parallelism().offload;
+  const Precision precision = w.training().precision;
+  double per_parameter = 0.0;
+  if (o.optimizer == OffloadDevice::CPU) per_parameter += optimizer_state_bytes(precision);
+  if (o.params == OffloadDevice::CPU) per_parameter += weight_element_bytes(precision);
+  return Bytes(w.parameters() * per_parameter);
+}
+
 HostFit host_fit(const Workload& w, const HostResources& host) {
   HostFit fit;
   for (int s = 0; s < w.stages(); ++s) {

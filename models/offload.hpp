@@ -56,6 +56,13 @@ struct OffloadMemory {
 };
 OffloadMemory offload_memory(const Workload& workload, int stage);
 
+/// The part of the job's checkpoint (weights and optimizer states) that ZeRO-Offload already keeps
+/// in host memory: the optimizer states with `offload.optimizer: cpu`, the 16-bit weights too with
+/// `offload.params: cpu`. A checkpoint saves those from host memory (DeepSpeed's optimizer state
+/// dict holds the CPU tensors themselves), so only the rest crosses PCIe from the GPUs. States
+/// offloaded to NVMe are not counted here: they are priced as the GPU -> host copy they replace.
+Bytes checkpoint_bytes_in_host_memory(const Workload& workload);
+
 /// Host memory and NVMe of one server against their capacities: the job's GPUs on a server share
 /// them, and the largest stage's GPU is counted for each.
 struct HostFit {

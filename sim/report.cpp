@@ -68,6 +68,11 @@ double failure_figure(const Report& r, double (*read)(const FailureStudy&)) {
   return r.failures ? read(*r.failures) : std::nan("");
 }
 
+/// A time of the report's checkpoint plan, or NaN (absent) on a machine without storage.
+double checkpoint_figure(const Report& r, Seconds (CheckpointPlan::*time)() const) {
+  return r.checkpoint && r.checkpoint->modelled ? ((*r.checkpoint).*time)().value() : std::nan("");
+}
+
 /// The checkpoint interval far from the simulated optimum, when moving it gains goodput.
 std::optional<Suggestion> checkpoint_suggestion(const FailureStudy& f) {
   // Worth saying when the interval is off by more than twice and it costs half a point of goodput.
@@ -408,9 +413,25 @@ const std::vector<ReportMetric>& report_metrics() {
            [](const Report& r) {
              return failure_figure(r, [](const FailureStudy& f) { return f.run.wall_p50.value(); });
            }},
-      {.key = "time_to_train_p90_s", .better = Better::LOWER, .in_rows = true, .read = [](const Report& r) {
-         return failure_figure(r, [](const FailureStudy& f) { return f.run.wall_p90.value(); });
-       }}};
+      {.key = "time_to_train_p90_s",
+       .better = Better::LOWER,
+       .in_rows = true,
+       .read =
+           [](const Report& r) {
+             return failure_figure(r, [](const FailureStudy& f) { return f.run.wall_p90.value(); });
+           }},
+      // The checkpoint's write (GPU -> host -> storage) and restore, as the report's checkpoint
+      // block prints them: absent (NaN) on a machine without storage.
+      {.key = "checkpoint.write_s",
+       .better = Better::LOWER,
+       .in_rows = false,
+       .top_level = false,
+       .read = [](const Report& r) { return checkpoint_figure(r, &CheckpointPlan::write); }},
+      {.key = "checkpoint.restore_s",
+       .better = Better::LOWER,
+       .in_rows = false,
+       .top_level = false,
+       .read = [](const Report& r) { return checkpoint_figure(r, &CheckpointPlan::restore); }}};
   return METRICS;
 }
 
@@ -833,7 +854,7 @@ std::string render_json(const Report& r) {
           {"date", r.profile.provenance.date}}}}},
   };
   for (const ReportMetric& m : report_metrics())
-    if (const double v = m.read(r); std::isfinite(v)) j[std::string(m.key)] = v;
+    if (const double v = m.read(r); m.top_level && std::isfinite(v)) j[std::string(m.key)] = v;
   if (r.failures) j["failures"] = failures_json(*r.failures);
   if (r.checkpoint) j["checkpoint"] = checkpoint_json(*r.checkpoint, r.checkpoint_policy);
   if (r.data_loading) j["data_loader"] = data_loading_json(*r.data_loading);

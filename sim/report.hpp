@@ -97,6 +97,9 @@ struct ReportMetric {
   std::string_view key;
   Better better = Better::HIGHER;
   bool in_rows = true; ///< a column of sweep results
+  /// A top-level key of `odyssey run --json`; else a dotted path into a block the JSON report
+  /// writes whole (`checkpoint.write_s`), read here from the same result.
+  bool top_level = true;
   double (*read)(const Report&) = nullptr;
 };
 const std::vector<ReportMetric>& report_metrics();

@@ -104,7 +104,7 @@ void check_checkpoint_fits(const StorageSpec& storage, Bytes size) {
                                  size.value() / 1e12, capacity.value() / 1e12));
 }
 
-CheckpointPlan plan_checkpoint(const MachineSpec& machine, Bytes size, long gpus) {
+CheckpointPlan plan_checkpoint(const MachineSpec& machine, Bytes size, long gpus, Bytes in_host_memory) {
   CheckpointPlan plan;
   check_checkpoint_fits(machine.storage, size);
   if (!machine.storage.modelled() || gpus <= 0) return plan;
@@ -120,7 +120,8 @@ CheckpointPlan plan_checkpoint(const MachineSpec& machine, Bytes size, long gpus
   // A last server the job fills only in part writes only its GPUs' shards.
   clients.back() = plan.per_gpu * static_cast<double>(gpus - (plan.servers - 1) * per_server);
   const StorageTimes t = simulate_storage(machine, clients);
-  plan.device_to_host = host_copy_time(machine.server, plan.per_gpu);
+  const Bytes on_gpu = (size - std::min(in_host_memory, size)) / static_cast<double>(gpus);
+  plan.device_to_host = host_copy_time(machine.server, on_gpu);
   plan.host_to_device = plan.device_to_host;
   plan.to_storage = t.write;
   plan.from_storage = t.read;

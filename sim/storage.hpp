@@ -58,9 +58,12 @@ void check_checkpoint_fits(const StorageSpec& storage, Bytes size);
 
 /// The checkpoint of `size` bytes of a job of `gpus` GPUs on `machine`: the one function every
 /// command (run, sweep, plan, the validation) asks what a checkpoint costs. The storage part is
-/// simulated (a forked SimGrid run, sim::run_isolated). Without storage on the machine, an
-/// unmodelled plan (every time zero). Throws as check_checkpoint_fits.
-CheckpointPlan plan_checkpoint(const MachineSpec& machine, Bytes size, long gpus);
+/// simulated (a forked SimGrid run, sim::run_isolated). `in_host_memory` of the `size` bytes are
+/// already in host memory (ZeRO-Offload's states): they skip the GPU -> host copy (and the copy
+/// back on restore). Without storage on the machine, an unmodelled plan (every time zero). Throws
+/// as check_checkpoint_fits.
+CheckpointPlan plan_checkpoint(const MachineSpec& machine, Bytes size, long gpus,
+                               Bytes in_host_memory = Bytes(0));
 
 /// The job as its data loader sees it.
 struct DataJob {

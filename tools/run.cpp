@@ -7,6 +7,7 @@
 
 #include "calibration/host_profile.hpp"
 #include "models/input/diagnostics.hpp"
+#include "models/offload.hpp"
 #include "models/wording.hpp"
 #include "sim/analytical.hpp"
 #include "sim/collective.hpp"
@@ -108,7 +109,8 @@ void check_checkpoint_storage(const Scenario& scenario) {
 
 CheckpointPlan scenario_checkpoint_plan(const Scenario& scenario, long gpus) {
   check_checkpoint_storage(scenario);
-  return plan_checkpoint(scenario.machine, scenario_checkpoint_size(scenario), gpus);
+  return plan_checkpoint(scenario.machine, scenario_checkpoint_size(scenario), gpus,
+                         checkpoint_bytes_in_host_memory(scenario_workload(scenario)));
 }
 
 namespace {

@@ -142,3 +142,25 @@ TEST_CASE("tools::explain_operations: equal collectives are one row with their c
     CHECK(r[8] == "overlapped");
   }
 }
+
+TEST_CASE("sim::report_metric: the checkpoint's write and restore times are the report's checkpoint block's", "[report]") {
+  Report r = report_with({.compute = Seconds(5)}, 60);
+  // A machine without storage: no checkpoint plan, the metric is absent (NaN).
+  CHECK(std::isnan(report_metric("checkpoint.write_s").read(r)));
+  CheckpointPlan plan;
+  plan.modelled = true;
+  plan.total = Bytes(2e12);
+  plan.per_gpu = Bytes(2e12 / 64);
+  plan.per_server = Bytes(2e12 / 8);
+  plan.servers = 8;
+  plan.device_to_host = Seconds(1.5);
+  plan.to_storage = Seconds(12);
+  add_checkpoint(r, plan, CheckpointSpec{});
+  CHECK(report_metric("checkpoint.write_s").read(r) == 13.5);
+  CHECK(std::isnan(report_metric("checkpoint.restore_s").read(report_with({.compute = Seconds(5)}, 60))));
+  CHECK(report_metric("checkpoint.restore_s").read(r) == r.checkpoint->restore().value());
+  // Its JSON home is the checkpoint block, not a second top-level key.
+  const std::string json = render_json(r);
+  CHECK(json.find("\"checkpoint.write_s\"") == std::string::npos);
+  CHECK(json.find("\"write_s\": 13.5") != std::string::npos);
+}

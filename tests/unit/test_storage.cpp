@@ -192,3 +192,23 @@ TEST_CASE("sim::add_data_loading: a stall lengthens the iteration and every figu
   REQUIRE_FALSE(r.suggestions.empty());
   CHECK(r.suggestions.front().text.find("data.workers") != std::string::npos);
 }
+
+TEST_CASE("tools::Run: with ZeRO-Offload the checkpoint copies only what is on the GPUs", "[storage]") {
+  // gpt-10b-zero-offload-azure-2020: the optimizer states (12 bytes a parameter) live in host memory,
+  // so only the fp16 weights (2 of the 14 bytes a parameter) cross PCIe; the storage write is whole.
+  const std::string path = DATA + "/scenarios/gpt-10b-zero-offload-azure-2020.yaml";
+  const Scenario offload = load_scenario(path, {.data_dir = DATA});
+  const Scenario on_gpu =
+      load_scenario(path, {.data_dir = DATA, .overrides = {"parallelism.offload.optimizer=none"}});
+  const long gpus = offload.parallelism.gpus();
+  const CheckpointPlan with = scenario_checkpoint_plan(offload, gpus);
+  const CheckpointPlan without = scenario_checkpoint_plan(on_gpu, gpus);
+  CHECK(with.total.value() == without.total.value());
+  CHECK(with.to_storage.value() == without.to_storage.value());
+  CHECK(with.device_to_host.value() == Approx(without.device_to_host.value() * 2.0 / 14.0));
+  CHECK(with.host_to_device.value() == with.device_to_host.value());
+  // Parameters offloaded too (ZeRO-3): nothing is copied from the GPUs.
+  const Scenario all = load_scenario(
+      path, {.data_dir = DATA, .overrides = {"parallelism.zero=3", "parallelism.offload.params=cpu"}});
+  CHECK(scenario_checkpoint_plan(all, gpus).device_to_host.value() == 0.0);
+}
