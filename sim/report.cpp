@@ -5,6 +5,7 @@
 #include <cmath>
 #include <optional>
 #include <string_view>
+#include <vector>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -176,6 +177,75 @@ void checkpoint_trace(const CheckpointPlan& c, const CheckpointSpec& policy, Sec
   };
   if (c.device_to_host.value() > 0) slice(0, "checkpoint copy", start, copied, c.per_gpu);
   slice(1, "checkpoint write", copied, copied + c.to_storage.value(), c.per_server);
+}
+
+/// The input pipeline on host tracks (process `pid`), from the numbers plan_data_loading computed:
+/// during the traced iteration each loader prepares the next one's batch, its stages streaming
+/// samples through one another (the loader prefetches), so each stage runs from the iteration's
+/// start for its own time and the batch is ready when the slowest ends. Where that is after the
+/// iteration's own work, the stages wait for it: a `data stall` slice on every stage's compute track.
+void data_loading_trace(const DataLoading& d, int stages, int pid, nlohmann::json& events,
+                        nlohmann::json& timed) {
+  using nlohmann::json;
+  const bool service = d.spec.service == DataService::CPU_HOSTS;
+  events.push_back({{"ph", "M"},
+                    {"name", "process_name"},
+                    {"pid", pid},
+                    {"args",
+                     {{"name", service ? fmt::format("data loader: each of {} CPU hosts (data service)",
+                                                     d.loaders)
+                                       : fmt::format("data loader: each of {} loading servers", d.loaders)}}}});
+  events.push_back(
+      {{"ph", "M"}, {"name", "process_sort_index"}, {"pid", pid}, {"args", {{"sort_index", pid}}}});
+  // One track per worker core, up to WORKER_TRACKS; the last one stands for the rest, which do the same.
+  constexpr int WORKER_TRACKS = 4;
+  const int workers = std::max(1, d.spec.workers);
+  const int worker_tracks = std::min(workers, WORKER_TRACKS);
+  std::vector<std::string> tracks = {"storage: read samples"};
+  for (int w = 0; w < worker_tracks; ++w)
+    tracks.push_back(w + 1 == worker_tracks && workers > worker_tracks
+                         ? fmt::format("CPU: workers {}-{} (each the same)", w, workers - 1)
+                         : fmt::format("CPU: worker {}", w));
+  if (service) tracks.emplace_back("fabric: CPU host -> GPU server");
+  tracks.emplace_back("PCIe: host -> GPU");
+  for (std::size_t t = 0; t < tracks.size(); ++t) {
+    events.push_back(
+        {{"ph", "M"}, {"name", "thread_name"}, {"pid", pid}, {"tid", t}, {"args", {{"name", tracks[t]}}}});
+    events.push_back(
+        {{"ph", "M"}, {"name", "thread_sort_index"}, {"pid", pid}, {"tid", t}, {"args", {{"sort_index", t}}}});
+  }
+  const double samples_per_worker = d.samples / workers;
+  const bool stalls = d.stall().value() > 0;
+  auto slice = [&](std::size_t tid, std::string name, Seconds time, json args) {
+    if (!(time.value() > 0)) return;
+    args["sets the loader's time"] = time == d.loader();
+    timed.push_back({{"ph", "X"},
+                     {"name", std::move(name)},
+                     {"cat", "data loader"},
+                     {"pid", pid},
+                     {"tid", tid},
+                     {"ts", 0.0},
+                     {"dur", time.value() * 1e6},
+                     {"args", std::move(args)}});
+  };
+  slice(0, "read next batch", d.storage,
+        {{"samples", d.samples}, {"bytes", d.sample_bytes.value() * d.samples}});
+  for (int w = 0; w < worker_tracks; ++w)
+    slice(static_cast<std::size_t>(1 + w), fmt::format("prepare {:.3g} samples", samples_per_worker), d.cpu,
+          {{"samples", samples_per_worker}, {"cpu per sample s", d.cpu_per_sample.value()}});
+  std::size_t next = static_cast<std::size_t>(1 + worker_tracks);
+  if (service) slice(next++, "send samples to GPU server", d.network, json::object());
+  slice(next, "copy batch to GPUs", d.pcie, json::object());
+  if (!stalls) return;
+  for (int s = 0; s < stages; ++s)
+    timed.push_back({{"ph", "X"},
+                     {"name", fmt::format("data stall (loader held by {})", d.bottleneck())},
+                     {"cat", "data loader"},
+                     {"pid", s},
+                     {"tid", 0},
+                     {"ts", d.iteration.value() * 1e6},
+                     {"dur", d.stall().value() * 1e6},
+                     {"args", {{"loader s", d.loader().value()}, {"iteration without stall s", d.iteration.value()}}}});
 }
 
 /// The input pipeline as JSON: seconds per iteration and counts.
@@ -1019,8 +1089,10 @@ std::string render_trace(const Report& r) {
                         {{"mean", counters[c].utilisation[i] * 100},
                          {"busiest", counters[c + 1].utilisation[i] * 100}}}});
   }
+  int host_pid = fabric + 1;
+  if (r.data_loading) data_loading_trace(*r.data_loading, stages, host_pid++, events, timed);
   if (r.checkpoint)
-    checkpoint_trace(*r.checkpoint, r.checkpoint_policy, r.iteration_time, fabric + 1, events, timed);
+    checkpoint_trace(*r.checkpoint, r.checkpoint_policy, r.iteration_time, host_pid, events, timed);
   std::stable_sort(timed.begin(), timed.end(), [](const json& a, const json& b) {
     return a.at("ts").get<double>() < b.at("ts").get<double>();
   });

@@ -192,3 +192,52 @@ TEST_CASE("sim::add_data_loading: a stall lengthens the iteration and every figu
   REQUIRE_FALSE(r.suggestions.empty());
   CHECK(r.suggestions.front().text.find("data.workers") != std::string::npos);
 }
+
+TEST_CASE("sim::render_trace: the data loader on host tracks, and its stall on every stage", "[storage]") {
+  // The loader of gpt-350m-data-stall's shape: 64 raw samples a server on 2 workers at 8 ms each.
+  const DataJob job{.gpus = 64, .pp = 1, .seq_len = 2048, .global_batch = 512, .vocab = 51200};
+  DataSpec spec;
+  spec.format = DataFormat::RAW;
+  spec.cpu_per_sample = Seconds(8e-3);
+  spec.workers = 6;
+  const DataLoading d = plan_data_loading(machine(), spec, job, Seconds(0.05));
+  REQUIRE(d.stall().value() > 0);
+  Report r;
+  r.memory_per_stage.resize(2); // two stages: both wait
+  r.iteration_time = d.iteration;
+  add_data_loading(r, d);
+  const auto doc = nlohmann::json::parse(render_trace(r));
+  std::map<std::string, std::vector<nlohmann::json>> slices;
+  std::vector<std::string> tracks;
+  int loader_pid = -1;
+  for (const auto& e : doc.at("traceEvents")) {
+    if (e.at("ph") == "M" && e.at("name") == "process_name" &&
+        e.at("args").at("name").get<std::string>().starts_with("data loader"))
+      loader_pid = e.at("pid").get<int>();
+    if (e.at("ph") == "M" && e.at("name") == "thread_name" && e.at("pid") == loader_pid)
+      tracks.push_back(e.at("args").at("name").get<std::string>());
+    if (e.at("ph") == "X" && e.at("cat") == "data loader") slices[e.at("name").get<std::string>()].push_back(e);
+  }
+  REQUIRE(loader_pid >= 0);
+  // Four worker tracks, the last standing for workers 3-5.
+  CHECK(tracks == std::vector<std::string>{"storage: read samples", "CPU: worker 0", "CPU: worker 1",
+                                           "CPU: worker 2", "CPU: workers 3-5 (each the same)",
+                                           "PCIe: host -> GPU"});
+  // Each stage runs from the iteration's start for plan_data_loading's time.
+  const auto& read = slices.at("read next batch");
+  REQUIRE(read.size() == 1);
+  CHECK(read[0].at("dur").get<double>() == Approx(d.storage.value() * 1e6));
+  const auto& prepare = slices.at(fmt::format("prepare {:.3g} samples", d.samples / 6));
+  CHECK(prepare.size() == 4);
+  CHECK(prepare[0].at("dur").get<double>() == Approx(d.cpu.value() * 1e6));
+  CHECK(prepare[0].at("args").at("sets the loader's time") == true);
+  CHECK(slices.at("copy batch to GPUs")[0].at("dur").get<double>() == Approx(d.pcie.value() * 1e6));
+  // The stall follows the training iteration on each stage's compute track and ends with the loader.
+  const auto& stall = slices.at("data stall (loader held by cpu)");
+  REQUIRE(stall.size() == 2);
+  for (const auto& e : stall) {
+    CHECK(e.at("tid") == 0);
+    CHECK(e.at("ts").get<double>() == Approx(d.iteration.value() * 1e6));
+    CHECK(e.at("ts").get<double>() + e.at("dur").get<double>() == Approx(d.loader().value() * 1e6));
+  }
+}
