@@ -111,6 +111,17 @@ CheckpointPlan scenario_checkpoint_plan(const Scenario& scenario, long gpus) {
   return plan_checkpoint(scenario.machine, scenario_checkpoint_size(scenario), gpus);
 }
 
+DataLoading scenario_data_loading(const Scenario& scenario, const ParallelismSpec& parallelism,
+                                  Seconds iteration) {
+  return plan_data_loading(scenario.machine, scenario.data,
+                           DataJob{.gpus = parallelism.gpus(),
+                                   .pp = parallelism.pp,
+                                   .seq_len = scenario.model.seq_len,
+                                   .global_batch = scenario.training.global_batch,
+                                   .vocab = scenario.model.vocab},
+                           iteration);
+}
+
 namespace {
 
 RecoveryPolicy recovery_policy(const Scenario& scenario, long gpus, const CheckpointPlan& plan) {
@@ -167,13 +178,7 @@ Report run_scenario(const Scenario& scenario, const CostModel& cost, const RunOp
   }
   Report report =
       make_report(scenario.name, scenario.machine, workload, cost, result, scenario.simulation.fidelity);
-  add_data_loading(report, plan_data_loading(scenario.machine, scenario.data,
-                                             DataJob{.gpus = report.gpus,
-                                                     .pp = scenario.parallelism.pp,
-                                                     .seq_len = scenario.model.seq_len,
-                                                     .global_batch = scenario.training.global_batch,
-                                                     .vocab = scenario.model.vocab},
-                                             report.iteration_time));
+  add_data_loading(report, scenario_data_loading(scenario, scenario.parallelism, report.iteration_time));
   const CheckpointPlan plan = scenario_checkpoint_plan(scenario, report.gpus);
   if (plan.modelled) add_checkpoint(report, plan, scenario.checkpoint);
   if (report.time_to_train)

@@ -58,6 +58,12 @@ void check_checkpoint_storage(const Scenario& scenario);
 /// `machine.storage.capacity` when it does not fit the storage.
 CheckpointPlan scenario_checkpoint_plan(const Scenario& scenario, long gpus);
 
+/// The scenario's input pipeline (`data:`) for its job laid out as `parallelism` (the scenario's
+/// own, or a planner's candidate), against a training iteration of `iteration` without a data
+/// stall: what run_scenario adds to the report and the planner's screen to its estimate.
+DataLoading scenario_data_loading(const Scenario& scenario, const ParallelismSpec& parallelism,
+                                  Seconds iteration);
+
 /// The recovery policy of the scenario for a job of `gpus` GPUs: its checkpoint (written and
 /// restored as scenario_checkpoint_plan says), its recovery times and spares (auto: the servers the
 /// job leaves idle).
