@@ -115,7 +115,14 @@ nlohmann::json checkpoint_json(const CheckpointPlan& c, const CheckpointSpec& po
           {"restore_s", c.restore().value()},
           {"stall_s", c.stall(policy.mode).value()},
           {"host_memory_per_server_bytes", c.host_memory(policy.mode).value()},
-          {"storage_rate_bytes_per_s", c.storage_rate().value()}};
+          {"storage_rate_bytes_per_s", c.storage_rate().value()},
+          {"first_level", to_string(policy.first_level)},
+          {"to_first_level_s", c.to_first_level.value()},
+          {"write_rate_per_server_bytes_per_s", c.write_rate.value()},
+          {"write_limit", c.write_limit},
+          {"shares_fabric", c.shares_fabric},
+          {"drain_within_interval", c.to_storage <= policy.interval},
+          {"backlog_s", c.backlog().value()}};
 }
 
 /// The text report's lines on the checkpoint.
@@ -126,16 +133,38 @@ std::string checkpoint_text(const CheckpointPlan& c, const CheckpointSpec& polic
   const std::string pcie = c.device_to_host.value() > 0
                                ? duration(c.device_to_host) + " (PCIe)"
                                : std::string("not modelled (no server.pcie_bandwidth)");
-  out +=
-      fmt::format("    write      {}: GPU -> host {}, host -> storage {} ({} servers at {} together; "
-                  "storage {}, {} per server)\n",
-                  duration(c.write()), pcie, duration(c.to_storage), c.servers, rate_text(c.storage_rate()),
-                  rate_text(c.storage_bandwidth), rate_text(c.client_bandwidth));
-  out += fmt::format("    restore    {}; stall per checkpoint {} ({})\n", duration(c.restore()),
+  const std::string limit =
+      c.shares_fabric ? fmt::format("{} per server over its fabric NICs, which training uses too",
+                                    rate_text(c.client_bandwidth))
+                      : fmt::format("{} per server over its storage NICs, apart from training's fabric",
+                                    rate_text(c.client_bandwidth));
+  if (sync) {
+    out += fmt::format("    write      {}: GPU -> host {}, host -> storage {} ({} servers at {} together; "
+                       "storage {}, {})\n",
+                       duration(c.write()), pcie, duration(c.to_storage), c.servers, rate_text(c.storage_rate()),
+                       rate_text(c.storage_bandwidth), limit);
+    out += fmt::format("    restore    {}; stall per checkpoint {} (sync: the whole write)\n",
+                       duration(c.restore()), duration(c.stall(policy.mode)));
+    return out;
+  }
+  const bool nvme = policy.first_level == CheckpointLevel::NVME;
+  out += fmt::format("    copy       {} to {}: GPU -> host {}{}; training waits for it\n",
+                     duration(c.to_first_level), nvme ? "local NVMe" : "host memory", pcie,
+                     nvme ? ", host -> NVMe with it" : "");
+  out += fmt::format("    drain      {} to storage while training goes on ({} servers at {} together; storage "
+                     "{}, {}; each server's drain held to {} by {})\n",
+                     duration(c.to_storage), c.servers, rate_text(c.storage_rate()),
+                     rate_text(c.storage_bandwidth), limit, rate_text(c.write_rate), c.write_limit);
+  const std::string keeps_up =
+      c.backlog().value() > 0
+          ? fmt::format("it does NOT finish within the {} interval: the next checkpoint's copy waits {} for it",
+                        span(policy.interval), duration(c.backlog()))
+          : fmt::format("it finishes within the {} interval", span(policy.interval));
+  out += fmt::format("               {}; durable {} after the checkpoint starts\n", keeps_up, duration(c.write()));
+  out += fmt::format("    restore    {}; stall per checkpoint {}{}\n", duration(c.restore()),
                      duration(c.stall(policy.mode)),
-                     sync ? "sync: the whole write"
-                          : fmt::format("async: the GPU -> host copy; it holds {} of host memory per server "
-                                        "until written",
+                     nvme ? fmt::format(" (its {} per server stay on the NVMe until drained)", bytes_text(c.per_server))
+                          : fmt::format(" (it holds {} of host memory per server until drained)",
                                         bytes_text(c.host_memory(policy.mode))));
   return out;
 }
@@ -154,8 +183,10 @@ void checkpoint_trace(const CheckpointPlan& c, const CheckpointSpec& policy, Sec
                                            to_string(policy.mode), span(policy.interval))}}}});
   events.push_back(
       {{"ph", "M"}, {"name", "process_sort_index"}, {"pid", pid}, {"args", {{"sort_index", pid}}}});
-  const std::array<std::string_view, 2> tracks = {"PCIe: GPU -> host memory",
-                                                  "storage network: host -> storage"};
+  const bool nvme = policy.mode == CheckpointMode::ASYNC && policy.first_level == CheckpointLevel::NVME;
+  const std::array<std::string_view, 2> tracks = {
+      nvme ? "PCIe: GPU -> host -> local NVMe" : "PCIe: GPU -> host memory",
+      c.shares_fabric ? "fabric NICs: host -> storage" : "storage NICs: host -> storage"};
   for (int t = 0; t < 2; ++t)
     events.push_back({{"ph", "M"},
                       {"name", "thread_name"},
@@ -163,7 +194,7 @@ void checkpoint_trace(const CheckpointPlan& c, const CheckpointSpec& policy, Sec
                       {"tid", t},
                       {"args", {{"name", tracks[static_cast<size_t>(t)]}}}});
   const double start = after.value();
-  const double copied = start + c.device_to_host.value();
+  const double copied = start + c.to_first_level.value();
   const bool sync = policy.mode == CheckpointMode::SYNC;
   auto slice = [&](int tid, std::string name, double from, double to, Bytes bytes) {
     timed.push_back({{"ph", "X"},
@@ -175,8 +206,8 @@ void checkpoint_trace(const CheckpointPlan& c, const CheckpointSpec& policy, Sec
                      {"dur", (to - from) * 1e6},
                      {"args", {{"bytes", bytes.value()}, {"stalls training", sync || tid == 0}}}});
   };
-  if (c.device_to_host.value() > 0) slice(0, "checkpoint copy", start, copied, c.per_gpu);
-  slice(1, "checkpoint write", copied, copied + c.to_storage.value(), c.per_server);
+  if (c.to_first_level.value() > 0) slice(0, "checkpoint copy", start, copied, c.per_gpu);
+  slice(1, sync ? "checkpoint write" : "checkpoint drain", copied, copied + c.to_storage.value(), c.per_server);
 }
 
 /// The input pipeline on host tracks (process `pid`), from the numbers plan_data_loading computed:
@@ -564,6 +595,7 @@ void add_data_loading(Report& report, const DataLoading& loading) {
 void add_checkpoint(Report& report, const CheckpointPlan& plan, const CheckpointSpec& policy) {
   report.checkpoint = plan;
   report.checkpoint_policy = policy;
+  report.suggestions = suggest(report);
 }
 
 void add_failures(Report& report, FailureStudy study) {
@@ -752,6 +784,21 @@ std::vector<Suggestion> suggest(const Report& r) {
          .text = fmt::format("MFU is {:.1f}% with micro-batch 1 and memory at {:.0f}% of capacity: a "
                              "larger micro_batch makes larger, more efficient GEMMs",
                              r.mfu * 100, memory_use * 100)});
+  // An async checkpoint whose drain outlasts the interval holds the next one back: a share of the
+  // training time between checkpoints.
+  if (r.checkpoint && r.checkpoint->backlog().value() > 0) {
+    const CheckpointPlan& c = *r.checkpoint;
+    out.push_back(
+        {.weight = c.backlog() / r.checkpoint_policy.interval,
+         .text = fmt::format("the checkpoint's drain to storage ({}) outlasts the {} interval, so each "
+                             "checkpoint waits {} for the last: checkpoint.interval: \"{:.0f} min\" or more{}",
+                             duration(c.to_storage), span(r.checkpoint_policy.interval), duration(c.backlog()),
+                             std::ceil(c.to_storage.value() / 60),
+                             c.write_limit == "checkpoint.drain_bandwidth"
+                                 ? fmt::format(", or a higher checkpoint.drain_bandwidth (now {})",
+                                               rate_text(c.write_rate))
+                                 : fmt::format(" (the drain is held by {})", c.write_limit))});
+  }
   std::stable_sort(out.begin(), out.end(),
                    [](const Suggestion& x, const Suggestion& y) { return x.weight > y.weight; });
   if (out.size() > 3) out.resize(3);
