@@ -141,8 +141,8 @@ std::string checkpoint_text(const CheckpointPlan& c, const CheckpointSpec& polic
   if (sync) {
     out += fmt::format("    write      {}: GPU -> host {}, host -> storage {} ({} servers at {} together; "
                        "storage {}, {})\n",
-                       duration(c.write()), pcie, duration(c.to_storage), c.servers, rate_text(c.storage_rate()),
-                       rate_text(c.storage_bandwidth), limit);
+                       duration(c.write()), pcie, duration(c.to_storage), c.servers,
+                       rate_text(c.storage_rate()), rate_text(c.storage_bandwidth), limit);
     out += fmt::format("    restore    {}; stall per checkpoint {} (sync: the whole write)\n",
                        duration(c.restore()), duration(c.stall(policy.mode)));
     return out;
@@ -151,21 +151,24 @@ std::string checkpoint_text(const CheckpointPlan& c, const CheckpointSpec& polic
   out += fmt::format("    copy       {} to {}: GPU -> host {}{}; training waits for it\n",
                      duration(c.to_first_level), nvme ? "local NVMe" : "host memory", pcie,
                      nvme ? ", host -> NVMe with it" : "");
-  out += fmt::format("    drain      {} to storage while training goes on ({} servers at {} together; storage "
-                     "{}, {}; each server's drain held to {} by {})\n",
-                     duration(c.to_storage), c.servers, rate_text(c.storage_rate()),
-                     rate_text(c.storage_bandwidth), limit, rate_text(c.write_rate), c.write_limit);
+  out +=
+      fmt::format("    drain      {} to storage while training goes on ({} servers at {} together; storage "
+                  "{}, {}; each server's drain held to {} by {})\n",
+                  duration(c.to_storage), c.servers, rate_text(c.storage_rate()),
+                  rate_text(c.storage_bandwidth), limit, rate_text(c.write_rate), c.write_limit);
   const std::string keeps_up =
       c.backlog().value() > 0
-          ? fmt::format("it does NOT finish within the {} interval: the next checkpoint's copy waits {} for it",
-                        span(policy.interval), duration(c.backlog()))
+          ? fmt::format(
+                "it does NOT finish within the {} interval: the next checkpoint's copy waits {} for it",
+                span(policy.interval), duration(c.backlog()))
           : fmt::format("it finishes within the {} interval", span(policy.interval));
-  out += fmt::format("               {}; durable {} after the checkpoint starts\n", keeps_up, duration(c.write()));
-  out += fmt::format("    restore    {}; stall per checkpoint {}{}\n", duration(c.restore()),
-                     duration(c.stall(policy.mode)),
-                     nvme ? fmt::format(" (its {} per server stay on the NVMe until drained)", bytes_text(c.per_server))
-                          : fmt::format(" (it holds {} of host memory per server until drained)",
-                                        bytes_text(c.host_memory(policy.mode))));
+  out += fmt::format("               {}; durable {} after the checkpoint starts\n", keeps_up,
+                     duration(c.write()));
+  out += fmt::format(
+      "    restore    {}; stall per checkpoint {}{}\n", duration(c.restore()), duration(c.stall(policy.mode)),
+      nvme ? fmt::format(" (its {} per server stay on the NVMe until drained)", bytes_text(c.per_server))
+           : fmt::format(" (it holds {} of host memory per server until drained)",
+                         bytes_text(c.host_memory(policy.mode))));
   return out;
 }
 
@@ -207,7 +210,8 @@ void checkpoint_trace(const CheckpointPlan& c, const CheckpointSpec& policy, Sec
                      {"args", {{"bytes", bytes.value()}, {"stalls training", sync || tid == 0}}}});
   };
   if (c.to_first_level.value() > 0) slice(0, "checkpoint copy", start, copied, c.per_gpu);
-  slice(1, sync ? "checkpoint write" : "checkpoint drain", copied, copied + c.to_storage.value(), c.per_server);
+  slice(1, sync ? "checkpoint write" : "checkpoint drain", copied, copied + c.to_storage.value(),
+        c.per_server);
 }
 
 /// The input pipeline on host tracks (process `pid`), from the numbers plan_data_loading computed:
@@ -219,13 +223,13 @@ void data_loading_trace(const DataLoading& d, int stages, int pid, nlohmann::jso
                         nlohmann::json& timed) {
   using nlohmann::json;
   const bool service = d.spec.service == DataService::CPU_HOSTS;
-  events.push_back({{"ph", "M"},
-                    {"name", "process_name"},
-                    {"pid", pid},
-                    {"args",
-                     {{"name", service ? fmt::format("data loader: each of {} CPU hosts (data service)",
-                                                     d.loaders)
-                                       : fmt::format("data loader: each of {} loading servers", d.loaders)}}}});
+  events.push_back(
+      {{"ph", "M"},
+       {"name", "process_name"},
+       {"pid", pid},
+       {"args",
+        {{"name", service ? fmt::format("data loader: each of {} CPU hosts (data service)", d.loaders)
+                          : fmt::format("data loader: each of {} loading servers", d.loaders)}}}});
   events.push_back(
       {{"ph", "M"}, {"name", "process_sort_index"}, {"pid", pid}, {"args", {{"sort_index", pid}}}});
   // One track per worker core, up to WORKER_TRACKS; the last one stands for the rest, which do the same.
@@ -242,8 +246,11 @@ void data_loading_trace(const DataLoading& d, int stages, int pid, nlohmann::jso
   for (std::size_t t = 0; t < tracks.size(); ++t) {
     events.push_back(
         {{"ph", "M"}, {"name", "thread_name"}, {"pid", pid}, {"tid", t}, {"args", {{"name", tracks[t]}}}});
-    events.push_back(
-        {{"ph", "M"}, {"name", "thread_sort_index"}, {"pid", pid}, {"tid", t}, {"args", {{"sort_index", t}}}});
+    events.push_back({{"ph", "M"},
+                      {"name", "thread_sort_index"},
+                      {"pid", pid},
+                      {"tid", t},
+                      {"args", {{"sort_index", t}}}});
   }
   const double samples_per_worker = d.samples / workers;
   const bool stalls = d.stall().value() > 0;
@@ -269,14 +276,15 @@ void data_loading_trace(const DataLoading& d, int stages, int pid, nlohmann::jso
   slice(next, "copy batch to GPUs", d.pcie, json::object());
   if (!stalls) return;
   for (int s = 0; s < stages; ++s)
-    timed.push_back({{"ph", "X"},
-                     {"name", fmt::format("data stall (loader held by {})", d.bottleneck())},
-                     {"cat", "data loader"},
-                     {"pid", s},
-                     {"tid", 0},
-                     {"ts", d.iteration.value() * 1e6},
-                     {"dur", d.stall().value() * 1e6},
-                     {"args", {{"loader s", d.loader().value()}, {"iteration without stall s", d.iteration.value()}}}});
+    timed.push_back(
+        {{"ph", "X"},
+         {"name", fmt::format("data stall (loader held by {})", d.bottleneck())},
+         {"cat", "data loader"},
+         {"pid", s},
+         {"tid", 0},
+         {"ts", d.iteration.value() * 1e6},
+         {"dur", d.stall().value() * 1e6},
+         {"args", {{"loader s", d.loader().value()}, {"iteration without stall s", d.iteration.value()}}}});
 }
 
 /// The input pipeline as JSON: seconds per iteration and counts.
@@ -790,14 +798,14 @@ std::vector<Suggestion> suggest(const Report& r) {
     const CheckpointPlan& c = *r.checkpoint;
     out.push_back(
         {.weight = c.backlog() / r.checkpoint_policy.interval,
-         .text = fmt::format("the checkpoint's drain to storage ({}) outlasts the {} interval, so each "
-                             "checkpoint waits {} for the last: checkpoint.interval: \"{:.0f} min\" or more{}",
-                             duration(c.to_storage), span(r.checkpoint_policy.interval), duration(c.backlog()),
-                             std::ceil(c.to_storage.value() / 60),
-                             c.write_limit == "checkpoint.drain_bandwidth"
-                                 ? fmt::format(", or a higher checkpoint.drain_bandwidth (now {})",
-                                               rate_text(c.write_rate))
-                                 : fmt::format(" (the drain is held by {})", c.write_limit))});
+         .text = fmt::format(
+             "the checkpoint's drain to storage ({}) outlasts the {} interval, so each "
+             "checkpoint waits {} for the last: checkpoint.interval: \"{:.0f} min\" or more{}",
+             duration(c.to_storage), span(r.checkpoint_policy.interval), duration(c.backlog()),
+             std::ceil(c.to_storage.value() / 60),
+             c.write_limit == "checkpoint.drain_bandwidth"
+                 ? fmt::format(", or a higher checkpoint.drain_bandwidth (now {})", rate_text(c.write_rate))
+                 : fmt::format(" (the drain is held by {})", c.write_limit))});
   }
   std::stable_sort(out.begin(), out.end(),
                    [](const Suggestion& x, const Suggestion& y) { return x.weight > y.weight; });

@@ -127,7 +127,8 @@ void check_checkpoint_first_level(const MachineSpec& machine, const CheckpointSp
                                  per_server.value() / 1e9, machine.server.host.nvme.value() / 1e9));
 }
 
-CheckpointPlan plan_checkpoint(const MachineSpec& machine, Bytes size, long gpus, const CheckpointWriting& how) {
+CheckpointPlan plan_checkpoint(const MachineSpec& machine, Bytes size, long gpus,
+                               const CheckpointWriting& how) {
   CheckpointPlan plan;
   plan.policy = how.policy;
   check_checkpoint_fits(machine.storage, size);
@@ -151,8 +152,8 @@ CheckpointPlan plan_checkpoint(const MachineSpec& machine, Bytes size, long gpus
   plan.host_to_device = plan.device_to_host;
   // Staged to NVMe, the copy streams through a pinned host buffer (ASSUMPTION: chunked, as
   // staged checkpointing does), so the slower of PCIe and the NVMe write sets it.
-  plan.to_first_level = nvme ? std::max(plan.device_to_host, plan.per_server / host.nvme_bandwidth)
-                             : plan.device_to_host;
+  plan.to_first_level =
+      nvme ? std::max(plan.device_to_host, plan.per_server / host.nvme_bandwidth) : plan.device_to_host;
   // What the write, or the drain, may use per server; the storage's aggregate may bind lower.
   plan.shares_fabric = !(machine.storage.client_bandwidth.value() > 0);
   plan.write_rate = plan.client_bandwidth;

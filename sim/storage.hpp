@@ -29,13 +29,13 @@ struct CheckpointPlan {
   CheckpointSpec policy;
   Bytes total;
   Bytes per_gpu;
-  Bytes per_server;                 ///< what one GPU server writes (its GPUs' shards)
-  long servers = 0;                 ///< GPU servers of the job: the storage's clients
-  Seconds device_to_host;           ///< GPU -> host memory over PCIe (every GPU at once)
-  Seconds to_first_level;           ///< what training waits for: the PCIe copy, or on to NVMe
-  Seconds to_storage;               ///< sync: host -> storage; async: the drain; simulated, one flow per server
-  Seconds from_storage;             ///< storage -> host on restore, simulated the same way
-  Seconds host_to_device;           ///< host -> GPU on restore
+  Bytes per_server;       ///< what one GPU server writes (its GPUs' shards)
+  long servers = 0;       ///< GPU servers of the job: the storage's clients
+  Seconds device_to_host; ///< GPU -> host memory over PCIe (every GPU at once)
+  Seconds to_first_level; ///< what training waits for: the PCIe copy, or on to NVMe
+  Seconds to_storage;     ///< sync: host -> storage; async: the drain; simulated, one flow per server
+  Seconds from_storage;   ///< storage -> host on restore, simulated the same way
+  Seconds host_to_device; ///< host -> GPU on restore
   BytesPerSecond client_bandwidth;  ///< per server: its storage NIC(s), or its fabric NICs
   BytesPerSecond storage_bandwidth; ///< the storage system's aggregate (machine.storage.bandwidth)
   BytesPerSecond write_rate;        ///< per server, the most its write (or drain) may use

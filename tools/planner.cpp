@@ -260,8 +260,9 @@ std::variant<Estimate, StrategyProblem> screen_estimate(const Scenario& sc, cons
     const Workload w(sc.model, t, s.parallelism);
     const HostFit fit = host_fit(w, host);
     if (!fit.fits())
-      return StrategyProblem{s.parallelism.offload.optimizer != OffloadDevice::NONE ? "parallelism.offload.optimizer"
-                                                                                    : "parallelism.offload.params",
+      return StrategyProblem{s.parallelism.offload.optimizer != OffloadDevice::NONE
+                                 ? "parallelism.offload.optimizer"
+                                 : "parallelism.offload.params",
                              host_fit_problem(fit, host.gpus)};
     const MemoryFit gpu = memory_fit(w, sc.machine.gpu.memory);
     e.memory = gpu.peak;
@@ -276,7 +277,8 @@ std::variant<Estimate, StrategyProblem> screen_estimate(const Scenario& sc, cons
 /// the smallest OFFLOAD_TRIES, fastest first) get a variant with the optimizer states and CPU-Adam on the
 /// host, when the machine describes a host to offload to. Its memory is the run's memory model's, its host
 /// step the run's offload_step (models/offload.hpp): the screen's time with the GPU's optimizer step replaced
-/// by the host step's exposed part, and the input pipeline's stall. Variants that fit GPU and host memory join `best`; returns how many did.
+/// by the host step's exposed part, and the input pipeline's stall. Variants that fit GPU and host memory
+/// join `best`; returns how many did.
 long add_offload_variants(const Scenario& sc, const CostModel& cost, const PlanMemoryLimit& limit,
                           std::vector<Scored> too_big, std::map<long, std::vector<Scored>>& best) {
   std::stable_sort(too_big.begin(), too_big.end(), smaller);
@@ -399,17 +401,18 @@ PlanResult plan(const Scenario& sc, const CostModel& cost, const PlanOptions& op
   for (const Strategy& s : enumerate_strategies(sc, r.min_gpus, r.max_gpus)) {
     ++r.candidates;
     const TrainingSpec t = training_of(sc, s);
-    if (const auto problem = check_strategy(sc.model, t, s.parallelism, job_capacity(sc.machine))) {
-      auto [it, fresh] = r.pruned_by_rule.try_emplace(problem->key, 0);
+    auto prune = [&](const StrategyProblem& problem) {
+      auto [it, fresh] = r.pruned_by_rule.try_emplace(problem.key, 0);
       ++it->second;
-      if (fresh) r.rule_example[problem->key] = problem->message + " (" + describe(s) + ")";
+      if (fresh) r.rule_example[problem.key] = problem.message + " (" + describe(s) + ")";
+    };
+    if (const auto problem = check_strategy(sc.model, t, s.parallelism, job_capacity(sc.machine))) {
+      prune(*problem);
       continue;
     }
     auto estimate = screen_estimate(sc, cost, screen, s);
     if (const auto* problem = std::get_if<StrategyProblem>(&estimate)) {
-      auto [it, fresh] = r.pruned_by_rule.try_emplace(problem->key, 0);
-      ++it->second;
-      if (fresh) r.rule_example[problem->key] = problem->message + " (" + describe(s) + ")";
+      prune(*problem);
       continue;
     }
     ++r.screened;

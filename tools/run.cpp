@@ -114,8 +114,9 @@ void check_checkpoint_storage(const Scenario& scenario) {
 
 CheckpointPlan scenario_checkpoint_plan(const Scenario& scenario, long gpus, double fabric_nic_busy) {
   check_checkpoint_storage(scenario);
-  return plan_checkpoint(scenario.machine, scenario_checkpoint_size(scenario), gpus,
-                         CheckpointWriting{.policy = scenario.checkpoint, .fabric_nic_busy = fabric_nic_busy});
+  return plan_checkpoint(
+      scenario.machine, scenario_checkpoint_size(scenario), gpus,
+      CheckpointWriting{.policy = scenario.checkpoint, .fabric_nic_busy = fabric_nic_busy});
 }
 
 DataLoading scenario_data_loading(const Scenario& scenario, const ParallelismSpec& parallelism,

@@ -707,9 +707,10 @@ void check_checkpoint(Draft& d) {
   }
   if (c.first_level == CheckpointLevel::NVME &&
       (!(s.machine.server.host.nvme.value() > 0) || !(s.machine.server.host.nvme_bandwidth.value() > 0)))
-    d.fail("checkpoint.first_level", fmt::format("machine '{}' describes no local NVMe (machine.server.nvme and "
-                                                 "machine.server.nvme_bandwidth)",
-                                                 s.machine.name));
+    d.fail("checkpoint.first_level",
+           fmt::format("machine '{}' describes no local NVMe (machine.server.nvme and "
+                       "machine.server.nvme_bandwidth)",
+                       s.machine.name));
 }
 
 void check_scenario(Draft& d) {

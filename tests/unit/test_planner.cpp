@@ -564,19 +564,22 @@ TEST_CASE("tools::plan: the screen adds what the run adds beside the GPUs: the l
     const Scenario sc = scenario(file);
     const CostModel cost = scenario_cost_model(sc);
     const PlanResult r = plan(sc, cost, {.fast = 0, .full = 0, .jobs = 1});
-    const auto own = std::find_if(r.ranked.begin(), r.ranked.end(), [](const PlanRow& row) { return row.scenario_plan; });
+    const auto own =
+        std::find_if(r.ranked.begin(), r.ranked.end(), [](const PlanRow& row) { return row.scenario_plan; });
     REQUIRE(own != r.ranked.end());
     CHECK(own->fidelity == "analytical");
     Scenario fast = sc;
     fast.simulation.fidelity = Fidelity::FAST;
     const Report run = run_scenario(fast, cost);
-    INFO(file << ": screen " << own->iteration.value() << " s (data stall " << own->breakdown.data_stall.value()
-              << " s, host optimizer " << own->breakdown.host_optimizer.value() << " s); run "
-              << run.iteration_time.value() << " s (data stall " << run.breakdown.data_stall.value()
-              << " s, host optimizer " << run.breakdown.host_optimizer.value() << " s)");
+    INFO(file << ": screen " << own->iteration.value() << " s (data stall "
+              << own->breakdown.data_stall.value() << " s, host optimizer "
+              << own->breakdown.host_optimizer.value() << " s); run " << run.iteration_time.value()
+              << " s (data stall " << run.breakdown.data_stall.value() << " s, host optimizer "
+              << run.breakdown.host_optimizer.value() << " s)");
     CHECK(std::abs(own->iteration / run.iteration_time - 1) < 0.05);
     CHECK((own->breakdown.data_stall.value() > 0) == (run.breakdown.data_stall.value() > 0));
-    CHECK(own->breakdown.host_optimizer.value() == Approx(run.breakdown.host_optimizer.value()).epsilon(0.01));
+    CHECK(own->breakdown.host_optimizer.value() ==
+          Approx(run.breakdown.host_optimizer.value()).epsilon(0.01));
     if (sc.parallelism.offload.any()) {
       CHECK(own->breakdown.optimizer.value() == 0);
       CHECK(own->memory == memory_fit(scenario_workload(sc), sc.machine.gpu.memory).peak);

@@ -216,7 +216,8 @@ TEST_CASE("sim::render_trace: the data loader on host tracks, and its stall on e
       loader_pid = e.at("pid").get<int>();
     if (e.at("ph") == "M" && e.at("name") == "thread_name" && e.at("pid") == loader_pid)
       tracks.push_back(e.at("args").at("name").get<std::string>());
-    if (e.at("ph") == "X" && e.at("cat") == "data loader") slices[e.at("name").get<std::string>()].push_back(e);
+    if (e.at("ph") == "X" && e.at("cat") == "data loader")
+      slices[e.at("name").get<std::string>()].push_back(e);
   }
   REQUIRE(loader_pid >= 0);
   // Four worker tracks, the last standing for workers 3-5.
@@ -287,11 +288,14 @@ TEST_CASE("sim::plan_checkpoint: two levels: training waits for the first, the d
   CHECK(slow.to_first_level.value() == Approx(host.to_first_level.value()));
 }
 
-TEST_CASE("sim::plan_checkpoint: a drain over the fabric NICs takes what training leaves, storage NICs do not share",
+TEST_CASE("sim::plan_checkpoint: a drain over the fabric NICs takes what training leaves, storage NICs do "
+          "not share",
           "[storage]") {
   // Storage over the fabric NICs (no storage.client_bandwidth): 8 x 25 GB/s a server.
-  const MachineSpec fabric = machine({"machine.storage.client_bandwidth=none", "machine.storage.metadata_latency=none"});
-  const CheckpointPlan idle = plan_checkpoint(fabric, Bytes(1e12), 128, async_to(CheckpointLevel::HOST_MEMORY));
+  const MachineSpec fabric =
+      machine({"machine.storage.client_bandwidth=none", "machine.storage.metadata_latency=none"});
+  const CheckpointPlan idle =
+      plan_checkpoint(fabric, Bytes(1e12), 128, async_to(CheckpointLevel::HOST_MEMORY));
   const CheckpointPlan busy =
       plan_checkpoint(fabric, Bytes(1e12), 128, async_to(CheckpointLevel::HOST_MEMORY, 0.75));
   CHECK(busy.shares_fabric);
@@ -302,12 +306,14 @@ TEST_CASE("sim::plan_checkpoint: a drain over the fabric NICs takes what trainin
   // With storage NICs of its own, training's fabric traffic changes nothing.
   const MachineSpec apart = machine({"machine.storage.metadata_latency=none"});
   const CheckpointPlan a = plan_checkpoint(apart, Bytes(1e12), 128, async_to(CheckpointLevel::HOST_MEMORY));
-  const CheckpointPlan b = plan_checkpoint(apart, Bytes(1e12), 128, async_to(CheckpointLevel::HOST_MEMORY, 0.75));
+  const CheckpointPlan b =
+      plan_checkpoint(apart, Bytes(1e12), 128, async_to(CheckpointLevel::HOST_MEMORY, 0.75));
   CHECK_FALSE(a.shares_fabric);
   CHECK(a.to_storage.value() == Approx(b.to_storage.value()));
   // Staged on NVMe that cannot hold a server's shards: bad input at the key.
   try {
-    (void)plan_checkpoint(machine({"machine.server.nvme=10 GB"}), Bytes(1e12), 128, async_to(CheckpointLevel::NVME));
+    (void)plan_checkpoint(machine({"machine.server.nvme=10 GB"}), Bytes(1e12), 128,
+                          async_to(CheckpointLevel::NVME));
     FAIL("no error");
   } catch (const InputError& e) {
     CHECK(e.key_path() == "checkpoint.first_level");
