@@ -60,6 +60,10 @@ const char* to_string(CheckpointMode mode) {
   return mode == CheckpointMode::SYNC ? "sync" : "async";
 }
 
+const char* to_string(CheckpointLevel level) {
+  return level == CheckpointLevel::HOST_MEMORY ? "host-memory" : "nvme";
+}
+
 Seconds ReliabilitySpec::mtbf(FailureCause cause) const {
   switch (cause) {
   case FailureCause::GPU: return gpu_mtbf;

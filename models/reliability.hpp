@@ -77,10 +77,19 @@ Seconds checkpoint_stall(CheckpointMode mode, Seconds write, Seconds copy);
 Bytes checkpoint_size(double parameters, double weight_bytes_per_parameter,
                       double optimizer_bytes_per_parameter);
 
+/// Where an ASYNC checkpoint lands before it drains to the storage system: the servers' HOST_MEMORY
+/// (held until written), or their local NVME (a second level that survives a process restart, as
+/// Nebula and ByteCheckpoint stage to local disks).
+enum class CheckpointLevel { HOST_MEMORY, NVME };
+const char* to_string(CheckpointLevel level);
+
 /// The scenario's `checkpoint:` block.
 struct CheckpointSpec {
   Seconds interval = Seconds(1800); ///< training time between checkpoints (ASSUMPTION default: 30 min)
   CheckpointMode mode = CheckpointMode::SYNC;
+  CheckpointLevel first_level = CheckpointLevel::HOST_MEMORY; ///< ASYNC only
+  /// ASYNC only: a cap on each server's drain to storage; zero ("none"): as fast as its path allows.
+  BytesPerSecond drain_bandwidth;
 };
 
 /// The scenario's `recovery:` block.

@@ -42,7 +42,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Breakdown, compute, tp_comm_exposed, cp_comm_
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(SimulationResult, iteration_time, breakdown, critical_stage,
                                    critical_replica, simulated_gpus, platform_gpus, platform_cpu_hosts,
                                    actors, activities, flows, wall_seconds, peak_memory_bytes, trace,
-                                   link_counters, busiest_links)
+                                   link_counters, busiest_links, busiest_nic_utilisation)
 
 namespace {
 
@@ -1156,6 +1156,9 @@ SimulationResult Simulation::run() {
          .utilisation = iteration > 0 ? it->second * fl.simulated_share / (fl.link->get_bandwidth() * iteration)
                                       : 0.0});
   }
+  for (const LinkLoad& l : result_.busiest_links)
+    if (l.role == sim::to_string(sim::LinkRole::NIC))
+      result_.busiest_nic_utilisation = std::max(result_.busiest_nic_utilisation, l.utilisation);
   std::sort(result_.busiest_links.begin(), result_.busiest_links.end(),
             [](const LinkLoad& a, const LinkLoad& b) {
               return a.utilisation != b.utilisation ? a.utilisation > b.utilisation : a.name < b.name;

@@ -84,6 +84,7 @@ struct SimulationResult {
   std::vector<TraceEvent> trace;
   std::vector<LinkCounter> link_counters; ///< with the trace only
   std::vector<LinkLoad> busiest_links;    ///< the most loaded links, busiest first
+  double busiest_nic_utilisation = 0.0;   ///< of the fabric NIC links: bytes / (bandwidth x iteration)
 };
 
 /// Simulates one iteration of `workload` on the first servers of `machine`. Throws

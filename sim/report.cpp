@@ -5,6 +5,7 @@
 #include <cmath>
 #include <optional>
 #include <string_view>
+#include <vector>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -119,7 +120,14 @@ nlohmann::json checkpoint_json(const CheckpointPlan& c, const CheckpointSpec& po
           {"restore_s", c.restore().value()},
           {"stall_s", c.stall(policy.mode).value()},
           {"host_memory_per_server_bytes", c.host_memory(policy.mode).value()},
-          {"storage_rate_bytes_per_s", c.storage_rate().value()}};
+          {"storage_rate_bytes_per_s", c.storage_rate().value()},
+          {"first_level", to_string(policy.first_level)},
+          {"to_first_level_s", c.to_first_level.value()},
+          {"write_rate_per_server_bytes_per_s", c.write_rate.value()},
+          {"write_limit", c.write_limit},
+          {"shares_fabric", c.shares_fabric},
+          {"drain_within_interval", c.to_storage <= policy.interval},
+          {"backlog_s", c.backlog().value()}};
 }
 
 /// The text report's lines on the checkpoint.
@@ -130,17 +138,42 @@ std::string checkpoint_text(const CheckpointPlan& c, const CheckpointSpec& polic
   const std::string pcie = c.device_to_host.value() > 0
                                ? duration(c.device_to_host) + " (PCIe)"
                                : std::string("not modelled (no server.pcie_bandwidth)");
+  const std::string limit =
+      c.shares_fabric ? fmt::format("{} per server over its fabric NICs, which training uses too",
+                                    rate_text(c.client_bandwidth))
+                      : fmt::format("{} per server over its storage NICs, apart from training's fabric",
+                                    rate_text(c.client_bandwidth));
+  if (sync) {
+    out += fmt::format("    write      {}: GPU -> host {}, host -> storage {} ({} servers at {} together; "
+                       "storage {}, {})\n",
+                       duration(c.write()), pcie, duration(c.to_storage), c.servers,
+                       rate_text(c.storage_rate()), rate_text(c.storage_bandwidth), limit);
+    out += fmt::format("    restore    {}; stall per checkpoint {} (sync: the whole write)\n",
+                       duration(c.restore()), duration(c.stall(policy.mode)));
+    return out;
+  }
+  const bool nvme = policy.first_level == CheckpointLevel::NVME;
+  out += fmt::format("    copy       {} to {}: GPU -> host {}{}; training waits for it\n",
+                     duration(c.to_first_level), nvme ? "local NVMe" : "host memory", pcie,
+                     nvme ? ", host -> NVMe with it" : "");
   out +=
-      fmt::format("    write      {}: GPU -> host {}, host -> storage {} ({} servers at {} together; "
-                  "storage {}, {} per server)\n",
-                  duration(c.write()), pcie, duration(c.to_storage), c.servers, rate_text(c.storage_rate()),
-                  rate_text(c.storage_bandwidth), rate_text(c.client_bandwidth));
-  out += fmt::format("    restore    {}; stall per checkpoint {} ({})\n", duration(c.restore()),
-                     duration(c.stall(policy.mode)),
-                     sync ? "sync: the whole write"
-                          : fmt::format("async: the GPU -> host copy; it holds {} of host memory per server "
-                                        "until written",
-                                        bytes_text(c.host_memory(policy.mode))));
+      fmt::format("    drain      {} to storage while training goes on ({} servers at {} together; storage "
+                  "{}, {}; each server's drain held to {} by {})\n",
+                  duration(c.to_storage), c.servers, rate_text(c.storage_rate()),
+                  rate_text(c.storage_bandwidth), limit, rate_text(c.write_rate), c.write_limit);
+  const std::string keeps_up =
+      c.backlog().value() > 0
+          ? fmt::format(
+                "it does NOT finish within the {} interval: the next checkpoint's copy waits {} for it",
+                span(policy.interval), duration(c.backlog()))
+          : fmt::format("it finishes within the {} interval", span(policy.interval));
+  out += fmt::format("               {}; durable {} after the checkpoint starts\n", keeps_up,
+                     duration(c.write()));
+  out += fmt::format(
+      "    restore    {}; stall per checkpoint {}{}\n", duration(c.restore()), duration(c.stall(policy.mode)),
+      nvme ? fmt::format(" (its {} per server stay on the NVMe until drained)", bytes_text(c.per_server))
+           : fmt::format(" (it holds {} of host memory per server until drained)",
+                         bytes_text(c.host_memory(policy.mode))));
   return out;
 }
 
@@ -158,8 +191,10 @@ void checkpoint_trace(const CheckpointPlan& c, const CheckpointSpec& policy, Sec
                                            to_string(policy.mode), span(policy.interval))}}}});
   events.push_back(
       {{"ph", "M"}, {"name", "process_sort_index"}, {"pid", pid}, {"args", {{"sort_index", pid}}}});
-  const std::array<std::string_view, 2> tracks = {"PCIe: GPU -> host memory",
-                                                  "storage network: host -> storage"};
+  const bool nvme = policy.mode == CheckpointMode::ASYNC && policy.first_level == CheckpointLevel::NVME;
+  const std::array<std::string_view, 2> tracks = {
+      nvme ? "PCIe: GPU -> host -> local NVMe" : "PCIe: GPU -> host memory",
+      c.shares_fabric ? "fabric NICs: host -> storage" : "storage NICs: host -> storage"};
   for (int t = 0; t < 2; ++t)
     events.push_back({{"ph", "M"},
                       {"name", "thread_name"},
@@ -167,7 +202,7 @@ void checkpoint_trace(const CheckpointPlan& c, const CheckpointSpec& policy, Sec
                       {"tid", t},
                       {"args", {{"name", tracks[static_cast<size_t>(t)]}}}});
   const double start = after.value();
-  const double copied = start + c.device_to_host.value();
+  const double copied = start + c.to_first_level.value();
   const bool sync = policy.mode == CheckpointMode::SYNC;
   auto slice = [&](int tid, std::string name, double from, double to, Bytes bytes) {
     timed.push_back({{"ph", "X"},
@@ -179,8 +214,82 @@ void checkpoint_trace(const CheckpointPlan& c, const CheckpointSpec& policy, Sec
                      {"dur", (to - from) * 1e6},
                      {"args", {{"bytes", bytes.value()}, {"stalls training", sync || tid == 0}}}});
   };
-  if (c.device_to_host.value() > 0) slice(0, "checkpoint copy", start, copied, c.per_gpu);
-  slice(1, "checkpoint write", copied, copied + c.to_storage.value(), c.per_server);
+  if (c.to_first_level.value() > 0) slice(0, "checkpoint copy", start, copied, c.per_gpu);
+  slice(1, sync ? "checkpoint write" : "checkpoint drain", copied, copied + c.to_storage.value(),
+        c.per_server);
+}
+
+/// The input pipeline on host tracks (process `pid`), from the numbers plan_data_loading computed:
+/// during the traced iteration each loader prepares the next one's batch, its stages streaming
+/// samples through one another (the loader prefetches), so each stage runs from the iteration's
+/// start for its own time and the batch is ready when the slowest ends. Where that is after the
+/// iteration's own work, the stages wait for it: a `data stall` slice on every stage's compute track.
+void data_loading_trace(const DataLoading& d, int stages, int pid, nlohmann::json& events,
+                        nlohmann::json& timed) {
+  using nlohmann::json;
+  const bool service = d.spec.service == DataService::CPU_HOSTS;
+  events.push_back(
+      {{"ph", "M"},
+       {"name", "process_name"},
+       {"pid", pid},
+       {"args",
+        {{"name", service ? fmt::format("data loader: each of {} CPU hosts (data service)", d.loaders)
+                          : fmt::format("data loader: each of {} loading servers", d.loaders)}}}});
+  events.push_back(
+      {{"ph", "M"}, {"name", "process_sort_index"}, {"pid", pid}, {"args", {{"sort_index", pid}}}});
+  // One track per worker core, up to WORKER_TRACKS; the last one stands for the rest, which do the same.
+  constexpr int WORKER_TRACKS = 4;
+  const int workers = std::max(1, d.spec.workers);
+  const int worker_tracks = std::min(workers, WORKER_TRACKS);
+  std::vector<std::string> tracks = {"storage: read samples"};
+  for (int w = 0; w < worker_tracks; ++w)
+    tracks.push_back(w + 1 == worker_tracks && workers > worker_tracks
+                         ? fmt::format("CPU: workers {}-{} (each the same)", w, workers - 1)
+                         : fmt::format("CPU: worker {}", w));
+  if (service) tracks.emplace_back("fabric: CPU host -> GPU server");
+  tracks.emplace_back("PCIe: host -> GPU");
+  for (std::size_t t = 0; t < tracks.size(); ++t) {
+    events.push_back(
+        {{"ph", "M"}, {"name", "thread_name"}, {"pid", pid}, {"tid", t}, {"args", {{"name", tracks[t]}}}});
+    events.push_back({{"ph", "M"},
+                      {"name", "thread_sort_index"},
+                      {"pid", pid},
+                      {"tid", t},
+                      {"args", {{"sort_index", t}}}});
+  }
+  const double samples_per_worker = d.samples / workers;
+  const bool stalls = d.stall().value() > 0;
+  auto slice = [&](std::size_t tid, std::string name, Seconds time, json args) {
+    if (!(time.value() > 0)) return;
+    args["sets the loader's time"] = time == d.loader();
+    timed.push_back({{"ph", "X"},
+                     {"name", std::move(name)},
+                     {"cat", "data loader"},
+                     {"pid", pid},
+                     {"tid", tid},
+                     {"ts", 0.0},
+                     {"dur", time.value() * 1e6},
+                     {"args", std::move(args)}});
+  };
+  slice(0, "read next batch", d.storage,
+        {{"samples", d.samples}, {"bytes", d.sample_bytes.value() * d.samples}});
+  for (int w = 0; w < worker_tracks; ++w)
+    slice(static_cast<std::size_t>(1 + w), fmt::format("prepare {:.3g} samples", samples_per_worker), d.cpu,
+          {{"samples", samples_per_worker}, {"cpu per sample s", d.cpu_per_sample.value()}});
+  std::size_t next = static_cast<std::size_t>(1 + worker_tracks);
+  if (service) slice(next++, "send samples to GPU server", d.network, json::object());
+  slice(next, "copy batch to GPUs", d.pcie, json::object());
+  if (!stalls) return;
+  for (int s = 0; s < stages; ++s)
+    timed.push_back(
+        {{"ph", "X"},
+         {"name", fmt::format("data stall (loader held by {})", d.bottleneck())},
+         {"cat", "data loader"},
+         {"pid", s},
+         {"tid", 0},
+         {"ts", d.iteration.value() * 1e6},
+         {"dur", d.stall().value() * 1e6},
+         {"args", {{"loader s", d.loader().value()}, {"iteration without stall s", d.iteration.value()}}}});
 }
 
 /// The input pipeline as JSON: seconds per iteration and counts.
@@ -515,6 +624,7 @@ void add_data_loading(Report& report, const DataLoading& loading) {
 void add_checkpoint(Report& report, const CheckpointPlan& plan, const CheckpointSpec& policy) {
   report.checkpoint = plan;
   report.checkpoint_policy = policy;
+  report.suggestions = suggest(report);
 }
 
 void add_failures(Report& report, FailureStudy study) {
@@ -703,6 +813,21 @@ std::vector<Suggestion> suggest(const Report& r) {
          .text = fmt::format("MFU is {:.1f}% with micro-batch 1 and memory at {:.0f}% of capacity: a "
                              "larger micro_batch makes larger, more efficient GEMMs",
                              r.mfu * 100, memory_use * 100)});
+  // An async checkpoint whose drain outlasts the interval holds the next one back: a share of the
+  // training time between checkpoints.
+  if (r.checkpoint && r.checkpoint->backlog().value() > 0) {
+    const CheckpointPlan& c = *r.checkpoint;
+    out.push_back(
+        {.weight = c.backlog() / r.checkpoint_policy.interval,
+         .text = fmt::format(
+             "the checkpoint's drain to storage ({}) outlasts the {} interval, so each "
+             "checkpoint waits {} for the last: checkpoint.interval: \"{:.0f} min\" or more{}",
+             duration(c.to_storage), span(r.checkpoint_policy.interval), duration(c.backlog()),
+             std::ceil(c.to_storage.value() / 60),
+             c.write_limit == "checkpoint.drain_bandwidth"
+                 ? fmt::format(", or a higher checkpoint.drain_bandwidth (now {})", rate_text(c.write_rate))
+                 : fmt::format(" (the drain is held by {})", c.write_limit))});
+  }
   std::stable_sort(out.begin(), out.end(),
                    [](const Suggestion& x, const Suggestion& y) { return x.weight > y.weight; });
   if (out.size() > 3) out.resize(3);
@@ -1040,8 +1165,10 @@ std::string render_trace(const Report& r) {
                         {{"mean", counters[c].utilisation[i] * 100},
                          {"busiest", counters[c + 1].utilisation[i] * 100}}}});
   }
+  int host_pid = fabric + 1;
+  if (r.data_loading) data_loading_trace(*r.data_loading, stages, host_pid++, events, timed);
   if (r.checkpoint)
-    checkpoint_trace(*r.checkpoint, r.checkpoint_policy, r.iteration_time, fabric + 1, events, timed);
+    checkpoint_trace(*r.checkpoint, r.checkpoint_policy, r.iteration_time, host_pid, events, timed);
   std::stable_sort(timed.begin(), timed.end(), [](const json& a, const json& b) {
     return a.at("ts").get<double>() < b.at("ts").get<double>();
   });

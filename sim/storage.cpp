@@ -36,15 +36,20 @@ struct StorageTimes {
 /// system (one host) through a link of the aggregate bandwidth. Each client moves
 /// `bytes_per_client[i]` to the storage, all at once, after the metadata latency; then reads it
 /// back the same way.
-StorageTimes simulate_storage(const MachineSpec& m, const std::vector<Bytes>& bytes_per_client) {
+/// Each client writes at most `write_rate` (its path to storage, or what a drain may take of it)
+/// and reads at its whole path's bandwidth.
+StorageTimes simulate_storage(const MachineSpec& m, const std::vector<Bytes>& bytes_per_client,
+                              BytesPerSecond write_rate) {
   const std::string text = sim::run_isolated([&] {
     const auto engine = sim::make_engine({});
     auto* zone = sg4::create_star_zone("storage-network");
     const double client_bw = client_bandwidth(m).value();
     auto attach = [&](sg4::Host* host, const std::string& name, double bandwidth) {
-      sg4::Link* link = zone->create_split_duplex_link(name, bandwidth)->set_latency(0)->seal();
+      auto* duplex = zone->create_split_duplex_link(name, bandwidth);
+      duplex->set_latency(0)->seal();
       zone->add_route(host->get_netpoint(), nullptr, nullptr, nullptr,
-                      {sg4::LinkInRoute(link, sg4::LinkInRoute::Direction::UP)}, true);
+                      {sg4::LinkInRoute(duplex, sg4::LinkInRoute::Direction::UP)}, true);
+      return duplex;
     };
     auto* storage = zone->create_host("storage", 1e9);
     attach(storage, "storage-aggregate", m.storage.bandwidth.value());
@@ -52,7 +57,9 @@ StorageTimes simulate_storage(const MachineSpec& m, const std::vector<Bytes>& by
     for (std::size_t c = 0; c < bytes_per_client.size(); ++c) {
       auto* host =
           zone->create_host(fmt::format("host-{}", c), 1e9)->set_core_count(std::max(1, m.server.cpu_cores));
-      attach(host, fmt::format("storage-nic-{}", c), client_bw);
+      // The write goes up the client's link, the read comes down it.
+      auto* link = attach(host, fmt::format("storage-nic-{}", c), client_bw);
+      link->get_link_up()->set_bandwidth(std::min(client_bw, write_rate.value()));
       clients.push_back(host);
     }
     zone->seal();
@@ -104,8 +111,26 @@ void check_checkpoint_fits(const StorageSpec& storage, Bytes size) {
                                  size.value() / 1e12, capacity.value() / 1e12));
 }
 
-CheckpointPlan plan_checkpoint(const MachineSpec& machine, Bytes size, long gpus, Bytes in_host_memory) {
+Bytes checkpoint_per_server(const MachineSpec& machine, Bytes size, long gpus) {
+  if (gpus <= 0) return Bytes(0);
+  return size / static_cast<double>(gpus) * static_cast<double>(std::min<long>(gpus, machine.server.gpus));
+}
+
+void check_checkpoint_first_level(const MachineSpec& machine, const CheckpointSpec& policy, Bytes size,
+                                  long gpus) {
+  if (policy.mode != CheckpointMode::ASYNC || policy.first_level != CheckpointLevel::NVME) return;
+  const Bytes per_server = checkpoint_per_server(machine, size, gpus);
+  if (per_server > machine.server.host.nvme)
+    throw InputError(SourceLocation{}, "checkpoint.first_level",
+                     fmt::format("a server's shards of the checkpoint ({:.3g} GB) do not fit its local NVMe "
+                                 "({:.3g} GB, machine.server.nvme)",
+                                 per_server.value() / 1e9, machine.server.host.nvme.value() / 1e9));
+}
+
+CheckpointPlan plan_checkpoint(const MachineSpec& machine, Bytes size, long gpus,
+                               const CheckpointWriting& how) {
   CheckpointPlan plan;
+  plan.policy = how.policy;
   check_checkpoint_fits(machine.storage, size);
   if (!machine.storage.modelled() || gpus <= 0) return plan;
   const int per_server = machine.server.gpus;
@@ -113,16 +138,42 @@ CheckpointPlan plan_checkpoint(const MachineSpec& machine, Bytes size, long gpus
   plan.total = size;
   plan.per_gpu = size / static_cast<double>(gpus);
   plan.servers = (gpus + per_server - 1) / per_server;
-  plan.per_server = plan.per_gpu * static_cast<double>(std::min<long>(gpus, per_server));
+  plan.per_server = checkpoint_per_server(machine, size, gpus);
+  check_checkpoint_first_level(machine, how.policy, size, gpus);
   plan.client_bandwidth = client_bandwidth(machine);
   plan.storage_bandwidth = machine.storage.bandwidth;
   std::vector<Bytes> clients(static_cast<std::size_t>(plan.servers), plan.per_server);
   // A last server the job fills only in part writes only its GPUs' shards.
   clients.back() = plan.per_gpu * static_cast<double>(gpus - (plan.servers - 1) * per_server);
-  const StorageTimes t = simulate_storage(machine, clients);
-  const Bytes on_gpu = (size - std::min(in_host_memory, size)) / static_cast<double>(gpus);
+  const bool async = how.policy.mode == CheckpointMode::ASYNC;
+  const bool nvme = async && how.policy.first_level == CheckpointLevel::NVME;
+  const HostSpec& host = machine.server.host;
+  const Bytes on_gpu = (size - std::min(how.in_host_memory, size)) / static_cast<double>(gpus);
   plan.device_to_host = host_copy_time(machine.server, on_gpu);
   plan.host_to_device = plan.device_to_host;
+  // Staged to NVMe, the copy streams through a pinned host buffer (ASSUMPTION: chunked, as
+  // staged checkpointing does), so the slower of PCIe and the NVMe write sets it.
+  plan.to_first_level =
+      nvme ? std::max(plan.device_to_host, plan.per_server / host.nvme_bandwidth) : plan.device_to_host;
+  // What the write, or the drain, may use per server; the storage's aggregate may bind lower.
+  plan.shares_fabric = !(machine.storage.client_bandwidth.value() > 0);
+  plan.write_rate = plan.client_bandwidth;
+  plan.write_limit = plan.shares_fabric ? "the fabric NICs" : "the storage NICs";
+  auto cap = [&](BytesPerSecond rate, const char* why) {
+    if (rate < plan.write_rate) {
+      plan.write_rate = rate;
+      plan.write_limit = why;
+    }
+  };
+  if (async) {
+    if (plan.shares_fabric)
+      // At least a thousandth of them: a drain that never ends answers nothing.
+      cap(plan.client_bandwidth * std::clamp(1.0 - how.fabric_nic_busy, 1e-3, 1.0),
+          "what training leaves of the fabric NICs");
+    if (nvme) cap(host.nvme_bandwidth, "reading the NVMe");
+    if (how.policy.drain_bandwidth.value() > 0) cap(how.policy.drain_bandwidth, "checkpoint.drain_bandwidth");
+  }
+  const StorageTimes t = simulate_storage(machine, clients, plan.write_rate);
   plan.to_storage = t.write;
   plan.from_storage = t.read;
   return plan;

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <stdexcept>
+#include <variant>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -213,11 +214,71 @@ void keep_smallest(std::vector<Scored>& list, std::size_t k) {
   list.resize(k);
 }
 
+/// The host's exposed optimizer step of `w` (ZeRO-Offload): each stage's offload_step over its
+/// overlap windows, as the engine takes them, the slowest stage's.
+Seconds offload_exposed(const Workload& w, const HostResources& host, const CostModel& cost) {
+  Seconds exposed;
+  for (int s = 0; s < w.stages(); ++s)
+    exposed = std::max(
+        exposed,
+        offload_step(w, s, host, cost.cpu_adam(),
+                     overlap_windows(w, s, [&](const WorkBlock& b) { return cost.compute_time(b.compute); }))
+            .exposed);
+  return exposed;
+}
+
+/// `e` with the GPU's optimizer step replaced by the host's exposed step (the engine's rule: an
+/// offloaded optimizer leaves the GPU for the host cores).
+void add_host_optimizer(Estimate& e, Seconds exposed) {
+  e.iteration = e.iteration - e.breakdown.optimizer - e.breakdown.host_optimizer + exposed;
+  e.breakdown.optimizer = Seconds(0);
+  e.breakdown.host_optimizer = exposed;
+}
+
+/// `e` with the scenario's input pipeline's stall for `s`, from the iteration without one: what
+/// run_scenario adds to the simulated iteration (scenario_data_loading). Calling it again after `e`
+/// changed replaces the stall.
+void add_data_stall(const Scenario& sc, const Strategy& s, Estimate& e) {
+  const Seconds training = e.iteration - e.breakdown.data_stall;
+  const Seconds stall = scenario_data_loading(sc, s.parallelism, training).stall();
+  e.iteration = training + stall;
+  e.breakdown.data_stall = stall;
+}
+
+/// The screen's estimate of `s` with what `odyssey run` adds beside the GPUs' work: the host's
+/// optimizer step when the scenario offloads the optimizer (its memory then the run's memory model's,
+/// as the screen's own counts the states on the GPU) and the input pipeline's stall. Nothing when
+/// the offloaded states do not fit the host: the problem, at its key.
+std::variant<Estimate, StrategyProblem> screen_estimate(const Scenario& sc, const CostModel& cost,
+                                                        AnalyticalScreen& screen, const Strategy& s) {
+  Estimate e = screen.evaluate(s);
+  if (s.parallelism.offload.any()) {
+    const HostResources host = host_resources(sc.machine, s.gpus());
+    if (auto problem = check_offload(s.parallelism, host)) return *problem;
+    TrainingSpec t = sc.training;
+    t.micro_batch = s.micro_batch;
+    const Workload w(sc.model, t, s.parallelism);
+    const HostFit fit = host_fit(w, host);
+    if (!fit.fits())
+      return StrategyProblem{s.parallelism.offload.optimizer != OffloadDevice::NONE
+                                 ? "parallelism.offload.optimizer"
+                                 : "parallelism.offload.params",
+                             host_fit_problem(fit, host.gpus)};
+    const MemoryFit gpu = memory_fit(w, sc.machine.gpu.memory);
+    e.memory = gpu.peak;
+    e.memory_stage = gpu.peak_stage;
+    add_host_optimizer(e, offload_exposed(w, host, cost));
+  }
+  add_data_stall(sc, s, e);
+  return e;
+}
+
 /// ZeRO-Offload where GPU memory is the constraint: candidates that did not fit (ZeRO 1 or more,
 /// the smallest OFFLOAD_TRIES, fastest first) get a variant with the optimizer states and CPU-Adam on the
 /// host, when the machine describes a host to offload to. Its memory is the run's memory model's, its host
 /// step the run's offload_step (models/offload.hpp): the screen's time with the GPU's optimizer step replaced
-/// by the host step's exposed part. Variants that fit GPU and host memory join `best`; returns how many did.
+/// by the host step's exposed part, and the input pipeline's stall. Variants that fit GPU and host memory
+/// join `best`; returns how many did.
 long add_offload_variants(const Scenario& sc, const CostModel& cost, const PlanMemoryLimit& limit,
                           std::vector<Scored> too_big, std::map<long, std::vector<Scored>>& best) {
   std::stable_sort(too_big.begin(), too_big.end(), smaller);
@@ -233,19 +294,11 @@ long add_offload_variants(const Scenario& sc, const CostModel& cost, const PlanM
     const Workload w = scenario_workload(scenario_of(sc, v, Fidelity::FAST));
     const MemoryFit fit = memory_fit(w, sc.machine.gpu.memory);
     if (!limit.fits(fit.peak) || !host_fit(w, host).fits()) continue;
-    Seconds exposed;
-    for (int s = 0; s < w.stages(); ++s)
-      exposed = std::max(
-          exposed, offload_step(w, s, host, cost.cpu_adam(),
-                                overlap_windows(
-                                    w, s, [&](const WorkBlock& b) { return cost.compute_time(b.compute); }))
-                       .exposed);
     Scored y{.strategy = v, .estimate = x.estimate};
     y.estimate.memory = fit.peak;
     y.estimate.memory_stage = fit.peak_stage;
-    y.estimate.iteration = x.estimate.iteration - x.estimate.breakdown.optimizer + exposed;
-    y.estimate.breakdown.optimizer = Seconds(0);
-    y.estimate.breakdown.host_optimizer = exposed;
+    add_host_optimizer(y.estimate, offload_exposed(w, host, cost));
+    add_data_stall(sc, v, y.estimate);
     best[v.gpus()].push_back(y);
     ++added;
   }
@@ -348,16 +401,24 @@ PlanResult plan(const Scenario& sc, const CostModel& cost, const PlanOptions& op
   for (const Strategy& s : enumerate_strategies(sc, r.min_gpus, r.max_gpus)) {
     ++r.candidates;
     const TrainingSpec t = training_of(sc, s);
-    if (const auto problem = check_strategy(sc.model, t, s.parallelism, job_capacity(sc.machine))) {
-      auto [it, fresh] = r.pruned_by_rule.try_emplace(problem->key, 0);
+    auto prune = [&](const StrategyProblem& problem) {
+      auto [it, fresh] = r.pruned_by_rule.try_emplace(problem.key, 0);
       ++it->second;
-      if (fresh) r.rule_example[problem->key] = problem->message + " (" + describe(s) + ")";
+      if (fresh) r.rule_example[problem.key] = problem.message + " (" + describe(s) + ")";
+    };
+    if (const auto problem = check_strategy(sc.model, t, s.parallelism, job_capacity(sc.machine))) {
+      prune(*problem);
+      continue;
+    }
+    auto estimate = screen_estimate(sc, cost, screen, s);
+    if (const auto* problem = std::get_if<StrategyProblem>(&estimate)) {
+      prune(*problem);
       continue;
     }
     ++r.screened;
-    Scored x{.strategy = s, .estimate = screen.evaluate(s)};
+    Scored x{.strategy = s, .estimate = std::get<Estimate>(estimate)};
     if (!limit.fits(x.estimate.memory)) {
-      if (s.parallelism.zero >= 1) {
+      if (s.parallelism.zero >= 1 && !s.parallelism.offload.any()) {
         offloadable.push_back(x);
         keep_smallest(offloadable, OFFLOAD_TRIES);
       }
@@ -401,11 +462,13 @@ PlanResult plan(const Scenario& sc, const CostModel& cost, const PlanOptions& op
                              [&](const PlanRow& row) { return describe(row.strategy) == describe(own); });
     const bool uneven = own.parallelism.first_stage_layers > 0 || own.parallelism.last_stage_layers > 0;
     if (same == rows.end() || uneven) {
-      rows.push_back(
-          analytical_row(sc, cost, limit, Scored{.strategy = own, .estimate = screen.evaluate(own)}));
-      same = rows.end() - 1;
+      auto estimate = screen_estimate(sc, cost, screen, own);
+      if (const auto* e = std::get_if<Estimate>(&estimate)) {
+        rows.push_back(analytical_row(sc, cost, limit, Scored{.strategy = own, .estimate = *e}));
+        same = rows.end() - 1;
+      }
     }
-    same->scenario_plan = true;
+    if (same != rows.end()) same->scenario_plan = true;
   }
 
   const auto t1 = std::chrono::steady_clock::now();

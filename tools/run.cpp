@@ -105,12 +105,32 @@ void check_checkpoint_storage(const Scenario& scenario) {
     const std::string key = "machine." + e.key_path();
     throw InputError(scenario.at(key), key, e.message());
   }
+  try {
+    check_checkpoint_first_level(scenario.machine, scenario.checkpoint, scenario_checkpoint_size(scenario),
+                                 scenario.parallelism.gpus());
+  } catch (const InputError& e) {
+    throw InputError(scenario.at(e.key_path()), e.key_path(), e.message());
+  }
 }
 
-CheckpointPlan scenario_checkpoint_plan(const Scenario& scenario, long gpus) {
+CheckpointPlan scenario_checkpoint_plan(const Scenario& scenario, long gpus, double fabric_nic_busy) {
   check_checkpoint_storage(scenario);
-  return plan_checkpoint(scenario.machine, scenario_checkpoint_size(scenario), gpus,
-                         checkpoint_bytes_in_host_memory(scenario_workload(scenario)));
+  return plan_checkpoint(
+      scenario.machine, scenario_checkpoint_size(scenario), gpus,
+      CheckpointWriting{.policy = scenario.checkpoint,
+                        .fabric_nic_busy = fabric_nic_busy,
+                        .in_host_memory = checkpoint_bytes_in_host_memory(scenario_workload(scenario))});
+}
+
+DataLoading scenario_data_loading(const Scenario& scenario, const ParallelismSpec& parallelism,
+                                  Seconds iteration) {
+  return plan_data_loading(scenario.machine, scenario.data,
+                           DataJob{.gpus = parallelism.gpus(),
+                                   .pp = parallelism.pp,
+                                   .seq_len = scenario.model.seq_len,
+                                   .global_batch = scenario.training.global_batch,
+                                   .vocab = scenario.model.vocab},
+                           iteration);
 }
 
 namespace {
@@ -122,7 +142,7 @@ RecoveryPolicy recovery_policy(const Scenario& scenario, long gpus, const Checkp
                         .mode = scenario.checkpoint.mode,
                         .checkpoint_write = plan.write(),
                         .checkpoint_load = plan.restore(),
-                        .checkpoint_copy = plan.device_to_host,
+                        .checkpoint_copy = plan.stall(CheckpointMode::ASYNC),
                         .detection = scenario.recovery.detection,
                         .restart = scenario.recovery.restart,
                         .spares = scenario.recovery.spares < 0 ? idle : scenario.recovery.spares};
@@ -169,14 +189,9 @@ Report run_scenario(const Scenario& scenario, const CostModel& cost, const RunOp
   }
   Report report =
       make_report(scenario.name, scenario.machine, workload, cost, result, scenario.simulation.fidelity);
-  add_data_loading(report, plan_data_loading(scenario.machine, scenario.data,
-                                             DataJob{.gpus = report.gpus,
-                                                     .pp = scenario.parallelism.pp,
-                                                     .seq_len = scenario.model.seq_len,
-                                                     .global_batch = scenario.training.global_batch,
-                                                     .vocab = scenario.model.vocab},
-                                             report.iteration_time));
-  const CheckpointPlan plan = scenario_checkpoint_plan(scenario, report.gpus);
+  add_data_loading(report, scenario_data_loading(scenario, scenario.parallelism, report.iteration_time));
+  const CheckpointPlan plan =
+      scenario_checkpoint_plan(scenario, report.gpus, report.simulation.busiest_nic_utilisation);
   if (plan.modelled) add_checkpoint(report, plan, scenario.checkpoint);
   if (report.time_to_train)
     if (auto study = failures_with(scenario, report.gpus, *report.time_to_train, plan))

@@ -56,7 +56,15 @@ void check_checkpoint_storage(const Scenario& scenario);
 /// The checkpoint of the scenario's model (weights and optimizer states) for a job of `gpus`
 /// GPUs on the machine's storage (plan_checkpoint, simulated). Throws InputError at
 /// `machine.storage.capacity` when it does not fit the storage.
-CheckpointPlan scenario_checkpoint_plan(const Scenario& scenario, long gpus);
+/// `fabric_nic_busy`: training's use of the busiest fabric NIC (SimulationResult's), which an async
+/// drain over the fabric NICs leaves to training; zero where no iteration was simulated.
+CheckpointPlan scenario_checkpoint_plan(const Scenario& scenario, long gpus, double fabric_nic_busy = 0.0);
+
+/// The scenario's input pipeline (`data:`) for its job laid out as `parallelism` (the scenario's
+/// own, or a planner's candidate), against a training iteration of `iteration` without a data
+/// stall: what run_scenario adds to the report and the planner's screen to its estimate.
+DataLoading scenario_data_loading(const Scenario& scenario, const ParallelismSpec& parallelism,
+                                  Seconds iteration);
 
 /// The recovery policy of the scenario for a job of `gpus` GPUs: its checkpoint (written and
 /// restored as scenario_checkpoint_plan says), its recovery times and spares (auto: the servers the

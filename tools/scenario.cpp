@@ -450,6 +450,24 @@ const std::vector<Field<Draft>>& scenario_fields() {
              v.as_enum<CheckpointMode>({{"sync", CheckpointMode::SYNC}, {"async", CheckpointMode::ASYNC}});
        },
        [](const Draft& d) { return std::string(to_string(d.scenario.checkpoint.mode)); }},
+      {"checkpoint.first_level", "host-memory | nvme", "host-memory",
+       "async: where the copy lands before it drains to storage (nvme: the servers' local NVMe, "
+       "server.nvme)",
+       [](Draft& d, const YamlValue& v) {
+         d.scenario.checkpoint.first_level = v.as_enum<CheckpointLevel>(
+             {{"host-memory", CheckpointLevel::HOST_MEMORY}, {"nvme", CheckpointLevel::NVME}});
+       },
+       [](const Draft& d) { return std::string(to_string(d.scenario.checkpoint.first_level)); }},
+      {"checkpoint.drain_bandwidth", "byte rate | none", "none",
+       "async: cap on each server's drain from the first level to storage (none: as fast as its path allows)",
+       [](Draft& d, const YamlValue& v) {
+         d.scenario.checkpoint.drain_bandwidth =
+             v.is_scalar() && v.as_string() == "none" ? BytesPerSecond(0) : v.as_byte_rate();
+       },
+       [](const Draft& d) {
+         const double bw = d.scenario.checkpoint.drain_bandwidth.value();
+         return bw > 0 ? quoted_quantity(bw, Dimension::BYTE_RATE) : std::string("none");
+       }},
       {"data.format", "tokenized | raw", "tokenized",
        "tokenized: pre-packed token ids (little CPU work); raw: text the loader tokenises",
        [](Draft& d, const YamlValue& v) {
@@ -675,6 +693,26 @@ void check_data(Draft& d) {
   }
 }
 
+/// The two-level checkpoint's keys against the mode and the servers' NVMe.
+void check_checkpoint(Draft& d) {
+  const Scenario& s = d.scenario;
+  const CheckpointSpec& c = s.checkpoint;
+  if (c.mode == CheckpointMode::SYNC) {
+    if (c.first_level != CheckpointLevel::HOST_MEMORY)
+      d.fail("checkpoint.first_level", "a sync checkpoint writes straight to storage: a first level needs "
+                                       "checkpoint.mode: async");
+    if (c.drain_bandwidth.value() > 0)
+      d.fail("checkpoint.drain_bandwidth",
+             "a sync checkpoint writes straight to storage: a drain needs checkpoint.mode: async");
+  }
+  if (c.first_level == CheckpointLevel::NVME &&
+      (!(s.machine.server.host.nvme.value() > 0) || !(s.machine.server.host.nvme_bandwidth.value() > 0)))
+    d.fail("checkpoint.first_level",
+           fmt::format("machine '{}' describes no local NVMe (machine.server.nvme and "
+                       "machine.server.nvme_bandwidth)",
+                       s.machine.name));
+}
+
 void check_scenario(Draft& d) {
   Scenario& s = d.scenario;
   try {
@@ -695,6 +733,7 @@ void check_scenario(Draft& d) {
 
   if (const auto p = check_offload(s.parallelism, host_resources(s.machine, s.parallelism.gpus())))
     d.fail(p->key, p->message);
+  check_checkpoint(d);
 
   const long used = job_components(s.machine, s.parallelism.gpus()).servers;
   if (s.recovery.spares > s.machine.servers - used)

@@ -554,3 +554,35 @@ TEST_CASE("models::check_strategy: the loader's cross-field rules, as problems a
     CHECK(problem->key == "parallelism.schedule");
   }
 }
+
+TEST_CASE("tools::plan: the screen adds what the run adds beside the GPUs: the loader's stall and the "
+          "scenario's own offloaded optimizer",
+          "[planner]") {
+  // The scenario's own row, screened only, against its run at fast fidelity: a loader that holds
+  // training sets both iterations, and the host's optimizer step is the run's offload_step.
+  for (const std::string file : {"gpt-350m-data-stall.yaml", "gpt-10b-zero-offload-azure-2020.yaml"}) {
+    const Scenario sc = scenario(file);
+    const CostModel cost = scenario_cost_model(sc);
+    const PlanResult r = plan(sc, cost, {.fast = 0, .full = 0, .jobs = 1});
+    const auto own =
+        std::find_if(r.ranked.begin(), r.ranked.end(), [](const PlanRow& row) { return row.scenario_plan; });
+    REQUIRE(own != r.ranked.end());
+    CHECK(own->fidelity == "analytical");
+    Scenario fast = sc;
+    fast.simulation.fidelity = Fidelity::FAST;
+    const Report run = run_scenario(fast, cost);
+    INFO(file << ": screen " << own->iteration.value() << " s (data stall "
+              << own->breakdown.data_stall.value() << " s, host optimizer "
+              << own->breakdown.host_optimizer.value() << " s); run " << run.iteration_time.value()
+              << " s (data stall " << run.breakdown.data_stall.value() << " s, host optimizer "
+              << run.breakdown.host_optimizer.value() << " s)");
+    CHECK(std::abs(own->iteration / run.iteration_time - 1) < 0.05);
+    CHECK((own->breakdown.data_stall.value() > 0) == (run.breakdown.data_stall.value() > 0));
+    CHECK(own->breakdown.host_optimizer.value() ==
+          Approx(run.breakdown.host_optimizer.value()).epsilon(0.01));
+    if (sc.parallelism.offload.any()) {
+      CHECK(own->breakdown.optimizer.value() == 0);
+      CHECK(own->memory == memory_fit(scenario_workload(sc), sc.machine.gpu.memory).peak);
+    }
+  }
+}

@@ -154,6 +154,7 @@ TEST_CASE("sim::report_metric: the checkpoint's write and restore times are the 
   plan.per_server = Bytes(2e12 / 8);
   plan.servers = 8;
   plan.device_to_host = Seconds(1.5);
+  plan.to_first_level = plan.device_to_host;
   plan.to_storage = Seconds(12);
   add_checkpoint(r, plan, CheckpointSpec{});
   CHECK(report_metric("checkpoint.write_s").read(r) == 13.5);

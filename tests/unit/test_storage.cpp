@@ -122,7 +122,7 @@ TEST_CASE("sim::render_trace: a checkpoint on the host tracks after the iteratio
     if (e.at("ph") == "X" && e.at("cat") == "checkpoint") slices[e.at("name").get<std::string>()] = e;
   REQUIRE(slices.size() == 2);
   const auto& copy = slices.at("checkpoint copy");
-  const auto& write = slices.at("checkpoint write");
+  const auto& write = slices.at("checkpoint drain");
   CHECK(copy.at("ts").get<double>() == Approx(2e6));
   CHECK(copy.at("dur").get<double>() == Approx(r.checkpoint->device_to_host.value() * 1e6));
   CHECK(write.at("ts").get<double>() == Approx(copy.at("ts").get<double>() + copy.at("dur").get<double>()));
@@ -211,4 +211,150 @@ TEST_CASE("tools::Run: with ZeRO-Offload the checkpoint copies only what is on t
   const Scenario all = load_scenario(
       path, {.data_dir = DATA, .overrides = {"parallelism.zero=3", "parallelism.offload.params=cpu"}});
   CHECK(scenario_checkpoint_plan(all, gpus).device_to_host.value() == 0.0);
+}
+
+TEST_CASE("sim::render_trace: the data loader on host tracks, and its stall on every stage", "[storage]") {
+  // The loader of gpt-350m-data-stall's shape: 64 raw samples a server on 2 workers at 8 ms each.
+  const DataJob job{.gpus = 64, .pp = 1, .seq_len = 2048, .global_batch = 512, .vocab = 51200};
+  DataSpec spec;
+  spec.format = DataFormat::RAW;
+  spec.cpu_per_sample = Seconds(8e-3);
+  spec.workers = 6;
+  const DataLoading d = plan_data_loading(machine(), spec, job, Seconds(0.05));
+  REQUIRE(d.stall().value() > 0);
+  Report r;
+  r.memory_per_stage.resize(2); // two stages: both wait
+  r.iteration_time = d.iteration;
+  add_data_loading(r, d);
+  const auto doc = nlohmann::json::parse(render_trace(r));
+  std::map<std::string, std::vector<nlohmann::json>> slices;
+  std::vector<std::string> tracks;
+  int loader_pid = -1;
+  for (const auto& e : doc.at("traceEvents")) {
+    if (e.at("ph") == "M" && e.at("name") == "process_name" &&
+        e.at("args").at("name").get<std::string>().starts_with("data loader"))
+      loader_pid = e.at("pid").get<int>();
+    if (e.at("ph") == "M" && e.at("name") == "thread_name" && e.at("pid") == loader_pid)
+      tracks.push_back(e.at("args").at("name").get<std::string>());
+    if (e.at("ph") == "X" && e.at("cat") == "data loader")
+      slices[e.at("name").get<std::string>()].push_back(e);
+  }
+  REQUIRE(loader_pid >= 0);
+  // Four worker tracks, the last standing for workers 3-5.
+  CHECK(tracks == std::vector<std::string>{"storage: read samples", "CPU: worker 0", "CPU: worker 1",
+                                           "CPU: worker 2", "CPU: workers 3-5 (each the same)",
+                                           "PCIe: host -> GPU"});
+  // Each stage runs from the iteration's start for plan_data_loading's time.
+  const auto& read = slices.at("read next batch");
+  REQUIRE(read.size() == 1);
+  CHECK(read[0].at("dur").get<double>() == Approx(d.storage.value() * 1e6));
+  const auto& prepare = slices.at(fmt::format("prepare {:.3g} samples", d.samples / 6));
+  CHECK(prepare.size() == 4);
+  CHECK(prepare[0].at("dur").get<double>() == Approx(d.cpu.value() * 1e6));
+  CHECK(prepare[0].at("args").at("sets the loader's time") == true);
+  CHECK(slices.at("copy batch to GPUs")[0].at("dur").get<double>() == Approx(d.pcie.value() * 1e6));
+  // The stall follows the training iteration on each stage's compute track and ends with the loader.
+  const auto& stall = slices.at("data stall (loader held by cpu)");
+  REQUIRE(stall.size() == 2);
+  for (const auto& e : stall) {
+    CHECK(e.at("tid") == 0);
+    CHECK(e.at("ts").get<double>() == Approx(d.iteration.value() * 1e6));
+    CHECK(e.at("ts").get<double>() + e.at("dur").get<double>() == Approx(d.loader().value() * 1e6));
+  }
+}
+
+namespace {
+
+CheckpointWriting async_to(CheckpointLevel level, double fabric_nic_busy = 0.0) {
+  CheckpointWriting how;
+  how.policy.mode = CheckpointMode::ASYNC;
+  how.policy.first_level = level;
+  how.fabric_nic_busy = fabric_nic_busy;
+  return how;
+}
+
+} // namespace
+
+TEST_CASE("sim::plan_checkpoint: two levels: training waits for the first, the drain for the interval",
+          "[storage]") {
+  // 1 TB from 16 DGX A100 (128 GPUs): 62.5 GB a server, 7.8 GB a GPU.
+  const MachineSpec m = machine({"machine.storage.metadata_latency=none"});
+  const CheckpointPlan sync = plan_checkpoint(m, Bytes(1e12), 128);
+  const CheckpointPlan host = plan_checkpoint(m, Bytes(1e12), 128, async_to(CheckpointLevel::HOST_MEMORY));
+  const CheckpointPlan nvme = plan_checkpoint(m, Bytes(1e12), 128, async_to(CheckpointLevel::NVME));
+  // Host memory: the PCIe copy; the drain at the storage NICs' 50 GB/s, as the sync write.
+  CHECK(host.to_first_level.value() == Approx(host.device_to_host.value()));
+  CHECK(host.to_storage.value() == Approx(sync.to_storage.value()));
+  CHECK(host.stall(CheckpointMode::ASYNC).value() == Approx(host.device_to_host.value()));
+  CHECK(host.host_memory(CheckpointMode::ASYNC).value() == Approx(62.5e9));
+  // NVMe: the copy streams on to the 12 GB/s NVMe, which sets it and then the drain.
+  CHECK(nvme.to_first_level.value() == Approx(62.5e9 / 12e9));
+  CHECK(nvme.to_storage.value() == Approx(62.5e9 / 12e9).epsilon(1e-3));
+  CHECK(nvme.write_limit == "reading the NVMe");
+  CHECK(nvme.host_memory(CheckpointMode::ASYNC).value() == 0);
+  // A drain longer than the interval holds the next checkpoint back by the difference.
+  CheckpointWriting tight = async_to(CheckpointLevel::NVME);
+  tight.policy.interval = Seconds(2);
+  const CheckpointPlan behind = plan_checkpoint(m, Bytes(1e12), 128, tight);
+  CHECK(behind.backlog().value() == Approx(behind.to_storage.value() - 2));
+  CHECK(behind.stall(CheckpointMode::ASYNC).value() ==
+        Approx(behind.to_first_level.value() + behind.backlog().value()));
+  // A cap on the drain: it takes longer and holds nothing more up front.
+  CheckpointWriting capped = async_to(CheckpointLevel::HOST_MEMORY);
+  capped.policy.drain_bandwidth = BytesPerSecond(5e9);
+  const CheckpointPlan slow = plan_checkpoint(m, Bytes(1e12), 128, capped);
+  CHECK(slow.to_storage.value() == Approx(62.5e9 / 5e9).epsilon(1e-3));
+  CHECK(slow.write_limit == "checkpoint.drain_bandwidth");
+  CHECK(slow.to_first_level.value() == Approx(host.to_first_level.value()));
+}
+
+TEST_CASE("sim::plan_checkpoint: a drain over the fabric NICs takes what training leaves, storage NICs do "
+          "not share",
+          "[storage]") {
+  // Storage over the fabric NICs (no storage.client_bandwidth): 8 x 25 GB/s a server.
+  const MachineSpec fabric =
+      machine({"machine.storage.client_bandwidth=none", "machine.storage.metadata_latency=none"});
+  const CheckpointPlan idle =
+      plan_checkpoint(fabric, Bytes(1e12), 128, async_to(CheckpointLevel::HOST_MEMORY));
+  const CheckpointPlan busy =
+      plan_checkpoint(fabric, Bytes(1e12), 128, async_to(CheckpointLevel::HOST_MEMORY, 0.75));
+  CHECK(busy.shares_fabric);
+  CHECK(busy.write_rate.value() == Approx(0.25 * idle.write_rate.value()));
+  CHECK(busy.to_storage > idle.to_storage);
+  // The restore runs while training is stopped: the whole NICs.
+  CHECK(busy.from_storage.value() == Approx(idle.from_storage.value()));
+  // With storage NICs of its own, training's fabric traffic changes nothing.
+  const MachineSpec apart = machine({"machine.storage.metadata_latency=none"});
+  const CheckpointPlan a = plan_checkpoint(apart, Bytes(1e12), 128, async_to(CheckpointLevel::HOST_MEMORY));
+  const CheckpointPlan b =
+      plan_checkpoint(apart, Bytes(1e12), 128, async_to(CheckpointLevel::HOST_MEMORY, 0.75));
+  CHECK_FALSE(a.shares_fabric);
+  CHECK(a.to_storage.value() == Approx(b.to_storage.value()));
+  // Staged on NVMe that cannot hold a server's shards: bad input at the key.
+  try {
+    (void)plan_checkpoint(machine({"machine.server.nvme=10 GB"}), Bytes(1e12), 128,
+                          async_to(CheckpointLevel::NVME));
+    FAIL("no error");
+  } catch (const InputError& e) {
+    CHECK(e.key_path() == "checkpoint.first_level");
+  }
+}
+
+TEST_CASE("sim::add_checkpoint: a drain that outlasts the interval is a thing to try", "[storage]") {
+  CheckpointWriting how = async_to(CheckpointLevel::HOST_MEMORY);
+  how.policy.interval = Seconds(1);
+  how.policy.drain_bandwidth = BytesPerSecond(10e9);
+  const CheckpointPlan plan = plan_checkpoint(machine(), Bytes(1e12), 128, how);
+  REQUIRE(plan.backlog().value() > 0);
+  Report r;
+  r.iteration_time = Seconds(1);
+  add_checkpoint(r, plan, how.policy);
+  REQUIRE_FALSE(r.suggestions.empty());
+  CHECK(r.suggestions.front().text.find("checkpoint.drain_bandwidth") != std::string::npos);
+  // Keeping up, nothing to say about it.
+  how.policy.interval = Seconds(1800);
+  Report fine;
+  fine.iteration_time = Seconds(1);
+  add_checkpoint(fine, plan_checkpoint(machine(), Bytes(1e12), 128, how), how.policy);
+  CHECK(fine.suggestions.empty());
 }
