@@ -6,6 +6,7 @@ set -euo pipefail
 ODYSSEY_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PACKAGES=(build-essential cmake ninja-build pkg-config libsimgrid-dev libyaml-cpp-dev libcli11-dev libfmt-dev
           libeigen3-dev catch2 nlohmann-json3-dev python3 time
+          libjemalloc-dev             # the simulator's allocator (CMakeLists.txt says why)
           libopenmpi-dev openmpi-bin  # MPI: the NCCL calibration benchmark across nodes and odyssey sweep --mpi
                                       # (both optional in CMake)
           clang libclang-rt-14-dev    # clang and its compiler-rt: the libFuzzer target (tools/test.sh --fuzz)
