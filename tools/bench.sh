@@ -4,6 +4,7 @@
 # compare on the same one.
 #   tools/bench.sh [SCENARIO...]        the default scenario when none is named
 #   tools/bench.sh --large              the 10k-16k GPU layouts the engine is measured on
+#   tools/bench.sh --100k               the 100,352-GPU Llama 3 405B layout (minutes)
 #   --timeout S                         give up on one run after S seconds (default 900)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
@@ -17,8 +18,9 @@ while (($#)); do
       tests/validation/mlperf-v3.1/mlperf31-gpt3-10752.yaml
       tools/bench/gpt3-175b-a100-12288.yaml)
     ;;
+  --100k) scenarios+=(scenarios/llama3-405b-100k-h100.yaml) ;;
   --timeout) timeout_s="$2"; shift ;;
-  -h | --help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h | --help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) scenarios+=("$1") ;;
   esac
   shift
