@@ -220,6 +220,23 @@ private:
            e.src % p_.tp >= machine_.server.gpus / machine_.server.nics;
   }
 
+  /// Inside servers behind an NVSwitch, the fold goes further: there the positions' NVLink ports
+  /// are alike too, so a flow from a position behind NIC 0 stands for its images and moves on NIC
+  /// 0's positions' ports only (its destination's port replaced by that of the position it maps
+  /// onto there). Each port carries one flow of each orbit (the shift moves both ends), so the
+  /// port keeps its capacity. Only a set of flows that the shift maps onto itself is folded (rings,
+  /// NVLS and tree chains inside a TP group, and groups of one position each, are); otherwise its
+  /// flows inside servers all move.
+  [[nodiscard]] long shifted(long gpu) const {
+    const long t = gpu % p_.tp;
+    return gpu - t + (t + gpus_per_nic_) % p_.tp;
+  }
+  [[nodiscard]] long port_representative(long gpu) const {
+    const long t = gpu % p_.tp;
+    return gpu - t + t % gpus_per_nic_;
+  }
+  [[nodiscard]] bool fold_inside_servers(const std::vector<sim::Flow>& edges) const;
+
   void price();
   PricedBlock price_block(const WorkBlock& block) const;
   std::vector<sim::Flow> group_edges(const std::vector<long>& members, const CollectiveOp& op,
@@ -287,6 +304,9 @@ private:
   /// positions share keep the images' part of their capacity; every flow's bytes still count on
   /// its own links.
   bool fold_tensor_positions_ = false;
+  /// The fold also inside servers (fold_inside_servers): positions behind an NVSwitch.
+  bool fold_ports_ = false;
+  int gpus_per_nic_ = 1;
 };
 
 void Simulation::price() {
@@ -410,15 +430,39 @@ std::vector<std::vector<long>> Simulation::block_groups(const BlockState& b, Gro
   return groups;
 }
 
+/// Whether the flows of `edges` inside servers can move on NIC 0's positions' NVLink ports alone:
+/// the fold is on inside servers and the shift by one NIC's worth of positions maps them onto
+/// themselves, sizes included.
+bool Simulation::fold_inside_servers(const std::vector<sim::Flow>& edges) const {
+  if (!fold_ports_) return false;
+  std::vector<std::tuple<long, long, double>> inside, images;
+  for (const sim::Flow& e : edges) {
+    if (server_of(e.src) != server_of(e.dst)) continue;
+    if (e.sim_dst >= 0) return false;
+    inside.emplace_back(e.src, e.dst, e.bytes.value());
+    images.emplace_back(shifted(e.src), shifted(e.dst), e.bytes.value());
+  }
+  if (inside.empty()) return false;
+  std::sort(inside.begin(), inside.end());
+  std::sort(images.begin(), images.end());
+  return inside == images;
+}
+
 std::vector<sg4::CommPtr> Simulation::start_flows(const std::vector<sim::Flow>& edges) {
   std::vector<sg4::CommPtr> comms;
   comms.reserve(edges.size());
   std::vector<sg4::Link*> route;
-  for (const sim::Flow& e : edges) {
+  const bool fold_ports = fold_inside_servers(edges);
+  for (const sim::Flow& edge : edges) {
     route.clear();
-    platform_->route(e.src, e.dst, route);
-    for (const auto* link : route) link_bytes_[link] += e.bytes.value();
-    if (folded(e)) continue;
+    platform_->route(edge.src, edge.dst, route);
+    for (const auto* link : route) link_bytes_[link] += edge.bytes.value();
+    if (folded(edge)) continue;
+    sim::Flow e = edge;
+    if (fold_ports && server_of(e.src) == server_of(e.dst)) {
+      if (e.src % p_.tp >= gpus_per_nic_) continue; // an image of a flow that moves
+      if (const long port = port_representative(e.dst); port != e.dst) e.sim_dst = port;
+    }
     comms.push_back(platform_->start_flow(e));
     if (options_.record_trace) {
       if (e.sim_dst >= 0) {
@@ -1083,6 +1127,8 @@ SimulationResult Simulation::run() {
       options_.sharing_shortcuts && p_.tp > gpus_per_nic && options_.placement == Placement::TP_IN_SERVER &&
       machine_.server.gpus % p_.tp == 0 && p_.tp % gpus_per_nic == 0 &&
       platform_->fold_positions(p_.tp / gpus_per_nic);
+  fold_ports_ = fold_tensor_positions_ && machine_.server.intra == IntraServer::NVSWITCH;
+  gpus_per_nic_ = gpus_per_nic;
   XBT_DEBUG("tensor positions folded: %s; TP in closed form: %s", fold_tensor_positions_ ? "yes" : "no",
             tp_links_private() ? "yes" : "no");
   const int m = w_.microbatches();
