@@ -1039,12 +1039,33 @@ std::vector<sim::Flow> Simulation::dp_edges(int stage, const DpRequest& request,
     }
   }
   if (options_.fidelity == Fidelity::FAST) {
-    // Every edge of a data-parallel ring carries the same bytes over the same kind of path;
-    // fast fidelity keeps the edges leaving replica 0's block as their representatives.
-    const long lo = block_base(stage, 0);
-    std::set<long> block;
-    for (long r = lo; r < lo + block_size_; ++r) block.insert(gpu_of(r));
-    std::erase_if(edges, [&](const sim::Flow& e) { return !block.contains(e.src); });
+    // Every block sends alike on a ring; on NCCL's trees the root and the leaves send less than
+    // the interior servers, which finish last. Fast fidelity keeps the edges leaving the block
+    // that sends the most bytes (replica 0's where all send alike, or where blocks share servers)
+    // as the representatives, moved onto replica 0's block, the one it simulates (the two blocks
+    // swap places).
+    std::unordered_map<long, std::pair<int, long>> where; // GPU -> (replica, index in its block)
+    for (int e = 0; e < blocks_per_stage_; ++e)
+      for (long i = 0; i < block_size_; ++i) where[gpu_of(block_base(stage, e) + i)] = {e, i};
+    std::vector<double> sent(static_cast<size_t>(blocks_per_stage_), 0.0);
+    for (const sim::Flow& e : edges) sent[static_cast<size_t>(where.at(e.src).first)] += e.bytes.value();
+    // Blocks that share servers cannot swap places without moving flows on or off NVLink.
+    int busiest = 0;
+    for (int e = 1; block_size_ % machine_.server.gpus == 0 && e < blocks_per_stage_; ++e)
+      if (sent[static_cast<size_t>(e)] > sent[static_cast<size_t>(busiest)] * (1 + 1e-9)) busiest = e;
+    std::erase_if(edges, [&](const sim::Flow& e) { return where.at(e.src).first != busiest; });
+    if (busiest != 0) {
+      auto swapped = [&](long gpu) {
+        const auto it = where.find(gpu);
+        if (it == where.end() || (it->second.first != 0 && it->second.first != busiest)) return gpu;
+        return gpu_of(block_base(stage, it->second.first == 0 ? busiest : 0) + it->second.second);
+      };
+      for (sim::Flow& e : edges) {
+        e.src = swapped(e.src);
+        e.dst = swapped(e.dst);
+        if (e.sim_dst >= 0) e.sim_dst = swapped(e.sim_dst);
+      }
+    }
   }
   *latency += plan.latency * request.count;
   return edges;

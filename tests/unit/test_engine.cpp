@@ -156,6 +156,28 @@ TEST_CASE("sim::Engine: fast fidelity folds replicas and agrees with full where 
   CHECK(fast.iteration_time.value() == Approx(full.iteration_time.value()).epsilon(0.005));
 }
 
+TEST_CASE("sim::Engine: fast fidelity stands for NCCL's trees by their busiest server", "[engine]") {
+  // On a tree the root and the leaves send less than the interior servers, which set the
+  // all-reduce's time; a representative taken at the root (replica 0) would make it too fast.
+  // One GPU per server, so that every collective crosses servers and NCCL may run it on its tree.
+  MachineSpec machine = small_machine(32);
+  machine.server.gpus = 1;
+  machine.server.nics = 1;
+  const CostModel cost(a100_profile(), nccl_config(machine, parse_algorithms("tree"), ALL_PROTOCOLS));
+  const Workload w(gpt(8, 2048, 16, 51200),
+                   {.global_batch = 64, .micro_batch = 1, .precision = Precision::FP16},
+                   {.tp = 1, .pp = 2, .dp = 16, .schedule = PipelineScheduleKind::ONE_F_ONE_B});
+  const SimulationResult full = simulate(machine, w, cost, {.fidelity = Fidelity::FULL});
+  const SimulationResult fast = simulate(machine, w, cost, {.fidelity = Fidelity::FAST});
+  INFO("full " << full.iteration_time.value() << " s (DP exposed " << full.breakdown.dp_comm_exposed.value()
+               << " s), fast " << fast.iteration_time.value() << " s (DP exposed "
+               << fast.breakdown.dp_comm_exposed.value() << " s)");
+  CHECK(full.breakdown.dp_comm_exposed.value() > 0.01 * full.iteration_time.value());
+  CHECK(fast.iteration_time.value() == Approx(full.iteration_time.value()).epsilon(0.005));
+  CHECK(fast.breakdown.dp_comm_exposed.value() ==
+        Approx(full.breakdown.dp_comm_exposed.value()).epsilon(0.05));
+}
+
 TEST_CASE("sim::Engine: the sharing shortcuts change no answer, only the flows SimGrid moves", "[engine]") {
   // Links no flow can saturate left out, flows of tensor positions t != 0 riding with their
   // images on t = 0 (on links all positions share, with their images' part of the capacity):
@@ -268,9 +290,10 @@ TEST_CASE("sim::Engine: on a 4:1 oversubscribed fabric full fidelity sees the co
   MachineSpec machine = small_machine(16);
   machine.fabric.servers_per_leaf = 2;
   machine.fabric.leaf_oversubscription = 4;
+  // tp 1: NCCL's tree needs servers to cross, so no collective inside one server is left to it.
   const Workload w(gpt(8, 2048, 16, 51200),
-                   {.global_batch = 64, .micro_batch = 1, .precision = Precision::FP16},
-                   {.tp = 8, .pp = 2, .dp = 8, .schedule = PipelineScheduleKind::ONE_F_ONE_B});
+                   {.global_batch = 128, .micro_batch = 1, .precision = Precision::FP16},
+                   {.tp = 1, .pp = 2, .dp = 64, .schedule = PipelineScheduleKind::ONE_F_ONE_B});
   const SimulationResult full = simulate(machine, w, cost, {.fidelity = Fidelity::FULL});
   const SimulationResult fast = simulate(machine, w, cost, {.fidelity = Fidelity::FAST});
   INFO("full " << full.iteration_time.value() << " s (dp exposed " << full.breakdown.dp_comm_exposed.value()
