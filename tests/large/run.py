@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Full fidelity at scale: GPT-3 175B on 12,288 A100 (tp 8, pp 8 interleaved v6, sequence
 parallelism, dp 192; tools/bench/gpt3-175b-a100-12288.yaml) runs to completion, every GPU
-simulated, and its iteration stays within 5% of fast fidelity's on this non-blocking fabric.
+simulated, and its iteration stays within 0.5% of fast fidelity's on this non-blocking fabric,
+where the replicas are alike (fast fidelity's premise; its data-parallel all-reduce runs on NCCL's
+tree, whose busiest server stands for all).
 Wall time and memory are benchmarks (tools/bench.sh --large), not checked here.
 Usage: tests/large/run.py PATH/TO/odyssey"""
 import json
@@ -29,7 +31,7 @@ def main():
     if sim["fidelity"] != "full" or sim["simulated_gpus"] != 12288:
         failures.append(f"expected 12288 GPUs at full fidelity, got {sim['simulated_gpus']} at {sim['fidelity']}")
     ratio = full["iteration_time_s"] / fast["iteration_time_s"]
-    if not 0.99 <= ratio <= 1.05:
+    if not 0.995 <= ratio <= 1.005:
         failures.append(f"full {full['iteration_time_s']:.4f} s against fast {fast['iteration_time_s']:.4f} s")
     print(f"12,288 GPUs at full fidelity: {full['iteration_time_s']:.4f} s per iteration "
           f"(fast {fast['iteration_time_s']:.4f} s), {sim['flows']} flows, {sim['wall_s']:.1f} s wall")
