@@ -291,7 +291,15 @@ private:
   /// replica's flows on the fabric.
   int replicas_ = 1;
   double dp_share_ = 0.0; ///< SM share of the data-parallel stream's kernels
-  std::unordered_map<const sg4::Link*, double> link_bytes_;
+  /// Bytes each link of the platform carried (by its index in Platform::links()), and whether a
+  /// flow crossed it at all.
+  std::vector<double> link_bytes_;
+  std::vector<char> link_used_;
+  std::unordered_map<const sg4::Link*, uint32_t> link_index_;
+  /// The links of the route between two GPUs (by index), computed once per pair: the same pairs
+  /// exchange every micro-batch.
+  std::unordered_map<long, std::vector<uint32_t>> routes_;
+  const std::vector<uint32_t>& route_of(long src, long dst);
   std::unordered_set<const sg4::Link*> simulated_links_; ///< links that carried a started flow (trace)
   /// Every flow between servers connects GPUs of the same tensor position t (pipeline messages,
   /// data-parallel rings, context- and expert-parallel groups: all per t), and the program is the
@@ -430,6 +438,17 @@ std::vector<std::vector<long>> Simulation::block_groups(const BlockState& b, Gro
   return groups;
 }
 
+const std::vector<uint32_t>& Simulation::route_of(long src, long dst) {
+  auto [it, fresh] = routes_.try_emplace(src * platform_->gpu_count() + dst);
+  if (fresh) {
+    std::vector<sg4::Link*> route;
+    platform_->route(src, dst, route);
+    it->second.reserve(route.size());
+    for (const auto* link : route) it->second.push_back(link_index_.at(link));
+  }
+  return it->second;
+}
+
 /// Whether the flows of `edges` inside servers can move on NIC 0's positions' NVLink ports alone:
 /// the fold is on inside servers and the shift by one NIC's worth of positions maps them onto
 /// themselves, sizes included.
@@ -451,12 +470,12 @@ bool Simulation::fold_inside_servers(const std::vector<sim::Flow>& edges) const 
 std::vector<sg4::CommPtr> Simulation::start_flows(const std::vector<sim::Flow>& edges) {
   std::vector<sg4::CommPtr> comms;
   comms.reserve(edges.size());
-  std::vector<sg4::Link*> route;
   const bool fold_ports = fold_inside_servers(edges);
   for (const sim::Flow& edge : edges) {
-    route.clear();
-    platform_->route(edge.src, edge.dst, route);
-    for (const auto* link : route) link_bytes_[link] += edge.bytes.value();
+    for (uint32_t link : route_of(edge.src, edge.dst)) {
+      link_bytes_[link] += edge.bytes.value();
+      link_used_[link] = 1;
+    }
     if (folded(edge)) continue;
     sim::Flow e = edge;
     if (fold_ports && server_of(e.src) == server_of(e.dst)) {
@@ -464,13 +483,9 @@ std::vector<sg4::CommPtr> Simulation::start_flows(const std::vector<sim::Flow>& 
       if (const long port = port_representative(e.dst); port != e.dst) e.sim_dst = port;
     }
     comms.push_back(platform_->start_flow(e));
-    if (options_.record_trace) {
-      if (e.sim_dst >= 0) {
-        route.clear();
-        platform_->route(e.src, e.sim_dst, route);
-      }
-      for (const auto* link : route) simulated_links_.insert(link);
-    }
+    if (options_.record_trace)
+      for (uint32_t link : route_of(e.src, e.sim_dst >= 0 ? e.sim_dst : e.dst))
+        simulated_links_.insert(platform_->links()[link].link);
   }
   result_.activities += static_cast<long>(comms.size());
   result_.flows += static_cast<long>(comms.size());
@@ -1135,6 +1150,10 @@ SimulationResult Simulation::run() {
 
   price();
   platform_ = std::make_unique<sim::Platform>(machine_);
+  for (const sim::FabricLink& fl : platform_->links())
+    link_index_.emplace(fl.link, static_cast<uint32_t>(link_index_.size()));
+  link_bytes_.assign(link_index_.size(), 0.0);
+  link_used_.assign(link_index_.size(), 0);
   if (options_.sharing_shortcuts) {
     std::vector<long> job_gpus;
     job_gpus.reserve(static_cast<size_t>(p_.gpus()));
@@ -1213,15 +1232,16 @@ SimulationResult Simulation::run() {
   result_.platform_cpu_hosts = platform_->cpu_host_count();
 
   const double iteration = result_.iteration_time.value();
-  for (const sim::FabricLink& fl : platform_->links()) {
-    auto it = link_bytes_.find(fl.link);
-    if (it == link_bytes_.end()) continue;
+  for (size_t i = 0; i < platform_->links().size(); ++i) {
+    if (link_used_[i] == 0) continue;
+    const sim::FabricLink& fl = platform_->links()[i];
+    const double bytes = link_bytes_[i];
     result_.busiest_links.push_back(
         {.name = fl.link->get_name(),
          .role = sim::to_string(fl.role),
-         .bytes = it->second,
-         .utilisation = iteration > 0 ? it->second * fl.simulated_share / (fl.link->get_bandwidth() * iteration)
-                                      : 0.0});
+         .bytes = bytes,
+         .utilisation =
+             iteration > 0 ? bytes * fl.simulated_share / (fl.link->get_bandwidth() * iteration) : 0.0});
   }
   for (const LinkLoad& l : result_.busiest_links)
     if (l.role == sim::to_string(sim::LinkRole::NIC))
