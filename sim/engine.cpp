@@ -1163,10 +1163,10 @@ SimulationResult Simulation::run() {
   }
   // Positions move by one NIC's worth of GPUs (gpus_per_nic) and must stay inside the block.
   const int gpus_per_nic = machine_.server.gpus / std::max(1, machine_.server.nics);
-  fold_tensor_positions_ =
-      options_.sharing_shortcuts && p_.tp > gpus_per_nic && options_.placement == Placement::TP_IN_SERVER &&
-      machine_.server.gpus % p_.tp == 0 && p_.tp % gpus_per_nic == 0 &&
-      platform_->fold_positions(p_.tp / gpus_per_nic);
+  fold_tensor_positions_ = options_.sharing_shortcuts && p_.tp > gpus_per_nic &&
+                           options_.placement == Placement::TP_IN_SERVER &&
+                           machine_.server.gpus % p_.tp == 0 && p_.tp % gpus_per_nic == 0 &&
+                           platform_->fold_positions(p_.tp / gpus_per_nic);
   fold_ports_ = fold_tensor_positions_ && machine_.server.intra == IntraServer::NVSWITCH;
   gpus_per_nic_ = gpus_per_nic;
   XBT_DEBUG("tensor positions folded: %s; TP in closed form: %s", fold_tensor_positions_ ? "yes" : "no",

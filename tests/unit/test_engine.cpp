@@ -225,21 +225,30 @@ TEST_CASE("sim::Engine: the sharing shortcuts change no answer, only the flows S
   tp4_overlapped.zero = 1;
   const ParallelismSpec tp2_cp2{
       .tp = 2, .pp = 2, .dp = 4, .cp = 2, .schedule = PipelineScheduleKind::ONE_F_ONE_B};
-  const std::vector<Case> cases = {{"non-blocking fat tree, tp 8", small_machine(8), tp8, 8},
-                                   {"rail-optimized, tp 4", rail, tp4, 4},
-                                   {"rail-optimized, tp 4, TP and PP overlap, ZeRO-1", rail, tp4_overlapped, 4},
-                                   {"rail-optimized, tp 2, cp 2", rail, tp2_cp2, 2},
-                                   {"2 GPUs per NIC behind an NVSwitch, tp 4", four_nics, tp4_overlapped, 2},
-                                   {"PCIe switches, tp 4", pcie, tp4, 4},
-                                   {"cube-mesh, 2 GPUs per NIC, tp 8", mesh, tp8, 4},
-                                   {"cube-mesh, 2 GPUs per NIC, tp 4", mesh, tp4, 0},
-                                   {"4:1 oversubscribed leaves, tp 8", oversubscribed, tp8, 8},
-                                   {"4:1 oversubscribed leaves, tp 4", oversubscribed, tp4, 4},
-                                   {"rails, 4:1 oversubscribed spine, tp 4", rail_spine, tp4, 4},
-                                   {"4:1 oversubscribed leaves, hashed ECMP, tp 8", hashed, tp8, 1}};
+  const ParallelismSpec tp2_ep2{
+      .tp = 2, .pp = 2, .dp = 8, .ep = 2, .schedule = PipelineScheduleKind::ONE_F_ONE_B};
+  ParallelismSpec tp2_cp2_all_gather = tp2_cp2;
+  tp2_cp2_all_gather.cp_kind = ContextParallelKind::ALL_GATHER;
+  const std::vector<Case> cases = {
+      {"non-blocking fat tree, tp 8", small_machine(8), tp8, 8},
+      {"rail-optimized, tp 4", rail, tp4, 4},
+      {"rail-optimized, tp 4, TP and PP overlap, ZeRO-1", rail, tp4_overlapped, 4},
+      {"rail-optimized, tp 2, cp 2", rail, tp2_cp2, 2},
+      {"2 GPUs per NIC behind an NVSwitch, tp 4", four_nics, tp4_overlapped, 2},
+      {"rail-optimized, tp 2, ep 2 (all-to-all inside servers)", rail, tp2_ep2, 2},
+      {"rail-optimized, tp 2, cp 2 all-gather", rail, tp2_cp2_all_gather, 2},
+      {"PCIe switches, tp 4", pcie, tp4, 4},
+      {"cube-mesh, 2 GPUs per NIC, tp 8", mesh, tp8, 4},
+      {"cube-mesh, 2 GPUs per NIC, tp 4", mesh, tp4, 0},
+      {"4:1 oversubscribed leaves, tp 8", oversubscribed, tp8, 8},
+      {"4:1 oversubscribed leaves, tp 4", oversubscribed, tp4, 4},
+      {"rails, 4:1 oversubscribed spine, tp 4", rail_spine, tp4, 4},
+      {"4:1 oversubscribed leaves, hashed ECMP, tp 8", hashed, tp8, 1}};
   for (const Case& c : cases) {
-    const Workload w(gpt(8, 2048, 16, 51200),
-                     {.global_batch = 64, .micro_batch = 1, .precision = Precision::FP16}, c.parallelism);
+    ModelSpec model = gpt(8, 2048, 16, 51200);
+    if (c.parallelism.ep > 1) model.moe = MoeSpec{.experts = 8, .top_k = 2};
+    const Workload w(model, {.global_batch = 64, .micro_batch = 1, .precision = Precision::FP16},
+                     c.parallelism);
     const SimulationResult with = simulate(c.machine, w, cost, {});
     const SimulationResult without = simulate(c.machine, w, cost, {.sharing_shortcuts = false});
     INFO(c.what << ": " << with.iteration_time.value() << " s with " << with.flows << " flows, "
