@@ -120,15 +120,17 @@ CollectiveRun simulate_collective(const MachineSpec& machine, const CostModel& c
     auto barrier = sg4::Barrier::create(static_cast<unsigned>(servers));
     std::vector<double> started(sizes.size(), 0.0);
     std::vector<double> finished(sizes.size(), 0.0);
+    std::vector<double> landed(sizes.size(), 0.0); // when the last bytes arrived (route latency)
     for (int s = 0; s < servers; ++s) {
       sg4::Actor::create(fmt::format("server{}", s), platform.gpu(static_cast<long>(s) * per_server), [&, s] {
         for (size_t k = 0; k < sizes.size(); ++k) {
           barrier->wait();
           if (s == 0) started[k] = sg4::Engine::get_clock();
-          std::vector<sg4::CommPtr> comms;
+          sim::FlowsInFlight flows;
           for (const sim::Flow& f : flows_per_size[k][static_cast<size_t>(s)])
-            comms.push_back(platform.start_flow(f));
-          sg4::Comm::wait_all(comms);
+            flows.add(platform.start_flow(f), platform.route_latency(f.src, f.dst));
+          const double left = sim::wait_bytes(flows).value();
+          landed[k] = std::max(landed[k], sg4::Engine::get_clock() + left);
           barrier->wait();
           if (s == 0) finished[k] = sg4::Engine::get_clock();
         }
@@ -136,7 +138,7 @@ CollectiveRun simulate_collective(const MachineSpec& machine, const CostModel& c
     }
     engine->run();
     for (size_t k = 0; k < sizes.size(); ++k) {
-      const double t = finished[k] - started[k] + plans[k].latency.value();
+      const double t = std::max(finished[k], landed[k]) - started[k] + plans[k].latency.value();
       const BytesPerSecond algbw = sizes[k] / Seconds(t);
       run.rows.push_back({.bytes = sizes[k],
                           .time = Seconds(t),
@@ -174,11 +176,11 @@ std::vector<Seconds> simulate_concurrent(const MachineSpec& machine, const CostM
     std::vector<double> times(groups.size(), 0.0);
     for (size_t i = 0; i < groups.size(); ++i) {
       sg4::Actor::create(fmt::format("group{}", i), platform.gpu(groups[i].front()), [&, i] {
-        std::vector<sg4::CommPtr> comms;
+        sim::FlowsInFlight flows;
         for (const sim::Flow& f : sim::nccl_flows(plans[i], kind, groups[i], machine, size))
-          comms.push_back(platform.start_flow(f));
-        sg4::Comm::wait_all(comms);
-        times[i] = sg4::Engine::get_clock() + plans[i].latency.value();
+          flows.add(platform.start_flow(f), platform.route_latency(f.src, f.dst));
+        const Seconds landing = sim::wait_bytes(flows);
+        times[i] = sg4::Engine::get_clock() + landing.value() + plans[i].latency.value();
       });
     }
     engine->run();

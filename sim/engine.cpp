@@ -149,11 +149,11 @@ DpRequest dp_request(const CollectiveOp& op) {
 struct BlockState {
   int stage = 0;
   int replica = 0;
-  long base = 0;                      ///< first global GPU index of the block
-  std::vector<char> activation_ready; ///< [chunk * m + mb]: sender finished its forward
-  std::vector<char> gradient_ready;   ///< [chunk * m + mb]: sender finished its backward
-  std::vector<std::vector<sg4::CommPtr>> incoming_activation; ///< with pp overlap: flows in flight
-  std::vector<std::vector<sg4::CommPtr>> incoming_gradient;
+  long base = 0;                                       ///< first global GPU index of the block
+  std::vector<char> activation_ready;                  ///< [chunk * m + mb]: sender finished its forward
+  std::vector<char> gradient_ready;                    ///< [chunk * m + mb]: sender finished its backward
+  std::vector<sim::FlowsInFlight> incoming_activation; ///< with pp overlap: flows in flight
+  std::vector<sim::FlowsInFlight> incoming_gradient;
   sg4::MutexPtr mutex;
   sg4::ConditionVariablePtr cv;
   double time[static_cast<int>(Category::COUNT)] = {};
@@ -246,8 +246,11 @@ private:
   void trees_as_rings(std::vector<sim::Flow>& flows) const;
   std::vector<std::vector<long>> block_groups(const BlockState& b, GroupKind g) const;
   std::vector<sim::Flow> dp_edges(int stage, const DpRequest& request, Seconds* latency) const;
-  std::vector<sg4::CommPtr> start_flows(const std::vector<sim::Flow>& edges);
-  void run_flows(const std::vector<sim::Flow>& edges);
+  sim::FlowsInFlight start_flows(const std::vector<sim::Flow>& edges);
+  /// Moves the flows and returns how long after that their last bytes land (sim::wait_bytes).
+  [[nodiscard]] Seconds run_flows(const std::vector<sim::Flow>& edges);
+  /// Sleeps `time` when positive, as one activity.
+  void sleep(Seconds time);
   /// ZeRO-Offload: waits for what of the host's optimizer step stays on the critical path, and
   /// draws the host's copies and CPU-Adam on the server's host track.
   void run_host_optimizer(BlockState& b);
@@ -296,10 +299,14 @@ private:
   std::vector<double> link_bytes_;
   std::vector<char> link_used_;
   std::unordered_map<const sg4::Link*, uint32_t> link_index_;
-  /// The links of the route between two GPUs (by index), computed once per pair: the same pairs
-  /// exchange every micro-batch.
-  std::unordered_map<long, std::vector<uint32_t>> routes_;
-  const std::vector<uint32_t>& route_of(long src, long dst);
+  /// The route between two GPUs: its links (by index) and its latency, computed once per pair:
+  /// the same pairs exchange every micro-batch.
+  struct Route {
+    std::vector<uint32_t> links;
+    Seconds latency;
+  };
+  std::unordered_map<long, Route> routes_;
+  const Route& route_of(long src, long dst);
   std::unordered_set<const sg4::Link*> simulated_links_; ///< links that carried a started flow (trace)
   /// Every flow between servers connects GPUs of the same tensor position t (pipeline messages,
   /// data-parallel rings, context- and expert-parallel groups: all per t), and the program is the
@@ -438,13 +445,16 @@ std::vector<std::vector<long>> Simulation::block_groups(const BlockState& b, Gro
   return groups;
 }
 
-const std::vector<uint32_t>& Simulation::route_of(long src, long dst) {
+const Simulation::Route& Simulation::route_of(long src, long dst) {
   auto [it, fresh] = routes_.try_emplace(src * platform_->gpu_count() + dst);
   if (fresh) {
     std::vector<sg4::Link*> route;
     platform_->route(src, dst, route);
-    it->second.reserve(route.size());
-    for (const auto* link : route) it->second.push_back(link_index_.at(link));
+    it->second.links.reserve(route.size());
+    for (const auto* link : route) {
+      it->second.links.push_back(link_index_.at(link));
+      it->second.latency += Seconds(link->get_latency());
+    }
   }
   return it->second;
 }
@@ -467,12 +477,14 @@ bool Simulation::fold_inside_servers(const std::vector<sim::Flow>& edges) const 
   return inside == images;
 }
 
-std::vector<sg4::CommPtr> Simulation::start_flows(const std::vector<sim::Flow>& edges) {
-  std::vector<sg4::CommPtr> comms;
-  comms.reserve(edges.size());
+sim::FlowsInFlight Simulation::start_flows(const std::vector<sim::Flow>& edges) {
+  sim::FlowsInFlight flows;
+  flows.comms.reserve(edges.size());
+  flows.route_latency.reserve(edges.size());
   const bool fold_ports = fold_inside_servers(edges);
   for (const sim::Flow& edge : edges) {
-    for (uint32_t link : route_of(edge.src, edge.dst)) {
+    const Route& route = route_of(edge.src, edge.dst);
+    for (uint32_t link : route.links) {
       link_bytes_[link] += edge.bytes.value();
       link_used_[link] = 1;
     }
@@ -482,19 +494,26 @@ std::vector<sg4::CommPtr> Simulation::start_flows(const std::vector<sim::Flow>& 
       if (e.src % p_.tp >= gpus_per_nic_) continue; // an image of a flow that moves
       if (const long port = port_representative(e.dst); port != e.dst) e.sim_dst = port;
     }
-    comms.push_back(platform_->start_flow(e));
+    flows.add(platform_->start_flow(e), route.latency); // the flow's own route, not its image's
     if (options_.record_trace)
-      for (uint32_t link : route_of(e.src, e.sim_dst >= 0 ? e.sim_dst : e.dst))
+      for (uint32_t link : route_of(e.src, e.sim_dst >= 0 ? e.sim_dst : e.dst).links)
         simulated_links_.insert(platform_->links()[link].link);
   }
-  result_.activities += static_cast<long>(comms.size());
-  result_.flows += static_cast<long>(comms.size());
-  return comms;
+  result_.activities += static_cast<long>(flows.comms.size());
+  result_.flows += static_cast<long>(flows.comms.size());
+  return flows;
 }
 
-void Simulation::run_flows(const std::vector<sim::Flow>& edges) {
-  if (edges.empty()) return;
-  sg4::Comm::wait_all(start_flows(edges));
+Seconds Simulation::run_flows(const std::vector<sim::Flow>& edges) {
+  if (edges.empty()) return Seconds(0);
+  sim::FlowsInFlight started = start_flows(edges);
+  return sim::wait_bytes(started);
+}
+
+void Simulation::sleep(Seconds time) {
+  if (time.value() <= sim::TIMING_ACCURACY) return;
+  sg4::this_actor::sleep_for(time.value());
+  ++result_.activities;
 }
 
 void Simulation::run_host_optimizer(BlockState& b) {
@@ -652,7 +671,7 @@ double Simulation::nccl_share(const std::vector<long>& members) const {
 /// sum of their times, so they run after the compute).
 void Simulation::run_block(BlockState& b, const PricedBlock& block, const std::string& name) {
   const double t0 = sg4::Engine::get_clock();
-  std::vector<sg4::CommPtr> overlapped;
+  sim::FlowsInFlight overlapped;
   MergedFlows overlapped_edges;
   std::vector<std::pair<GroupKind, Seconds>> overlapped_latency;
   std::vector<std::pair<GroupKind, int>> overlapped_dp;
@@ -712,15 +731,13 @@ void Simulation::run_block(BlockState& b, const PricedBlock& block, const std::s
       }
       overlapped_analytic = Seconds(0);
     } else if (!overlapped.empty()) {
-      sg4::Comm::wait_all(overlapped);
-      for (const auto& c : overlapped) flows_end = std::max(flows_end, c->get_finish_time());
-      overlapped.clear();
-      if (sg4::Engine::get_clock() > t1) {
+      Seconds wait = sim::wait_bytes(overlapped, &flows_end);
+      if (sg4::Engine::get_clock() > t1) { // exposed: the algorithms' latency is too
         Seconds latency;
         for (const auto& [g, l] : overlapped_latency) latency = std::max(latency, l);
-        sg4::this_actor::sleep_for(latency.value());
-        ++result_.activities;
+        wait += latency;
       }
+      sleep(wait);
     }
     record(b, category_of(op.group), t1, stream_of(op.group), name + " " + op.name + " (exposed)");
   }
@@ -734,7 +751,7 @@ void Simulation::run_block(BlockState& b, const PricedBlock& block, const std::s
       stretched += compute_under_overlap(block.compute, overlap, share) - block.compute;
     const double end = t0 + stretched.value();
     const double t1 = sg4::Engine::get_clock();
-    if (end - t1 > 1e-9) { // SimGrid's numerical accuracy: below it the compute did not slow
+    if (end - t1 > sim::TIMING_ACCURACY) { // below it the compute did not slow
       sg4::this_actor::sleep_for(end - t1);
       ++result_.activities;
       record(b, Category::COMPUTE, t1, "compute", name + " (beside communication)");
@@ -773,9 +790,7 @@ void Simulation::run_block(BlockState& b, const PricedBlock& block, const std::s
     }
     if (merged.empty()) continue;
     const double t1 = sg4::Engine::get_clock();
-    run_flows(merged.flows());
-    sg4::this_actor::sleep_for(latency.value());
-    ++result_.activities;
+    sleep(run_flows(merged.flows()) + latency);
     record(b, category_of(g), t1, stream_of(g), name + " " + names);
   }
   for (const CollectiveOp& op : block.comm) {
@@ -828,17 +843,12 @@ void Simulation::pull(BlockState& b, int from_stage, size_t slot, bool activatio
   if (p_.pipeline_sync) {
     // The blocking send moved the data before it marked the message ready.
   } else if (p_.pp_overlap) {
-    auto& incoming = (activation ? b.incoming_activation : b.incoming_gradient)[slot];
-    sg4::Comm::wait_all(incoming);
-    incoming.clear();
+    sleep(sim::wait_bytes((activation ? b.incoming_activation : b.incoming_gradient)[slot]));
   } else {
-    run_flows(pp_edges(block_base(from_stage, b.replica), b.base, bytes));
+    const Seconds landing = run_flows(pp_edges(block_base(from_stage, b.replica), b.base, bytes));
     const CollectivePlan inter =
         cost_.collective(CollectiveKind::SEND_RECV, bytes, GroupShape{.ranks = 2, .servers = 2});
-    if (inter.latency.value() > 0) {
-      sg4::this_actor::sleep_for(inter.latency.value());
-      ++result_.activities;
-    }
+    sleep(landing + inter.latency);
   }
   record(b, Category::PP_TRANSFER, t0, "pp", what, flow_id(b.stage, slot, activation));
   if (p_.pipeline_sync) synchronize(b);
@@ -909,11 +919,10 @@ void Simulation::stage_actor(BlockState& b) {
     if (p_.pipeline_sync) {
       // Blocking send (Megatron-LM 2021): this stage moves the message before it goes on.
       const double t0 = sg4::Engine::get_clock();
-      run_flows(pp_edges(b.base, peer.base, bytes));
+      const Seconds landing = run_flows(pp_edges(b.base, peer.base, bytes));
       const CollectivePlan inter =
           cost_.collective(CollectiveKind::SEND_RECV, bytes, GroupShape{.ranks = 2, .servers = 2});
-      if (inter.latency.value() > 0) sg4::this_actor::sleep_for(inter.latency.value());
-      ++result_.activities;
+      sleep(landing + inter.latency);
       record(b, Category::PP_TRANSFER, t0, "pp",
              fmt::format("send {} mb{}", activation ? "act" : "grad", mb));
       synchronize(b);
@@ -1125,9 +1134,7 @@ void Simulation::dp_driver(int stage) {
       edges = merged.flows();
       label += fmt::format(" (+{} queued)", last - seq);
     }
-    run_flows(edges);
-    sg4::this_actor::sleep_for(latency.value());
-    ++result_.activities;
+    sleep(run_flows(edges) + latency);
     if (options_.record_trace)
       result_.trace.push_back({.stage = stage,
                                .replica = 0,

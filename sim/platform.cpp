@@ -452,13 +452,24 @@ std::unique_ptr<sg4::Engine> make_engine(const std::vector<std::string>& args) {
   engine->set_config("network/model:CM02");
   engine->set_config("network/crosstraffic:0");
   engine->set_config("contexts/guard-size:0");
+  // How flows share a link. CM02 models TCP: a flow's weight on a bottleneck is the inverse of its
+  // route's latency (a window per round trip), so a flow across the core gets less than one
+  // inside a pod, and TCP's window caps a flow at TCP-gamma / 2 RTT. GPU fabrics are lossless
+  // and share a congested port between the flows queued at it, whatever their round trip:
+  // InfiniBand by credit-based link-level flow control and arbitration between input ports,
+  // RoCE by PFC and a rate-based congestion control (DCQCN, Zhu et al., SIGCOMM 2015) rather than
+  // a window per round trip. So SimGrid sees no latency at all: every flow has weight 1 (plain
+  // max-min fairness) and no window cap; each flow's route latency is added after its bytes have
+  // moved (wait_bytes). Equal weights also let alike flows on routes of different lengths finish
+  // together, in one solve of the sharing problem rather than one each (README "Speed").
+  engine->set_config("network/latency-factor:0");
+  engine->set_config("network/TCP-gamma:0");
   // The max-min solver drops a link from the sharing problem once the sum of its flows' weights
-  // (1 / route latency each, about 6e5 per flow here) falls below maxmin/precision. SimGrid's
-  // default 1e-5 is below the rounding residue of such sums over the thousands of flows a
-  // 10k-GPU fabric puts on one link, which aborted a 12,288-GPU run ("Cannot saturate more a
-  // constraint that has no active element", usage 1.09e-5). 1e-3 stays 9 orders of magnitude
-  // below one flow's weight; the same value also makes a link count as full within 0.1% of its
-  // capacity. The goldens do not move at 1e-9.
+  // falls below maxmin/precision, and counts a link as full within that fraction of its
+  // capacity. SimGrid's default 1e-5 let rounding residues over the thousands of flows a
+  // 10k-GPU fabric puts on one link abort a 12,288-GPU run ("Cannot saturate more a constraint
+  // that has no active element"); 1e-3 is three orders of magnitude below one flow's weight and
+  // a link counts as full within 0.1% of its capacity.
   engine->set_config("maxmin/precision:1e-3");
   return engine;
 }
@@ -512,6 +523,32 @@ bool Platform::crosses_shared_fabric(long src, long dst) const {
 
 void Platform::route(long src, long dst, std::vector<sg4::Link*>& links) const {
   fabric_->full_route(gpu(src), gpu(dst), links);
+}
+
+Seconds Platform::route_latency(long src, long dst) const {
+  std::vector<sg4::Link*> links;
+  route(src, dst, links);
+  double latency = 0.0;
+  for (const auto* link : links) latency += link->get_latency();
+  return Seconds(latency);
+}
+
+void FlowsInFlight::add(sg4::CommPtr comm, Seconds latency) {
+  comms.push_back(std::move(comm));
+  route_latency.push_back(latency.value());
+}
+
+Seconds wait_bytes(FlowsInFlight& flows, double* moved) {
+  if (flows.empty()) return Seconds(0);
+  sg4::Comm::wait_all(flows.comms);
+  double landed = 0.0;
+  for (size_t i = 0; i < flows.comms.size(); ++i) {
+    const double finish = flows.comms[i]->get_finish_time();
+    landed = std::max(landed, finish + flows.route_latency[i]);
+    if (moved != nullptr) *moved = std::max(*moved, finish);
+  }
+  flows = {};
+  return Seconds(std::max(0.0, landed - sg4::Engine::get_clock()));
 }
 
 sg4::CommPtr Platform::start_flow(const Flow& flow) const {

@@ -29,6 +29,26 @@ struct FabricLink {
   double simulated_share = 1.0;
 };
 
+/// SimGrid's timing accuracy (its `precision/timing`, 1e-9 s): a wait shorter than it is no wait.
+inline constexpr double TIMING_ACCURACY = 1e-9;
+
+/// Flows started on the network (Platform::start_flow) with the latency of each one's route, which
+/// Odyssey adds after SimGrid finishes moving its bytes (make_engine: SimGrid itself sees no
+/// latency, so that flows share links equally).
+struct FlowsInFlight {
+  std::vector<simgrid::s4u::CommPtr> comms;
+  std::vector<double> route_latency; ///< seconds, one per comm
+
+  [[nodiscard]] bool empty() const { return comms.empty(); }
+  void add(simgrid::s4u::CommPtr comm, Seconds latency);
+};
+
+/// Waits until every flow of `flows` has moved its bytes and returns how much later the last of
+/// them lands (its finish plus its route's latency, after now; zero when that has passed). The
+/// caller sleeps that long, with any latency of its own. `moved`, when given, receives the
+/// simulated time the last bytes left SimGrid (the latest finish). Clears `flows`.
+[[nodiscard]] Seconds wait_bytes(FlowsInFlight& flows, double* moved = nullptr);
+
 /// Builds every GPU of the machine as a SimGrid host inside one custom routing zone whose routes
 /// are computed arithmetically (GPU port -> NIC -> leaf trunk -> pod trunk -> ... -> GPU port),
 /// so no route table grows with N^2 and hosts sit one level below the root (SimGrid 3.32 routes
@@ -64,6 +84,8 @@ public:
   [[nodiscard]] bool crosses_shared_fabric(long src, long dst) const;
   /// Every link from GPU `src` to GPU `dst`, those left out of the sharing problem included.
   void route(long src, long dst, std::vector<simgrid::s4u::Link*>& links) const;
+  /// The latency of that route: the sum of its links' latencies (NVLink, NIC, switch hops).
+  [[nodiscard]] Seconds route_latency(long src, long dst) const;
 
 private:
   FabricZone* fabric_ = nullptr; ///< owned by SimGrid

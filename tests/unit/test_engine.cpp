@@ -269,8 +269,9 @@ TEST_CASE("sim::Engine: the sharing shortcuts change no answer, only the flows S
 TEST_CASE("sim::Engine: trees as rings move the same bytes at nearly the same iteration", "[engine]") {
   // Data-parallel all-reduces restricted to NCCL's tree, on a non-blocking fat tree: the tree's
   // flows between servers run as rings with the same NIC loads (sim::tree_edges_as_rings). Link
-  // bytes count the tree's own routes, so they do not move; the iteration may, by the route
-  // latencies CM02 weighs shares with, which differ between a tree edge and its stand-in.
+  // bytes count the tree's own routes, so they do not move. Rings pair the NICs differently, so
+  // the shares of a NIC's flows may differ: here the iteration is the same to 1e-9, the exposed
+  // data-parallel time 2% apart (it was 0.2% and 0.4% while CM02 weighed shares by route latency).
   const MachineSpec machine = small_machine(16);
   const CostModel cost(a100_profile(), nccl_config(machine, parse_algorithms("tree"), ALL_PROTOCOLS));
   // tp 1: NCCL's tree needs servers to cross, so no collective inside one server is left to it.
@@ -281,7 +282,7 @@ TEST_CASE("sim::Engine: trees as rings move the same bytes at nearly the same it
   const SimulationResult without = simulate(machine, w, cost, {.sharing_shortcuts = false});
   INFO(with.iteration_time.value() << " s with the shortcuts, " << without.iteration_time.value()
                                    << " s without");
-  CHECK(with.iteration_time.value() == Approx(without.iteration_time.value()).epsilon(0.01));
+  CHECK(with.iteration_time.value() == Approx(without.iteration_time.value()).epsilon(0.001));
   CHECK(with.breakdown.dp_comm_exposed.value() ==
         Approx(without.breakdown.dp_comm_exposed.value()).epsilon(0.05).margin(1e-4));
   REQUIRE(with.busiest_links.size() == without.busiest_links.size());

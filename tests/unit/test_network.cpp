@@ -218,6 +218,32 @@ TEST_CASE("sim::Network: collectives that share links slow each other as max-min
   CHECK(apart[1] == Approx(alone).epsilon(0.001));
 }
 
+TEST_CASE("sim::Network: flows share a congested NIC equally whatever their route, and pay its latency",
+          "[network]") {
+  // Servers with one NIC: GPU 0 of server 0 all-gathers with server 1 (the same leaf), GPU 1 of
+  // server 0 with server 150 (another pod, five more switches away). Both pairs' flows go in and
+  // out through server 0's NIC, the only link they share and the bottleneck. A lossless fabric
+  // gives each half of it; CM02's TCP-like weights (the inverse of the route latency) gave the
+  // pair across pods less, and it finished well after the other.
+  const MachineSpec m = machine("dgx-a100-superpod", {"machine.server.nics=1"});
+  const CostModel cost(load_profile(find_profile(DATA + "/calibration/profiles", m.gpu.type)),
+                       nccl_config(m, ALL_ALGORITHMS, ALL_PROTOCOLS));
+  const std::vector<std::vector<long>> pairs = {{0, 8}, {1, 8L * 150}};
+  const std::vector<Seconds> big =
+      simulate_concurrent(m, cost, CollectiveKind::ALL_GATHER, pairs, Bytes(1L << 30));
+  INFO("near pair " << big[0].value() << " s, far pair " << big[1].value() << " s");
+  CHECK(big[1].value() == Approx(big[0].value()).epsilon(1e-3));
+  // Alone, each pair is twice as fast: the NIC was shared, not split by distance.
+  const Seconds alone =
+      simulate_concurrent(m, cost, CollectiveKind::ALL_GATHER, {pairs[1]}, Bytes(1L << 30)).front();
+  CHECK(big[1].value() == Approx(2 * alone.value()).epsilon(0.02));
+  // A tiny message costs about its route's latency: the far pair pays more, by microseconds.
+  const std::vector<Seconds> tiny = simulate_concurrent(m, cost, CollectiveKind::ALL_GATHER, pairs, Bytes(8));
+  INFO("tiny: near " << tiny[0].value() * 1e6 << " us, far " << tiny[1].value() * 1e6 << " us");
+  CHECK(tiny[1] > tiny[0]);
+  CHECK(tiny[1].value() - tiny[0].value() < 10e-6);
+}
+
 TEST_CASE("sim::Network: placements are permutations, and spreading TP over servers costs", "[network]") {
   for (Placement p : {Placement::TP_IN_SERVER, Placement::DP_ACROSS_RAILS, Placement::TP_ACROSS_SERVERS}) {
     std::vector<char> seen(64, 0);
