@@ -451,10 +451,8 @@ const Simulation::Route& Simulation::route_of(long src, long dst) {
     std::vector<sg4::Link*> route;
     platform_->route(src, dst, route);
     it->second.links.reserve(route.size());
-    for (const auto* link : route) {
-      it->second.links.push_back(link_index_.at(link));
-      it->second.latency += Seconds(link->get_latency());
-    }
+    for (const auto* link : route) it->second.links.push_back(link_index_.at(link));
+    it->second.latency = sim::latency_of(route);
   }
   return it->second;
 }

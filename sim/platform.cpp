@@ -525,12 +525,16 @@ void Platform::route(long src, long dst, std::vector<sg4::Link*>& links) const {
   fabric_->full_route(gpu(src), gpu(dst), links);
 }
 
+Seconds latency_of(const std::vector<sg4::Link*>& route) {
+  double latency = 0.0;
+  for (const auto* link : route) latency += link->get_latency();
+  return Seconds(latency);
+}
+
 Seconds Platform::route_latency(long src, long dst) const {
   std::vector<sg4::Link*> links;
   route(src, dst, links);
-  double latency = 0.0;
-  for (const auto* link : links) latency += link->get_latency();
-  return Seconds(latency);
+  return latency_of(links);
 }
 
 void FlowsInFlight::add(sg4::CommPtr comm, Seconds latency) {

@@ -32,6 +32,9 @@ struct FabricLink {
 /// SimGrid's timing accuracy (its `precision/timing`, 1e-9 s): a wait shorter than it is no wait.
 inline constexpr double TIMING_ACCURACY = 1e-9;
 
+/// The latency of a route: the sum of its links' latencies (NVLink, NIC, switch hops).
+[[nodiscard]] Seconds latency_of(const std::vector<simgrid::s4u::Link*>& route);
+
 /// Flows started on the network (Platform::start_flow) with the latency of each one's route, which
 /// Odyssey adds after SimGrid finishes moving its bytes (make_engine: SimGrid itself sees no
 /// latency, so that flows share links equally).
@@ -84,7 +87,7 @@ public:
   [[nodiscard]] bool crosses_shared_fabric(long src, long dst) const;
   /// Every link from GPU `src` to GPU `dst`, those left out of the sharing problem included.
   void route(long src, long dst, std::vector<simgrid::s4u::Link*>& links) const;
-  /// The latency of that route: the sum of its links' latencies (NVLink, NIC, switch hops).
+  /// The latency of that route (latency_of).
   [[nodiscard]] Seconds route_latency(long src, long dst) const;
 
 private:
