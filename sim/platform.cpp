@@ -544,7 +544,12 @@ void FlowsInFlight::add(sg4::CommPtr comm, Seconds latency) {
 
 Seconds wait_bytes(FlowsInFlight& flows, double* moved) {
   if (flows.empty()) return Seconds(0);
-  sg4::Comm::wait_all(flows.comms);
+  // Waits only for the flows still moving. SimGrid 3.32 keeps every host-to-host comm in maestro's
+  // list of activities and removes a comm from it by scanning the whole list, once when the comm
+  // finishes and once more for each wait on it (CommImpl::finish); a finished flow (nothing left to
+  // move) is not waited for, which spares that second scan for most flows of a large group.
+  for (const sg4::CommPtr& comm : flows.comms)
+    if (comm->get_remaining() > 0) comm->wait();
   double landed = 0.0;
   for (size_t i = 0; i < flows.comms.size(); ++i) {
     const double finish = flows.comms[i]->get_finish_time();
