@@ -528,6 +528,10 @@ GemmEstimate CostModel::gemm_estimate(const GemmShape& shape, Precision dtype) c
 }
 
 Seconds CostModel::compute_time(const ComputeOp& op) const {
+  return modelled_time(op) * profile_.kernel_time_scale;
+}
+
+Seconds CostModel::modelled_time(const ComputeOp& op) const {
   const Seconds launches = profile_.launch_overhead * static_cast<double>(std::max(0, op.kernels));
   switch (op.kind) {
   case OpKind::GEMM: return op.flops / (peak(op.dtype) * gemm_efficiency(op.gemm, op.dtype)) + launches;

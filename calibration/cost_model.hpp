@@ -111,8 +111,10 @@ public:
   [[nodiscard]] const CpuAdamRate& cpu_adam() const { return cpu_adam_; }
   void set_cpu_adam(CpuAdamRate rate) { cpu_adam_ = std::move(rate); }
 
-  /// Duration of one compute op on one GPU, launch overhead included.
+  /// Duration of one compute op on one GPU, launch overhead included: modelled_time times the
+  /// profile's kernel.time_scale.
   [[nodiscard]] Seconds compute_time(const ComputeOp& op) const;
+
   [[nodiscard]] Seconds compute_time(const std::vector<ComputeOp>& ops) const;
   /// Achieved fraction of peak for a GEMM shape (interpolated over the profile's points).
   [[nodiscard]] double gemm_efficiency(const GemmShape& shape, Precision dtype) const;
@@ -144,6 +146,8 @@ public:
                                         BytesPerSecond intra, BytesPerSecond inter) const;
 
 private:
+  /// The op's time by the model alone (shapes, rates, launches), before kernel.time_scale.
+  [[nodiscard]] Seconds modelled_time(const ComputeOp& op) const;
   Profile profile_;
   NcclConfig nccl_;
   CpuAdamRate cpu_adam_;

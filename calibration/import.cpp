@@ -269,6 +269,7 @@ std::string profile_yaml(const Profile& p, const std::string& header) {
   y += fmt::format("memory:\n  bandwidth: {}\n  efficiency: {}\n", byte_rate(p.memory_bandwidth),
                    num(p.memory_efficiency));
   y += fmt::format("kernel:\n  launch_overhead: {}\n", micro(p.launch_overhead));
+  if (p.kernel_time_scale != 1.0) y += fmt::format("  time_scale: {}\n", num(p.kernel_time_scale));
   y += fmt::format("collective:\n  base_latency: {}\n", latencies(p.collective_base_latency_by_protocol));
   if (const TreeChannelCap& cap = p.tree_channel_bandwidth; cap.one_server.value() > 0)
     y += fmt::format("  tree_channel_bandwidth: {{one_server: {}, two_servers: {}, more_servers: {}}}\n",
@@ -584,7 +585,9 @@ ImportSummary import_profile(const ImportOptions& o) {
 
 PublishedTable parse_published_table(const std::string& spec) {
   static const std::vector<std::pair<std::string, PublishedFormat>> formats = {
-      {"xla-matmul", PublishedFormat::XLA_MATMUL}, {"flash-attention", PublishedFormat::FLASH_ATTENTION}};
+      {"xla-matmul", PublishedFormat::XLA_MATMUL},
+      {"flash-attention", PublishedFormat::FLASH_ATTENTION},
+      {"layer-times", PublishedFormat::LAYER_TIMES}};
   const std::size_t eq = spec.find('=');
   const std::string name = spec.substr(0, eq);
   for (const auto& [key, format] : formats)
@@ -592,8 +595,73 @@ PublishedTable parse_published_table(const std::string& spec) {
       return {.format = format, .path = spec.substr(eq + 1)};
   throw InputError(
       {.file = "--published"}, "",
-      fmt::format("expected FORMAT=FILE with FORMAT one of xla-matmul, flash-attention, got '{}'", spec));
+      fmt::format("expected FORMAT=FILE with FORMAT one of xla-matmul, flash-attention, layer-times, got '{}'",
+                  spec));
 }
+
+namespace {
+
+/// Layer-time tables: the one kernel.time_scale that makes the model's price of the measured
+/// layers add up to their measured times, forward and backward of every row together. The
+/// kernels' share of a pass is scaled, the collectives are not (they are priced from their own
+/// sources): scale = sum(measured - other) / sum(compute). Every row's fit is reported.
+void fit_layer_times(const std::string& path, const ImportOptions& o, Profile& out, ImportSummary& summary,
+                     std::vector<std::string>& sources) {
+  if (!o.price_layer)
+    throw InputError({.file = path}, "", "layer-times tables need the command line's layer pricing");
+  if (out.kernel_time_scale != 1.0)
+    throw InputError({.file = path}, "", "give one layer-times table: each would set kernel.time_scale");
+  const std::string file = fs::path(path).filename().string();
+  const std::vector<LayerTimeRow> rows = read_layer_time_table(path);
+  std::vector<std::pair<const LayerTimeRow*, LayerPrice>> priced;
+  std::set<std::string> row_sources;
+  double measured_kernels = 0, modelled_kernels = 0;
+  int other_gpu = 0;
+  for (const LayerTimeRow& r : rows) {
+    if (r.gpu != out.gpu) {
+      ++other_gpu;
+      continue;
+    }
+    const LayerPrice p = o.price_layer(r, out);
+    priced.emplace_back(&r, p);
+    measured_kernels += (r.forward - p.forward_other + r.backward - p.backward_other).value();
+    modelled_kernels += (p.forward_compute + p.backward_compute).value();
+    row_sources.insert(r.source);
+  }
+  if (other_gpu > 0)
+    summary.skipped.push_back(fmt::format("{}: {} for other GPUs", file, counted(long(other_gpu), "row")));
+  if (priced.empty()) return;
+  if (!(modelled_kernels > 0 && measured_kernels > 0))
+    throw InputError({.file = path}, "",
+                     "the measured times are shorter than the layers' collectives alone: no kernel time to fit");
+  // Rounded as the profile writes it, so that the rows below report what the profile will price.
+  const double scale = std::stod(num(measured_kernels / modelled_kernels));
+  if (!(scale >= 0.5 && scale <= 2.0))
+    throw InputError({.file = path}, "",
+                     fmt::format("the layers measured {:.3g}x the model's price of their kernels; a factor "
+                                 "beyond 0.5-2 says the model or the table is wrong, and is not applied",
+                                 measured_kernels / modelled_kernels));
+  out.kernel_time_scale = scale;
+  std::string joined;
+  for (const std::string& src : row_sources) joined += (joined.empty() ? "" : "; ") + src;
+  out.tables.push_back({.table = LAYER_TIMES_TABLE, .source = joined + " (" + file + ")"});
+  sources.push_back(joined);
+  summary.measured.push_back(
+      fmt::format("kernel.time_scale {}: {} rows of {} (kernel time of the layers' passes, summed: {:.2f} ms "
+                  "measured, {:.2f} ms modelled)",
+                  num(scale), priced.size(), file, measured_kernels * 1e3, modelled_kernels * 1e3));
+  for (const auto& [r, p] : priced) {
+    const Seconds f = p.forward_compute * scale + p.forward_other;
+    const Seconds b = p.backward_compute * scale + p.backward_other;
+    summary.measured.push_back(fmt::format(
+        "layer '{}': forward {:.2f} ms measured, {:.2f} ms priced ({:+.1f}%), backward {:.2f} ms, {:.2f} ms "
+        "({:+.1f}%)",
+        r->experiment, r->forward.value() * 1e3, f.value() * 1e3, 100 * (f / r->forward - 1),
+        r->backward.value() * 1e3, b.value() * 1e3, 100 * (b / r->backward - 1)));
+  }
+}
+
+} // namespace
 
 ImportSummary import_published(const ImportOptions& o) {
   if (o.published.empty()) throw InputError({.file = "calibrate import"}, "", "no published tables given");
@@ -617,9 +685,12 @@ ImportSummary import_published(const ImportOptions& o) {
   std::vector<std::string> sources;
   int capped = 0;
 
+  out.kernel_time_scale = 1.0;
   for (const PublishedTable& t : o.published) {
     const std::string file = fs::path(t.path).filename().string();
-    if (t.format == PublishedFormat::XLA_MATMUL) {
+    if (t.format == PublishedFormat::LAYER_TIMES) {
+      continue; // after the per-kernel tables, which the layers' price rests on
+    } else if (t.format == PublishedFormat::XLA_MATMUL) {
       const std::string arch = xla_arch_of_gpu_type(gpu);
       if (arch.empty())
         throw InputError(
@@ -743,6 +814,8 @@ ImportSummary import_published(const ImportOptions& o) {
             fmt::format("{}: {} for other GPUs", file, counted(long(other_gpu), "row")));
     }
   }
+  for (const PublishedTable& t : o.published)
+    if (t.format == PublishedFormat::LAYER_TIMES) fit_layer_times(t.path, o, out, summary, sources);
   if (out.tables.empty())
     throw InputError({.file = o.published.front().path}, "",
                      fmt::format("none of the tables has a row Odyssey can price on {}", gpu));
@@ -750,7 +823,8 @@ ImportSummary import_published(const ImportOptions& o) {
     summary.skipped.push_back(
         fmt::format("{} above the datasheet peak capped at 1", counted(long(capped), "rate")));
   summary.kept.insert(summary.kept.end(), {"peak", "gemm.sms", "gemm.tile", "attention.efficiency", "memory",
-                                           "kernel", "collective", "links"});
+                                           out.kernel_time_scale != 1.0 ? "kernel.launch_overhead" : "kernel",
+                                           "collective", "links"});
 
   auto join = [](const std::vector<std::string>& items, const char* sep) {
     std::string joined;

@@ -5,9 +5,12 @@
 // InputError for bad input.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
+#include "calibration/profile.hpp"
+#include "calibration/published.hpp"
 #include "models/workload.hpp"
 
 namespace odyssey {
@@ -17,8 +20,9 @@ inline constexpr const char* RAW_FORMAT = "odyssey-raw/1";
 
 /// The formats of published tables `odyssey calibrate import --published FORMAT=FILE` reads.
 enum class PublishedFormat {
-  XLA_MATMUL,     ///< OpenXLA's GEMM throughput text-proto (calibration/published/xla-matmul-*.textproto)
-  FLASH_ATTENTION ///< FlashAttention throughput CSV (calibration/published/flash-attention.csv)
+  XLA_MATMUL,      ///< OpenXLA's GEMM throughput text-proto (calibration/published/xla-matmul-*.textproto)
+  FLASH_ATTENTION, ///< FlashAttention throughput CSV (calibration/published/flash-attention.csv)
+  LAYER_TIMES      ///< measured per-layer times CSV (calibration/published/*-layer-times.csv)
 };
 
 /// One published table to import.
@@ -27,8 +31,22 @@ struct PublishedTable {
   std::string path;
 };
 
-/// Parses `FORMAT=FILE` (`xla-matmul=...`, `flash-attention=...`); InputError otherwise.
+/// Parses `FORMAT=FILE` (`xla-matmul=...`, `flash-attention=...`, `layer-times=...`); InputError otherwise.
 PublishedTable parse_published_table(const std::string& spec);
+
+/// One layer of a layer-time row as the model prices it (time_scale 1): the kernels' time and the
+/// rest of the pass (collectives the kernels do not hide), forward and backward.
+struct LayerPrice {
+  Seconds forward_compute;
+  Seconds forward_other;
+  Seconds backward_compute;
+  Seconds backward_other;
+};
+
+/// Prices the layer a layer-time row measured, with `profile`, through the run path (the row's
+/// scenario, workload and the planner's screen); supplied by the command line, which loads
+/// scenarios. InputError for a row it cannot set up.
+using LayerPricer = std::function<LayerPrice(const LayerTimeRow& row, const Profile& profile)>;
 
 struct ImportOptions {
   std::vector<std::string> raw_files;    ///< measured import (kind: measured)
@@ -39,6 +57,7 @@ struct ImportOptions {
   std::string profiles_dir; ///< where to look for the datasheet profile
   std::string machine_gpu;  ///< when set (from --scenario), the GPU the profile must describe
   std::string machine_name;
+  LayerPricer price_layer; ///< needed by layer-times tables
 };
 
 /// What an import measured and kept, for the summary it prints.

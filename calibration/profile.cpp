@@ -8,6 +8,8 @@
 #include <optional>
 #include <tuple>
 
+#include <fmt/format.h>
+
 #include "models/input/yaml_reader.hpp"
 
 namespace odyssey {
@@ -268,8 +270,17 @@ Profile load_profile(const std::string& path) {
 
   const YamlValue kernel = root.require("kernel");
   kernel.require_map();
-  kernel.check_keys({"launch_overhead"});
+  kernel.check_keys({"launch_overhead", "time_scale"});
   p.launch_overhead = kernel.require("launch_overhead").as_seconds();
+  if (auto scale = kernel.get("time_scale")) {
+    // A layer measured at under half or over twice the model's price says the model or the
+    // measurement is wrong, not that the GPU differs: refused rather than applied.
+    p.kernel_time_scale = scale->as_number();
+    if (!(p.kernel_time_scale >= 0.5 && p.kernel_time_scale <= 2.0))
+      scale->fail(fmt::format("expected a number from 0.5 to 2, got {}", scale->as_string()));
+    if (p.kernel_time_scale != 1.0 && p.provenance.kind == ProfileKind::DATASHEET)
+      scale->fail("only a published or measured profile may scale kernel times: it rests on a measurement");
+  }
 
   const YamlValue collective = root.require("collective");
   collective.require_map();
@@ -291,6 +302,12 @@ Profile load_profile(const std::string& path) {
   p.pcie = parse_link_class(links.require("pcie"));
   p.net = parse_link_class(links.require("net"));
   return p;
+}
+
+std::string kernel_time_scale_origin(const Profile& p) {
+  for (const TableSource& t : p.tables)
+    if (t.table == LAYER_TIMES_TABLE) return "the layer times measured in " + t.source;
+  return "set in " + (p.path.empty() ? p.name : p.path);
 }
 
 void check_profile_gpu(const Profile& profile, const std::string& gpu, const std::string& machine) {

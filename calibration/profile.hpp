@@ -138,6 +138,10 @@ struct Profile {
   BytesPerSecond memory_bandwidth;              ///< HBM peak
   double memory_efficiency = 0.85;              ///< achievable fraction for streaming kernels
   Seconds launch_overhead;                      ///< per kernel
+  /// Every kernel's modelled time is multiplied by it (`kernel.time_scale`, 1 without): a published
+  /// profile's ratio of measured whole-layer times to the model's price of the same layers (`odyssey
+  /// calibrate import --published layer-times=...`), the table named under `tables`.
+  double kernel_time_scale = 1.0;
   Seconds collective_base_latency;              ///< per collective call (NCCL base latency, Ring Simple)
   ProtocolLatency collective_base_latency_by_protocol; ///< NCCL base latency, Ring, per protocol
   TreeChannelCap tree_channel_bandwidth;               ///< NCCL's per-channel tree cap
@@ -157,6 +161,13 @@ void check_profile_gpu(const Profile& profile, const std::string& gpu, const std
 /// Finds the best profile for `gpu` among the *.yaml in `directory`: measured beats published,
 /// published beats datasheet, then newest date, then name. Throws InputError when none matches.
 std::string find_profile(const std::string& directory, const std::string& gpu);
+
+/// What a profile's kernel.time_scale rests on, for reports: "measured layer times, SOURCE" from its
+/// `layer times` table.
+std::string kernel_time_scale_origin(const Profile& profile);
+
+/// The name of the table a layer-time import records under `tables`.
+inline constexpr const char* LAYER_TIMES_TABLE = "layer times";
 
 const char* to_string(ProfileKind k);
 const char* to_string(Protocol p);

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -307,61 +308,116 @@ XlaMatmulTable read_xla_matmul_table(const std::string& path) {
   return table;
 }
 
-std::vector<FlashAttentionRow> read_flash_attention_table(const std::string& path) {
+namespace {
+
+/// One data row of a CSV table, with typed access to its fields that fails at the field's column.
+class CsvRow {
+public:
+  CsvRow(std::vector<CsvField> fields, std::string path, int line)
+      : f_(std::move(fields)), path_(std::move(path)), line_(line) {}
+
+  [[nodiscard]] SourceLocation where() const { return {.file = path_, .line = line_, .column = 1}; }
+  [[nodiscard]] SourceLocation at(int i) const { return {.file = path_, .line = line_, .column = f_[i].column}; }
+  [[nodiscard]] const std::string& text(int i) const { return f_[i].text; }
+  /// A non-empty field; `what` says what it must hold.
+  [[nodiscard]] const std::string& required(int i, const char* column, const char* what) const {
+    if (f_[i].text.empty()) throw InputError(at(i), column, what);
+    return f_[i].text;
+  }
+  [[nodiscard]] const std::string& one_of(int i, const char* column, const std::vector<std::string>& allowed) const {
+    if (std::find(allowed.begin(), allowed.end(), f_[i].text) == allowed.end())
+      throw InputError(at(i), column,
+                       fmt::format("unknown value '{}' (expected one of {})", f_[i].text, join_names(allowed)));
+    return f_[i].text;
+  }
+  [[nodiscard]] double number(int i, const char* column) const {
+    double v = 0;
+    const std::string& s = f_[i].text;
+    const auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc() || ptr != s.data() + s.size() || !(v > 0))
+      throw InputError(at(i), column, "expected a positive number, got '" + s + "'");
+    return v;
+  }
+  [[nodiscard]] long integer(int i, const char* column) const {
+    const double v = number(i, column);
+    if (v != static_cast<double>(static_cast<long>(v)))
+      throw InputError(at(i), column, "expected a positive integer, got '" + f_[i].text + "'");
+    return static_cast<long>(v);
+  }
+
+private:
+  std::vector<CsvField> f_;
+  std::string path_;
+  int line_;
+};
+
+/// The data rows of a CSV table whose first non-comment line must be `header`; `#` lines are
+/// comments. A row with another number of fields than the header is an InputError.
+std::vector<CsvRow> read_csv(const std::string& path, const std::string& header) {
   std::istringstream in(read_text(path));
-  std::vector<FlashAttentionRow> rows;
+  const std::size_t columns = static_cast<std::size_t>(std::count(header.begin(), header.end(), ',')) + 1;
+  std::vector<CsvRow> rows;
   std::string line;
   int line_no = 0;
-  bool header = false;
+  bool seen_header = false;
   while (std::getline(in, line)) {
     ++line_no;
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.empty() || line[0] == '#') continue;
     const SourceLocation where{.file = path, .line = line_no, .column = 1};
-    if (!header) {
-      if (line != FLASH_ATTENTION_HEADER)
-        throw InputError(where, "", fmt::format("expected the header '{}'", FLASH_ATTENTION_HEADER));
-      header = true;
+    if (!seen_header) {
+      if (line != header) throw InputError(where, "", fmt::format("expected the header '{}'", header));
+      seen_header = true;
       continue;
     }
-    const std::vector<CsvField> f = split_csv(line, where);
-    if (f.size() != 9) throw InputError(where, "", fmt::format("expected 9 fields, got {}", f.size()));
-    auto at = [&](int i) { return SourceLocation{.file = path, .line = line_no, .column = f[i].column}; };
-    auto one_of = [&](int i, const char* column, std::vector<std::string> allowed) {
-      if (std::find(allowed.begin(), allowed.end(), f[i].text) == allowed.end())
-        throw InputError(
-            at(i), column,
-            fmt::format("unknown value '{}' (expected one of {})", f[i].text, join_names(allowed)));
-      return f[i].text;
-    };
-    auto number = [&](int i, const char* column) {
-      double v = 0;
-      const std::string& s = f[i].text;
-      const auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-      if (ec != std::errc() || ptr != s.data() + s.size() || !(v > 0))
-        throw InputError(at(i), column, "expected a positive number, got '" + s + "'");
-      return v;
-    };
-    auto integer = [&](int i, const char* column) {
-      const double v = number(i, column);
-      if (v != static_cast<double>(static_cast<long>(v)))
-        throw InputError(at(i), column, "expected a positive integer, got '" + f[i].text + "'");
-      return static_cast<long>(v);
-    };
-    FlashAttentionRow r{.gpu = f[0].text, .kernel = f[1].text, .where = where};
-    if (r.gpu.empty()) throw InputError(at(0), "gpu", "must name a GPU type, e.g. H100-SXM5-80GB");
-    if (r.kernel.empty()) throw InputError(at(1), "kernel", "must name the kernel, e.g. FlashAttention-2");
-    r.pass = one_of(2, "pass", {"forward", "backward"});
-    r.dtype = one_of(3, "dtype", {"fp16", "bf16", "fp8"});
-    r.head_dim = static_cast<int>(integer(4, "head_dim"));
-    r.seq = integer(5, "seq");
-    r.causal = one_of(6, "causal", {"true", "false"}) == "true";
-    r.tflops = number(7, "tflops");
-    r.source = f[8].text;
-    if (r.source.empty()) throw InputError(at(8), "source", "every row must cite its source");
+    std::vector<CsvField> f = split_csv(line, where);
+    if (f.size() != columns)
+      throw InputError(where, "", fmt::format("expected {} fields, got {}", columns, f.size()));
+    rows.emplace_back(std::move(f), path, line_no);
+  }
+  if (!seen_header) throw InputError({.file = path, .line = 1, .column = 1}, "", "empty table (no header)");
+  return rows;
+}
+
+} // namespace
+
+std::vector<FlashAttentionRow> read_flash_attention_table(const std::string& path) {
+  std::vector<FlashAttentionRow> rows;
+  for (const CsvRow& c : read_csv(path, FLASH_ATTENTION_HEADER)) {
+    FlashAttentionRow r{.gpu = c.required(0, "gpu", "must name a GPU type, e.g. H100-SXM5-80GB"),
+                        .kernel = c.required(1, "kernel", "must name the kernel, e.g. FlashAttention-2"),
+                        .where = c.where()};
+    r.pass = c.one_of(2, "pass", {"forward", "backward"});
+    r.dtype = c.one_of(3, "dtype", {"fp16", "bf16", "fp8"});
+    r.head_dim = static_cast<int>(c.integer(4, "head_dim"));
+    r.seq = c.integer(5, "seq");
+    r.causal = c.one_of(6, "causal", {"true", "false"}) == "true";
+    r.tflops = c.number(7, "tflops");
+    r.source = c.required(8, "source", "every row must cite its source");
     rows.push_back(std::move(r));
   }
-  if (!header) throw InputError({.file = path, .line = 1, .column = 1}, "", "empty table (no header)");
+  return rows;
+}
+
+std::vector<LayerTimeRow> read_layer_time_table(const std::string& path) {
+  std::vector<LayerTimeRow> rows;
+  const std::filesystem::path dir = std::filesystem::path(path).parent_path();
+  for (const CsvRow& c : read_csv(path, LAYER_TIME_HEADER)) {
+    LayerTimeRow r{.gpu = c.required(0, "gpu", "must name a GPU type, e.g. A100-SXM4-80GB"),
+                   .where = c.where()};
+    const std::string& scenario =
+        c.required(1, "scenario", "must name the scenario that sets up the measured layer");
+    r.scenario = (dir / scenario).string();
+    r.scenario_where = c.at(1);
+    r.sequence_parallel = c.one_of(2, "sequence_parallel", {"true", "false"}) == "true";
+    r.recompute = c.one_of(3, "recompute", {"none", "selective", "full"});
+    r.forward = Seconds(c.number(4, "forward_ms") * 1e-3);
+    r.backward = Seconds(c.number(5, "backward_ms") * 1e-3);
+    r.experiment = c.required(6, "experiment", "must name the row as its source does");
+    r.source = c.required(7, "source", "every row must cite its source");
+    rows.push_back(std::move(r));
+  }
+  if (rows.empty()) throw InputError({.file = path, .line = 1, .column = 1}, "", "the table has no rows");
   return rows;
 }
 

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "models/input/diagnostics.hpp"
+#include "models/units.hpp"
 
 namespace odyssey {
 
@@ -61,5 +62,28 @@ inline constexpr const char* FLASH_ATTENTION_HEADER =
 /// Reads a FlashAttention throughput CSV (header FLASH_ATTENTION_HEADER; fields may be quoted
 /// with "..."; `#` lines are comments). A bad field is an InputError at its line and column.
 std::vector<FlashAttentionRow> read_flash_attention_table(const std::string& path);
+
+/// One row of a table of measured per-layer times (calibration/published/*-layer-times.csv): the
+/// forward and backward time of one transformer layer on one GPU, as a paper measured them, for the
+/// layer a scenario sets up with the row's sequence parallelism and recomputation.
+struct LayerTimeRow {
+  std::string gpu;      ///< Odyssey GPU type, e.g. "A100-SXM4-80GB"
+  std::string scenario; ///< path of the scenario (resolved against the table's folder)
+  SourceLocation scenario_where;
+  bool sequence_parallel = false;
+  std::string recompute; ///< "none", "selective", "full"
+  Seconds forward;
+  Seconds backward;         ///< recomputation included, as the paper counts it
+  std::string experiment;   ///< the row's name in its source
+  std::string source;
+  SourceLocation where;
+};
+
+/// The columns a layer-time table must have, in this order.
+inline constexpr const char* LAYER_TIME_HEADER =
+    "gpu,scenario,sequence_parallel,recompute,forward_ms,backward_ms,experiment,source";
+
+/// Reads a layer-time CSV (header LAYER_TIME_HEADER, fields as in a FlashAttention table).
+std::vector<LayerTimeRow> read_layer_time_table(const std::string& path);
 
 } // namespace odyssey

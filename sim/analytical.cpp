@@ -10,15 +10,6 @@ namespace odyssey {
 namespace {
 
 constexpr int GROUPS = AnalyticalScreen::Pass::GROUPS;
-Seconds pass_time(const AnalyticalScreen::Pass& x) {
-  Seconds blocking, overlapped;
-  for (int g = 0; g < GROUPS; ++g) {
-    blocking += x.blocking[g];
-    overlapped += x.overlapped[g];
-  }
-  const Seconds compute = x.compute + x.interference;
-  return compute + blocking + std::max(Seconds(0), overlapped - compute);
-}
 
 } // namespace
 
@@ -33,6 +24,16 @@ AnalyticalScreen::Pass& AnalyticalScreen::Pass::operator+=(const Pass& o) {
   }
   return *this;
 }
+Seconds AnalyticalScreen::Pass::elapsed() const {
+  Seconds blocked, over;
+  for (int g = 0; g < GROUPS; ++g) {
+    blocked += blocking[g];
+    over += overlapped[g];
+  }
+  const Seconds busy = compute + interference;
+  return busy + blocked + std::max(Seconds(0), over - busy);
+}
+
 AnalyticalScreen::Pass AnalyticalScreen::Pass::operator*(double k) const {
   Pass r = *this;
   r.compute *= k;
@@ -286,10 +287,10 @@ Estimate AnalyticalScreen::evaluate(const Strategy& s) {
         for (int g = 0; g < GROUPS; ++g)
           st.group[g] += part.backward_weight.blocking[g] + part.backward_weight.overlapped[g];
       }
-      st.f += pass_time(part.forward);
-      st.b += pass_time(part.backward);
-      st.bi += pass_time(part.backward_input);
-      st.bw += pass_time(part.backward_weight);
+      st.f += part.forward.elapsed();
+      st.b += part.backward.elapsed();
+      st.bi += part.backward_input.elapsed();
+      st.bw += part.backward_weight.elapsed();
       const double neighbours = (j > 0 ? 1.0 : 0.0) + (j < vstages - 1 ? 1.0 : 0.0);
       st.recv += tp_recv * neighbours;
       if (p.pipeline_sync) {
@@ -297,7 +298,7 @@ Estimate AnalyticalScreen::evaluate(const Strategy& s) {
         // every send and receive call ends with a device synchronise that costs a kernel launch.
         st.recv += tp_recv * neighbours + cost_.profile().launch_overhead * (2 * neighbours);
       }
-      st.chunk_backward.push_back(pass_time(part.backward));
+      st.chunk_backward.push_back(part.backward.elapsed());
       st.chunk_gradients.push_back(part.parameters);
     }
     return st;

@@ -57,6 +57,9 @@ public:
     Pass& operator+=(const Pass& o);
     Pass operator*(double k) const;
     Pass operator-(const Pass& o) const;
+    /// Its duration: compute (slowed by overlapped kernels), blocking collectives, and the part
+    /// of the overlapped ones the compute does not hide.
+    [[nodiscard]] Seconds elapsed() const;
   };
   /// One part of a chunk: forward, backward, and the two halves of the backward (zero-bubble).
   struct Part {
@@ -85,6 +88,9 @@ public:
     Flops model_flops_per_period;          ///< per sequence
     Flops model_flops_fixed;               ///< per sequence
   };
+
+  /// One period of layers (one layer of a dense model) of `s`, priced: what every chunk repeats.
+  [[nodiscard]] const Part& layer(const Strategy& s) { return shape(s).period; }
 
 private:
   using Key = std::tuple<int, int, int, int, bool, int, int, int>;

@@ -920,6 +920,9 @@ std::string render_text(const Report& r) {
     out += fmt::format(
         "  prices       compute time priced from {} data (odyssey run --explain: per operation)\n", shares);
   }
+  if (r.profile.kernel_time_scale != 1.0)
+    out += fmt::format("               every kernel's time x{} (kernel.time_scale: {})\n",
+                       r.profile.kernel_time_scale, kernel_time_scale_origin(r.profile));
   if (!r.extrapolated_gemms.empty()) {
     std::string list;
     for (size_t i = 0; i < std::min<size_t>(3, r.extrapolated_gemms.size()); ++i)
@@ -976,7 +979,8 @@ std::string render_json(const Report& r) {
           {"gpu", r.profile.gpu},
           {"kind", to_string(r.profile.provenance.kind)},
           {"source", r.profile.provenance.source},
-          {"date", r.profile.provenance.date}}}}},
+          {"date", r.profile.provenance.date},
+          {"kernel_time_scale", r.profile.kernel_time_scale}}}}},
   };
   for (const ReportMetric& m : report_metrics())
     if (const double v = m.read(r); m.top_level && std::isfinite(v)) j[std::string(m.key)] = v;

@@ -12,6 +12,7 @@
 #include "calibration/import.hpp"
 #include "models/input/diagnostics.hpp"
 #include "models/workload.hpp"
+#include "tools/run.hpp"
 #include "tools/scenario.hpp"
 
 namespace odyssey {
@@ -26,8 +27,9 @@ CalibrateCommand::CalibrateCommand(CLI::App& app) {
   auto* raw = import_->add_option("raw", raw_files_, "raw result files written by the kernels/ benchmarks");
   auto* published = import_->add_option(
       "--published", published_,
-      "a table measured by others, FORMAT=FILE with FORMAT xla-matmul (OpenXLA's GEMM text-proto) or "
-      "flash-attention (CSV); repeatable; makes a published profile (see calibration/published/README.md)");
+      "a table measured by others, FORMAT=FILE with FORMAT xla-matmul (OpenXLA's GEMM text-proto), "
+      "flash-attention (CSV) or layer-times (CSV of measured per-layer times); repeatable; makes a published "
+      "profile (see calibration/published/README.md)");
   raw->excludes(published);
   published->excludes(raw);
   import_
@@ -75,7 +77,10 @@ int CalibrateCommand::run() const {
                   .out = out_,
                   .gpu = gpu_,
                   .base = base_,
-                  .profiles_dir = std::string(ODYSSEY_DATA_DIR) + "/calibration/profiles"};
+                  .profiles_dir = std::string(ODYSSEY_DATA_DIR) + "/calibration/profiles",
+                  .price_layer = [](const LayerTimeRow& row, const Profile& profile) {
+                    return price_measured_layer(row, profile, ODYSSEY_DATA_DIR);
+                  }};
   if (!scenario_.empty()) {
     const Scenario s = load_scenario(scenario_, load);
     o.machine_gpu = s.machine.gpu.type;

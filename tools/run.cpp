@@ -8,6 +8,7 @@
 #include "calibration/host_profile.hpp"
 #include "models/input/diagnostics.hpp"
 #include "models/offload.hpp"
+#include "models/strategy.hpp"
 #include "models/wording.hpp"
 #include "sim/analytical.hpp"
 #include "sim/collective.hpp"
@@ -203,6 +204,26 @@ Report run_scenario(const Scenario& scenario, const RunOptions& options) {
   return run_scenario(scenario, scenario_cost_model(scenario), options);
 }
 
+LayerPrice price_measured_layer(const LayerTimeRow& row, const Profile& profile, const std::string& data_dir) {
+  const LoadOptions load{
+      .data_dir = data_dir,
+      .overrides = {fmt::format("parallelism.sequence_parallel={}", row.sequence_parallel ? "true" : "false"),
+                    "parallelism.recompute=" + row.recompute}};
+  const Scenario s = load_scenario(row.scenario, load);
+  if (s.machine.gpu.type != row.gpu)
+    throw InputError(row.scenario_where, "scenario",
+                     fmt::format("its machine '{}' has {}, the row measured {}", s.machine.name,
+                                 s.machine.gpu.type, row.gpu));
+  const CostModel cost(profile, nccl_config(s.machine, s.nccl.algorithms, s.nccl.protocols));
+  AnalyticalScreen screen(s.machine, s.model, s.training, cost);
+  const AnalyticalScreen::Part& layer =
+      screen.layer(Strategy{.parallelism = s.parallelism, .micro_batch = s.training.micro_batch});
+  return {.forward_compute = layer.forward.compute,
+          .forward_other = layer.forward.elapsed() - layer.forward.compute,
+          .backward_compute = layer.backward.compute,
+          .backward_other = layer.backward.elapsed() - layer.backward.compute};
+}
+
 std::string explain_operations(const Scenario& scenario, const CostModel& cost) {
   const Workload w = scenario_workload(scenario);
   int stage = 0;
@@ -220,6 +241,10 @@ std::string explain_operations(const Scenario& scenario, const CostModel& cost) 
                                 c.has_lm_head ? ", LM head" : "");
   out += "collectives: uncontended time in their group, as the planner's screen prices them; the "
          "simulation adds contention, and overlapped ones hide under the compute\n";
+  if (cost.profile().kernel_time_scale != 1.0)
+    out += fmt::format("compute: every time below is the model's x{} (kernel.time_scale of {}: {})\n",
+                       cost.profile().kernel_time_scale, cost.profile().name,
+                       kernel_time_scale_origin(cost.profile()));
   struct ComputeRow {
     const ComputeOp* op = nullptr;
     int calls = 0;

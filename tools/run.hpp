@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "calibration/cost_model.hpp"
+#include "calibration/import.hpp"
 #include "calibration/profile.hpp"
 #include "models/workload.hpp"
 #include "sim/engine.hpp"
@@ -101,5 +102,11 @@ Report run_scenario(const Scenario& scenario, const RunOptions& options = {});
 /// they cost, at what rate, from which kind of data. Collectives equal in name, kind, bytes and
 /// group are merged the same way, with their uncontended time (AnalyticalScreen::collective_time).
 std::string explain_operations(const Scenario& scenario, const CostModel& cost);
+
+/// A layer-time row's layer (calibration/published/*-layer-times.csv), priced with `profile` as
+/// `odyssey run` and the planner price it: the row's scenario with its sequence parallelism and
+/// recomputation, one layer of the planner's screen (presets from `data_dir`). The pricer `odyssey
+/// calibrate import --published layer-times=...` fits kernel.time_scale with.
+LayerPrice price_measured_layer(const LayerTimeRow& row, const Profile& profile, const std::string& data_dir);
 
 } // namespace odyssey

@@ -14,6 +14,7 @@
 #include "calibration/profile.hpp"
 #include "calibration/published.hpp"
 #include "tests/unit/scratch.hpp"
+#include "tools/run.hpp"
 
 using namespace odyssey;
 using odyssey::test::input_error;
@@ -276,4 +277,132 @@ TEST_CASE("calibration::GemmModel: the H100 datasheet profile against OpenXLA's 
                           << n_large << " of 2^31 FLOPs or more");
   CHECK(all / n_all < 0.15);
   CHECK(large / n_large < 0.10);
+}
+
+namespace {
+
+const fs::path LAYER_TIMES = ROOT / "calibration" / "published" / "korthikanti22-layer-times.csv";
+const fs::path A100_DATASHEET = PROFILES / "a100-sxm4-80gb-datasheet.yaml";
+
+ImportOptions layer_time_import(const fs::path& out, const fs::path& table) {
+  return ImportOptions{.published = {{.format = PublishedFormat::LAYER_TIMES, .path = table.string()}},
+                       .out = out.string(),
+                       .base = A100_DATASHEET.string(),
+                       .profiles_dir = PROFILES.string(),
+                       .price_layer = [](const LayerTimeRow& row, const Profile& profile) {
+                         return price_measured_layer(row, profile, ROOT.string());
+                       }};
+}
+
+std::string text_of(const fs::path& p) {
+  std::ifstream in(p);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+} // namespace
+
+TEST_CASE("calibrate::import: Korthikanti et al.'s layer times make the shipped A100 published profile",
+          "[calibration]") {
+  ScratchDir dir("published-layers");
+  const fs::path out = dir.path / "a100-sxm4-80gb-published.yaml";
+  const ImportSummary summary = import_published(layer_time_import(out, LAYER_TIMES));
+  // The shipped profile is this import's output, value for value: rerunning it changes nothing.
+  CHECK(text_of(out) == text_of(PROFILES / "a100-sxm4-80gb-published.yaml"));
+  const Profile p = load_profile(out.string());
+  CHECK(p.provenance.kind == ProfileKind::PUBLISHED);
+  CHECK(p.kernel_time_scale > 1.0); // the layers took longer than the datasheet model prices them
+  REQUIRE(p.tables.size() == 1);
+  CHECK_THAT(p.tables[0].source, Catch::Contains("arXiv 2205.05198") && Catch::Contains("Table 4"));
+
+  // One scale for ten measured passes: each row's forward and backward, priced with it, within
+  // 5% of its measurement (the rows differ in sequence parallelism and recomputation, not scale).
+  const std::vector<LayerTimeRow> rows = read_layer_time_table(LAYER_TIMES.string());
+  REQUIRE(rows.size() == 5);
+  for (const LayerTimeRow& r : rows) {
+    INFO(r.experiment);
+    const LayerPrice priced = price_measured_layer(r, p, ROOT.string());
+    // Priced with the scaled profile, the kernels carry the scale already.
+    CHECK((priced.forward_compute + priced.forward_other) / r.forward == Approx(1.0).margin(0.05));
+    CHECK((priced.backward_compute + priced.backward_other) / r.backward == Approx(1.0).margin(0.05));
+  }
+  // Full recomputation reruns the forward in the backward: the measured backward grows by about
+  // the forward (7.6 ms), and the priced one by as much.
+  const LayerPrice none = price_measured_layer(rows[0], p, ROOT.string());
+  const LayerPrice full = price_measured_layer(rows[2], p, ROOT.string());
+  const Seconds grown = full.backward_compute + full.backward_other - none.backward_compute - none.backward_other;
+  CHECK(grown.value() == Approx((rows[2].backward - rows[0].backward).value()).epsilon(0.1));
+  CHECK(summary.measured.size() == 1 + rows.size());
+}
+
+TEST_CASE("calibrate::import: layer-time tables, bad input", "[calibration]") {
+  ScratchDir dir("published-layers-bad");
+  const fs::path f = dir.path / "layers.csv";
+  const std::string header = std::string(LAYER_TIME_HEADER) + "\n";
+  auto error_of = [&](const std::string& text) {
+    std::ofstream(f) << text;
+    return input_error([&] { read_layer_time_table(f.string()); });
+  };
+  CHECK(error_of(header + "A100-SXM4-80GB,s.yaml,false,some,7.7,11.9,Baseline,src\n") ==
+        f.string() + ":2:29: error: recompute: unknown value 'some' (expected one of none, selective, full)");
+  CHECK(error_of(header + "A100-SXM4-80GB,s.yaml,false,none,-7.7,11.9,Baseline,src\n") ==
+        f.string() + ":2:34: error: forward_ms: expected a positive number, got '-7.7'");
+  CHECK(error_of(header + "A100-SXM4-80GB,s.yaml,false,none,7.7,11.9,Baseline,\n") ==
+        f.string() + ":2:52: error: source: every row must cite its source");
+  CHECK_THAT(error_of(header), Catch::Contains("the table has no rows"));
+
+  SECTION("the row's scenario runs another GPU") {
+    const fs::path scenario = ROOT / "calibration" / "published" / "korthikanti22-22b-layer.yaml";
+    std::ofstream(f) << header << "H100-SXM5-80GB," << scenario.string()
+                     << ",false,none,7.7,11.9,Baseline,src\n";
+    ImportOptions o = layer_time_import(dir.path / "out.yaml", f);
+    o.base = H100_DATASHEET.string();
+    CHECK_THAT(input_error([&] { import_published(o); }),
+               Catch::Contains("scenario: its machine 'dgx-a100-superpod' has A100-SXM4-80GB, the row measured "
+                               "H100-SXM5-80GB"));
+  }
+  SECTION("without the command line's pricing") {
+    ImportOptions o = layer_time_import(dir.path / "out.yaml", LAYER_TIMES);
+    o.price_layer = nullptr;
+    CHECK_THAT(input_error([&] { import_published(o); }), Catch::Contains("need the command line's layer pricing"));
+  }
+}
+
+TEST_CASE("profile::load_profile: kernel.time_scale", "[calibration]") {
+  ScratchDir dir("published-scale");
+  const std::string shipped = text_of(PROFILES / "a100-sxm4-80gb-published.yaml");
+  auto with_scale = [&](const std::string& kind, const std::string& scale) {
+    std::string text = shipped;
+    text.replace(text.find("kind: published"), 15, "kind: " + kind);
+    const auto at = text.find("time_scale: ");
+    text.replace(at, text.find('\n', at) - at, "time_scale: " + scale);
+    return write(dir.path, "p.yaml", text).string();
+  };
+  CHECK(load_profile(with_scale("published", "1.25")).kernel_time_scale == 1.25);
+  CHECK_THAT(input_error([&] { load_profile(with_scale("published", "3")); }),
+             Catch::Contains("kernel.time_scale: expected a number from 0.5 to 2, got 3"));
+  CHECK_THAT(input_error([&] { load_profile(with_scale("datasheet", "1.25")); }),
+             Catch::Contains("only a published or measured profile may scale kernel times"));
+
+  SECTION("every kernel's time is scaled, collectives are not") {
+    const Profile scaled = load_profile(with_scale("published", "1.25"));
+    Profile unscaled = scaled;
+    unscaled.kernel_time_scale = 1.0;
+    const ComputeOp gemm{.name = "g",
+                         .kind = OpKind::GEMM,
+                         .dtype = Precision::FP16,
+                         .gemm = {.m = 4096, .n = 4096, .k = 4096},
+                         .flops = Flops(2.0 * 4096 * 4096 * 4096),
+                         .kernels = 1};
+    ComputeOp stream = gemm;
+    stream.kind = OpKind::MEMORY_BOUND;
+    stream.bytes = Bytes(1e9);
+    const CostModel a(scaled), b(unscaled);
+    for (const ComputeOp& op : {gemm, stream})
+      CHECK(a.compute_time(op).value() == Approx(1.25 * b.compute_time(op).value()).epsilon(1e-12));
+    const GroupShape g{.ranks = 8, .servers = 1};
+    CHECK(a.collective_time(CollectiveKind::ALL_REDUCE, Bytes(1e8), g, BytesPerSecond(300e9), BytesPerSecond(25e9))
+              .value() ==
+          b.collective_time(CollectiveKind::ALL_REDUCE, Bytes(1e8), g, BytesPerSecond(300e9), BytesPerSecond(25e9))
+              .value());
+  }
 }
