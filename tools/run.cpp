@@ -1,6 +1,7 @@
 #include "tools/run.hpp"
 
 #include <algorithm>
+#include <filesystem>
 #include <optional>
 
 #include <fmt/format.h>
@@ -209,6 +210,8 @@ LayerPrice price_measured_layer(const LayerTimeRow& row, const Profile& profile,
       .data_dir = data_dir,
       .overrides = {fmt::format("parallelism.sequence_parallel={}", row.sequence_parallel ? "true" : "false"),
                     "parallelism.recompute=" + row.recompute}};
+  if (!std::filesystem::is_regular_file(row.scenario))
+    throw InputError(row.scenario_where, "scenario", "no such scenario file: " + row.scenario);
   const Scenario s = load_scenario(row.scenario, load);
   if (s.machine.gpu.type != row.gpu)
     throw InputError(row.scenario_where, "scenario",

@@ -360,6 +360,11 @@ TEST_CASE("calibrate::import: layer-time tables, bad input", "[calibration]") {
                Catch::Contains("scenario: its machine 'dgx-a100-superpod' has A100-SXM4-80GB, the row measured "
                                "H100-SXM5-80GB"));
   }
+  SECTION("a scenario that is not there, at its cell") {
+    std::ofstream(f) << header << "A100-SXM4-80GB,missing.yaml,false,none,7.7,11.9,Baseline,src\n";
+    CHECK(input_error([&] { import_published(layer_time_import(dir.path / "out.yaml", f)); }) ==
+          f.string() + ":2:16: error: scenario: no such scenario file: " + (dir.path / "missing.yaml").string());
+  }
   SECTION("without the command line's pricing") {
     ImportOptions o = layer_time_import(dir.path / "out.yaml", LAYER_TIMES);
     o.price_layer = nullptr;
