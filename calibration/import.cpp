@@ -565,6 +565,8 @@ ImportSummary import_profile(const ImportOptions& o) {
   Profile out = base;
   out.provenance = {
       .kind = ProfileKind::MEASURED, .source = source, .date = *dates.rbegin(), .notes = note_text};
+  // Kernel times come from our own benchmarks now: a base's factor for others' layers does not apply.
+  out.kernel_time_scale = 1.0;
   out.sms = static_cast<int>(first.sms);
   out.gemm_max_efficiency_by_dtype = best;
   out.gemm_points = points;
