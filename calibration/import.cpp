@@ -638,11 +638,12 @@ void fit_layer_times(const std::string& path, const ImportOptions& o, Profile& o
                      "the measured times are shorter than the layers' collectives alone: no kernel time to fit");
   // Rounded as the profile writes it, so that the rows below report what the profile will price.
   const double scale = std::stod(num(measured_kernels / modelled_kernels));
-  if (!(scale >= 0.5 && scale <= 2.0))
+  if (!(scale >= KERNEL_TIME_SCALE_MIN && scale <= KERNEL_TIME_SCALE_MAX))
     throw InputError({.file = path}, "",
                      fmt::format("the layers measured {:.3g}x the model's price of their kernels; a factor "
-                                 "beyond 0.5-2 says the model or the table is wrong, and is not applied",
-                                 measured_kernels / modelled_kernels));
+                                 "beyond {}-{} says the model or the table is wrong, and is not applied",
+                                 measured_kernels / modelled_kernels, KERNEL_TIME_SCALE_MIN,
+                                 KERNEL_TIME_SCALE_MAX));
   out.kernel_time_scale = scale;
   std::string joined;
   for (const std::string& src : row_sources) joined += (joined.empty() ? "" : "; ") + src;

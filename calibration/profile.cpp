@@ -273,11 +273,10 @@ Profile load_profile(const std::string& path) {
   kernel.check_keys({"launch_overhead", "time_scale"});
   p.launch_overhead = kernel.require("launch_overhead").as_seconds();
   if (auto scale = kernel.get("time_scale")) {
-    // A layer measured at under half or over twice the model's price says the model or the
-    // measurement is wrong, not that the GPU differs: refused rather than applied.
     p.kernel_time_scale = scale->as_number();
-    if (!(p.kernel_time_scale >= 0.5 && p.kernel_time_scale <= 2.0))
-      scale->fail(fmt::format("expected a number from 0.5 to 2, got {}", scale->as_string()));
+    if (!(p.kernel_time_scale >= KERNEL_TIME_SCALE_MIN && p.kernel_time_scale <= KERNEL_TIME_SCALE_MAX))
+      scale->fail(fmt::format("expected a number from {} to {}, got {}", KERNEL_TIME_SCALE_MIN,
+                              KERNEL_TIME_SCALE_MAX, scale->as_string()));
     if (p.kernel_time_scale != 1.0 && p.provenance.kind == ProfileKind::DATASHEET)
       scale->fail("only a published or measured profile may scale kernel times: it rests on a measurement");
   }

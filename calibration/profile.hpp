@@ -166,6 +166,11 @@ std::string find_profile(const std::string& directory, const std::string& gpu);
 /// `layer times` table.
 std::string kernel_time_scale_origin(const Profile& profile);
 
+/// The range of kernel.time_scale a profile may hold: a layer measured at under half or over twice
+/// the model's price of its kernels says the model or the measurement is wrong, not the GPU's pace.
+inline constexpr double KERNEL_TIME_SCALE_MIN = 0.5;
+inline constexpr double KERNEL_TIME_SCALE_MAX = 2.0;
+
 /// The name of the table a layer-time import records under `tables`.
 inline constexpr const char* LAYER_TIMES_TABLE = "layer times";
 

@@ -365,6 +365,13 @@ TEST_CASE("calibrate::import: layer-time tables, bad input", "[calibration]") {
     CHECK(input_error([&] { import_published(layer_time_import(dir.path / "out.yaml", f)); }) ==
           f.string() + ":2:16: error: scenario: no such scenario file: " + (dir.path / "missing.yaml").string());
   }
+  SECTION("a layer measured far from the model's price is refused, not scaled") {
+    const fs::path scenario = ROOT / "calibration" / "published" / "korthikanti22-22b-layer.yaml";
+    std::ofstream(f) << header << "A100-SXM4-80GB," << scenario.string() << ",false,none,77,119,Baseline,src\n";
+    CHECK_THAT(input_error([&] { import_published(layer_time_import(dir.path / "out.yaml", f)); }),
+               Catch::Contains("a factor beyond 0.5-2 says the model or the table is wrong"));
+    CHECK_FALSE(fs::exists(dir.path / "out.yaml")); // nothing half-written
+  }
   SECTION("without the command line's pricing") {
     ImportOptions o = layer_time_import(dir.path / "out.yaml", LAYER_TIMES);
     o.price_layer = nullptr;
