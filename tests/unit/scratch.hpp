@@ -3,19 +3,32 @@
 
 #include <filesystem>
 #include <string>
+#include <system_error>
+
+#include <unistd.h>
 
 #include "models/input/diagnostics.hpp"
 
 namespace odyssey::test {
 
-/// A scratch directory under the system temp dir, removed when the test ends.
+/// This test process's folder under the system temp dir: two test runs on one machine (two
+/// checkouts, CI beside a developer) never write to each other's scratch files.
+inline std::filesystem::path process_temp_dir() {
+  return std::filesystem::temp_directory_path() / ("odyssey-tests-" + std::to_string(::getpid()));
+}
+
+/// A scratch directory in process_temp_dir(), removed when the test ends (and the process's
+/// folder with it once empty).
 struct ScratchDir {
-  explicit ScratchDir(const std::string& name)
-      : path(std::filesystem::temp_directory_path() / ("odyssey-" + name)) {
+  explicit ScratchDir(const std::string& name) : path(process_temp_dir() / name) {
     std::filesystem::remove_all(path);
     std::filesystem::create_directories(path);
   }
-  ~ScratchDir() { std::filesystem::remove_all(path); }
+  ~ScratchDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path, ignored);
+    std::filesystem::remove(path.parent_path(), ignored); // only when no other scratch is left in it
+  }
   ScratchDir(const ScratchDir&) = delete;
   ScratchDir& operator=(const ScratchDir&) = delete;
   std::filesystem::path path;

@@ -20,6 +20,7 @@
 #include "tools/plot.hpp"
 #include "tools/run.hpp"
 #include "tools/scenario.hpp"
+#include "tests/unit/scratch.hpp"
 #include "tools/sweep.hpp"
 
 using namespace odyssey;
@@ -383,9 +384,8 @@ TEST_CASE("tools::plot: estimated text widths grow with the text and its letters
 }
 
 TEST_CASE("tools::sweep: a grid runs every point once, and a re-run skips the finished ones", "[planner]") {
-  const auto dir = std::filesystem::temp_directory_path() / "odyssey-test-sweep";
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
+  const odyssey::test::ScratchDir scratch("sweep");
+  const auto& dir = scratch.path;
   const std::string file = (dir / "sweep.yaml").string();
   std::ofstream(file)
       << "scenario: " << DATA << "/scenarios/megatron-145.6b-dgx-a100.yaml\n"
@@ -412,13 +412,11 @@ TEST_CASE("tools::sweep: a grid runs every point once, and a re-run skips the fi
   if (!sweep_has_mpi()) {
     CHECK_THROWS_AS(run_sweep(spec, {.out = out, .mpi = true, .progress = false}, DATA), InputError);
   }
-  std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("tools::merge_sweep: shard outputs become the file one run writes", "[planner]") {
-  const auto dir = std::filesystem::temp_directory_path() / "odyssey-test-sweep-merge";
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
+  const odyssey::test::ScratchDir scratch("sweep-merge");
+  const auto& dir = scratch.path;
   auto path = [&](const char* name) { return (dir / name).string(); };
   auto lines_of = [](const std::string& file) {
     std::ifstream in(file);
@@ -495,12 +493,11 @@ TEST_CASE("tools::merge_sweep: shard outputs become the file one run writes", "[
           merge_sweep(spec, {path("a.jsonl")}, path("o.csv"));
         }).find("all be CSV or all JSON lines") != std::string::npos);
   CHECK(!std::filesystem::exists(path("o.csv")));
-  std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("tools::sweep: keys and ranges are checked before anything runs", "[planner]") {
-  const auto dir = std::filesystem::temp_directory_path() / "odyssey-test-sweep-bad";
-  std::filesystem::create_directories(dir);
+  const odyssey::test::ScratchDir scratch("sweep-bad");
+  const auto& dir = scratch.path;
   const std::string file = (dir / "sweep.yaml").string();
   auto message = [&](const std::string& grid) {
     std::ofstream(file) << "scenario: " << DATA << "/scenarios/megatron-145.6b-dgx-a100.yaml\ngrid:\n"
@@ -523,7 +520,6 @@ TEST_CASE("tools::sweep: keys and ranges are checked before anything runs", "[pl
               .find("sweep.yaml:3:34: error: machine.server.nic_bandwidth: unknown unit") !=
           std::string::npos);
   }
-  std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("models::check_strategy: the loader's cross-field rules, as problems at their keys", "[planner]") {

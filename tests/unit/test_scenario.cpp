@@ -7,6 +7,7 @@
 
 #include "models/input/diagnostics.hpp"
 #include "tools/scenario.hpp"
+#include "tests/unit/scratch.hpp"
 
 using namespace odyssey;
 using Catch::Matchers::Contains;
@@ -33,10 +34,15 @@ std::vector<fs::path> yaml_files(const fs::path& dir) {
 /// A scenario file in the test's temporary folder.
 class TempScenario {
 public:
-  TempScenario(const std::string& name, const std::string& text) : path_(fs::temp_directory_path() / name) {
+  TempScenario(const std::string& name, const std::string& text) : path_(odyssey::test::process_temp_dir() / name) {
+    fs::create_directories(path_.parent_path());
     std::ofstream(path_) << text;
   }
-  ~TempScenario() { fs::remove(path_); }
+  ~TempScenario() {
+    std::error_code ignored;
+    fs::remove(path_, ignored);
+    fs::remove(path_.parent_path(), ignored); // only once empty
+  }
   TempScenario(const TempScenario&) = delete;
   TempScenario& operator=(const TempScenario&) = delete;
   [[nodiscard]] std::string path() const { return path_.string(); }
