@@ -217,6 +217,7 @@ LayerPrice price_measured_layer(const LayerTimeRow& row, const Profile& profile,
     throw InputError(row.scenario_where, "scenario",
                      fmt::format("its machine '{}' has {}, the row measured {}", s.machine.name,
                                  s.machine.gpu.type, row.gpu));
+  check_precision(s, profile);
   const CostModel cost(profile, nccl_config(s.machine, s.nccl.algorithms, s.nccl.protocols));
   AnalyticalScreen screen(s.machine, s.model, s.training, cost);
   const AnalyticalScreen::Part& layer =

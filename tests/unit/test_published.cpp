@@ -372,6 +372,16 @@ TEST_CASE("calibrate::import: layer-time tables, bad input", "[calibration]") {
                Catch::Contains("a factor beyond 0.5-2 says the model or the table is wrong"));
     CHECK_FALSE(fs::exists(dir.path / "out.yaml")); // nothing half-written
   }
+  SECTION("a layer in a precision the profile has no peak for, at the scenario's key") {
+    std::ifstream in(ROOT / "calibration" / "published" / "korthikanti22-22b-layer.yaml");
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    text.replace(text.find("precision: fp16"), 15, "precision: fp8");
+    const fs::path scenario = write(dir.path, "fp8-layer.yaml", text);
+    std::ofstream(f) << header << "A100-SXM4-80GB,fp8-layer.yaml,false,none,7.7,11.9,Baseline,src\n";
+    CHECK_THAT(input_error([&] { import_published(layer_time_import(dir.path / "out.yaml", f)); }),
+               Catch::StartsWith(scenario.string() + ":") &&
+                   Catch::Contains("training.precision: GPU A100-SXM4-80GB has no fp8 peak"));
+  }
   SECTION("without the command line's pricing") {
     ImportOptions o = layer_time_import(dir.path / "out.yaml", LAYER_TIMES);
     o.price_layer = nullptr;
