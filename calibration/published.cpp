@@ -421,4 +421,33 @@ std::vector<LayerTimeRow> read_layer_time_table(const std::string& path) {
   return rows;
 }
 
+std::vector<PublishedMfuRow> read_published_mfu_table(const std::string& path) {
+  std::vector<PublishedMfuRow> rows;
+  for (const CsvRow& c : read_csv(path, PUBLISHED_MFU_HEADER)) {
+    PublishedMfuRow r{.gpu = c.required(0, "gpu", "must name a GPU type, e.g. H100-SXM5-80GB"), .where = c.where()};
+    r.precision = c.one_of(1, "precision", {"fp32", "fp16", "bf16", "fp8"});
+    const double percent = c.number(2, "mfu_percent");
+    if (percent > 100) throw InputError(c.at(2), "mfu_percent", fmt::format("{} is above 100", c.text(2)));
+    r.mfu = percent / 100;
+    r.gpus = c.integer(3, "gpus");
+    r.run = c.required(4, "run", "must say what trained, e.g. 'GPT 1T'");
+    r.source = c.required(5, "source", "every row must cite its source");
+    rows.push_back(std::move(r));
+  }
+  if (rows.empty()) throw InputError({.file = path, .line = 1, .column = 1}, "", "the table has no rows");
+  return rows;
+}
+
+std::optional<PublishedMfuRow> best_published_mfu(const std::vector<PublishedMfuRow>& rows, std::string_view gpu,
+                                                  std::string_view precision) {
+  const auto sixteen_bit = [](std::string_view p) { return p == "fp16" || p == "bf16"; };
+  const auto same_peak = [&](std::string_view a, std::string_view b) {
+    return a == b || (sixteen_bit(a) && sixteen_bit(b));
+  };
+  std::optional<PublishedMfuRow> best;
+  for (const PublishedMfuRow& r : rows)
+    if (r.gpu == gpu && same_peak(r.precision, precision) && (!best || r.mfu > best->mfu)) best = r;
+  return best;
+}
+
 } // namespace odyssey

@@ -3,7 +3,9 @@
 // rows into a profile is import.cpp's. Throws InputError with file:line:col for bad input.
 #pragma once
 
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "models/input/diagnostics.hpp"
@@ -85,5 +87,31 @@ inline constexpr const char* LAYER_TIME_HEADER =
 
 /// Reads a layer-time CSV (header LAYER_TIME_HEADER, fields as in a FlashAttention table).
 std::vector<LayerTimeRow> read_layer_time_table(const std::string& path);
+
+/// One row of the table of the best MFU published per GPU (calibration/published/best-mfu.csv): a
+/// run that really trained, the MFU its authors published (model FLOPs in their count over the
+/// GPU's dense peak for the run's precision), and where.
+struct PublishedMfuRow {
+  std::string gpu;       ///< Odyssey GPU type, e.g. "H100-SXM5-80GB"
+  std::string precision; ///< "fp16", "bf16", "fp8", "fp32"
+  double mfu = 0.0;      ///< a fraction, 0.563 for 56.3%
+  long gpus = 0;
+  std::string run; ///< what trained, e.g. "GPT 1T, selective recomputation"
+  std::string source;
+  SourceLocation where;
+};
+
+/// The columns a published-MFU table must have, in this order.
+inline constexpr const char* PUBLISHED_MFU_HEADER = "gpu,precision,mfu_percent,gpus,run,source";
+
+/// Reads a published-MFU CSV (header PUBLISHED_MFU_HEADER, fields as in a FlashAttention table;
+/// mfu_percent above 0 and at most 100).
+std::vector<PublishedMfuRow> read_published_mfu_table(const std::string& path);
+
+/// The row of highest MFU for `gpu` in a precision that runs at the same dense peak as
+/// `precision` (fp16 and bf16 share one on every GPU with both; fp8 and fp32 stand alone);
+/// nothing when the table has none.
+std::optional<PublishedMfuRow> best_published_mfu(const std::vector<PublishedMfuRow>& rows, std::string_view gpu,
+                                                  std::string_view precision);
 
 } // namespace odyssey

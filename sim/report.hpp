@@ -8,7 +8,10 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "calibration/cost_model.hpp"
+#include "calibration/published.hpp"
 #include "models/reliability.hpp"
 #include "models/workload.hpp"
 #include "sim/engine.hpp"
@@ -76,8 +79,30 @@ struct Report {
   /// Share of one micro-batch's compute time (every chunk's forward and backward, summed) priced
   /// from each kind of data: "measured", "published", "datasheet".
   std::map<std::string, double> price_sources;
+  /// The best MFU published for the GPU in the run's precision (calibration/published/best-mfu.csv),
+  /// when the table has one.
+  std::optional<PublishedMfuRow> published_mfu;
   SimulationResult simulation;
 };
+
+/// A prediction's MFU against the best published for its GPU: by how much it is above, and the
+/// two factors of its MFU, the share of the iteration its critical GPU computes and the rate its
+/// compute runs the model's FLOPs at (a fraction of peak), so that a reader can tell a layout with
+/// less bubble and exposed communication from kernels priced faster than those runs ran them.
+struct MfuAgainstPublished {
+  double ratio = 0.0;         ///< predicted MFU over the published one
+  double compute_share = 0.0; ///< compute time over the iteration
+  double compute_mfu = 0.0;   ///< MFU over compute_share
+  [[nodiscard]] bool above() const { return ratio > 1.0; }
+};
+MfuAgainstPublished mfu_against_published(const PublishedMfuRow& row, double mfu, const Breakdown& breakdown,
+                                          Seconds iteration);
+
+/// The published row and the comparison as the JSON of `odyssey run` and `odyssey plan` carry them.
+nlohmann::json published_mfu_json(const PublishedMfuRow& row, const MfuAgainstPublished& against);
+
+/// "43.0% (bf16; Llama 3 405B, ... on 8192 GPUs; SOURCE)": the published row as reports cite it.
+std::string describe_published_mfu(const PublishedMfuRow& row);
 
 /// One part of the breakdown: its JSON key (inside "breakdown"), its label in the text report and
 /// the member it reads. The list is in report order; sweeps, plans and the report read it.

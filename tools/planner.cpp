@@ -386,6 +386,9 @@ PlanResult plan(const Scenario& sc, const CostModel& cost, const PlanOptions& op
   r.tokens = sc.training.tokens;
   r.deadline_days = options.deadline_days;
   r.memory_limit = PlanMemoryLimit{.gpu = sc.machine.gpu.memory, .margin = options.memory_margin};
+  r.published_mfu = scenario_published_mfu(sc);
+  r.profile = cost.profile().name;
+  r.profile_kind = cost.profile().provenance.kind;
   const PlanMemoryLimit& limit = r.memory_limit;
   const bool range = r.min_gpus != r.max_gpus;
   const int full = options.full >= 0 ? options.full : range ? 1 : 3;
@@ -621,6 +624,39 @@ std::string with_failures(const PlanRow& r) {
   return r.time_to_train_p90 ? fmt::format(" (P90 with failures: {})", days(*r.time_to_train_p90)) : "";
 }
 
+/// The simulated plan of highest MFU (among the ranked and the best of each GPU count; the
+/// screen's rows only when nothing was simulated): what the published comparison is about.
+const PlanRow* highest_mfu(const PlanResult& r) {
+  const PlanRow* best = nullptr;
+  for (const bool simulated_only : {true, false}) {
+    for (const auto* rows : {&r.ranked, &r.best_per_gpus})
+      for (const PlanRow& row : *rows)
+        if ((!simulated_only || row.fidelity != "analytical") && (!best || row.mfu > best->mfu)) best = &row;
+    if (best) return best;
+  }
+  return best;
+}
+
+/// The plans' best MFU against the best published for the GPU (one paragraph; empty without a
+/// published row or a plan).
+std::string published_mfu_text(const PlanResult& r) {
+  const PlanRow* best = highest_mfu(r);
+  if (!r.published_mfu || !best) return "";
+  const PublishedMfuRow& pub = *r.published_mfu;
+  const MfuAgainstPublished a = mfu_against_published(pub, best->mfu, best->breakdown, best->iteration);
+  std::string out = fmt::format("published MFU: the plans here reach up to {:.1f}% ({} on {}, {} fidelity); the best "
+                                "MFU published on {} is {}\n",
+                                best->mfu * 100, describe(best->strategy), counted(best->strategy.gpus(), "GPU"),
+                                best->fidelity, pub.gpu, describe_published_mfu(pub));
+  if (!a.above()) return out + "  the plans stay below it\n";
+  return out + fmt::format("  {:.2f}x it: that plan computes {:.0f}% of its iteration and runs the model's FLOPs at "
+                           "{:.0f}% of peak while it does, with kernels priced by {} ({}). A plan above a published "
+                           "run gains from its layout (less pipeline bubble or exposed communication than that run "
+                           "had) or from kernel prices faster than that run's kernels ran (README: How accurate it "
+                           "is)\n",
+                           a.ratio, a.compute_share * 100, a.compute_mfu * 100, r.profile, to_string(r.profile_kind));
+}
+
 nlohmann::json row_json(const PlanRow& r) {
   const ParallelismSpec& p = r.strategy.parallelism;
   nlohmann::json j{{"strategy", describe(r.strategy)},
@@ -727,6 +763,7 @@ std::string render_plan_text(const PlanResult& r, int top) {
   if (r.ranked.empty()) out += "  no strategy fits\n";
   if (std::any_of(r.ranked.begin(), r.ranked.end(), [](const PlanRow& row) { return row.scenario_plan; }))
     out += "  * the scenario's own strategy\n";
+  if (const std::string published = published_mfu_text(r); !published.empty()) out += "\n" + published;
   if (!r.pruned_by_rule.empty()) {
     out += "\npruned by the rules\n";
     for (const auto& [key, count] : r.pruned_by_rule)
@@ -772,6 +809,13 @@ std::string render_plan_json(const PlanResult& r, int top) {
   j["pruned_by_memory"] = nlohmann::json::array();
   for (int i = 0; i < std::min<int>(top, int(r.pruned_memory.size())); ++i)
     j["pruned_by_memory"].push_back(row_json(r.pruned_memory[size_t(i)]));
+  j["published_mfu"] = nullptr;
+  if (const PlanRow* best = highest_mfu(r); best && r.published_mfu) {
+    j["published_mfu"] = published_mfu_json(
+        *r.published_mfu, mfu_against_published(*r.published_mfu, best->mfu, best->breakdown, best->iteration));
+    j["published_mfu"]["plan"] = row_json(*best);
+  }
+  j["profile"] = {{"name", r.profile}, {"kind", to_string(r.profile_kind)}};
   if (r.deadline_days) {
     j["deadline_days"] = *r.deadline_days;
     j["deadline_answer"] = r.deadline_answer ? row_json(*r.deadline_answer) : nlohmann::json(nullptr);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "calibration/cost_model.hpp"
+#include "calibration/published.hpp"
 #include "models/spec.hpp"
 #include "models/workload.hpp"
 #include "sim/analytical.hpp"
@@ -91,6 +92,11 @@ struct PlanResult {
   std::optional<PlanRow> deadline_answer;  ///< fewest GPUs meeting the deadline
   std::optional<PlanRow> deadline_closest; ///< when none meets it: the shortest time to train
   PlanMemoryLimit memory_limit;
+  /// The best MFU published for the GPU in the scenario's precision, when the table has one, and
+  /// the profile that priced the plans.
+  std::optional<PublishedMfuRow> published_mfu;
+  std::string profile;
+  ProfileKind profile_kind = ProfileKind::DATASHEET;
 };
 
 /// Searches every strategy of `scenario`'s model on its machine.

@@ -178,6 +178,12 @@ Seconds scenario_time_to_train_p90(const Scenario& scenario, long gpus, Seconds 
       .wall_p90;
 }
 
+std::optional<PublishedMfuRow> scenario_published_mfu(const Scenario& scenario) {
+  if (scenario.published_mfu.empty()) return std::nullopt;
+  return best_published_mfu(read_published_mfu_table(scenario.published_mfu), scenario.machine.gpu.type,
+                            to_string(scenario.training.precision));
+}
+
 Report run_scenario(const Scenario& scenario, const CostModel& cost, const RunOptions& options) {
   const Workload workload = scenario_workload(scenario);
   SimulationResult result;
@@ -191,6 +197,7 @@ Report run_scenario(const Scenario& scenario, const CostModel& cost, const RunOp
   }
   Report report =
       make_report(scenario.name, scenario.machine, workload, cost, result, scenario.simulation.fidelity);
+  report.published_mfu = scenario_published_mfu(scenario);
   add_data_loading(report, scenario_data_loading(scenario, scenario.parallelism, report.iteration_time));
   const CheckpointPlan plan =
       scenario_checkpoint_plan(scenario, report.gpus, report.simulation.busiest_nic_utilisation);

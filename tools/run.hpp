@@ -82,6 +82,10 @@ std::optional<FailureStudy> scenario_failures(const Scenario& scenario, long gpu
 /// failure rates.
 Seconds scenario_time_to_train_p90(const Scenario& scenario, long gpus, Seconds failure_free);
 
+/// The best MFU published for the scenario's GPU in its precision (its `published_mfu` table);
+/// nothing when the table has no such row or the scenario names no table.
+std::optional<PublishedMfuRow> scenario_published_mfu(const Scenario& scenario);
+
 /// A simulation that stopped without a result (SimGrid aborted it, or its process died): the
 /// message names the scenario, says what stopped it and what to try. Not bad input (exit 1).
 class RunFailed : public std::runtime_error {

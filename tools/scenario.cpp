@@ -746,6 +746,7 @@ void check_scenario(Draft& d) {
 void resolve_calibration(Draft& d) {
   Scenario& s = d.scenario;
   s.host_calibration = (fs::path(d.options->data_dir) / HOST_PROFILE).string();
+  s.published_mfu = (fs::path(d.options->data_dir) / PUBLISHED_MFU_TABLE).string();
   if (s.calibration == "auto") {
     try {
       s.calibration = find_profile((fs::path(d.options->data_dir) / "calibration" / "profiles").string(),

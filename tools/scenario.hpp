@@ -27,6 +27,8 @@ struct NcclPolicy {
 
 /// The host CPU profile, relative to the data directory (calibration/README.md).
 inline constexpr const char* HOST_PROFILE = "calibration/profiles/host/cpu-adam.yaml";
+/// The best MFU published per GPU type, under the data directory.
+inline constexpr const char* PUBLISHED_MFU_TABLE = "calibration/published/best-mfu.csv";
 
 struct Scenario {
   std::string name;
@@ -38,6 +40,8 @@ struct Scenario {
   std::string calibration = "auto"; ///< "auto" or a profile path; resolved to a path by the loader
   /// The host CPU profile (CPU-Adam throughput) under the data directory: HOST_PROFILE.
   std::string host_calibration;
+  /// The table of the best MFU published per GPU under the data directory: PUBLISHED_MFU_TABLE.
+  std::string published_mfu;
   SimulationSpec simulation;
   CheckpointSpec checkpoint;
   RecoverySpec recovery;

@@ -582,3 +582,27 @@ TEST_CASE("tools::plan: the screen adds what the run adds beside the GPUs: the l
     }
   }
 }
+
+TEST_CASE("tools::plan: the plans' best MFU against the best published for the GPU", "[planner]") {
+  const Scenario sc = gpt3_a100();
+  const CostModel cost = scenario_cost_model(sc);
+  const PlanResult r = plan(sc, cost, {.min_gpus = 1024, .max_gpus = 1024, .fast = 4, .full = 0, .jobs = 2});
+  REQUIRE(r.published_mfu);
+  CHECK(r.published_mfu->gpu == "A100-SXM4-80GB");
+  CHECK(r.profile == cost.profile().name);
+  const auto best = std::max_element(r.ranked.begin(), r.ranked.end(),
+                                     [](const PlanRow& a, const PlanRow& b) { return a.mfu < b.mfu; });
+  REQUIRE(best != r.ranked.end());
+  const std::string text = render_plan_text(r, 5);
+  CHECK(text.find(fmt::format("published MFU: the plans here reach up to {:.1f}% ({}", best->mfu * 100,
+                              describe(best->strategy))) != std::string::npos);
+  CHECK(text.find("the best MFU published on A100-SXM4-80GB is 56.3%") != std::string::npos);
+  // Above it, the plan's two factors and the profile that priced it; below it, one line.
+  const bool above = best->mfu > r.published_mfu->mfu;
+  CHECK((text.find("x it: that plan computes") != std::string::npos) == above);
+  CHECK((text.find("the plans stay below it") != std::string::npos) == !above);
+  const auto j = nlohmann::json::parse(render_plan_json(r, 5));
+  CHECK(j["published_mfu"]["mfu"] == Approx(0.563));
+  CHECK(j["published_mfu"]["plan"]["mfu"] == Approx(best->mfu));
+  CHECK(j["profile"]["kind"] == "published");
+}

@@ -428,3 +428,59 @@ TEST_CASE("profile::load_profile: kernel.time_scale", "[calibration]") {
               .value());
   }
 }
+
+TEST_CASE("calibrate::read_published_mfu_table: rows, the best per GPU and peak, bad input", "[calibration]") {
+  ScratchDir dir("published-mfu");
+  const std::string header = std::string(PUBLISHED_MFU_HEADER) + "\n";
+  const fs::path f = write(dir.path, "mfu.csv",
+                           header + "# a comment\n"
+                                    "A100-SXM4-80GB,fp16,52.1,64,\"GPT 175B, full\",paper A\n"
+                                    "A100-SXM4-80GB,bf16,56.3,512,GPT 1T,paper B\n"
+                                    "H100-SXM5-80GB,bf16,43,8192,Llama 3 405B,paper C\n");
+  const auto rows = read_published_mfu_table(f.string());
+  REQUIRE(rows.size() == 3);
+  CHECK(rows[0].run == "GPT 175B, full");
+  CHECK(rows[0].mfu == Approx(0.521));
+  CHECK(rows[0].where.line == 3);
+
+  // The highest row of the GPU, fp16 and bf16 alike (one peak); none for another precision or GPU.
+  const auto a100 = best_published_mfu(rows, "A100-SXM4-80GB", "fp16");
+  REQUIRE(a100);
+  CHECK(a100->source == "paper B");
+  CHECK(best_published_mfu(rows, "H100-SXM5-80GB", "fp16")->mfu == Approx(0.43));
+  CHECK_FALSE(best_published_mfu(rows, "H100-SXM5-80GB", "fp8"));
+  CHECK_FALSE(best_published_mfu(rows, "V100-SXM2-32GB", "fp16"));
+
+  auto error_of = [&](const std::string& text) {
+    std::ofstream(f) << text;
+    return input_error([&] { read_published_mfu_table(f.string()); });
+  };
+  CHECK(error_of(header + "A100-SXM4-80GB,fp16,156.3,512,GPT 1T,src\n") ==
+        f.string() + ":2:21: error: mfu_percent: 156.3 is above 100");
+  CHECK(error_of(header + "A100-SXM4-80GB,int8,56.3,512,GPT 1T,src\n") ==
+        f.string() + ":2:16: error: precision: unknown value 'int8' (expected one of fp32, fp16, bf16, fp8)");
+  CHECK(error_of(header + "A100-SXM4-80GB,fp16,56.3,512,GPT 1T,\n") ==
+        f.string() + ":2:37: error: source: every row must cite its source");
+  CHECK(error_of(header + "A100-SXM4-80GB,fp16,56.3,0.5,GPT 1T,src\n") ==
+        f.string() + ":2:26: error: gpus: expected a positive integer, got '0.5'");
+  CHECK(error_of(header) == f.string() + ":1:1: error: the table has no rows");
+}
+
+TEST_CASE("tools::scenario_published_mfu: the shipped table has the A100 and H100 runs, found by GPU and "
+          "precision",
+          "[calibration]") {
+  auto published = [](const std::string& scenario, std::vector<std::string> sets = {}) {
+    return scenario_published_mfu(
+        load_scenario((ROOT / scenario).string(), {.data_dir = ROOT.string(), .overrides = std::move(sets)}));
+  };
+  const auto a100 = published("tests/validation/korthikanti-2022/korthikanti22-1t-selective.yaml");
+  REQUIRE(a100);
+  CHECK(a100->mfu == Approx(0.563));
+  CHECK(a100->source.find("2205.05198") != std::string::npos);
+  const auto h100 = published("scenarios/llama3-70b-dgx-h100.yaml");
+  REQUIRE(h100);
+  CHECK(h100->mfu == Approx(0.43));
+  // No published MFU for FP8 on the H100 or for the V100: no comparison.
+  CHECK_FALSE(published("scenarios/llama3-70b-dgx-h100.yaml", {"training.precision=fp8"}));
+  CHECK_FALSE(published("scenarios/gpt3-175b-azure-2020.yaml"));
+}

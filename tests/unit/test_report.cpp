@@ -165,3 +165,31 @@ TEST_CASE("sim::report_metric: the checkpoint's write and restore times are the 
   CHECK(json.find("\"checkpoint.write_s\"") == std::string::npos);
   CHECK(json.find("\"write_s\": 13.5") != std::string::npos);
 }
+
+TEST_CASE("sim::Report: the MFU against the best published for the GPU, with its two factors when above it",
+          "[report]") {
+  // 10 s iteration, 8 s of it compute: a 50% MFU is 62.5% of peak while computing.
+  Report r = report_with({.compute = Seconds(8), .pp_bubble = Seconds(2)}, 60);
+  const PublishedMfuRow row{.gpu = "H100-SXM5-80GB",
+                            .precision = "bf16",
+                            .mfu = 0.43,
+                            .gpus = 8192,
+                            .run = "Llama 3 405B",
+                            .source = "arXiv 2407.21783 Table 4"};
+  const MfuAgainstPublished a = mfu_against_published(row, r.mfu, r.breakdown, r.iteration_time);
+  CHECK(a.above());
+  CHECK(a.ratio == Approx(0.5 / 0.43));
+  CHECK(a.compute_share == Approx(0.8));
+  CHECK(a.compute_mfu == Approx(0.625));
+  CHECK(render_text(r).find("  published    ") == std::string::npos); // no row, no line
+  r.published_mfu = row;
+  const std::string text = render_text(r);
+  CHECK(text.find("  published    best MFU published on H100-SXM5-80GB: 43.0% (bf16, Llama 3 405B on 8192 GPUs; "
+                  "arXiv 2407.21783 Table 4)\n               this run's 50.0% is 1.16x it: compute is 80% of the "
+                  "iteration and runs the model's FLOPs at 62% of peak\n") != std::string::npos);
+  const auto j = nlohmann::json::parse(render_json(r));
+  CHECK(j["published_mfu"]["mfu"] == Approx(0.43));
+  CHECK(j["published_mfu"]["compute_share"] == Approx(0.8));
+  r.mfu = 0.40;
+  CHECK(render_text(r).find("this run's 40.0% is below it\n") != std::string::npos);
+}
