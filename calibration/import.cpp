@@ -589,7 +589,8 @@ PublishedTable parse_published_table(const std::string& spec) {
   static const std::vector<std::pair<std::string, PublishedFormat>> formats = {
       {"xla-matmul", PublishedFormat::XLA_MATMUL},
       {"flash-attention", PublishedFormat::FLASH_ATTENTION},
-      {"layer-times", PublishedFormat::LAYER_TIMES}};
+      {"layer-times", PublishedFormat::LAYER_TIMES},
+      {"assumed-time-scale", PublishedFormat::ASSUMED_TIME_SCALE}};
   const std::size_t eq = spec.find('=');
   const std::string name = spec.substr(0, eq);
   for (const auto& [key, format] : formats)
@@ -597,11 +598,44 @@ PublishedTable parse_published_table(const std::string& spec) {
       return {.format = format, .path = spec.substr(eq + 1)};
   throw InputError(
       {.file = "--published"}, "",
-      fmt::format("expected FORMAT=FILE with FORMAT one of xla-matmul, flash-attention, layer-times, got '{}'",
+      fmt::format("expected FORMAT=FILE with FORMAT one of xla-matmul, flash-attention, layer-times, "
+                  "assumed-time-scale, got '{}'",
                   spec));
 }
 
 namespace {
+
+constexpr const char* ONE_TIME_SCALE =
+    "give one layer-times or assumed-time-scale table: each would set kernel.time_scale";
+
+/// An assumed-time-scale table: another GPU's kernel.time_scale, fitted to layer times measured on
+/// that GPU, carried to this one for want of its own layer times. The profile's `tables` says it
+/// is assumed and where the factor was measured; reports repeat it.
+void assume_time_scale(const std::string& path, Profile& out, ImportSummary& summary,
+                       std::vector<std::string>& sources) {
+  if (out.kernel_time_scale != 1.0) throw InputError({.file = path}, "", ONE_TIME_SCALE);
+  const Profile other = load_profile(path);
+  const auto measured = std::find_if(other.tables.begin(), other.tables.end(),
+                                     [](const TableSource& t) { return t.table == LAYER_TIMES_TABLE; });
+  if (measured == other.tables.end())
+    throw InputError({.file = path}, "kernel.time_scale",
+                     fmt::format("{} has no kernel.time_scale fitted to measured layer times to carry over",
+                                 other.name));
+  if (other.gpu == out.gpu)
+    throw InputError({.file = path}, "gpu",
+                     fmt::format("{} describes {} itself: import its layer-times table instead", other.name,
+                                 out.gpu));
+  out.kernel_time_scale = other.kernel_time_scale;
+  const std::string source = fmt::format("{} on {} ({}, kernel.time_scale {}), ASSUMED for {} for want of its "
+                                         "own layer times",
+                                         measured->source, other.gpu, other.name,
+                                         num(other.kernel_time_scale), out.gpu);
+  out.tables.push_back({.table = ASSUMED_TIME_SCALE_TABLE, .source = source});
+  sources.push_back(source);
+  summary.measured.push_back(fmt::format("kernel.time_scale {}: ASSUMED, {}'s factor from the layer times "
+                                         "measured in {}",
+                                         num(other.kernel_time_scale), other.gpu, measured->source));
+}
 
 /// Layer-time tables: the one kernel.time_scale that makes the model's price of the measured
 /// layers add up to their measured times, forward and backward of every row together. The
@@ -611,8 +645,7 @@ void fit_layer_times(const std::string& path, const ImportOptions& o, Profile& o
                      std::vector<std::string>& sources) {
   if (!o.price_layer)
     throw InputError({.file = path}, "", "layer-times tables need the command line's layer pricing");
-  if (out.kernel_time_scale != 1.0)
-    throw InputError({.file = path}, "", "give one layer-times table: each would set kernel.time_scale");
+  if (out.kernel_time_scale != 1.0) throw InputError({.file = path}, "", ONE_TIME_SCALE);
   const std::string file = fs::path(path).filename().string();
   const std::vector<LayerTimeRow> rows = read_layer_time_table(path);
   std::vector<std::pair<const LayerTimeRow*, LayerPrice>> priced;
@@ -691,7 +724,7 @@ ImportSummary import_published(const ImportOptions& o) {
   out.kernel_time_scale = 1.0;
   for (const PublishedTable& t : o.published) {
     const std::string file = fs::path(t.path).filename().string();
-    if (t.format == PublishedFormat::LAYER_TIMES) {
+    if (t.format == PublishedFormat::LAYER_TIMES || t.format == PublishedFormat::ASSUMED_TIME_SCALE) {
       continue; // after the per-kernel tables, which the layers' price rests on
     } else if (t.format == PublishedFormat::XLA_MATMUL) {
       const std::string arch = xla_arch_of_gpu_type(gpu);
@@ -817,8 +850,10 @@ ImportSummary import_published(const ImportOptions& o) {
             fmt::format("{}: {} for other GPUs", file, counted(long(other_gpu), "row")));
     }
   }
-  for (const PublishedTable& t : o.published)
+  for (const PublishedTable& t : o.published) {
     if (t.format == PublishedFormat::LAYER_TIMES) fit_layer_times(t.path, o, out, summary, sources);
+    if (t.format == PublishedFormat::ASSUMED_TIME_SCALE) assume_time_scale(t.path, out, summary, sources);
+  }
   if (out.tables.empty())
     throw InputError({.file = o.published.front().path}, "",
                      fmt::format("none of the tables has a row Odyssey can price on {}", gpu));

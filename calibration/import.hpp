@@ -22,7 +22,10 @@ inline constexpr const char* RAW_FORMAT = "odyssey-raw/1";
 enum class PublishedFormat {
   XLA_MATMUL,      ///< OpenXLA's GEMM throughput text-proto (calibration/published/xla-matmul-*.textproto)
   FLASH_ATTENTION, ///< FlashAttention throughput CSV (calibration/published/flash-attention.csv)
-  LAYER_TIMES      ///< measured per-layer times CSV (calibration/published/*-layer-times.csv)
+  LAYER_TIMES,     ///< measured per-layer times CSV (calibration/published/*-layer-times.csv)
+  /// Another GPU's published profile whose kernel.time_scale came from measured layer times: its
+  /// factor carried to this GPU as an ASSUMPTION, for a GPU without layer times of its own.
+  ASSUMED_TIME_SCALE
 };
 
 /// One published table to import.
@@ -31,7 +34,8 @@ struct PublishedTable {
   std::string path;
 };
 
-/// Parses `FORMAT=FILE` (`xla-matmul=...`, `flash-attention=...`, `layer-times=...`); InputError otherwise.
+/// Parses `FORMAT=FILE` (`xla-matmul=...`, `flash-attention=...`, `layer-times=...`,
+/// `assumed-time-scale=PROFILE`); InputError otherwise.
 PublishedTable parse_published_table(const std::string& spec);
 
 /// One layer of a layer-time row as the model prices it (time_scale 1): the kernels' time and the

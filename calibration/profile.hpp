@@ -162,8 +162,8 @@ void check_profile_gpu(const Profile& profile, const std::string& gpu, const std
 /// published beats datasheet, then newest date, then name. Throws InputError when none matches.
 std::string find_profile(const std::string& directory, const std::string& gpu);
 
-/// What a profile's kernel.time_scale rests on, for reports: "measured layer times, SOURCE" from its
-/// `layer times` table.
+/// What a profile's kernel.time_scale rests on, for reports: "the layer times measured in SOURCE"
+/// from its `layer times` table, "ASSUMED: SOURCE" from a `layer times of another GPU` table.
 std::string kernel_time_scale_origin(const Profile& profile);
 
 /// The range of kernel.time_scale a profile may hold: a layer measured at under half or over twice
@@ -173,6 +173,8 @@ inline constexpr double KERNEL_TIME_SCALE_MAX = 2.0;
 
 /// The name of the table a layer-time import records under `tables`.
 inline constexpr const char* LAYER_TIMES_TABLE = "layer times";
+/// The name of the table an assumed-time-scale import records: another GPU's layer-time factor.
+inline constexpr const char* ASSUMED_TIME_SCALE_TABLE = "layer times of another GPU";
 
 const char* to_string(ProfileKind k);
 const char* to_string(Protocol p);

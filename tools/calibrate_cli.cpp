@@ -28,8 +28,9 @@ CalibrateCommand::CalibrateCommand(CLI::App& app) {
   auto* published = import_->add_option(
       "--published", published_,
       "a table measured by others, FORMAT=FILE with FORMAT xla-matmul (OpenXLA's GEMM text-proto), "
-      "flash-attention (CSV) or layer-times (CSV of measured per-layer times); repeatable; makes a published "
-      "profile (see calibration/published/README.md)");
+      "flash-attention (CSV), layer-times (CSV of measured per-layer times) or assumed-time-scale (another "
+      "GPU's published profile, whose layer-time factor is carried over as an assumption); repeatable; makes a "
+      "published profile (see calibration/published/README.md)");
   raw->excludes(published);
   published->excludes(raw);
   import_

@@ -389,6 +389,55 @@ TEST_CASE("calibrate::import: layer-time tables, bad input", "[calibration]") {
   }
 }
 
+TEST_CASE("calibrate::import: the H100 carries the A100's layer-time factor as an assumption, and says so",
+          "[calibration]") {
+  ScratchDir dir("published-assumed-scale");
+  const fs::path a100 = PROFILES / "a100-sxm4-80gb-published.yaml";
+  const fs::path out = dir.path / "h100-sxm5-80gb-published.yaml";
+  const ImportSummary summary = import_published(
+      published_import(out, {{.format = PublishedFormat::XLA_MATMUL, .path = XLA_SM90.string()},
+                             {.format = PublishedFormat::ASSUMED_TIME_SCALE, .path = a100.string()}}));
+  // The shipped H100 profile is this import's output, value for value.
+  CHECK(text_of(out) == text_of(PROFILES / "h100-sxm5-80gb-published.yaml"));
+  const Profile p = load_profile(out.string());
+  CHECK(p.kernel_time_scale == load_profile(a100.string()).kernel_time_scale);
+  CHECK(p.kernel_time_scale > 1.0);
+  REQUIRE(p.tables.size() == 2);
+  CHECK(p.tables[1].table == ASSUMED_TIME_SCALE_TABLE);
+  CHECK_THAT(kernel_time_scale_origin(p), Catch::StartsWith("ASSUMED: the layer times measured in Korthikanti") &&
+                                              Catch::Contains("A100-SXM4-80GB") &&
+                                              Catch::Contains("for want of its own layer times"));
+  CHECK_THAT(summary.measured.back(), Catch::Contains("ASSUMED"));
+
+  SECTION("only a factor fitted to another GPU's measured layer times is carried over") {
+    const fs::path bad = dir.path / "bad.yaml";
+    auto error_for = [&](const fs::path& from, std::vector<PublishedTable> more = {}) {
+      std::vector<PublishedTable> tables{{.format = PublishedFormat::ASSUMED_TIME_SCALE, .path = from.string()}};
+      tables.insert(tables.end(), more.begin(), more.end());
+      ImportOptions o = published_import(bad, tables);
+      o.price_layer = [](const LayerTimeRow& row, const Profile& profile) {
+        return price_measured_layer(row, profile, ROOT.string());
+      };
+      return input_error([&] { import_published(o); });
+    };
+    CHECK_THAT(error_for(PROFILES / "v100-sxm2-32gb-datasheet.yaml"),
+               Catch::Contains("kernel.time_scale: v100-sxm2-32gb-datasheet has no kernel.time_scale fitted to "
+                               "measured layer times to carry over"));
+    // An assumed factor is not carried on again.
+    CHECK_THAT(error_for(PROFILES / "h100-sxm5-80gb-published.yaml"),
+               Catch::Contains("h100-sxm5-80gb-published has no kernel.time_scale fitted to measured layer"));
+    ImportOptions own = published_import(bad, {{.format = PublishedFormat::ASSUMED_TIME_SCALE, .path = a100.string()}});
+    own.base = A100_DATASHEET.string();
+    CHECK_THAT(input_error([&] { import_published(own); }),
+               Catch::Contains("gpu: a100-sxm4-80gb-published describes A100-SXM4-80GB itself: import its "
+                               "layer-times table instead"));
+    CHECK_THAT(error_for(a100, {{.format = PublishedFormat::ASSUMED_TIME_SCALE, .path = a100.string()}}),
+               Catch::Contains("give one layer-times or assumed-time-scale table"));
+    CHECK_FALSE(fs::exists(bad)); // nothing half-written
+  }
+  CHECK(parse_published_table("assumed-time-scale=x.yaml").format == PublishedFormat::ASSUMED_TIME_SCALE);
+}
+
 TEST_CASE("profile::load_profile: kernel.time_scale", "[calibration]") {
   ScratchDir dir("published-scale");
   const std::string shipped = text_of(PROFILES / "a100-sxm4-80gb-published.yaml");
