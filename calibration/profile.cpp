@@ -304,10 +304,10 @@ Profile load_profile(const std::string& path) {
 }
 
 std::string kernel_time_scale_origin(const Profile& p) {
-  for (const TableSource& t : p.tables) {
-    if (t.table == LAYER_TIMES_TABLE) return "the layer times measured in " + t.source;
-    if (t.table == ASSUMED_TIME_SCALE_TABLE) return "ASSUMED: the layer times measured in " + t.source;
-  }
+  // An assumed factor's source names the GPU it was measured on and says ASSUMED.
+  for (const TableSource& t : p.tables)
+    if (t.table == LAYER_TIMES_TABLE || t.table == ASSUMED_TIME_SCALE_TABLE)
+      return "the layer times measured in " + t.source;
   return "set in " + (p.path.empty() ? p.name : p.path);
 }
 

@@ -163,7 +163,7 @@ void check_profile_gpu(const Profile& profile, const std::string& gpu, const std
 std::string find_profile(const std::string& directory, const std::string& gpu);
 
 /// What a profile's kernel.time_scale rests on, for reports: "the layer times measured in SOURCE"
-/// from its `layer times` table, "ASSUMED: SOURCE" from a `layer times of another GPU` table.
+/// from its `layer times` or `layer times of another GPU` table (the latter's source says ASSUMED).
 std::string kernel_time_scale_origin(const Profile& profile);
 
 /// The range of kernel.time_scale a profile may hold: a layer measured at under half or over twice
