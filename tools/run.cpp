@@ -186,6 +186,8 @@ std::optional<PublishedMfuRow> scenario_published_mfu(const Scenario& scenario) 
 
 Report run_scenario(const Scenario& scenario, const CostModel& cost, const RunOptions& options) {
   const Workload workload = scenario_workload(scenario);
+  // Read before simulating: a table with bad input stops the run before it spends its time.
+  const std::optional<PublishedMfuRow> published_mfu = scenario_published_mfu(scenario);
   SimulationResult result;
   try {
     result = simulate(scenario.machine, workload, cost, simulation_options(scenario, options));
@@ -197,7 +199,7 @@ Report run_scenario(const Scenario& scenario, const CostModel& cost, const RunOp
   }
   Report report =
       make_report(scenario.name, scenario.machine, workload, cost, result, scenario.simulation.fidelity);
-  report.published_mfu = scenario_published_mfu(scenario);
+  report.published_mfu = published_mfu;
   add_data_loading(report, scenario_data_loading(scenario, scenario.parallelism, report.iteration_time));
   const CheckpointPlan plan =
       scenario_checkpoint_plan(scenario, report.gpus, report.simulation.busiest_nic_utilisation);
