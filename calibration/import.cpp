@@ -618,18 +618,18 @@ void assume_time_scale(const std::string& path, Profile& out, ImportSummary& sum
   const auto measured = std::find_if(other.tables.begin(), other.tables.end(),
                                      [](const TableSource& t) { return t.table == LAYER_TIMES_TABLE; });
   if (measured == other.tables.end())
-    throw InputError({.file = path}, "kernel.time_scale",
-                     fmt::format("{} has no kernel.time_scale fitted to measured layer times to carry over",
-                                 other.name));
+    throw InputError(
+        {.file = path}, "kernel.time_scale",
+        fmt::format("{} has no kernel.time_scale fitted to measured layer times to carry over", other.name));
   if (other.gpu == out.gpu)
-    throw InputError({.file = path}, "gpu",
-                     fmt::format("{} describes {} itself: import its layer-times table instead", other.name,
-                                 out.gpu));
+    throw InputError(
+        {.file = path}, "gpu",
+        fmt::format("{} describes {} itself: import its layer-times table instead", other.name, out.gpu));
   out.kernel_time_scale = other.kernel_time_scale;
-  const std::string source = fmt::format("{} on {} ({}, kernel.time_scale {}), ASSUMED for {} for want of its "
-                                         "own layer times",
-                                         measured->source, other.gpu, other.name,
-                                         num(other.kernel_time_scale), out.gpu);
+  const std::string source =
+      fmt::format("{} on {} ({}, kernel.time_scale {}), ASSUMED for {} for want of its "
+                  "own layer times",
+                  measured->source, other.gpu, other.name, num(other.kernel_time_scale), out.gpu);
   out.tables.push_back({.table = ASSUMED_TIME_SCALE_TABLE, .source = source});
   sources.push_back(source);
   summary.measured.push_back(fmt::format("kernel.time_scale {}: ASSUMED, {}'s factor from the layer times "
@@ -667,8 +667,9 @@ void fit_layer_times(const std::string& path, const ImportOptions& o, Profile& o
     summary.skipped.push_back(fmt::format("{}: {} for other GPUs", file, counted(long(other_gpu), "row")));
   if (priced.empty()) return;
   if (!(modelled_kernels > 0 && measured_kernels > 0))
-    throw InputError({.file = path}, "",
-                     "the measured times are shorter than the layers' collectives alone: no kernel time to fit");
+    throw InputError(
+        {.file = path}, "",
+        "the measured times are shorter than the layers' collectives alone: no kernel time to fit");
   // Rounded as the profile writes it, so that the rows below report what the profile will price.
   const double scale = std::stod(num(measured_kernels / modelled_kernels));
   if (!(scale >= KERNEL_TIME_SCALE_MIN && scale <= KERNEL_TIME_SCALE_MAX))

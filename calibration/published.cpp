@@ -317,17 +317,21 @@ public:
       : f_(std::move(fields)), path_(std::move(path)), line_(line) {}
 
   [[nodiscard]] SourceLocation where() const { return {.file = path_, .line = line_, .column = 1}; }
-  [[nodiscard]] SourceLocation at(int i) const { return {.file = path_, .line = line_, .column = f_[i].column}; }
+  [[nodiscard]] SourceLocation at(int i) const {
+    return {.file = path_, .line = line_, .column = f_[i].column};
+  }
   [[nodiscard]] const std::string& text(int i) const { return f_[i].text; }
   /// A non-empty field; `what` says what it must hold.
   [[nodiscard]] const std::string& required(int i, const char* column, const char* what) const {
     if (f_[i].text.empty()) throw InputError(at(i), column, what);
     return f_[i].text;
   }
-  [[nodiscard]] const std::string& one_of(int i, const char* column, const std::vector<std::string>& allowed) const {
+  [[nodiscard]] const std::string& one_of(int i, const char* column,
+                                          const std::vector<std::string>& allowed) const {
     if (std::find(allowed.begin(), allowed.end(), f_[i].text) == allowed.end())
-      throw InputError(at(i), column,
-                       fmt::format("unknown value '{}' (expected one of {})", f_[i].text, join_names(allowed)));
+      throw InputError(
+          at(i), column,
+          fmt::format("unknown value '{}' (expected one of {})", f_[i].text, join_names(allowed)));
     return f_[i].text;
   }
   [[nodiscard]] double number(int i, const char* column) const {
@@ -424,7 +428,8 @@ std::vector<LayerTimeRow> read_layer_time_table(const std::string& path) {
 std::vector<PublishedMfuRow> read_published_mfu_table(const std::string& path) {
   std::vector<PublishedMfuRow> rows;
   for (const CsvRow& c : read_csv(path, PUBLISHED_MFU_HEADER)) {
-    PublishedMfuRow r{.gpu = c.required(0, "gpu", "must name a GPU type, e.g. H100-SXM5-80GB"), .where = c.where()};
+    PublishedMfuRow r{.gpu = c.required(0, "gpu", "must name a GPU type, e.g. H100-SXM5-80GB"),
+                      .where = c.where()};
     r.precision = c.one_of(1, "precision", {"fp32", "fp16", "bf16", "fp8"});
     const double percent = c.number(2, "mfu_percent");
     if (percent > 100) throw InputError(c.at(2), "mfu_percent", fmt::format("{} is above 100", c.text(2)));
@@ -438,8 +443,8 @@ std::vector<PublishedMfuRow> read_published_mfu_table(const std::string& path) {
   return rows;
 }
 
-std::optional<PublishedMfuRow> best_published_mfu(const std::vector<PublishedMfuRow>& rows, std::string_view gpu,
-                                                  std::string_view precision) {
+std::optional<PublishedMfuRow> best_published_mfu(const std::vector<PublishedMfuRow>& rows,
+                                                  std::string_view gpu, std::string_view precision) {
   const auto sixteen_bit = [](std::string_view p) { return p == "fp16" || p == "bf16"; };
   const auto same_peak = [&](std::string_view a, std::string_view b) {
     return a == b || (sixteen_bit(a) && sixteen_bit(b));

@@ -75,8 +75,8 @@ struct LayerTimeRow {
   bool sequence_parallel = false;
   std::string recompute; ///< "none", "selective", "full"
   Seconds forward;
-  Seconds backward;         ///< recomputation included, as the paper counts it
-  std::string experiment;   ///< the row's name in its source
+  Seconds backward;       ///< recomputation included, as the paper counts it
+  std::string experiment; ///< the row's name in its source
   std::string source;
   SourceLocation where;
 };
@@ -111,7 +111,7 @@ std::vector<PublishedMfuRow> read_published_mfu_table(const std::string& path);
 /// The row of highest MFU for `gpu` in a precision that runs at the same dense peak as
 /// `precision` (fp16 and bf16 share one on every GPU with both; fp8 and fp32 stand alone);
 /// nothing when the table has none.
-std::optional<PublishedMfuRow> best_published_mfu(const std::vector<PublishedMfuRow>& rows, std::string_view gpu,
-                                                  std::string_view precision);
+std::optional<PublishedMfuRow> best_published_mfu(const std::vector<PublishedMfuRow>& rows,
+                                                  std::string_view gpu, std::string_view precision);
 
 } // namespace odyssey

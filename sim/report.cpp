@@ -863,9 +863,28 @@ nlohmann::json published_mfu_json(const PublishedMfuRow& row, const MfuAgainstPu
 }
 
 std::string describe_published_mfu(const PublishedMfuRow& row) {
-  return fmt::format("{:.1f}% ({}, {} on {}; {})", row.mfu * 100, row.precision, row.run, counted(row.gpus, "GPU"),
-                     row.source);
+  return fmt::format("{:.1f}% ({}, {} on {}; {})", row.mfu * 100, row.precision, row.run,
+                     counted(row.gpus, "GPU"), row.source);
 }
+
+namespace {
+
+/// The report's run against its published row (which the caller has checked is there).
+MfuAgainstPublished against_published(const Report& r) {
+  return mfu_against_published(*r.published_mfu, r.mfu, r.breakdown, r.iteration_time);
+}
+
+/// "1.16x it: compute is 80% of the iteration and runs the model's FLOPs at 62% of peak", or
+/// "below it": the text and markdown reports' words for the comparison.
+std::string against_published_text(const Report& r) {
+  const MfuAgainstPublished a = against_published(r);
+  if (!a.above()) return "below it";
+  return fmt::format(
+      "{:.2f}x it: compute is {:.0f}% of the iteration and runs the model's FLOPs at {:.0f}% of peak",
+      a.ratio, a.compute_share * 100, a.compute_mfu * 100);
+}
+
+} // namespace
 
 std::string render_text(const Report& r) {
   std::string out;
@@ -877,15 +896,11 @@ std::string render_text(const Report& r) {
   out += fmt::format(
       "  throughput   {:.1f} model TFLOP/s per GPU ({:.1f} hardware, recompute included; peak {:.1f})\n",
       r.model_tflops_per_gpu, r.hardware_tflops_per_gpu, r.peak_tflops);
-  if (r.published_mfu) {
-    const MfuAgainstPublished a = mfu_against_published(*r.published_mfu, r.mfu, r.breakdown, r.iteration_time);
-    out += fmt::format("  published    best MFU published on {}: {}\n", r.published_mfu->gpu,
-                       describe_published_mfu(*r.published_mfu));
-    out += a.above() ? fmt::format("               this run's {:.1f}% is {:.2f}x it: compute is {:.0f}% of the "
-                                   "iteration and runs the model's FLOPs at {:.0f}% of peak\n",
-                                   r.mfu * 100, a.ratio, a.compute_share * 100, a.compute_mfu * 100)
-                     : fmt::format("               this run's {:.1f}% is below it\n", r.mfu * 100);
-  }
+  if (r.published_mfu)
+    out +=
+        fmt::format("  published    best MFU published on {}: {}\n               this run's {:.1f}% is {}\n",
+                    r.published_mfu->gpu, describe_published_mfu(*r.published_mfu), r.mfu * 100,
+                    against_published_text(r));
   if (r.time_to_train)
     out += fmt::format("  time to train {} tokens: {}\n", count(*r.tokens), duration(*r.time_to_train));
   if (r.failures)
@@ -1043,9 +1058,7 @@ std::string render_json(const Report& r) {
   if (r.time_to_train) j["time_to_train_s"] = r.time_to_train->value();
   if (!r.extrapolated_gemms.empty()) j["simulation"]["profile"]["extrapolated_gemms"] = r.extrapolated_gemms;
   if (!r.price_sources.empty()) j["simulation"]["profile"]["price_sources"] = r.price_sources;
-  if (r.published_mfu)
-    j["published_mfu"] = published_mfu_json(
-        *r.published_mfu, mfu_against_published(*r.published_mfu, r.mfu, r.breakdown, r.iteration_time));
+  if (r.published_mfu) j["published_mfu"] = published_mfu_json(*r.published_mfu, against_published(r));
   return j.dump(2) + "\n";
 }
 
@@ -1058,14 +1071,9 @@ std::string render_markdown(const Report& r) {
       "| | |\n|---|---|\n| strategy | {} |\n| throughput | {:.1f} model TFLOP/s per GPU ({:.1f} hardware, "
       "recompute included; peak {:.1f}) |\n",
       r.strategy, r.model_tflops_per_gpu, r.hardware_tflops_per_gpu, r.peak_tflops);
-  if (r.published_mfu) {
-    const MfuAgainstPublished a = mfu_against_published(*r.published_mfu, r.mfu, r.breakdown, r.iteration_time);
-    out += fmt::format("| best MFU published on {} | {}{} |\n", r.published_mfu->gpu,
-                       describe_published_mfu(*r.published_mfu),
-                       a.above() ? fmt::format("; this run {:.2f}x it, compute {:.0f}% of the iteration at {:.0f}% of peak",
-                                               a.ratio, a.compute_share * 100, a.compute_mfu * 100)
-                                 : "; this run is below it");
-  }
+  if (r.published_mfu)
+    out += fmt::format("| best MFU published on {} | {}; this run's {:.1f}% is {} |\n", r.published_mfu->gpu,
+                       describe_published_mfu(*r.published_mfu), r.mfu * 100, against_published_text(r));
   if (r.time_to_train)
     out += fmt::format("| time to train {} tokens | {} |\n", count(*r.tokens), duration(*r.time_to_train));
   if (r.failures) {

@@ -644,17 +644,19 @@ std::string published_mfu_text(const PlanResult& r) {
   if (!r.published_mfu || !best) return "";
   const PublishedMfuRow& pub = *r.published_mfu;
   const MfuAgainstPublished a = mfu_against_published(pub, best->mfu, best->breakdown, best->iteration);
-  std::string out = fmt::format("published MFU: the plans here reach up to {:.1f}% ({} on {}, {} fidelity); the best "
-                                "MFU published on {} is {}\n",
-                                best->mfu * 100, describe(best->strategy), counted(best->strategy.gpus(), "GPU"),
-                                best->fidelity, pub.gpu, describe_published_mfu(pub));
+  std::string out =
+      fmt::format("published MFU: the plans here reach up to {:.1f}% ({} on {}, {} fidelity); the best "
+                  "MFU published on {} is {}\n",
+                  best->mfu * 100, describe(best->strategy), counted(best->strategy.gpus(), "GPU"),
+                  best->fidelity, pub.gpu, describe_published_mfu(pub));
   if (!a.above()) return out + "  the plans stay below it\n";
-  return out + fmt::format("  {:.2f}x it: that plan computes {:.0f}% of its iteration and runs the model's FLOPs at "
-                           "{:.0f}% of peak while it does, with kernels priced by {} ({}). A plan above a published "
-                           "run gains from its layout (less pipeline bubble or exposed communication than that run "
-                           "had) or from kernel prices faster than that run's kernels ran (README: How accurate it "
-                           "is)\n",
-                           a.ratio, a.compute_share * 100, a.compute_mfu * 100, r.profile, to_string(r.profile_kind));
+  return out + fmt::format(
+                   "  {:.2f}x it: that plan computes {:.0f}% of its iteration and runs the model's FLOPs at "
+                   "{:.0f}% of peak while it does, with kernels priced by {} ({}). A plan above a published "
+                   "run gains from its layout (less pipeline bubble or exposed communication than that run "
+                   "had) or from kernel prices faster than that run's kernels ran (README: How accurate it "
+                   "is)\n",
+                   a.ratio, a.compute_share * 100, a.compute_mfu * 100, r.profile, to_string(r.profile_kind));
 }
 
 nlohmann::json row_json(const PlanRow& r) {
@@ -811,8 +813,9 @@ std::string render_plan_json(const PlanResult& r, int top) {
     j["pruned_by_memory"].push_back(row_json(r.pruned_memory[size_t(i)]));
   j["published_mfu"] = nullptr;
   if (const PlanRow* best = highest_mfu(r); best && r.published_mfu) {
-    j["published_mfu"] = published_mfu_json(
-        *r.published_mfu, mfu_against_published(*r.published_mfu, best->mfu, best->breakdown, best->iteration));
+    j["published_mfu"] =
+        published_mfu_json(*r.published_mfu, mfu_against_published(*r.published_mfu, best->mfu,
+                                                                   best->breakdown, best->iteration));
     j["published_mfu"]["plan"] = row_json(*best);
   }
   j["profile"] = {{"name", r.profile}, {"kind", to_string(r.profile_kind)}};

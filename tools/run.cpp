@@ -214,7 +214,8 @@ Report run_scenario(const Scenario& scenario, const RunOptions& options) {
   return run_scenario(scenario, scenario_cost_model(scenario), options);
 }
 
-LayerPrice price_measured_layer(const LayerTimeRow& row, const Profile& profile, const std::string& data_dir) {
+LayerPrice price_measured_layer(const LayerTimeRow& row, const Profile& profile,
+                                const std::string& data_dir) {
   const LoadOptions load{
       .data_dir = data_dir,
       .overrides = {fmt::format("parallelism.sequence_parallel={}", row.sequence_parallel ? "true" : "false"),

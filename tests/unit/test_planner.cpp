@@ -15,12 +15,12 @@
 #include "models/input/diagnostics.hpp"
 #include "models/workload.hpp"
 #include "sim/engine.hpp"
+#include "tests/unit/scratch.hpp"
 #include "tools/plan_command.hpp"
 #include "tools/planner.hpp"
 #include "tools/plot.hpp"
 #include "tools/run.hpp"
 #include "tools/scenario.hpp"
-#include "tests/unit/scratch.hpp"
 #include "tools/sweep.hpp"
 
 using namespace odyssey;

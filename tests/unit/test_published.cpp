@@ -329,7 +329,8 @@ TEST_CASE("calibrate::import: Korthikanti et al.'s layer times make the shipped 
   // the forward (7.6 ms), and the priced one by as much.
   const LayerPrice none = price_measured_layer(rows[0], p, ROOT.string());
   const LayerPrice full = price_measured_layer(rows[2], p, ROOT.string());
-  const Seconds grown = full.backward_compute + full.backward_other - none.backward_compute - none.backward_other;
+  const Seconds grown =
+      full.backward_compute + full.backward_other - none.backward_compute - none.backward_other;
   CHECK(grown.value() == Approx((rows[2].backward - rows[0].backward).value()).epsilon(0.1));
   CHECK(summary.measured.size() == 1 + rows.size());
 }
@@ -356,18 +357,21 @@ TEST_CASE("calibrate::import: layer-time tables, bad input", "[calibration]") {
                      << ",false,none,7.7,11.9,Baseline,src\n";
     ImportOptions o = layer_time_import(dir.path / "out.yaml", f);
     o.base = H100_DATASHEET.string();
-    CHECK_THAT(input_error([&] { import_published(o); }),
-               Catch::Contains("scenario: its machine 'dgx-a100-superpod' has A100-SXM4-80GB, the row measured "
-                               "H100-SXM5-80GB"));
+    CHECK_THAT(
+        input_error([&] { import_published(o); }),
+        Catch::Contains("scenario: its machine 'dgx-a100-superpod' has A100-SXM4-80GB, the row measured "
+                        "H100-SXM5-80GB"));
   }
   SECTION("a scenario that is not there, at its cell") {
     std::ofstream(f) << header << "A100-SXM4-80GB,missing.yaml,false,none,7.7,11.9,Baseline,src\n";
     CHECK(input_error([&] { import_published(layer_time_import(dir.path / "out.yaml", f)); }) ==
-          f.string() + ":2:16: error: scenario: no such scenario file: " + (dir.path / "missing.yaml").string());
+          f.string() +
+              ":2:16: error: scenario: no such scenario file: " + (dir.path / "missing.yaml").string());
   }
   SECTION("a layer measured far from the model's price is refused, not scaled") {
     const fs::path scenario = ROOT / "calibration" / "published" / "korthikanti22-22b-layer.yaml";
-    std::ofstream(f) << header << "A100-SXM4-80GB," << scenario.string() << ",false,none,77,119,Baseline,src\n";
+    std::ofstream(f) << header << "A100-SXM4-80GB," << scenario.string()
+                     << ",false,none,77,119,Baseline,src\n";
     CHECK_THAT(input_error([&] { import_published(layer_time_import(dir.path / "out.yaml", f)); }),
                Catch::Contains("a factor beyond 0.5-2 says the model or the table is wrong"));
     CHECK_FALSE(fs::exists(dir.path / "out.yaml")); // nothing half-written
@@ -385,7 +389,8 @@ TEST_CASE("calibrate::import: layer-time tables, bad input", "[calibration]") {
   SECTION("without the command line's pricing") {
     ImportOptions o = layer_time_import(dir.path / "out.yaml", LAYER_TIMES);
     o.price_layer = nullptr;
-    CHECK_THAT(input_error([&] { import_published(o); }), Catch::Contains("need the command line's layer pricing"));
+    CHECK_THAT(input_error([&] { import_published(o); }),
+               Catch::Contains("need the command line's layer pricing"));
   }
 }
 
@@ -404,15 +409,17 @@ TEST_CASE("calibrate::import: the H100 carries the A100's layer-time factor as a
   CHECK(p.kernel_time_scale > 1.0);
   REQUIRE(p.tables.size() == 2);
   CHECK(p.tables[1].table == ASSUMED_TIME_SCALE_TABLE);
-  CHECK_THAT(kernel_time_scale_origin(p), Catch::StartsWith("the layer times measured in Korthikanti") &&
-                                              Catch::Contains("on A100-SXM4-80GB") &&
-                                              Catch::Contains("ASSUMED for H100-SXM5-80GB for want of its own"));
+  CHECK_THAT(kernel_time_scale_origin(p),
+             Catch::StartsWith("the layer times measured in Korthikanti") &&
+                 Catch::Contains("on A100-SXM4-80GB") &&
+                 Catch::Contains("ASSUMED for H100-SXM5-80GB for want of its own"));
   CHECK_THAT(summary.measured.back(), Catch::Contains("ASSUMED"));
 
   SECTION("only a factor fitted to another GPU's measured layer times is carried over") {
     const fs::path bad = dir.path / "bad.yaml";
     auto error_for = [&](const fs::path& from, std::vector<PublishedTable> more = {}) {
-      std::vector<PublishedTable> tables{{.format = PublishedFormat::ASSUMED_TIME_SCALE, .path = from.string()}};
+      std::vector<PublishedTable> tables{
+          {.format = PublishedFormat::ASSUMED_TIME_SCALE, .path = from.string()}};
       tables.insert(tables.end(), more.begin(), more.end());
       ImportOptions o = published_import(bad, tables);
       o.price_layer = [](const LayerTimeRow& row, const Profile& profile) {
@@ -420,13 +427,15 @@ TEST_CASE("calibrate::import: the H100 carries the A100's layer-time factor as a
       };
       return input_error([&] { import_published(o); });
     };
-    CHECK_THAT(error_for(PROFILES / "v100-sxm2-32gb-datasheet.yaml"),
-               Catch::Contains("kernel.time_scale: v100-sxm2-32gb-datasheet has no kernel.time_scale fitted to "
-                               "measured layer times to carry over"));
+    CHECK_THAT(
+        error_for(PROFILES / "v100-sxm2-32gb-datasheet.yaml"),
+        Catch::Contains("kernel.time_scale: v100-sxm2-32gb-datasheet has no kernel.time_scale fitted to "
+                        "measured layer times to carry over"));
     // An assumed factor is not carried on again.
     CHECK_THAT(error_for(PROFILES / "h100-sxm5-80gb-published.yaml"),
                Catch::Contains("h100-sxm5-80gb-published has no kernel.time_scale fitted to measured layer"));
-    ImportOptions own = published_import(bad, {{.format = PublishedFormat::ASSUMED_TIME_SCALE, .path = a100.string()}});
+    ImportOptions own =
+        published_import(bad, {{.format = PublishedFormat::ASSUMED_TIME_SCALE, .path = a100.string()}});
     own.base = A100_DATASHEET.string();
     CHECK_THAT(input_error([&] { import_published(own); }),
                Catch::Contains("gpu: a100-sxm4-80gb-published describes A100-SXM4-80GB itself: import its "
@@ -471,14 +480,16 @@ TEST_CASE("profile::load_profile: kernel.time_scale", "[calibration]") {
     for (const ComputeOp& op : {gemm, stream})
       CHECK(a.compute_time(op).value() == Approx(1.25 * b.compute_time(op).value()).epsilon(1e-12));
     const GroupShape g{.ranks = 8, .servers = 1};
-    CHECK(a.collective_time(CollectiveKind::ALL_REDUCE, Bytes(1e8), g, BytesPerSecond(300e9), BytesPerSecond(25e9))
-              .value() ==
-          b.collective_time(CollectiveKind::ALL_REDUCE, Bytes(1e8), g, BytesPerSecond(300e9), BytesPerSecond(25e9))
-              .value());
+    CHECK(a.collective_time(CollectiveKind::ALL_REDUCE, Bytes(1e8), g, BytesPerSecond(300e9),
+                            BytesPerSecond(25e9))
+              .value() == b.collective_time(CollectiveKind::ALL_REDUCE, Bytes(1e8), g, BytesPerSecond(300e9),
+                                            BytesPerSecond(25e9))
+                              .value());
   }
 }
 
-TEST_CASE("calibrate::read_published_mfu_table: rows, the best per GPU and peak, bad input", "[calibration]") {
+TEST_CASE("calibrate::read_published_mfu_table: rows, the best per GPU and peak, bad input",
+          "[calibration]") {
   ScratchDir dir("published-mfu");
   const std::string header = std::string(PUBLISHED_MFU_HEADER) + "\n";
   const fs::path f = write(dir.path, "mfu.csv",

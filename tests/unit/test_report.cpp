@@ -143,7 +143,8 @@ TEST_CASE("tools::explain_operations: equal collectives are one row with their c
   }
 }
 
-TEST_CASE("sim::report_metric: the checkpoint's write and restore times are the report's checkpoint block's", "[report]") {
+TEST_CASE("sim::report_metric: the checkpoint's write and restore times are the report's checkpoint block's",
+          "[report]") {
   Report r = report_with({.compute = Seconds(5)}, 60);
   // A machine without storage: no checkpoint plan, the metric is absent (NaN).
   CHECK(std::isnan(report_metric("checkpoint.write_s").read(r)));
@@ -184,9 +185,10 @@ TEST_CASE("sim::Report: the MFU against the best published for the GPU, with its
   CHECK(render_text(r).find("  published    ") == std::string::npos); // no row, no line
   r.published_mfu = row;
   const std::string text = render_text(r);
-  CHECK(text.find("  published    best MFU published on H100-SXM5-80GB: 43.0% (bf16, Llama 3 405B on 8192 GPUs; "
-                  "arXiv 2407.21783 Table 4)\n               this run's 50.0% is 1.16x it: compute is 80% of the "
-                  "iteration and runs the model's FLOPs at 62% of peak\n") != std::string::npos);
+  CHECK(text.find(
+            "  published    best MFU published on H100-SXM5-80GB: 43.0% (bf16, Llama 3 405B on 8192 GPUs; "
+            "arXiv 2407.21783 Table 4)\n               this run's 50.0% is 1.16x it: compute is 80% of the "
+            "iteration and runs the model's FLOPs at 62% of peak\n") != std::string::npos);
   const auto j = nlohmann::json::parse(render_json(r));
   CHECK(j["published_mfu"]["mfu"] == Approx(0.43));
   CHECK(j["published_mfu"]["compute_share"] == Approx(0.8));
