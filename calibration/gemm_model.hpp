@@ -21,7 +21,9 @@ struct GemmKernel {
 /// split of K up to `gemm.max_split_k`, and keeps the fastest (cuBLAS's heuristics aim at it):
 ///  - a tile runs ceil(k / split / k_block) main-loop iterations plus `gemm.fill` iterations of
 ///    fixed cost (pipeline prologue and epilogue), which is what makes small K slow;
-///  - the main loop runs at the dtype's best achievable fraction of peak (`max_efficiency`);
+///  - the main loop runs at the dtype's best achievable fraction of peak (`max_efficiency`), or,
+///    where the profile gives the shape it was measured at, at the rate that reproduces it there;
+///    no shape is priced above `max_efficiency`, the best any shape of the sweep achieved;
 ///  - tiles pad the output (m = 1 wastes a whole tile row) and run in waves of one CTA per SM,
 ///    the last partial wave idling SMs;
 ///  - split K writes fp32 partial tiles and sums them (HBM traffic);

@@ -68,6 +68,12 @@ TEST_CASE("calibration::GemmModel: a best fraction measured at a shape is reprod
   p.gemm_max_efficiency_by_dtype[Precision::BF16] = 0.803;  // MAMF's H100 best...
   p.gemm_best_shape[Precision::BF16] = {2048, 2048, 13312}; // ...measured at this shape
   CHECK(eff(p, 2048, 2048, 13312) == Approx(0.803).epsilon(1e-9));
-  CHECK(eff(p, 16384, 16384, 16384) > 0.803); // the main loop runs faster than that shape shows
-  CHECK(eff(p, 16384, 16384, 16384) <= 1.0);
+  // The main loop runs faster than that shape shows (it lost a partial wave and the K fill), but
+  // no shape is priced above the sweep's best: 16384^3, whose waves and K fill better, was in the
+  // sweep and measured no faster.
+  CHECK(eff(p, 16384, 16384, 16384) == Approx(0.803).epsilon(1e-9));
+  CHECK(eff(p, 16384, 16384, 1024) < 0.803); // a short K still loses its fill
+  // Without a best shape the main loop runs at the best fraction and every shape is below it.
+  p.gemm_best_shape.clear();
+  CHECK(eff(p, 16384, 16384, 16384) < 0.803);
 }
