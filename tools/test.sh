@@ -4,8 +4,9 @@
 #
 #   tools/test.sh [CTEST_ARGS...]             default build (build/), every test
 #   tools/test.sh --sanitize [CTEST_ARGS...]  ASan + UBSan build (build-asan/), every test under it
-#   tools/test.sh --fuzz SECONDS [SEED]       fuzz the scenario, profile and raw-file loaders for
-#                                             SECONDS each (clang, build-fuzz/);
+#   tools/test.sh --fuzz SECONDS [SEED]       fuzz the scenario, profile, raw-file and
+#                                             published-table loaders for SECONDS each (clang,
+#                                             build-fuzz/);
 #                                             with SEED the run is repeatable (CI), without it each
 #                                             run explores new inputs
 set -euo pipefail
@@ -29,7 +30,8 @@ case "${1:-}" in
   seed=${3:-0}  # libFuzzer: 0 draws a seed; any other value repeats the same sequence of inputs
   build_odyssey fuzz
   # Each target for SECONDS, from seeds copied so the fuzzer's corpus additions stay out of the
-  # tree: the shipped scenarios and bad-input cases; the shipped profiles; the raw-file fixtures.
+  # tree: the shipped scenarios and bad-input cases; the shipped profiles; the raw-file fixtures;
+  # the shipped published tables.
   # A crash leaves its input in build-fuzz/ and fails this command.
   corpus=$(mktemp -d)
   trap 'rm -rf "$corpus"' EXIT
@@ -45,6 +47,7 @@ case "${1:-}" in
   fuzz scenario tests/fuzz/scenario.dict 4096 scenarios/*.yaml tests/errors/*.yaml
   fuzz profile tests/fuzz/calibration.dict 16384 calibration/profiles/*.yaml
   fuzz import tests/fuzz/calibration.dict 131072 tests/calibration/*.json
+  fuzz published tests/fuzz/published.dict 65536 calibration/published/*.csv calibration/published/*.textproto
   ;;
 *)
   build_odyssey default
