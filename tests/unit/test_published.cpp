@@ -447,6 +447,28 @@ TEST_CASE("calibrate::import: the H100 carries the A100's layer-time factor as a
   CHECK(parse_published_table("assumed-time-scale=x.yaml").format == PublishedFormat::ASSUMED_TIME_SCALE);
 }
 
+TEST_CASE("calibrate::import: the H200, the H100's die, carries the same assumed factor", "[calibration]") {
+  // Without it an H200 run would price its kernels 10% faster than the same run on an H100 for no
+  // reason of the hardware: the two share the GH100 die, its SMs and its clocks.
+  ScratchDir dir("published-h200");
+  const fs::path a100 = PROFILES / "a100-sxm4-80gb-published.yaml";
+  const fs::path out = dir.path / "h200-sxm-141gb-published.yaml";
+  ImportOptions o =
+      published_import(out, {{.format = PublishedFormat::ASSUMED_TIME_SCALE, .path = a100.string()}});
+  o.base = (PROFILES / "h200-sxm-141gb-datasheet.yaml").string();
+  (void)import_published(o);
+  // The shipped H200 profile is this import's output, value for value.
+  CHECK(text_of(out) == text_of(PROFILES / "h200-sxm-141gb-published.yaml"));
+  const Profile p = load_profile(out.string());
+  CHECK(p.provenance.kind == ProfileKind::PUBLISHED);
+  CHECK(p.kernel_time_scale ==
+        load_profile((PROFILES / "h100-sxm5-80gb-published.yaml").string()).kernel_time_scale);
+  CHECK_THAT(kernel_time_scale_origin(p), Catch::Contains("ASSUMED for H200-SXM-141GB for want of its own"));
+  // calibration: auto takes it over the datasheet profile.
+  CHECK(fs::path(find_profile(PROFILES.string(), "H200-SXM-141GB")).filename() ==
+        "h200-sxm-141gb-published.yaml");
+}
+
 TEST_CASE("profile::load_profile: kernel.time_scale", "[calibration]") {
   ScratchDir dir("published-scale");
   const std::string shipped = text_of(PROFILES / "a100-sxm4-80gb-published.yaml");
