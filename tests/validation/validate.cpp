@@ -19,6 +19,12 @@
 
 namespace {
 
+/// A published or predicted figure as the table prints it: four significant digits, whole numbers
+/// from a thousand up (tokens/s, not 3.713e+04).
+std::string figure(double v) {
+  return std::abs(v) >= 1000 ? fmt::format("{:.0f}", v) : fmt::format("{:.4g}", v);
+}
+
 double metric_of(const odyssey::Report& r, const std::string& metric) {
   try {
     return odyssey::report_metric(metric).read(r);
@@ -66,8 +72,8 @@ int main(int argc, char** argv) {
         } catch (const std::exception& e) {
           // A layout the engine cannot run yet fails its row; the other rows still report.
           ok = false;
-          std::cout << fmt::format("| {} | {} | {:.4g} | not simulated: {} | FAIL | | | |\n", id,
-                                   s.parallelism.gpus(), published, e.what());
+          std::cout << fmt::format("| {} | {} | {} | not simulated: {} | FAIL | | | |\n", id,
+                                   s.parallelism.gpus(), figure(published), e.what());
           std::cout.flush();
           continue;
         }
@@ -78,8 +84,8 @@ int main(int argc, char** argv) {
         ++n;
         const bool row_ok = std::abs(err) <= row_tol;
         ok = ok && row_ok;
-        std::cout << fmt::format("| {} | {} | {:.4g} | {:.4g} | {:+.1f}%{} | {:.3f} | {} | {:.1f} |\n", id,
-                                 r.gpus, published, predicted, err * 100, row_ok ? "" : " FAIL",
+        std::cout << fmt::format("| {} | {} | {} | {} | {:+.1f}%{} | {:.3f} | {} | {:.1f} |\n", id, r.gpus,
+                                 figure(published), figure(predicted), err * 100, row_ok ? "" : " FAIL",
                                  r.iteration_time.value(), r.fits_memory ? "yes" : "no",
                                  r.simulation.wall_seconds);
         std::cout.flush();
