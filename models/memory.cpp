@@ -229,7 +229,7 @@ MemoryBreakdown Workload::memory(int stage) const {
   const double dense = params - experts;
   const int zero = parallelism_.zero;
   const double weight_bytes = weight_element_bytes(training_.precision);
-  const double gradient_bytes = gradient_element_bytes(training_.precision);
+  const double gradient_bytes = gradient_element_bytes(training_);
   const double optimizer_bytes = optimizer_state_bytes(training_.precision);
   // Dense states shard over the dp*cp ranks that hold the same parameters, expert states over the
   // expert-data-parallel group (dp*cp/ep).
@@ -282,7 +282,7 @@ MemoryBreakdown Workload::memory(int stage) const {
     for (int c = 0; c < chunks_per_stage(); ++c) {
       const ChunkWork& w = chunk(stage, c);
       const Bytes whole = w.parameters + w.expert_parameters;
-      const int buckets = gradient_buckets(parallelism_, training_.precision, whole, w.layers);
+      const int buckets = gradient_buckets(parallelism_, training_, whole, w.layers);
       held = std::max(held, parallelism_.dp_overlap && buckets > 0
                                 ? std::min(whole.value(), 2 * whole.value() / buckets)
                                 : whole.value());

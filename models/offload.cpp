@@ -156,7 +156,7 @@ OffloadStep offload_step(const Workload& w, int stage, const HostResources& host
   const Precision precision = w.training().precision;
   const double shard = w.optimizer_shard_parameters(stage);
   const double sharing = std::max(host.gpus, 1);
-  step.gradients_to_host = at_rate(shard * gradient_element_bytes(precision), host.pcie);
+  step.gradients_to_host = at_rate(shard * gradient_element_bytes(w.training()), host.pcie);
   step.parameters_to_device = at_rate(shard * weight_element_bytes(precision), host.pcie);
   const double server_rate = cpu_adam_rate(host, rate);
   if (server_rate > 0) step.cpu_adam = Seconds(shard * sharing / server_rate);

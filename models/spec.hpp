@@ -92,6 +92,10 @@ struct TrainingSpec {
   /// --gradient-accumulation-fusion, 2022); false: it writes a 16-bit gradient that a separate
   /// kernel adds to the main gradient, every micro-batch (Megatron-LM 2021).
   bool gradient_accumulation_fusion = true;
+  /// dtype of the main gradients that are accumulated and reduced across data-parallel ranks;
+  /// unset: the precision's own (gradient_element_bytes). BF16: Megatron-core without
+  /// grad_reduce_in_fp32 (NeMo's optim.grad_sync_dtype: bf16), a 16-bit buffer and reduction.
+  std::optional<Precision> grad_reduce_dtype;
   std::optional<double> tokens; ///< token budget for time-to-train
 };
 
@@ -149,6 +153,11 @@ constexpr double bytes_per_element(Precision p) {
 /// gradients; BF16 and FP8 mixed precision keep FP32 main gradients, FP32 training FP32 ones.
 constexpr double gradient_element_bytes(Precision p) {
   return p == Precision::FP16 ? 2.0 : 4.0;
+}
+
+/// Bytes per main-gradient element of a training setup: its grad_reduce_dtype where set.
+inline double gradient_element_bytes(const TrainingSpec& t) {
+  return t.grad_reduce_dtype ? bytes_per_element(*t.grad_reduce_dtype) : gradient_element_bytes(t.precision);
 }
 
 /// Bytes per element of the weights a GPU holds: FP32, or 16-bit (FP8 training keeps BF16 weights;

@@ -802,7 +802,7 @@ Workload::Workload(ModelSpec model, TrainingSpec training, ParallelismSpec paral
   x.act_dtype = activation_precision(training_.precision);
   x.d = bytes_per_element(x.act_dtype);
   x.g = bytes_per_element(x.gemm_dtype);
-  x.grad = gradient_element_bytes(training_.precision);
+  x.grad = gradient_element_bytes(training_);
   x.w = weight_element_bytes(training_.precision);
   x.dropout = dropout_probability(m) > 0;
   x.accumulation_fusion = training_.gradient_accumulation_fusion;
@@ -1036,12 +1036,12 @@ int Workload::expert_zero_shards() const {
 }
 
 Bytes Workload::dp_bucket_bytes() const {
-  return odyssey::dp_bucket_bytes(parallelism_, training_.precision);
+  return odyssey::dp_bucket_bytes(parallelism_, training_);
 }
 
-Bytes dp_bucket_bytes(const ParallelismSpec& p, Precision precision) {
+Bytes dp_bucket_bytes(const ParallelismSpec& p, const TrainingSpec& training) {
   if (p.dp_bucket.value() > 0) return p.dp_bucket;
-  const double element = gradient_element_bytes(precision);
+  const double element = gradient_element_bytes(training);
   // ZeRO-2/3 reduce every micro-batch, as DeepSpeed does, in DeepSpeed's default bucket
   // (zero_optimization.reduce_bucket_size, 5e8 elements); Megatron-core's otherwise.
   if (p.zero >= 2) return Bytes(5e8 * element);
@@ -1068,7 +1068,7 @@ Bytes Workload::gradient_bytes(int stage) const {
 }
 
 Bytes Workload::expert_gradient_bytes(int stage) const {
-  return Bytes(local_expert_parameters_.at(size_t(stage)) * gradient_element_bytes(training_.precision));
+  return Bytes(local_expert_parameters_.at(size_t(stage)) * gradient_element_bytes(training_));
 }
 
 double Workload::optimizer_shard_parameters(int stage) const {

@@ -185,7 +185,7 @@ struct MemoryFit {
 [[nodiscard]] double inflight_microbatches(const std::vector<PipelineStep>& schedule, int virtual_stages);
 
 /// Bytes of one data-parallel gradient bucket (Workload::dp_bucket_bytes).
-[[nodiscard]] Bytes dp_bucket_bytes(const ParallelismSpec& parallelism, Precision precision);
+[[nodiscard]] Bytes dp_bucket_bytes(const ParallelismSpec& parallelism, const TrainingSpec& training);
 
 /// How ZeRO-3 gathers and releases the parameters of one model chunk on one GPU.
 struct Zero3Gathers {
@@ -204,8 +204,8 @@ struct Zero3Gathers {
 /// layers: one per layer when ZeRO-3 gathers by layer and the bucket is automatic (FSDP
 /// reduce-scatters each unit's gradients after its backward), otherwise one per dp_bucket_bytes.
 /// Zero when there are no gradients.
-[[nodiscard]] int gradient_buckets(const ParallelismSpec& parallelism, Precision precision, Bytes gradients,
-                                   int layers);
+[[nodiscard]] int gradient_buckets(const ParallelismSpec& parallelism, const TrainingSpec& training,
+                                   Bytes gradients, int layers);
 
 /// GPU memory besides model states and activations: the CUDA context, the cuBLAS workspace, NCCL's
 /// buffers for each communicator (one per parallel dimension above 1) and the allocator's

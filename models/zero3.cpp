@@ -43,11 +43,11 @@ Zero3Gathers zero3_gathers(const ParallelismSpec& p, double elements, int layers
   return g;
 }
 
-int gradient_buckets(const ParallelismSpec& p, Precision precision, Bytes gradients, int layers) {
+int gradient_buckets(const ParallelismSpec& p, const TrainingSpec& training, Bytes gradients, int layers) {
   if (gradients.value() <= 0) return 0;
   if (p.zero >= 3 && p.zero3_unit == Zero3Unit::LAYER && p.dp_bucket.value() <= 0) return std::max(1, layers);
   // A rounding error must not add a bucket when the gradients are a whole number of buckets.
-  const double buckets = gradients.value() / dp_bucket_bytes(p, precision).value();
+  const double buckets = gradients.value() / dp_bucket_bytes(p, training).value();
   return std::max(1, static_cast<int>(std::ceil(buckets * (1 - 1e-12))));
 }
 

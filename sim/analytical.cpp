@@ -308,7 +308,7 @@ Estimate AnalyticalScreen::evaluate(const Strategy& s) {
   const StageTime middle = pp > 2 ? stage_time(1) : first;
   auto work = [](const StageTime& st) { return st.f + st.b + st.recv; };
   // Gradient reduction, optimizer step and (ZeRO >= 1) parameter all-gather of each stage.
-  const double grad_element = gradient_element_bytes(training_.precision);
+  const double grad_element = gradient_element_bytes(training_);
   const double weight_element = weight_element_bytes(training_.precision);
   const bool has_dp = long(p.dp) * p.cp > 1;
   const bool has_expert_dp = long(p.dp) * p.cp / p.ep > 1;
@@ -323,7 +323,7 @@ Estimate AnalyticalScreen::evaluate(const Strategy& s) {
     Seconds load;
     for (int c = 0; c < v; ++c) {
       const double bytes = st.chunk_gradients[size_t(c)] * grad_element;
-      const int buckets = std::max(1, gradient_buckets(p, training_.precision, Bytes(bytes), chunk_layers));
+      const int buckets = std::max(1, gradient_buckets(p, training_, Bytes(bytes), chunk_layers));
       load += buckets * collective_time(CollectiveOp{.name = "grad",
                                                      .kind = grad_kind,
                                                      .group = GroupKind::DP,
@@ -366,8 +366,8 @@ Estimate AnalyticalScreen::evaluate(const Strategy& s) {
         const double bytes = st.chunk_gradients[size_t(c)] * grad_element;
         const double dense = has_dp ? bytes * (1 - sh.expert_fraction) : 0.0;
         const double expert = has_expert_dp ? bytes * sh.expert_fraction : 0.0;
-        const int dense_buckets = gradient_buckets(p, training_.precision, Bytes(dense), chunk_layers);
-        const int expert_buckets = gradient_buckets(p, training_.precision, Bytes(expert), chunk_layers);
+        const int dense_buckets = gradient_buckets(p, training_, Bytes(dense), chunk_layers);
+        const int expert_buckets = gradient_buckets(p, training_, Bytes(expert), chunk_layers);
         const int buckets = std::max({1, dense_buckets, expert_buckets});
         auto bucket_time = [&](double b, int n, GroupKind g) {
           return n > 0
@@ -471,7 +471,7 @@ Estimate AnalyticalScreen::evaluate(const Strategy& s) {
     const double activations = (held * st.sum.activations + sh.transient).value();
     // ZeRO-2/3 hold a chunk's whole gradients until reduced: two buckets of them with overlap.
     const double chunk_gradients = params / v * grad_element;
-    const int buckets = gradient_buckets(p, training_.precision, Bytes(chunk_gradients), chunk_layers);
+    const int buckets = gradient_buckets(p, training_, Bytes(chunk_gradients), chunk_layers);
     const double gradient_buffer =
         p.zero >= 2 && has_dp
             ? (p.dp_overlap && buckets > 0 ? std::min(chunk_gradients, 2 * chunk_gradients / buckets)

@@ -890,7 +890,7 @@ void Simulation::stage_actor(BlockState& b) {
       if (i >= 0) releases_at[static_cast<size_t>(i)] = 1;
   }
   auto buckets_of = [&](Bytes bytes, int layers) {
-    return gradient_buckets(p_, w_.training().precision, bytes, layers);
+    return gradient_buckets(p_, w_.training(), bytes, layers);
   };
   std::vector<int> pending;                 // DP requests to wait for at the end
   std::vector<const PricedChunk*> deferred; // chunks whose gradients wait for the flush

@@ -272,6 +272,23 @@ const std::vector<Field<Draft>>& scenario_fields() {
        "separate add per weight every micro-batch, as Megatron-LM 2021 ran",
        [](Draft& d, const YamlValue& v) { d.scenario.training.gradient_accumulation_fusion = v.as_bool(); },
        [](const Draft& d) { return yaml_bool(d.scenario.training.gradient_accumulation_fusion); }},
+      {"training.grad_reduce_dtype", "auto | fp32 | bf16", "auto",
+       "main gradients' dtype, accumulated and reduced across data-parallel ranks; auto: fp16 for fp16 "
+       "training, else fp32; bf16: Megatron-core without grad_reduce_in_fp32 (NeMo optim.grad_sync_dtype: "
+       "bf16)",
+       [](Draft& d, const YamlValue& v) {
+         if (v.as_string() == "auto") {
+           d.scenario.training.grad_reduce_dtype.reset();
+           return;
+         }
+         d.scenario.training.grad_reduce_dtype =
+             v.as_enum<Precision>({{"fp32", Precision::FP32}, {"bf16", Precision::BF16}});
+       },
+       [](const Draft& d) {
+         return d.scenario.training.grad_reduce_dtype
+                    ? std::string(to_string(*d.scenario.training.grad_reduce_dtype))
+                    : std::string("auto");
+       }},
       {"parallelism.tp", "positive integer", "1", "tensor-parallel degree",
        [](Draft& d, const YamlValue& v) { d.scenario.parallelism.tp = positive_int(v); },
        [](const Draft& d) { return std::to_string(d.scenario.parallelism.tp); }},

@@ -653,6 +653,28 @@ TEST_CASE("models::Workload: without gradient accumulation fusion each dW GEMM i
   CHECK(unfused.hardware_flops().value() == fused.hardware_flops().value());
 }
 
+TEST_CASE("models::Workload: bf16 main gradients halve the gradient memory, buckets and reductions",
+          "[models]") {
+  TrainingSpec t{.global_batch = 64, .micro_batch = 1, .precision = Precision::BF16, .tokens = {}};
+  ParallelismSpec p;
+  p.dp = 4;
+  p.zero = 1;
+  const Workload fp32(llama(2, 1024, 16, 4, 2816, 32000, 2048), t, p);
+  t.grad_reduce_dtype = Precision::BF16;
+  const Workload bf16(llama(2, 1024, 16, 4, 2816, 32000, 2048), t, p);
+  CHECK(gradient_element_bytes(t) == 2.0);
+  CHECK(fp32.memory(0).gradients.value() == Approx(2 * bf16.memory(0).gradients.value()));
+  CHECK(fp32.memory(0).weights.value() == bf16.memory(0).weights.value());
+  CHECK(fp32.memory(0).optimizer_states.value() == bf16.memory(0).optimizer_states.value());
+  CHECK(fp32.gradient_bytes(0).value() == Approx(2 * bf16.gradient_bytes(0).value()));
+  CHECK(fp32.dp_bucket_bytes().value() == Approx(2 * bf16.dp_bucket_bytes().value()));
+  // The fused weight-gradient GEMM read-modify-writes a 2-byte main gradient, not a 4-byte one.
+  const double elements = 1024.0 * 1536; // qkv weight: 1024 x (1024 + 2 x 256)
+  CHECK(find_op(fp32.chunk(0, 0).backward_weight, "qkv_wgrad").bytes.value() -
+            find_op(bf16.chunk(0, 0).backward_weight, "qkv_wgrad").bytes.value() ==
+        Approx(elements * (8 - 4)));
+}
+
 TEST_CASE("models::Workload: dropout kernels and masks only when the model trains with dropout", "[models]") {
   TrainingSpec t{.global_batch = 64, .micro_batch = 1, .precision = Precision::FP16, .tokens = {}};
   t.flash_attention = false;
