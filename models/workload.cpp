@@ -624,19 +624,41 @@ WorkBlock fp8_weight_casts(const WorkBlock& forward, Precision act_dtype) {
   return w;
 }
 
-/// Without gradient accumulation fusion every weight-gradient GEMM of `w` is followed by
-/// main_grad += grad (Megatron-LM before --gradient-accumulation-fusion, and PyTorch DDP's
-/// AccumulateGrad): read the GEMM's gradient (weight dtype) and the main gradient, write the main
-/// gradient, every micro-batch.
-void add_gradient_accumulation(WorkBlock& w, double weight_bytes, double grad_bytes, Precision act_dtype) {
+} // namespace
+
+/// Bytes moved per gradient element after each weight-gradient GEMM, every micro-batch, by a
+/// framework that does not fuse the gradient into the GEMM (gradient_accumulation_fusion off), and
+/// the name of that pass.
+/// - Megatron-LM before --gradient-accumulation-fusion, PyTorch DDP's AccumulateGrad, DeepSpeed:
+///   main_grad += grad, reading the GEMM's gradient (weight dtype) and the main gradient and writing
+///   the main gradient.
+/// - PyTorch FSDP (ZeRO-3 by layer units): the gradient is freed after every reduce-scatter, so
+///   nothing accumulates; the post-backward hook casts the unsharded gradient to the reduce dtype
+///   where that is wider (`param.grad.data.to(mixed_precision.reduce_dtype)`: read the weight
+///   dtype, write the reduce dtype) and divides it by the pre-division factor (`grad.div_(
+///   gradient_predivide_factor)`, above 1 for every world size of 2 or more: read and write),
+///   torch.distributed.fsdp's _post_backward_hook and its reduce-scatter hook.
+GradientPass unfused_gradient_pass(const ParallelismSpec& par, double weight_bytes, double grad_bytes) {
+  if (par.zero >= 3 && par.zero3_unit == Zero3Unit::LAYER) {
+    const double cast = grad_bytes > weight_bytes ? weight_bytes + grad_bytes : 0.0;
+    return {.name = "fsdp_grad_cast_divide_", .bytes_per_element = cast + 2 * grad_bytes};
+  }
+  return {.name = "grad_accum_", .bytes_per_element = weight_bytes + 2 * grad_bytes};
+}
+
+namespace {
+
+/// Without gradient accumulation fusion every weight-gradient GEMM of `w` is followed by `pass`
+/// over its gradient (unfused_gradient_pass).
+void add_gradient_accumulation(WorkBlock& w, const GradientPass& pass, Precision act_dtype) {
   std::vector<ComputeOp> out;
   out.reserve(w.compute.size() * 2);
   for (const ComputeOp& op : w.compute) {
     out.push_back(op);
     if (op.kind != OpKind::GEMM || op.pass != Pass::BACKWARD_WEIGHT) continue;
     const double elements = double(op.gemm.m) * double(op.gemm.n) * double(op.gemm.batch);
-    ComputeOp add = make_op("grad_accum_" + op.name, OpKind::MEMORY_BOUND, op.pass, act_dtype);
-    add.bytes = Bytes(elements * (weight_bytes + 2 * grad_bytes));
+    ComputeOp add = make_op(pass.name + op.name, OpKind::MEMORY_BOUND, op.pass, act_dtype);
+    add.bytes = Bytes(elements * pass.bytes_per_element);
     out.push_back(add);
   }
   w.compute = std::move(out);
@@ -820,6 +842,7 @@ Workload::Workload(ModelSpec model, TrainingSpec training, ParallelismSpec paral
   }
   const LayerBuilder layer(x);
   const bool fp8 = training_.precision == Precision::FP8;
+  const GradientPass gradient_pass = unfused_gradient_pass(par, x.w, x.grad);
   auto is_moe = [&](int layer_index) { return m.moe && (layer_index + 1) % m.moe->every == 0; };
 
   // The two kinds of layer, built once and repeated: every layer of one kind is identical.
@@ -834,7 +857,7 @@ Workload::Workload(ModelSpec model, TrainingSpec training, ParallelismSpec paral
       add_fp8_casts(l.rec, x.act_dtype);
       add_fp8_casts(l.dx, x.act_dtype);
     }
-    if (!x.accumulation_fusion) add_gradient_accumulation(l.dw, x.w, x.grad, x.act_dtype);
+    if (!x.accumulation_fusion) add_gradient_accumulation(l.dw, gradient_pass, x.act_dtype);
     return l;
   };
   const LayerBlocks dense_layer = layer_blocks(false);
@@ -866,7 +889,7 @@ Workload::Workload(ModelSpec model, TrainingSpec training, ParallelismSpec paral
         add_fp8_casts(head, x.act_dtype);
         add_fp8_casts(input, x.act_dtype);
       }
-      if (!x.accumulation_fusion) add_gradient_accumulation(weight, x.w, x.grad, x.act_dtype);
+      if (!x.accumulation_fusion) add_gradient_accumulation(weight, gradient_pass, x.act_dtype);
       append(c.forward, head);
       append(c.backward_input, input);
       append(c.backward_weight, weight);

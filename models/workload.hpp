@@ -3,6 +3,7 @@
 // job-level FLOP counts and the memory model. Pure C++; knows nothing of SimGrid or of costs.
 #pragma once
 
+#include <string>
 #include <vector>
 
 #include "models/ops.hpp"
@@ -186,6 +187,19 @@ struct MemoryFit {
 
 /// Bytes of one data-parallel gradient bucket (Workload::dp_bucket_bytes).
 [[nodiscard]] Bytes dp_bucket_bytes(const ParallelismSpec& parallelism, const TrainingSpec& training);
+
+/// The pass over each weight gradient that follows its GEMM every micro-batch where the framework
+/// does not fuse the gradient into the GEMM (training.gradient_accumulation_fusion off).
+struct GradientPass {
+  std::string name;               ///< prefix of the operation's name
+  double bytes_per_element = 0.0; ///< HBM bytes read and written per gradient element
+};
+
+/// That pass for a layout whose weights are `weight_bytes` and main gradients `grad_bytes` per
+/// element: the accumulation into the main gradient, or PyTorch FSDP's cast and pre-division
+/// before its reduce-scatter (ZeRO-3 by layer units). Sources in models/workload.cpp.
+[[nodiscard]] GradientPass unfused_gradient_pass(const ParallelismSpec& parallelism, double weight_bytes,
+                                                 double grad_bytes);
 
 /// How ZeRO-3 gathers and releases the parameters of one model chunk on one GPU.
 struct Zero3Gathers {

@@ -145,6 +145,43 @@ DpRequest dp_request(const CollectiveOp& op) {
           .count = op.count};
 }
 
+} // namespace
+
+std::vector<CollectiveOp> part_collectives(const std::vector<CollectiveOp>& comm, int part, int parts) {
+  std::vector<CollectiveOp> out;
+  const size_t n = comm.size();
+  for (size_t i = 0; i < n; ++i) {
+    const CollectiveOp& op = comm[i];
+    if (data_parallel(op.group) && parts > 1) {
+      // ZeRO-3's per-unit gathers go with the units: the pass's first unit before its first part,
+      // the prefetched ones one by one ahead of the parts whose gradients follow them on the
+      // data-parallel stream (FSDP's backward prefetch issues the next unit's all-gather before
+      // the current unit's reduce-scatter).
+      if (!op.overlap_with_compute) {
+        if (part == 0) out.push_back(op);
+        continue;
+      }
+      // Shared out from the first part on: a unit's gather runs ahead of the part that needs it.
+      const long c = op.count;
+      const int from = static_cast<int>((c * part + parts - 1) / parts);
+      const int to = static_cast<int>((c * (part + 1) + parts - 1) / parts);
+      if (to > from) {
+        out.push_back(op);
+        out.back().count = to - from;
+      }
+      continue;
+    }
+    // The others are spread over the parts in order, each whole (a collective split in pieces
+    // would pay its latency once per piece).
+    if (i >= n * static_cast<size_t>(part) / static_cast<size_t>(parts) &&
+        i < n * static_cast<size_t>(part + 1) / static_cast<size_t>(parts))
+      out.push_back(op);
+  }
+  return out;
+}
+
+namespace {
+
 /// Per-(stage, expert-group replica) actor state; touched only from SimGrid actors (one thread).
 struct BlockState {
   int stage = 0;
@@ -980,12 +1017,8 @@ void Simulation::stage_actor(BlockState& b) {
       const int parts = std::max(
           1, std::max(buckets_of(pc.gradients, pc.layers), buckets_of(pc.expert_gradients, pc.layers)));
       PricedBlock slice{.compute = work.compute / parts, .comm = {}};
-      const size_t n = work.comm.size();
       for (int k = 0; k < parts; ++k) {
-        // The pass's collectives are spread over the parts in order, each whole (a collective
-        // split in pieces would pay its latency once per piece).
-        slice.comm.assign(work.comm.begin() + static_cast<long>(n * k / parts),
-                          work.comm.begin() + static_cast<long>(n * (k + 1) / parts));
+        slice.comm = part_collectives(work.comm, k, parts);
         run_block(b, slice, fmt::format("{} part {}", label, k));
         release(pc, k, parts);
       }

@@ -87,6 +87,12 @@ struct SimulationResult {
   double busiest_nic_utilisation = 0.0;   ///< of the fabric NIC links: bytes / (bandwidth x iteration)
 };
 
+/// The collectives of part `part` of `parts` of a backward pass that releases its gradients bucket
+/// by bucket: ZeRO-3's gathers with their units (the blocking first one in part 0, the prefetched
+/// ones `count` shared out in order), every other collective whole, spread over the parts in order.
+[[nodiscard]] std::vector<CollectiveOp> part_collectives(const std::vector<CollectiveOp>& comm, int part,
+                                                         int parts);
+
 /// Simulates one iteration of `workload` on the first servers of `machine`. Throws
 /// std::runtime_error for internal failures; input is expected to have been validated.
 SimulationResult simulate(const MachineSpec& machine, const Workload& workload, const CostModel& cost,

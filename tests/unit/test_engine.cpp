@@ -516,6 +516,58 @@ TEST_CASE("sim::Engine: ZeRO-3 pays each per-layer all-gather's latency", "[engi
   CHECK(extra > 0.5 * 2 * 2 * 7 * plan.latency.value());
 }
 
+TEST_CASE("sim::part_collectives: ZeRO-3's backward gathers go with their units", "[engine]") {
+  const CollectiveOp first{.name = "zero3_param_gather_bwd",
+                           .kind = CollectiveKind::ALL_GATHER,
+                           .group = GroupKind::DP,
+                           .bytes = Bytes(1e6)};
+  CollectiveOp prefetch = first;
+  prefetch.name = "zero3_param_gather_bwd_prefetch";
+  prefetch.overlap_with_compute = true;
+  prefetch.count = 7;
+  const CollectiveOp tp{.name = "tp_all_reduce", .group = GroupKind::TP, .bytes = Bytes(1e6)};
+  const std::vector<CollectiveOp> comm{first, prefetch, tp, tp};
+  const int parts = 8;
+  int gathers = 0;
+  int tps = 0;
+  for (int k = 0; k < parts; ++k) {
+    const std::vector<CollectiveOp> part = part_collectives(comm, k, parts);
+    for (const CollectiveOp& op : part) {
+      if (op.name == "zero3_param_gather_bwd") CHECK(k == 0); // before the pass's first unit
+      if (op.name == "zero3_param_gather_bwd_prefetch") {
+        CHECK(op.count == 1); // one unit ahead of each part but the last
+        CHECK(k < parts - 1);
+        gathers += op.count;
+      }
+      if (op.group == GroupKind::TP) ++tps;
+    }
+  }
+  CHECK(gathers == 7);
+  CHECK(tps == 2); // the others whole, each once
+}
+
+TEST_CASE("sim::Engine: ZeRO-3's backward gathers hide under the compute of the units before them",
+          "[engine]") {
+  // MPT-13B's shape on 8 GPUs of one server: a layer's gather and reduce-scatter take less than
+  // its backward, so only the first unit's gather and the last unit's reduce-scatter show.
+  const MachineSpec machine = small_machine(1);
+  const CostModel cost(a100_profile());
+  ParallelismSpec p{.tp = 1, .pp = 1, .dp = 8, .zero = 3};
+  p.zero3_unit = Zero3Unit::LAYER;
+  const Workload w(gpt(8, 5120, 40, 50368),
+                   {.global_batch = 16, .micro_batch = 2, .precision = Precision::BF16}, p);
+  const SimulationResult r = simulate(machine, w, cost, {});
+  const Bytes layer = Bytes(12.0 * 5120 * 5120 * 2);
+  const GroupShape dp{.ranks = 8, .servers = 1};
+  const BytesPerSecond nvlink = machine.server.nvlink_bandwidth, nic = machine.server.nic_bandwidth;
+  const double gather = cost.collective_time(CollectiveKind::ALL_GATHER, layer, dp, nvlink, nic).value();
+  const double scatter =
+      cost.collective_time(CollectiveKind::REDUCE_SCATTER, layer * 2.0, dp, nvlink, nic).value();
+  INFO("dp exposed " << r.breakdown.dp_comm_exposed.value() << " s, a layer's gather " << gather
+                     << " s and reduce-scatter " << scatter << " s");
+  CHECK(r.breakdown.dp_comm_exposed.value() < 2 * (gather + scatter));
+}
+
 TEST_CASE("sim::Engine: overlapped communication slows the compute beside it", "[engine]") {
   const MachineSpec machine = small_machine(1);
   const CostModel cost(a100_profile()); // 108 SMs

@@ -653,6 +653,31 @@ TEST_CASE("models::Workload: without gradient accumulation fusion each dW GEMM i
   CHECK(unfused.hardware_flops().value() == fused.hardware_flops().value());
 }
 
+TEST_CASE("models::Workload: PyTorch FSDP casts and pre-divides each micro-batch's gradient instead of "
+          "accumulating it",
+          "[models]") {
+  TrainingSpec t{.global_batch = 64, .micro_batch = 1, .precision = Precision::BF16, .tokens = {}};
+  t.gradient_accumulation_fusion = false;
+  ParallelismSpec p;
+  p.dp = 8;
+  p.zero = 3;
+  p.zero3_unit = Zero3Unit::LAYER;
+  // FSDP mixed precision DEFAULT: bf16 gradient cast to fp32 (read 2, write 4), divided by the
+  // pre-division factor (read and write 4).
+  CHECK(unfused_gradient_pass(p, 2, 4).bytes_per_element == 2 + 4 + 2 * 4);
+  // FSDP PURE (bf16 reduction): nothing to cast, the division alone.
+  CHECK(unfused_gradient_pass(p, 2, 2).bytes_per_element == 2 * 2);
+  // DeepSpeed ZeRO-3 buckets, and every other layout: main_grad += grad.
+  ParallelismSpec deepspeed = p;
+  deepspeed.zero3_unit = Zero3Unit::BUCKET;
+  CHECK(unfused_gradient_pass(deepspeed, 2, 4).bytes_per_element == 2 + 2 * 4);
+  CHECK(unfused_gradient_pass(ParallelismSpec{}, 2, 4).bytes_per_element == 2 + 2 * 4);
+  const Workload fsdp(llama(2, 1024, 16, 4, 2816, 32000, 2048), t, p);
+  const double elements = 1024.0 * 1536; // the qkv weight: q 1024 and k, v 256 each
+  const ComputeOp& pass = find_op(fsdp.chunk(0, 0).backward_weight, "fsdp_grad_cast_divide_qkv_wgrad");
+  CHECK(pass.bytes.value() == Approx(elements * 14));
+}
+
 TEST_CASE("models::Workload: bf16 main gradients halve the gradient memory, buckets and reductions",
           "[models]") {
   TrainingSpec t{.global_batch = 64, .micro_batch = 1, .precision = Precision::BF16, .tokens = {}};
