@@ -56,6 +56,15 @@ const char* to_string(Zero3Unit u) {
   return "?";
 }
 
+const char* to_string(Framework f) {
+  switch (f) {
+  case Framework::MEGATRON_LM: return "megatron-lm";
+  case Framework::DEEPSPEED: return "deepspeed";
+  case Framework::PYTORCH_FSDP: return "pytorch-fsdp";
+  }
+  return "?";
+}
+
 const char* to_string(AttentionKernel k) {
   switch (k) {
   case AttentionKernel::NEWEST: return "newest";

@@ -25,6 +25,10 @@ enum class Zero3Unit { LAYER, BUCKET };
 /// `attention` figures: FlashAttention-3 on Hopper, -2 on Ampere), or FlashAttention-2, which
 /// runs trained before FlashAttention-3 (July 2024) used on Hopper.
 enum class AttentionKernel { NEWEST, FLASH_ATTENTION_2 };
+/// The training framework whose own gradient handling a run used where it is not fused into the
+/// weight-gradient GEMMs (unfused_gradient_pass): Megatron-LM, DeepSpeed (its BF16 optimizer) or
+/// PyTorch FSDP.
+enum class Framework { MEGATRON_LM, DEEPSPEED, PYTORCH_FSDP };
 /// Where DeepSpeed's ZeRO-Offload / ZeRO-Infinity keeps a kind of model state: on the GPU (NONE),
 /// in host memory (CPU) or on the server's local NVMe (NVME).
 enum class OffloadDevice { NONE, CPU, NVME };
@@ -96,6 +100,7 @@ struct TrainingSpec {
   /// unset: the precision's own (gradient_element_bytes). BF16: Megatron-core without
   /// grad_reduce_in_fp32 (NeMo's optim.grad_sync_dtype: bf16), a 16-bit buffer and reduction.
   std::optional<Precision> grad_reduce_dtype;
+  Framework framework = Framework::MEGATRON_LM;
   std::optional<double> tokens; ///< token budget for time-to-train
 };
 
@@ -178,6 +183,7 @@ const char* to_string(PipelineScheduleKind s);
 const char* to_string(Recompute r);
 const char* to_string(Fidelity f);
 const char* to_string(Zero3Unit u);
+const char* to_string(Framework f);
 const char* to_string(AttentionKernel k);
 const char* to_string(OffloadDevice d);
 

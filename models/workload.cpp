@@ -629,19 +629,29 @@ WorkBlock fp8_weight_casts(const WorkBlock& forward, Precision act_dtype) {
 /// Bytes moved per gradient element after each weight-gradient GEMM, every micro-batch, by a
 /// framework that does not fuse the gradient into the GEMM (gradient_accumulation_fusion off), and
 /// the name of that pass.
-/// - Megatron-LM before --gradient-accumulation-fusion, PyTorch DDP's AccumulateGrad, DeepSpeed:
-///   main_grad += grad, reading the GEMM's gradient (weight dtype) and the main gradient and writing
-///   the main gradient.
-/// - PyTorch FSDP (ZeRO-3 by layer units): the gradient is freed after every reduce-scatter, so
-///   nothing accumulates; the post-backward hook casts the unsharded gradient to the reduce dtype
-///   where that is wider (`param.grad.data.to(mixed_precision.reduce_dtype)`: read the weight
-///   dtype, write the reduce dtype) and divides it by the pre-division factor (`grad.div_(
-///   gradient_predivide_factor)`, above 1 for every world size of 2 or more: read and write),
-///   torch.distributed.fsdp's _post_backward_hook and its reduce-scatter hook.
-GradientPass unfused_gradient_pass(const ParallelismSpec& par, double weight_bytes, double grad_bytes) {
-  if (par.zero >= 3 && par.zero3_unit == Zero3Unit::LAYER) {
+/// - Megatron-LM before --gradient-accumulation-fusion (and PyTorch DDP's AccumulateGrad):
+///   `main_grad.add_(grad)`, reading the GEMM's gradient (weight dtype) and the main gradient and
+///   writing the main gradient.
+/// - DeepSpeed's BF16 optimizer (deepspeed/runtime/bf16_optimizer.py, update_hp_grads, which its
+///   pipeline engine calls after every micro-batch's backward):
+///   `hp_grad.data.add_(lp.grad.data.to(hp_grad.dtype))`: the cast materialises an fp32 copy
+///   (read the weight dtype, write the main dtype) that the add then reads beside the main
+///   gradient it read-modify-writes.
+/// - PyTorch FSDP: the gradient is freed after every reduce-scatter, so nothing accumulates; the
+///   post-backward hook casts the unsharded gradient to the reduce dtype where that is wider
+///   (`param.grad.data.to(mixed_precision.reduce_dtype)`: read the weight dtype, write the reduce
+///   dtype) and divides it by the pre-division factor (`grad.div_(gradient_predivide_factor)`,
+///   above 1 for every world size of 2 or more: read and write), torch.distributed.fsdp's
+///   _post_backward_hook and its reduce-scatter hook.
+GradientPass unfused_gradient_pass(Framework framework, double weight_bytes, double grad_bytes) {
+  switch (framework) {
+  case Framework::PYTORCH_FSDP: {
     const double cast = grad_bytes > weight_bytes ? weight_bytes + grad_bytes : 0.0;
     return {.name = "fsdp_grad_cast_divide_", .bytes_per_element = cast + 2 * grad_bytes};
+  }
+  case Framework::DEEPSPEED:
+    return {.name = "bf16_optimizer_grad_accum_", .bytes_per_element = weight_bytes + 4 * grad_bytes};
+  case Framework::MEGATRON_LM: break;
   }
   return {.name = "grad_accum_", .bytes_per_element = weight_bytes + 2 * grad_bytes};
 }
@@ -842,7 +852,7 @@ Workload::Workload(ModelSpec model, TrainingSpec training, ParallelismSpec paral
   }
   const LayerBuilder layer(x);
   const bool fp8 = training_.precision == Precision::FP8;
-  const GradientPass gradient_pass = unfused_gradient_pass(par, x.w, x.grad);
+  const GradientPass gradient_pass = unfused_gradient_pass(training_.framework, x.w, x.grad);
   auto is_moe = [&](int layer_index) { return m.moe && (layer_index + 1) % m.moe->every == 0; };
 
   // The two kinds of layer, built once and repeated: every layer of one kind is identical.

@@ -195,11 +195,11 @@ struct GradientPass {
   double bytes_per_element = 0.0; ///< HBM bytes read and written per gradient element
 };
 
-/// That pass for a layout whose weights are `weight_bytes` and main gradients `grad_bytes` per
-/// element: the accumulation into the main gradient, or PyTorch FSDP's cast and pre-division
-/// before its reduce-scatter (ZeRO-3 by layer units). Sources in models/workload.cpp.
-[[nodiscard]] GradientPass unfused_gradient_pass(const ParallelismSpec& parallelism, double weight_bytes,
-                                                 double grad_bytes);
+/// That pass for `framework`, weights of `weight_bytes` and main gradients of `grad_bytes` per
+/// element: Megatron-LM's add into the main gradient, DeepSpeed's BF16 optimizer's fp32 copy and
+/// add, or PyTorch FSDP's cast and pre-division before its reduce-scatter. Sources in
+/// models/workload.cpp.
+[[nodiscard]] GradientPass unfused_gradient_pass(Framework framework, double weight_bytes, double grad_bytes);
 
 /// How ZeRO-3 gathers and releases the parameters of one model chunk on one GPU.
 struct Zero3Gathers {

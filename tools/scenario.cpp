@@ -289,6 +289,16 @@ const std::vector<Field<Draft>>& scenario_fields() {
                     ? std::string(to_string(*d.scenario.training.grad_reduce_dtype))
                     : std::string("auto");
        }},
+      {"training.framework", "megatron-lm | deepspeed | pytorch-fsdp", "megatron-lm",
+       "the framework's own pass over each weight gradient where gradient_accumulation_fusion is false: "
+       "megatron-lm main_grad += grad; deepspeed (BF16 optimizer) an fp32 copy, then the add; "
+       "pytorch-fsdp the cast to the reduce dtype and the pre-division before each reduce-scatter",
+       [](Draft& d, const YamlValue& v) {
+         d.scenario.training.framework = v.as_enum<Framework>({{"megatron-lm", Framework::MEGATRON_LM},
+                                                               {"deepspeed", Framework::DEEPSPEED},
+                                                               {"pytorch-fsdp", Framework::PYTORCH_FSDP}});
+       },
+       [](const Draft& d) { return std::string(to_string(d.scenario.training.framework)); }},
       {"parallelism.tp", "positive integer", "1", "tensor-parallel degree",
        [](Draft& d, const YamlValue& v) { d.scenario.parallelism.tp = positive_int(v); },
        [](const Draft& d) { return std::to_string(d.scenario.parallelism.tp); }},

@@ -653,29 +653,33 @@ TEST_CASE("models::Workload: without gradient accumulation fusion each dW GEMM i
   CHECK(unfused.hardware_flops().value() == fused.hardware_flops().value());
 }
 
-TEST_CASE("models::Workload: PyTorch FSDP casts and pre-divides each micro-batch's gradient instead of "
-          "accumulating it",
-          "[models]") {
+TEST_CASE("models::Workload: the framework's own pass over each unfused weight gradient", "[models]") {
+  // Megatron-LM: main_grad += grad (read 2 and 4, write 4).
+  CHECK(unfused_gradient_pass(Framework::MEGATRON_LM, 2, 4).bytes_per_element == 2 + 2 * 4);
+  // DeepSpeed's BF16 optimizer: an fp32 copy of the bf16 gradient (read 2, write 4), then the add
+  // reads it and the main gradient and writes the main gradient.
+  CHECK(unfused_gradient_pass(Framework::DEEPSPEED, 2, 4).bytes_per_element == 2 + 4 + 3 * 4);
+  // FSDP mixed precision DEFAULT: bf16 gradient cast to fp32 (read 2, write 4), divided by the
+  // pre-division factor (read and write 4); PURE (bf16 reduction): the division alone.
+  CHECK(unfused_gradient_pass(Framework::PYTORCH_FSDP, 2, 4).bytes_per_element == 2 + 4 + 2 * 4);
+  CHECK(unfused_gradient_pass(Framework::PYTORCH_FSDP, 2, 2).bytes_per_element == 2 * 2);
+
   TrainingSpec t{.global_batch = 64, .micro_batch = 1, .precision = Precision::BF16, .tokens = {}};
   t.gradient_accumulation_fusion = false;
+  t.framework = Framework::PYTORCH_FSDP;
   ParallelismSpec p;
   p.dp = 8;
   p.zero = 3;
   p.zero3_unit = Zero3Unit::LAYER;
-  // FSDP mixed precision DEFAULT: bf16 gradient cast to fp32 (read 2, write 4), divided by the
-  // pre-division factor (read and write 4).
-  CHECK(unfused_gradient_pass(p, 2, 4).bytes_per_element == 2 + 4 + 2 * 4);
-  // FSDP PURE (bf16 reduction): nothing to cast, the division alone.
-  CHECK(unfused_gradient_pass(p, 2, 2).bytes_per_element == 2 * 2);
-  // DeepSpeed ZeRO-3 buckets, and every other layout: main_grad += grad.
-  ParallelismSpec deepspeed = p;
-  deepspeed.zero3_unit = Zero3Unit::BUCKET;
-  CHECK(unfused_gradient_pass(deepspeed, 2, 4).bytes_per_element == 2 + 2 * 4);
-  CHECK(unfused_gradient_pass(ParallelismSpec{}, 2, 4).bytes_per_element == 2 + 2 * 4);
   const Workload fsdp(llama(2, 1024, 16, 4, 2816, 32000, 2048), t, p);
   const double elements = 1024.0 * 1536; // the qkv weight: q 1024 and k, v 256 each
   const ComputeOp& pass = find_op(fsdp.chunk(0, 0).backward_weight, "fsdp_grad_cast_divide_qkv_wgrad");
   CHECK(pass.bytes.value() == Approx(elements * 14));
+  // With fusion on, the framework has nothing to add.
+  t.gradient_accumulation_fusion = true;
+  const Workload fused(llama(2, 1024, 16, 4, 2816, 32000, 2048), t, p);
+  CHECK(std::none_of(fused.chunk(0, 0).backward.compute.begin(), fused.chunk(0, 0).backward.compute.end(),
+                     [](const ComputeOp& op) { return op.name.rfind("fsdp_", 0) == 0; }));
 }
 
 TEST_CASE("models::Workload: bf16 main gradients halve the gradient memory, buckets and reductions",
