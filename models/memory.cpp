@@ -19,6 +19,8 @@
 //   input (d*s*b*f) -> 24*s*b*h/t for GPT (q = kv = h, f = 4h, d = 2);
 //   the attention scores (softmax output d, dropout mask 1, dropout output d bytes per element of
 //   the b*(a/t)*s*s matrix) -> 5*a*s^2*b/t; without dropout (Llama) only the softmax output.
+// Under FP8 training the four GEMM inputs kept for the weight gradients (QKV, output projection,
+// MLP, down projection) are Transformer Engine's FP8 copies, 1 byte each (FP8_SAVED_INPUT_BYTES).
 // Flash attention stores none of the scores (its fp32 log-sum-exp, 4*b*a*s/t bytes, is left out:
 // below 0.1% of a layer for s >= 2048). Selective recomputation drops the scores; full
 // recomputation keeps the layer input (d*s*b*h, split by t with sequence parallelism since the
@@ -73,6 +75,12 @@ double activation_bytes_per_element(Precision p) {
   return p == Precision::FP32 ? 4.0 : 2.0;
 }
 
+/// Bytes per element of the input an FP8 GEMM keeps for its weight gradient: Transformer Engine
+/// saves the FP8 copy it cast for the forward GEMM (its column-wise or transposed data), not the
+/// BF16 input (transformer_engine/pytorch/module/linear.py, `saved_inputmat = inputmat` of the
+/// quantized input; layernorm_linear.py saves the quantized `ln_out`).
+constexpr double FP8_SAVED_INPUT_BYTES = 1.0;
+
 } // namespace
 
 Bytes Workload::attention_score_activations() const {
@@ -97,8 +105,11 @@ Bytes Workload::layer_activation_bytes(bool moe, Recompute r) const {
   const double q = double(model_.heads / parallelism_.tp) * hd;
   const double kv = double(std::max(model_.kv_heads / parallelism_.tp, 1)) * hd;
   const double f = double(model_.ffn_hidden) / t;
-  const double whole = sb * h * (4 * d + 2 * mask) / (sp ? t : 1.0);
-  double split = sb * d * (2 * q + 2 * kv);
+  // The input each GEMM keeps for its weight gradient: d bytes, or 1 where the GEMM runs in FP8
+  // (Transformer Engine saves its FP8 copy, FP8_SAVED_INPUT_BYTES).
+  const double g = training_.precision == Precision::FP8 ? FP8_SAVED_INPUT_BYTES : d;
+  const double whole = sb * h * (2 * d + 2 * g + 2 * mask) / (sp ? t : 1.0);
+  double split = sb * (d * (q + 2 * kv) + g * q);
   if (moe) {
     const MoeSpec& e = *model_.moe;
     const double fe = double(e.expert_ffn_hidden > 0 ? e.expert_ffn_hidden : model_.ffn_hidden) / t;
@@ -106,7 +117,7 @@ Bytes Workload::layer_activation_bytes(bool moe, Recompute r) const {
     const double rows = std::ceil(sb * e.top_k * e.capacity_factor * ep / e.experts) * double(e.experts / ep);
     split += d * rows * (h + (llama ? 3 : 2) * fe) + sb * (4.0 * e.experts + 8.0 * e.top_k);
   } else {
-    split += sb * d * (llama ? 3 : 2) * f;
+    split += sb * f * (d * (llama ? 2 : 1) + g);
   }
   const Bytes bytes(whole + split);
   if (r == Recompute::SELECTIVE) return bytes;

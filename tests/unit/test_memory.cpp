@@ -18,6 +18,7 @@ struct Setting {
   int pp = 4;
   PipelineScheduleKind schedule = PipelineScheduleKind::ONE_F_ONE_B;
   int v = 1;
+  Precision precision = Precision::FP16;
 };
 
 // GPT-3 175B shape (Korthikanti et al. 2022 Table 3): s = 2048, h = 12288, a = 96.
@@ -25,7 +26,7 @@ constexpr double S = 2048, H = 12288, A = 96, L = 96;
 constexpr int B = 1;
 
 Workload gpt3(const Setting& x) {
-  TrainingSpec t{.global_batch = 64, .micro_batch = B, .precision = Precision::FP16, .tokens = {}};
+  TrainingSpec t{.global_batch = 64, .micro_batch = B, .precision = x.precision, .tokens = {}};
   t.flash_attention = x.flash;
   ParallelismSpec p;
   p.tp = x.tp;
@@ -63,6 +64,16 @@ TEST_CASE("models::Memory: per-layer activations equal Korthikanti Table 2", "[m
   }
   SECTION("full recompute") {
     CHECK(gpt3({.recompute = Recompute::FULL}).layer_activations().value() == Approx(2 * sbh).epsilon(1e-12));
+  }
+  SECTION("FP8 keeps the GEMMs' saved inputs in one byte") {
+    // QKV and MLP inputs (whole) and the output- and down-projection inputs (split) at 1 byte
+    // instead of 2: 10 -> 8 and 24 -> 19 (Q, K, V 6, projection input 1, GeLU input 8, down input 4).
+    CHECK(gpt3({.sp = true, .recompute = Recompute::SELECTIVE, .precision = Precision::FP8})
+              .layer_activations()
+              .value() == Approx(27 * sbh / t).epsilon(1e-12));
+    CHECK(
+        gpt3({.recompute = Recompute::SELECTIVE, .precision = Precision::FP8}).layer_activations().value() ==
+        Approx(sbh * (8 + 19 / t)).epsilon(1e-12));
   }
   SECTION("flash attention removes the 5*a*s^2*b term") {
     CHECK(gpt3({.flash = true}).layer_activations().value() == Approx(sbh * (10 + 24 / t)).epsilon(1e-12));
