@@ -56,6 +56,14 @@ const char* to_string(Zero3Unit u) {
   return "?";
 }
 
+const char* to_string(Fp8Recipe r) {
+  switch (r) {
+  case Fp8Recipe::DELAYED: return "delayed";
+  case Fp8Recipe::CURRENT: return "current";
+  }
+  return "?";
+}
+
 const char* to_string(Framework f) {
   switch (f) {
   case Framework::MEGATRON_LM: return "megatron-lm";

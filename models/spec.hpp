@@ -29,6 +29,11 @@ enum class AttentionKernel { NEWEST, FLASH_ATTENTION_2 };
 /// weight-gradient GEMMs (unfused_gradient_pass): Megatron-LM, DeepSpeed (its BF16 optimizer) or
 /// PyTorch FSDP.
 enum class Framework { MEGATRON_LM, DEEPSPEED, PYTORCH_FSDP };
+/// How FP8 training scales a tensor before its cast: with the amax history of earlier steps
+/// (delayed scaling, Transformer Engine's DelayedScaling, one pass that casts and records the
+/// amax) or with the tensor's own amax (current scaling, TE's Float8CurrentScaling: an amax pass
+/// over the tensor, then the cast).
+enum class Fp8Recipe { DELAYED, CURRENT };
 /// Where DeepSpeed's ZeRO-Offload / ZeRO-Infinity keeps a kind of model state: on the GPU (NONE),
 /// in host memory (CPU) or on the server's local NVMe (NVME).
 enum class OffloadDevice { NONE, CPU, NVME };
@@ -101,6 +106,7 @@ struct TrainingSpec {
   /// grad_reduce_in_fp32 (NeMo's optim.grad_sync_dtype: bf16), a 16-bit buffer and reduction.
   std::optional<Precision> grad_reduce_dtype;
   Framework framework = Framework::MEGATRON_LM;
+  Fp8Recipe fp8_recipe = Fp8Recipe::DELAYED;
   std::optional<double> tokens; ///< token budget for time-to-train
 };
 
@@ -184,6 +190,7 @@ const char* to_string(Recompute r);
 const char* to_string(Fidelity f);
 const char* to_string(Zero3Unit u);
 const char* to_string(Framework f);
+const char* to_string(Fp8Recipe r);
 const char* to_string(AttentionKernel k);
 const char* to_string(OffloadDevice d);
 

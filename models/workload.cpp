@@ -575,13 +575,21 @@ bool fp8_weight_gemm(const ComputeOp& op) {
   return op.kind == OpKind::GEMM && op.dtype == Precision::FP8 && op.pass == Pass::FORWARD;
 }
 
+/// Reads of its BF16 input an FP8 cast makes: one with delayed scaling (the cast records the amax
+/// as it goes), two with current scaling (an amax pass, then the cast with the scale it gives:
+/// transformer_engine's Float8CurrentScalingQuantizer computes the amax before quantizing).
+double fp8_cast_reads(Fp8Recipe recipe) {
+  return recipe == Fp8Recipe::CURRENT ? 2.0 : 1.0;
+}
+
 /// Transformer-Engine-style FP8 casts before each FP8 GEMM of `w` (Micikevicius et al. 2022 "FP8
 /// formats for deep learning" sec. 4 for the per-tensor scaling): a memory-bound kernel reads the
-/// BF16 tensor and writes its FP8 copy plus an amax. Forward GEMMs cast their activation input,
-/// dX GEMMs the incoming gradient; dW GEMMs reuse the FP8 input saved by the forward and the
-/// gradient cast by dX. Weights are cast once per iteration (fp8_weight_casts), not here.
-void add_fp8_casts(WorkBlock& w, Precision act_dtype) {
-  const double read = bytes_per_element(act_dtype);
+/// BF16 tensor (twice under current scaling, fp8_cast_reads) and writes its FP8 copy plus an amax.
+/// Forward GEMMs cast their activation input, dX GEMMs the incoming gradient; dW GEMMs reuse the
+/// FP8 input saved by the forward and the gradient cast by dX. Weights are cast once per
+/// iteration (fp8_weight_casts), not here.
+void add_fp8_casts(WorkBlock& w, Precision act_dtype, Fp8Recipe recipe) {
+  const double read = bytes_per_element(act_dtype) * fp8_cast_reads(recipe);
   const double write = bytes_per_element(Precision::FP8);
   std::vector<ComputeOp> out;
   out.reserve(w.compute.size() * 2);
@@ -609,10 +617,10 @@ double fp8_weight_elements(const WorkBlock& forward) {
 /// 0: Transformer Engine casts a weight to FP8 when `is_first_microbatch` is true and reuses the
 /// cached FP8 copy and its transpose (for the dX GEMM) in every later forward, backward and
 /// recomputation of the iteration (transformer_engine/pytorch/module/linear.py). Each cast reads
-/// the BF16 weight and writes the copy and the transpose.
-WorkBlock fp8_weight_casts(const WorkBlock& forward, Precision act_dtype) {
+/// the BF16 weight (twice under current scaling) and writes the copy and the transpose.
+WorkBlock fp8_weight_casts(const WorkBlock& forward, Precision act_dtype, Fp8Recipe recipe) {
   WorkBlock w;
-  const double read = bytes_per_element(act_dtype);
+  const double read = bytes_per_element(act_dtype) * fp8_cast_reads(recipe);
   const double write = bytes_per_element(Precision::FP8);
   for (const ComputeOp& op : forward.compute) {
     if (!fp8_weight_gemm(op)) continue;
@@ -863,9 +871,9 @@ Workload::Workload(ModelSpec model, TrainingSpec training, ParallelismSpec paral
     LayerBlocks l{layer.forward(moe), layer.recompute(par.recompute, moe), layer.backward_input(moe),
                   layer.backward_weight(moe)};
     if (fp8) {
-      add_fp8_casts(l.fwd, x.act_dtype);
-      add_fp8_casts(l.rec, x.act_dtype);
-      add_fp8_casts(l.dx, x.act_dtype);
+      add_fp8_casts(l.fwd, x.act_dtype, training_.fp8_recipe);
+      add_fp8_casts(l.rec, x.act_dtype, training_.fp8_recipe);
+      add_fp8_casts(l.dx, x.act_dtype, training_.fp8_recipe);
     }
     if (!x.accumulation_fusion) add_gradient_accumulation(l.dw, gradient_pass, x.act_dtype);
     return l;
@@ -896,15 +904,15 @@ Workload::Workload(ModelSpec model, TrainingSpec training, ParallelismSpec paral
       WorkBlock head = layer.head_forward(), input, weight;
       layer.head_backward(input, weight);
       if (fp8) {
-        add_fp8_casts(head, x.act_dtype);
-        add_fp8_casts(input, x.act_dtype);
+        add_fp8_casts(head, x.act_dtype, training_.fp8_recipe);
+        add_fp8_casts(input, x.act_dtype, training_.fp8_recipe);
       }
       if (!x.accumulation_fusion) add_gradient_accumulation(weight, gradient_pass, x.act_dtype);
       append(c.forward, head);
       append(c.backward_input, input);
       append(c.backward_weight, weight);
     }
-    if (fp8) c.weight_casts = fp8_weight_casts(c.forward, x.act_dtype);
+    if (fp8) c.weight_casts = fp8_weight_casts(c.forward, x.act_dtype, training_.fp8_recipe);
     c.backward = c.backward_input;
     append(c.backward, c.backward_weight);
     for (int l = first_layer + layers - 1; l >= first_layer; --l) {

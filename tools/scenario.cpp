@@ -289,6 +289,14 @@ const std::vector<Field<Draft>>& scenario_fields() {
                     ? std::string(to_string(*d.scenario.training.grad_reduce_dtype))
                     : std::string("auto");
        }},
+      {"training.fp8_recipe", "delayed | current", "delayed",
+       "FP8 scaling: delayed (the amax history, recorded as the cast runs) or current (each tensor's "
+       "own amax, a pass over it before its cast: Transformer Engine's Float8CurrentScaling)",
+       [](Draft& d, const YamlValue& v) {
+         d.scenario.training.fp8_recipe =
+             v.as_enum<Fp8Recipe>({{"delayed", Fp8Recipe::DELAYED}, {"current", Fp8Recipe::CURRENT}});
+       },
+       [](const Draft& d) { return std::string(to_string(d.scenario.training.fp8_recipe)); }},
       {"training.framework", "megatron-lm | deepspeed | pytorch-fsdp", "megatron-lm",
        "the framework's own pass over each weight gradient where gradient_accumulation_fusion is false: "
        "megatron-lm main_grad += grad; deepspeed (BF16 optimizer) an fp32 copy, then the add; "

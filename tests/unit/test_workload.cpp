@@ -625,6 +625,25 @@ TEST_CASE(
   CHECK(fp8.model_flops().value() == bf16.model_flops().value());
 }
 
+TEST_CASE("models::Workload: FP8 current scaling reads each tensor once more before its cast", "[models]") {
+  TrainingSpec t{.global_batch = 64, .micro_batch = 1, .precision = Precision::FP8, .tokens = {}};
+  ParallelismSpec p;
+  p.tp = 2;
+  const Workload delayed(llama(2, 1024, 16, 4, 2816, 32000, 2048), t, p);
+  t.fp8_recipe = Fp8Recipe::CURRENT;
+  const Workload current(llama(2, 1024, 16, 4, 2816, 32000, 2048), t, p);
+  // The qkv input: 2048 tokens x 1024, read (2 B) and written in FP8 (1 B); current scaling reads
+  // it once more for its amax.
+  const double input = 2048.0 * 1024;
+  CHECK(find_op(delayed.chunk(0, 0).forward, "fp8_cast_qkv").bytes.value() == Approx(input * 3 + 4));
+  CHECK(find_op(current.chunk(0, 0).forward, "fp8_cast_qkv").bytes.value() == Approx(input * 5 + 4));
+  // The weights too, once per iteration.
+  const double weight = 1024.0 * (1024 / 2 + 2 * 256 / 2);
+  CHECK(find_op(current.chunk(0, 0).weight_casts, "fp8_cast_qkv_weight").bytes.value() ==
+        Approx(weight * (4 + 2) + 4));
+  CHECK(current.hardware_flops().value() == delayed.hardware_flops().value());
+}
+
 TEST_CASE("models::Workload: without gradient accumulation fusion each dW GEMM is followed by an add",
           "[models]") {
   TrainingSpec t{.global_batch = 64, .micro_batch = 1, .precision = Precision::BF16, .tokens = {}};
