@@ -31,7 +31,8 @@
 // the routed token copies (T = b*s/cp*top_k*capacity_factor rows: the expert input, d*T*h, and the
 // expert FFN's, d*T*(2|3)*f_e/t) and the fp32 router probabilities with int64 top-k indices.
 // FP8 training adds Transformer Engine's cached FP8 copy of each FP8 GEMM's weight and its
-// transpose (1 byte each per element) to the weights, kept for the whole iteration.
+// transpose (1 byte each per element) to the weights, kept for the whole iteration; with FP8
+// primary weights (fp8_param_gather) the weights are one byte and only the transpose is added.
 // Zero-bubble schedules free a micro-batch's activations after its weight-gradient pass, which
 // still needs the GEMM inputs (Qi et al. 2023 sec. 2 count M_B for B and W together).
 #include <algorithm>
@@ -239,7 +240,7 @@ MemoryBreakdown Workload::memory(int stage) const {
   const double experts = local_expert_parameters_.at(size_t(stage));
   const double dense = params - experts;
   const int zero = parallelism_.zero;
-  const double weight_bytes = weight_element_bytes(training_.precision);
+  const double weight_bytes = weight_element_bytes(training_);
   const double gradient_bytes = gradient_element_bytes(training_);
   const double optimizer_bytes = optimizer_state_bytes(training_.precision);
   // Dense states shard over the dp*cp ranks that hold the same parameters, expert states over the

@@ -107,6 +107,10 @@ struct TrainingSpec {
   std::optional<Precision> grad_reduce_dtype;
   Framework framework = Framework::MEGATRON_LM;
   Fp8Recipe fp8_recipe = Fp8Recipe::DELAYED;
+  /// FP8 training with FP8 primary weights (Megatron-core --fp8-param-gather, Transformer Engine's
+  /// fp8_model_init): the weights are held and all-gathered in one byte, with the FP8 master copy
+  /// written by the optimizer step, instead of 16-bit weights cast each iteration.
+  bool fp8_param_gather = false;
   std::optional<double> tokens; ///< token budget for time-to-train
 };
 
@@ -175,6 +179,12 @@ inline double gradient_element_bytes(const TrainingSpec& t) {
 /// its FP8 casts are transient).
 constexpr double weight_element_bytes(Precision p) {
   return p == Precision::FP32 ? 4.0 : 2.0;
+}
+
+/// Bytes per element of the weights a training setup holds and gathers: one under FP8 training
+/// with FP8 primary weights (fp8_param_gather), else its precision's.
+inline double weight_element_bytes(const TrainingSpec& t) {
+  return t.precision == Precision::FP8 && t.fp8_param_gather ? 1.0 : weight_element_bytes(t.precision);
 }
 
 /// Adam's optimizer states per parameter: momentum and variance in FP32, plus the FP32 master copy

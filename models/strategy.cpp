@@ -127,6 +127,9 @@ std::optional<StrategyProblem> check_strategy(const ModelSpec& m, const Training
                                               const ParallelismSpec& p,
                                               const std::optional<JobCapacity>& capacity,
                                               DpChoice dp_choice) {
+  if (t.fp8_param_gather && t.precision != Precision::FP8)
+    return problem("training.fp8_param_gather",
+                   fmt::format("FP8 primary weights need precision fp8, got {}", to_string(t.precision)));
   if (m.heads % p.tp != 0)
     return problem("parallelism.tp", fmt::format("heads ({}) must be divisible by tp ({})", m.heads, p.tp));
   if (m.kv_heads % p.tp != 0 && p.tp % m.kv_heads != 0)

@@ -34,7 +34,7 @@ std::optional<StrategyProblem> check_model(const ModelSpec& model);
 
 /// The first cross-field rule that `parallelism` breaks for `model` and `training`'s batch sizes
 /// (divisibility by tp, cp, ep, the pipeline layout, micro-batches) and, given `capacity`, the job
-/// size; or nothing.
+/// size, or that `training` breaks (FP8 primary weights without FP8 training); or nothing.
 std::optional<StrategyProblem> check_strategy(const ModelSpec& model, const TrainingSpec& training,
                                               const ParallelismSpec& parallelism,
                                               const std::optional<JobCapacity>& capacity = std::nullopt,

@@ -617,16 +617,21 @@ double fp8_weight_elements(const WorkBlock& forward) {
 /// 0: Transformer Engine casts a weight to FP8 when `is_first_microbatch` is true and reuses the
 /// cached FP8 copy and its transpose (for the dX GEMM) in every later forward, backward and
 /// recomputation of the iteration (transformer_engine/pytorch/module/linear.py). Each cast reads
-/// the BF16 weight (twice under current scaling) and writes the copy and the transpose.
-WorkBlock fp8_weight_casts(const WorkBlock& forward, Precision act_dtype, Fp8Recipe recipe) {
+/// the BF16 weight (twice under current scaling) and writes the copy and the transpose. With FP8
+/// primary weights (fp8_param_gather) the weight already is the FP8 copy: only its transpose is
+/// written, reading the FP8 weight.
+WorkBlock fp8_weight_casts(const WorkBlock& forward, const TrainingSpec& training) {
   WorkBlock w;
-  const double read = bytes_per_element(act_dtype) * fp8_cast_reads(recipe);
-  const double write = bytes_per_element(Precision::FP8);
+  const Precision act_dtype = activation_precision(training.precision);
+  const double fp8 = bytes_per_element(Precision::FP8);
+  const double read =
+      training.fp8_param_gather ? fp8 : bytes_per_element(act_dtype) * fp8_cast_reads(training.fp8_recipe);
+  const double write = training.fp8_param_gather ? fp8 : 2 * fp8;
   for (const ComputeOp& op : forward.compute) {
     if (!fp8_weight_gemm(op)) continue;
     const double weight = double(op.gemm.k) * double(op.gemm.n) * double(op.gemm.batch);
     ComputeOp cast = make_op("fp8_cast_" + op.name + "_weight", OpKind::MEMORY_BOUND, op.pass, act_dtype);
-    cast.bytes = Bytes(weight * (read + 2 * write) + FP8_AMAX_BYTES);
+    cast.bytes = Bytes(weight * (read + write) + (training.fp8_param_gather ? 0.0 : FP8_AMAX_BYTES));
     w.compute.push_back(cast);
   }
   return w;
@@ -912,7 +917,7 @@ Workload::Workload(ModelSpec model, TrainingSpec training, ParallelismSpec paral
       append(c.backward_input, input);
       append(c.backward_weight, weight);
     }
-    if (fp8) c.weight_casts = fp8_weight_casts(c.forward, x.act_dtype, training_.fp8_recipe);
+    if (fp8) c.weight_casts = fp8_weight_casts(c.forward, training_);
     c.backward = c.backward_input;
     append(c.backward, c.backward_weight);
     for (int l = first_layer + layers - 1; l >= first_layer; --l) {
@@ -965,7 +970,7 @@ Workload::Workload(ModelSpec model, TrainingSpec training, ParallelismSpec paral
   std::map<std::tuple<bool, bool, int, int>, ChunkWork> variants;
   const bool gather_parameters = par.zero >= 3 && par.dp * par.cp > 1;
   const bool gather_expert_parameters = par.zero >= 3 && par.dp * par.cp / par.ep > 1;
-  const double weight_bytes = weight_element_bytes(training_.precision);
+  const double weight_bytes = weight_element_bytes(training_);
   chunks_.assign(size_t(par.pp), {});
   local_parameters_.assign(size_t(par.pp), 0.0);
   local_expert_parameters_.assign(size_t(par.pp), 0.0);
@@ -1120,13 +1125,15 @@ double Workload::optimizer_shard_parameters(int stage) const {
 }
 
 Bytes Workload::parameter_bytes(int stage) const {
-  return Bytes(local_parameters_.at(size_t(stage)) * weight_element_bytes(training_.precision));
+  return Bytes(local_parameters_.at(size_t(stage)) * weight_element_bytes(training_));
 }
 
 Bytes Workload::fp8_weight_cache_bytes(int stage) const {
   double elements = 0;
   for (int c = 0; c < chunks_per_stage(); ++c) elements += fp8_weight_elements(chunk(stage, c).forward);
-  return Bytes(2 * elements * bytes_per_element(Precision::FP8));
+  // The FP8 copy and its transpose; with FP8 primary weights the copy is the weight itself.
+  const double copies = training_.fp8_param_gather ? 1.0 : 2.0;
+  return Bytes(copies * elements * bytes_per_element(Precision::FP8));
 }
 
 const std::vector<ComputeOp>& Workload::optimizer(int stage) const {

@@ -309,7 +309,7 @@ Estimate AnalyticalScreen::evaluate(const Strategy& s) {
   auto work = [](const StageTime& st) { return st.f + st.b + st.recv; };
   // Gradient reduction, optimizer step and (ZeRO >= 1) parameter all-gather of each stage.
   const double grad_element = gradient_element_bytes(training_);
-  const double weight_element = weight_element_bytes(training_.precision);
+  const double weight_element = weight_element_bytes(training_);
   const bool has_dp = long(p.dp) * p.cp > 1;
   const bool has_expert_dp = long(p.dp) * p.cp / p.ep > 1;
   const int chunk_layers = std::max(1, int(std::lround(periods * period)));

@@ -297,6 +297,11 @@ const std::vector<Field<Draft>>& scenario_fields() {
              v.as_enum<Fp8Recipe>({{"delayed", Fp8Recipe::DELAYED}, {"current", Fp8Recipe::CURRENT}});
        },
        [](const Draft& d) { return std::string(to_string(d.scenario.training.fp8_recipe)); }},
+      {"training.fp8_param_gather", "bool", "false",
+       "FP8 training with FP8 primary weights (Megatron-core --fp8-param-gather): weights held and "
+       "all-gathered in one byte, only their transpose cached",
+       [](Draft& d, const YamlValue& v) { d.scenario.training.fp8_param_gather = v.as_bool(); },
+       [](const Draft& d) { return yaml_bool(d.scenario.training.fp8_param_gather); }},
       {"training.framework", "megatron-lm | deepspeed | pytorch-fsdp", "megatron-lm",
        "the framework's own pass over each weight gradient where gradient_accumulation_fusion is false: "
        "megatron-lm main_grad += grad; deepspeed (BF16 optimizer) an fp32 copy, then the add; "

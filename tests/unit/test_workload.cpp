@@ -7,6 +7,7 @@
 
 #include "tests/unit/shapes.hpp"
 
+#include "models/strategy.hpp"
 #include "models/workload.hpp"
 
 using namespace odyssey;
@@ -642,6 +643,36 @@ TEST_CASE("models::Workload: FP8 current scaling reads each tensor once more bef
   CHECK(find_op(current.chunk(0, 0).weight_casts, "fp8_cast_qkv_weight").bytes.value() ==
         Approx(weight * (4 + 2) + 4));
   CHECK(current.hardware_flops().value() == delayed.hardware_flops().value());
+}
+
+TEST_CASE("models::Workload: FP8 primary weights are held and gathered in one byte", "[models]") {
+  TrainingSpec t{.global_batch = 64, .micro_batch = 1, .precision = Precision::FP8, .tokens = {}};
+  ParallelismSpec p;
+  p.tp = 2;
+  p.dp = 4;
+  p.zero = 1;
+  const Workload bf16_weights(llama(2, 1024, 16, 4, 2816, 32000, 2048), t, p);
+  t.fp8_param_gather = true;
+  const Workload fp8_weights(llama(2, 1024, 16, 4, 2816, 32000, 2048), t, p);
+  CHECK(weight_element_bytes(t) == 1.0);
+  const double params = fp8_weights.local_parameters(0);
+  // The parameter all-gather of the distributed optimizer moves one byte per parameter.
+  CHECK(fp8_weights.parameter_bytes(0).value() == Approx(params));
+  CHECK(bf16_weights.parameter_bytes(0).value() == Approx(2 * params));
+  // Memory: one byte per weight and the cached transpose of the FP8 GEMMs' weights, instead of two
+  // bytes, the FP8 copy and the transpose.
+  const double gemm_weights = fp8_weights.fp8_weight_cache_bytes(0).value();
+  CHECK(bf16_weights.fp8_weight_cache_bytes(0).value() == Approx(2 * gemm_weights));
+  CHECK(fp8_weights.memory(0).weights.value() == Approx(params + gemm_weights));
+  CHECK(bf16_weights.memory(0).weights.value() == Approx(2 * params + 2 * gemm_weights));
+  // The per-iteration weight cast only writes the transpose of the FP8 weight.
+  const double weight = 1024.0 * (1024 / 2 + 2 * 256 / 2);
+  CHECK(find_op(fp8_weights.chunk(0, 0).weight_casts, "fp8_cast_qkv_weight").bytes.value() ==
+        Approx(weight * 2));
+  // Only FP8 training holds FP8 weights.
+  t.precision = Precision::BF16;
+  CHECK(check_strategy(llama(2, 1024, 16, 4, 2816, 32000, 2048), t, p, std::nullopt)->key ==
+        "training.fp8_param_gather");
 }
 
 TEST_CASE("models::Workload: without gradient accumulation fusion each dW GEMM is followed by an add",
