@@ -152,7 +152,7 @@ std::vector<CollectiveOp> part_collectives(const std::vector<CollectiveOp>& comm
   const size_t n = comm.size();
   for (size_t i = 0; i < n; ++i) {
     const CollectiveOp& op = comm[i];
-    if (data_parallel(op.group) && parts > 1) {
+    if (data_parallel(op.group)) {
       // ZeRO-3's per-unit gathers go with the units: the pass's first unit before its first part,
       // the prefetched ones one by one ahead of the parts whose gradients follow them on the
       // data-parallel stream (FSDP's backward prefetch issues the next unit's all-gather before
