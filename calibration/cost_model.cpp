@@ -592,6 +592,17 @@ double along_sequence(const std::vector<const AttentionPoint*>& points, int head
 
 double CostModel::attention_efficiency(const AttentionShape& shape, AttentionPass pass,
                                        Precision dtype) const {
+  // FlashAttention's Triton kernel, priced from FlashAttention-2's rate on the same GPU: "1.3-2.5x"
+  // slower over the FlashAttention-2 paper's A100 benchmarks (arXiv 2307.08691 sec. 4.1, forward
+  // and backward, head dimensions 64 and 128, with and without a causal mask). ASSUMPTION: the
+  // midpoint, 1.9x, for every shape, and on Hopper as on Ampere (neither kernel uses Hopper's
+  // TMA or wgmma); no per-shape figures are published as text.
+  constexpr double FA2_OVER_TRITON = 1.9;
+  if (shape.kernel == AttentionKernel::FLASH_ATTENTION_TRITON) {
+    AttentionShape fa2 = shape;
+    fa2.kernel = AttentionKernel::FLASH_ATTENTION_2;
+    return attention_efficiency(fa2, pass, dtype) / FA2_OVER_TRITON;
+  }
   const std::vector<const AttentionPoint*> points = attention_points_of(profile_, pass, shape.causal, dtype);
   if (points.empty()) {
     const bool fa2 =

@@ -252,7 +252,15 @@ MemoryBreakdown Workload::memory(int stage) const {
   };
 
   MemoryBreakdown m;
-  m.weights = sharded(weight_bytes, 3);
+  // PyTorch FSDP keeps a rank's shard of the parameters in full precision: it is the fp32 copy the
+  // optimizer steps (optimizer_state_bytes counts it), and the low-precision shard exists only
+  // while its unit is gathered (torch.distributed.fsdp.MixedPrecision: "outside forward and
+  // backward, the sharded parameters are kept in full precision"; _flat_param.py frees _mp_shard
+  // after the all-gather). DeepSpeed ZeRO-3 holds a low-precision partition beside its fp32 one.
+  const bool full_precision_shard =
+      zero >= 3 && training_.framework == Framework::PYTORCH_FSDP && training_.precision != Precision::FP32;
+  const Bytes resident_shard = full_precision_shard ? Bytes(0) : sharded(weight_bytes, 3);
+  m.weights = resident_shard;
   if (zero >= 3) {
     // The gathered weights live at once (zero3_gathers: the unit being computed and the
     // prefetched one, not the whole chunk), dense and expert apart, for the chunk that holds most.
@@ -281,7 +289,7 @@ MemoryBreakdown Workload::memory(int stage) const {
     m.optimizer_states = Bytes(0);
     m.gradients = Bytes(0);
   }
-  if (offload.params != OffloadDevice::NONE) m.weights -= sharded(weight_bytes, 3);
+  if (offload.params != OffloadDevice::NONE) m.weights -= resident_shard;
   m.activations = peak_activations(stage);
 
   m.workspace = workspace_bytes(parallelism_, m.activations);

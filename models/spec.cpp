@@ -77,6 +77,7 @@ const char* to_string(AttentionKernel k) {
   switch (k) {
   case AttentionKernel::NEWEST: return "newest";
   case AttentionKernel::FLASH_ATTENTION_2: return "flash-attention-2";
+  case AttentionKernel::FLASH_ATTENTION_TRITON: return "flash-attention-triton";
   }
   return "newest";
 }

@@ -22,9 +22,11 @@ enum class ContextParallelKind { RING, ALL_GATHER };
 /// layer) or a bucket of parameters (DeepSpeed ZeRO-3's prefetch bucket).
 enum class Zero3Unit { LAYER, BUCKET };
 /// Which fused-attention kernel generation runs: the newest the GPU's profile prices (its
-/// `attention` figures: FlashAttention-3 on Hopper, -2 on Ampere), or FlashAttention-2, which
-/// runs trained before FlashAttention-3 (July 2024) used on Hopper.
-enum class AttentionKernel { NEWEST, FLASH_ATTENTION_2 };
+/// `attention` figures: FlashAttention-3 on Hopper, -2 on Ampere), FlashAttention-2, which runs
+/// trained before FlashAttention-3 (July 2024) used on Hopper, or FlashAttention's Triton kernel
+/// (flash_attn_triton.py, the FlashAttention-1 algorithm in Triton), which MosaicML's MPT ran in
+/// 2023 (llm-foundry attn_impl: triton).
+enum class AttentionKernel { NEWEST, FLASH_ATTENTION_2, FLASH_ATTENTION_TRITON };
 /// The training framework whose own gradient handling a run used where it is not fused into the
 /// weight-gradient GEMMs (unfused_gradient_pass): Megatron-LM, DeepSpeed (its BF16 optimizer) or
 /// PyTorch FSDP.

@@ -258,13 +258,15 @@ const std::vector<Field<Draft>>& scenario_fields() {
        "fused memory-efficient attention; Megatron-LM 2021 runs predate it and set false",
        [](Draft& d, const YamlValue& v) { d.scenario.training.flash_attention = v.as_bool(); },
        [](const Draft& d) { return yaml_bool(d.scenario.training.flash_attention); }},
-      {"training.attention_kernel", "newest | flash-attention-2", "newest",
-       "fused attention kernel: the newest the GPU's profile prices (FlashAttention-3 on Hopper), or "
-       "FlashAttention-2, which Hopper runs trained before FlashAttention-3 (July 2024) used",
+      {"training.attention_kernel", "newest | flash-attention-2 | flash-attention-triton", "newest",
+       "fused attention kernel: the newest the GPU's profile prices (FlashAttention-3 on Hopper), "
+       "FlashAttention-2, which Hopper runs trained before FlashAttention-3 (July 2024) used, or "
+       "FlashAttention's Triton kernel (MosaicML's MPT, 2023: attn_impl triton)",
        [](Draft& d, const YamlValue& v) {
-         d.scenario.training.attention_kernel =
-             v.as_enum<AttentionKernel>({{"newest", AttentionKernel::NEWEST},
-                                         {"flash-attention-2", AttentionKernel::FLASH_ATTENTION_2}});
+         d.scenario.training.attention_kernel = v.as_enum<AttentionKernel>(
+             {{"newest", AttentionKernel::NEWEST},
+              {"flash-attention-2", AttentionKernel::FLASH_ATTENTION_2},
+              {"flash-attention-triton", AttentionKernel::FLASH_ATTENTION_TRITON}});
        },
        [](const Draft& d) { return std::string(to_string(d.scenario.training.attention_kernel)); }},
       {"training.gradient_accumulation_fusion", "bool", "true",

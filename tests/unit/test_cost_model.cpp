@@ -196,6 +196,24 @@ TEST_CASE("calibration::CostModel: fused attention in the FlashAttention papers'
     with.attention_fa2_backward_efficiency = 0.2;
     CHECK((CostModel(with).compute_time(op) - launch).value() == Approx(2.0 * newest.value()));
   }
+  SECTION("FlashAttention's Triton kernel: FlashAttention-2's rate, 1.9x slower, either pass") {
+    Profile with = p;
+    with.attention_fa2_efficiency = 0.25;
+    with.attention_fa2_backward_efficiency = 0.2;
+    const CostModel m(with);
+    for (const AttentionPass pass : {AttentionPass::FORWARD, AttentionPass::BACKWARD}) {
+      op.attention.kernel = AttentionKernel::FLASH_ATTENTION_2;
+      const double fa2 = m.attention_efficiency(op.attention, pass, Precision::BF16);
+      op.attention.kernel = AttentionKernel::FLASH_ATTENTION_TRITON;
+      CHECK(m.attention_efficiency(op.attention, pass, Precision::BF16) == Approx(fa2 / 1.9));
+    }
+    // A profile without FlashAttention-2 figures (Ampere: its newest kernel is FlashAttention-2).
+    op.attention.kernel = AttentionKernel::NEWEST;
+    const double newest = model.attention_efficiency(op.attention, AttentionPass::FORWARD, Precision::BF16);
+    op.attention.kernel = AttentionKernel::FLASH_ATTENTION_TRITON;
+    CHECK(model.attention_efficiency(op.attention, AttentionPass::FORWARD, Precision::BF16) ==
+          Approx(newest / 1.9));
+  }
   SECTION("attention points are interpolated in log2(seq), per head dimension") {
     Profile with = p;
     with.attention_points = {

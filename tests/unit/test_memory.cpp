@@ -150,6 +150,18 @@ TEST_CASE("models::Memory: model states follow ZeRO (Rajbhandari et al. 2020)", 
   CHECK(states(3) == Approx(16 * psi / n + 2 * (psi / 8)));
   p.zero3_max_live = 1e9;
   p.zero3_bucket = 5e7;
+  SECTION("PyTorch FSDP keeps its shard in full precision: no low-precision shard beside it") {
+    p.zero3_unit = Zero3Unit::LAYER;
+    const double deepspeed = states(3);
+    t.framework = Framework::PYTORCH_FSDP;
+    CHECK(states(3) == Approx(deepspeed - 2 * psi / n));
+    CHECK(states(1) == Approx(4 * psi + 12 * psi / n)); // below ZeRO-3 the weights are whole
+    t.precision = Precision::FP32;                      // no lower-precision copy to drop
+    t.framework = Framework::DEEPSPEED;
+    const double fp32 = states(3);
+    t.framework = Framework::PYTORCH_FSDP;
+    CHECK(states(3) == Approx(fp32));
+  }
   SECTION("bf16 reduces gradients in fp32; fp32 training keeps 16 bytes") {
     t.precision = Precision::BF16;
     CHECK(states(0) == Approx(18 * psi));
