@@ -584,13 +584,17 @@ double fp8_cast_reads(Fp8Recipe recipe) {
 
 /// Transformer-Engine-style FP8 casts before each FP8 GEMM of `w` (Micikevicius et al. 2022 "FP8
 /// formats for deep learning" sec. 4 for the per-tensor scaling): a memory-bound kernel reads the
-/// BF16 tensor (twice under current scaling, fp8_cast_reads) and writes its FP8 copy plus an amax.
-/// Forward GEMMs cast their activation input, dX GEMMs the incoming gradient; dW GEMMs reuse the
-/// FP8 input saved by the forward and the gradient cast by dX. Weights are cast once per
+/// BF16 tensor (twice under current scaling, fp8_cast_reads) and writes its FP8 copy and that
+/// copy's transpose plus an amax. Forward GEMMs cast their activation input, dX GEMMs the incoming
+/// gradient; dW GEMMs reuse the FP8 input saved by the forward and the gradient cast by dX, in
+/// their transposed copies: Hopper's FP8 GEMMs take both operands K-major (TN), so the quantizers
+/// that feed a dW GEMM run with columnwise usage, TE's fused cast-transpose (transformer_engine/
+/// pytorch/module/linear.py: the input quantizer's columnwise usage when the backward needs the
+/// input, the grad-output quantizer's rowwise and columnwise). Weights are cast once per
 /// iteration (fp8_weight_casts), not here.
 void add_fp8_casts(WorkBlock& w, Precision act_dtype, Fp8Recipe recipe) {
   const double read = bytes_per_element(act_dtype) * fp8_cast_reads(recipe);
-  const double write = bytes_per_element(Precision::FP8);
+  const double write = 2 * bytes_per_element(Precision::FP8);
   std::vector<ComputeOp> out;
   out.reserve(w.compute.size() * 2);
   for (const ComputeOp& op : w.compute) {

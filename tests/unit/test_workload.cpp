@@ -633,11 +633,11 @@ TEST_CASE("models::Workload: FP8 current scaling reads each tensor once more bef
   const Workload delayed(llama(2, 1024, 16, 4, 2816, 32000, 2048), t, p);
   t.fp8_recipe = Fp8Recipe::CURRENT;
   const Workload current(llama(2, 1024, 16, 4, 2816, 32000, 2048), t, p);
-  // The qkv input: 2048 tokens x 1024, read (2 B) and written in FP8 (1 B); current scaling reads
-  // it once more for its amax.
+  // The qkv input: 2048 tokens x 1024, read (2 B) and written in FP8 with its transpose (1 B
+  // each, the transpose for the dW GEMM); current scaling reads it once more for its amax.
   const double input = 2048.0 * 1024;
-  CHECK(find_op(delayed.chunk(0, 0).forward, "fp8_cast_qkv").bytes.value() == Approx(input * 3 + 4));
-  CHECK(find_op(current.chunk(0, 0).forward, "fp8_cast_qkv").bytes.value() == Approx(input * 5 + 4));
+  CHECK(find_op(delayed.chunk(0, 0).forward, "fp8_cast_qkv").bytes.value() == Approx(input * 4 + 4));
+  CHECK(find_op(current.chunk(0, 0).forward, "fp8_cast_qkv").bytes.value() == Approx(input * 6 + 4));
   // The weights too, once per iteration.
   const double weight = 1024.0 * (1024 / 2 + 2 * 256 / 2);
   CHECK(find_op(current.chunk(0, 0).weight_casts, "fp8_cast_qkv_weight").bytes.value() ==
