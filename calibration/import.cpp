@@ -281,6 +281,7 @@ std::string profile_yaml(const Profile& p, const std::string& header) {
                      byte_rate(link->bandwidth), num(link->bus_efficiency),
                      latencies(link->step_latency_by_protocol));
     if (link->nvls_efficiency > 0) y += fmt::format("    nvls_efficiency: {}\n", num(link->nvls_efficiency));
+    if (link->ring_channels > 0) y += fmt::format("    ring_channels: {}\n", link->ring_channels);
   }
   return y;
 }

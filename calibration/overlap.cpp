@@ -4,7 +4,8 @@
 
 namespace odyssey {
 
-int nccl_kernel_sms(int ranks_per_server, int nics_per_server) {
+int nccl_kernel_sms(int ranks_per_server, int servers, int nics_per_server, int nvlink_ring_channels) {
+  if (servers <= 1 && nvlink_ring_channels > 0) return std::min(NCCL_MAX_CHANNELS, nvlink_ring_channels);
   const int rings = nccl_net_channels(ranks_per_server, std::max(1, nics_per_server));
   return std::min(NCCL_MAX_CHANNELS, 2 * rings);
 }

@@ -18,12 +18,14 @@ inline constexpr int NCCL_MAX_CHANNELS = 32;
 inline constexpr int USERBUFFERS_SMS = 16;
 
 /// SMs an NCCL collective's kernel occupies: one CTA per channel (NCCL launches its kernel with
-/// one block per channel, src/enqueue.cc). Channels: the rings that leave each server, one per
-/// rank of the server up to one per NIC (nccl_net_channels), each duplicated into two channels as
-/// NCCL's topology post-processing does (ncclTopoPostset, src/graph/connect.cc), at most
-/// NCCL_MAX_CHANNELS. ASSUMPTION: a group inside one server takes as many channels as if each of
-/// its ranks had a NIC of its own (NCCL's NVLink search finds more or fewer rings per system).
-[[nodiscard]] int nccl_kernel_sms(int ranks_per_server, int nics_per_server);
+/// one block per channel, src/enqueue.cc). A group inside one NVSwitch server runs on the rings
+/// NCCL's NVLink search finds for that GPU, `nvlink_ring_channels` (the profile's
+/// `links.nvlink.ring_channels`, from NCCL's logs). A group across servers, or one whose GPU has
+/// no such figure: the rings that leave each server, one per rank of the server up to one per NIC
+/// (nccl_net_channels), each duplicated into two channels as NCCL's topology post-processing does
+/// (ncclTopoPostset, src/graph/connect.cc). At most NCCL_MAX_CHANNELS.
+[[nodiscard]] int nccl_kernel_sms(int ranks_per_server, int servers, int nics_per_server,
+                                  int nvlink_ring_channels);
 
 /// Fraction of the GPU's `gpu_sms` SMs that a communication kernel of `comm_sms` SMs takes while it
 /// runs beside compute (0 when the profile gives no SM count).

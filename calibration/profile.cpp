@@ -44,13 +44,14 @@ ProtocolLatency parse_protocol_latency(const YamlValue& v) {
 
 LinkClassProfile parse_link_class(const YamlValue& v) {
   v.require_map();
-  v.check_keys({"bandwidth", "bus_efficiency", "step_latency", "nvls_efficiency"});
+  v.check_keys({"bandwidth", "bus_efficiency", "step_latency", "nvls_efficiency", "ring_channels"});
   LinkClassProfile link;
   link.bandwidth = v.require("bandwidth").as_byte_rate();
   link.bus_efficiency = parse_fraction(v.require("bus_efficiency"));
   link.step_latency_by_protocol = parse_protocol_latency(v.require("step_latency"));
   link.step_latency = link.step_latency_by_protocol.simple;
   if (auto nvls = v.get("nvls_efficiency")) link.nvls_efficiency = parse_fraction(*nvls);
+  if (auto rings = v.get("ring_channels")) link.ring_channels = static_cast<int>(rings->as_positive_count());
   return link;
 }
 

@@ -85,6 +85,10 @@ struct LinkClassProfile {
   /// NVLink only: achievable fraction of the port's bandwidth under NVLink SHARP (NVLS), 0 when
   /// the GPU's NVSwitch generation has none (optional key `nvls_efficiency`).
   double nvls_efficiency = 0.0;
+  /// NVLink only: the ring channels NCCL runs a collective of a group inside one NVSwitch server
+  /// on, one CTA (one SM) each, as NCCL's own logs of such groups show them; 0 where no log is at
+  /// hand (optional key `ring_channels`; nccl_kernel_sms then counts NIC rings).
+  int ring_channels = 0;
 };
 
 /// NCCL's cap on one tree channel's bus bandwidth for this GPU generation (perChMaxTreeBws,
@@ -142,7 +146,7 @@ struct Profile {
   /// profile's ratio of measured whole-layer times to the model's price of the same layers (`odyssey
   /// calibrate import --published layer-times=...`), the table named under `tables`.
   double kernel_time_scale = 1.0;
-  Seconds collective_base_latency;              ///< per collective call (NCCL base latency, Ring Simple)
+  Seconds collective_base_latency; ///< per collective call (NCCL base latency, Ring Simple)
   ProtocolLatency collective_base_latency_by_protocol; ///< NCCL base latency, Ring, per protocol
   TreeChannelCap tree_channel_bandwidth;               ///< NCCL's per-channel tree cap
   LinkClassProfile nvlink;

@@ -594,8 +594,23 @@ TEST_CASE("calibration::compute_under_overlap: slowed while the kernel runs, ful
   // A kernel longer than the slowed compute: all of it at 3/4 speed.
   CHECK(compute_under_overlap(c, Seconds(10), 0.25).value() == Approx(1 / 0.75));
   CHECK(overlap_sm_share(USERBUFFERS_SMS, 132) == Approx(16.0 / 132));
-  // NCCL: two channels per ring leaving the server, one ring per NIC at most, 32 at most.
-  CHECK(nccl_kernel_sms(1, 8) == 2);
-  CHECK(nccl_kernel_sms(8, 8) == 16);
-  CHECK(nccl_kernel_sms(8, 4) == 8);
+  // NCCL across servers: two channels per ring leaving the server, one ring per NIC at most.
+  CHECK(nccl_kernel_sms(1, 16, 8, 24) == 2);
+  CHECK(nccl_kernel_sms(8, 2, 8, 24) == 16);
+  CHECK(nccl_kernel_sms(8, 2, 4, 24) == 8);
+  // Inside one server: the GPU's NVLink rings, whatever the group's size; without that figure
+  // (V100's profile) the NIC rule, as if each rank had a NIC of its own.
+  CHECK(nccl_kernel_sms(8, 1, 8, 24) == 24);
+  CHECK(nccl_kernel_sms(4, 1, 8, 24) == 24);
+  CHECK(nccl_kernel_sms(8, 1, 8, 0) == 16);
+  CHECK(nccl_kernel_sms(8, 1, 8, 64) == NCCL_MAX_CHANNELS);
+}
+
+TEST_CASE("calibration::Profile: the NVLink ring channels of the shipped NVSwitch GPUs", "[engine]") {
+  // NCCL's logs of 8-GPU NVSwitch servers: HGX A100 and H100 run 24 ring channels.
+  for (const char* gpu : {"A100-SXM4-80GB", "H100-SXM5-80GB"}) {
+    const Profile p =
+        load_profile(find_profile(std::string(ODYSSEY_DATA_DIR) + "/calibration/profiles", gpu));
+    CHECK(p.nvlink.ring_channels == 24);
+  }
 }
