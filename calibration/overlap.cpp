@@ -1,6 +1,7 @@
 #include "calibration/overlap.hpp"
 
 #include "calibration/cost_model.hpp"
+#include "calibration/profile.hpp"
 
 namespace odyssey {
 
@@ -8,6 +9,11 @@ int nccl_kernel_sms(int ranks_per_server, int servers, int nics_per_server, int 
   if (servers <= 1 && nvlink_ring_channels > 0) return std::min(NCCL_MAX_CHANNELS, nvlink_ring_channels);
   const int rings = nccl_net_channels(ranks_per_server, std::max(1, nics_per_server));
   return std::min(NCCL_MAX_CHANNELS, 2 * rings);
+}
+
+double nccl_overlap_share(int ranks_per_server, int servers, int nics_per_server, const Profile& profile) {
+  return overlap_sm_share(
+      nccl_kernel_sms(ranks_per_server, servers, nics_per_server, profile.nvlink.ring_channels), profile.sms);
 }
 
 double overlap_sm_share(int comm_sms, int gpu_sms) {

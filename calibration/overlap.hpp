@@ -27,6 +27,14 @@ inline constexpr int USERBUFFERS_SMS = 16;
 [[nodiscard]] int nccl_kernel_sms(int ranks_per_server, int servers, int nics_per_server,
                                   int nvlink_ring_channels);
 
+struct Profile;
+
+/// Share of the GPU's SMs an NCCL kernel of a group of `ranks_per_server` ranks on each of
+/// `servers` servers takes from the compute beside it: nccl_kernel_sms with the profile's NVLink
+/// rings, over the profile's SM count. The engine and the screen both price overlap with it.
+[[nodiscard]] double nccl_overlap_share(int ranks_per_server, int servers, int nics_per_server,
+                                        const Profile& profile);
+
 /// Fraction of the GPU's `gpu_sms` SMs that a communication kernel of `comm_sms` SMs takes while it
 /// runs beside compute (0 when the profile gives no SM count).
 [[nodiscard]] double overlap_sm_share(int comm_sms, int gpu_sms);

@@ -142,12 +142,10 @@ AnalyticalScreen::Pass AnalyticalScreen::price(const std::vector<ComputeOp>& com
       // Its kernel takes SMs from the compute it runs beside (the engine's rule).
       const GroupShape g = group_shape(op.group, p);
       const int sms = cost_.profile().sms;
-      const double share =
-          op.group == GroupKind::TP && p.tp_overlap
-              ? overlap_sm_share(USERBUFFERS_SMS, sms)
-              : overlap_sm_share(nccl_kernel_sms((g.ranks + g.servers - 1) / g.servers, g.servers,
-                                                 machine_.server.nics, cost_.profile().nvlink.ring_channels),
-                                 sms);
+      const double share = op.group == GroupKind::TP && p.tp_overlap
+                               ? overlap_sm_share(USERBUFFERS_SMS, sms)
+                               : nccl_overlap_share((g.ranks + g.servers - 1) / g.servers, g.servers,
+                                                    machine_.server.nics, cost_.profile());
       x.interference += compute_under_overlap(x.compute, t, share) - x.compute;
     }
   }
@@ -348,10 +346,8 @@ Estimate AnalyticalScreen::evaluate(const Strategy& s) {
 
   // SM share of the data-parallel stream's kernels (the engine's rule).
   const GroupShape dp_group = group_shape(GroupKind::DP, p);
-  const double dp_share = overlap_sm_share(
-      nccl_kernel_sms((dp_group.ranks + dp_group.servers - 1) / dp_group.servers, dp_group.servers,
-                      machine_.server.nics, cost_.profile().nvlink.ring_channels),
-      cost_.profile().sms);
+  const double dp_share = nccl_overlap_share((dp_group.ranks + dp_group.servers - 1) / dp_group.servers,
+                                             dp_group.servers, machine_.server.nics, cost_.profile());
   auto finish = [&](const StageTime& st, Seconds end, Seconds* dp_exposed, Seconds* optimizer,
                     Seconds* interference) {
     Seconds queue; // when the data-parallel stream is free

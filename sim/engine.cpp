@@ -218,9 +218,8 @@ public:
     blocks_per_stage_ = p_.dp / p_.ep;
     const int dp_ranks = order_.group_size(GroupKind::DP);
     const int dp_servers = std::max(1, order_.servers_spanned(GroupKind::DP, machine_.server.gpus));
-    dp_share_ = overlap_sm_share(nccl_kernel_sms((dp_ranks + dp_servers - 1) / dp_servers, dp_servers,
-                                                 machine_.server.nics, cost_.profile().nvlink.ring_channels),
-                                 cost_.profile().sms);
+    dp_share_ = nccl_overlap_share((dp_ranks + dp_servers - 1) / dp_servers, dp_servers, machine_.server.nics,
+                                   cost_.profile());
   }
 
   SimulationResult run();
@@ -699,9 +698,8 @@ double Simulation::nccl_share(const std::vector<long>& members) const {
   std::set<long> servers;
   for (long r : members) servers.insert(server_of(gpu_of(r)));
   const int per_server = static_cast<int>(members.size() / std::max<size_t>(1, servers.size()));
-  return overlap_sm_share(nccl_kernel_sms(per_server, static_cast<int>(servers.size()), machine_.server.nics,
-                                          cost_.profile().nvlink.ring_channels),
-                          cost_.profile().sms);
+  return nccl_overlap_share(per_server, static_cast<int>(servers.size()), machine_.server.nics,
+                            cost_.profile());
 }
 
 /// Runs one pass of a chunk: collectives marked overlappable start with the compute and only
@@ -727,11 +725,9 @@ void Simulation::run_block(BlockState& b, const PricedBlock& block, const std::s
     } else if (op.group == GroupKind::TP && tp_links_private()) {
       overlapped_analytic += analytic_tp(op);
       analytic_share =
-          std::max(analytic_share,
-                   userbuffers >= 0 ? userbuffers
-                                    : overlap_sm_share(nccl_kernel_sms(p_.tp, 1, machine_.server.nics,
-                                                                       cost_.profile().nvlink.ring_channels),
-                                                       sms));
+          std::max(analytic_share, userbuffers >= 0
+                                       ? userbuffers
+                                       : nccl_overlap_share(p_.tp, 1, machine_.server.nics, cost_.profile()));
     } else {
       for (const auto& members : block_groups(b, op.group)) {
         CollectivePlan plan;
