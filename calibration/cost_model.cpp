@@ -125,9 +125,14 @@ CollectivePlan base_plan(const Profile& prof, Algorithm algo, Protocol proto) {
   return plan;
 }
 
-ProtocolChoice price_protocol(const Profile& prof, Algorithm algo, Protocol proto, const RingSteps& rs,
-                              Bytes size, GroupShape g, const BusBandwidth& bw) {
+/// A ring or point-to-point transfer of `kind`. Inside one server its NVLink hops run at the bus
+/// efficiency measured for that collective and group size where the profile has one
+/// (LinkClassProfile::ring_efficiency: a group of 2 GPUs reaches less of the port than one of 8).
+ProtocolChoice price_protocol(const Profile& prof, Algorithm algo, Protocol proto, CollectiveKind kind,
+                              const RingSteps& rs, Bytes size, GroupShape g, const BusBandwidth& bw) {
   CollectivePlan plan = base_plan(prof, algo, proto);
+  if (g.servers == 1)
+    plan.efficiency_nvlink = protocol_efficiency(proto) * prof.nvlink.ring_efficiency(kind, g.ranks);
   plan.steps = rs.steps;
   plan.edge_bytes_factor = rs.edge_bytes_factor;
   // NCCL: base + (nsteps - nInterSteps) * intraLat + nInterSteps * interLat. NCCL adds the graph's
@@ -701,7 +706,7 @@ CollectivePlan CostModel::collective(CollectiveKind kind, Bytes size, GroupShape
       switch (algo) {
       case Algorithm::TREE: c = price_tree(links_, proto, size, group, bw); break;
       case Algorithm::RING:
-      case Algorithm::P2P: c = price_protocol(links_, algo, proto, rs, size, group, bw); break;
+      case Algorithm::P2P: c = price_protocol(links_, algo, proto, kind, rs, size, group, bw); break;
       case Algorithm::PAT: c = price_pat(links_, rs, size, group, bw); break;
       default: c = price_in_switch(links_, algo, size, group, bw); break;
       }

@@ -282,6 +282,12 @@ std::string profile_yaml(const Profile& p, const std::string& header) {
                      latencies(link->step_latency_by_protocol));
     if (link->nvls_efficiency > 0) y += fmt::format("    nvls_efficiency: {}\n", num(link->nvls_efficiency));
     if (link->ring_channels > 0) y += fmt::format("    ring_channels: {}\n", link->ring_channels);
+    if (!link->group_efficiency.empty()) {
+      y += "    group_efficiency:\n";
+      for (const GroupEfficiency& g : link->group_efficiency)
+        y += fmt::format("      - {{op: {}, ranks: {}, bus_efficiency: {}}}\n", collective_name(g.kind),
+                         g.ranks, num(g.bus_efficiency));
+    }
   }
   return y;
 }
@@ -589,6 +595,7 @@ ImportSummary import_profile(const ImportOptions& o) {
 PublishedTable parse_published_table(const std::string& spec) {
   static const std::vector<std::pair<std::string, PublishedFormat>> formats = {
       {"xla-matmul", PublishedFormat::XLA_MATMUL},
+      {"xla-collective", PublishedFormat::XLA_COLLECTIVE},
       {"flash-attention", PublishedFormat::FLASH_ATTENTION},
       {"layer-times", PublishedFormat::LAYER_TIMES},
       {"assumed-time-scale", PublishedFormat::ASSUMED_TIME_SCALE}};
@@ -599,9 +606,10 @@ PublishedTable parse_published_table(const std::string& spec) {
       return {.format = format, .path = spec.substr(eq + 1)};
   throw InputError(
       {.file = "--published"}, "",
-      fmt::format("expected FORMAT=FILE with FORMAT one of xla-matmul, flash-attention, layer-times, "
-                  "assumed-time-scale, got '{}'",
-                  spec));
+      fmt::format(
+          "expected FORMAT=FILE with FORMAT one of xla-matmul, xla-collective, flash-attention, layer-times, "
+          "assumed-time-scale, got '{}'",
+          spec));
 }
 
 namespace {
@@ -699,6 +707,68 @@ void fit_layer_times(const std::string& path, const ImportOptions& o, Profile& o
   }
 }
 
+/// OpenXLA's collective table: for each collective and group size it timed (all groups inside
+/// one server), the bus efficiency of its largest buffer, where launch and latency weigh least:
+/// nccl-tests' busbw over the NVLink port's bandwidth, which NCCL's rings over such a group then
+/// run at (LinkClassProfile::ring_efficiency). The smaller buffers are not imported: their times
+/// include XLA's own launch path, which is not NCCL's latency.
+void import_xla_collectives(const std::string& path, const std::string& gpu, const Profile& base,
+                            Profile& out, ImportSummary& summary, std::vector<std::string>& sources,
+                            int& capped) {
+  const std::string file = fs::path(path).filename().string();
+  const std::string arch = xla_arch_of_gpu_type(gpu);
+  if (arch.empty())
+    throw InputError(
+        {.file = path}, "",
+        fmt::format("OpenXLA's tables have no key for {} alone (see xla_arch_of_gpu_type)", gpu));
+  const XlaCollectiveTable table = read_xla_collective_table(path);
+  if (table.arch != arch)
+    throw InputError({.file = path}, "key",
+                     fmt::format("the table is for '{}', not '{}' ({})", table.arch, arch, gpu));
+  if (base.nvlink.bandwidth.value() <= 0)
+    throw InputError({.file = path}, "",
+                     fmt::format("{} has no NVLink bandwidth to take a fraction of", base.name));
+  // XLA's opcodes Odyssey prices as NCCL rings or point-to-point transfers.
+  static const std::map<std::string, CollectiveKind> priced = {
+      {"all-reduce", CollectiveKind::ALL_REDUCE},
+      {"all-gather", CollectiveKind::ALL_GATHER},
+      {"reduce-scatter", CollectiveKind::REDUCE_SCATTER},
+      {"all-to-all", CollectiveKind::ALL_TO_ALL}};
+  std::map<std::pair<CollectiveKind, int>, const XlaCollectiveEntry*> largest;
+  std::map<std::string, int> unpriced;
+  for (const XlaCollectiveEntry& e : table.entries) {
+    const auto kind = priced.find(e.opcode);
+    if (kind == priced.end() || e.devices_per_group < 2) {
+      ++unpriced[e.opcode];
+      continue;
+    }
+    const XlaCollectiveEntry*& best = largest[{kind->second, e.devices_per_group}];
+    if (best == nullptr || e.counted_bytes() > best->counted_bytes()) best = &e;
+  }
+  for (const auto& [opcode, count] : unpriced)
+    summary.skipped.push_back(fmt::format("{}: {} '{}' entries: not a collective Odyssey prices over a group",
+                                          file, count, opcode));
+  if (largest.empty())
+    throw InputError({.file = path}, "entry",
+                     "no all-reduce, all-gather, reduce-scatter or all-to-all entries");
+  out.nvlink.group_efficiency.clear();
+  std::string what;
+  for (const auto& [key, e] : largest) {
+    const auto [kind, ranks] = key;
+    const double busbw = e->throughput * bus_factor(kind, ranks);
+    const double efficiency = capped_fraction(busbw / base.nvlink.bandwidth.value(), capped);
+    out.nvlink.group_efficiency.push_back({.kind = kind, .ranks = ranks, .bus_efficiency = efficiency});
+    what += fmt::format("{}{} over {}: {} ({:.0f} GB/s busbw at {:.0f} MiB)", what.empty() ? "" : ", ",
+                        collective_name(kind), ranks, num(efficiency), busbw / 1e9,
+                        e->counted_bytes().value() / (1 << 20));
+  }
+  out.tables.push_back({.table = "collectives in one server",
+                        .source = fmt::format("{} (under {}; {})", table.source, arch, file)});
+  summary.measured.push_back(fmt::format(
+      "links.nvlink.group_efficiency from {} ({}, largest buffer of each): {}", file, arch, what));
+  sources.push_back(table.source);
+}
+
 } // namespace
 
 ImportSummary import_published(const ImportOptions& o) {
@@ -728,6 +798,8 @@ ImportSummary import_published(const ImportOptions& o) {
     const std::string file = fs::path(t.path).filename().string();
     if (t.format == PublishedFormat::LAYER_TIMES || t.format == PublishedFormat::ASSUMED_TIME_SCALE) {
       continue; // after the per-kernel tables, which the layers' price rests on
+    } else if (t.format == PublishedFormat::XLA_COLLECTIVE) {
+      import_xla_collectives(t.path, gpu, base, out, summary, sources, capped);
     } else if (t.format == PublishedFormat::XLA_MATMUL) {
       const std::string arch = xla_arch_of_gpu_type(gpu);
       if (arch.empty())
@@ -862,9 +934,11 @@ ImportSummary import_published(const ImportOptions& o) {
   if (capped > 0)
     summary.skipped.push_back(
         fmt::format("{} above the datasheet peak capped at 1", counted(long(capped), "rate")));
-  summary.kept.insert(summary.kept.end(), {"peak", "gemm.sms", "gemm.tile", "attention.efficiency", "memory",
-                                           out.kernel_time_scale != 1.0 ? "kernel.launch_overhead" : "kernel",
-                                           "collective", "links"});
+  summary.kept.insert(
+      summary.kept.end(),
+      {"peak", "gemm.sms", "gemm.tile", "attention.efficiency", "memory",
+       out.kernel_time_scale != 1.0 ? "kernel.launch_overhead" : "kernel", "collective",
+       out.nvlink.group_efficiency.empty() ? "links" : "links (but links.nvlink.group_efficiency)"});
 
   auto join = [](const std::vector<std::string>& items, const char* sep) {
     std::string joined;

@@ -20,7 +20,9 @@ inline constexpr const char* RAW_FORMAT = "odyssey-raw/1";
 
 /// The formats of published tables `odyssey calibrate import --published FORMAT=FILE` reads.
 enum class PublishedFormat {
-  XLA_MATMUL,      ///< OpenXLA's GEMM throughput text-proto (calibration/published/xla-matmul-*.textproto)
+  XLA_MATMUL, ///< OpenXLA's GEMM throughput text-proto (calibration/published/xla-matmul-*.textproto)
+  /// OpenXLA's NCCL collective throughput over groups of one server (xla-collective-*.textproto)
+  XLA_COLLECTIVE,
   FLASH_ATTENTION, ///< FlashAttention throughput CSV (calibration/published/flash-attention.csv)
   LAYER_TIMES,     ///< measured per-layer times CSV (calibration/published/*-layer-times.csv)
   /// Another GPU's published profile whose kernel.time_scale came from measured layer times: its
@@ -34,7 +36,7 @@ struct PublishedTable {
   std::string path;
 };
 
-/// Parses `FORMAT=FILE` (`xla-matmul=...`, `flash-attention=...`, `layer-times=...`,
+/// Parses `FORMAT=FILE` (`xla-matmul=...`, `xla-collective=...`, `flash-attention=...`, `layer-times=...`,
 /// `assumed-time-scale=PROFILE`); InputError otherwise.
 PublishedTable parse_published_table(const std::string& spec);
 

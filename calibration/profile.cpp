@@ -44,7 +44,8 @@ ProtocolLatency parse_protocol_latency(const YamlValue& v) {
 
 LinkClassProfile parse_link_class(const YamlValue& v) {
   v.require_map();
-  v.check_keys({"bandwidth", "bus_efficiency", "step_latency", "nvls_efficiency", "ring_channels"});
+  v.check_keys({"bandwidth", "bus_efficiency", "step_latency", "nvls_efficiency", "ring_channels",
+                "group_efficiency"});
   LinkClassProfile link;
   link.bandwidth = v.require("bandwidth").as_byte_rate();
   link.bus_efficiency = parse_fraction(v.require("bus_efficiency"));
@@ -52,6 +53,30 @@ LinkClassProfile parse_link_class(const YamlValue& v) {
   link.step_latency = link.step_latency_by_protocol.simple;
   if (auto nvls = v.get("nvls_efficiency")) link.nvls_efficiency = parse_fraction(*nvls);
   if (auto rings = v.get("ring_channels")) link.ring_channels = static_cast<int>(rings->as_positive_count());
+  if (auto groups = v.get("group_efficiency")) {
+    for (const YamlValue& g : groups->items()) {
+      g.require_map();
+      g.check_keys({"op", "ranks", "bus_efficiency"});
+      const YamlValue op = g.require("op");
+      const std::string name = op.as_string();
+      std::vector<std::string> names;
+      GroupEfficiency e;
+      bool known = false;
+      for (const auto& [n, kind] : collective_names()) {
+        names.push_back(n);
+        if (n == name) e.kind = kind, known = true;
+      }
+      if (!known) op.fail_choice(name, names);
+      const YamlValue ranks = g.require("ranks");
+      e.ranks = static_cast<int>(ranks.as_positive_count());
+      if (e.ranks < 2) ranks.fail("a collective needs at least 2 ranks, got " + ranks.as_string());
+      e.bus_efficiency = parse_fraction(g.require("bus_efficiency"));
+      for (const GroupEfficiency& seen : link.group_efficiency)
+        if (seen.kind == e.kind && seen.ranks == e.ranks)
+          g.fail(fmt::format("{} over {} ranks appears twice", name, e.ranks));
+      link.group_efficiency.push_back(e);
+    }
+  }
   return link;
 }
 
@@ -357,6 +382,24 @@ std::string find_profile(const std::string& directory, const std::string& gpu) {
                          ")");
   }
   return best->path;
+}
+
+double LinkClassProfile::ring_efficiency(CollectiveKind kind, int ranks) const {
+  const GroupEfficiency* below = nullptr;
+  const GroupEfficiency* above = nullptr;
+  for (const GroupEfficiency& g : group_efficiency) {
+    if (g.kind != kind) continue;
+    if (g.ranks == ranks) return g.bus_efficiency;
+    if (g.ranks < ranks && (below == nullptr || g.ranks > below->ranks)) below = &g;
+    if (g.ranks > ranks && (above == nullptr || g.ranks < above->ranks)) above = &g;
+  }
+  if (below != nullptr && above != nullptr) {
+    const double t = double(ranks - below->ranks) / double(above->ranks - below->ranks);
+    return below->bus_efficiency + t * (above->bus_efficiency - below->bus_efficiency);
+  }
+  if (below != nullptr) return below->bus_efficiency;
+  if (above != nullptr) return above->bus_efficiency;
+  return bus_efficiency;
 }
 
 } // namespace odyssey

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "models/input/diagnostics.hpp"
+#include "models/ops.hpp"
 #include "models/spec.hpp"
 #include "models/units.hpp"
 
@@ -75,6 +76,14 @@ struct ProtocolLatency {
   [[nodiscard]] Seconds at(Protocol p) const;
 };
 
+/// The bus efficiency NCCL reached for one collective over `ranks` GPUs of one server, at the
+/// largest message a published or measured table timed (busbw over the port's bandwidth).
+struct GroupEfficiency {
+  CollectiveKind kind = CollectiveKind::ALL_REDUCE;
+  int ranks = 0;
+  double bus_efficiency = 1.0;
+};
+
 /// Per-link-class parameters of the collective cost model (NCCL's tuning model, see
 /// calibration/README.md for the constants' sources).
 struct LinkClassProfile {
@@ -89,6 +98,15 @@ struct LinkClassProfile {
   /// on, one CTA (one SM) each, as NCCL's own logs of such groups show them; 0 where no log is at
   /// hand (optional key `ring_channels`; nccl_kernel_sms then counts NIC rings).
   int ring_channels = 0;
+  /// NVLink only: measured bus efficiencies of collectives inside one server by kind and group
+  /// size (optional key `group_efficiency`), which NCCL's ring and point-to-point transfers of such
+  /// a group run at instead of `bus_efficiency`; empty where no table measured them.
+  std::vector<GroupEfficiency> group_efficiency;
+
+  /// The ring efficiency of `kind` over `ranks` GPUs of one server: the measured one at that group
+  /// size; between two measured sizes, linear in the ranks; beyond them, the nearest; without any
+  /// for this kind, `bus_efficiency`.
+  [[nodiscard]] double ring_efficiency(CollectiveKind kind, int ranks) const;
 };
 
 /// NCCL's cap on one tree channel's bus bandwidth for this GPU generation (perChMaxTreeBws,

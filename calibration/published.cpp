@@ -250,24 +250,25 @@ std::vector<CsvField> split_csv(const std::string& line, const SourceLocation& w
 
 } // namespace
 
+/// The citation of a copied text-proto table: its `# source: ...` comment line, which must come in
+/// the leading comment block, so that the file carries its own origin.
+std::string source_line(const std::string& text, const std::string& path) {
+  std::istringstream lines(text);
+  std::string line;
+  constexpr std::string_view TAG = "# source:";
+  while (std::getline(lines, line) && (line.empty() || line[0] == '#')) {
+    if (line.rfind(TAG, 0) != 0) continue;
+    std::string source = line.substr(TAG.size());
+    source.erase(0, source.find_first_not_of(' '));
+    if (!source.empty()) return source;
+  }
+  throw InputError({.file = path, .line = 1, .column = 1}, "",
+                   "name the table's origin in a '# source: ...' comment line before the first entry");
+}
+
 XlaMatmulTable read_xla_matmul_table(const std::string& path) {
   const std::string text = read_text(path);
-  XlaMatmulTable table{};
-  {
-    // The citation is a comment of the leading block, so that the file carries its own origin.
-    std::istringstream lines(text);
-    std::string line;
-    constexpr std::string_view TAG = "# source:";
-    while (std::getline(lines, line) && (line.empty() || line[0] == '#')) {
-      if (line.rfind(TAG, 0) != 0) continue;
-      table.source = line.substr(TAG.size());
-      table.source.erase(0, table.source.find_first_not_of(' '));
-      break;
-    }
-  }
-  if (table.source.empty())
-    throw InputError({.file = path, .line = 1, .column = 1}, "",
-                     "name the table's origin in a '# source: ...' comment line before the first entry");
+  XlaMatmulTable table{.source = source_line(text, path), .entries = {}};
   const std::vector<ProtoField> top = ProtoParser(text, path).parse();
   std::vector<XlaMatmulEntry>& out = table.entries;
   if (top.empty()) throw InputError({.file = path, .line = 1, .column = 1}, "entries", "no entries");
@@ -305,6 +306,106 @@ XlaMatmulTable read_xla_matmul_table(const std::string& path) {
       out.push_back(std::move(entry));
     }
   }
+  return table;
+}
+
+namespace {
+
+/// Bytes per element of the XLA primitive types a collective table may time.
+const std::map<std::string, int, std::less<>> XLA_ELEMENT_BYTES = {
+    {"F64", 8}, {"F32", 4}, {"BF16", 2}, {"F16", 2},      {"S32", 4},
+    {"U32", 4}, {"S8", 1},  {"U8", 1},   {"F8E4M3FN", 1}, {"F8E5M2", 1}};
+
+const std::vector<std::string> XLA_COLLECTIVE_OPCODES = {"all-reduce", "all-gather", "reduce-scatter",
+                                                         "all-to-all", "collective-permute"};
+
+/// A device index that may be absent: text-proto leaves zeros out.
+long optional_index(const ProtoField& message, const std::string& path, const std::string& name) {
+  for (const ProtoField& f : message.fields) {
+    if (f.name != name) continue;
+    const ProtoField& v = only(message, path, name, false);
+    long x = -1;
+    const char* end = v.scalar.data() + v.scalar.size();
+    const auto [ptr, ec] = std::from_chars(v.scalar.data(), end, x);
+    if (v.is_string || ec != std::errc() || ptr != end || x < 0)
+      throw InputError(v.scalar_where, path + "." + name,
+                       "expected a device index (0 or more), got " + v.scalar);
+    return x;
+  }
+  return 0;
+}
+
+} // namespace
+
+Bytes XlaCollectiveEntry::counted_bytes() const {
+  double elements = 1.0;
+  for (long d : dimensions) elements *= double(d);
+  const auto size = XLA_ELEMENT_BYTES.find(element_type);
+  const double bytes = elements * (size == XLA_ELEMENT_BYTES.end() ? 0 : size->second);
+  return Bytes(opcode == "reduce-scatter" ? bytes * devices_per_group : bytes);
+}
+
+XlaCollectiveTable read_xla_collective_table(const std::string& path) {
+  const std::string text = read_text(path);
+  XlaCollectiveTable table{.source = source_line(text, path), .arch = {}, .entries = {}};
+  const std::vector<ProtoField> top = ProtoParser(text, path).parse();
+  ProtoField root;
+  root.where = {.file = path, .line = 1, .column = 1};
+  root.fields = top;
+  check_fields(root, "", {"key", "entry"});
+  table.arch = string_field(root, "", "key");
+  for (const ProtoField& e : top) {
+    if (e.name != "entry") continue;
+    const std::string p = "entry";
+    if (!e.is_message) throw InputError(e.where, p, "expected a message { ... }");
+    check_fields(e, p,
+                 {"opcode", "element_type", "dimensions", "num_replica_groups", "num_devices_per_group",
+                  "source_target_pairs", "throughput"});
+    XlaCollectiveEntry entry{.where = e.where};
+    entry.opcode = string_field(e, p, "opcode");
+    if (std::find(XLA_COLLECTIVE_OPCODES.begin(), XLA_COLLECTIVE_OPCODES.end(), entry.opcode) ==
+        XLA_COLLECTIVE_OPCODES.end())
+      throw InputError(only(e, p, "opcode", false).scalar_where, p + ".opcode",
+                       fmt::format("unknown opcode '{}' (expected one of {})", entry.opcode,
+                                   join_names(XLA_COLLECTIVE_OPCODES)));
+    const ProtoField& type = only(e, p, "element_type", false);
+    if (type.is_string || !XLA_ELEMENT_BYTES.contains(type.scalar))
+      throw InputError(type.scalar_where, p + ".element_type",
+                       "unknown element type '" + type.scalar +
+                           "' (expected an XLA primitive type such as F32)");
+    entry.element_type = type.scalar;
+    for (const ProtoField& f : e.fields) {
+      if (f.name == "dimensions") entry.dimensions.push_back(positive_integer(f, p + ".dimensions"));
+      if (f.name != "source_target_pairs") continue;
+      if (!f.is_message) throw InputError(f.where, p + ".source_target_pairs", "expected a message { ... }");
+      check_fields(f, p + ".source_target_pairs", {"source", "target"});
+      const long source = optional_index(f, p + ".source_target_pairs", "source");
+      const long target = optional_index(f, p + ".source_target_pairs", "target");
+      if (source == target)
+        throw InputError(f.where, p + ".source_target_pairs", "a pair from a device to itself");
+      ++entry.pairs;
+    }
+    if (entry.dimensions.empty()) throw InputError(e.where, p, "missing field 'dimensions'");
+    if (entry.opcode == "collective-permute") {
+      if (entry.pairs == 0) throw InputError(e.where, p, "a collective-permute needs source_target_pairs");
+      for (const char* groups : {"num_replica_groups", "num_devices_per_group"})
+        for (const ProtoField& f : e.fields)
+          if (f.name == groups)
+            throw InputError(f.where, p + "." + groups,
+                             "a collective-permute has source_target_pairs, not groups");
+    } else {
+      if (entry.pairs > 0)
+        throw InputError(e.where, p + ".source_target_pairs",
+                         "only a collective-permute has source_target_pairs");
+      entry.groups =
+          int(positive_integer(only(e, p, "num_replica_groups", false), p + ".num_replica_groups"));
+      entry.devices_per_group =
+          int(positive_integer(only(e, p, "num_devices_per_group", false), p + ".num_devices_per_group"));
+    }
+    entry.throughput = positive_number(only(e, p, "throughput", false), p + ".throughput");
+    table.entries.push_back(std::move(entry));
+  }
+  if (table.entries.empty()) throw InputError(root.where, "entry", "no entries");
   return table;
 }
 

@@ -43,6 +43,42 @@ struct XlaMatmulTable {
 /// b/m/n/k, a non-positive number or a syntax error is an InputError.
 XlaMatmulTable read_xla_matmul_table(const std::string& path);
 
+/// One entry of OpenXLA's collective table (`default_collective_perf_table.txtpb`): one NCCL
+/// collective over groups of GPUs of one server, as OpenXLA's collective_perf_table_gen timed it
+/// (the median of its runs through XLA's runtime, launch included).
+struct XlaCollectiveEntry {
+  std::string opcode; ///< "all-reduce", "all-gather", "reduce-scatter", "all-to-all", "collective-permute"
+  std::string element_type; ///< XLA's primitive type, e.g. "F32"
+  std::vector<long> dimensions;
+  int groups = 0;            ///< num_replica_groups; 0 for collective-permute
+  int devices_per_group = 0; ///< num_devices_per_group; 0 for collective-permute
+  int pairs = 0;             ///< collective-permute's source-target pairs
+  double throughput = 0.0;   ///< network_throughput_bytes_per_sec: counted_bytes() over the time
+  SourceLocation where;
+
+  /// The bytes OpenXLA's generator divides by the time: the sweep's buffer size, the shape's
+  /// bytes, and for reduce-scatter (whose shape is its output) the input, shape x group. That is
+  /// nccl-tests' "size" (CollectiveOp::bytes): all-gather's gathered output, reduce-scatter's input.
+  [[nodiscard]] Bytes counted_bytes() const;
+  /// The measured time: counted_bytes() over the throughput.
+  [[nodiscard]] Seconds time() const { return Seconds(counted_bytes().value() / throughput); }
+};
+
+/// A copy of OpenXLA's collective table for one GPU architecture key and where it was copied from.
+struct XlaCollectiveTable {
+  std::string source; ///< the file's `# source: ...` comment line
+  std::string arch;   ///< the entries' key, "sm_90"
+  std::vector<XlaCollectiveEntry> entries;
+};
+
+/// Reads a copy of OpenXLA's collective table (calibration/published/xla-collective-*.textproto):
+/// a `key: "sm_90"` line, then `entry { opcode element_type dimensions... num_replica_groups
+/// num_devices_per_group throughput }` per line (collective-permute: `source_target_pairs { source
+/// target }` instead of the groups). A `# source: ...` comment line before the first field must
+/// cite the copy's origin. An unknown opcode or element type, a missing or repeated field, a
+/// non-positive number or a syntax error is an InputError.
+XlaCollectiveTable read_xla_collective_table(const std::string& path);
+
 /// One row of a FlashAttention throughput table (calibration/published/flash-attention.csv).
 struct FlashAttentionRow {
   std::string gpu;    ///< Odyssey GPU type, e.g. "H100-SXM5-80GB"

@@ -34,6 +34,38 @@ const char* to_string(CollectiveKind k) {
   return "unknown";
 }
 
+const std::vector<std::pair<std::string, CollectiveKind>>& collective_names() {
+  static const std::vector<std::pair<std::string, CollectiveKind>> NAMES = {
+      {"all-reduce", CollectiveKind::ALL_REDUCE},
+      {"all-gather", CollectiveKind::ALL_GATHER},
+      {"reduce-scatter", CollectiveKind::REDUCE_SCATTER},
+      {"broadcast", CollectiveKind::BROADCAST},
+      {"reduce", CollectiveKind::REDUCE},
+      {"all-to-all", CollectiveKind::ALL_TO_ALL},
+      {"send-recv", CollectiveKind::SEND_RECV}};
+  return NAMES;
+}
+
+std::string collective_name(CollectiveKind k) {
+  for (const auto& [name, kind] : collective_names())
+    if (kind == k) return name;
+  return to_string(k);
+}
+
+double bus_factor(CollectiveKind kind, int n) {
+  // nccl-tests' definitions (doc/PERFORMANCE.md): busbw = algbw x factor.
+  switch (kind) {
+  case CollectiveKind::ALL_REDUCE: return 2.0 * (n - 1) / n;
+  case CollectiveKind::ALL_GATHER:
+  case CollectiveKind::REDUCE_SCATTER:
+  case CollectiveKind::ALL_TO_ALL: return static_cast<double>(n - 1) / n;
+  case CollectiveKind::BROADCAST:
+  case CollectiveKind::REDUCE:
+  case CollectiveKind::SEND_RECV: return 1.0;
+  }
+  return 1.0;
+}
+
 const char* to_string(GroupKind g) {
   switch (g) {
   case GroupKind::TP: return "tp";

@@ -2,6 +2,8 @@
 #pragma once
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "models/spec.hpp"
 #include "models/units.hpp"
@@ -79,6 +81,13 @@ struct CollectiveOp {
 const char* to_string(OpKind k);
 const char* to_string(Pass p);
 const char* to_string(CollectiveKind k);
+/// The collectives by the names users give them (`odyssey collective --op`, profiles): nccl-tests'
+/// and XLA's spelling, "all-reduce", "all-gather", ..., "send-recv".
+const std::vector<std::pair<std::string, CollectiveKind>>& collective_names();
+/// The user-facing name of a collective ("all-reduce").
+std::string collective_name(CollectiveKind k);
+/// nccl-tests' bus-bandwidth factor for `kind` over `ranks` ranks (busbw = algbw x factor).
+double bus_factor(CollectiveKind kind, int ranks);
 const char* to_string(GroupKind g);
 
 } // namespace odyssey

@@ -54,20 +54,6 @@ NcclConfig nccl_config(const MachineSpec& machine, AlgorithmSet algorithms, Prot
                     .protocols = protocols};
 }
 
-double bus_factor(CollectiveKind kind, int n) {
-  // nccl-tests' definitions (doc/PERFORMANCE.md): busbw = algbw x factor.
-  switch (kind) {
-  case CollectiveKind::ALL_REDUCE: return 2.0 * (n - 1) / n;
-  case CollectiveKind::ALL_GATHER:
-  case CollectiveKind::REDUCE_SCATTER:
-  case CollectiveKind::ALL_TO_ALL: return static_cast<double>(n - 1) / n;
-  case CollectiveKind::BROADCAST:
-  case CollectiveKind::REDUCE:
-  case CollectiveKind::SEND_RECV: return 1.0;
-  }
-  return 1.0;
-}
-
 CollectiveRun simulate_collective(const MachineSpec& machine, const CostModel& cost, CollectiveKind kind,
                                   int gpus, const std::vector<Bytes>& sizes) {
   if (gpus < 2) throw std::invalid_argument(fmt::format("a collective needs at least 2 GPUs, got {}", gpus));

@@ -39,9 +39,6 @@ struct CollectiveRun {
 /// `protocols` restrict the choice as NCCL_ALGO and NCCL_PROTO do.
 NcclConfig nccl_config(const MachineSpec& machine, AlgorithmSet algorithms, ProtocolSet protocols);
 
-/// nccl-tests' bus-bandwidth factor for `kind` over `ranks` ranks.
-double bus_factor(CollectiveKind kind, int ranks);
-
 /// Simulates `kind` over GPUs 0..gpus-1 of `machine` once per size. Throws std::invalid_argument
 /// for an impossible request (more GPUs than the machine, all-to-all too large to simulate).
 CollectiveRun simulate_collective(const MachineSpec& machine, const CostModel& cost, CollectiveKind kind,

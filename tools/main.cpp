@@ -71,16 +71,8 @@ std::vector<odyssey::Bytes> parse_sizes(const std::string& text) {
 }
 
 odyssey::CollectiveKind parse_op(const std::string& op) {
-  static const std::vector<std::pair<std::string, odyssey::CollectiveKind>> OPS = {
-      {"all-reduce", odyssey::CollectiveKind::ALL_REDUCE},
-      {"all-gather", odyssey::CollectiveKind::ALL_GATHER},
-      {"reduce-scatter", odyssey::CollectiveKind::REDUCE_SCATTER},
-      {"broadcast", odyssey::CollectiveKind::BROADCAST},
-      {"reduce", odyssey::CollectiveKind::REDUCE},
-      {"all-to-all", odyssey::CollectiveKind::ALL_TO_ALL},
-      {"send-recv", odyssey::CollectiveKind::SEND_RECV}};
   std::vector<std::string> names;
-  for (const auto& [name, kind] : OPS) {
+  for (const auto& [name, kind] : odyssey::collective_names()) {
     if (name == op) return kind;
     names.push_back(name);
   }

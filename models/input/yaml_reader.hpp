@@ -74,9 +74,10 @@ public:
 
   /// Throws InputError at this value's position and key path.
   [[noreturn]] void fail(const std::string& message) const;
+  /// "unknown value 'got' (expected one of ...)", with a did-you-mean, at this value.
+  [[noreturn]] void fail_choice(const std::string& got, const std::vector<std::string>& names) const;
 
 private:
-  [[noreturn]] void fail_choice(const std::string& got, const std::vector<std::string>& names) const;
   [[nodiscard]] long as_count_or_negative() const; ///< any integer; "expected a positive integer" otherwise
   YAML::Node node_;
   std::string file_;

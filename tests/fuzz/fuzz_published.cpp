@@ -4,7 +4,7 @@
 // profile that loads back and prices GEMMs and collectives, or be rejected with an InputError. Any
 // other exception, crash, leak or undefined behaviour is a bug. The same bytes go to every reader:
 // the best-MFU table `odyssey run` and `odyssey plan` read before simulating, the layer-time and
-// FlashAttention CSVs, and OpenXLA's matmul text-proto. Built by the `fuzz` preset; run by
+// FlashAttention CSVs, and OpenXLA's matmul and collective text-protos. Built by the `fuzz` preset; run by
 // `tools/test.sh --fuzz SECONDS`.
 #include <cmath>
 #include <cstddef>
@@ -77,6 +77,14 @@ void xla_matmul(const std::string& path) {
   import(odyssey::PublishedFormat::XLA_MATMUL, path);
 }
 
+void xla_collective(const std::string& path) {
+  for (const auto& e : odyssey::read_xla_collective_table(path).entries) {
+    require(!e.dimensions.empty() && positive(e.throughput));
+    require(e.opcode == "collective-permute" ? e.pairs > 0 : e.devices_per_group > 0 && e.groups > 0);
+  }
+  import(odyssey::PublishedFormat::XLA_COLLECTIVE, path);
+}
+
 template <typename Read> void bad_input_is_an_error(Read read) {
   try {
     read();
@@ -97,5 +105,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   bad_input_is_an_error([] { layer_times(table); });
   bad_input_is_an_error([] { flash_attention(table); });
   bad_input_is_an_error([] { xla_matmul(table); });
+  bad_input_is_an_error([] { xla_collective(table); });
   return 0;
 }

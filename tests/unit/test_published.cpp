@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <tuple>
 
 #include "calibration/cost_model.hpp"
@@ -26,6 +27,7 @@ namespace {
 const fs::path ROOT = fs::path(ODYSSEY_DATA_DIR);
 const fs::path PROFILES = ROOT / "calibration" / "profiles";
 const fs::path XLA_SM90 = ROOT / "calibration" / "published" / "xla-matmul-sm90.textproto";
+const fs::path XLA_COLLECTIVE_SM90 = ROOT / "calibration" / "published" / "xla-collective-sm90.textproto";
 const fs::path H100_DATASHEET = PROFILES / "h100-sxm5-80gb-datasheet.yaml";
 
 ImportOptions published_import(const fs::path& out, std::vector<PublishedTable> tables) {
@@ -140,6 +142,115 @@ TEST_CASE("calibrate::import: find_profile prefers measured over published over 
                                .gpu = "H100-SXM5-80GB",
                                .base = H100_DATASHEET.string()});
   CHECK(find_profile(dir.path.string(), "H100-SXM5-80GB") == measured.string());
+}
+
+TEST_CASE("calibrate::read_xla_collective_table: OpenXLA's sm_90 collectives, copied whole",
+          "[calibration]") {
+  const XlaCollectiveTable table = read_xla_collective_table(XLA_COLLECTIVE_SM90.string());
+  CHECK(table.arch == "sm_90");
+  CHECK_THAT(table.source, Catch::StartsWith("openxla/xla@336bb15c32a11820a81b226ae502d9ebbfab4412"));
+  REQUIRE(table.entries.size() == 330);
+  std::map<std::string, int> per_opcode;
+  std::set<std::tuple<std::string, int, double>> seen;
+  for (const XlaCollectiveEntry& e : table.entries) {
+    ++per_opcode[e.opcode];
+    // One point per collective, group size and buffer (collective-permute's three pair patterns
+    // are not told apart here).
+    if (e.opcode != "collective-permute")
+      CHECK(seen.insert({e.opcode, e.devices_per_group, e.counted_bytes().value()}).second);
+    // OpenXLA's generator divides the buffer by a whole number of nanoseconds and truncates: a
+    // miscopied digit breaks this.
+    const double ns = e.counted_bytes().value() * 1e9 / e.throughput;
+    const double whole = std::round(ns);
+    CHECK(std::floor(e.counted_bytes().value() * 1e9 / whole) == e.throughput);
+  }
+  for (const char* op : {"all-reduce", "all-gather", "reduce-scatter", "all-to-all", "collective-permute"})
+    CHECK(per_opcode[op] == 66); // 22 sizes, 1 KiB to 2 GiB, x 3 groupings
+}
+
+TEST_CASE("calibrate::import: OpenXLA's collective table gives the H100's NVLink group efficiencies",
+          "[calibration]") {
+  const Profile p = load_profile((PROFILES / "h100-sxm5-80gb-published.yaml").string());
+  REQUIRE(p.nvlink.group_efficiency.size() == 12); // 4 collectives x groups of 2, 4 and 8
+  const XlaCollectiveTable table = read_xla_collective_table(XLA_COLLECTIVE_SM90.string());
+  for (const GroupEfficiency& g : p.nvlink.group_efficiency) {
+    // The largest buffer of that collective and group size: its busbw over the port is the value.
+    const XlaCollectiveEntry* largest = nullptr;
+    for (const XlaCollectiveEntry& e : table.entries)
+      if (collective_name(g.kind) == e.opcode && e.devices_per_group == g.ranks &&
+          (largest == nullptr || e.counted_bytes() > largest->counted_bytes()))
+        largest = &e;
+    REQUIRE(largest != nullptr);
+    CHECK(
+        g.bus_efficiency ==
+        Approx(largest->throughput * bus_factor(g.kind, g.ranks) / p.nvlink.bandwidth.value()).epsilon(1e-5));
+    // And the cost model prices that point back (ring or point-to-point: NVLS not allowed).
+    const CostModel ring(p, NcclConfig{.intra = LinkClass::NVLINK,
+                                       .algorithms = parse_algorithms("ring"),
+                                       .protocols = parse_protocols("Simple")});
+    const Seconds t =
+        ring.collective_time(g.kind, largest->counted_bytes(), GroupShape{.ranks = g.ranks, .servers = 1},
+                             p.nvlink.bandwidth, p.net.bandwidth);
+    CHECK(t.value() == Approx(largest->time().value()).epsilon(0.02));
+  }
+  // Between measured group sizes, linear in the ranks; beyond them, the nearest; other
+  // collectives keep the link's efficiency.
+  CHECK(p.nvlink.ring_efficiency(CollectiveKind::ALL_GATHER, 6) ==
+        Approx((p.nvlink.ring_efficiency(CollectiveKind::ALL_GATHER, 4) +
+                p.nvlink.ring_efficiency(CollectiveKind::ALL_GATHER, 8)) /
+               2));
+  CHECK(p.nvlink.ring_efficiency(CollectiveKind::ALL_GATHER, 16) ==
+        p.nvlink.ring_efficiency(CollectiveKind::ALL_GATHER, 8));
+  CHECK(p.nvlink.ring_efficiency(CollectiveKind::BROADCAST, 8) == p.nvlink.bus_efficiency);
+  // A small group reaches less of the port than a whole server (the table's point).
+  CHECK(p.nvlink.ring_efficiency(CollectiveKind::REDUCE_SCATTER, 2) <
+        p.nvlink.ring_efficiency(CollectiveKind::REDUCE_SCATTER, 8));
+}
+
+TEST_CASE("calibrate::read_xla_collective_table: malformed text-proto", "[calibration]") {
+  ScratchDir dir("published-bad-collective");
+  const fs::path f = dir.path / "c.textproto";
+  const std::string file = f.string();
+  auto error_of = [&](const std::string& body) {
+    write(dir.path, "c.textproto", "# source: test\nkey: \"sm_90\"\n" + body);
+    return input_error([&] { read_xla_collective_table(file); });
+  };
+  const std::string ok_groups = "num_replica_groups: 1 num_devices_per_group: 8";
+  CHECK(
+      error_of("entry { opcode: \"all-reduse\" element_type: F32 dimensions: 4 " + ok_groups +
+               " throughput: 1 }\n") ==
+      file +
+          ":3:17: error: entry.opcode: unknown opcode 'all-reduse' (expected one of all-reduce, all-gather, "
+          "reduce-scatter, all-to-all, collective-permute)");
+  CHECK_THAT(error_of("entry { opcode: \"all-reduce\" element_type: F33 dimensions: 4 " + ok_groups +
+                      " throughput: 1 }\n"),
+             Catch::StartsWith(file + ":3:44: error: entry.element_type: unknown element type 'F33'"));
+  CHECK(error_of("entry { opcode: \"all-reduce\" element_type: F32 " + ok_groups + " throughput: 1 }\n") ==
+        file + ":3:1: error: entry: missing field 'dimensions'");
+  CHECK(error_of("entry { opcode: \"all-reduce\" element_type: F32 dimensions: 4 num_replica_groups: 1 "
+                 "throughput: 1 }\n") == file + ":3:1: error: entry: missing field 'num_devices_per_group'");
+  CHECK(error_of("entry { opcode: \"all-reduce\" element_type: F32 dimensions: 4 " + ok_groups +
+                 " throughput: 0 }\n") ==
+        file + ":3:121: error: entry.throughput: expected a positive number, got 0");
+  CHECK_THAT(error_of("entry { opcode: \"collective-permute\" element_type: F32 dimensions: 4 "
+                      "source_target_pairs { source: 1 target: 1 } throughput: 1 }\n"),
+             Catch::Contains("entry.source_target_pairs: a pair from a device to itself"));
+  CHECK_THAT(error_of("entry { opcode: \"all-reduce\" element_type: F32 dimensions: 4 " + ok_groups +
+                      " source_target_pairs { target: 1 } throughput: 1 }\n"),
+             Catch::Contains("only a collective-permute has source_target_pairs"));
+  CHECK(error_of("") == file + ":1:1: error: entry: no entries");
+  write(dir.path, "c.textproto", "# source: test\nentry { }\n");
+  CHECK(input_error([&] { read_xla_collective_table(file); }) == file + ":1:1: error: missing field 'key'");
+  // An import for a GPU the table was not measured on is refused.
+  write(dir.path, "c.textproto",
+        "# source: test\nkey: \"sm_100\"\nentry { opcode: \"all-reduce\" element_type: F32 dimensions: 4 " +
+            ok_groups + " throughput: 1 }\n");
+  CHECK_THAT(input_error([&] {
+               import_published(published_import(
+                   dir.path / "out.yaml", {{.format = PublishedFormat::XLA_COLLECTIVE, .path = file}}));
+             }),
+             Catch::Contains("the table is for 'sm_100', not 'sm_90'"));
+  CHECK(parse_published_table("xla-collective=x.textproto").format == PublishedFormat::XLA_COLLECTIVE);
 }
 
 TEST_CASE("calibrate::read_xla_matmul_table: malformed text-proto", "[calibration]") {
@@ -399,16 +510,17 @@ TEST_CASE("calibrate::import: the H100 carries the A100's layer-time factor as a
   ScratchDir dir("published-assumed-scale");
   const fs::path a100 = PROFILES / "a100-sxm4-80gb-published.yaml";
   const fs::path out = dir.path / "h100-sxm5-80gb-published.yaml";
-  const ImportSummary summary = import_published(
-      published_import(out, {{.format = PublishedFormat::XLA_MATMUL, .path = XLA_SM90.string()},
-                             {.format = PublishedFormat::ASSUMED_TIME_SCALE, .path = a100.string()}}));
+  const ImportSummary summary = import_published(published_import(
+      out, {{.format = PublishedFormat::XLA_MATMUL, .path = XLA_SM90.string()},
+            {.format = PublishedFormat::XLA_COLLECTIVE, .path = XLA_COLLECTIVE_SM90.string()},
+            {.format = PublishedFormat::ASSUMED_TIME_SCALE, .path = a100.string()}}));
   // The shipped H100 profile is this import's output, value for value.
   CHECK(text_of(out) == text_of(PROFILES / "h100-sxm5-80gb-published.yaml"));
   const Profile p = load_profile(out.string());
   CHECK(p.kernel_time_scale == load_profile(a100.string()).kernel_time_scale);
   CHECK(p.kernel_time_scale > 1.0);
-  REQUIRE(p.tables.size() == 2);
-  CHECK(p.tables[1].table == ASSUMED_TIME_SCALE_TABLE);
+  REQUIRE(p.tables.size() == 3);
+  CHECK(p.tables[2].table == ASSUMED_TIME_SCALE_TABLE);
   CHECK_THAT(kernel_time_scale_origin(p),
              Catch::StartsWith("the layer times measured in Korthikanti") &&
                  Catch::Contains("on A100-SXM4-80GB") &&
