@@ -539,13 +539,18 @@ Seconds CostModel::compute_time(const ComputeOp& op) const {
 Seconds CostModel::modelled_time(const ComputeOp& op) const {
   const Seconds launches = profile_.launch_overhead * static_cast<double>(std::max(0, op.kernels));
   switch (op.kind) {
-  case OpKind::GEMM: return op.flops / (peak(op.dtype) * gemm_efficiency(op.gemm, op.dtype)) + launches;
+  // Tensor-core kernels at the rate their measurements give, held down to what the board sustains
+  // at its power limit (Profile::sustained); streaming kernels are bound by HBM, not the clock.
+  case OpKind::GEMM:
+    return op.flops / (peak(op.dtype) * gemm_efficiency(op.gemm, op.dtype) * profile_.sustained(op.dtype)) +
+           launches;
   case OpKind::ATTENTION: {
     // Fused attention is priced on its shape, in the kernels' own FLOP convention; the op's
     // `flops` stay the model's (full score matrix, backward 2x), which MFU and HFU count.
     const AttentionPass pass = op.pass == Pass::FORWARD ? AttentionPass::FORWARD : AttentionPass::BACKWARD;
     return flash_attention_flops(op.attention, pass) /
-               (peak(op.dtype) * attention_efficiency(op.attention, pass, op.dtype)) +
+               (peak(op.dtype) * attention_efficiency(op.attention, pass, op.dtype) *
+                profile_.sustained(op.dtype)) +
            launches;
   }
   case OpKind::MEMORY_BOUND:

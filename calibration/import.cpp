@@ -241,6 +241,10 @@ std::string profile_yaml(const Profile& p, const std::string& header) {
     for (const auto& [d, s] : p.gemm_best_shape)
       y += fmt::format("    {}: {{m: {}, n: {}, k: {}}}\n", dtype_key(d), s[0], s[1], s[2]);
   }
+  if (!p.gemm_sustained.empty()) {
+    y += "  sustained:\n";
+    for (const auto& [d, f] : p.gemm_sustained) y += fmt::format("    {}: {}\n", dtype_key(d), num(f));
+  }
   if (!p.tables.empty()) {
     y += "tables:\n";
     for (const TableSource& t : p.tables)

@@ -92,7 +92,8 @@ void parse_peak(const YamlValue& v, Profile& p) {
 
 void parse_gemm(const YamlValue& v, Profile& p) {
   v.require_map();
-  v.check_keys({"sms", "tile", "tiles", "k_block", "fill", "max_split_k", "max_efficiency", "best_shape"});
+  v.check_keys({"sms", "tile", "tiles", "k_block", "fill", "max_split_k", "max_efficiency", "best_shape",
+                "sustained"});
   p.sms = static_cast<int>(v.require("sms").as_positive_count());
   auto read_tile = [](const YamlValue& t) {
     t.require_map();
@@ -142,6 +143,17 @@ void parse_gemm(const YamlValue& v, Profile& p) {
       p.gemm_best_shape[dtype] = {shape->require("m").as_positive_count(),
                                   shape->require("n").as_positive_count(),
                                   shape->require("k").as_positive_count()};
+    }
+  }
+  if (auto sustained = v.get("sustained")) {
+    sustained->require_map();
+    sustained->check_keys({"fp32", "fp16", "bf16", "fp8"});
+    for (const auto& [key, dtype] : DTYPE_KEYS) {
+      auto f = sustained->get(key);
+      if (!f) continue;
+      if (!p.peak.contains(dtype))
+        f->fail("has no matching peak: list " + std::string(key) + " under peak first");
+      p.gemm_sustained[dtype] = parse_fraction(*f);
     }
   }
   p.gemm_max_efficiency = highest;

@@ -132,9 +132,19 @@ struct Profile {
   double gemm_max_efficiency = 0.8; ///< best achievable fraction of peak for large GEMMs (any dtype)
   std::map<Precision, double>
       gemm_max_efficiency_by_dtype; ///< per dtype where published; else gemm_max_efficiency
-  int sms = 0;                      ///< streaming multiprocessors (wave quantization)
-  long gemm_tile_m = 128;           ///< output tile rows of the typical cuBLAS kernel
-  long gemm_tile_n = 128;           ///< output tile columns of the typical cuBLAS kernel
+  /// Fraction of its measured rate a tensor-core kernel (GEMM, fused attention) of a dtype holds
+  /// when every GPU of the server computes at once and the board settles at its power limit
+  /// (`gemm.sustained`): the best sustained matmul rate over the best short burst, as
+  /// ml-engineering's MSMF and MAMF measure them. Absent: 1, the measurements already sustained.
+  std::map<Precision, double> gemm_sustained;
+  /// gemm_sustained for `dtype`, 1 where the profile has none.
+  [[nodiscard]] double sustained(Precision dtype) const {
+    const auto it = gemm_sustained.find(dtype);
+    return it == gemm_sustained.end() ? 1.0 : it->second;
+  }
+  int sms = 0;            ///< streaming multiprocessors (wave quantization)
+  long gemm_tile_m = 128; ///< output tile rows of the typical cuBLAS kernel
+  long gemm_tile_n = 128; ///< output tile columns of the typical cuBLAS kernel
   /// Output tiles the GPU's cuBLAS kernels offer (`gemm.tiles`); empty: the one tile above.
   std::vector<GemmTile> gemm_tiles;
   long gemm_k_block = 64; ///< K elements one main-loop iteration of a tile consumes

@@ -330,3 +330,34 @@ TEST_CASE("calibration::CostModel: collective steps and bytes per kind", "[calib
                              BytesPerSecond(50e9))
             .value() == 0.0);
 }
+
+TEST_CASE("calibration::CostModel: tensor-core kernels at the rate the board sustains, streaming ones not",
+          "[calibration]") {
+  Profile p = h100_like();
+  const CostModel burst(p);
+  p.gemm_sustained = {{Precision::BF16, 0.95}, {Precision::FP8, 0.965}};
+  const CostModel sustained(p);
+  const Seconds launch = p.launch_overhead;
+  // GEMMs of each dtype at its own sustained fraction of the measured rate.
+  for (const auto& [dtype, fraction] : {std::pair{Precision::BF16, 0.95}, std::pair{Precision::FP8, 0.965}}) {
+    const ComputeOp op = gemm_op(4096, 4096, 4096, dtype);
+    CHECK((sustained.compute_time(op) - launch).value() ==
+          Approx((burst.compute_time(op) - launch).value() / fraction));
+  }
+  // Fused attention too.
+  ComputeOp attention;
+  attention.kind = OpKind::ATTENTION;
+  attention.dtype = Precision::BF16;
+  attention.attention = {
+      .batch = 1, .heads = 16, .kv_heads = 16, .seq_q = 4096, .seq_kv = 4096, .head_dim = 128};
+  CHECK((sustained.compute_time(attention) - launch).value() ==
+        Approx((burst.compute_time(attention) - launch).value() / 0.95));
+  // A streaming kernel is bound by HBM, not by the clock the power limit sets.
+  ComputeOp copy;
+  copy.kind = OpKind::MEMORY_BOUND;
+  copy.dtype = Precision::BF16;
+  copy.bytes = Bytes(1e9);
+  CHECK(sustained.compute_time(copy) == burst.compute_time(copy));
+  // Without the key, the measured rate stands.
+  CHECK(burst.profile().sustained(Precision::BF16) == 1.0);
+}

@@ -88,6 +88,9 @@ TEST_CASE("calibration::Profile: datasheet values", "[calibration]") {
   CHECK(h100.memory_bandwidth.value() == Approx(3.35e12));
   CHECK(h100.nvlink.bandwidth.value() == Approx(450e9));
   CHECK(h100.sms == 132);
+  // Sustained at the power limit: ml-engineering's MSMF of the H200 over the MAMF the fractions rest on.
+  CHECK(h100.sustained(Precision::BF16) == Approx(755.0 / 794.5).epsilon(1e-3));
+  CHECK(h100.sustained(Precision::FP8) == Approx(1354.0 / 1402.6).epsilon(1e-3));
 
   const Profile v100 = load_profile((PROFILE_DIR / "v100-sxm2-32gb-datasheet.yaml").string());
   CHECK_FALSE(v100.peak.contains(Precision::BF16));
@@ -148,6 +151,14 @@ TEST_CASE("calibration::Profile: rejected profiles", "[calibration]") {
                                   "    fp8: {m: 1024, n: 9216}"));
     CHECK_THAT(input_error([&] { load_profile(file.string()); }),
                Catch::Contains("gemm.best_shape.fp8") && Catch::Contains("k"));
+  }
+  SECTION("a sustained fraction is a fraction, of a dtype with a peak") {
+    write_text(file, replace_once(h100_text(), "    fp8: 0.9653", "    fp8: 1.2"));
+    CHECK(input_error([&] { load_profile(file.string()); }) ==
+          file.string() + ":45:10: error: gemm.sustained.fp8: must be a fraction in (0, 1], got 1.2");
+    write_text(file, replace_once(h100_text(), "    fp8: 0.9653", "    fp32: 0.9653"));
+    CHECK_THAT(input_error([&] { load_profile(file.string()); }),
+               Catch::Contains("gemm.sustained.fp32") && Catch::Contains("has no matching peak"));
   }
   SECTION("FlashAttention-2's figures come as a pair") {
     write_text(file,
