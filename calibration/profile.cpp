@@ -90,6 +90,15 @@ void parse_peak(const YamlValue& v, Profile& p) {
   if (p.peak.empty()) v.fail("lists no dtype peak (expected at least one of fp32, fp16, bf16, fp8)");
 }
 
+/// A table keyed by dtype (fp32, fp16, bf16, fp8): calls `each(key, dtype, value)` for every dtype
+/// it lists, in DTYPE_KEYS order; another key is an error at its position.
+template <class Each> void for_each_dtype(const YamlValue& table, Each each) {
+  table.require_map();
+  table.check_keys({"fp32", "fp16", "bf16", "fp8"});
+  for (const auto& [key, dtype] : DTYPE_KEYS)
+    if (auto value = table.get(key)) each(key, dtype, *value);
+}
+
 void parse_gemm(const YamlValue& v, Profile& p) {
   v.require_map();
   v.check_keys({"sms", "tile", "tiles", "k_block", "fill", "max_split_k", "max_efficiency", "best_shape",
@@ -118,43 +127,31 @@ void parse_gemm(const YamlValue& v, Profile& p) {
     p.gemm_max_split_k = static_cast<int>(s);
   }
   const YamlValue best = v.require("max_efficiency");
-  best.require_map();
-  best.check_keys({"fp32", "fp16", "bf16", "fp8"});
   double highest = 0.0;
-  for (const auto& [key, dtype] : DTYPE_KEYS) {
-    auto e = best.get(key);
-    if (!e) continue;
-    p.gemm_max_efficiency_by_dtype[dtype] = parse_fraction(*e);
+  for_each_dtype(best, [&](std::string_view key, Precision dtype, const YamlValue& e) {
+    p.gemm_max_efficiency_by_dtype[dtype] = parse_fraction(e);
     highest = std::max(highest, p.gemm_max_efficiency_by_dtype[dtype]);
     if (!p.peak.contains(dtype))
-      e->fail("has no matching peak: list " + std::string(key) + " under peak first");
-  }
+      e.fail("has no matching peak: list " + std::string(key) + " under peak first");
+  });
   if (highest == 0.0) best.fail("lists no dtype (expected at least one of fp32, fp16, bf16, fp8)");
   if (auto shapes = v.get("best_shape")) {
-    shapes->require_map();
-    shapes->check_keys({"fp32", "fp16", "bf16", "fp8"});
-    for (const auto& [key, dtype] : DTYPE_KEYS) {
-      auto shape = shapes->get(key);
-      if (!shape) continue;
+    for_each_dtype(*shapes, [&](std::string_view key, Precision dtype, const YamlValue& shape) {
       if (!best.get(key))
-        shape->fail("has no max_efficiency to go with: list " + std::string(key) + " there first");
-      shape->require_map();
-      shape->check_keys({"m", "n", "k"});
-      p.gemm_best_shape[dtype] = {shape->require("m").as_positive_count(),
-                                  shape->require("n").as_positive_count(),
-                                  shape->require("k").as_positive_count()};
-    }
+        shape.fail("has no max_efficiency to go with: list " + std::string(key) + " there first");
+      shape.require_map();
+      shape.check_keys({"m", "n", "k"});
+      p.gemm_best_shape[dtype] = {shape.require("m").as_positive_count(),
+                                  shape.require("n").as_positive_count(),
+                                  shape.require("k").as_positive_count()};
+    });
   }
   if (auto sustained = v.get("sustained")) {
-    sustained->require_map();
-    sustained->check_keys({"fp32", "fp16", "bf16", "fp8"});
-    for (const auto& [key, dtype] : DTYPE_KEYS) {
-      auto f = sustained->get(key);
-      if (!f) continue;
+    for_each_dtype(*sustained, [&](std::string_view key, Precision dtype, const YamlValue& f) {
       if (!p.peak.contains(dtype))
-        f->fail("has no matching peak: list " + std::string(key) + " under peak first");
-      p.gemm_sustained[dtype] = parse_fraction(*f);
-    }
+        f.fail("has no matching peak: list " + std::string(key) + " under peak first");
+      p.gemm_sustained[dtype] = parse_fraction(f);
+    });
   }
   p.gemm_max_efficiency = highest;
 }
