@@ -411,4 +411,13 @@ double LinkClassProfile::ring_efficiency(CollectiveKind kind, int ranks) const {
   return bus_efficiency;
 }
 
+std::string sustained_text(const Profile& profile) {
+  std::string rates;
+  for (const auto& [dtype, fraction] : profile.gemm_sustained)
+    rates += fmt::format("{}{} x{}", rates.empty() ? "" : ", ", to_string(dtype), fraction);
+  if (rates.empty()) return {};
+  return "tensor-core kernels (GEMMs, fused attention) at " + rates +
+         " of their measured rate: what the board sustains at its power limit (gemm.sustained)";
+}
+
 } // namespace odyssey

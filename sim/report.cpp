@@ -850,6 +850,13 @@ MfuAgainstPublished mfu_against_published(const PublishedMfuRow& row, double mfu
   return out;
 }
 
+/// gemm.sustained by dtype name ({} when the profile has none).
+nlohmann::json sustained_json(const Profile& p) {
+  nlohmann::json j = nlohmann::json::object();
+  for (const auto& [dtype, fraction] : p.gemm_sustained) j[to_string(dtype)] = fraction;
+  return j;
+}
+
 nlohmann::json published_mfu_json(const PublishedMfuRow& row, const MfuAgainstPublished& against) {
   return {{"gpu", row.gpu},
           {"precision", row.precision},
@@ -969,6 +976,8 @@ std::string render_text(const Report& r) {
     out += fmt::format(
         "  prices       compute time priced from {} data (odyssey run --explain: per operation)\n", shares);
   }
+  if (const std::string sustained = sustained_text(r.profile); !sustained.empty())
+    out += fmt::format("               {}\n", sustained);
   if (r.profile.kernel_time_scale != 1.0)
     out += fmt::format("               every kernel's time x{} (kernel.time_scale: {})\n",
                        r.profile.kernel_time_scale, kernel_time_scale_origin(r.profile));
@@ -1029,7 +1038,8 @@ std::string render_json(const Report& r) {
           {"kind", to_string(r.profile.provenance.kind)},
           {"source", r.profile.provenance.source},
           {"date", r.profile.provenance.date},
-          {"kernel_time_scale", r.profile.kernel_time_scale}}}}},
+          {"kernel_time_scale", r.profile.kernel_time_scale},
+          {"sustained", sustained_json(r.profile)}}}}},
   };
   for (const ReportMetric& m : report_metrics())
     if (const double v = m.read(r); m.top_level && std::isfinite(v)) j[std::string(m.key)] = v;

@@ -255,6 +255,8 @@ std::string explain_operations(const Scenario& scenario, const CostModel& cost) 
                                 c.has_lm_head ? ", LM head" : "");
   out += "collectives: uncontended time in their group, as the planner's screen prices them; the "
          "simulation adds contention, and overlapped ones hide under the compute\n";
+  if (const std::string sustained = sustained_text(cost.profile()); !sustained.empty())
+    out += "compute: " + sustained + ", included below\n";
   if (cost.profile().kernel_time_scale != 1.0)
     out += fmt::format("compute: every time below is the model's x{} (kernel.time_scale of {}: {})\n",
                        cost.profile().kernel_time_scale, cost.profile().name,
