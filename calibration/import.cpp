@@ -732,21 +732,16 @@ void import_xla_collectives(const std::string& path, const std::string& gpu, con
   if (base.nvlink.bandwidth.value() <= 0)
     throw InputError({.file = path}, "",
                      fmt::format("{} has no NVLink bandwidth to take a fraction of", base.name));
-  // XLA's opcodes Odyssey prices as NCCL rings or point-to-point transfers.
-  static const std::map<std::string, CollectiveKind> priced = {
-      {"all-reduce", CollectiveKind::ALL_REDUCE},
-      {"all-gather", CollectiveKind::ALL_GATHER},
-      {"reduce-scatter", CollectiveKind::REDUCE_SCATTER},
-      {"all-to-all", CollectiveKind::ALL_TO_ALL}};
+  // XLA spells its opcodes as Odyssey names its collectives; collective-permute is none of them.
   std::map<std::pair<CollectiveKind, int>, const XlaCollectiveEntry*> largest;
   std::map<std::string, int> unpriced;
   for (const XlaCollectiveEntry& e : table.entries) {
-    const auto kind = priced.find(e.opcode);
-    if (kind == priced.end() || e.devices_per_group < 2) {
+    const auto kind = collective_named(e.opcode);
+    if (!kind || e.devices_per_group < 2) {
       ++unpriced[e.opcode];
       continue;
     }
-    const XlaCollectiveEntry*& best = largest[{kind->second, e.devices_per_group}];
+    const XlaCollectiveEntry*& best = largest[{*kind, e.devices_per_group}];
     if (best == nullptr || e.counted_bytes() > best->counted_bytes()) best = &e;
   }
   for (const auto& [opcode, count] : unpriced)

@@ -59,14 +59,9 @@ LinkClassProfile parse_link_class(const YamlValue& v) {
       g.check_keys({"op", "ranks", "bus_efficiency"});
       const YamlValue op = g.require("op");
       const std::string name = op.as_string();
-      std::vector<std::string> names;
-      GroupEfficiency e;
-      bool known = false;
-      for (const auto& [n, kind] : collective_names()) {
-        names.push_back(n);
-        if (n == name) e.kind = kind, known = true;
-      }
-      if (!known) op.fail_choice(name, names);
+      const auto kind = collective_named(name);
+      if (!kind) op.fail_choice(name, collective_name_list());
+      GroupEfficiency e{.kind = *kind};
       const YamlValue ranks = g.require("ranks");
       e.ranks = static_cast<int>(ranks.as_positive_count());
       if (e.ranks < 2) ranks.fail("a collective needs at least 2 ranks, got " + ranks.as_string());

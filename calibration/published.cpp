@@ -248,8 +248,6 @@ std::vector<CsvField> split_csv(const std::string& line, const SourceLocation& w
   }
 }
 
-} // namespace
-
 /// The citation of a copied text-proto table: its `# source: ...` comment line, which must come in
 /// the leading comment block, so that the file carries its own origin.
 std::string source_line(const std::string& text, const std::string& path) {
@@ -265,6 +263,8 @@ std::string source_line(const std::string& text, const std::string& path) {
   throw InputError({.file = path, .line = 1, .column = 1}, "",
                    "name the table's origin in a '# source: ...' comment line before the first entry");
 }
+
+} // namespace
 
 XlaMatmulTable read_xla_matmul_table(const std::string& path) {
   const std::string text = read_text(path);

@@ -52,6 +52,18 @@ std::string collective_name(CollectiveKind k) {
   return to_string(k);
 }
 
+std::optional<CollectiveKind> collective_named(std::string_view name) {
+  for (const auto& [n, kind] : collective_names())
+    if (n == name) return kind;
+  return std::nullopt;
+}
+
+std::vector<std::string> collective_name_list() {
+  std::vector<std::string> names;
+  for (const auto& [n, kind] : collective_names()) names.push_back(n);
+  return names;
+}
+
 double bus_factor(CollectiveKind kind, int n) {
   // nccl-tests' definitions (doc/PERFORMANCE.md): busbw = algbw x factor.
   switch (kind) {

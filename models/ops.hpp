@@ -1,7 +1,9 @@
 // Operations of a training iteration, with the shapes, FLOPs and bytes that calibration/ prices.
 #pragma once
 
+#include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -86,6 +88,10 @@ const char* to_string(CollectiveKind k);
 const std::vector<std::pair<std::string, CollectiveKind>>& collective_names();
 /// The user-facing name of a collective ("all-reduce").
 std::string collective_name(CollectiveKind k);
+/// The collective a user-facing name names; nothing for an unknown name.
+std::optional<CollectiveKind> collective_named(std::string_view name);
+/// The user-facing names, in collective_names() order, for error messages.
+std::vector<std::string> collective_name_list();
 /// nccl-tests' bus-bandwidth factor for `kind` over `ranks` ranks (busbw = algbw x factor).
 double bus_factor(CollectiveKind kind, int ranks);
 const char* to_string(GroupKind g);

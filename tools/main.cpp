@@ -71,11 +71,8 @@ std::vector<odyssey::Bytes> parse_sizes(const std::string& text) {
 }
 
 odyssey::CollectiveKind parse_op(const std::string& op) {
-  std::vector<std::string> names;
-  for (const auto& [name, kind] : odyssey::collective_names()) {
-    if (name == op) return kind;
-    names.push_back(name);
-  }
+  if (const auto kind = odyssey::collective_named(op)) return *kind;
+  const std::vector<std::string> names = odyssey::collective_name_list();
   const std::string near = odyssey::did_you_mean(op, names);
   std::string list;
   for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;

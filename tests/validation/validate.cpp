@@ -75,13 +75,11 @@ bool check_collectives(const odyssey::YamlValue& check, const std::filesystem::p
   int n = 0;
   for (const auto& [key, points] : measured) {
     const auto& [opcode, ranks] = key;
-    const auto kind = std::find_if(odyssey::collective_names().begin(), odyssey::collective_names().end(),
-                                   [&](const auto& c) { return c.first == opcode; });
-    if (kind == odyssey::collective_names().end()) continue;
+    const auto kind = odyssey::collective_named(opcode);
+    if (!kind) continue;
     std::vector<odyssey::Bytes> sizes;
     for (const auto& [bytes, seconds] : points) sizes.emplace_back(bytes);
-    const odyssey::CollectiveRun run =
-        odyssey::simulate_collective(machine, cost, kind->second, ranks, sizes);
+    const odyssey::CollectiveRun run = odyssey::simulate_collective(machine, cost, *kind, ranks, sizes);
     double big_sum = 0.0, big_worst = 0.0, small_sum = 0.0;
     int big = 0, small = 0;
     double last_err = 0.0;
