@@ -1,5 +1,8 @@
 #include "calibration/overlap.hpp"
 
+#include <map>
+#include <string>
+
 #include "calibration/cost_model.hpp"
 #include "calibration/profile.hpp"
 
@@ -19,6 +22,22 @@ double nccl_overlap_share(int ranks_per_server, int servers, int nics_per_server
 double overlap_sm_share(int comm_sms, int gpu_sms) {
   if (gpu_sms <= 0 || comm_sms <= 0) return 0.0;
   return std::min(1.0, double(comm_sms) / double(gpu_sms));
+}
+
+Seconds beside_exposed(const std::vector<ComputeOp>& compute, const std::vector<CollectiveOp>& overlapped,
+                       const CostModel& cost, const std::function<Seconds(const CollectiveOp&)>& comm_time) {
+  std::map<std::string, std::vector<const ComputeOp*>> by_name;
+  for (const ComputeOp& op : compute) by_name[op.name].push_back(&op);
+  std::map<std::string, size_t> taken;
+  Seconds exposed;
+  for (const CollectiveOp& op : overlapped) {
+    if (op.beside.empty()) continue;
+    const auto it = by_name.find(op.beside);
+    const size_t k = taken[op.beside]++;
+    if (it == by_name.end() || k >= it->second.size()) continue;
+    exposed += std::max(Seconds(0), comm_time(op) - cost.compute_time(*it->second[k]));
+  }
+  return exposed;
 }
 
 Seconds compute_under_overlap(Seconds compute, Seconds overlap, double share) {

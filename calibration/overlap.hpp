@@ -5,7 +5,10 @@
 #pragma once
 
 #include <algorithm>
+#include <functional>
+#include <vector>
 
+#include "models/ops.hpp"
 #include "models/units.hpp"
 
 namespace odyssey {
@@ -28,6 +31,7 @@ inline constexpr int USERBUFFERS_SMS = 16;
                                   int nvlink_ring_channels);
 
 struct Profile;
+class CostModel;
 
 /// Share of the GPU's SMs an NCCL kernel of a group of `ranks_per_server` ranks on each of
 /// `servers` servers takes from the compute beside it: nccl_kernel_sms with the profile's NVLink
@@ -38,6 +42,16 @@ struct Profile;
 /// Fraction of the GPU's `gpu_sms` SMs that a communication kernel of `comm_sms` SMs takes while it
 /// runs beside compute (0 when the profile gives no SM count).
 [[nodiscard]] double overlap_sm_share(int comm_sms, int gpu_sms);
+
+/// What the overlapped collectives in `overlapped` that each run beside one GEMM of `compute`
+/// (CollectiveOp::beside) leave exposed: each hides under its own GEMM only, so the part of its time
+/// (`comm_time`) that GEMM's (`cost`) does not cover, summed. The k-th collective naming a GEMM
+/// pairs with the k-th op of that name (a block repeats its layers). A collective without one, or
+/// whose GEMM the block lacks, adds nothing here: it hides under the block's compute as a whole.
+/// The engine stalls the compute by it, and the planner's screen adds it; both call this.
+[[nodiscard]] Seconds beside_exposed(const std::vector<ComputeOp>& compute,
+                                     const std::vector<CollectiveOp>& overlapped, const CostModel& cost,
+                                     const std::function<Seconds(const CollectiveOp&)>& comm_time);
 
 /// Duration of `compute` seconds of work (alone on the GPU) that runs beside a communication
 /// kernel taking `share` of the SMs for `overlap` seconds from its start: (1 - share) of the speed

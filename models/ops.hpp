@@ -50,6 +50,9 @@ struct ComputeOp {
   Flops flops;              ///< arithmetic work of the op on one GPU
   Bytes bytes;              ///< HBM traffic of the op on one GPU (reads + writes)
   int kernels = 1;          ///< kernel launches the op takes
+  /// A GEMM run as this many chunks of m rows each from one input this GPU holds whole
+  /// (userbuffers' pipeline overlap): that input has m x input_splits rows.
+  int input_splits = 1;
 };
 
 enum class CollectiveKind {
@@ -78,6 +81,11 @@ struct CollectiveOp {
   /// The same collective issued `count` times back to back (ZeRO-3's per-layer or per-bucket
   /// gathers): each pays its own latency and algorithm choice at `bytes`.
   int count = 1;
+  /// The GEMM of the block this overlapped collective runs beside, by name: Transformer Engine's
+  /// userbuffers pair each tensor-parallel collective with one GEMM, and Megatron-LM overlaps the
+  /// backward's re-gather of a sequence-parallel input with the dgrad GEMM. It hides under that
+  /// GEMM only (beside_exposed, calibration/overlap.hpp). Empty: under the block's compute.
+  std::string beside;
 };
 
 const char* to_string(OpKind k);

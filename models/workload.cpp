@@ -127,6 +127,8 @@ public:
     const long chunks = how == Overlap::RING_EXCHANGE ? x_.t : PIPELINE_SPLITS;
     op.gemm.m = std::max(1L, op.gemm.m / chunks);
     op.kernels *= int(chunks);
+    // A ring exchange's chunks arrive from the other ranks: this GPU holds (and casts) one.
+    if (how == Overlap::PIPELINE) op.input_splits = int(chunks);
     return op;
   }
 
@@ -181,8 +183,10 @@ public:
                         .bytes = Bytes(bytes),
                         .overlap_with_compute = overlap};
   }
-  CollectiveOp tp(std::string name, CollectiveKind kind, double bytes) const {
-    return collective(std::move(name), kind, GroupKind::TP, bytes);
+  CollectiveOp tp(std::string name, CollectiveKind kind, double bytes, std::string beside = {}) const {
+    CollectiveOp op = collective(std::move(name), kind, GroupKind::TP, bytes);
+    op.beside = std::move(beside);
+    return op;
   }
 
   /// Bytes of the b*s*h activation every TP collective of a layer moves (Megatron-LM eqs. in
@@ -204,18 +208,32 @@ public:
   /// The whole sequence's K and V for this TP rank: what context parallelism moves per layer.
   double kv_sequence_bytes() const { return double(x_.b) * double(x_.s_kv) * 2.0 * double(x_.kv) * x_.d; }
 
-  /// The row-parallel output collective of the forward pass (after attn_out and mlp_down).
-  void forward_reduce(WorkBlock& w, const std::string& what) const {
+  /// The row-parallel output collective of the forward pass (after attn_out and mlp_down);
+  /// overlapped, it runs beside that GEMM (`gemm`).
+  void forward_reduce(WorkBlock& w, const std::string& what, const std::string& gemm = {}) const {
     if (x_.t == 1) return;
     if (x_.sp)
-      w.comm.push_back(tp("tp_sp_scatter_" + what, CollectiveKind::REDUCE_SCATTER, hidden_bytes()));
+      w.comm.push_back(tp("tp_sp_scatter_" + what, CollectiveKind::REDUCE_SCATTER, hidden_bytes(), gemm));
     else
-      w.comm.push_back(tp("tp_" + what, CollectiveKind::ALL_REDUCE, hidden_bytes()));
+      w.comm.push_back(tp("tp_" + what, CollectiveKind::ALL_REDUCE, hidden_bytes(), gemm));
   }
-  /// With sequence parallelism the column-parallel input is all-gathered (forward of Megatron's g).
-  void forward_gather(WorkBlock& w, const std::string& what) const {
+  /// With sequence parallelism the column-parallel input is all-gathered (forward of Megatron's g);
+  /// overlapped, beside the GEMM that consumes it (`gemm`).
+  void forward_gather(WorkBlock& w, const std::string& what, const std::string& gemm = {}) const {
     if (x_.t > 1 && x_.sp)
-      w.comm.push_back(tp("tp_sp_gather_" + what, CollectiveKind::ALL_GATHER, hidden_bytes()));
+      w.comm.push_back(tp("tp_sp_gather_" + what, CollectiveKind::ALL_GATHER, hidden_bytes(), gemm));
+  }
+  /// With sequence parallelism a column-parallel linear keeps only its sequence shard of the input
+  /// for the weight gradient and all-gathers it again in the backward (Korthikanti et al. 2022
+  /// sec. 4.2.2; Megatron-LM LinearWithGradAccumulationAndAsyncCommunication.backward), overlapped
+  /// with the dgrad GEMM (`gemm`): Megatron-LM issues it asynchronously before that GEMM,
+  /// Transformer Engine runs it as userbuffers' bulk overlap of the dgrad GEMM. The memory model
+  /// keeps that shard (Workload::layer_activation_bytes).
+  void backward_regather(WorkBlock& w, const std::string& what, const std::string& gemm) const {
+    if (x_.t == 1 || !x_.sp) return;
+    CollectiveOp op = tp("tp_sp_regather_" + what, CollectiveKind::ALL_GATHER, hidden_bytes(), gemm);
+    op.overlap_with_compute = true;
+    w.comm.push_back(op);
   }
 
   /// Context parallelism before the attention core: ring attention passes the K/V shards around
@@ -265,7 +283,7 @@ public:
     const double hidden_rows = double(x_.rows) * double(x_.h);
     const double tok = double(x_.tokens);
     w.compute.push_back(memory_bound(norm_name(), Pass::FORWARD, 2 * hidden_rows * x_.d));
-    forward_gather(w, "attn");
+    forward_gather(w, "attn", "qkv");
     w.compute.push_back(
         overlapped(gemm("qkv", Pass::FORWARD, x_.tokens, x_.q + 2 * x_.kv, x_.h), Overlap::RING_EXCHANGE));
     if (x_.llama)
@@ -273,7 +291,7 @@ public:
     attention_core_forward(w);
     w.compute.push_back(
         overlapped(gemm("attn_out", Pass::FORWARD, x_.tokens, x_.h, x_.q), Overlap::PIPELINE));
-    forward_reduce(w, "attn_out");
+    forward_reduce(w, "attn_out", "attn_out");
     w.compute.push_back(residual(Pass::FORWARD));
   }
 
@@ -281,13 +299,13 @@ public:
   void mlp_forward(WorkBlock& w, bool moe) const {
     const double hidden_rows = double(x_.rows) * double(x_.h);
     w.compute.push_back(memory_bound(norm_name(), Pass::FORWARD, 2 * hidden_rows * x_.d));
-    forward_gather(w, "mlp");
+    const char* up = x_.llama ? "mlp_gate_up" : "mlp_up";
+    forward_gather(w, "mlp", moe ? "" : up);
     if (moe) {
       moe_forward(w);
     } else {
-      w.compute.push_back(overlapped(
-          gemm(x_.llama ? "mlp_gate_up" : "mlp_up", Pass::FORWARD, x_.tokens, mlp_up_columns(), x_.h),
-          Overlap::RING_EXCHANGE));
+      w.compute.push_back(
+          overlapped(gemm(up, Pass::FORWARD, x_.tokens, mlp_up_columns(), x_.h), Overlap::RING_EXCHANGE));
       const double f = double(x_.tokens) * double(x_.ffn);
       if (x_.llama)
         w.compute.push_back(memory_bound("swiglu", Pass::FORWARD, 3 * f * x_.d));
@@ -296,7 +314,7 @@ public:
       w.compute.push_back(
           overlapped(gemm("mlp_down", Pass::FORWARD, x_.tokens, x_.h, x_.ffn), Overlap::PIPELINE));
     }
-    forward_reduce(w, "mlp_down");
+    forward_reduce(w, "mlp_down", moe ? "" : "mlp_down");
     w.compute.push_back(residual(Pass::FORWARD));
   }
 
@@ -399,20 +417,24 @@ public:
     const double f = tok * double(x_.ffn);
     // Backward of Megatron's f and g operators: all-reduce of the column-parallel input gradient,
     // or with sequence parallelism all-gather (of the reduce-scatter) and reduce-scatter.
-    auto backward_gather = [&](const std::string& what) {
+    // Overlapped (userbuffers), the gradient's gather runs beside the dgrad GEMM that consumes it
+    // and the input gradient's reduction beside the layer's wgrad GEMM (bulk overlap).
+    auto backward_gather = [&](const std::string& what, const std::string& gemm) {
       if (x_.t > 1 && x_.sp)
-        w.comm.push_back(tp("tp_sp_gather_" + what + "_grad", CollectiveKind::ALL_GATHER, hidden_bytes()));
+        w.comm.push_back(
+            tp("tp_sp_gather_" + what + "_grad", CollectiveKind::ALL_GATHER, hidden_bytes(), gemm));
     };
-    auto backward_reduce = [&](const std::string& what) {
+    auto backward_reduce = [&](const std::string& what, const std::string& gemm) {
       if (x_.t == 1) return;
       if (x_.sp)
         w.comm.push_back(
-            tp("tp_sp_scatter_" + what + "_grad", CollectiveKind::REDUCE_SCATTER, hidden_bytes()));
+            tp("tp_sp_scatter_" + what + "_grad", CollectiveKind::REDUCE_SCATTER, hidden_bytes(), gemm));
       else
-        w.comm.push_back(tp("tp_" + what + "_grad", CollectiveKind::ALL_REDUCE, hidden_bytes()));
+        w.comm.push_back(tp("tp_" + what + "_grad", CollectiveKind::ALL_REDUCE, hidden_bytes(), gemm));
     };
+    const std::string up = x_.llama ? "mlp_gate_up" : "mlp_up";
     if (x_.dropout) w.compute.push_back(residual(p));
-    backward_gather("mlp_down");
+    backward_gather("mlp_down", moe ? "" : "mlp_down_dgrad");
     if (moe) {
       moe_backward_input(w);
     } else {
@@ -422,14 +444,14 @@ public:
         w.compute.push_back(memory_bound("swiglu_bwd", p, 5 * f * x_.d));
       else
         w.compute.push_back(memory_bound("gelu_bwd", p, 3 * f * x_.d));
-      w.compute.push_back(
-          gemm(x_.llama ? "mlp_gate_up_dgrad" : "mlp_up_dgrad", p, x_.tokens, x_.h, mlp_up_columns()));
+      backward_regather(w, "mlp", up + "_dgrad");
+      w.compute.push_back(gemm(up + "_dgrad", p, x_.tokens, x_.h, mlp_up_columns()));
     }
-    backward_reduce("mlp_up");
+    backward_reduce("mlp_up", moe ? "" : up + "_wgrad");
     // Norm backward (read x and dy, write dx) plus the residual-gradient accumulation.
     w.compute.push_back(memory_bound(std::string(norm_name()) + "_bwd", p, 6 * hidden_rows * x_.d, 2));
     if (x_.dropout) w.compute.push_back(residual(p));
-    backward_gather("attn_out");
+    backward_gather("attn_out", "attn_out_dgrad");
     w.compute.push_back(overlapped(gemm("attn_out_dgrad", p, x_.tokens, x_.q, x_.h), Overlap::RING_EXCHANGE));
     context_parallel_backward(w);
     // q, o, dO read and dq written for this rank's tokens; k, v read and dk, dv written for the sequence.
@@ -447,8 +469,9 @@ public:
       w.compute.push_back(memory_bound("scale_mask_softmax_bwd", p, 3 * n * x_.d));
     }
     if (x_.llama) w.compute.push_back(memory_bound("rope_bwd", p, 2 * tok * double(x_.q + x_.kv) * x_.d));
+    backward_regather(w, "attn", "qkv_dgrad");
     w.compute.push_back(gemm("qkv_dgrad", p, x_.tokens, x_.h, x_.q + 2 * x_.kv));
-    backward_reduce("qkv");
+    backward_reduce("qkv", "qkv_wgrad");
     w.compute.push_back(memory_bound(std::string(norm_name()) + "_bwd", p, 6 * hidden_rows * x_.d, 2));
     return w;
   }
@@ -461,8 +484,8 @@ public:
       moe_backward_weight(w);
     } else {
       w.compute.push_back(gemm("mlp_down_wgrad", p, x_.ffn, x_.h, x_.tokens));
-      w.compute.push_back(
-          gemm(x_.llama ? "mlp_gate_up_wgrad" : "mlp_up_wgrad", p, x_.h, mlp_up_columns(), x_.tokens));
+      w.compute.push_back(gemm(std::string(x_.llama ? "mlp_gate_up" : "mlp_up") + "_wgrad", p, x_.h,
+                               mlp_up_columns(), x_.tokens));
     }
     w.compute.push_back(gemm("attn_out_wgrad", p, x_.q, x_.h, x_.tokens));
     w.compute.push_back(gemm("qkv_wgrad", p, x_.h, x_.q + 2 * x_.kv, x_.tokens));
@@ -599,7 +622,8 @@ void add_fp8_casts(WorkBlock& w, Precision act_dtype, Fp8Recipe recipe) {
   out.reserve(w.compute.size() * 2);
   for (const ComputeOp& op : w.compute) {
     if (op.kind == OpKind::GEMM && op.dtype == Precision::FP8 && op.pass != Pass::BACKWARD_WEIGHT) {
-      const double input = double(op.gemm.m) * double(op.gemm.k) * double(op.gemm.batch);
+      const double input =
+          double(op.gemm.m) * double(op.input_splits) * double(op.gemm.k) * double(op.gemm.batch);
       ComputeOp cast = make_op("fp8_cast_" + op.name, OpKind::MEMORY_BOUND, op.pass, act_dtype);
       cast.bytes = Bytes(input * (read + write) + FP8_AMAX_BYTES);
       out.push_back(cast);

@@ -18,6 +18,7 @@ constexpr int GROUPS = AnalyticalScreen::Pass::GROUPS;
 AnalyticalScreen::Pass& AnalyticalScreen::Pass::operator+=(const Pass& o) {
   compute += o.compute;
   interference += o.interference;
+  beside += o.beside;
   for (int g = 0; g < GROUPS; ++g) {
     blocking[g] += o.blocking[g];
     overlapped[g] += o.overlapped[g];
@@ -30,7 +31,7 @@ Seconds AnalyticalScreen::Pass::elapsed() const {
     blocked += blocking[g];
     over += overlapped[g];
   }
-  const Seconds busy = compute + interference;
+  const Seconds busy = compute + interference + beside;
   return busy + blocked + std::max(Seconds(0), over - busy);
 }
 
@@ -38,6 +39,7 @@ AnalyticalScreen::Pass AnalyticalScreen::Pass::operator*(double k) const {
   Pass r = *this;
   r.compute *= k;
   r.interference *= k;
+  r.beside *= k;
   for (int g = 0; g < GROUPS; ++g) {
     r.blocking[g] *= k;
     r.overlapped[g] *= k;
@@ -128,6 +130,7 @@ AnalyticalScreen::Pass AnalyticalScreen::price(const std::vector<ComputeOp>& com
                                                const ParallelismSpec& p) const {
   Pass x;
   x.compute = cost_.compute_time(compute);
+  std::vector<CollectiveOp> beside;
   for (const CollectiveOp& op : comm) {
     if (RankOrder(p).group_size(op.group) <= 1) continue; // the engine skips them too
     // ZeRO-3's prefetched parameter gathers wait in the data-parallel stream behind the gradient
@@ -138,6 +141,7 @@ AnalyticalScreen::Pass AnalyticalScreen::price(const std::vector<ComputeOp>& com
         !gather_behind_buckets && (op.overlap_with_compute || (op.group == GroupKind::TP && p.tp_overlap));
     const Seconds t = collective_time(op, p);
     (overlapped ? x.overlapped : x.blocking)[int(op.group)] += t;
+    if (overlapped && op.group == GroupKind::TP) beside.push_back(op);
     if (overlapped) {
       // Its kernel takes SMs from the compute it runs beside (the engine's rule).
       const GroupShape g = group_shape(op.group, p);
@@ -149,6 +153,8 @@ AnalyticalScreen::Pass AnalyticalScreen::price(const std::vector<ComputeOp>& com
       x.interference += compute_under_overlap(x.compute, t, share) - x.compute;
     }
   }
+  x.beside =
+      beside_exposed(compute, beside, cost_, [&](const CollectiveOp& op) { return collective_time(op, p); });
   return x;
 }
 
@@ -274,9 +280,10 @@ Estimate AnalyticalScreen::evaluate(const Strategy& s) {
       const bool zb = p.schedule == PipelineScheduleKind::ZERO_BUBBLE;
       for (const Pass* x : {&part.forward, zb ? &part.backward_input : &part.backward}) {
         st.compute += x->compute + x->interference;
+        st.group[int(GroupKind::TP)] += x->beside;
         Seconds over;
         for (int g = 0; g < GROUPS; ++g) over += x->overlapped[g];
-        const Seconds hidden = std::min(over, x->compute + x->interference);
+        const Seconds hidden = std::min(over, x->compute + x->interference + x->beside);
         for (int g = 0; g < GROUPS; ++g)
           st.group[g] +=
               x->blocking[g] + (over > Seconds(0) ? x->overlapped[g] * (1 - hidden / over) : Seconds(0));

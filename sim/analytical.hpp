@@ -54,11 +54,12 @@ public:
     Seconds blocking[GROUPS] = {};   ///< by GroupKind: collectives that block
     Seconds overlapped[GROUPS] = {}; ///< by GroupKind: collectives that run under the compute
     Seconds interference;            ///< compute slowed by the SMs the overlapped kernels take
+    Seconds beside; ///< TP collectives' time their own GEMM does not hide (beside_exposed): a stall
     Pass& operator+=(const Pass& o);
     Pass operator*(double k) const;
     Pass operator-(const Pass& o) const;
-    /// Its duration: compute (slowed by overlapped kernels), blocking collectives, and the part
-    /// of the overlapped ones the compute does not hide.
+    /// Its duration: compute (slowed by overlapped kernels, stalled by `beside`), blocking
+    /// collectives, and the part of the overlapped ones the compute does not hide.
     [[nodiscard]] Seconds elapsed() const;
   };
   /// One part of a chunk: forward, backward, and the two halves of the backward (zero-bubble).

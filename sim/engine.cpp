@@ -98,6 +98,9 @@ Category category_of(GroupKind g) {
 struct PricedBlock {
   Seconds compute;
   std::vector<CollectiveOp> comm;
+  /// What the overlapped collectives that run beside one GEMM each leave exposed (beside_exposed):
+  /// the compute stalls for it.
+  Seconds beside;
 };
 
 struct PricedChunk {
@@ -405,6 +408,11 @@ PricedBlock Simulation::price_block(const WorkBlock& block) const {
                                                          : w_.zero_shards();
     if (ranks > 1) b.comm.push_back(op);
   }
+  std::vector<CollectiveOp> overlapped;
+  for (const CollectiveOp& op : b.comm)
+    if (op.overlap_with_compute && op.group == GroupKind::TP) overlapped.push_back(op);
+  b.beside = beside_exposed(block.compute, overlapped, cost_,
+                            [&](const CollectiveOp& op) { return analytic_tp(op); });
   return b;
 }
 
@@ -745,6 +753,12 @@ void Simulation::run_block(BlockState& b, const PricedBlock& block, const std::s
     ++result_.activities;
   }
   record(b, Category::COMPUTE, t0, "compute", name);
+  // A GEMM whose userbuffers collective outlasts it waits for that collective's last chunk.
+  if (block.beside.value() > 0) {
+    const double t = sg4::Engine::get_clock();
+    sleep(block.beside);
+    record(b, Category::TP, t, "tp", name + " tp collectives beside their GEMMs (exposed)");
+  }
   // The data-parallel stream's collectives (gradient buckets, ZeRO-3 gathers) that ran while this
   // compute did.
   const Seconds dp_overlap = dp_busy(b.stage, t0, sg4::Engine::get_clock());
@@ -785,7 +799,7 @@ void Simulation::run_block(BlockState& b, const PricedBlock& block, const std::s
          {std::pair{analytic_overlap, analytic_share},
           std::pair{Seconds(flows_end - flows_started), flow_share}, std::pair{dp_overlap, dp_share_}})
       stretched += compute_under_overlap(block.compute, overlap, share) - block.compute;
-    const double end = t0 + stretched.value();
+    const double end = t0 + stretched.value() + block.beside.value();
     const double t1 = sg4::Engine::get_clock();
     if (end - t1 > sim::TIMING_ACCURACY) { // below it the compute did not slow
       sg4::this_actor::sleep_for(end - t1);

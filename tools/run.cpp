@@ -273,6 +273,13 @@ std::string explain_operations(const Scenario& scenario, const CostModel& cost) 
     int calls = 0;
     Seconds time;
   };
+  // How a collective meets the compute: the engine overlaps every TP collective under overlap.tp.
+  auto overlap_text = [&](const CollectiveOp& op) -> std::string {
+    const bool overlapped =
+        op.overlap_with_compute || (op.group == GroupKind::TP && scenario.parallelism.tp_overlap);
+    if (!overlapped) return "blocking";
+    return op.beside.empty() ? "overlapped" : "beside " + op.beside;
+  };
   auto block = [&](const char* title, const WorkBlock& b) {
     std::vector<ComputeRow> rows;
     Seconds total;
@@ -316,8 +323,7 @@ std::string explain_operations(const Scenario& scenario, const CostModel& cost) 
       out += fmt::format("  {:<28} {:<12} {:>24} {:>5} {:>8.3f} ms {:>6} {:>8} {:>7}  {}\n", r.op->name,
                          to_string(r.op->kind),
                          fmt::format("{:.1f} MB {}", r.op->bytes.value() / 1e6, to_string(r.op->group)),
-                         r.calls, r.time.value() * 1e3, "", "", "",
-                         r.op->overlap_with_compute ? "overlapped" : "blocking");
+                         r.calls, r.time.value() * 1e3, "", "", "", overlap_text(*r.op));
       comm_total += r.time;
     }
     if (!comm.empty())

@@ -585,6 +585,63 @@ TEST_CASE("sim::Engine: overlapped communication slows the compute beside it", "
   CHECK(beside < alone / (1 - 16.0 / 108) * 1.0001);
 }
 
+TEST_CASE("calibration::beside_exposed: a collective hides under its own GEMM only", "[engine]") {
+  const CostModel cost(a100_profile());
+  auto gemm = [](const std::string& name, long m) {
+    ComputeOp op;
+    op.name = name;
+    op.kind = OpKind::GEMM;
+    op.dtype = Precision::BF16;
+    op.gemm = GemmShape{.m = m, .n = 4096, .k = 4096};
+    op.flops = Flops(2.0 * double(m) * 4096 * 4096);
+    return op;
+  };
+  // Two layers' worth: a, b, a, b.
+  const std::vector<ComputeOp> compute = {gemm("a", 1024), gemm("b", 8192), gemm("a", 2048), gemm("b", 8192)};
+  const Seconds a1 = cost.compute_time(compute[0]), a2 = cost.compute_time(compute[2]);
+  const Seconds b = cost.compute_time(compute[1]);
+  auto comm = [](const std::string& beside, double ms) {
+    CollectiveOp op;
+    op.name = "c";
+    op.bytes = Bytes(ms); // the test's comm_time reads the time from here
+    op.beside = beside;
+    return op;
+  };
+  const auto time = [](const CollectiveOp& op) { return Seconds(op.bytes.value() * 1e-3); };
+  const double longer = (a2.value() + 1e-3) * 1e3; // longer than either "a"
+  // The k-th collective naming a GEMM pairs with the k-th of that name.
+  CHECK(beside_exposed(compute, {comm("a", longer), comm("a", longer)}, cost, time).value() ==
+        Approx(2 * longer * 1e-3 - a1.value() - a2.value()));
+  // Shorter than its GEMM: hidden; no name, or a GEMM the block lacks: left to the block's rule.
+  CHECK(beside_exposed(compute, {comm("b", b.value() * 1e3 / 2)}, cost, time).value() == 0.0);
+  CHECK(beside_exposed(compute, {comm("", 1e6), comm("z", 1e6)}, cost, time).value() == 0.0);
+  // A third "a" collective has no third "a" GEMM.
+  CHECK(beside_exposed(compute, {comm("a", 0), comm("a", 0), comm("a", 1e6)}, cost, time).value() == 0.0);
+}
+
+TEST_CASE("sim::Engine: a userbuffers collective longer than its GEMM stalls the compute", "[engine]") {
+  const MachineSpec machine = small_machine(1);
+  const CostModel cost(a100_profile());
+  // tp 8 on a small hidden size: the attention projection's reduce-scatter outlasts its GEMM.
+  ParallelismSpec p{.tp = 8, .pp = 1, .dp = 1};
+  p.sequence_parallel = true;
+  p.tp_overlap = true;
+  const Workload w(gpt(2, 1024, 16, 51200),
+                   {.global_batch = 4, .micro_batch = 4, .precision = Precision::BF16}, p);
+  const ChunkWork& c = w.chunk(0, 0);
+  std::vector<CollectiveOp> forward = c.forward.comm;
+  for (CollectiveOp& op : forward) op.overlap_with_compute = true;
+  const auto tp_time = [&](const CollectiveOp& op) {
+    return cost.collective_time(op.kind, op.bytes, GroupShape{.ranks = 8, .servers = 1},
+                                machine.server.nvlink_bandwidth, machine.server.nic_bandwidth);
+  };
+  const Seconds stall = beside_exposed(c.forward.compute, forward, cost, tp_time);
+  REQUIRE(stall.value() > 0);
+  const SimulationResult r = simulate(machine, w, cost, {});
+  // At least the forward's stall for each of the 4 micro-batches is exposed TP time.
+  CHECK(r.breakdown.tp_comm_exposed.value() >= 4 * stall.value() * 0.999);
+}
+
 TEST_CASE("calibration::compute_under_overlap: slowed while the kernel runs, full speed after", "[engine]") {
   const Seconds c(1.0);
   CHECK(compute_under_overlap(c, Seconds(0.5), 0.0).value() == 1.0);

@@ -108,6 +108,8 @@ TEST_CASE("tools::AnalyticalScreen: agrees with fast fidelity on uncontended str
       // once-per-step weight casts: the screen prices them as the engine does.
       {"megatron-145.6b-dgx-a100.yaml", {"parallelism.pipeline_sync=true", "parallelism.overlap.pp=false"}},
       {"llama3-70b-dgx-h100.yaml", {"training.precision=fp8"}},
+      // Userbuffers TP overlap: collectives beside their GEMMs, some longer than them.
+      {"llama3-70b-dgx-h100.yaml", {"training.precision=fp8", "parallelism.overlap.tp=true"}},
   };
   for (const auto& [file, sets] : cases) {
     const Scenario sc = scenario(file, sets);

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <map>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -809,6 +810,71 @@ TEST_CASE("models::Workload: userbuffers TP overlap splits the GEMMs beside its 
   }
   CHECK(find_op(split.chunk(0, 0).backward_input, "attn_out_dgrad").gemm.m == tokens / t);
   CHECK(find_op(split.chunk(0, 0).backward_input, "qkv_dgrad").gemm.m == tokens); // bulk
+}
+
+TEST_CASE("models::Workload: sequence parallelism gathers each column-parallel input again in the backward",
+          "[models]") {
+  // Korthikanti et al. 2022 sec. 4.2.2: the layer keeps its sequence shard and all-gathers it for
+  // the weight gradient, overlapped with the dgrad GEMM (Megatron-LM's async all-gather,
+  // Transformer Engine's bulk overlap).
+  const TrainingSpec training{
+      .global_batch = 16, .micro_batch = 2, .precision = Precision::BF16, .tokens = {}};
+  ParallelismSpec p;
+  p.tp = 4;
+  const Workload plain(gpt(2, 2048, 16, 1024), training, p);
+  p.sequence_parallel = true;
+  const Workload sp(gpt(2, 2048, 16, 1024), training, p);
+  const ChunkWork& c = sp.chunk(0, 0);
+  CHECK(count_comm(plain.chunk(0, 0).backward, "tp_sp_regather_attn") == 0);
+  for (const auto& [name, gemm] : std::vector<std::pair<std::string, std::string>>{
+           {"tp_sp_regather_attn", "qkv_dgrad"}, {"tp_sp_regather_mlp", "mlp_up_dgrad"}}) {
+    INFO(name);
+    CHECK(count_comm(c.backward, name) == c.layers);
+    CHECK(count_comm(c.forward, name) == 0);
+    const auto it = std::find_if(c.backward.comm.begin(), c.backward.comm.end(),
+                                 [&](const CollectiveOp& op) { return op.name == name; });
+    REQUIRE(it != c.backward.comm.end());
+    CHECK(it->kind == CollectiveKind::ALL_GATHER);
+    CHECK(it->overlap_with_compute);
+    CHECK(it->beside == gemm);
+    // The same bytes as the forward's gather of that input.
+    const auto gather = std::find_if(c.forward.comm.begin(), c.forward.comm.end(),
+                                     [](const CollectiveOp& op) { return op.name == "tp_sp_gather_attn"; });
+    REQUIRE(gather != c.forward.comm.end());
+    CHECK(it->bytes == gather->bytes);
+  }
+  // Every TP collective of a layer names the GEMM userbuffers pair it with.
+  std::map<std::string, std::string> beside;
+  for (const CollectiveOp& op : c.backward.comm) beside[op.name] = op.beside;
+  for (const CollectiveOp& op : c.forward.comm) beside[op.name] = op.beside;
+  CHECK(beside["tp_sp_gather_attn"] == "qkv");
+  CHECK(beside["tp_sp_scatter_attn_out"] == "attn_out");
+  CHECK(beside["tp_sp_gather_mlp"] == "mlp_up");
+  CHECK(beside["tp_sp_scatter_mlp_down"] == "mlp_down");
+  CHECK(beside["tp_sp_gather_mlp_down_grad"] == "mlp_down_dgrad");
+  CHECK(beside["tp_sp_scatter_mlp_up_grad"] == "mlp_up_wgrad");
+  CHECK(beside["tp_sp_gather_attn_out_grad"] == "attn_out_dgrad");
+  CHECK(beside["tp_sp_scatter_qkv_grad"] == "qkv_wgrad");
+}
+
+TEST_CASE("models::Workload: an FP8 cast covers the input this GPU holds, whatever the GEMM's chunks",
+          "[models]") {
+  const int b = 1, s = 2048, h = 4096, t = 8;
+  const TrainingSpec training{.global_batch = 8, .micro_batch = b, .precision = Precision::FP8, .tokens = {}};
+  ParallelismSpec p;
+  p.tp = t;
+  p.sequence_parallel = true;
+  const Workload whole(gpt(2, h, 32, s), training, p);
+  p.tp_overlap = true;
+  const Workload split(gpt(2, h, 32, s), training, p);
+  // Pipeline overlap (attn_out, mlp_down): four chunks of one input the GPU holds whole, cast once.
+  for (const char* name : {"fp8_cast_attn_out", "fp8_cast_mlp_down"}) {
+    INFO(name);
+    CHECK(find_op(split.chunk(0, 0).forward, name).bytes == find_op(whole.chunk(0, 0).forward, name).bytes);
+  }
+  // Ring exchange (qkv, mlp_up): this GPU casts its own shard, the others' arrive cast.
+  CHECK(find_op(split.chunk(0, 0).forward, "fp8_cast_qkv").bytes.value() <
+        find_op(whole.chunk(0, 0).forward, "fp8_cast_qkv").bytes.value() / (t - 1));
 }
 
 TEST_CASE("models::compute_precisions: every GEMM and attention op of a workload runs in one of them",
