@@ -16,6 +16,18 @@ long ceil_div(long a, long b) {
 /// Bytes of one fp32 partial-sum element that split K writes and reads back.
 constexpr double SPLIT_K_PARTIAL_BYTES = 4.0;
 
+/// K elements one main-loop iteration of a tile consumes in `dtype`. The profile's `k_block` is
+/// for 16-bit operands; a stage holds the same bytes of K at any width: the tensor-core
+/// instruction takes 32 bytes of K (Hopper's wgmma: k16 for f16/bf16, k32 for e4m3/e5m2, k8 for
+/// tf32; PTX ISA, "Matrix shape" of wgmma.mma_async), and CUTLASS's kernel generator stacks four
+/// of them per tile for every type (python/cutlass_library/generator.py, the SM90 WGMMA tile
+/// descriptions: instruction K x 4). So an FP8 iteration covers twice the K of a BF16 one at the
+/// same time per iteration, and the pipeline fill is as long in time.
+long k_step(const Profile& p, Precision dtype) {
+  const double width = bytes_per_element(dtype);
+  return std::max(1L, std::lround(double(p.gemm_k_block) * 2.0 / width));
+}
+
 /// The model with the main loop at `best` of peak (see analytic_gemm).
 GemmKernel run_model(const Profile& p, const GemmShape& s, Precision dtype, double best) {
   GemmKernel none{.tile = {p.gemm_tile_m, p.gemm_tile_n}, .efficiency = best};
@@ -31,7 +43,7 @@ GemmKernel run_model(const Profile& p, const GemmShape& s, Precision dtype, doub
 
   std::vector<GemmTile> tiles = p.gemm_tiles;
   if (tiles.empty()) tiles.push_back({p.gemm_tile_m, p.gemm_tile_n});
-  const long kb = std::max(1L, p.gemm_k_block);
+  const long kb = k_step(p, dtype);
   const double sm_rate = peak * best / p.sms; // FLOP/s of one SM in the main loop
 
   GemmKernel chosen;

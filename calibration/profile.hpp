@@ -147,7 +147,7 @@ struct Profile {
   long gemm_tile_n = 128; ///< output tile columns of the typical cuBLAS kernel
   /// Output tiles the GPU's cuBLAS kernels offer (`gemm.tiles`); empty: the one tile above.
   std::vector<GemmTile> gemm_tiles;
-  long gemm_k_block = 64; ///< K elements one main-loop iteration of a tile consumes
+  long gemm_k_block = 64; ///< K elements of 16-bit operands one main-loop iteration of a tile consumes
   /// Fixed time per tile in main-loop iterations: filling the software pipeline before the first
   /// multiply-accumulate and writing the tile out after the last (`gemm.fill`); 0: none.
   double gemm_fill = 0.0;

@@ -47,6 +47,21 @@ TEST_CASE("calibration::GemmModel: pipeline fill makes short K slow, long K appr
   }
 }
 
+TEST_CASE("calibration::GemmModel: an FP8 iteration covers twice the K of a BF16 one, the fill as long",
+          "[calibration]") {
+  Profile p = hopper();
+  p.peak[Precision::FP8] = FlopsPerSecond(1978.9e12);
+  p.gemm_max_efficiency_by_dtype[Precision::FP8] = 0.87;
+  auto fp8 = [&](long k) {
+    return analytic_gemm(p, GemmShape{.m = 4096, .n = 4096, .k = k}, Precision::FP8).efficiency;
+  };
+  // 4096 x 4096: 4 waves as for BF16; K/128 iterations + 3 fill, each as long as a BF16 one.
+  CHECK(fp8(4096) == Approx(0.87 * (512.0 / 528) * 32.0 / 35).epsilon(1e-6));
+  CHECK(fp8(4096) < eff(p, 4096, 4096, 4096));
+  // The same bytes of K per iteration: FP8 at 2K loses what BF16 loses at K.
+  CHECK(fp8(8192) == Approx(eff(p, 4096, 4096, 4096)).epsilon(1e-6));
+}
+
 TEST_CASE("calibration::GemmModel: tiles and split K follow the shape", "[calibration]") {
   const Profile p = hopper();
   // One row of 128x256 tiles would fill 16 of 132 SMs: split K (or a smaller tile) does better.
