@@ -197,6 +197,8 @@ public:
   double score_elements() const { return double(x_.b) * double(x_.heads) * double(x_.s) * double(x_.s_kv); }
   double qkv_columns() const { return double(x_.q + 2 * x_.kv); }
   long mlp_up_columns() const { return x_.llama ? 2 * x_.ffn : x_.ffn; }
+  /// The MLP's first GEMM: gate and up projections fused (SwiGLU) or the up projection alone.
+  std::string mlp_up_name() const { return x_.llama ? "mlp_gate_up" : "mlp_up"; }
   long expert_up_columns() const { return x_.llama ? 2 * x_.expert_ffn : x_.expert_ffn; }
   const char* norm_name() const { return x_.llama ? "rmsnorm" : "layernorm"; }
   /// Forward FLOPs of QK^T and attention-over-values on this GPU (full s^2, Narayanan eq. 3).
@@ -299,7 +301,7 @@ public:
   void mlp_forward(WorkBlock& w, bool moe) const {
     const double hidden_rows = double(x_.rows) * double(x_.h);
     w.compute.push_back(memory_bound(norm_name(), Pass::FORWARD, 2 * hidden_rows * x_.d));
-    const char* up = x_.llama ? "mlp_gate_up" : "mlp_up";
+    const std::string up = mlp_up_name();
     forward_gather(w, "mlp", moe ? "" : up);
     if (moe) {
       moe_forward(w);
@@ -432,7 +434,7 @@ public:
       else
         w.comm.push_back(tp("tp_" + what + "_grad", CollectiveKind::ALL_REDUCE, hidden_bytes(), gemm));
     };
-    const std::string up = x_.llama ? "mlp_gate_up" : "mlp_up";
+    const std::string up = mlp_up_name();
     if (x_.dropout) w.compute.push_back(residual(p));
     backward_gather("mlp_down", moe ? "" : "mlp_down_dgrad");
     if (moe) {
@@ -484,8 +486,7 @@ public:
       moe_backward_weight(w);
     } else {
       w.compute.push_back(gemm("mlp_down_wgrad", p, x_.ffn, x_.h, x_.tokens));
-      w.compute.push_back(gemm(std::string(x_.llama ? "mlp_gate_up" : "mlp_up") + "_wgrad", p, x_.h,
-                               mlp_up_columns(), x_.tokens));
+      w.compute.push_back(gemm(mlp_up_name() + "_wgrad", p, x_.h, mlp_up_columns(), x_.tokens));
     }
     w.compute.push_back(gemm("attn_out_wgrad", p, x_.q, x_.h, x_.tokens));
     w.compute.push_back(gemm("qkv_wgrad", p, x_.h, x_.q + 2 * x_.kv, x_.tokens));
@@ -1154,6 +1155,10 @@ double Workload::optimizer_shard_parameters(int stage) const {
 
 Bytes Workload::parameter_bytes(int stage) const {
   return Bytes(local_parameters_.at(size_t(stage)) * weight_element_bytes(training_));
+}
+
+bool overlaps_compute(const CollectiveOp& op, const ParallelismSpec& p) {
+  return op.overlap_with_compute || (op.group == GroupKind::TP && p.tp_overlap);
 }
 
 Bytes Workload::fp8_weight_cache_bytes(int stage) const {

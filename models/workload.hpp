@@ -18,6 +18,11 @@ struct WorkBlock {
   std::vector<CollectiveOp> comm;
 };
 
+/// Whether `op` runs beside the compute of its block rather than blocking it: marked so by the
+/// workload (ring attention, the sequence-parallel re-gather, ZeRO-3 prefetch), or a TP collective
+/// under userbuffers overlap (`overlap.tp`). The engine, the planner's screen and `--explain` ask it.
+[[nodiscard]] bool overlaps_compute(const CollectiveOp& op, const ParallelismSpec& p);
+
 /// A contiguous range of layers held by one pipeline stage (one model chunk when interleaved).
 struct ChunkWork {
   int first_layer = 0;

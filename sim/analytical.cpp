@@ -137,8 +137,7 @@ AnalyticalScreen::Pass AnalyticalScreen::price(const std::vector<ComputeOp>& com
     // buckets of the previous backward (one NCCL communicator runs its collectives in order), so
     // the compute usually waits for them: the screen counts them as blocking.
     const bool gather_behind_buckets = op.group == GroupKind::DP || op.group == GroupKind::EXPERT_DP;
-    const bool overlapped =
-        !gather_behind_buckets && (op.overlap_with_compute || (op.group == GroupKind::TP && p.tp_overlap));
+    const bool overlapped = !gather_behind_buckets && overlaps_compute(op, p);
     const Seconds t = collective_time(op, p);
     (overlapped ? x.overlapped : x.blocking)[int(op.group)] += t;
     if (overlapped && op.group == GroupKind::TP) beside.push_back(op);

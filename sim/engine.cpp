@@ -400,7 +400,7 @@ void Simulation::price() {
 PricedBlock Simulation::price_block(const WorkBlock& block) const {
   PricedBlock b{.compute = cost_.compute_time(block.compute), .comm = {}};
   for (CollectiveOp op : block.comm) {
-    if (op.group == GroupKind::TP && p_.tp_overlap) op.overlap_with_compute = true;
+    op.overlap_with_compute = overlaps_compute(op, p_);
     const int ranks = op.group == GroupKind::TP          ? p_.tp
                       : op.group == GroupKind::CP        ? p_.cp
                       : op.group == GroupKind::EP        ? p_.ep

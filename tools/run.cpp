@@ -273,11 +273,9 @@ std::string explain_operations(const Scenario& scenario, const CostModel& cost) 
     int calls = 0;
     Seconds time;
   };
-  // How a collective meets the compute: the engine overlaps every TP collective under overlap.tp.
+  // How a collective meets the compute, as the engine runs it.
   auto overlap_text = [&](const CollectiveOp& op) -> std::string {
-    const bool overlapped =
-        op.overlap_with_compute || (op.group == GroupKind::TP && scenario.parallelism.tp_overlap);
-    if (!overlapped) return "blocking";
+    if (!overlaps_compute(op, scenario.parallelism)) return "blocking";
     return op.beside.empty() ? "overlapped" : "beside " + op.beside;
   };
   auto block = [&](const char* title, const WorkBlock& b) {
